@@ -1,0 +1,18 @@
+# Sourced by ./xnorflow and ./run-tests: create or reuse .venv and keep it in sync with
+# pyproject.toml. Re-installs only when pyproject.toml changed (a stamp holds its hash).
+set -euo pipefail
+XNF_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+XNF_VENV="${XNORFLOW_VENV:-$XNF_ROOT/.venv}"
+_py="${PYTHON:-python3.11}"
+command -v "$_py" >/dev/null 2>&1 || _py=python3
+if [ ! -x "$XNF_VENV/bin/python" ]; then
+    echo "xnorflow: creating $XNF_VENV" >&2
+    "$_py" -m venv "$XNF_VENV"
+fi
+_stamp="$XNF_VENV/.xnorflow-installed"
+_want="$(sha256sum "$XNF_ROOT/pyproject.toml" | cut -d' ' -f1)"
+if [ ! -f "$_stamp" ] || [ "$(cat "$_stamp")" != "$_want" ]; then
+    echo "xnorflow: installing dependencies into $XNF_VENV (first run takes about a minute)" >&2
+    "$XNF_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$XNF_ROOT[test]" >&2
+    echo "$_want" > "$_stamp"
+fi

@@ -1,0 +1,45 @@
+"""The ``xnorflow`` command line: one console script, one subcommand per job.
+
+Each subcommand lives in the module that does its job and registers itself through an
+``add_parser(subparsers)`` function; this module only assembles them and turns user-facing
+errors into a one-line message and exit status 2.
+"""
+import argparse
+import importlib
+import sys
+
+from sw.errors import XnorflowError
+
+# (module, purpose) in the order they appear in --help.
+SUBCOMMANDS = [
+    "sw.info",
+]
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="xnorflow",
+        description="Train, compile, simulate, synthesize and profile binary neural network "
+                    "accelerators.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from sw.tools import ensure_tools_on_path
+    ensure_tools_on_path()
+    try:
+        return args.func(args) or 0
+    except XnorflowError as e:
+        print(f"xnorflow {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xnorflow: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The golden model: a compiled network's forward pass in numpy, bit-exact.
+
+This is the single reference (design.md contract 6) for the compiler's checks, the RTL tests,
+the cocotb scoreboards and the driver's self-checks. Each layer type computes itself
+(:mod:`sw.layers`); this module only chains layers and applies the host-side head.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sw.layers.dense import DenseLayer
+
+
+@dataclass(eq=False)
+class InputSpec:
+    """How raw inputs become the first layer's unsigned integers.
+
+    features : number of inputs N of the first layer.
+    bits : k, the inputs are unsigned k-bit integers (1 ≤ k ≤ 8).
+    max_value : the raw value that maps to ``2**k − 1`` (16 for digits, 255 for 8-bit images).
+    """
+
+    features: int
+    bits: int
+    max_value: float
+
+
+@dataclass(eq=False)
+class Head:
+    """The last layer's per-class affine, applied on the host: ``score = scale·acc + bias``."""
+
+    scale: np.ndarray
+    bias: np.ndarray
+
+    def scores(self, acc):
+        """float64 [B, classes] scores from the last layer's raw integers."""
+        return np.asarray(acc, dtype=np.float64) * self.scale[None, :] + self.bias[None, :]
+
+
+@dataclass(eq=False)
+class CompiledModel:
+    """A deployable network: input spec, layers (input to output) and the host-side head."""
+
+    name: str
+    input: InputSpec
+    layers: list[DenseLayer]
+    head: Head
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self):
+        return self.layers[-1].out_features
+
+    def forward(self, x):
+        """Run a batch of unsigned k-bit inputs (uint8 [B, N]) through every layer.
+
+        Returns one ``(acc, out)`` pair per layer: ``acc`` the integer outputs (int64 [B, M]),
+        ``out`` the packed output bits for threshold layers and ``acc`` again for the last.
+        """
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.input.features:
+            raise ValueError(
+                f"model '{self.name}' takes inputs of shape [batch, {self.input.features}], "
+                f"got {list(x.shape)}")
+        if x.size and int(x.max()) >= 1 << self.input.bits:
+            raise ValueError(
+                f"model '{self.name}' takes {self.input.bits}-bit inputs, got a value {int(x.max())}")
+        outputs = []
+        h = x.astype(np.uint8)
+        for layer in self.layers:
+            acc, h = layer.forward(h)
+            outputs.append((acc, h))
+        return outputs
+
+    def logits(self, x):
+        """Host-side class scores (float64 [B, classes])."""
+        return self.head.scores(self.forward(x)[-1][0])
+
+    def predict(self, x):
+        """Predicted class per input (argmax of the scores; the lowest index wins a tie)."""
+        return self.logits(x).argmax(axis=1)

@@ -1,0 +1,42 @@
+"""Random compiled models for tests and benchmarks: any shape, any input width, with
+saturated and negative-direction channels, so every corner of the contracts gets exercised."""
+import numpy as np
+
+from sw import bits as B
+from sw.golden import CompiledModel, Head, InputSpec
+from sw.layers.dense import DenseLayer
+
+
+def random_thresholds(rng, lo, hi, count):
+    """Thresholds and directions covering the whole range, saturated values included."""
+    thr = rng.integers(lo - 1, hi + 2, size=count).astype(np.int32)
+    # A few channels pinned to the saturating bounds: always 0 / always 1 in both directions.
+    pinned = rng.random(count) < 0.1
+    thr[pinned] = rng.choice([lo - 1, hi + 1], size=int(pinned.sum()))
+    direction = rng.choice(np.array([-1, 1], dtype=np.int8), size=count)
+    return thr, direction
+
+
+def random_model(rng, sizes, input_bits, name="random"):
+    """A CompiledModel with layer widths ``sizes`` (inputs first, classes last)."""
+    layers = []
+    for i, (n, m) in enumerate(zip(sizes, sizes[1:])):
+        first, last = i == 0, i == len(sizes) - 2
+        layer = DenseLayer(
+            name=f"fc{i + 1}", in_features=n, out_features=m,
+            input_kind="unsigned" if first else "binary",
+            input_bits=input_bits if first else 1,
+            weights=B.pack_bits(rng.integers(0, 2, size=(m, n)).astype(bool)),
+            output="raw" if last else "threshold")
+        if not last:
+            layer.threshold, layer.direction = random_thresholds(rng, *layer.acc_range(), m)
+        layers.append(layer)
+    classes = sizes[-1]
+    head = Head(scale=rng.uniform(-1, 1, classes), bias=rng.uniform(-1, 1, classes))
+    return CompiledModel(name=name, input=InputSpec(sizes[0], input_bits, float((1 << input_bits) - 1)),
+                         layers=layers, head=head)
+
+
+def random_inputs(rng, model, batch):
+    """uint8 [batch, N] unsigned inputs below 2**k for ``model``."""
+    return rng.integers(0, 1 << model.input.bits, size=(batch, model.input.features), dtype=np.uint8)
