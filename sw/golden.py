@@ -25,16 +25,39 @@ class InputSpec:
     max_value: float
 
 
+HEAD_FIELDS = ("alpha", "bias", "mean", "sigma", "gamma", "beta")
+
+
 @dataclass(eq=False)
 class Head:
-    """The last layer's per-class affine, applied on the host: ``score = scale·acc + bias``."""
+    """The last layer's per-class affine, applied on the host to the raw integers::
 
-    scale: np.ndarray
+        score = ((acc · alpha + bias) − mean) / sigma · gamma + beta
+
+    It is one affine map, kept as the trained layer's own sequence of float64 operations
+    (scale and bias, then batch norm) so that host scores are bit-identical to the PyTorch
+    model's eval-mode scores and predictions agree even when two classes nearly tie.
+    All fields are float64 [classes].
+    """
+
+    alpha: np.ndarray
     bias: np.ndarray
+    mean: np.ndarray
+    sigma: np.ndarray
+    gamma: np.ndarray
+    beta: np.ndarray
+
+    @classmethod
+    def affine(cls, scale, bias):
+        """A head computing exactly ``scale·acc + bias``."""
+        scale = np.asarray(scale, dtype=np.float64)
+        ones, zeros = np.ones_like(scale), np.zeros_like(scale)
+        return cls(scale, np.asarray(bias, dtype=np.float64), zeros, ones, ones, zeros.copy())
 
     def scores(self, acc):
         """float64 [B, classes] scores from the last layer's raw integers."""
-        return np.asarray(acc, dtype=np.float64) * self.scale[None, :] + self.bias[None, :]
+        y = np.asarray(acc, dtype=np.float64) * self.alpha + self.bias
+        return (y - self.mean) / self.sigma * self.gamma + self.beta
 
 
 @dataclass(eq=False)

@@ -32,7 +32,7 @@ def random_model(rng, sizes, input_bits, name="random"):
             layer.threshold, layer.direction = random_thresholds(rng, *layer.acc_range(), m)
         layers.append(layer)
     classes = sizes[-1]
-    head = Head(scale=rng.uniform(-1, 1, classes), bias=rng.uniform(-1, 1, classes))
+    head = Head.affine(rng.uniform(-1, 1, classes), rng.uniform(-1, 1, classes))
     return CompiledModel(name=name, input=InputSpec(sizes[0], input_bits, float((1 << input_bits) - 1)),
                          layers=layers, head=head)
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from sw import bits as B
 from sw.errors import XnorflowError
-from sw.golden import CompiledModel, Head, InputSpec
+from sw.golden import HEAD_FIELDS, CompiledModel, Head, InputSpec
 from sw.layers.dense import INPUT_KINDS, OUTPUT_KINDS, DenseLayer
 
 MAGIC = b"XNORFLOW"
@@ -76,8 +76,8 @@ def to_bytes(model):
     """Serialise a :class:`CompiledModel` to the bytes of a ``.xnf`` file."""
     arrays = {}
     layers = [_layer_manifest(i, layer, arrays) for i, layer in enumerate(model.layers)]
-    arrays["head.scale"] = np.asarray(model.head.scale, dtype=np.float64)
-    arrays["head.bias"] = np.asarray(model.head.bias, dtype=np.float64)
+    for f in HEAD_FIELDS:
+        arrays[f"head.{f}"] = np.asarray(getattr(model.head, f), dtype=np.float64)
     index, chunks, offset = {}, [], 0
     for name, arr in arrays.items():
         data = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
@@ -90,7 +90,7 @@ def to_bytes(model):
         "input": {"features": model.input.features, "bits": model.input.bits,
                   "max_value": model.input.max_value},
         "layers": layers,
-        "head": {"scale": "head.scale", "bias": "head.bias"},
+        "head": {f: f"head.{f}" for f in HEAD_FIELDS},
         "meta": model.meta,
         "arrays": index,
     }
@@ -225,14 +225,16 @@ class _Reader:
         self.check_chain(layers, features, bits)
         head = self.get(m, "head", dict)
         classes = layers[-1].out_features
-        scale = self.array(self.get(head, "scale", str, where="head.scale"), "float64",
-                           [classes], field="head.scale")
-        bias = self.array(self.get(head, "bias", str, where="head.bias"), "float64",
-                          [classes], field="head.bias")
-        if not (np.isfinite(scale).all() and np.isfinite(bias).all()):
-            self.fail("head scale/bias must be finite numbers", field="head")
+        values = {}
+        for f in HEAD_FIELDS:
+            values[f] = self.array(self.get(head, f, str, where=f"head.{f}"), "float64",
+                                   [classes], field=f"head.{f}")
+            if not np.isfinite(values[f]).all():
+                self.fail("must hold finite numbers", field=f"head.{f}")
+        if (values["sigma"] == 0).any():
+            self.fail("must not be zero", field="head.sigma")
         return CompiledModel(name=str(m.get("name", "")), input=InputSpec(features, bits, max_value),
-                             layers=layers, head=Head(scale, bias), meta=m.get("meta") or {})
+                             layers=layers, head=Head(**values), meta=m.get("meta") or {})
 
     def layer(self, i, e, count):
         name = e.get("name", f"#{i}") if isinstance(e, dict) else f"#{i}"

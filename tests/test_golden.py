@@ -109,5 +109,5 @@ def test_model_forward_equals_float_reference(seed, k, depth):
         bits = z >= 0
         assert (B.unpack_bits(out, layer.out_features) == bits).all(), layer.name
         h = np.where(bits, 1.0, -1.0)
-    assert (model.logits(x) == acc * model.head.scale + model.head.bias).all()
+    assert (model.logits(x) == acc * model.head.alpha + model.head.bias).all()
     assert (model.predict(x) == model.logits(x).argmax(1)).all()

@@ -1,0 +1,1 @@
+"""Board-level gateware: UART bridge and the top-levels for the supported boards."""

@@ -1,0 +1,56 @@
+"""Board top-level: a byte-stream component (the accelerator) bridged to the board's UART.
+
+The same top serves every supported board; what differs (clock, pins) comes from the
+amaranth-boards platform it is built for.
+"""
+from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.lib import io, wiring
+
+from hw.board.uart import UartRx, UartTx
+
+DEFAULT_BAUD = 115_200
+
+
+class UartBridgeTop(Elaboratable):
+    """Connects ``core.i``/``core.o`` (8-bit streams) to the platform's ``uart`` resource 0.
+
+    Parameters
+    ----------
+    core : wiring.Component
+        Has ``i: In(stream.Signature(8))`` and ``o: Out(stream.Signature(8))``; optionally a
+        ``busy`` output shown on the green LED.
+    baud : int
+        Serial rate; the divisor is the platform's default clock over ``baud``.
+
+    LEDs: red lights on a UART framing error or receive overrun (sticky until reset); green
+    shows ``core.busy`` when the core has one, else a heartbeat (~1.4 Hz at 12 MHz).
+    """
+
+    def __init__(self, core, baud=DEFAULT_BAUD):
+        self.core = core
+        self.baud = baud
+
+    def elaborate(self, platform):
+        m = Module()
+        divisor = int(round(platform.default_clk_frequency / self.baud))
+        m.submodules.core = core = self.core
+        m.submodules.rx = rx = UartRx(divisor)
+        m.submodules.tx = tx = UartTx(divisor)
+        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        m.submodules.uart_rx = uart_rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = uart_tx = io.Buffer("o", uart.tx)
+        m.d.comb += [rx.rx.eq(uart_rx.i), uart_tx.o.eq(tx.tx)]
+        wiring.connect(m, rx.o, core.i)
+        wiring.connect(m, core.o, tx.i)
+
+        fault = Signal()
+        with m.If(rx.frame_error | (rx.overruns != 0)):
+            m.d.sync += fault.eq(1)
+        beat = Signal(23)
+        m.d.sync += beat.eq(beat + 1)
+        busy = getattr(core, "busy", None)
+        m.submodules.led_fault = led_fault = io.Buffer("o", platform.request("led", 0, dir="-"))
+        m.submodules.led_busy = led_busy = io.Buffer("o", platform.request("led", 1, dir="-"))
+        m.d.comb += [led_fault.o.eq(fault),
+                     led_busy.o.eq(busy if busy is not None else beat[-1])]
+        return m

