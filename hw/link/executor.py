@@ -1,0 +1,229 @@
+"""Command executor: checked frames in, bus accesses, response header and payload out."""
+from amaranth.hdl import Module, Signal, Array, Cat, Const
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..bus import BusSignature, ADDR_WIDTH
+from .defs import (Cmd, Status, FrameInfo, ResponseHeader, BufferWriteSignature,
+                   BufferReadSignature)
+
+__all__ = ["CommandExecutor"]
+
+
+class CommandExecutor(wiring.Component):
+    """Executes one checked frame at a time as a bus initiator (``hw/bus.py``).
+
+    The receiver has already stored the payload in the buffer and checked the CRC, so a
+    frame that failed its CRC never reaches this unit's bus side: WRITE data is read from the
+    buffer and written to the bus only after the whole frame checked (store and forward).
+
+    - receiver verdict other than OK: answer that status, empty payload.
+    - IDENT (length 0): copy the identification block into the buffer, answer it.
+    - WRITE (length >= 4: ``addr u32 LE | data``): one bus write per data byte at ``addr``,
+      ``addr+1``, ...; answer OK with an empty payload.
+    - READ (length 6: ``addr u32 LE | count u16 LE``, ``count <= max_payload``): one bus
+      read per byte into the buffer; answer OK with the ``count`` bytes.
+    - a bus ``err`` (or an address at or above ``2**addr_width``, which is refused without
+      a bus access) stops the command: answer BUS_ERROR with the failing byte's offset
+      (u16 LE). Bytes of a WRITE before the failing one have been written.
+    - wrong length for the command: BAD_LENGTH; READ count above ``max_payload``:
+      OVERSIZED; any other command byte: UNKNOWN_COMMAND.
+
+    After the header and every payload byte have gone to the transmitter and the
+    transmitter is idle again, ``frame.ready`` is pulsed, releasing the receiver.
+
+    Parameters
+    ----------
+    max_payload : int
+        Buffer depth (>= 16, and large enough for ``ident``).
+    ident : bytes
+        The identification block answered to IDENT.
+    addr_width : int
+        Bus address width.
+
+    Ports
+    -----
+    frame : In(stream.Signature(FrameInfo))
+        From the receiver; ``ready`` pulses once the response is completely sent.
+    buf_w : Out(BufferWriteSignature(max_payload))
+        Buffer writes (READ data, IDENT block, BUS_ERROR offset); owned by the executor
+        while ``frame.valid``.
+    buf_r : Out(BufferReadSignature(max_payload))
+        Buffer reads (request payload, response payload).
+    header : Out(stream.Signature(ResponseHeader))
+        To the transmitter.
+    payload : Out(stream.Signature(8))
+        To the transmitter; ``valid`` is a register (independent of ``ready``), full rate.
+    tx_idle : In(1)
+        From the transmitter.
+    bus : Out(BusSignature(addr_width))
+        One request at a time: ``stb`` held with ``addr``/``we``/``w_data`` until ``ack``.
+
+    Latency (from ``frame.valid``): the header is offered 1 cycle later for a receiver
+    verdict or an unknown command, ``len(ident) + 1`` for IDENT, 9 for a BAD_LENGTH or
+    OVERSIZED WRITE/READ (the address/count fields are read from the buffer first), and
+    ``9 + n * (2 + L)`` (WRITE) or ``9 + n * (1 + L)`` (READ) after ``n`` bus accesses, ``L``
+    being the target's ack latency (>= 1). The buffer streams to the transmitter at one
+    byte per cycle.
+    """
+
+    def __init__(self, *, max_payload=256, ident=b"", addr_width=ADDR_WIDTH):
+        if max_payload < 16:
+            raise ValueError("max_payload must be at least 16")
+        if len(ident) > max_payload or not ident:
+            raise ValueError("the ident block must have 1..max_payload bytes")
+        self.max_payload = max_payload
+        self.ident = bytes(ident)
+        self.addr_width = addr_width
+        super().__init__({
+            "frame": In(stream.Signature(FrameInfo)),
+            "buf_w": Out(BufferWriteSignature(max_payload)),
+            "buf_r": Out(BufferReadSignature(max_payload)),
+            "header": Out(stream.Signature(ResponseHeader)),
+            "payload": Out(stream.Signature(8)),
+            "tx_idle": In(1),
+            "bus": Out(BusSignature(addr_width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        info = self.frame.payload
+
+        idx = Signal(range(self.max_payload + 2))     # byte index / offset
+        n = Signal(16)                                # data bytes of the command
+        addr = Signal(33)                             # 32-bit address + offset, no wrap
+        status = Signal(8)
+        rlen = Signal(16)
+        pvalid = Signal()                             # payload stream register
+        oor = Signal()
+        m.d.comb += oor.eq(addr[self.addr_width:] != 0)
+
+        m.d.comb += [
+            self.header.payload.status.eq(status),
+            self.header.payload.length.eq(rlen),
+            self.payload.valid.eq(pvalid),
+            self.payload.payload.eq(self.buf_r.data),
+            self.bus.addr.eq(addr[:self.addr_width]),
+            self.bus.w_data.eq(self.buf_r.data),
+        ]
+
+        ident_rom = Array(Const(b, 8) for b in self.ident)
+
+        def answer(code, length=0):
+            m.d.sync += [status.eq(code), rlen.eq(length)]
+            m.next = "SEND"
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.frame.valid):
+                    m.d.sync += [idx.eq(0), addr.eq(0)]
+                    with m.If(info.status != Status.OK):
+                        answer(info.status)
+                    with m.Elif(info.cmd == Cmd.IDENT):
+                        with m.If(info.length != 0):
+                            answer(Status.BAD_LENGTH)
+                        with m.Else():
+                            m.next = "IDENT"
+                    with m.Elif((info.cmd == Cmd.WRITE) | (info.cmd == Cmd.READ)):
+                        m.next = "FIELDS"
+                    with m.Else():
+                        answer(Status.UNKNOWN_COMMAND)
+
+            with m.State("IDENT"):
+                m.d.comb += [self.buf_w.en.eq(1), self.buf_w.addr.eq(idx),
+                             self.buf_w.data.eq(ident_rom[idx])]
+                m.d.sync += idx.eq(idx + 1)
+                with m.If(idx == len(self.ident) - 1):
+                    answer(Status.OK, len(self.ident))
+
+            with m.State("FIELDS"):
+                # Read buffer bytes 0..5 (addr u32, count u16) into addr[:32] and n; the
+                # data of index idx-1 arrives while idx is presented, shifted in from the top.
+                fields = Cat(addr[:32], n)
+                m.d.comb += [self.buf_r.addr.eq(idx), self.buf_r.en.eq(1)]
+                m.d.sync += idx.eq(idx + 1)
+                with m.If(idx != 0):
+                    m.d.sync += fields.eq(Cat(fields[8:], self.buf_r.data))
+                with m.If(idx == 6):
+                    m.next = "DECODE"
+            with m.State("DECODE"):
+                m.d.sync += idx.eq(0)
+                with m.If(info.cmd == Cmd.WRITE):
+                    m.d.sync += n.eq(info.length - 4)
+                    with m.If(info.length < 4):
+                        answer(Status.BAD_LENGTH)
+                    with m.Else():
+                        m.next = "W_READ"
+                with m.Else():
+                    with m.If(info.length != 6):
+                        answer(Status.BAD_LENGTH)
+                    with m.Elif(n > self.max_payload):
+                        answer(Status.OVERSIZED)
+                    with m.Else():
+                        m.next = "R_BUS"
+
+            with m.State("W_READ"):
+                with m.If(idx == n):
+                    answer(Status.OK)
+                with m.Else():
+                    m.d.comb += [self.buf_r.addr.eq(idx + 4), self.buf_r.en.eq(1)]
+                    m.next = "W_BUS"
+            with m.State("W_BUS"):
+                # buf_r.data holds the byte (en is low here) while stb is held.
+                with m.If(oor):
+                    m.next = "ERR0"
+                with m.Else():
+                    m.d.comb += [self.bus.stb.eq(1), self.bus.we.eq(1)]
+                    with m.If(self.bus.ack):
+                        with m.If(self.bus.err):
+                            m.next = "ERR0"
+                        with m.Else():
+                            m.d.sync += [idx.eq(idx + 1), addr.eq(addr + 1)]
+                            m.next = "W_READ"
+
+            with m.State("R_BUS"):
+                with m.If(idx == n):
+                    answer(Status.OK, n)
+                with m.Elif(oor):
+                    m.next = "ERR0"
+                with m.Else():
+                    m.d.comb += self.bus.stb.eq(1)
+                    with m.If(self.bus.ack):
+                        with m.If(self.bus.err):
+                            m.next = "ERR0"
+                        with m.Else():
+                            m.d.comb += [self.buf_w.en.eq(1), self.buf_w.addr.eq(idx),
+                                         self.buf_w.data.eq(self.bus.r_data)]
+                            m.d.sync += [idx.eq(idx + 1), addr.eq(addr + 1)]
+
+            with m.State("ERR0"):
+                m.d.comb += [self.buf_w.en.eq(1), self.buf_w.addr.eq(0),
+                             self.buf_w.data.eq(idx[:8])]
+                m.next = "ERR1"
+            with m.State("ERR1"):
+                m.d.comb += [self.buf_w.en.eq(1), self.buf_w.addr.eq(1),
+                             self.buf_w.data.eq(idx >> 8)]
+                answer(Status.BUS_ERROR, 2)
+
+            with m.State("SEND"):
+                m.d.comb += self.header.valid.eq(1)
+                with m.If(self.header.ready):
+                    m.d.sync += [idx.eq(0), pvalid.eq(0)]
+                    m.next = "STREAM"
+            with m.State("STREAM"):
+                # Buffer -> payload stream at full rate: read the next byte whenever the
+                # output register is empty or being emptied.
+                load = Signal()
+                m.d.comb += [load.eq(~pvalid | self.payload.ready),
+                             self.buf_r.addr.eq(idx), self.buf_r.en.eq(load)]
+                with m.If(load):
+                    m.d.sync += pvalid.eq(idx < rlen)
+                    with m.If(idx < rlen):
+                        m.d.sync += idx.eq(idx + 1)
+                with m.If((idx == rlen) & ~pvalid):
+                    m.next = "WAIT_TX"
+            with m.State("WAIT_TX"):
+                with m.If(self.tx_idle):
+                    m.d.comb += self.frame.ready.eq(1)
+                    m.next = "IDLE"
+        return m

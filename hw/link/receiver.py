@@ -1,0 +1,147 @@
+"""Frame receiver: byte stream in, checked frames (payload in the buffer) out."""
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .crc import Crc16
+from .defs import REQ_SYNC, Status, FrameInfo, BufferWriteSignature
+
+__all__ = ["FrameReceiver"]
+
+
+class FrameReceiver(wiring.Component):
+    """Parses request frames ``A5 | cmd | len (LE) | payload | crc (BE)``.
+
+    Bytes are skipped until a sync byte 0xA5 (resynchronisation). The payload is written to
+    the payload buffer at offsets ``0 .. len-1``; after the last CRC byte the frame is
+    presented on ``frame`` with status OK or BAD_CRC. A length field above ``max_payload``
+    ends the frame at once with OVERSIZED (the payload is not waited for: the receiver
+    goes back to hunting for a sync byte, so the announced payload is skipped as garbage).
+    A partial frame whose next byte does not come within ``timeout`` cycles ends with
+    TIMEOUT. While a frame is presented (``frame.valid``), ``i.ready`` is low: the buffer
+    belongs to the executor until it acknowledges the frame with ``frame.ready``, which it
+    does after the response has been sent.
+
+    Parameters
+    ----------
+    max_payload : int
+        Largest accepted length field; the buffer depth.
+    timeout : int
+        Idle cycles tolerated between two bytes of a frame.
+
+    Ports
+    -----
+    i : In(stream.Signature(8))
+        Request bytes. ``ready`` is high except while a frame is presented, and in the one
+        cycle the CRC verdict is formed.
+    frame : Out(stream.Signature(FrameInfo))
+        ``status`` (OK, BAD_CRC, OVERSIZED, TIMEOUT), ``cmd``, ``length``. Held until
+        ``ready``.
+    buf : Out(BufferWriteSignature(max_payload))
+        Payload writes, one per accepted payload byte.
+
+    Latency and throughput: one byte per cycle; ``frame.valid`` rises 2 cycles after the
+    last CRC byte is taken (1 cycle after an oversized length byte, ``timeout`` + 1 cycles
+    after the last byte of a truncated frame).
+    """
+
+    def __init__(self, *, max_payload=256, timeout=1 << 20):
+        if max_payload < 1 or max_payload > 0xFFFF:
+            raise ValueError("max_payload must be within 1..65535")
+        if timeout < 1:
+            raise ValueError("timeout must be at least 1 cycle")
+        self.max_payload = max_payload
+        self.timeout = timeout
+        super().__init__({
+            "i": In(stream.Signature(8)),
+            "frame": Out(stream.Signature(FrameInfo)),
+            "buf": Out(BufferWriteSignature(max_payload)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.crc16 = crc = Crc16()
+
+        byte = self.i.payload
+        take = Signal()
+        m.d.comb += take.eq(self.i.valid & self.i.ready)
+        m.d.comb += crc.data.eq(byte)
+
+        info = self.frame.payload
+        count = Signal(range(self.max_payload + 1))
+        idle = Signal(range(self.timeout + 1))
+        timed_out = Signal()
+        m.d.comb += timed_out.eq(idle == self.timeout)
+        in_frame = Signal()
+        with m.If(in_frame & ~take & ~timed_out):
+            m.d.sync += idle.eq(idle + 1)
+        with m.Else():
+            m.d.sync += idle.eq(0)
+
+        m.d.comb += [
+            self.buf.addr.eq(count),
+            self.buf.data.eq(byte),
+        ]
+
+        def frame_state():
+            # Common to the states inside a frame: accept unless timed out.
+            m.d.comb += in_frame.eq(1)
+            m.d.comb += self.i.ready.eq(~timed_out)
+            m.d.comb += crc.en.eq(take)
+            with m.If(timed_out):
+                m.d.sync += info.status.eq(Status.TIMEOUT)
+                m.next = "DONE"
+
+        with m.FSM():
+            with m.State("HUNT"):
+                m.d.comb += self.i.ready.eq(1)
+                with m.If(take & (byte == REQ_SYNC)):
+                    m.d.comb += crc.clear.eq(1)
+                    m.d.sync += info.status.eq(Status.OK)
+                    m.next = "CMD"
+            with m.State("CMD"):
+                frame_state()
+                with m.If(take):
+                    m.d.sync += info.cmd.eq(byte)
+                    m.next = "LEN0"
+            with m.State("LEN0"):
+                frame_state()
+                with m.If(take):
+                    m.d.sync += info.length[:8].eq(byte)
+                    m.next = "LEN1"
+            with m.State("LEN1"):
+                frame_state()
+                length = byte.as_unsigned() << 8 | info.length[:8]
+                with m.If(take):
+                    m.d.sync += [info.length[8:].eq(byte), count.eq(0)]
+                    with m.If(length > self.max_payload):
+                        m.d.sync += info.status.eq(Status.OVERSIZED)
+                        m.next = "DONE"
+                    with m.Elif(length == 0):
+                        m.next = "CRC0"
+                    with m.Else():
+                        m.next = "PAYLOAD"
+            with m.State("PAYLOAD"):
+                frame_state()
+                with m.If(take):
+                    m.d.comb += self.buf.en.eq(1)
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count == info.length - 1):
+                        m.next = "CRC0"
+            with m.State("CRC0"):
+                frame_state()
+                with m.If(take):
+                    m.next = "CRC1"
+            with m.State("CRC1"):
+                frame_state()
+                with m.If(take):
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                with m.If(~crc.zero):
+                    m.d.sync += info.status.eq(Status.BAD_CRC)
+                m.next = "DONE"
+            with m.State("DONE"):
+                m.d.comb += self.frame.valid.eq(1)
+                with m.If(self.frame.ready):
+                    m.next = "HUNT"
+        return m

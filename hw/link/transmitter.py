@@ -1,0 +1,106 @@
+"""Response transmitter: header + payload bytes in, framed response bytes out."""
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .crc import Crc16
+from .defs import RSP_SYNC, ResponseHeader
+
+__all__ = ["ResponseTransmitter"]
+
+
+class ResponseTransmitter(wiring.Component):
+    """Frames one response: ``5A | status | len (LE) | payload | crc (BE)``.
+
+    Takes a header (status, length), then passes exactly ``length`` payload bytes from
+    ``payload`` through to ``o`` (combinationally: ``o.valid = payload.valid``,
+    ``payload.ready = o.ready``), running each byte after the sync through the CRC, then
+    appends the CRC, most significant byte first.
+
+    Ports
+    -----
+    header : In(stream.Signature(ResponseHeader))
+        ``status`` and ``length`` of the next response; taken only while idle.
+    payload : In(stream.Signature(8))
+        The ``length`` payload bytes.
+    o : Out(stream.Signature(8))
+        Response bytes. ``valid`` never depends on ``ready``; ``payload`` is held while
+        ``valid`` is high and ``ready`` low.
+    idle : Out(1)
+        No response in progress (the previous one has been completely sent).
+
+    Latency and throughput: the sync byte is offered the cycle after the header is taken;
+    one byte per cycle while ``o.ready`` (and, during the payload, ``payload.valid``) is
+    high, so a response of ``n`` payload bytes takes ``n + 6`` cycles without stalls, and
+    ``idle`` rises the cycle after its last byte.
+    """
+
+    def __init__(self):
+        super().__init__({
+            "header": In(stream.Signature(ResponseHeader)),
+            "payload": In(stream.Signature(8)),
+            "o": Out(stream.Signature(8)),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.crc16 = crc = Crc16()
+
+        status = Signal(8)
+        length = Signal(16)
+        count = Signal(16)
+        xfer = Signal()
+        m.d.comb += [
+            xfer.eq(self.o.valid & self.o.ready),
+            crc.data.eq(self.o.payload),
+        ]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [self.idle.eq(1), self.header.ready.eq(1)]
+                with m.If(self.header.valid):
+                    m.d.sync += [status.eq(self.header.payload.status),
+                                 length.eq(self.header.payload.length)]
+                    m.next = "SYNC"
+            with m.State("SYNC"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(RSP_SYNC),
+                             crc.clear.eq(1)]
+                with m.If(xfer):
+                    m.next = "STATUS"
+            with m.State("STATUS"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(status), crc.en.eq(xfer)]
+                with m.If(xfer):
+                    m.next = "LEN0"
+            with m.State("LEN0"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(length[:8]),
+                             crc.en.eq(xfer)]
+                with m.If(xfer):
+                    m.next = "LEN1"
+            with m.State("LEN1"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(length[8:]),
+                             crc.en.eq(xfer)]
+                with m.If(xfer):
+                    m.d.sync += count.eq(0)
+                    with m.If(length == 0):
+                        m.next = "CRC0"
+                    with m.Else():
+                        m.next = "PAYLOAD"
+            with m.State("PAYLOAD"):
+                m.d.comb += [self.o.valid.eq(self.payload.valid),
+                             self.o.payload.eq(self.payload.payload),
+                             self.payload.ready.eq(self.o.ready),
+                             crc.en.eq(xfer)]
+                with m.If(xfer):
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count == length - 1):
+                        m.next = "CRC0"
+            with m.State("CRC0"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(crc.crc[8:])]
+                with m.If(xfer):
+                    m.next = "CRC1"
+            with m.State("CRC1"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(crc.crc[:8])]
+                with m.If(xfer):
+                    m.next = "IDLE"
+        return m
