@@ -130,3 +130,124 @@ class DenseLayer:
         if self.output == "raw":
             return acc, acc
         return acc, B.pack_bits(threshold_bits(acc, self.threshold[None, :], self.direction[None, :]))
+
+    # -- accelerator side (hw/core); the functions are defined below the class ---------------
+
+    def hw_shape(self, config):
+        """(in_words, last_bits, m_tiles, W, out_words) of this layer on ``config``."""
+        return _hw_shape(self, config)
+
+    def hw_weight_image(self, config):
+        """Weight-bank bytes of this layer (see :func:`hw_weight_image`)."""
+        return hw_weight_image(self, config)
+
+    def hw_threshold_image(self, config):
+        """Threshold-bank bytes of this layer (see :func:`hw_threshold_image`)."""
+        return hw_threshold_image(self, config)
+
+    def hw_descriptor(self, config, w_base, t_base, last):
+        """Descriptor fields of this layer (see :func:`hw_descriptor`)."""
+        return hw_descriptor(self, config, w_base, t_base, last)
+
+    def cycles(self, config, batch, first=False):
+        """Cycles on the core for ``batch`` samples, as its counter counts them (see below);
+        ``first``: the layer is the first of its run (it also reads its descriptor)."""
+        return dense_cycles(self, config, batch, first)
+
+    def utilisation(self, config, batch):
+        """Fraction of this layer's cycles in which the array consumes a word."""
+        return dense_utilisation(self, config, batch)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hardware side: packing for the accelerator core (hw/core) and its cycle model.
+# Layout and formula: docs/core.md and docs/memory_map.md; address constants:
+# hw.core.memory_map. The golden functions above are unchanged and remain the reference.
+# ---------------------------------------------------------------------------------------------
+
+def _hw_shape(layer, config):
+    """(in_words, last_bits, m_tiles, W, out_words) of ``layer`` on ``config``."""
+    K, P = config.K, config.P
+    in_words = -(-layer.in_features // K)
+    last_bits = layer.in_features - (in_words - 1) * K
+    m_tiles = -(-layer.out_features // P)
+    W = in_words * layer.input_bits
+    out_words = -(-(m_tiles * P) // K)
+    return in_words, last_bits, m_tiles, W, out_words
+
+
+def hw_weight_image(layer, config):
+    """Bytes of this layer's weights in the weight banks, from its first word address on.
+
+    Word address ``a = t·in_words + w`` (relative to the layer's ``w_base``) holds, in row
+    bank ``i``, word ``w`` of output channel ``t·P + i``; the byte address interleaves the P
+    banks per word (``W_BASE + (a·P + i)·K/8``), so the image is one contiguous run of
+    ``m_tiles·in_words·P·K/8`` bytes. Channels past ``out_features`` are zero.
+    """
+    in_words, _, m_tiles, _, _ = _hw_shape(layer, config)
+    wb = config.K // 8
+    rows = B.pack_bits(B.unpack_bits(layer.weights, layer.in_features), config.K)
+    padded = np.zeros((m_tiles * config.P, in_words * wb), np.uint8)
+    padded[:layer.out_features] = rows
+    img = padded.reshape(m_tiles, config.P, in_words, wb).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(img).tobytes()
+
+
+def hw_threshold_image(layer, config):
+    """Bytes of this layer's threshold entries (threshold layers only), channel after channel.
+
+    Entry of channel ``c = t·P + i`` is a 32-bit little-endian word: bits ``[acc_width-1:0]``
+    the threshold (two's complement), bit 31 set for direction −1 (``acc ≤ T``). Thresholds
+    past the reachable range are clamped to ``±(top+1)``: the same bits for every reachable
+    ``acc`` (saturated channels stay saturated), and they fit ``acc_width``.
+    """
+    if layer.output != "threshold":
+        raise ValueError(f"layer {layer.name!r} has raw output: no thresholds")
+    _, _, m_tiles, _, _ = _hw_shape(layer, config)
+    lo, hi = layer.acc_range()
+    t = np.clip(np.asarray(layer.threshold, dtype=np.int64), lo - 1, hi + 1)
+    words = np.zeros(m_tiles * config.P, np.uint32)
+    words[:layer.out_features] = (t & ((1 << config.acc_width) - 1)).astype(np.uint32)
+    down = np.asarray(layer.direction) < 0
+    words[:layer.out_features] |= np.where(down, np.uint32(1 << 31), np.uint32(0))
+    return words.astype("<u4").tobytes()
+
+
+def hw_descriptor(layer, config, w_base, t_base, last):
+    """Descriptor fields of this layer (see hw.core.memory_map.encode_descriptor)."""
+    from hw.core import memory_map as mm
+    in_words, last_bits, m_tiles, _, out_words = _hw_shape(layer, config)
+    op = mm.OP_DENSE
+    if layer.input_kind == "unsigned":
+        op |= mm.FLAG_UNSIGNED
+    if layer.output == "raw":
+        op |= mm.FLAG_RAW
+    if last:
+        op |= mm.FLAG_LAST
+    return dict(op=op, input_bits=layer.input_bits, in_words=in_words, last_bits=last_bits,
+                m_tiles=m_tiles, w_base=w_base, t_base=t_base,
+                out_words=0 if layer.output == "raw" else out_words)
+
+
+def dense_cycles(self, config, batch, first=False):
+    """Cycles this layer takes on the core for ``batch`` samples, exactly as its counter counts.
+
+    ``1 + (G·m_tiles − 1)·max(W, Q) + W + write_delay`` where ``G = ceil(batch / Q)`` column
+    groups, ``W = ceil(N / K)·input_bits`` words per output tile, and ``write_delay =
+    P + Q + pe_latency + log2(Q) + 3`` (``ArrayConfig.write_delay``): 1 cycle to latch the
+    descriptor, one tile every ``max(W, Q)`` cycles (a row drains one value per cycle), and the
+    last tile's trip through the array, drain, threshold unit and writer. The first layer of a
+    run adds ``ArrayConfig.desc_fetch`` (3) cycles to read its descriptor; later layers' are
+    read during the previous layer's drain.
+    """
+    _, _, m_tiles, W, _ = _hw_shape(self, config)
+    groups = -(-batch // config.Q)
+    fetch = config.desc_fetch if first else 0
+    return fetch + 1 + (groups * m_tiles - 1) * max(W, config.Q) + W + config.write_delay
+
+
+def dense_utilisation(self, config, batch):
+    """Fraction of this layer's cycles in which the array consumes a word (busy cycles)."""
+    _, _, m_tiles, W, _ = _hw_shape(self, config)
+    groups = -(-batch // config.Q)
+    return groups * m_tiles * W / self.cycles(config, batch)   # as a hidden (not first) layer

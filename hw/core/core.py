@@ -1,0 +1,392 @@
+"""Accelerator core top: memories, sequencer, systolic array, threshold units, writers, bus."""
+from amaranth.back import verilog as _verilog
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In
+
+from hw.bus import BusSignature
+from hw.config import ArrayConfig
+from hw.core import memory_map as mm
+from hw.core.array import SystolicArray
+from hw.core.sequencer import Sequencer
+from hw.core.threshold import ThresholdUnit
+
+__all__ = ["Core", "verilog"]
+
+
+def _delay(m, sig, n, name):
+    """``sig`` delayed by ``n`` cycles through a register chain (n = 0: the signal itself)."""
+    for k in range(n):
+        d = Signal.like(sig, name=f"{name}_d{k + 1}")
+        m.d.sync += d.eq(sig)
+        sig = d
+    return sig
+
+
+class Core(wiring.Component):
+    """The BNN accelerator core: an overlay that runs any dense model fitting its memories.
+
+    The host loads descriptors, weights, thresholds and inputs through ``bus``, writes the
+    batch size and starts a run; the sequencer executes the descriptor table layer by layer on
+    the systolic array; the last layer's raw integers land in the output buffer, and the cycle
+    counters record the run. docs/core.md has the block diagram and the dataflow;
+    docs/memory_map.md (and :mod:`hw.core.memory_map`) the address map.
+
+    Parameters
+    ----------
+    config : ArrayConfig or str
+        Array shape (P, Q, K), memory depths and accumulator width.
+
+    Ports
+    -----
+    bus : In(BusSignature())
+        Byte-wide register bus, target side (hw/bus.py). Every request is acknowledged in the
+        cycle after ``stb`` rises (one byte per two cycles). ``err`` is raised for unmapped
+        addresses, writes to read-only locations, and, while a run is busy, for any memory
+        access but the layer-cycle counters and for writes to ``BATCH`` or ``CTRL`` byte 0
+        (nothing is written then).
+
+    Latency and throughput
+    ----------------------
+    The array consumes one K-bit word per row and column per cycle while a layer issues; a
+    layer takes ``1 + (G·m_tiles − 1)·max(W, Q) + W + config.write_delay`` cycles (plus
+    ``config.desc_fetch`` for a run's first layer) with
+    ``G = ceil(B / Q)`` and ``W = in_words·input_bits`` (``DenseLayer.cycles`` in
+    sw/layers/dense.py is the same formula, and the counters count exactly this).
+    """
+
+    def __init__(self, config=None):
+        self.config = ArrayConfig.parse(config) if config is not None else ArrayConfig()
+        mm.check_fits(self.config)
+        super().__init__({"bus": In(BusSignature())})
+        cfg = self.config
+
+        def mem(width, depth):
+            # no_rw_check: no port ever needs the value of a word written in the same cycle
+            # (host writes happen only while idle, when the sequencer reads nothing; the
+            # ping-pong halves keep activation reads and writes apart; outputs and counters
+            # are defined only when idle). Without it Yosys adds read-first collision logic to
+            # every memory: about 30-45 LUTs and 50-80 flip-flops each on ECP5 and iCE40.
+            return Memory(shape=width, depth=depth, init=[], attrs={"no_rw_check": 1})
+
+        #: The memories by region (lists are banks); simulations may load them directly.
+        self.memories = {
+            # Four 32-bit words per descriptor: narrow enough for small block RAMs.
+            "desc": mem(32, 4 * cfg.desc_depth),
+            "layer_cycles": mem(32, cfg.desc_depth),
+            "w": [mem(cfg.K, cfg.w_depth) for _ in range(cfg.P)],
+            # One bank per row holds the thresholds (words 0 .. thr_depth-1) and the raw
+            # outputs (from word thr_depth on): a layer uses one or the other, never both,
+            # and one bank instead of two per row is what block-RAM-poor FPGAs need.
+            "thr": [mem(32, cfg.thr_depth + cfg.out_depth) for _ in range(cfg.P)],
+            "in": [mem(cfg.K, cfg.in_depth) for _ in range(cfg.Q)],
+            "act": [mem(cfg.K, 2 * cfg.act_depth) for _ in range(cfg.Q)],
+        }
+        # Ports are made here, once, so that elaborating the core twice (Verilog, then a
+        # simulation) does not add ports. Host byte writes use granularity 8; the activation
+        # banks use granularity P: one tile's P output bits fill one lane of a word.
+        mems = self.memories
+
+        def both(mem_, granularity=None):
+            return mem_.read_port(), mem_.write_port(granularity=granularity)
+
+        def banks(mems_, granularity=None):
+            pairs = [both(x, granularity) for x in mems_]
+            return [r for r, _ in pairs], [w for _, w in pairs]
+
+        self._ports = {
+            "desc": both(mems["desc"], 8), "layer_cycles": both(mems["layer_cycles"]),
+            "w": banks(mems["w"], 8), "thr": banks(mems["thr"], 8), "in": banks(mems["in"], 8),
+            "act": banks(mems["act"], cfg.P),
+        }
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        P, Q, K, AW = cfg.P, cfg.Q, cfg.K, cfg.acc_width
+        WB = K // 8
+        lb = WB.bit_length() - 1        # byte-lane bits of a K-bit word
+
+        m.submodules.seq = seq = Sequencer(cfg)
+        m.submodules.array = arr = SystolicArray(P, Q, K, AW)
+
+        mems = self.memories
+        for name, mem_ in mems.items():
+            for idx, sub in enumerate(mem_ if isinstance(mem_, list) else [mem_]):
+                m.submodules[f"{name}_{idx}" if isinstance(mem_, list) else name] = sub
+        ports = self._ports
+        desc_r, desc_w = ports["desc"]
+        lc_r, lc_w = ports["layer_cycles"]
+        (w_r, w_w), (t_r, t_w), (i_r, i_w) = ports["w"], ports["thr"], ports["in"]
+        a_r, a_w = ports["act"]
+        a = self.bus.addr
+
+        batch = Signal(16)
+        m.d.comb += [
+            seq.batch.eq(batch),
+            desc_r.addr.eq(Mux(seq.desc_owner, seq.desc_addr, self.bus.addr[2:12])),
+            seq.desc_data.eq(desc_r.data),
+            lc_w.en.eq(seq.lc_we), lc_w.addr.eq(seq.lc_addr), lc_w.data.eq(seq.lc_data),
+        ]
+
+        # ---- issue: skew by delaying each bank's read address (address bits, not K-bit words)
+        from_input = Signal()
+        rd_off, wr_off = Signal(16), Signal(16)
+        m.d.comb += [
+            from_input.eq(seq.layer == 0),
+            # Ping-pong: layer l ≥ 1 reads half (l − 1) mod 2 and writes half l mod 2.
+            rd_off.eq(Mux(seq.layer[0], 0, cfg.act_depth)),
+            wr_off.eq(Mux(seq.layer[0], cfg.act_depth, 0)),
+        ]
+        for i in range(P):
+            # Delay only the address bits the bank uses.
+            w_addr = seq.i_w_addr[:len(w_r[i].addr)]
+            # While idle the host reads the banks back through the same ports.
+            host_w = self.bus.addr[lb + cfg.log2P:22]
+            m.d.comb += w_r[i].addr.eq(Mux(seq.busy, _delay(m, w_addr, i, f"wa{i}"), host_w))
+            # Edge register: block-RAM clock-to-out is slow (≈6 ns on ECP5); without it the
+            # RAM output would feed the PE's XNOR and first popcount stage in one cycle.
+            m.d.sync += arr.w[i].eq(w_r[i].data)
+        ones = Const((1 << K) - 1, K)
+        sideband = Cat(seq.i_valid, seq.i_last_word, seq.i_shift, seq.i_tile_last)
+        for j in range(Q):
+            a_bits = max(len(i_r[j].addr), len(a_r[j].addr))
+            addr_j = _delay(m, seq.i_a_addr[:a_bits], j, f"aa{j}")
+            host_i = self.bus.addr[lb + cfg.log2Q:21]
+            m.d.comb += [i_r[j].addr.eq(Mux(seq.busy, addr_j, host_i)),
+                         a_r[j].addr.eq(addr_j + rd_off)]
+            sb = _delay(m, sideband, j + 1, f"sb{j}")    # +1: memory read latency
+            # (plus the edge register below, common to the words and the sideband)
+            valid, last_word, shift, tile_last = sb[0], sb[1], sb[2:5], sb[5]
+            x = Signal(K, name=f"x{j}")
+            m.d.comb += x.eq(Mux(from_input, i_r[j].data, a_r[j].data))
+            # Edge register (see the weights): the column enters the array one cycle after
+            # the read, with its mask already formed.
+            m.d.sync += [
+                arr.x[j].eq(x),
+                # Binary: valid bits only. Unsigned: m = x makes XNOR(x, w) & m = x AND w.
+                arr.m[j].eq(Mux(seq.unsigned, x, ones) & Mux(last_word, seq.lastmask, ones)),
+                arr.s[j].eq(shift), arr.valid[j].eq(valid), arr.last[j].eq(tile_last),
+            ]
+
+        # ---- per row: threshold lookup and compare, raw writes, deskew of the output bits
+        bits = []
+        out_valid = None
+        raw_we, raw_addr, raw_value = [], [], []
+        for i in range(P):
+            tj = Signal(range(Q), name=f"tj{i}")       # column of the value at the drain output
+            tt = Signal(16, name=f"tt{i}")             # its tile within the column group
+            with m.If(seq.layer_start):
+                m.d.sync += [tj.eq(0), tt.eq(0)]
+            with m.Elif(arr.out_valid[i]):
+                m.d.sync += tj.eq(tj + 1)
+                with m.If(tj == Q - 1):
+                    m.d.sync += tt.eq(Mux(tt == seq.m_tiles - 1, 0, tt + 1))
+            # The threshold is addressed in the drain cycle and its read data registered
+            # (block-RAM clock-to-out must not meet the comparator's carry chain in one
+            # cycle, it set Fmax); the value waits two registers to meet it.
+            host_row = Mux(a[23], cfg.thr_depth + a[2 + cfg.log2P:23], a[2 + cfg.log2P:20])
+            m.d.comb += t_r[i].addr.eq(Mux(seq.busy, seq.t_base + tt, host_row))
+            thr_r = Signal(32, name=f"thr_r{i}")
+            m.d.sync += thr_r.eq(t_r[i].data)
+            acc_r = _delay(m, arr.out_acc[i], 2, f"acc{i}")
+            val_r = _delay(m, arr.out_valid[i], 2, f"val{i}")
+            tu = ThresholdUnit(AW)
+            m.submodules[f"thr_unit_{i}"] = tu
+            m.d.comb += [tu.valid.eq(val_r), tu.acc.eq(acc_r),
+                         tu.threshold.eq(thr_r[:AW].as_signed()),
+                         tu.down.eq(thr_r[mm.THR_DOWN_BIT]), tu.raw.eq(seq.raw)]
+
+            # Raw (last layer): row i writes its own bank in arrival order (g, t, j).
+            raddr = Signal(16, name=f"raddr{i}")
+            with m.If(seq.layer_start):
+                m.d.sync += raddr.eq(0)
+            with m.Elif(tu.out_valid & seq.raw):
+                m.d.sync += raddr.eq(raddr + 1)
+            raw_we.append(tu.out_valid & seq.raw)
+            raw_addr.append(cfg.thr_depth + raddr)
+            raw_value.append(tu.out_value)
+
+            # Deskew: row i is P−1−i cycles ahead of row P−1.
+            bits.append(_delay(m, tu.out_bit, P - 1 - i, f"bit{i}"))
+            if i == P - 1:
+                out_valid = tu.out_valid
+
+        # ---- binary writer: the P bits of (column j, tile t) go to lane t mod (K/P) of a word
+        lanes = cfg.lanes
+        wj = Signal(range(Q))
+        wt, word, gbase = Signal(16), Signal(16), Signal(16)
+        lane = Signal(range(lanes))
+        wen = Signal()
+        m.d.comb += wen.eq(out_valid & ~seq.raw)
+        with m.If(seq.layer_start):
+            m.d.sync += [wj.eq(0), wt.eq(0), lane.eq(0), word.eq(0), gbase.eq(0)]
+        with m.Elif(wen):
+            m.d.sync += wj.eq(wj + 1)
+            with m.If(wj == Q - 1):
+                with m.If(wt == seq.m_tiles - 1):
+                    m.d.sync += [wt.eq(0), lane.eq(0), gbase.eq(gbase + seq.out_words),
+                                 word.eq(gbase + seq.out_words)]
+                with m.Elif(lane == lanes - 1):
+                    m.d.sync += [wt.eq(wt + 1), lane.eq(0), word.eq(word + 1)]
+                with m.Else():
+                    m.d.sync += [wt.eq(wt + 1), lane.eq(lane + 1)]
+        for j in range(Q):
+            m.d.comb += [a_w[j].addr.eq(word + wr_off),
+                         a_w[j].data.eq(Cat(*bits).replicate(lanes)),
+                         a_w[j].en.eq(Mux(wen & (wj == j), 1 << lane, 0))]
+
+        # ---- bus target ---------------------------------------------------------------------
+        bus = self.bus
+        req = Signal()
+        m.d.comb += req.eq(bus.stb & ~bus.ack)
+        m.d.sync += [bus.ack.eq(req), bus.err.eq(0)]
+        busy = seq.busy
+        wr = req & bus.we
+        rsize = {k: v[1] for k, v in mm.regions(cfg).items()}
+
+        low12 = a[:12]
+        in_page0 = a[12:] == 0
+        hit_reg = in_page0 & (low12 < mm.REG_END)
+        hit_lc = in_page0 & (low12 >= mm.LAYER_CYCLES_BASE) & \
+            (low12 < mm.LAYER_CYCLES_BASE + rsize["layer_cycles"])
+        hit_desc = (a[12:] == 1) & (low12 < rsize["desc"])
+        hit_thr = (a[20:] == 1) & (a[:20] < rsize["thr"])
+        hit_in = (a[21:] == 1) & (a[:21] < rsize["in"])
+        hit_w = (a[22:] == 1) & (a[:22] < rsize["w"])
+        hit_out = a[23] & (a[:23] < rsize["out"])
+        mem_write = hit_desc | hit_thr | hit_in | hit_w
+
+        def lane_onehot(bits):
+            """Write enable of the byte lane ``bits`` selects (granularity-8 ports)."""
+            return Const(1, 1 << len(bits)) << bits
+
+        def data_rep(width):
+            """The written byte on every lane; the enable picks the lane."""
+            return bus.w_data.replicate(width // 8)
+
+        # Host writes into the memories (refused while busy: the sequencer owns them then).
+        can_write = wr & ~busy
+        m.d.comb += [desc_w.addr.eq(low12[2:]), desc_w.data.eq(data_rep(32)),
+                     desc_w.en.eq(Mux(can_write & hit_desc, lane_onehot(a[:2]), 0))]
+        for i in range(P):
+            m.d.comb += [
+                # Row bank: host threshold writes while idle, raw outputs while busy.
+                t_w[i].addr.eq(Mux(busy, raw_addr[i], a[2 + cfg.log2P:20])),
+                t_w[i].data.eq(Mux(busy, raw_value[i], data_rep(32))),
+                t_w[i].en.eq(Mux(busy, Mux(raw_we[i], 0b1111, 0),
+                                 Mux(can_write & hit_thr & (a[2:2 + cfg.log2P] == i),
+                                     lane_onehot(a[:2]), 0))),
+                w_w[i].addr.eq(a[lb + cfg.log2P:22]), w_w[i].data.eq(data_rep(K)),
+                w_w[i].en.eq(Mux(can_write & hit_w & (a[lb:lb + cfg.log2P] == i),
+                                 lane_onehot(a[:lb]) if lb else 1, 0)),
+            ]
+        for j in range(Q):
+            m.d.comb += [
+                i_w[j].addr.eq(a[lb + cfg.log2Q:21]), i_w[j].data.eq(data_rep(K)),
+                i_w[j].en.eq(Mux(can_write & hit_in & (a[lb:lb + cfg.log2Q] == j),
+                                 lane_onehot(a[:lb]) if lb else 1, 0)),
+            ]
+        m.d.comb += lc_r.addr.eq((low12 - mm.LAYER_CYCLES_BASE)[2:])
+
+        # Registers.
+        status = Cat(busy, seq.done, seq.error != 0)
+        config_word = Const(P | Q << 8 | (K.bit_length() - 1) << 16 | AW << 24, 32)
+        regs = {
+            mm.REG_ID: Const(mm.ID_VALUE, 32), mm.REG_CONFIG: config_word,
+            mm.REG_CTRL: Const(0, 32), mm.REG_BATCH: batch, mm.REG_STATUS: status,
+            mm.REG_ERROR: seq.error, mm.REG_TOTAL_CYCLES: seq.total_cycles,
+            mm.REG_LAYERS_DONE: seq.layers_done,
+            mm.REG_DEPTHS_W_IN: Const(cfg.w_depth | cfg.in_depth << 16, 32),
+            mm.REG_DEPTHS_ACT_OUT: Const(cfg.act_depth | cfg.out_depth << 16, 32),
+            mm.REG_DEPTHS_THR_DESC: Const(cfg.thr_depth | cfg.desc_depth << 16, 32),
+        }
+        reg_word = Signal(32)
+        with m.Switch(a[2:12]):
+            for off, val in regs.items():
+                with m.Case(off >> 2):
+                    m.d.comb += reg_word.eq(val)
+        reg_byte = reg_word.word_select(a[:2], 8)
+        writable_reg = (low12[2:] == mm.REG_BATCH >> 2) | (low12[2:] == mm.REG_CTRL >> 2)
+        start = Signal()
+        m.d.comb += seq.start.eq(start)
+        with m.If(req):
+            with m.If(bus.we):
+                with m.If(hit_reg & (low12[2:] == mm.REG_CTRL >> 2) & (low12[:2] != 0)):
+                    # CTRL bytes 1-3 are reserved: accepted and ignored even while busy, so a
+                    # host may write CTRL as one 32-bit word.
+                    pass
+                with m.Elif(hit_reg & writable_reg):
+                    with m.If(busy):
+                        m.d.sync += bus.err.eq(1)
+                    with m.Elif(low12 == mm.REG_BATCH):
+                        m.d.sync += batch[:8].eq(bus.w_data)
+                    with m.Elif(low12 == mm.REG_BATCH + 1):
+                        m.d.sync += batch[8:].eq(bus.w_data)
+                    with m.Elif(low12 == mm.REG_CTRL):
+                        m.d.comb += start.eq(bus.w_data[0])
+                with m.Elif(mem_write):
+                    m.d.sync += bus.err.eq(busy)
+                with m.Else():
+                    m.d.sync += bus.err.eq(1)     # read-only or unmapped
+            with m.Else():
+                with m.If(mem_write | hit_out):
+                    m.d.sync += bus.err.eq(busy)  # memories are read only while idle
+                with m.Elif(~(hit_reg | hit_lc)):
+                    m.d.sync += bus.err.eq(1)     # unmapped
+
+        # Read data: registers are sampled in the request cycle, memories answer one cycle
+        # later from their read ports; the ack cycle muxes by the registered source.
+        src = Signal(3)       # 0 register, 1 layer cycles, 2 out, 3 desc, 4 thr, 5 w, 6 in
+        with m.If(hit_lc):
+            m.d.sync += src.eq(1)
+        with m.Elif(hit_out):
+            m.d.sync += src.eq(2)
+        with m.Elif(hit_desc):
+            m.d.sync += src.eq(3)
+        with m.Elif(hit_thr):
+            m.d.sync += src.eq(4)
+        with m.Elif(hit_w):
+            m.d.sync += src.eq(5)
+        with m.Elif(hit_in):
+            m.d.sync += src.eq(6)
+        with m.Else():
+            m.d.sync += src.eq(0)
+        addr_r, reg_r = Signal(12), Signal(8)
+        m.d.sync += [addr_r.eq(a[:12]), reg_r.eq(reg_byte)]
+
+        def pick(datas, shift, lane_bits, bank_bits):
+            """Byte of the word the previous request addressed, among banks' read data."""
+            word = Signal(len(datas[0]), name=f"rb_{shift}_{lane_bits}_{bank_bits}")
+            if bank_bits:
+                with m.Switch(addr_r[shift:shift + bank_bits]):
+                    for idx, data in enumerate(datas):
+                        with m.Case(idx):
+                            m.d.comb += word.eq(data)
+            else:
+                m.d.comb += word.eq(datas[0])
+            return word.word_select(addr_r[:lane_bits], 8) if lane_bits else word[:8]
+
+        with m.Switch(src):
+            with m.Case(0):
+                m.d.comb += bus.r_data.eq(reg_r)
+            with m.Case(1):
+                m.d.comb += bus.r_data.eq(lc_r.data.word_select(addr_r[:2], 8))
+            with m.Case(2):
+                m.d.comb += bus.r_data.eq(pick([x.data for x in t_r], 2, 2, cfg.log2P))
+            with m.Case(3):
+                m.d.comb += bus.r_data.eq(desc_r.data.word_select(addr_r[:2], 8))
+            with m.Case(4):
+                m.d.comb += bus.r_data.eq(pick([x.data for x in t_r], 2, 2, cfg.log2P))
+            with m.Case(5):
+                m.d.comb += bus.r_data.eq(pick([x.data for x in w_r], lb, lb, cfg.log2P))
+            with m.Case(6):
+                m.d.comb += bus.r_data.eq(pick([x.data for x in i_r], lb, lb, cfg.log2Q))
+        return m
+
+
+def verilog(config=None, name="xnorflow_core"):
+    """Verilog text of the core for ``config`` (an :class:`ArrayConfig` or its string form)."""
+    core = Core(config)
+    return _verilog.convert(core, name=name)

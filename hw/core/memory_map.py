@@ -1,0 +1,127 @@
+"""Byte address map of the accelerator core and its descriptor format (docs/memory_map.md).
+
+The host driver imports these constants; the gateware (hw/core/core.py) decodes them. All
+multi-byte values are little-endian. Region bases are fixed; a region's used size depends on
+the :class:`hw.config.ArrayConfig` (see :func:`regions`).
+"""
+__all__ = [
+    "REG_ID", "REG_CONFIG", "REG_CTRL", "REG_BATCH", "REG_STATUS", "REG_ERROR",
+    "REG_TOTAL_CYCLES", "REG_LAYERS_DONE", "REG_DEPTHS_W_IN", "REG_DEPTHS_ACT_OUT",
+    "REG_DEPTHS_THR_DESC", "REG_END", "LAYER_CYCLES_BASE", "check_fits", "config_from_registers",
+    "DESC_BASE", "DESC_BYTES", "THR_BASE", "IN_BASE", "W_BASE", "OUT_BASE",
+    "ID_VALUE", "CTRL_START", "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR",
+    "ERR_NONE", "ERR_BATCH", "ERR_OPCODE", "ERR_NO_END",
+    "OP_NONE", "OP_DENSE", "OP_CONV3X3", "OP_MAXPOOL", "FLAG_UNSIGNED", "FLAG_RAW", "FLAG_LAST",
+    "THR_DOWN_BIT", "regions", "encode_descriptor", "decode_descriptor",
+]
+
+# -- registers (32-bit, byte-addressed) -------------------------------------------------------
+REG_ID = 0x000            # RO  ID_VALUE ("XNF1" in byte order)
+REG_CONFIG = 0x004        # RO  P | Q << 8 | log2(K) << 16 | acc_width << 24
+REG_CTRL = 0x008          # W   write bit 0 (CTRL_START) of byte 0 to start a run; bytes 1-3
+                          #     are ignored (also while busy); reads 0
+REG_BATCH = 0x00C         # RW  batch size B (16 bits used) of the next run
+REG_STATUS = 0x010        # RO  STATUS_* bits
+REG_ERROR = 0x014         # RO  ERR_* code of the last run
+REG_TOTAL_CYCLES = 0x018  # RO  cycles of the last (or current) run: every cycle it was busy
+REG_LAYERS_DONE = 0x01C   # RO  layers finished in the last (or current) run
+REG_DEPTHS_W_IN = 0x020      # RO  w_depth (bits 15:0) | in_depth (bits 31:16)
+REG_DEPTHS_ACT_OUT = 0x024   # RO  act_depth (bits 15:0) | out_depth (bits 31:16)
+REG_DEPTHS_THR_DESC = 0x028  # RO  thr_depth (bits 15:0) | desc_depth (bits 31:16)
+REG_END = 0x02C              # first byte past the registers
+LAYER_CYCLES_BASE = 0x100  # RO  32-bit cycles of layer l at LAYER_CYCLES_BASE + 4·l
+
+ID_VALUE = int.from_bytes(b"XNF1", "little")
+CTRL_START = 0x01
+STATUS_BUSY = 0x01
+STATUS_DONE = 0x02
+STATUS_ERROR = 0x04
+ERR_NONE = 0
+ERR_BATCH = 1      # batch size 0
+ERR_OPCODE = 2     # a descriptor's op is not one this build executes
+ERR_NO_END = 3     # the table ended (desc_depth layers) without a FLAG_LAST descriptor
+
+# -- memories (RW*: written and read back by the host only while the core is idle) ----------
+DESC_BASE = 0x001000  # RW* descriptor l at DESC_BASE + DESC_BYTES·l
+DESC_BYTES = 16
+THR_BASE = 0x100000   # RW* threshold entry (tile t, row i) at THR_BASE + 4·(t·P + i)
+IN_BASE = 0x200000    # RW* input word (a, column j) at IN_BASE + (a·Q + j)·K/8
+W_BASE = 0x400000     # RW* weight word (a, row i) at W_BASE + (a·P + i)·K/8
+OUT_BASE = 0x800000   # RO  output word (a, row i) at OUT_BASE + 4·(a·P + i)
+
+# Threshold entry: bits [acc_width-1:0] = T (two's complement), bit 31 = direction d = −1.
+THR_DOWN_BIT = 31
+
+# -- descriptor (16 bytes) --------------------------------------------------------------------
+# byte 0      op: bits 1:0 kind (OP_*), bit 2 FLAG_UNSIGNED, bit 3 FLAG_RAW, bit 4 FLAG_LAST
+# byte 1      input_bits k (1..8; 1 for binary input)
+# bytes 2-3   in_words   words per input vector: ceil(N / K)
+# bytes 4-5   last_bits  valid bits in the vector's last word: N − (in_words − 1)·K
+# bytes 6-7   m_tiles    output tiles: ceil(M / P)
+# bytes 8-9   w_base     first weight word (per row bank) of the layer
+# bytes 10-11 t_base     first threshold entry (per row bank) of the layer
+# bytes 12-13 out_words  words per output vector: ceil(m_tiles·P / K) (threshold layers)
+# bytes 14-15 reserved   0 (room for conv: feature-map width/height)
+OP_NONE = 0
+OP_DENSE = 1
+OP_CONV3X3 = 2   # reserved: 3×3, stride 1, ±1 padding (future addressing mode)
+OP_MAXPOOL = 3   # reserved: binary 2×2 max-pool (future)
+FLAG_UNSIGNED = 1 << 2
+FLAG_RAW = 1 << 3
+FLAG_LAST = 1 << 4
+
+_FIELDS = ("in_words", "last_bits", "m_tiles", "w_base", "t_base", "out_words")
+
+
+def encode_descriptor(op, input_bits, in_words, last_bits, m_tiles, w_base, t_base, out_words):
+    """The 16 descriptor bytes (see the layout above)."""
+    vals = (in_words, last_bits, m_tiles, w_base, t_base, out_words)
+    for name, v in zip(_FIELDS, vals):
+        if not 0 <= v < 1 << 16:
+            raise ValueError(f"descriptor field {name}={v} does not fit 16 bits")
+    out = bytes([op, input_bits]) + b"".join(v.to_bytes(2, "little") for v in vals)
+    return out + bytes(2)
+
+
+def decode_descriptor(data):
+    """Inverse of :func:`encode_descriptor`, as a dict."""
+    d = {"op": data[0], "input_bits": data[1]}
+    for k, name in enumerate(_FIELDS):
+        d[name] = int.from_bytes(data[2 + 2 * k:4 + 2 * k], "little")
+    return d
+
+
+def regions(config):
+    """{name: (base, used size in bytes, access)} for a build with ``config``."""
+    wb = config.K // 8
+    return {
+        "regs": (0, 0x100, "rw"),
+        "layer_cycles": (LAYER_CYCLES_BASE, 4 * config.desc_depth, "ro"),
+        "desc": (DESC_BASE, DESC_BYTES * config.desc_depth, "rw-idle"),
+        "thr": (THR_BASE, 4 * config.P * config.thr_depth, "rw-idle"),
+        "in": (IN_BASE, wb * config.Q * config.in_depth, "rw-idle"),
+        "w": (W_BASE, wb * config.P * config.w_depth, "rw-idle"),
+        "out": (OUT_BASE, 4 * config.P * config.out_depth, "ro"),
+    }
+
+
+def check_fits(config):
+    """Raise ValueError when a region of ``config`` overflows its window."""
+    windows = {"layer_cycles": 0x1000 - LAYER_CYCLES_BASE, "desc": THR_BASE - DESC_BASE,
+               "thr": IN_BASE - THR_BASE, "in": W_BASE - IN_BASE, "w": OUT_BASE - W_BASE,
+               "out": 0x1000000 - OUT_BASE}
+    for name, (base, size, _) in regions(config).items():
+        if name in windows and size > windows[name]:
+            raise ValueError(f"{name} region of {config} needs {size} bytes, "
+                             f"its window has {windows[name]}")
+
+
+def config_from_registers(config_word, depths_w_in, depths_act_out, depths_thr_desc):
+    """The build's :class:`hw.config.ArrayConfig` from the registers CONFIG and DEPTHS_*."""
+    from hw.config import ArrayConfig
+    lo, hi = (lambda w: w & 0xFFFF), (lambda w: w >> 16 & 0xFFFF)
+    return ArrayConfig(P=config_word & 0xFF, Q=config_word >> 8 & 0xFF,
+                       K=1 << (config_word >> 16 & 0xFF), acc_width=config_word >> 24 & 0xFF,
+                       w_depth=lo(depths_w_in), in_depth=hi(depths_w_in),
+                       act_depth=lo(depths_act_out), out_depth=hi(depths_act_out),
+                       thr_depth=lo(depths_thr_desc), desc_depth=hi(depths_thr_desc))

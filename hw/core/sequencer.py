@@ -1,0 +1,241 @@
+"""Layer sequencer: walks the descriptor table and issues one word per cycle to the array."""
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.core import memory_map as mm
+
+__all__ = ["Sequencer"]
+
+
+class Sequencer(wiring.Component):
+    """Executes the layer descriptors of a run, layer after layer.
+
+    The descriptor table is a 32-bit memory, four words per descriptor (a 128-bit wide table
+    would take 8 block RAMs on an iCE40). The first descriptor is read in the start cycle and
+    three FETCH cycles; every later one during the last four cycles of the previous layer's
+    DRAIN. Each layer then spends one cycle latching its descriptor (LOAD) and issues its
+    words (ISSUE) in the order
+
+        for g in column groups (ceil(B / Q)):
+          for t in output tiles (m_tiles):
+            for w in input words (in_words):
+              for p in bit-planes (input_bits):   # one plane for binary layers
+                issue (weight word w_base + t·in_words + w, activation word g·W + w·k + p)
+
+    with ``W = in_words · input_bits`` words per tile, tiles back to back, and ``max(0, Q − W)``
+    idle cycles after each tile so a row's drain (one value per cycle) keeps up. After the last
+    word it waits (DRAIN) until the array, threshold units and writers have written the last
+    result, ``config.write_delay`` cycles, then records the layer's cycle count and moves on.
+    Layer-major order keeps per-layer fill/drain to once per layer, whatever the batch.
+
+    Only ``OP_DENSE`` executes; the other op codes are reserved for conv/pool addressing modes
+    (they would replace the activation address ``g·W + w·k + p`` computed here) and stop the run
+    with ``ERR_OPCODE``.
+
+    Parameters
+    ----------
+    config : ArrayConfig
+
+    Ports
+    -----
+    start : In(1)
+        Start a run (honoured in IDLE only; the core refuses it while busy).
+    batch : In(16)
+        Batch size B of the run (sampled at start).
+    desc_addr : Out(10)
+        Descriptor table word address, ``4·l + word`` (the memory has one cycle read latency).
+    desc_owner : Out(1)
+        The sequencer needs the descriptor read port (busy, or starting a run).
+    desc_data : In(32)
+        Descriptor table read data.
+    busy, done : Out(1)
+        Running / the last run finished (cleared by start).
+    error : Out(2)
+        ``ERR_*`` code of the last run (0 = none).
+    total_cycles : Out(32)
+        Cycles the current/last run has been busy.
+    layers_done : Out(8)
+        Layers finished in the current/last run.
+    lc_we, lc_addr, lc_data : Out
+        Write port for the per-layer cycle counter memory (one write per finished layer).
+    layer : Out(8)
+        Index of the layer being executed.
+    layer_start : Out(1)
+        One-cycle pulse (LOAD) that resets the back end's counters for the new layer.
+    unsigned, raw : Out(1)
+        The layer has unsigned k-bit input / raw integer output.
+    lastmask : Out(K)
+        Valid-bit mask of an input vector's last word.
+    m_tiles, t_base, out_words : Out(16)
+        Descriptor fields the back end needs.
+    i_valid : Out(1)
+        A word is issued this cycle.
+    i_w_addr, i_a_addr : Out(16)
+        Weight word address (same for every row bank) and activation word address (same for
+        every column bank; relative to the layer's source buffer or half).
+    i_last_word : Out(1)
+        The word is the last word of its input vector (apply ``lastmask``).
+    i_shift : Out(3)
+        Bit-plane of the word (0 for binary layers).
+    i_tile_last : Out(1)
+        The word is the last of its output tile.
+
+    Latency and throughput
+    ----------------------
+    One word per cycle during ISSUE. Cycles of a layer (exactly what ``lc_data`` records):
+    ``1 + (G·m_tiles − 1)·max(W, Q) + W + write_delay`` with ``G = ceil(B / Q)``, plus
+    ``config.desc_fetch`` (3) for the first layer of a run.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        K = config.K
+        super().__init__({
+            "start": In(1), "batch": In(16),
+            "desc_addr": Out(10), "desc_data": In(32), "desc_owner": Out(1),
+            "busy": Out(1), "done": Out(1), "error": Out(2),
+            "total_cycles": Out(32), "layers_done": Out(8),
+            "lc_we": Out(1), "lc_addr": Out(8), "lc_data": Out(32),
+            "layer": Out(8), "layer_start": Out(1),
+            "unsigned": Out(1), "raw": Out(1), "lastmask": Out(K),
+            "m_tiles": Out(16), "t_base": Out(16), "out_words": Out(16),
+            "i_valid": Out(1), "i_w_addr": Out(16), "i_a_addr": Out(16),
+            "i_last_word": Out(1), "i_shift": Out(3), "i_tile_last": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        K, Q = cfg.K, cfg.Q
+
+        # Loop bounds are kept as "bound − 1" registers so that the issue loop only tests
+        # equality (no subtract-and-compare carry chains feeding its many clock enables: a
+        # place-and-route found those on the critical path).
+        groups = Signal(16)          # G = ceil(B / Q)
+        g_m1, mt_m1 = Signal(16), Signal(16)
+        in_words, nw_m1 = Signal(16), Signal(16)
+        k_m1 = Signal(3)
+        W, W_m1 = Signal(16), Signal(16)   # words per tile = in_words · k
+        w_base = Signal(16)
+        last_flag = Signal()
+        g, t, ct = Signal(16), Signal(16), Signal(16)   # group, tile, cycle within tile
+        wi, p = Signal(16), Signal(3)                    # input word, bit-plane
+        a_gbase, w_tbase = Signal(16), Signal(16)        # g·W, w_base + t·in_words
+        words_done = Signal()                            # this tile's W words are issued
+        drain = Signal(range(cfg.write_delay + 1))
+        nd = Signal(96)                  # words 0-2 of the next descriptor; word 3 is read
+        fetch = Signal(2)                # straight from the memory in LOAD
+        assert cfg.write_delay >= 4 and cfg.desc_fetch == 3
+        lcount = Signal(32)
+        m.d.comb += self.desc_owner.eq(self.busy)
+
+        tile_last = Signal()
+        m.d.comb += [
+            tile_last.eq(~words_done & (ct == W_m1)),
+            self.i_w_addr.eq(w_tbase + wi),
+            self.i_a_addr.eq(a_gbase + ct),
+            self.i_last_word.eq(wi == nw_m1),
+            self.i_shift.eq(p),
+            self.i_tile_last.eq(tile_last),
+        ]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                # Word 0 of descriptor 0 is addressed in the start cycle.
+                m.d.comb += [self.desc_addr.eq(0), self.desc_owner.eq(self.start)]
+                m.d.sync += [lcount.eq(1), groups.eq((self.batch + (Q - 1)) >> cfg.log2Q)]
+                with m.If(self.start):
+                    m.d.sync += [self.done.eq(0), self.error.eq(mm.ERR_NONE),
+                                 self.total_cycles.eq(0), self.layers_done.eq(0),
+                                 self.layer.eq(0)]
+                    with m.If(self.batch == 0):
+                        m.d.sync += [self.done.eq(1), self.error.eq(mm.ERR_BATCH)]
+                    with m.Else():
+                        m.d.sync += fetch.eq(1)
+                        m.next = "FETCH"
+
+            with m.State("FETCH"):
+                # Address word `fetch` of descriptor 0, keep the word addressed before.
+                m.d.comb += [self.busy.eq(1), self.desc_addr.eq(fetch)]
+                m.d.sync += [lcount.eq(lcount + 1), fetch.eq(fetch + 1),
+                             nd.word_select((fetch - 1)[:2], 32).eq(self.desc_data)]
+                with m.If(fetch == 3):
+                    m.next = "LOAD"
+
+            with m.State("LOAD"):
+                m.d.comb += [self.busy.eq(1), self.layer_start.eq(1)]
+                d = Cat(nd, self.desc_data)
+                op, kk, nw = d[0:8], d[8:12], d[16:32]
+                m.d.sync += [
+                    lcount.eq(lcount + 1),
+                    self.unsigned.eq(op[2]), self.raw.eq(op[3]), last_flag.eq(op[4]),
+                    k_m1.eq(kk - 1), in_words.eq(nw), nw_m1.eq(nw - 1),
+                    W.eq(nw * kk), W_m1.eq(nw * kk - 1),
+                    self.m_tiles.eq(d[48:64]), mt_m1.eq(d[48:64] - 1), g_m1.eq(groups - 1),
+                    w_base.eq(d[64:80]), w_tbase.eq(d[64:80]),
+                    self.t_base.eq(d[80:96]), self.out_words.eq(d[96:112]),
+                    self.lastmask.eq(Cat(Const(b, 16) < d[32:48] for b in range(K))),
+                    g.eq(0), t.eq(0), ct.eq(0), wi.eq(0), p.eq(0), a_gbase.eq(0),
+                    words_done.eq(0),
+                ]
+                with m.If(op[0:2] != mm.OP_DENSE):
+                    m.d.sync += [self.done.eq(1), self.error.eq(mm.ERR_OPCODE)]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "ISSUE"
+
+            with m.State("ISSUE"):
+                m.d.comb += [self.busy.eq(1), self.i_valid.eq(~words_done)]
+                m.d.sync += lcount.eq(lcount + 1)
+                with m.If(~words_done):
+                    with m.If(p == k_m1):
+                        m.d.sync += [p.eq(0), wi.eq(wi + 1)]
+                    with m.Else():
+                        m.d.sync += p.eq(p + 1)
+                t_last, g_last = t == mt_m1, g == g_m1
+                # A tile lasts max(W, Q) cycles: W words, then idle until ct = Q − 1.
+                tile_end = (words_done | tile_last) & (ct >= Q - 1)
+                with m.If(tile_last & t_last & g_last):
+                    # The trailing idle cycles of the last tile are not needed: only the
+                    # drain remains.
+                    m.d.sync += drain.eq(cfg.write_delay - 1)
+                    m.next = "DRAIN"
+                with m.Elif(tile_end):
+                    m.d.sync += [ct.eq(0), wi.eq(0), p.eq(0), words_done.eq(0)]
+                    with m.If(t_last):
+                        m.d.sync += [t.eq(0), w_tbase.eq(w_base), g.eq(g + 1),
+                                     a_gbase.eq(a_gbase + W)]
+                    with m.Else():
+                        m.d.sync += [t.eq(t + 1), w_tbase.eq(w_tbase + in_words)]
+                with m.Else():
+                    m.d.sync += [ct.eq(ct + 1), words_done.eq(words_done | tile_last)]
+
+            with m.State("DRAIN"):
+                # Prefetch the next descriptor in the last four cycles: word 3 − drain is
+                # addressed, the word addressed the cycle before is kept.
+                m.d.comb += [self.busy.eq(1),
+                             self.desc_addr.eq(Cat((3 - drain)[:2], self.layer + 1))]
+                m.d.sync += [lcount.eq(lcount + 1), drain.eq(drain - 1)]
+                with m.If(drain <= 2):
+                    m.d.sync += nd.word_select((2 - drain)[:2], 32).eq(self.desc_data)
+                with m.If(drain == 0):
+                    # This is the cycle of the layer's last write: the layer ends here.
+                    m.d.comb += [self.lc_we.eq(1), self.lc_addr.eq(self.layer),
+                                 self.lc_data.eq(lcount)]
+                    m.d.sync += [self.layers_done.eq(self.layers_done + 1),
+                                 self.layer.eq(self.layer + 1)]
+                    with m.If(last_flag):
+                        m.d.sync += self.done.eq(1)
+                        m.next = "IDLE"
+                    with m.Elif(self.layer == cfg.desc_depth - 1):
+                        m.d.sync += [self.done.eq(1), self.error.eq(mm.ERR_NO_END)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        # Descriptor layer + 1 is on the address now: LOAD it next cycle.
+                        m.d.sync += lcount.eq(1)
+                        m.next = "LOAD"
+
+        with m.If(self.busy):
+            m.d.sync += self.total_cycles.eq(self.total_cycles + 1)
+        return m

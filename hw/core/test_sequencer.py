@@ -1,0 +1,75 @@
+"""Sequencer alone: issue order and addresses, tile padding, layer cycle counts, errors."""
+import numpy as np
+import pytest
+
+from hw.config import ArrayConfig
+from hw.core import memory_map as mm
+from hw.core.sequencer import Sequencer
+from hw.core.testing import run
+
+
+def expected_issue(d, batch, Q):
+    """(w_addr, a_addr, last_word, shift, tile_last) in the documented order."""
+    k, nw, mt = d["input_bits"], d["in_words"], d["m_tiles"]
+    W = nw * k
+    out = []
+    for g in range(-(-batch // Q)):
+        for t in range(mt):
+            for w in range(nw):
+                for p in range(k):
+                    out.append((d["w_base"] + t * nw + w, g * W + w * k + p, int(w == nw - 1),
+                                p, int(w == nw - 1 and p == k - 1)))
+    return out
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_sequencer_issue_order_and_cycles(batch):
+    cfg = ArrayConfig.parse("2x4x8,desc_depth=4")
+    rng = np.random.default_rng(batch)
+    descs = [dict(op=mm.OP_DENSE | mm.FLAG_UNSIGNED, input_bits=3, in_words=2, last_bits=5,
+                  m_tiles=3, w_base=7, t_base=0, out_words=1),
+             dict(op=mm.OP_DENSE, input_bits=1, in_words=1, last_bits=6, m_tiles=2,
+                  w_base=13, t_base=3, out_words=1),
+             dict(op=mm.OP_DENSE | mm.FLAG_RAW | mm.FLAG_LAST, input_bits=1, in_words=5,
+                  last_bits=8, m_tiles=2, w_base=15, t_base=0, out_words=0)]
+    raw = b"".join(mm.encode_descriptor(**d) for d in descs)
+    raw += bytes(16 * cfg.desc_depth - len(raw))
+    table = [int.from_bytes(raw[o:o + 4], "little") for o in range(0, len(raw), 4)]
+    dut = Sequencer(cfg)
+    issued, lc, starts = [], [], []
+
+    async def tb(ctx):
+        ctx.set(dut.batch, batch)
+        ctx.set(dut.start, 1)
+        assert ctx.get(dut.desc_owner) and ctx.get(dut.desc_addr) == 0
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        ctx.set(dut.desc_data, table[0])     # the memory answers the start cycle's address
+        for _ in range(2000):
+            addr = ctx.get(dut.desc_addr)
+            if ctx.get(dut.i_valid):
+                issued.append((ctx.get(dut.i_w_addr), ctx.get(dut.i_a_addr),
+                               ctx.get(dut.i_last_word), ctx.get(dut.i_shift),
+                               ctx.get(dut.i_tile_last)))
+            if ctx.get(dut.lc_we):
+                lc.append(ctx.get(dut.lc_data))
+            if ctx.get(dut.layer_start):
+                starts.append(ctx.get(dut.layer))
+            await ctx.tick()
+            ctx.set(dut.desc_data, table[addr])
+            if ctx.get(dut.done):
+                break
+        assert ctx.get(dut.error) == mm.ERR_NONE
+        assert ctx.get(dut.total_cycles) == sum(lc)
+        assert ctx.get(dut.layers_done) == 3
+
+    run(dut, tb, name="sequencer")
+    want = sum((expected_issue(d, batch, cfg.Q) for d in descs), [])
+    assert issued == want
+    for idx, (d, cycles) in enumerate(zip(descs, lc)):
+        G = -(-batch // cfg.Q)
+        W = d["in_words"] * d["input_bits"]
+        fetch = cfg.desc_fetch if idx == 0 else 0
+        assert cycles == fetch + 1 + (G * d["m_tiles"] - 1) * max(W, cfg.Q) + W + \
+            cfg.write_delay
+    assert starts == [0, 1, 2]

@@ -1,0 +1,194 @@
+"""A compiled model as the accelerator core sees it: memory images, inputs, outputs, cycles.
+
+``build_program`` turns a list of golden :class:`~sw.layers.dense.DenseLayer` objects into
+``(byte address, bytes)`` writes for the core's bus (descriptors, weights, thresholds);
+``encode_inputs`` does the same for a batch of inputs, ``decode_outputs`` turns the bytes read
+from the output region back into the last layer's integers, and ``predict_cycles`` is the cycle
+model the core's counters must match exactly. Layout: docs/memory_map.md and docs/core.md.
+
+A program the core runs: layer 0 takes unsigned k-bit inputs (or binary inputs given as 0/1
+with ``input_bits = 1``), hidden layers are binary with threshold outputs, the last layer has
+raw outputs.
+"""
+import numpy as np
+
+from hw.config import ArrayConfig
+from hw.core import memory_map as mm
+
+__all__ = ["build_program", "encode_inputs", "decode_outputs", "output_region",
+           "predict_cycles", "max_batch", "check_batch", "ProgramError"]
+
+
+class ProgramError(ValueError):
+    """The model does not fit or does not suit the core; the message names the layer."""
+
+
+def _cfg(config):
+    return ArrayConfig.parse(config) if not isinstance(config, ArrayConfig) else config
+
+
+def _check_layers(layers, config):
+    layers = list(layers)
+    if not layers:
+        raise ProgramError("empty model: no layers")
+    if len(layers) > config.desc_depth:
+        raise ProgramError(f"the model has {len(layers)} layers, the descriptor table of "
+                           f"{config} holds {config.desc_depth}")
+    names = [layer.name for layer in layers]
+    if len(set(names)) != len(names):
+        raise ProgramError(f"layer names must be unique, got {names}")
+    for idx, layer in enumerate(layers):
+        where = f"layer {layer.name!r}"
+        if getattr(layer, "type", None) != "dense":
+            raise ProgramError(f"{where}: only dense layers run on the core (conv is future "
+                               f"work), got {getattr(layer, 'type', type(layer).__name__)!r}")
+        if idx > 0 and layer.input_kind != "binary":
+            raise ProgramError(f"{where}: only the first layer may take unsigned inputs")
+        if idx > 0 and layer.in_features != layers[idx - 1].out_features:
+            raise ProgramError(f"{where}: needs {layer.in_features} inputs but the previous "
+                               f"layer {layers[idx - 1].name!r} has "
+                               f"{layers[idx - 1].out_features} outputs")
+        if not 1 <= layer.input_bits <= 8:
+            raise ProgramError(f"{where}: input_bits {layer.input_bits} is outside 1..8")
+        last = idx == len(layers) - 1
+        if last and layer.output != "raw":
+            raise ProgramError(f"{where}: the last layer must have raw output (it has "
+                               f"{layer.output!r}); its integers leave through the output buffer")
+        if not last and layer.output != "threshold":
+            raise ProgramError(f"{where}: only the last layer may have raw output")
+        lo, hi = layer.acc_range()
+        if hi + 1 > (1 << (config.acc_width - 1)) - 1:
+            raise ProgramError(f"{where}: accumulator range [{lo}, {hi}] needs "
+                               f"{(hi + 1).bit_length() + 1} bits, {config} has acc_width="
+                               f"{config.acc_width}")
+        _, _, m_tiles, _, out_words = layer.hw_shape(config)
+        if layer.output == "threshold" and out_words > config.act_depth:
+            raise ProgramError(f"{where}: needs {out_words} activation words per sample, "
+                               f"{config} has act_depth={config.act_depth}")
+    return layers
+
+
+def max_batch(layers, config):
+    """Largest batch one run of ``layers`` takes on ``config`` (a multiple of Q)."""
+    config = _cfg(config)
+    layers = list(layers)
+    W0 = layers[0].hw_shape(config)[3]
+    limits = [config.in_depth // W0]
+    for layer in layers:
+        _, _, m_tiles, _, out_words = layer.hw_shape(config)
+        if layer.output == "raw":
+            limits.append(config.out_depth // (m_tiles * config.Q))
+        else:
+            limits.append(config.act_depth // out_words)
+    return min(limits) * config.Q
+
+
+def build_program(layers, config):
+    """``[(address, bytes)]`` writing descriptors, weights and thresholds of ``layers``.
+
+    Raises :class:`ProgramError` naming the layer when it does not fit, with what it needs and
+    what the config has.
+    """
+    config = _cfg(config)
+    layers = _check_layers(layers, config)
+    writes = []
+    w_base = t_base = 0
+    for idx, layer in enumerate(layers):
+        in_words, _, m_tiles, _, _ = layer.hw_shape(config)
+        w_words = m_tiles * in_words
+        if w_base + w_words > config.w_depth:
+            raise ProgramError(f"layer {layer.name!r}: weights need words {w_base}.."
+                               f"{w_base + w_words - 1} of each row bank, {config} has "
+                               f"w_depth={config.w_depth}")
+        if layer.output == "threshold" and t_base + m_tiles > config.thr_depth:
+            raise ProgramError(f"layer {layer.name!r}: thresholds need entries {t_base}.."
+                               f"{t_base + m_tiles - 1} of each row bank, {config} has "
+                               f"thr_depth={config.thr_depth}")
+        fields = layer.hw_descriptor(config, w_base, t_base, last=idx == len(layers) - 1)
+        writes.append((mm.DESC_BASE + mm.DESC_BYTES * idx, mm.encode_descriptor(**fields)))
+        writes.append((mm.W_BASE + w_base * config.P * config.word_bytes,
+                       layer.hw_weight_image(config)))
+        if layer.output == "threshold":
+            writes.append((mm.THR_BASE + 4 * t_base * config.P,
+                           layer.hw_threshold_image(config)))
+            t_base += m_tiles
+        w_base += w_words
+    if max_batch(layers, config) < 1:
+        raise ProgramError(f"not even one column group of {config.Q} samples fits {config}")
+    return writes
+
+
+def encode_inputs(x, input_bits, config):
+    """``[(address, bytes)]`` writing a batch of unsigned inputs ``x`` (uint8 [B, N]).
+
+    Sample ``b`` sits in column bank ``j = b mod Q`` of group ``g = b div Q``; word address
+    ``g·W + w·k + p`` holds bit-plane ``p`` of its K-bit word ``w`` (``W = ceil(N/K)·k``).
+    """
+    config = _cfg(config)
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"inputs must be [batch, features], got shape {x.shape}")
+    if x.size and (x.min() < 0 or x.max() >= 1 << input_bits):
+        raise ValueError(f"inputs must be unsigned {input_bits}-bit integers")
+    from sw import bits as B
+    batch, n = x.shape
+    K, Q, wb = config.K, config.Q, config.word_bytes
+    in_words = -(-n // K)
+    W = in_words * input_bits
+    groups = -(-batch // Q)
+    if groups * W > config.in_depth:
+        raise ValueError(f"a batch of {batch} needs {groups * W} words per input bank, "
+                         f"{config} has in_depth={config.in_depth}")
+    img = np.zeros((groups * Q, in_words, input_bits, wb), np.uint8)
+    xs = x.astype(np.uint8)
+    for p in range(input_bits):
+        planes = B.pack_bits((xs >> p) & 1, K)               # [B, in_words·wb]
+        img[:batch, :, p, :] = planes.reshape(batch, in_words, wb)
+    # [g, j, w, p, byte] → address order (g, w, p, j, byte)
+    img = img.reshape(groups, Q, in_words, input_bits, wb).transpose(0, 2, 3, 1, 4)
+    return [(mm.IN_BASE, np.ascontiguousarray(img).tobytes())]
+
+
+def output_region(layers, config, batch):
+    """(address, length) of the bytes holding the last layer's outputs for ``batch``."""
+    config = _cfg(config)
+    check_batch(layers, config, batch)
+    last = list(layers)[-1]
+    m_tiles = last.hw_shape(config)[2]
+    groups = -(-batch // config.Q)
+    return mm.OUT_BASE, groups * m_tiles * config.Q * config.P * 4
+
+
+def check_batch(layers, config, batch):
+    """Raise ProgramError when one run of ``layers`` cannot take ``batch`` samples."""
+    config = _cfg(config)
+    if not 1 <= batch < 1 << 16:
+        raise ProgramError(f"batch {batch} is outside 1..65535")
+    most = max_batch(layers, config)
+    if batch > most:
+        raise ProgramError(f"a batch of {batch} does not fit {config}: at most {most} samples "
+                           f"per run (input, activation and output buffers); split the batch")
+
+
+def decode_outputs(data, layers, config, batch):
+    """The last layer's integers (int64 [batch, M]) from the bytes of :func:`output_region`.
+
+    Row bank ``i`` holds, at word ``(g·m_tiles + t)·Q + j``, channel ``t·P + i`` of sample
+    ``g·Q + j`` (the order the row produces them); values are sign-extended 32-bit words.
+    """
+    config = _cfg(config)
+    last = list(layers)[-1]
+    m_tiles = last.hw_shape(config)[2]
+    groups = -(-batch // config.Q)
+    vals = np.frombuffer(bytes(data), dtype="<i4").astype(np.int64)
+    vals = vals.reshape(groups, m_tiles, config.Q, config.P)      # g, t, j, i
+    vals = vals.transpose(0, 2, 1, 3).reshape(groups * config.Q, m_tiles * config.P)
+    return vals[:batch, :last.out_features]
+
+
+def predict_cycles(layers, config, batch):
+    """``{"total": cycles, "by_layer": {name: cycles}}`` exactly as the core's counters count."""
+    config = _cfg(config)
+    by_layer = {layer.name: layer.cycles(config, batch, first=idx == 0)
+                for idx, layer in enumerate(layers)}
+    return {"total": sum(by_layer.values()), "by_layer": by_layer}
