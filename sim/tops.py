@@ -1,0 +1,85 @@
+"""The tops the simulators build: the whole accelerator (host link + core) per array config,
+and a host link in front of a test memory (for the harness's protocol fuzz test)."""
+from __future__ import annotations
+
+import importlib
+
+from sim.build import TopSpec
+
+__all__ = ["accelerator_spec", "SIM_TIMEOUT", "link_memory_top", "link_memory_spec"]
+
+# The host-link engineer's accelerator top (hw/top.py): byte streams i/o around link + core.
+# Looked up by name so this file does not break while hw/top.py is being written.
+_CANDIDATES = ("accelerator_top", "AcceleratorTop", "Top", "Accelerator")
+ACCELERATOR_FACTORY = None
+
+
+def _factory():
+    global ACCELERATOR_FACTORY
+    if ACCELERATOR_FACTORY is None:
+        mod = importlib.import_module("hw.top")
+        for name in _CANDIDATES:
+            if callable(getattr(mod, name, None)):
+                ACCELERATOR_FACTORY = f"hw.top:{name}"
+                break
+        else:
+            raise ImportError(f"hw.top has none of {_CANDIDATES}")
+    return ACCELERATOR_FACTORY
+
+
+#: What the accelerator top is made of (board tops and tests excluded from the cache digest).
+ACCELERATOR_SOURCES = ("hw/top.py", "hw/bus.py", "hw/config.py", "hw/core/*.py", "hw/link/*.py")
+
+#: The link's idle timeout in simulation builds (cycles). Boards use hw.top's default (about
+#: 87 ms at 12 MHz, above a UART byte time); the simulated host never pauses inside a frame, so
+#: a short timeout only makes truncated frames (fuzz tests) end quickly. Nothing else differs.
+SIM_TIMEOUT = 4096
+
+
+def accelerator_spec(config=None, **kw) -> TopSpec:
+    """TopSpec of the accelerator (``hw.top``) for ``config`` (ArrayConfig, its string form,
+    or None for the default); ``kw`` go to the top (``max_payload``, ``timeout``: the link's,
+    :data:`SIM_TIMEOUT` unless given). The cache key holds the canonical config string."""
+    from hw.config import ArrayConfig
+    kw.setdefault("timeout", SIM_TIMEOUT)
+    cfg = ArrayConfig() if config is None else ArrayConfig.parse(config)
+    text = cfg.format()
+    name = "accel-" + text.replace(",", "_").replace("=", "")
+    extra = {k: v for k, v in kw.items() if not (k == "timeout" and v == SIM_TIMEOUT)}
+    if extra:
+        name += "-" + "_".join(f"{k}{v}" for k, v in sorted(extra.items()))
+    return TopSpec(_factory(), {"config": text, **kw}, name=name, sources=ACCELERATOR_SOURCES)
+
+
+def link_memory_top(max_payload=64, timeout=400, size=512, wait_bits=2, config=""):
+    """HostLink + the link engineer's test memory (``hw.link.testing.BusMemory``): a top with
+    byte streams ``i``/``o`` whose exact behaviour is ``sw.protocol.ReferenceLink(mem_size=
+    size)``, the oracle of the harness fuzz test. ``timeout`` is short so truncated frames are
+    answered quickly in simulation."""
+    from amaranth.hdl import Module
+    from amaranth.lib import stream, wiring
+    from amaranth.lib.wiring import In, Out
+    from hw.link.hostlink import HostLink
+    from hw.link.testing import BusMemory
+
+    class _Top(wiring.Component):
+        def __init__(self):
+            super().__init__({"i": In(stream.Signature(8)), "o": Out(stream.Signature(8))})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.link = link = HostLink(max_payload=max_payload, timeout=timeout,
+                                                config=config.encode())
+            m.submodules.mem = mem = BusMemory(size=size, wait_bits=wait_bits)
+            wiring.connect(m, link.bus, mem.bus)
+            wiring.connect(m, wiring.flipped(self.i), link.i)
+            wiring.connect(m, link.o, wiring.flipped(self.o))
+            return m
+
+    return _Top()
+
+
+def link_memory_spec(**kw) -> TopSpec:
+    """TopSpec of :func:`link_memory_top` (depends on hw/link and hw/bus.py only)."""
+    return TopSpec("sim.tops:link_memory_top", kw, name="linkmem",
+                   sources=("hw/link/*.py", "hw/bus.py", "sim/tops.py"))

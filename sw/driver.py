@@ -1,0 +1,397 @@
+"""The host driver: one :class:`Accelerator` API over any :class:`Transport`.
+
+As in Glasgow, the driver is written against an abstract transport with hardware and
+simulation implementations, so the very same code runs against
+
+* :class:`SerialTransport` - a board behind a UART (pyserial),
+* ``sim.verilator_transport.VerilatorTransport`` - the Verilator C++ harness (fast),
+* ``sim.amaranth_transport.AmaranthTransport`` - Amaranth's own simulator (no C++ build).
+
+A transport moves whole frames: ``transact(request) -> response`` with the bytes encoded and
+decoded by :mod:`sw.protocol` (the one protocol implementation). The accelerator's memory
+layout, descriptors, input encoding and output decoding come from :mod:`sw.program`, its
+address map and control registers from :mod:`hw.core.memory_map`.
+"""
+from __future__ import annotations
+
+import abc
+import time
+
+from sw import protocol as P
+from sw.errors import XnorflowError
+
+__all__ = ["Transport", "TransportError", "TransportTimeout", "SerialTransport",
+           "DriverError", "Accelerator", "open_transport", "write_frames", "read_frames"]
+
+
+class TransportError(XnorflowError):
+    """The transport failed: port gone, simulator process died, garbage on the line."""
+
+
+class TransportTimeout(TransportError):
+    """No complete response within the transport's bound (seconds on a port, cycles in a
+    simulation)."""
+
+
+class DriverError(XnorflowError):
+    """The accelerator answered, but not what the driver expected (wrong ID, run error,
+    model does not fit)."""
+
+
+class Transport(abc.ABC):
+    """Moves protocol frames to a device and back.
+
+    Subclasses implement :meth:`transact` and :meth:`close`; :meth:`transact_many` may be
+    overridden to pipeline several requests (the default sends them one by one). ``cycles`` is
+    the simulated cycle count for simulators, ``None`` for hardware.
+    """
+
+    cycles = None
+
+    @abc.abstractmethod
+    def transact(self, request: bytes) -> bytes:
+        """Send one request frame; return the one response frame (raw bytes)."""
+
+    def transact_many(self, requests) -> list:
+        """Send request frames in order; return their response frames in order."""
+        return [self.transact(r) for r in requests]
+
+    def wait(self, cycles):
+        """Hint: nothing is expected from the device for about ``cycles`` clock cycles (a run
+        is in progress). Simulators skip ahead; hardware ignores it (polling does the rest)."""
+
+    @abc.abstractmethod
+    def close(self):
+        """Release the port or stop the simulator."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SerialTransport(Transport):
+    """A board on a serial port (the UART bridge of ``hw/board``).
+
+    Parameters
+    ----------
+    port : str
+        Port name (``/dev/ttyUSB1``, ``COM3``, or any pyserial URL such as ``loop://``).
+    baudrate : int
+        Line rate; must match the bitstream's UART.
+    timeout : float
+        Seconds to wait for a complete response frame (per transaction; a run waits longer,
+        see ``Accelerator``'s ``run_timeout``).
+    """
+
+    def __init__(self, port, baudrate=115200, timeout=2.0):
+        try:
+            import serial
+        except ImportError as e:  # pragma: no cover - pyserial is a dependency
+            raise TransportError("pyserial is not installed") from e
+        self.port_name = port
+        self.timeout = timeout
+        try:
+            self._port = serial.serial_for_url(port, baudrate=baudrate, timeout=0.05)
+        except (serial.SerialException, ValueError) as e:
+            raise TransportError(f"cannot open serial port {port!r}: {e}") from None
+        self._port.reset_input_buffer()
+        self._decoder = P.StreamDecoder("response")
+
+    def transact(self, request, timeout=None):
+        """Write the frame; read until one response frame is complete or ``timeout`` s."""
+        import serial
+        timeout = self.timeout if timeout is None else timeout
+        try:
+            self._port.write(bytes(request))
+            self._port.flush()
+            deadline = time.monotonic() + timeout
+            buf = bytearray()
+            while time.monotonic() < deadline:
+                chunk = self._port.read(max(1, self._port.in_waiting))
+                if not chunk:
+                    continue
+                buf += chunk
+                frame = _split_frame(buf)
+                if frame is not None:
+                    return frame
+        except serial.SerialException as e:
+            raise TransportError(f"serial port {self.port_name!r}: {e}") from None
+        raise TransportTimeout(
+            f"no complete response from {self.port_name!r} within {timeout:.1f} s "
+            f"({len(buf)} bytes received): is the board programmed with an xnorflow bitstream, "
+            f"and is the baud rate right?")
+
+    def close(self):
+        if self._port is not None:
+            self._port.close()
+            self._port = None
+
+
+def _split_frame(buf):
+    """The first complete response frame in ``buf`` (bytes before a sync byte dropped), or
+    None. Only the length field is read here; decoding is sw.protocol's job."""
+    start = buf.find(P.RSP_SYNC)
+    if start < 0:
+        buf.clear()
+        return None
+    del buf[:start]
+    if len(buf) < P.HEADER_BYTES:
+        return None
+    total = P.OVERHEAD_BYTES + (buf[2] | buf[3] << 8)
+    if len(buf) < total:
+        return None
+    frame = bytes(buf[:total])
+    del buf[:total]
+    return frame
+
+
+# --------------------------------------------------------------------------- the accelerator
+
+def write_frames(addr, data, max_payload=P.DEFAULT_MAX_PAYLOAD):
+    """WRITE request frames putting ``data`` at bus addresses ``addr..``, each payload at most
+    ``max_payload`` bytes (address included)."""
+    data = bytes(data)
+    step = max_payload - P.ADDR_BYTES
+    return [P.write_request(addr + o, data[o:o + step]) for o in range(0, len(data), step)]
+
+
+def read_frames(addr, count, max_payload=P.DEFAULT_MAX_PAYLOAD):
+    """READ request frames for ``count`` bytes from ``addr..``, each answer at most
+    ``max_payload`` bytes."""
+    return [P.read_request(addr + o, min(max_payload, count - o))
+            for o in range(0, count, max_payload)]
+
+
+class Accelerator:
+    """The accelerator behind a :class:`Transport`: identify, load a model, run inputs.
+
+    Parameters
+    ----------
+    transport : Transport
+    config : ArrayConfig, str or None
+        The build's array configuration (memory sizes decide batch limits and layout). None:
+        taken from the IDENT block's configuration bytes when they carry the ``PxQxK,...``
+        text of :meth:`hw.config.ArrayConfig.format`, else from the core's CONFIG register
+        (P, Q, K, acc_width) with default memory depths.
+    poll_limit : int
+        STATUS polls after the predicted run time before giving up (each poll is a full
+        request/response round trip on the link).
+
+    Every response is decoded with :mod:`sw.protocol`; anything but an OK answer raises
+    :class:`~sw.protocol.DeviceError` (a bus error, a CRC error on the way in, ...).
+    """
+
+    def __init__(self, transport, config=None, *, poll_limit=10_000):
+        self.transport = transport
+        self.poll_limit = poll_limit
+        self._ident = None
+        self._config = None if config is None else _parse_config(config)
+        self.model = None
+        self.layers = None
+        self.last_counters = None
+        self.batches = []  # per run() batch: {"batch", "total", "by_layer"}
+
+    # -- frames --------------------------------------------------------------------------------
+
+    def _exchange(self, requests):
+        """Send request frames (pipelined when the transport can), return decoded payloads."""
+        frames = self.transport.transact_many(list(requests))
+        if len(frames) != len(requests):
+            raise TransportError(f"{len(requests)} requests got {len(frames)} responses")
+        return [P.check_response(P.decode_response(f)) for f in frames]
+
+    @property
+    def max_payload(self):
+        """Largest request/response payload of the link (from IDENT)."""
+        return self.ident().max_payload
+
+    def ident(self):
+        """The link's :class:`~sw.protocol.Ident` block (read once, then cached)."""
+        if self._ident is None:
+            (payload,) = self._exchange([P.ident_request()])
+            self._ident = P.Ident.decode(payload)
+        return self._ident
+
+    def write_requests(self, addr, data):
+        """WRITE frames putting ``data`` at ``addr..``, split to fit the max payload."""
+        return write_frames(addr, data, self.max_payload)
+
+    def read_requests(self, addr, count):
+        """READ frames for ``count`` bytes from ``addr..``, split to fit the max payload."""
+        return read_frames(addr, count, self.max_payload)
+
+    def write(self, addr, data):
+        """Write bytes to the core's bus (split into as many frames as needed)."""
+        self._exchange(self.write_requests(addr, data))
+
+    def read(self, addr, count):
+        """Read ``count`` bytes from the core's bus."""
+        return b"".join(self._exchange(self.read_requests(addr, count)))
+
+    def read32(self, addr):
+        return int.from_bytes(self.read(addr, 4), "little")
+
+    # -- configuration -------------------------------------------------------------------------
+
+    @property
+    def config(self):
+        """The build's :class:`hw.config.ArrayConfig` (see the class parameters)."""
+        if self._config is None:
+            self._config = self._discover_config()
+        return self._config
+
+    def _discover_config(self):
+        from hw.config import ArrayConfig
+        from hw.core import memory_map as mm
+        text = self.ident().config
+        try:
+            return ArrayConfig.parse(text.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            pass
+        if self.read32(mm.REG_ID) != mm.ID_VALUE:
+            raise DriverError("the device does not identify as an xnorflow core "
+                              f"(ID register 0x{self.read32(mm.REG_ID):08x})")
+        word = self.read32(mm.REG_CONFIG)
+        p, q, logk, aw = word & 0xFF, word >> 8 & 0xFF, word >> 16 & 0xFF, word >> 24
+        return ArrayConfig(P=p, Q=q, K=1 << logk, acc_width=aw)
+
+    # -- model ---------------------------------------------------------------------------------
+
+    def load(self, model):
+        """Write ``model``'s descriptors, weights and thresholds (``sw.program.build_program``).
+
+        ``model`` is a :class:`~sw.golden.CompiledModel`; raises ``sw.program.ProgramError``
+        naming the layer if it does not fit this build.
+        """
+        from sw import program
+        writes = program.build_program(model.layers, self.config)
+        reqs = [r for addr, data in writes for r in self.write_requests(addr, data)]
+        self._exchange(reqs)
+        self.model = model
+        self.layers = list(model.layers)
+        self.max_batch = program.max_batch(self.layers, self.config)
+        self.batches = []
+
+    def run(self, x, *, check=False, batch=None):
+        """Run unsigned inputs ``x`` (uint8 [B, N]) through the loaded model.
+
+        Returns ``(acc, predictions)``: the last layer's integers (int64 [B, C]) as the core
+        computed them, and the host-side predictions (the head's argmax). Batches larger than
+        the build's memories take several runs. With ``check``, every integer is compared with
+        the golden model and a mismatch raises :class:`DriverError`.
+        """
+        import numpy as np
+        if self.model is None:
+            raise DriverError("no model loaded: call load(model) first")
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.layers[0].in_features:
+            raise DriverError(f"inputs must be [batch, {self.layers[0].in_features}], "
+                              f"got {list(x.shape)}")
+        step = min(batch or self.max_batch, self.max_batch)
+        outs = [self._run_batch(x[s:s + step]) for s in range(0, len(x), step)]
+        acc = np.concatenate(outs) if outs else np.zeros((0, self.layers[-1].out_features),
+                                                          np.int64)
+        if check:
+            want = self.model.forward(x)[-1][0]
+            bad = np.argwhere(acc != want)
+            if bad.size:
+                b, c = bad[0]
+                raise DriverError(f"{len(bad)} integers differ from the golden model; first: "
+                                  f"sample {b} class {c}: core {acc[b, c]}, golden {want[b, c]}")
+        return acc, self.model.head.scores(acc).argmax(axis=1)
+
+    def _run_batch(self, x):
+        from hw.core import memory_map as mm
+        from sw import program
+        cfg, layers, n = self.config, self.layers, len(x)
+        reqs = [r for addr, data in program.encode_inputs(x, layers[0].input_bits, cfg)
+                for r in self.write_requests(addr, data)]
+        reqs += self.write_requests(mm.REG_BATCH, n.to_bytes(4, "little"))
+        reqs += self.write_requests(mm.REG_CTRL, bytes([mm.CTRL_START, 0, 0, 0]))
+        self._exchange(reqs)
+        # Let a simulator skip ahead to the predicted end of the run (a no-op on hardware),
+        # so the status poll below normally succeeds the first time.
+        predicted = program.predict_cycles(layers, cfg, n)
+        self.transport.wait(predicted["total"])
+        out_addr, out_len = program.output_region(layers, cfg, n)
+        regs_req = self.read_requests(mm.REG_STATUS, 16)      # STATUS ERROR TOTAL LAYERS_DONE
+        lc_req = self.read_requests(mm.LAYER_CYCLES_BASE, 4 * len(layers))
+        out_req = self.read_requests(out_addr, out_len)
+        # Poll the registers only (a UART would otherwise re-read the outputs every poll);
+        # the first poll normally finds the run over thanks to wait() above.
+        for _ in range(self.poll_limit):
+            regs = b"".join(self._exchange(regs_req))
+            status = int.from_bytes(regs[0:4], "little")
+            if not status & mm.STATUS_BUSY:
+                break
+            self.transport.wait(max(64, predicted["total"] // 16))
+        else:
+            raise DriverError(f"the run of {n} samples is still busy after {self.poll_limit} "
+                              f"status polls (predicted {predicted['total']} cycles)")
+        error = int.from_bytes(regs[4:8], "little")
+        if status & mm.STATUS_ERROR or error:
+            raise DriverError(f"the core stopped with error {_ERR_NAMES.get(error, error)} "
+                              f"(status 0x{status:02x})")
+        answers = self._exchange(lc_req + out_req)
+        lc = b"".join(answers[:len(lc_req)])
+        data = b"".join(answers[len(lc_req):])
+        by_layer = {layer.name: int.from_bytes(lc[4 * k:4 * k + 4], "little")
+                    for k, layer in enumerate(layers)}
+        self.last_counters = {"batch": n, "total": int.from_bytes(regs[8:12], "little"),
+                              "layers_done": int.from_bytes(regs[12:16], "little"),
+                              "by_layer": by_layer, "predicted": predicted}
+        self.batches.append(self.last_counters)
+        return program.decode_outputs(data, layers, cfg, n)
+
+    # -- status ------------------------------------------------------------------------------
+
+    def status(self):
+        """``{"busy", "done", "error", "error_name"}`` from the STATUS and ERROR registers."""
+        from hw.core import memory_map as mm
+        regs = self.read(mm.REG_STATUS, 8)
+        status = int.from_bytes(regs[:4], "little")
+        error = int.from_bytes(regs[4:], "little")
+        return {"busy": bool(status & mm.STATUS_BUSY), "done": bool(status & mm.STATUS_DONE),
+                "error": error, "error_name": _ERR_NAMES.get(error, str(error))}
+
+    def counters(self):
+        """Cycle counters of the last run, read from the core:
+        ``{"total", "layers_done", "by_layer": {layer name or index: cycles}}``."""
+        from hw.core import memory_map as mm
+        total = self.read32(mm.REG_TOTAL_CYCLES)
+        done = self.read32(mm.REG_LAYERS_DONE)
+        n = len(self.layers) if self.layers else done
+        lc = self.read(mm.LAYER_CYCLES_BASE, 4 * n) if n else b""
+        names = [layer.name for layer in self.layers] if self.layers else list(range(n))
+        return {"total": total, "layers_done": done,
+                "by_layer": {names[k]: int.from_bytes(lc[4 * k:4 * k + 4], "little")
+                             for k in range(n)}}
+
+
+_ERR_NAMES = {0: "none", 1: "batch size 0", 2: "unknown descriptor op",
+              3: "no last-layer descriptor"}
+
+
+def _parse_config(config):
+    from hw.config import ArrayConfig
+    return ArrayConfig.parse(config)
+
+
+def open_transport(engine, top=None, **kw):
+    """A transport by name: ``"verilator"`` or ``"amaranth"`` (simulating ``top``, a
+    :class:`sim.build.TopSpec`), or ``"serial"`` (``port=``, ``baudrate=``)."""
+    if engine == "serial":
+        return SerialTransport(**kw)
+    if engine == "verilator":
+        from sim.verilator_transport import VerilatorTransport
+        return VerilatorTransport(top, **kw)
+    if engine == "amaranth":
+        try:
+            from sim.amaranth_transport import AmaranthTransport
+        except ImportError as e:
+            raise TransportError(f"the Amaranth-simulator transport is not available: {e}") \
+                from None
+        return AmaranthTransport(top.elaborate(), **kw)
+    raise TransportError(f"unknown engine {engine!r}: verilator, amaranth or serial")
