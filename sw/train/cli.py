@@ -1,0 +1,107 @@
+"""``xnorflow train``: train one method on one dataset and write model.pt, metrics.json, training.png."""
+import argparse
+import json
+import os
+import sys
+
+from .. import data as datamod
+
+METHOD_CHOICES = ("irnet", "rbnn", "sbn", "bwnh", "ste", "fp")
+
+
+def parse_hidden(text):
+    """``"256,256"`` → ``[256, 256]``; ``""`` or ``"none"`` → ``[]`` (argparse type: errors name --hidden)."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        widths = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers like 256,256, got {text!r}")
+    if any(w <= 0 for w in widths):
+        raise argparse.ArgumentTypeError(f"layer widths must be positive, got {text!r}")
+    return widths
+
+
+def _input_bits(text):
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in 1..8, got {text!r}")
+    if not 1 <= k <= 8:
+        raise argparse.ArgumentTypeError(f"must be in 1..8, got {k}")
+    return k
+
+
+def _positive(kind):
+    def conv(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return v
+    return conv
+
+
+def add_parser(subparsers):
+    """Register the ``train`` subcommand on an argparse ``subparsers`` object."""
+    p = subparsers.add_parser(
+        "train", help="train a binary MLP (IR-Net, RBNN, Self-Binarizing, BWNH, STE or float baseline)",
+        description=__doc__ + " Defaults per dataset: digits hidden 256,256, 4 input bits, 60 epochs; "
+        "fashion-mnist/mnist hidden 256,256,256 (SFC), 8 input bits.")
+    p.add_argument("--method", required=True, choices=METHOD_CHOICES)
+    p.add_argument("--dataset", required=True, choices=datamod.DATASETS)
+    p.add_argument("--data-dir", default=None, help="directory with the IDX files (fashion-mnist, mnist)")
+    p.add_argument("--hidden", type=parse_hidden, default=None, help="hidden widths, e.g. 256,256")
+    p.add_argument("--input-bits", type=_input_bits, default=None, help="k: first-layer input bits (1..8)")
+    p.add_argument("--epochs", type=_positive(int), default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=_positive(int), default=None)
+    p.add_argument("--lr", type=_positive(float), default=None)
+    p.add_argument("--augment-shift", type=int, default=None, metavar="N",
+                   help="train on random image shifts of up to N pixels (square images; default: dataset default)")
+    p.add_argument("--threads", type=_positive(int), default=1,
+                   help="torch CPU threads (default 1: on a busy 2-core machine more threads were slower)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=run)
+    return p
+
+
+def _fail(option, message):
+    print(f"xnorflow train: error: {option}: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args):
+    """Execute ``xnorflow train`` for parsed ``args``; returns the exit code."""
+    import torch
+
+    from . import methods
+    from .checkpoint import save_checkpoint
+    from .plots import plot_history
+
+    torch.set_num_threads(args.threads)
+    try:
+        ds = datamod.load_dataset(args.dataset, args.data_dir)
+    except datamod.DatasetError as e:
+        return _fail("--data-dir" if args.dataset != "digits" else "--dataset", str(e))
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        return _fail("--out", f"cannot create {args.out}: {e}")
+    model, meta, metrics = methods.train(args.method, args.dataset, hidden=args.hidden, input_bits=args.input_bits,
+                                         epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
+                                         progress=not args.quiet, ds=ds,
+                                         augment_shift=args.augment_shift)
+    save_checkpoint(os.path.join(args.out, "model.pt"), model, meta)
+    with open(os.path.join(args.out, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=1, default=float)
+    plot_history(metrics["history"], os.path.join(args.out, "training.png"),
+                 f"{args.method} on {args.dataset}: test {100 * metrics['test_accuracy']:.2f}%")
+    if not args.quiet:
+        print(f"{args.method} {args.dataset}: test accuracy {100 * metrics['test_accuracy']:.2f}% "
+              f"({metrics['train_seconds']:.1f} s); wrote {args.out}/model.pt, metrics.json, training.png",
+              file=sys.stderr)
+    return 0

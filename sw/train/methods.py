@@ -1,0 +1,215 @@
+"""Training recipes: one function per method, all producing a :class:`BinaryMLP` + metrics.
+
+``train(method, dataset, ...)`` is the entry point used by the CLI and the benchmark. Each
+recipe only assembles a model configuration, the callbacks (schedules) and stages; the loop
+itself is :func:`sw.train.trainer.fit`.
+"""
+import copy
+import time
+
+import numpy as np
+import torch
+
+from .. import data as datamod
+from . import bwnh as bwnhmod
+from . import estimators as est
+from . import schedules
+from .models import build_model
+from .trainer import evaluate, fit, random_shift, recalibrate_bn
+
+METHODS = ("irnet", "rbnn", "sbn", "bwnh", "ste", "fp")
+
+# Per-method configuration; stored in the checkpoint as ``method_config``.
+METHOD_CONFIGS = {
+    "irnet": {"weight": "irnet", "act": "ede", "t_min": 0.1, "t_max": 10.0},
+    "rbnn": {"weight": "rbnn", "act": "rbnn", "t_min": 1e-2, "t_max": 1e1, "theta_init": "uniform",
+             "rotation_iterations": 3, "act_centring": False},
+    "sbn": {"weight": "sbn", "act": "tanh", "nu_start": 1.0, "nu_end": 1000.0},
+    "ste": {"weight": "ste", "act": "ste", "weight_clip": 1.0},
+    # BWNH: float pre-training (hardtanh activations), hashing, weight-only fine-tuning, then
+    # fine-tuning with binary (STE) activations; fractions are of --epochs.
+    "bwnh": {"weight": "bwnh", "act": "ste", "weight_clip": None, "pretrain_act": "hardtanh",
+             "pretrain_fraction": 0.4, "weight_only_fraction": 0.2, "hash_iterations": 5,
+             "hash_samples": 10000},
+    "fp": {"weight": "float", "act": "relu"},
+}
+
+# Per-dataset defaults (chosen to reach the accuracy targets in docs/training.md).
+DATASET_DEFAULTS = {
+    "digits": {"hidden": [256, 256], "input_bits": 4, "epochs": 60, "batch_size": 64, "lr": 3e-3},
+    "fashion-mnist": {"hidden": [256, 256, 256], "input_bits": 8, "epochs": 40, "batch_size": 128, "lr": 1e-3,
+                      "augment_shift": 0},
+    "mnist": {"hidden": [256, 256, 256], "input_bits": 8, "epochs": 20, "batch_size": 128, "lr": 1e-3},
+}
+
+
+# Method-specific departures from the dataset defaults (measured: RBNN's random initial rotation
+# slows early learning; on digits lr 1e-2 reached 97.8/95.6 % in 15 epochs vs 92.8/94.2 % at 3e-3).
+METHOD_DATASET_DEFAULTS = {("rbnn", "digits"): {"lr": 1e-2}}
+
+
+def resolve_defaults(method, dataset):
+    """The default hyper-parameters for ``method`` on ``dataset`` (dataset defaults + method overrides)."""
+    d = copy.deepcopy(DATASET_DEFAULTS[dataset])
+    d.update(METHOD_DATASET_DEFAULTS.get((method, dataset), {}))
+    return d
+
+
+def tensors(ds, input_bits):
+    """Quantise a :class:`sw.data.Dataset` into float tensors of k-bit integers + label tensors."""
+    def t(x):
+        return torch.from_numpy(datamod.quantize_inputs(x, input_bits, ds.max_value).astype(np.float32))
+    return (t(ds.x_train), torch.from_numpy(ds.y_train)), (t(ds.x_test), torch.from_numpy(ds.y_test))
+
+
+def _callbacks(method, cfg, model, train_x):
+    if method == "irnet":
+        return [schedules.TKSchedule(cfg["t_min"], cfg["t_max"], act_rule="same")]
+    if method == "rbnn":
+        return [schedules.RotationUpdate(cfg["rotation_iterations"]),
+                schedules.TKSchedule(cfg["t_min"], cfg["t_max"], act_rule="rbnn")]
+    if method == "sbn":
+        probe = train_x[:1000]
+        return [schedules.NuSchedule(cfg["nu_start"], cfg["nu_end"]), schedules.SaturationProbe(probe)]
+    return []
+
+
+def _set_hard(model, hard):
+    for e in schedules.weight_estimators(model) + schedules.act_estimators(model):
+        if isinstance(e, est.SoftSign):
+            e.hard = hard
+
+
+def _stage_epochs(total, fractions):
+    """Split ``total`` epochs into stages by fractions (each ≥1, the last gets the remainder)."""
+    parts = [max(1, int(round(total * f))) for f in fractions]
+    last = max(1, total - sum(parts))
+    return parts + [last]
+
+
+def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, batch_size=None, lr=None,
+          data_dir=None, progress=True, method_overrides=None, ds=None, augment_shift=None):
+    """Train ``method`` on ``dataset``; return ``(model, meta, metrics)``.
+
+    ``meta`` is what :func:`sw.train.checkpoint.save_checkpoint` needs beside the model;
+    ``metrics`` is the content of ``metrics.json`` (summary + per-epoch history).
+    ``ds`` may pass an already loaded :class:`sw.data.Dataset` (benchmarks reuse it).
+    ``augment_shift``: random image shifts of up to this many pixels during training (0 = off).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    defaults = resolve_defaults(method, dataset)
+    hidden = list(defaults["hidden"] if hidden is None else hidden)
+    input_bits = int(defaults["input_bits"] if input_bits is None else input_bits)
+    epochs = int(defaults["epochs"] if epochs is None else epochs)
+    batch_size = int(defaults["batch_size"] if batch_size is None else batch_size)
+    lr = float(defaults["lr"] if lr is None else lr)
+    augment_shift = int(defaults.get("augment_shift", 0) if augment_shift is None else augment_shift)
+    cfg = copy.deepcopy(METHOD_CONFIGS[method])
+    cfg.update(method_overrides or {})
+
+    ds = ds or datamod.load_dataset(dataset, data_dir)
+    train_t, test_t = tensors(ds, input_bits)
+    aug = None
+    if augment_shift:
+        side = int(round(ds.in_features ** 0.5))
+        if side * side != ds.in_features:
+            raise ValueError("augment_shift needs square images")
+        aug = random_shift(side, augment_shift)
+    torch.manual_seed(seed)
+    t0 = time.time()
+    extra = {}
+    history = []
+    if method == "bwnh":
+        model, extra = _train_bwnh(ds, cfg, hidden, input_bits, epochs, seed, batch_size, lr, train_t, test_t,
+                                   progress, history, aug)
+    else:
+        model = build_model(ds.in_features, hidden, ds.num_classes, input_bits, cfg)
+        fit(model, train_t, test_t, epochs, lr=lr, batch_size=batch_size, seed=seed,
+            callbacks=_callbacks(method, cfg, model, train_t[0]), stage=method, progress=progress,
+            history=history, augment=aug)
+        if method == "sbn":
+            soft = evaluate(model, *test_t)
+            _set_hard(model, True)
+            hard = evaluate(model, *test_t)
+            sat = schedules.saturation(model, train_t[0][:1000])
+            extra = {"soft_test_accuracy": soft, "hard_test_accuracy": hard,
+                     "swap_accuracy_change": hard - soft, "final_nu": schedules.NuSchedule(
+                         cfg["nu_start"], cfg["nu_end"]).value(epochs - 1, epochs), **{
+                         "final_" + k: v for k, v in sat.items()}}
+    train_seconds = time.time() - t0
+    model.eval()
+    test_acc = evaluate(model, *test_t)
+    reason = model.not_deployable()
+    metrics = {
+        "method": method, "dataset": dataset, "test_accuracy": test_acc,
+        "train_accuracy": evaluate(model, *train_t), "epochs": epochs, "train_seconds": train_seconds,
+        "input_bits": input_bits, "hidden": hidden, "seed": seed, "batch_size": batch_size, "lr": lr,
+        "augment_shift": augment_shift,
+        "deployable": reason is None, "not_deployable_reason": reason,
+        "torch_threads": torch.get_num_threads(), **extra, "history": history,
+    }
+    meta = {
+        "method": method, "dataset": dataset, "input_bits": input_bits, "in_features": ds.in_features,
+        "hidden": hidden, "num_classes": ds.num_classes, "max_value": ds.max_value, "method_config": cfg,
+        "metrics": {k: v for k, v in metrics.items() if k != "history"},
+    }
+    return model, meta, metrics
+
+
+@torch.no_grad()
+def _layer_inputs(model, x):
+    """Inputs seen by every layer of ``model`` (eval mode) for the batch ``x``."""
+    rec = []
+    model.eval()
+    model._run(x, rec)
+    return [x] + [r["act"] for r in rec[:-1]]
+
+
+def _train_bwnh(ds, cfg, hidden, input_bits, epochs, seed, batch_size, lr, train_t, test_t, progress, history,
+                aug=None):
+    """BWNH: float pre-training → layer-wise hashing → weight-only fine-tune → binary-activation fine-tune."""
+    e_pre, e_wo, e_bin = _stage_epochs(epochs, [cfg["pretrain_fraction"], cfg["weight_only_fraction"]])
+    fp_cfg = {"weight": "float", "act": cfg["pretrain_act"]}
+    fp = build_model(ds.in_features, hidden, ds.num_classes, input_bits, fp_cfg)
+    fit(fp, train_t, test_t, e_pre, lr=lr, batch_size=batch_size, seed=seed, stage="bwnh-pretrain",
+        progress=progress, history=history, augment=aug)
+    fp_acc = evaluate(fp, *test_t)
+
+    # Weight-only binary model: same float activations, hashed weights.
+    wo_cfg = dict(cfg, act=cfg["pretrain_act"])
+    wo = build_model(ds.in_features, hidden, ds.num_classes, input_bits, wo_cfg)
+    wo.load_state_dict(fp.state_dict(), strict=False)
+    gen = torch.Generator().manual_seed(seed)
+    n = len(train_t[0])
+    sample = train_t[0][torch.randperm(n, generator=gen)[:min(n, cfg["hash_samples"])]]
+    hash_logs = []
+    for i, layer in enumerate(wo.layers):
+        # Inputs come from the already-hashed predecessors (methods.md "(check)": chosen so).
+        xin = _layer_inputs(wo, sample)[i]
+        codes, alpha, obj = bwnhmod.hash_layer(fp.layers[i].weight, xin, cfg["hash_iterations"])
+        with torch.no_grad():
+            layer.weight.copy_(codes * alpha.abs().unsqueeze(1))  # latent weights whose sign is the code
+            layer.quantizer.alpha.copy_(alpha)
+        hash_logs.append({"layer": f"fc{i}", "objective": obj,
+                          "sign_agreement_with_float": (codes == torch.where(fp.layers[i].weight >= 0, 1.0, -1.0))
+                          .float().mean().item()})
+    recalibrate_bn(wo, train_t[0])
+    hashed_acc = evaluate(wo, *test_t)
+    fit(wo, train_t, test_t, e_wo, lr=lr, batch_size=batch_size, seed=seed + 1, stage="bwnh-weight-only",
+        progress=progress, history=history, augment=aug)
+    wo_acc = evaluate(wo, *test_t)
+
+    model = build_model(ds.in_features, hidden, ds.num_classes, input_bits, cfg)
+    model.load_state_dict(wo.state_dict())
+    recalibrate_bn(model, train_t[0])
+    switch_acc = evaluate(model, *test_t)
+    fit(model, train_t, test_t, e_bin, lr=lr, batch_size=batch_size, seed=seed + 2, stage="bwnh-binary-act",
+        progress=progress, history=history, augment=aug)
+    extra = {
+        "float_pretrain_accuracy": fp_acc, "hashed_weight_only_accuracy": hashed_acc,
+        "weight_only_accuracy": wo_acc, "binary_act_before_finetune_accuracy": switch_acc,
+        "deployable_accuracy": evaluate(model, *test_t), "hashing": hash_logs,
+        "stage_epochs": {"pretrain": e_pre, "weight_only": e_wo, "binary_act": e_bin},
+    }
+    return model, extra

@@ -1,0 +1,124 @@
+"""The one training loop: Adam + per-step cosine learning rate, epoch callbacks, history.
+
+Nothing here knows about methods: schedules and method-specific logs come from callbacks
+(:mod:`sw.train.schedules`), per-step hooks from ``model.after_step()``.
+"""
+import math
+import sys
+import time
+
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+
+def random_shift(side, max_shift):
+    """Augmentation: shift each ``side×side`` image by a random ``(dy, dx)`` in ``[-max_shift, max_shift]``.
+
+    Vacated pixels become 0 (the integer for "black"), so inputs stay valid k-bit integers and
+    the model still computes exactly what the accelerator does. Returns ``f(xb, generator)``.
+    """
+    def shift(xb, gen):
+        b = xb.shape[0]
+        img = xb.reshape(b, side, side)
+        m = max_shift
+        padded = torch.nn.functional.pad(img, (m, m, m, m))
+        d = torch.randint(0, 2 * m + 1, (b, 2), generator=gen)
+        out = torch.empty_like(img)
+        for dy in range(2 * m + 1):
+            for dx in range(2 * m + 1):
+                sel = (d[:, 0] == dy) & (d[:, 1] == dx)
+                if sel.any():
+                    out[sel] = padded[sel, dy:dy + side, dx:dx + side]
+        return out.reshape(b, -1)
+    return shift
+
+
+@torch.no_grad()
+def evaluate(model, x, y, batch_size=2000):
+    """Accuracy (0..1) of ``model`` in eval mode on tensors ``x`` (k-bit integers as float) and ``y``."""
+    was = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        correct += (model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
+    model.train(was)
+    return correct / max(len(x), 1)
+
+
+@torch.no_grad()
+def recalibrate_bn(model, x, batch_size=1000):
+    """Recompute every BatchNorm's running statistics as the exact average over ``x`` (train mode, no grad)."""
+    was = model.training
+    saved = []
+    for bn in model.bns:
+        bn.reset_running_stats()
+        saved.append(bn.momentum)
+        bn.momentum = None  # cumulative moving average = plain mean over batches
+    model.train()
+    for i in range(0, len(x), batch_size):
+        model(x[i:i + batch_size])
+    for bn, m in zip(model.bns, saved):
+        bn.momentum = m
+    model.train(was)
+
+
+def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0, stage="train",
+        weight_decay=0.0, progress=True, history=None, augment=None):
+    """Train ``model`` for ``epochs`` epochs; return the history list (one dict per epoch).
+
+    ``progress``: ``True`` = tqdm bar + one line per epoch on stderr, ``"epochs"`` = the epoch
+    lines only, ``False`` = silent. ``train``/``test`` are ``(x, y)`` tensor pairs. The learning rate follows a cosine from
+    ``lr`` to 0 over all steps. Batches are drawn from a generator seeded with ``seed``.
+    Each history entry holds ``stage, epoch, loss, train_acc, test_acc, seconds`` plus what
+    the callbacks returned. ``augment(xb, generator)`` optionally transforms each training batch.
+    """
+    history = [] if history is None else history
+    x, y = train
+    n = len(x)
+    steps_per_epoch = math.ceil(n / batch_size)
+    total = max(epochs * steps_per_epoch, 1)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    gen = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        t0 = time.time()
+        logs = {}
+        for cb in callbacks:
+            logs.update(cb.on_epoch_start(epoch, epochs, model))
+        model.train()
+        perm = torch.randperm(n, generator=gen)
+        loss_sum = 0.0
+        correct = 0
+        bar = tqdm(range(steps_per_epoch), desc=f"{stage} {epoch + 1}/{epochs}", file=sys.stderr,
+                   disable=progress is not True, leave=False)
+        for b in bar:
+            idx = perm[b * batch_size:(b + 1) * batch_size]
+            if len(idx) < 2:  # batch norm needs two samples; a 1-sample tail batch is dropped
+                continue
+            xb, yb = x[idx], y[idx]
+            if augment is not None:
+                xb = augment(xb, gen)
+            out = model(xb)
+            loss = F.cross_entropy(out, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            model.after_step()
+            loss_sum += loss.item() * len(idx)
+            correct += (out.argmax(1) == yb).sum().item()
+        bar.close()
+        test_acc = evaluate(model, *test)
+        for cb in callbacks:
+            logs.update(cb.on_epoch_end(epoch, epochs, model))
+        entry = {"stage": stage, "epoch": epoch, "loss": loss_sum / n, "train_acc": correct / n,
+                 "test_acc": test_acc, "lr": opt.param_groups[0]["lr"], "seconds": time.time() - t0}
+        entry.update(logs)
+        history.append(entry)
+        if progress:
+            print(f"[{stage}] epoch {epoch + 1}/{epochs} loss {entry['loss']:.4f} "
+                  f"train {100 * entry['train_acc']:.2f}% test {100 * test_acc:.2f}% "
+                  f"({entry['seconds']:.1f} s)", file=sys.stderr, flush=True)
+    return history
