@@ -1,0 +1,238 @@
+"""Compiler: a trained checkpoint becomes a :class:`~sw.golden.CompiledModel` (an ``.xnf`` file).
+
+Per hidden layer and output channel, scale, bias, batch norm and sign fold into one integer
+threshold ``T`` and a direction ``d`` on the integer dot product ``acc`` (methods.md, last
+section, written on ``acc`` instead of the popcount)::
+
+    z(acc) = ((acc·α + b) − μ) / σ · γ + β  =  a·acc + c,   a = αγ/σ,  c = γ(b − μ)/σ + β
+    a > 0:  bit = acc ≥ ⌈−c/a⌉      a < 0:  bit = acc ≤ ⌊−c/a⌋      a = 0:  bit = (c ≥ 0)
+
+Thresholds beyond the accumulator's range are clamped to one past it (saturated channels).
+
+The proof: every channel is then evaluated by brute force over every integer its accumulator
+can hold, in float64 and in exactly the operation order the PyTorch model uses in eval mode;
+a single disagreement with the folded (T, d) stops the compile, naming layer, channel and value.
+
+The last layer keeps its raw integers; its scale, bias and batch norm become the host-side
+:class:`~sw.golden.Head`, evaluated in the same operation order as the PyTorch model.
+"""
+import numpy as np
+
+from sw import bits as B
+from sw.errors import XnorflowError
+from sw.golden import CompiledModel, Head, InputSpec
+from sw.layers.dense import DenseLayer, threshold_bits
+
+# Brute-force check in blocks of about this many (channel, value) pairs.
+_CHECK_BLOCK = 1 << 22
+
+
+class CompileError(XnorflowError):
+    """The network cannot be compiled; the message names the layer (and channel) and why."""
+
+
+def bn_sigma(bn):
+    """``σ = sqrt(var + eps)`` computed exactly as the PyTorch model computes it.
+
+    PyTorch's float64 ``sqrt`` on CPU is not always correctly rounded (seen: one channel of ten
+    one ulp away from numpy's), so σ must come from the same torch call the model makes, or
+    host scores and fold checks could differ from the model in the last bit.
+    """
+    import torch
+    return (torch.as_tensor(np.asarray(bn["var"], dtype=np.float64)) + bn["eps"]).sqrt().numpy()
+
+
+def layer_scores(d, acc):
+    """float64 ``z`` for integer ``acc`` [..., M] in the PyTorch eval-mode operation order."""
+    bn = d["bn"]
+    sigma = bn["sigma"] if "sigma" in bn else bn_sigma(bn)
+    y = np.asarray(acc, dtype=np.float64) * d["alpha"] + d["bias"]
+    return (y - bn["mean"]) / sigma * bn["gamma"] + bn["beta"]
+
+
+def fold_thresholds(d, lo, hi):
+    """Closed-form (threshold int32 [M], direction int8 [M]) for an exported layer ``d``."""
+    bn = d["bn"]
+    sigma = bn_sigma(bn)
+    a = d["alpha"] * bn["gamma"] / sigma
+    c = bn["gamma"] * (d["bias"] - bn["mean"]) / sigma + bn["beta"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        edge = -c / a
+        thr = np.where(a > 0, np.ceil(edge), np.floor(edge))
+    direction = np.where(a < 0, -1, 1).astype(np.int8)
+    # a = 0: the output does not depend on acc; saturate to always-1 (c ≥ 0) or always-0.
+    thr = np.where(a == 0, np.where(c >= 0, lo - 1, hi + 1), thr)
+    thr = np.clip(thr, lo - 1, hi + 1)
+    return thr.astype(np.int32), direction
+
+
+def check_fold(d, thr, direction, lo, hi):
+    """Brute force: the folded bits equal the float64 layer for every acc in [lo, hi]."""
+    values = np.arange(lo, hi + 1, dtype=np.int64)
+    m = len(thr)
+    # σ over the whole layer at once, as the model computes it (not per block: see bn_sigma).
+    d = {**d, "bn": {**d["bn"], "sigma": bn_sigma(d["bn"])}}
+    step = max(1, _CHECK_BLOCK // len(values))
+    for start in range(0, m, step):
+        ch = slice(start, min(m, start + step))
+        sub = {"alpha": d["alpha"][ch], "bias": d["bias"][ch],
+               "bn": {k: (v[ch] if isinstance(v, np.ndarray) else v) for k, v in d["bn"].items()}}
+        want = layer_scores(sub, values[:, None]) >= 0            # [values, channels]
+        got = threshold_bits(values[:, None], thr[None, ch], direction[None, ch])
+        bad = np.argwhere(want != got)
+        if bad.size:
+            v, c = bad[0]
+            channel = start + int(c)
+            z = layer_scores(sub, values[v])[c]
+            raise CompileError(
+                f"layer '{d['name']}' channel {channel}: the folded threshold (T={int(thr[channel])}, "
+                f"direction {int(direction[channel]):+d}) gives {bool(got[v, c]):d} at acc="
+                f"{int(values[v])} but the float64 layer gives z={z!r}; the fold is wrong")
+
+
+def _check_finite(d):
+    for key, value in [("alpha", d["alpha"]), ("bias", d["bias"])] + \
+            [(f"bn.{k}", v) for k, v in d["bn"].items()]:
+        if not np.all(np.isfinite(value)):
+            raise CompileError(f"layer '{d['name']}' field '{key}': holds NaN or infinity; "
+                               f"the trained model is broken (retrain it)")
+    if np.any(d["bn"]["var"] + d["bn"]["eps"] <= 0):
+        raise CompileError(f"layer '{d['name']}' field 'bn.var': variance plus eps must be "
+                           f"positive")
+
+
+def fold_layer(d, position, count, input_bits):
+    """One exported layer dict (the training deploy contract) → a golden :class:`DenseLayer`."""
+    name = d["name"]
+    _check_finite(d)
+    ws = np.asarray(d["weight_sign"])
+    if ws.shape != (d["out_features"], d["in_features"]) or not np.all(np.abs(ws) == 1):
+        raise CompileError(f"layer '{name}' field 'weight_sign': must be ±1 of shape "
+                           f"[{d['out_features']}, {d['in_features']}] (a binary-weight layer); "
+                           f"full-precision layers cannot run on the accelerator")
+    first, last = position == 0, position == count - 1
+    if (d["output"] == "raw") != last:
+        raise CompileError(f"layer '{name}': only the last layer may have raw output")
+    layer = DenseLayer(
+        name=name, in_features=d["in_features"], out_features=d["out_features"],
+        input_kind="unsigned" if first else "binary", input_bits=input_bits if first else 1,
+        weights=B.pack_bits(ws > 0), output=d["output"])
+    if not last:
+        lo, hi = layer.acc_range()
+        layer.threshold, layer.direction = fold_thresholds(d, lo, hi)
+        check_fold(d, layer.threshold, layer.direction, lo, hi)
+    return layer
+
+
+def head_from(d):
+    """The host-side head of the raw last layer, in the model's own operation order."""
+    bn = d["bn"]
+    return Head(alpha=d["alpha"].astype(np.float64), bias=d["bias"].astype(np.float64),
+                mean=bn["mean"].astype(np.float64), sigma=bn_sigma(bn),
+                gamma=bn["gamma"].astype(np.float64), beta=bn["beta"].astype(np.float64))
+
+
+def compile_layers(exported, input_bits, max_value, name="model", meta=None):
+    """Fold a list of exported layer dicts (input to output) into a :class:`CompiledModel`."""
+    if not exported:
+        raise CompileError("the model has no layers")
+    if not 1 <= input_bits <= 8:
+        raise CompileError(f"input bits must be 1..8, got {input_bits}")
+    layers = [fold_layer(d, i, len(exported), input_bits) for i, d in enumerate(exported)]
+    for prev, layer in zip(layers, layers[1:]):
+        if layer.in_features != prev.out_features:
+            raise CompileError(f"layer '{layer.name}' takes {layer.in_features} inputs but "
+                               f"'{prev.name}' gives {prev.out_features}")
+    return CompiledModel(name=name, input=InputSpec(layers[0].in_features, input_bits,
+                                                    float(max_value)),
+                         layers=layers, head=head_from(exported[-1]), meta=meta or {})
+
+
+def compile_checkpoint(path):
+    """Load a training checkpoint (``model.pt``) and compile it. Returns (CompiledModel, torch model, meta)."""
+    from sw.train.checkpoint import load_checkpoint
+    from sw.train.models import NotDeployableError
+
+    model, meta = load_checkpoint(path)
+    try:
+        exported = model.deploy_layers()
+    except NotDeployableError as e:
+        raise CompileError(f"{path}: {e}") from None
+    info = {k: meta.get(k) for k in ("method", "dataset", "hidden", "input_bits")}
+    info["checkpoint"] = str(path)
+    compiled = compile_layers(exported, int(meta["input_bits"]), float(meta["max_value"]),
+                              name=f"{meta.get('method')}-{meta.get('dataset')}", meta=info)
+    return compiled, model, meta
+
+
+def check_fit(model, array):
+    """Memory use per layer on an accelerator configuration; CompileError when it does not fit.
+
+    Returns ``{"config", "layers": [{name, weight_words, threshold_entries, activation_words}],
+    "max_batch"}``; words are per row bank (weights, thresholds) or per column bank and sample
+    (activations), the units the configuration's depths are given in.
+    """
+    from hw.config import ArrayConfig
+    from sw.program import ProgramError, build_program, max_batch
+    try:
+        config = array if isinstance(array, ArrayConfig) else ArrayConfig.parse(array)
+    except ValueError as e:
+        raise CompileError(f"--array {array!r}: {e}") from None
+    try:
+        build_program(model.layers, config)
+        batch = max_batch(model.layers, config)
+    except ProgramError as e:
+        raise CompileError(f"the model does not fit {config.format()}: {e}") from None
+    rows = []
+    for layer in model.layers:
+        in_words, _, m_tiles, _, out_words = layer.hw_shape(config)
+        rows.append({"name": layer.name, "weight_words": m_tiles * in_words,
+                     "threshold_entries": m_tiles if layer.output == "threshold" else 0,
+                     "activation_words": out_words if layer.output == "threshold" else 0})
+    return {"config": config.format(), "layers": rows,
+            "weight_words_used": sum(r["weight_words"] for r in rows), "w_depth": config.w_depth,
+            "threshold_entries_used": sum(r["threshold_entries"] for r in rows),
+            "thr_depth": config.thr_depth, "max_batch": batch}
+
+
+# ---------------------------------------------------------------- command line
+
+def add_parser(sub):
+    p = sub.add_parser("compile", help="fold a trained checkpoint into an accelerator model (.xnf)",
+                       description="Fold batch norm, scales and sign into integer thresholds, "
+                                   "pack the weights, prove the fold exact by brute force and "
+                                   "write the model file.")
+    p.add_argument("checkpoint", help="a checkpoint written by `xnorflow train` (DIR/model.pt)")
+    p.add_argument("-o", "--out", required=True, help="the .xnf file to write")
+    p.add_argument("--array", default=None,
+                   help="accelerator configuration PxQxK to check the model fits (and report "
+                        "memory use per layer)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=run_compile)
+
+
+def run_compile(args):
+    import json
+    import sys
+
+    from sw import xnf
+    compiled, _, _ = compile_checkpoint(args.checkpoint)
+    report = {"out": args.out, "name": compiled.name,
+              "layers": [{"name": lyr.name, "in": lyr.in_features, "out": lyr.out_features,
+                          "input": f"{lyr.input_kind}{lyr.input_bits}", "output": lyr.output}
+                         for lyr in compiled.layers]}
+    if args.array:
+        report["capacity"] = check_fit(compiled, args.array)
+    xnf.save(compiled, args.out)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"compiled {args.checkpoint} → {args.out}: {len(compiled.layers)} layers, every "
+              f"threshold checked by brute force", file=sys.stderr)
+        if args.array:
+            cap = report["capacity"]
+            print(f"fits {cap['config']}: weights {cap['weight_words_used']}/{cap['w_depth']} "
+                  f"words per row bank, thresholds {cap['threshold_entries_used']}/"
+                  f"{cap['thr_depth']} entries, up to {cap['max_batch']} inputs per run",
+                  file=sys.stderr)
+    return 0

@@ -1,0 +1,103 @@
+"""``xnorflow eval``: run the golden model on a data set and compare it with PyTorch.
+
+The comparison is exact: every layer's integers, every hidden bit and the host scores of the
+compiled model must equal the PyTorch model's eval-mode values; the counts of differences are
+reported, never a tolerance.
+"""
+import json
+import sys
+
+import numpy as np
+
+from sw import xnf
+from sw.errors import XnorflowError
+
+
+def dataset_inputs(model, dataset, data_dir=None, limit=None):
+    """(uint8 inputs [B, N] quantised for ``model``, labels [B]) of a data set's test split."""
+    from sw.data import DatasetError, load_dataset, quantize_inputs
+    try:
+        ds = load_dataset(dataset, data_dir)
+    except DatasetError as e:
+        raise XnorflowError(str(e)) from None
+    if ds.in_features != model.input.features:
+        raise XnorflowError(f"model '{model.name}' takes {model.input.features} inputs but "
+                            f"{dataset} images have {ds.in_features}")
+    x = quantize_inputs(ds.x_test, model.input.bits, model.input.max_value)
+    y = ds.y_test
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    return x, y
+
+
+def compare_with_torch(model, torch_model, x):
+    """Exact comparison of the golden model with a PyTorch model (eval mode) on inputs ``x``."""
+    import torch
+    outs = model.forward(x)
+    trace = torch_model.trace(torch.from_numpy(x.astype(np.float32)))
+    from sw.bits import unpack_bits
+    layers = []
+    for layer, (acc, out), t in zip(model.layers, outs, trace):
+        dot = t["dot"].double().numpy()
+        entry = {"name": layer.name, "integer_mismatches": int((dot != acc).sum())}
+        if t["bits"] is not None:
+            bits = unpack_bits(out, layer.out_features)
+            entry["bit_mismatches"] = int((bits != t["bits"].numpy()).sum())
+        layers.append(entry)
+    scores = model.head.scores(outs[-1][0])
+    torch_scores = trace[-1]["scores"].double().numpy()
+    torch_pred = torch_scores.argmax(1)
+    return {
+        "agree_with_torch": float((scores.argmax(1) == torch_pred).mean()),
+        "hidden_bits_equal": all(e.get("bit_mismatches", 0) == 0 for e in layers),
+        "integers_equal": all(e["integer_mismatches"] == 0 for e in layers),
+        "scores_equal": bool((scores == torch_scores).all()),
+        "layers": layers,
+    }
+
+
+def evaluate(model, x, y, torch_model=None):
+    """Accuracy of the golden model, plus the exact comparison when a PyTorch model is given."""
+    pred = model.predict(x)
+    result = {"model": model.name, "images": int(len(x)),
+              "accuracy": float((pred == y).mean()) if len(x) else 0.0}
+    if torch_model is not None:
+        result.update(compare_with_torch(model, torch_model, x))
+    return result
+
+
+def add_parser(sub):
+    p = sub.add_parser("eval", help="run the golden model on a data set (and compare with PyTorch)")
+    p.add_argument("model", help="a compiled model (.xnf)")
+    p.add_argument("--dataset", required=True, help="digits, fashion-mnist or mnist")
+    p.add_argument("--data-dir", default=None, help="directory of IDX files")
+    p.add_argument("--checkpoint", default=None,
+                   help="the training checkpoint (model.pt) to compare with, exactly")
+    p.add_argument("--limit", type=int, default=None, help="only the first N test images")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=run_eval)
+
+
+def run_eval(args):
+    model = xnf.load(args.model)
+    x, y = dataset_inputs(model, args.dataset, args.data_dir, args.limit)
+    torch_model = None
+    if args.checkpoint:
+        from sw.train.checkpoint import load_checkpoint
+        torch_model, _ = load_checkpoint(args.checkpoint)
+    result = evaluate(model, x, y, torch_model)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        line = f"{result['images']} images, accuracy {100 * result['accuracy']:.2f} %"
+        if torch_model is not None:
+            line += (f", agreement with PyTorch {100 * result['agree_with_torch']:.2f} %, hidden "
+                     f"bits {'equal' if result['hidden_bits_equal'] else 'DIFFER'}, integers "
+                     f"{'equal' if result['integers_equal'] else 'DIFFER'}")
+        print(line)
+    exact = torch_model is None or (result["hidden_bits_equal"] and result["integers_equal"]
+                                    and result["agree_with_torch"] == 1.0)
+    if not exact:
+        print("xnorflow eval: the compiled model disagrees with PyTorch: this is a bug",
+              file=sys.stderr)
+    return 0 if exact else 1

@@ -1,0 +1,106 @@
+"""``xnorflow inspect``: the layer table of a compiled model.
+
+Per layer: shape, input encoding, threshold range, saturated channels (always 0 / always 1),
+memory (packed weights and thresholds) and, for an accelerator configuration, predicted cycles.
+"""
+import json
+
+import numpy as np
+
+from sw import xnf
+from sw.layers.dense import threshold_bits
+
+
+def saturated_channels(layer):
+    """(always-0 count, always-1 count) of a threshold layer over its accumulator range."""
+    if layer.output != "threshold":
+        return 0, 0
+    lo, hi = layer.acc_range()
+    at_lo = threshold_bits(np.full(layer.out_features, lo), layer.threshold, layer.direction)
+    at_hi = threshold_bits(np.full(layer.out_features, hi), layer.threshold, layer.direction)
+    # The unit is monotone in acc, so a channel that agrees at both ends is constant.
+    constant = at_lo == at_hi
+    return int((constant & ~at_lo).sum()), int((constant & at_lo).sum())
+
+
+def layer_rows(model, config=None, batch=1):
+    """One dict per layer with everything the table shows."""
+    cycles = None
+    if config is not None:
+        from sw.program import predict_cycles
+        cycles = predict_cycles(model.layers, config, batch)["by_layer"]
+    rows = []
+    for layer in model.layers:
+        zero, one = saturated_channels(layer)
+        row = {
+            "name": layer.name, "type": layer.type,
+            "in_features": layer.in_features, "out_features": layer.out_features,
+            "input": f"{layer.input_kind} {layer.input_bits}-bit",
+            "output": layer.output,
+            "acc_range": list(layer.acc_range()),
+            "threshold_min": int(layer.threshold.min()) if layer.output == "threshold" else None,
+            "threshold_max": int(layer.threshold.max()) if layer.output == "threshold" else None,
+            "negative_direction": int((layer.direction < 0).sum()) if layer.output == "threshold" else 0,
+            "saturated_always_0": zero, "saturated_always_1": one,
+            "weight_bytes": int(layer.weights.size),
+            "threshold_bytes": 4 * layer.out_features if layer.output == "threshold" else 0,
+            "binary_macs": layer.in_features * layer.out_features * layer.input_bits,
+        }
+        if cycles is not None:
+            row["cycles"] = int(cycles[layer.name])
+        rows.append(row)
+    return rows
+
+
+def format_table(model, rows):
+    head = ["layer", "shape", "input", "out", "threshold range", "neg", "sat 0/1", "weights B",
+            "thr B"]
+    if rows and "cycles" in rows[0]:
+        head.append("cycles")
+    lines = [head]
+    for r in rows:
+        thr = "-" if r["threshold_min"] is None else f"{r['threshold_min']}..{r['threshold_max']}"
+        line = [r["name"], f"{r['in_features']}→{r['out_features']}", r["input"], r["output"], thr,
+                str(r["negative_direction"]),
+                f"{r['saturated_always_0']}/{r['saturated_always_1']}",
+                str(r["weight_bytes"]), str(r["threshold_bytes"])]
+        if "cycles" in r:
+            line.append(str(r["cycles"]))
+        lines.append(line)
+    widths = [max(len(row[c]) for row in lines) for c in range(len(head))]
+    text = [f"model '{model.name}': {model.input.features} inputs of {model.input.bits} bits "
+            f"(raw {model.input.max_value:g} = full scale), {model.num_classes} classes"]
+    for j, row in enumerate(lines):
+        text.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if j == 0:
+            text.append("  ".join("-" * w for w in widths))
+    total_w = sum(r["weight_bytes"] + r["threshold_bytes"] for r in rows)
+    text.append(f"total parameter memory: {total_w} bytes")
+    if rows and "cycles" in rows[0]:
+        text.append(f"predicted cycles per batch: {sum(r['cycles'] for r in rows)}")
+    return "\n".join(text)
+
+
+def add_parser(sub):
+    p = sub.add_parser("inspect", help="print a compiled model's layer table")
+    p.add_argument("model", help="a compiled model (.xnf)")
+    p.add_argument("--array", default=None,
+                   help="accelerator configuration PxQxK: adds predicted cycles per layer")
+    p.add_argument("--batch", type=int, default=1, help="inputs per run for the cycle figures")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    model = xnf.load(args.model)
+    config = None
+    if args.array:
+        from hw.config import ArrayConfig
+        config = ArrayConfig.parse(args.array)
+    rows = layer_rows(model, config, args.batch)
+    if args.json:
+        print(json.dumps({"model": model.name, "input_bits": model.input.bits,
+                          "layers": rows, "meta": model.meta}, indent=2))
+    else:
+        print(format_table(model, rows))
+    return 0

@@ -1,0 +1,63 @@
+"""Shared fixtures: real trained digits models, trained once per machine and reused.
+
+Training every method for every test run would dominate the suite, so each (method, settings)
+model is trained once per machine, compiled, and cached under ``~/.cache/xnorflow/test-models``
+(``$XNORFLOW_CACHE`` overrides the root) keyed by a hash of the training and compiler sources
+and the settings: any change to them retrains, and fresh clones on the same machine reuse it. A file lock makes
+parallel pytest workers wait for one another instead of training twice.
+"""
+import fcntl
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("XNORFLOW_CACHE", Path.home() / ".cache" / "xnorflow")) / "test-models"
+
+# Short runs: enough for real, well-trained weights (≥ 95 % on digits), a few seconds each.
+TEST_EPOCHS = {"irnet": 8, "rbnn": 8, "sbn": 15, "bwnh": 15, "ste": 8, "fp": 3}
+DEPLOYABLE = ("irnet", "rbnn", "sbn", "bwnh", "ste")
+
+
+def _source_hash():
+    h = hashlib.sha256()
+    files = sorted((ROOT / "sw" / "train").glob("*.py")) + [ROOT / "sw" / "data.py",
+                                                             ROOT / "sw" / "compile.py"]
+    for f in files:
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def trained_digits_model(method, seed=0):
+    """(checkpoint path, compiled .xnf path or None for the non-deployable fp) for ``method``."""
+    from sw import xnf
+    from sw.compile import compile_checkpoint
+    from sw.train.checkpoint import save_checkpoint
+    from sw.train.methods import train
+
+    epochs = TEST_EPOCHS[method]
+    key = f"{method}-e{epochs}-s{seed}-{_source_hash()}"
+    out = CACHE / key
+    ckpt, compiled = out / "model.pt", out / "model.xnf"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "done").exists():
+            out.mkdir(exist_ok=True)
+            model, meta, metrics = train(method, "digits", epochs=epochs, seed=seed,
+                                         progress=False)
+            save_checkpoint(ckpt, model, meta)
+            (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
+            if method in DEPLOYABLE:
+                xnf.save(compile_checkpoint(ckpt)[0], compiled)
+            (out / "done").write_text("ok")
+    return ckpt, (compiled if compiled.exists() else None)
+
+
+@pytest.fixture(scope="session")
+def digits_models():
+    """A function ``method -> (checkpoint, xnf)`` giving cached, really trained digits models."""
+    return trained_digits_model
