@@ -13,6 +13,14 @@ from sw.errors import XnorflowError
 # (module, purpose) in the order they appear in --help.
 SUBCOMMANDS = [
     "sw.info",
+    "sw.train.cli",
+    "sw.compile",
+    "sw.evaluate",
+    "sw.layer_table",
+    "sim.cli",
+    "sw.synth",
+    "sw.profile",
+    "sw.run",
 ]
 
 

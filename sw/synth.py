@@ -166,3 +166,57 @@ def synthesize(top, board_name, label, out_root=None, force=False, log=None):
     log(f"synth: {report['luts']} LUTs, {report['brams']} BRAMs, Fmax {report['fmax_mhz']} MHz "
         f"({seconds:.0f} s)")
     return report
+
+
+# ---------------------------------------------------------------- command line
+
+def accelerator_top(config):
+    """The board top for an accelerator configuration: the core + host link behind a UART."""
+    from hw.board.top import UartBridgeTop
+    from hw.top import Accelerator
+    return UartBridgeTop(Accelerator(config))
+
+
+def board_config(board_name, array=None):
+    """The ArrayConfig to build for a board: ``array`` if given, else the board's default."""
+    from hw.config import ArrayConfig
+    if array:
+        try:
+            return ArrayConfig.parse(array)
+        except ValueError as e:
+            raise XnorflowError(f"--array {array!r}: {e}") from None
+    return ArrayConfig.parse(BOARD_DEFAULT_ARRAY[get_board(board_name).name])
+
+
+# What fits and performs on each board unless the user asks otherwise (docs/synthesis.md).
+BOARD_DEFAULT_ARRAY = {
+    "icebreaker": "4x4x16,w_depth=512,thr_depth=64,in_depth=256,act_depth=64,out_depth=128,desc_depth=8,acc_width=20",
+    "ulx3s-85f": "8x8x32",
+}
+
+
+def add_parser(sub):
+    p = sub.add_parser("synth", help="build a bitstream with Yosys + nextpnr (YoWASP)",
+                       description="Synthesize, place and route the accelerator for a board; "
+                                   "writes bitstreams/<board>-<config>/ with the bitstream, the "
+                                   "tool logs and report.json.")
+    p.add_argument("--board", required=True, choices=sorted(BOARDS))
+    p.add_argument("--array", default=None, help="accelerator configuration PxQxK[,key=value...]")
+    p.add_argument("--out", default=None, help="output root (default: bitstreams/)")
+    p.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    p.add_argument("--json", action="store_true", help="print report.json on stdout")
+    p.set_defaults(func=run_synth)
+
+
+def run_synth(args):
+    config = board_config(args.board, args.array)
+    report = synthesize(accelerator_top(config), args.board, config.format(), out_root=args.out,
+                        force=args.force)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{report['board']} {report['config']}: {report['luts']}/{report['luts_available']} "
+              f"LUTs, {report['ffs']} FFs, {report['brams']} BRAMs, {report['sprams']} SPRAMs, "
+              f"{report['dsps']} DSPs, Fmax {report['fmax_mhz']:.1f} MHz "
+              f"(target {report['target_clock_mhz']:g} MHz)")
+    return 0

@@ -3,7 +3,7 @@
 The same top serves every supported board; what differs (clock, pins) comes from the
 amaranth-boards platform it is built for.
 """
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import Cat, Elaboratable, Module, Signal
 from amaranth.lib import io, wiring
 
 from hw.board.uart import UartRx, UartTx
@@ -21,25 +21,45 @@ class UartBridgeTop(Elaboratable):
         ``busy`` output shown on the green LED.
     baud : int
         Serial rate; the divisor is the platform's default clock over ``baud``.
+    divisor : int or None
+        Clock cycles per bit when elaborated *without* a platform (``platform is None``, e.g.
+        for simulation). Then the UART lines and LEDs are the plain signals ``rx`` (in),
+        ``tx`` (out) and ``led`` (out, ``[0]`` fault, ``[1]`` busy/heartbeat) instead of
+        the platform's ``uart``/``led`` resources; everything else is the same logic.
 
     LEDs: red lights on a UART framing error or receive overrun (sticky until reset); green
     shows ``core.busy`` when the core has one, else a heartbeat (~1.4 Hz at 12 MHz).
     """
 
-    def __init__(self, core, baud=DEFAULT_BAUD):
+    def __init__(self, core, baud=DEFAULT_BAUD, *, divisor=None):
         self.core = core
         self.baud = baud
+        self.divisor = divisor
+        # The board's pins as plain signals, used only when elaborated without a platform
+        # (simulation, e.g. sim/pty_board.py): UART lines (idle high) and the two LEDs.
+        self.rx = Signal(init=1)
+        self.tx = Signal(init=1)
+        self.led = Signal(2)  # [0] fault (red), [1] busy/heartbeat (green)
 
     def elaborate(self, platform):
         m = Module()
-        divisor = int(round(platform.default_clk_frequency / self.baud))
+        if platform is None:
+            if self.divisor is None:
+                raise ValueError("UartBridgeTop without a platform needs divisor= "
+                                 "(clock cycles per UART bit)")
+            divisor = self.divisor
+        else:
+            divisor = int(round(platform.default_clk_frequency / self.baud))
         m.submodules.core = core = self.core
         m.submodules.rx = rx = UartRx(divisor)
         m.submodules.tx = tx = UartTx(divisor)
-        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
-        m.submodules.uart_rx = uart_rx = io.Buffer("i", uart.rx)
-        m.submodules.uart_tx = uart_tx = io.Buffer("o", uart.tx)
-        m.d.comb += [rx.rx.eq(uart_rx.i), uart_tx.o.eq(tx.tx)]
+        if platform is None:
+            m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
+        else:
+            uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+            m.submodules.uart_rx = uart_rx = io.Buffer("i", uart.rx)
+            m.submodules.uart_tx = uart_tx = io.Buffer("o", uart.tx)
+            m.d.comb += [rx.rx.eq(uart_rx.i), uart_tx.o.eq(tx.tx)]
         wiring.connect(m, rx.o, core.i)
         wiring.connect(m, core.o, tx.i)
 
@@ -49,8 +69,11 @@ class UartBridgeTop(Elaboratable):
         beat = Signal(23)
         m.d.sync += beat.eq(beat + 1)
         busy = getattr(core, "busy", None)
+        led_busy_value = busy if busy is not None else beat[-1]
+        if platform is None:
+            m.d.comb += self.led.eq(Cat(fault, led_busy_value))
+            return m
         m.submodules.led_fault = led_fault = io.Buffer("o", platform.request("led", 0, dir="-"))
         m.submodules.led_busy = led_busy = io.Buffer("o", platform.request("led", 1, dir="-"))
-        m.d.comb += [led_fault.o.eq(fault),
-                     led_busy.o.eq(busy if busy is not None else beat[-1])]
+        m.d.comb += [led_fault.o.eq(fault), led_busy.o.eq(led_busy_value)]
         return m

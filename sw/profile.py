@@ -1,0 +1,153 @@
+"""``xnorflow profile``: where an inference's cycles go, and what that means on a board.
+
+For a compiled model and an accelerator configuration: cycles per layer from the cycle model
+(each layer type's ``cycles`` in :mod:`sw.layers`), confirmed equal to the hardware counters by
+running the model in simulation; array utilisation (ideal binary MACs over ``P·Q·K·cycles``);
+latency and inferences per second at the board's post-route Fmax (from ``xnorflow synth``).
+Writes a table and a bar chart.
+"""
+import json
+import sys
+from pathlib import Path
+
+from sw.errors import XnorflowError
+
+
+def ideal_macs(layer):
+    """Binary multiply-accumulates one input needs in ``layer`` (bit-planes count separately)."""
+    return layer.in_features * layer.out_features * layer.input_bits
+
+
+def profile_numbers(model, config, cycles, batch, fmax_mhz):
+    """Utilisation, latency and throughput from per-layer cycles of one run of ``batch`` inputs."""
+    peak = config.P * config.Q * config.K
+    layers = []
+    for layer in model.layers:
+        c = cycles["by_layer"][layer.name]
+        macs = ideal_macs(layer) * batch
+        layers.append({"name": layer.name, "cycles": int(c), "binary_macs": macs,
+                       "utilization": macs / (peak * c) if c else 0.0})
+    total = int(cycles["total"])
+    macs = sum(x["binary_macs"] for x in layers)
+    out = {
+        "batch": batch,
+        "cycles_per_run": total,
+        "cycles_per_inference": total / batch,
+        "cycles_by_layer": {x["name"]: x["cycles"] for x in layers},
+        "layers": layers,
+        "utilization": macs / (peak * total) if total else 0.0,
+        "peak_binary_macs_per_cycle": peak,
+        "fmax_mhz": fmax_mhz,
+    }
+    if fmax_mhz:
+        seconds = total / (fmax_mhz * 1e6)
+        out["latency_us"] = seconds * 1e6
+        out["inferences_per_second"] = batch / seconds
+    return out
+
+
+def plot_profile(result, path, title):
+    """Bar chart of cycles per layer with each layer's utilisation written on its bar."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    layers = result["layers"]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    names = [x["name"] for x in layers]
+    bars = ax.bar(names, [x["cycles"] for x in layers], color="#4477aa")
+    for bar, x in zip(bars, layers):
+        ax.annotate(f"{100 * x['utilization']:.0f} %", (bar.get_x() + bar.get_width() / 2,
+                                                       bar.get_height()),
+                    ha="center", va="bottom", fontsize=9)
+    ax.set_ylabel(f"cycles per run of {result['batch']}")
+    sub = f"{result['cycles_per_inference']:.1f} cycles/inference, " \
+          f"utilisation {100 * result['utilization']:.1f} %"
+    if result.get("inferences_per_second"):
+        sub += f", {result['inferences_per_second']:,.0f} inferences/s at {result['fmax_mhz']:.1f} MHz"
+    ax.set_title(f"{title}\n{sub}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def check_cycles_in_simulation(model, config, batch, engine="verilator"):
+    """Run one batch in simulation; the core's counters must equal the cycle model exactly."""
+    import numpy as np
+
+    from sim.cli import simulate
+    from sw.random_models import random_inputs
+    x = random_inputs(np.random.default_rng(0), model, batch)
+    result = simulate(model, x, engine=engine, config=config.format(), batch=batch,
+                      progress=False)
+    if result["mismatches"]:
+        raise XnorflowError(f"simulation of '{model.name}' on {config.format()} disagrees with "
+                            f"the golden model in {result['mismatches']} integers: this is a bug")
+    if not result["predicted_cycles_match"]:
+        raise XnorflowError(f"the core's cycle counters differ from the cycle model "
+                            f"({result['cycles_by_layer']}): this is a bug")
+    return result
+
+
+def profile(model, board, array=None, batch=None, simulate=True, log=None):
+    """Profile ``model`` on ``board``: cycles (model, checked in simulation) and board figures."""
+    from sw.program import predict_cycles
+    from sw.synth import accelerator_top, board_config, synthesize
+    config = board_config(board, array)
+    batch = batch or config.Q
+    cycles = predict_cycles(model.layers, config, batch)
+    sim = check_cycles_in_simulation(model, config, batch) if simulate else None
+    report = synthesize(accelerator_top(config), board, config.format(), log=log)
+    result = profile_numbers(model, config, cycles, batch, report["fmax_mhz"])
+    result.update({"model": model.name, "board": board, "array": config.format(),
+                   "cycles_checked_in_simulation": sim is not None,
+                   "synthesis": {k: report[k] for k in ("luts", "luts_available", "ffs", "brams",
+                                                        "sprams", "dsps", "fmax_mhz",
+                                                        "target_clock_mhz")}})
+    return result
+
+
+def format_profile(result):
+    lines = [f"{result['model']} on {result['board']} ({result['array']}), batch {result['batch']}",
+             f"{'layer':<8}{'cycles':>10}{'binary MACs':>14}{'utilisation':>13}"]
+    for x in result["layers"]:
+        lines.append(f"{x['name']:<8}{x['cycles']:>10}{x['binary_macs']:>14}"
+                     f"{100 * x['utilization']:>12.1f}%")
+    lines.append(f"{'total':<8}{result['cycles_per_run']:>10}{'':>14}"
+                 f"{100 * result['utilization']:>12.1f}%")
+    lines.append(f"cycles per inference {result['cycles_per_inference']:.1f}"
+                 + (" (counters checked equal in simulation)"
+                    if result["cycles_checked_in_simulation"] else ""))
+    if result.get("fmax_mhz"):
+        lines.append(f"post-route Fmax {result['fmax_mhz']:.1f} MHz: latency "
+                     f"{result['latency_us']:.2f} µs per run, "
+                     f"{result['inferences_per_second']:,.0f} inferences/s")
+    return "\n".join(lines)
+
+
+def add_parser(sub):
+    p = sub.add_parser("profile", help="cycles per layer, utilisation and inferences/s on a board")
+    p.add_argument("model", help="a compiled model (.xnf)")
+    p.add_argument("--board", required=True, help="icebreaker or ulx3s-85f")
+    p.add_argument("--array", default=None, help="configuration PxQxK (default: the board's)")
+    p.add_argument("--batch", type=int, default=None, help="inputs per run (default: Q)")
+    p.add_argument("--plot", default=None, help="bar chart PNG (default: beside the model)")
+    p.add_argument("--no-sim", action="store_true",
+                   help="skip the simulation that checks the counters against the cycle model")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from sw import xnf
+    model = xnf.load(args.model)
+    result = profile(model, args.board, args.array, args.batch, simulate=not args.no_sim)
+    plot = Path(args.plot) if args.plot else \
+        Path(args.model).with_name(f"{Path(args.model).stem}-{args.board}-profile.png")
+    plot_profile(result, plot, f"{model.name} on {args.board} ({result['array']})")
+    result["plot"] = str(plot)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_profile(result))
+        print(f"plot: {plot}", file=sys.stderr)
+    return 0
