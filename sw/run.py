@@ -18,6 +18,10 @@ from sw.errors import XnorflowError
 
 DEFAULT_OUT = "runs/digits-irnet"
 BOARD = "icebreaker"
+# Hidden widths of the MLP the main job trains: 64-128-128-10 fits the iCEBreaker's on-chip
+# block RAM (EBR) at its default array configuration; 256-wide layers need the UP5K's SPRAM
+# for the weights (docs/synthesis.md).
+DEFAULT_HIDDEN = [128, 128]
 
 
 def _log(msg):
@@ -38,12 +42,16 @@ class _Stages:
         return result
 
 
-def _train(out, epochs, seed):
+def _train(out, hidden, epochs, seed):
     from sw.train import methods
     from sw.train.checkpoint import save_checkpoint
     from sw.train.plots import plot_history
-    model, meta, metrics = methods.train("irnet", "digits", epochs=epochs, seed=seed,
-                                         progress=True)
+    import torch
+    # A 64-128-128-10 MLP gains nothing from a second thread, and OpenMP workers spinning on a
+    # busy 2-core machine slowed epochs from 0.6 s to 10 s (measured).
+    torch.set_num_threads(1)
+    model, meta, metrics = methods.train("irnet", "digits", hidden=hidden, epochs=epochs,
+                                         seed=seed, progress=True)
     save_checkpoint(out / "model.pt", model, meta)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
     plot_history(metrics["history"], out / "training.png",
@@ -60,7 +68,7 @@ def _compile(out, config):
     return compiled, torch_model, capacity
 
 
-def run_flow(out, epochs=None, seed=0, array=None, synth=True):
+def run_flow(out, epochs=None, seed=0, array=None, synth=True, hidden=None):
     """Run every stage into ``out``; returns the report dict (also written as report.json)."""
     from sw.evaluate import dataset_inputs, evaluate
     from sw.synth import board_config
@@ -68,7 +76,8 @@ def run_flow(out, epochs=None, seed=0, array=None, synth=True):
     out.mkdir(parents=True, exist_ok=True)
     config = board_config(BOARD, array)
     stage = _Stages()
-    metrics = stage("train IR-Net on digits", _train, out, epochs, seed)
+    hidden = list(hidden or DEFAULT_HIDDEN)
+    metrics = stage("train IR-Net on digits", _train, out, hidden, epochs, seed)
     compiled, torch_model, capacity = stage("compile and prove the thresholds", _compile, out,
                                             config)
     x, y = dataset_inputs(compiled, "digits")
@@ -149,6 +158,8 @@ def add_parser(sub):
     p = sub.add_parser("run", help="the whole flow on the digits data, with a report")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: digits')")
+    p.add_argument("--hidden", default=",".join(map(str, DEFAULT_HIDDEN)),
+                   help="hidden layer widths (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--array", default=None, help="accelerator configuration (default: the "
                                                  "iCEBreaker's)")
@@ -158,7 +169,13 @@ def add_parser(sub):
 
 
 def run(args):
-    report = run_flow(args.out, args.epochs, args.seed, args.array, synth=not args.no_synth)
+    from sw.train.cli import parse_hidden
+    try:
+        hidden = parse_hidden(args.hidden)
+    except Exception as e:
+        raise XnorflowError(f"--hidden {args.hidden!r}: {e}") from None
+    report = run_flow(args.out, args.epochs, args.seed, args.array, synth=not args.no_synth,
+                      hidden=hidden)
     if args.json:
         print(json.dumps(report, indent=2, default=float))
     else:

@@ -46,6 +46,8 @@ def trained_digits_model(method, seed=0):
     with open(CACHE / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (out / "done").exists():
+            import torch
+            torch.set_num_threads(1)  # small MLPs: a second thread only spins on a busy machine
             out.mkdir(exist_ok=True)
             model, meta, metrics = train(method, "digits", epochs=epochs, seed=seed,
                                          progress=False)
