@@ -31,11 +31,12 @@ def _log(msg):
 class _Stages:
     """Times each stage and keeps what it reports."""
 
-    def __init__(self):
+    def __init__(self, total):
+        self.total = total
         self.seconds = {}
 
     def __call__(self, name, fn, *args, **kw):
-        _log(f"[{len(self.seconds) + 1}/6] {name}")
+        _log(f"[{len(self.seconds) + 1}/{self.total}] {name}")
         start = time.monotonic()
         result = fn(*args, **kw)
         self.seconds[name] = round(time.monotonic() - start, 1)
@@ -75,7 +76,7 @@ def run_flow(out, epochs=None, seed=0, array=None, synth=True, hidden=None):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = board_config(BOARD, array)
-    stage = _Stages()
+    stage = _Stages(5 if synth else 4)
     hidden = list(hidden or DEFAULT_HIDDEN)
     metrics = stage("train IR-Net on digits", _train, out, hidden, epochs, seed)
     compiled, torch_model, capacity = stage("compile and prove the thresholds", _compile, out,

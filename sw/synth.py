@@ -190,7 +190,9 @@ def board_config(board_name, array=None):
 
 # What fits and performs on each board unless the user asks otherwise (docs/synthesis.md).
 BOARD_DEFAULT_ARRAY = {
-    "icebreaker": "4x4x16,w_depth=512,thr_depth=64,in_depth=256,act_depth=64,out_depth=128,desc_depth=8,acc_width=20",
+    # 4x4x16 needs ~8,300 logic cells (156 % of the UP5K), mostly pipeline flip-flops; 2x2x16
+    # fits (4,514 LCs, 21 of 30 EBR, 31.7 MHz post-route: docs/synthesis.md).
+    "icebreaker": "2x2x16,w_depth=1024,thr_depth=128,in_depth=256,act_depth=64,out_depth=128,desc_depth=8,acc_width=20",
     "ulx3s-85f": "8x8x32",
 }
 
