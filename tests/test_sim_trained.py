@@ -1,0 +1,31 @@
+"""Real trained weights on the simulated RTL: every method's digits model, compiled, loaded by
+the driver into the Verilator-simulated accelerator and run over the whole test set, must give
+the golden model's integers exactly and PyTorch's predictions on every image."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import DEPLOYABLE, ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.verilator]
+
+# Holds the 64-256-256-10 digits models (1,328 weight words per row bank).
+CONFIG = "4x4x16,w_depth=2048,thr_depth=128,in_depth=256,act_depth=64,out_depth=128,desc_depth=8"
+
+
+@pytest.mark.parametrize("method", DEPLOYABLE)
+def test_trained_model_on_verilator_is_bit_exact_on_the_whole_test_set(method, digits_models):
+    ckpt, compiled = digits_models(method)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sw.cli", "sim", str(compiled), "--dataset", "digits", "--engine",
+         "verilator", "--array", CONFIG, "--checkpoint", str(ckpt), "--json"],
+        cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["images"] == 360
+    assert result["mismatches"] == 0
+    assert result["agree_with_torch"] == 1.0
+    assert result["predicted_cycles_match"] is True
+    assert set(result["cycles_by_layer"]) == {"fc0", "fc1", "fc2"}
