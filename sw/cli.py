@@ -18,6 +18,7 @@ SUBCOMMANDS = [
     "sw.evaluate",
     "sw.layer_table",
     "sim.cli",
+    "sw.verilog",
     "sw.synth",
     "sw.profile",
     "sw.run",

@@ -82,3 +82,23 @@ def test_corrupt_model_file_gets_one_line_error_not_a_traceback(digits_models, t
     assert run.returncode == 2
     assert "checksum mismatch" in run.stderr and str(bad) in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_per_sample_activation_centring_is_refused(tmp_path):
+    """RBNN's reference code centres activations per sample; that cannot fold into a fixed
+    threshold, so the compiler must refuse it and say what to change."""
+    import copy
+
+    from sw.train.checkpoint import save_checkpoint
+    from sw.train.methods import METHOD_CONFIGS
+    from sw.train.models import build_model
+    cfg = copy.deepcopy(METHOD_CONFIGS["rbnn"])
+    cfg["act_centring"] = True
+    model = build_model(64, [32], 10, 4, cfg)
+    meta = {"method": "rbnn", "dataset": "digits", "input_bits": 4, "in_features": 64,
+            "hidden": [32], "num_classes": 10, "max_value": 16, "method_config": cfg}
+    save_checkpoint(tmp_path / "model.pt", model, meta)
+    run = _cli("compile", tmp_path / "model.pt", "-o", tmp_path / "m.xnf")
+    assert run.returncode == 2, run.stderr
+    assert "centring" in run.stderr and "act_centring off" in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "m.xnf").exists()
