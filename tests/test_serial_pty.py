@@ -6,7 +6,6 @@ by the Verilator harness ``sim/pty_harness/uart_pty.cpp`` (``sim/pty_board.py``)
 One harness build per configuration (cached under build/sim/ across sessions); a fresh board
 process (tens of milliseconds to start) per test.
 """
-import glob
 import os
 import subprocess
 import sys
@@ -211,40 +210,21 @@ def test_harness_sleeps_when_idle_and_stops_with_its_user(pty_exe, transport, po
         user.wait()
 
 
-def _fixture_models():
-    """Trained models: tests/fixtures/*.xnf, plus the files named in XNORFLOW_PTY_MODELS
-    (os.pathsep-separated), e.g. a freshly trained digits model."""
-    extra = [p for p in os.environ.get("XNORFLOW_PTY_MODELS", "").split(os.pathsep) if p]
-    return sorted(glob.glob(str(REPO / "tests" / "fixtures" / "*.xnf"))) + extra
+# Deep enough weight banks for the 64-256-256-10 digits models (tests/test_sim_trained.py).
+TRAINED_CONFIG = "4x4x16,w_depth=2048,thr_depth=128,in_depth=256,act_depth=64,out_depth=128,desc_depth=8"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _fixture_models(), reason="no trained model in tests/fixtures/*.xnf "
-                                                  "(or XNORFLOW_PTY_MODELS)")
-@pytest.mark.parametrize("path", _fixture_models() or ["none"])
-def test_trained_model_over_the_serial_port_is_bit_exact(path):
-    """A trained model on the smallest build it fits (the test config, else the default
-    8x8x32 array: a second harness build, cached), on the digits test images when it has 64
-    inputs, else random inputs."""
-    from hw.config import ArrayConfig
+def test_trained_model_over_the_serial_port_is_bit_exact(digits_models):
+    """A really trained IR-Net digits model, loaded over the serial port, on 40 test images."""
     from sim.pty_board import pty_board
-    from sw import program, xnf
+    from sw import xnf
     from sw.driver import SerialTransport
-    model = xnf.load(path)
-    for cfg in (CONFIG, ArrayConfig().format()):
-        try:
-            program.build_program(model.layers, cfg)
-            break
-        except program.ProgramError:
-            continue
-    else:
-        pytest.skip(f"{Path(path).name} does not fit the default array")
-    if model.input.features == 64:
-        from sw.evaluate import dataset_inputs
-        x, _ = dataset_inputs(model, "digits", limit=40)
-    else:
-        x = random_inputs(np.random.default_rng(0), model, 16)
-    with pty_board(cfg) as port, SerialTransport(port, timeout=20.0) as t:
+    from sw.evaluate import dataset_inputs
+    _, compiled = digits_models("irnet")
+    model = xnf.load(compiled)
+    x, _ = dataset_inputs(model, "digits", limit=40)
+    with pty_board(TRAINED_CONFIG) as port, SerialTransport(port, timeout=20.0) as t:
         acc = _accelerator(t)
         acc.load(model)
         _check_run(acc, model, x)

@@ -1,6 +1,6 @@
 """Accelerator core top: memories, sequencer, systolic array, threshold units, writers, bus."""
 from amaranth.back import verilog as _verilog
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In

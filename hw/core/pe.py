@@ -14,7 +14,7 @@ to its accumulator, where ``m`` is a mask word:
   ``s = b``: since ``XNOR(x, w) & x = x AND w`` the term is ``2^b·(2·popcount(x_b AND w) −
   popcount(x_b))``, and the sum over words and planes is contract 3.
 """
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

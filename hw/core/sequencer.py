@@ -1,5 +1,5 @@
 """Layer sequencer: walks the descriptor table and issues one word per cycle to the array."""
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

@@ -1,31 +1,20 @@
 """The core's Verilog passes `verilator --lint-only -Wall` with the waivers in
 verilator_lint.vlt (each waiver states why it is the Verilog writer's, not the design's)."""
 import os
-import shutil
 import subprocess
 
 import pytest
+
+from sw.tools import verilator_executable
 
 from hw.core.core import verilog
 
 HERE = os.path.dirname(__file__)
 
 
-def find_verilator():
-    exe = shutil.which("verilator")
-    if exe:
-        return exe
-    try:
-        import verilator
-    except ImportError:
-        return None
-    cand = os.path.join(os.path.dirname(verilator.__file__), "bin", "verilator")
-    return cand if os.path.exists(cand) else None
-
-
 @pytest.mark.verilator
 def test_verilator_lint_clean(tmp_path):
-    exe = find_verilator()
+    exe = verilator_executable()
     if exe is None:
         pytest.skip("verilator not found")
     src = tmp_path / "core.v"

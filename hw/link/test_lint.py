@@ -1,9 +1,10 @@
 """The host link's Verilog passes `verilator --lint-only -Wall`."""
 import os
-import shutil
 import subprocess
 
 import pytest
+
+from sw.tools import verilator_executable
 from amaranth.back import verilog
 
 from hw.link import HostLink
@@ -11,21 +12,9 @@ from hw.link import HostLink
 WAIVERS = os.path.join(os.path.dirname(__file__), "..", "core", "verilator_lint.vlt")
 
 
-def _verilator():
-    exe = shutil.which("verilator")
-    if exe:
-        return exe
-    try:
-        import verilator
-    except ImportError:
-        return None
-    cand = os.path.join(os.path.dirname(verilator.__file__), "bin", "verilator")
-    return cand if os.path.exists(cand) else None
-
-
 @pytest.mark.verilator
 def test_hostlink_verilator_lint_clean(tmp_path):
-    exe = _verilator()
+    exe = verilator_executable()
     if exe is None:
         pytest.skip("verilator not found")
     (tmp_path / "link.v").write_text(verilog.convert(
