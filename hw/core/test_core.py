@@ -270,3 +270,17 @@ def test_core_deep_weight_banks_ask_for_huge_ram():
     assert not any("ram_style" in m.attrs for m in others)
     text = rtlil.convert(core, name="core")
     assert text.count('attribute \\ram_style "huge"') == config.P
+
+
+@pytest.mark.slow
+def test_core_icebreaker_default_runs_the_digits_mlp():
+    """The iCEBreaker's default build (SPRAM-sized weight banks) runs 64-256-256-10 with
+    4-bit inputs bit-exactly, its counters equal to the cycle model."""
+    from sw.synth import BOARD_DEFAULT_ARRAY
+    config = ArrayConfig.parse(BOARD_DEFAULT_ARRAY["icebreaker"])
+    rng = np.random.default_rng(64)
+    k, batch = 4, config.Q + 1
+    x = rng.integers(0, 1 << k, (batch, 64)).astype(np.uint8)
+    layers = random_model(rng, k, [64, 256, 256, 10], x)
+    res = run_core(config, layers, x, k, poke_while_busy=False, backdoor=True, gap=0.0)
+    check(config, layers, x, k, res)
