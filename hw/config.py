@@ -11,8 +11,9 @@ field at its default; the full form appends ``key=value`` pairs separated by com
 Why the default is 8x8x32: a 256-wide binary layer is 8 words of K=32 bits, so the tile period
 (max(words, Q) cycles, see docs/core.md) equals Q=8 and the per-row drain exactly keeps up with
 the array; with P=8 the fill/drain overhead of such a layer stays under 10 % even at a batch of
-one column group (8 samples). 64 PEs of 32 bits fit an ECP5-25 and up; small boards (iCE40
-UP5K) take "4x4x16" or smaller.
+one column group (8 samples). 64 PEs of 32 bits fit an ECP5-25 and up; small boards take less:
+the iCEBreaker (iCE40 UP5K, core + host link) fits a 4-PE array, "2x2x16" with SPRAM weight banks
+(docs/core.md, "iCE40 mapping").
 """
 from dataclasses import dataclass, fields, replace
 
@@ -80,6 +81,14 @@ class ArrayConfig:
             raise ValueError("desc_depth is limited to 256 descriptors by the address map")
 
     # -- derived quantities shared by the gateware and the cycle model -------------------------
+
+    @property
+    def w_huge(self):
+        """Weight banks of ``w_depth`` ≥ 4096 words are marked ``ram_style = "huge"``: Yosys
+        maps them to iCE40 UltraPlus SPRAM (16K×16, single port) instead of block RAM (a
+        4096-word bank would take 16 of the UP5K's 30 EBR at K = 16). The banks are used as
+        single-port RAMs anyway (docs/core.md, "iCE40 mapping"), so timing is unchanged."""
+        return self.w_depth >= 4096
 
     @property
     def log2P(self):

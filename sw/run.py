@@ -18,10 +18,9 @@ from sw.errors import XnorflowError
 
 DEFAULT_OUT = "runs/digits-irnet"
 BOARD = "icebreaker"
-# Hidden widths of the MLP the main job trains: 64-128-128-10 fits the iCEBreaker's on-chip
-# block RAM (EBR) at its default array configuration; 256-wide layers need the UP5K's SPRAM
-# for the weights (docs/synthesis.md).
-DEFAULT_HIDDEN = [128, 128]
+# Hidden widths of the MLP the main job trains: the digits MLP 64-256-256-10, whose weights
+# live in the iCEBreaker's SPRAM at its default array configuration (docs/core.md).
+DEFAULT_HIDDEN = [256, 256]
 
 
 def _log(msg):

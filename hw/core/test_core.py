@@ -253,3 +253,34 @@ def test_core_binary_first_layer():
     x01 = rng.integers(0, 2, (6, 37)).astype(np.uint8)
     layers = random_model(rng, 1, [37, 9, 4], B.pack_bits(x01), first="binary")
     check(config, layers, x01, 1, run_core(config, layers, x01, 1), x_golden=B.pack_bits(x01))
+
+
+def test_core_deep_weight_banks_ask_for_huge_ram():
+    """w_depth ≥ 4096: the weight banks (and only they) carry ram_style = "huge", which
+    synth_ice40 -spram maps to SB_SPRAM256KA; their read and write ports share one address
+    (single-port use), whatever the depth."""
+    from amaranth.back import rtlil
+    small = dict(SMALL, w_depth=4096)
+    config = ArrayConfig.parse("2x2x8").replace(**small)
+    assert config.w_huge and not ArrayConfig.parse("2x2x8").replace(**SMALL).w_huge
+    core = Core(config)
+    assert all(m.attrs.get("ram_style") == "huge" for m in core.memories["w"])
+    others = [m for name, ms in core.memories.items() if name != "w"
+              for m in (ms if isinstance(ms, list) else [ms])]
+    assert not any("ram_style" in m.attrs for m in others)
+    text = rtlil.convert(core, name="core")
+    assert text.count('attribute \\ram_style "huge"') == config.P
+
+
+@pytest.mark.slow
+def test_core_icebreaker_default_runs_the_digits_mlp():
+    """The iCEBreaker's default build (SPRAM-sized weight banks) runs 64-256-256-10 with
+    4-bit inputs bit-exactly, its counters equal to the cycle model."""
+    from sw.synth import BOARD_DEFAULT_ARRAY
+    config = ArrayConfig.parse(BOARD_DEFAULT_ARRAY["icebreaker"])
+    rng = np.random.default_rng(64)
+    k, batch = 4, config.Q + 1
+    x = rng.integers(0, 1 << k, (batch, 64)).astype(np.uint8)
+    layers = random_model(rng, k, [64, 256, 256, 10], x)
+    res = run_core(config, layers, x, k, poke_while_busy=False, backdoor=True, gap=0.0)
+    check(config, layers, x, k, res)
