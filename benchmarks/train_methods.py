@@ -1,0 +1,145 @@
+"""Benchmark every training method: test accuracy (mean ± std over seeds) and training time.
+
+Prints ONE JSON document on stdout (progress goes to stderr), writes a bar chart PNG, and
+appends every finished run as one JSON line to ``--runs-log`` so a long benchmark that is
+interrupted still leaves its measurements behind. Parts can be run separately::
+
+    python benchmarks/train_methods.py --datasets digits
+    python benchmarks/train_methods.py --datasets fashion-mnist --methods irnet,rbnn --seeds 0
+    python benchmarks/train_methods.py --from-log runs.jsonl   # table + chart from a log only
+
+The Fashion-MNIST shape is the SFC network 784-256-256-256-10 (``--hidden``/``--input-bits``
+default to the dataset defaults of :mod:`sw.train.methods`).
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+ALL_METHODS = ["irnet", "rbnn", "sbn", "bwnh", "ste", "fp"]
+
+
+def _csv(kind):
+    return lambda s: [kind(v) for v in s.split(",") if v]
+
+
+def run_one(method, dataset, seed, epochs, hidden, input_bits, ds, augment_shift=None):
+    """Train one (method, dataset, seed); return a flat result dict."""
+    from sw.train import methods
+    model, meta, m = methods.train(method, dataset, hidden=hidden, input_bits=input_bits, epochs=epochs,
+                                   seed=seed, progress="epochs", ds=ds,
+                                   augment_shift=augment_shift)
+    keep = ("method", "dataset", "seed", "test_accuracy", "train_seconds", "epochs", "input_bits", "hidden",
+            "deployable", "weight_only_accuracy", "deployable_accuracy", "soft_test_accuracy",
+            "hard_test_accuracy", "swap_accuracy_change", "lr", "batch_size", "augment_shift")
+    r = {k: m[k] for k in keep if k in m}
+    if method == "rbnn":
+        first = m["history"][0].get("rot_flip_mean")
+        r["rot_flip_first_epoch"] = first
+    return r
+
+
+def summarise(runs):
+    """Group runs by (dataset, method): mean/std accuracy (in %) and mean seconds."""
+    groups = {}
+    for r in runs:
+        key = (r["dataset"], r["method"], r["epochs"], r.get("augment_shift", 0))
+        groups.setdefault(key, []).append(r)
+    table = []
+    for (dataset, method, _, _), rs in sorted(groups.items()):
+        accs = [100 * r["test_accuracy"] for r in rs]
+        secs = [r["train_seconds"] for r in rs]
+        row = {"dataset": dataset, "method": method, "seeds": [r["seed"] for r in rs],
+               "accuracy_mean": statistics.mean(accs), "accuracy_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+               "accuracies": accs, "seconds_mean": statistics.mean(secs), "seconds_max": max(secs),
+               "epochs": rs[0]["epochs"], "augment_shift": rs[0].get("augment_shift", 0), "input_bits": rs[0]["input_bits"], "hidden": rs[0]["hidden"],
+               "deployable": all(r["deployable"] for r in rs)}
+        for extra in ("weight_only_accuracy", "swap_accuracy_change"):
+            if extra in rs[0]:
+                row[extra + "_mean"] = statistics.mean(100 * r[extra] for r in rs)
+        table.append(row)
+    return table
+
+
+def plot(table, path):
+    """Bar chart of mean accuracy ± std per method, one panel per dataset."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    datasets = sorted({r["dataset"] for r in table})
+    width = max(5, max(sum(r["dataset"] == d for r in table) for d in datasets) * 1.1)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(width * len(datasets), 4), squeeze=False)
+    for ax, d in zip(axes[0], datasets):
+        rows = [r for r in table if r["dataset"] == d]
+        multi = len({(r["epochs"], r["augment_shift"]) for r in rows}) > 1
+        labels = [r["method"] + (f"\n{r['epochs']}ep" + (f" shift{r['augment_shift']}" if r["augment_shift"] else "")
+                                 if multi else "") for r in rows]
+        ax.bar(labels, [r["accuracy_mean"] for r in rows],
+               yerr=[r["accuracy_std"] for r in rows], capsize=4, color="tab:blue")
+        lo = min(r["accuracy_mean"] for r in rows)
+        ax.set_ylim(max(0, lo - 5), 100)
+        ax.set_title(f"{d} (k={rows[0]['input_bits']} input bits)")
+        ax.set_ylabel("test accuracy (%)")
+        for i, r in enumerate(rows):
+            ax.text(i, r["accuracy_mean"] + r["accuracy_std"] + 0.15, f"{r['accuracy_mean']:.1f}", ha="center", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--datasets", type=_csv(str), default=["digits", "fashion-mnist"])
+    p.add_argument("--methods", type=_csv(str), default=ALL_METHODS)
+    p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=None, help="override the per-dataset default epochs")
+    p.add_argument("--hidden", default=None, help="override hidden widths, e.g. 256,256")
+    p.add_argument("--input-bits", type=int, default=None)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--augment-shift", type=int, default=None, help="random shifts up to N pixels (IDX datasets)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--png", default="benchmarks/train_methods.png")
+    p.add_argument("--runs-log", default=None, help="append each finished run as a JSON line here")
+    p.add_argument("--from-log", default=None, help="do not train; summarise the runs in this JSONL file")
+    args = p.parse_args(argv)
+
+    import torch
+    torch.set_num_threads(args.threads)
+    from sw import data as datamod
+
+    runs = []
+    if args.from_log:
+        with open(args.from_log) as f:
+            runs = [json.loads(line) for line in f if line.strip()]
+    else:
+        hidden = [int(h) for h in args.hidden.split(",")] if args.hidden else None
+        for dataset in args.datasets:
+            ds = datamod.load_dataset(dataset, args.data_dir)
+            for method in args.methods:
+                for seed in args.seeds:
+                    t0 = time.time()
+                    print(f"[bench] {dataset} {method} seed {seed} ...", file=sys.stderr, flush=True)
+                    r = run_one(method, dataset, seed, args.epochs, hidden, args.input_bits, ds, args.augment_shift)
+                    print(f"[bench] {dataset} {method} seed {seed}: {100 * r['test_accuracy']:.2f}% "
+                          f"in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+                    runs.append(r)
+                    if args.runs_log:
+                        with open(args.runs_log, "a") as f:
+                            f.write(json.dumps(r) + "\n")
+    table = summarise(runs)
+    if args.png and table:
+        os.makedirs(os.path.dirname(os.path.abspath(args.png)), exist_ok=True)
+        plot(table, args.png)
+    doc = {"benchmark": "train_methods", "torch_threads": args.threads, "command": " ".join(sys.argv),
+           "table": table, "runs": runs}
+    json.dump(doc, sys.stdout, indent=1)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
