@@ -1,0 +1,106 @@
+"""Design space on the ECP5-85F: array shape vs LUTs, Fmax, cycles and inferences per second.
+
+For the SFC-shaped Fashion-MNIST model (784-256-256-256-10, 1-bit input) each array shape is
+synthesized for the ULX3S-85F (post-route, nextpnr), and its cycles per inference come from the
+cycle model (equal to the hardware counters: tests/test_sim_*.py). Builds already done with the
+same design and tools are reused (``xnorflow synth``'s hash), so re-running is cheap.
+
+Prints ONE JSON document on stdout (progress on stderr) and writes a Pareto plot (LUTs vs
+inferences/s). Usage::
+
+    .venv/bin/python benchmarks/design_space.py --arrays 4x4x16,8x4x32,8x8x32 --jobs 2 \\
+        --plot benchmarks/results/design_space.png > benchmarks/results/design_space.json
+"""
+import argparse
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hw.config import ArrayConfig  # noqa: E402
+from sw.program import max_batch, predict_cycles  # noqa: E402
+from sw.random_models import random_model  # noqa: E402
+from sw.synth import accelerator_top, synthesize  # noqa: E402
+
+SFC = [784, 256, 256, 256, 10]
+
+
+def log(msg):
+    print(f"[design_space] {msg}", file=sys.stderr, flush=True)
+
+
+def point(array, out_root, model):
+    config = ArrayConfig.parse(array)
+    report = synthesize(accelerator_top(config), "ulx3s-85f", config.format(), out_root=out_root,
+                        log=log)
+    batch = min(max_batch(model.layers, config), 8 * config.Q)
+    cycles = predict_cycles(model.layers, config, batch)
+    per_inf = cycles["total"] / batch
+    fmax = report["fmax_mhz"]
+    return {"array": config.format(), "luts": report["luts"], "ffs": report["ffs"],
+            "brams": report["brams"], "fmax_mhz": fmax, "batch": batch,
+            "cycles_per_inference": per_inf,
+            "cycles_by_layer": {k: v / batch for k, v in cycles["by_layer"].items()},
+            "inferences_per_second": fmax * 1e6 / per_inf,
+            "inferences_per_second_per_klut": fmax * 1e6 / per_inf / (report["luts"] / 1000),
+            "build_seconds": report.get("build_seconds"), "reused_build": report["skipped"]}
+
+
+def pareto(points):
+    """Points no other point beats on both fewer LUTs and more inferences/s."""
+    return [p["array"] for p in points
+            if not any(q["luts"] <= p["luts"] and q["inferences_per_second"] >
+                       p["inferences_per_second"] for q in points if q is not p)]
+
+
+def plot(points, front, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for p in points:
+        on = p["array"] in front
+        ax.scatter(p["luts"], p["inferences_per_second"], s=60,
+                   color="#cc3311" if on else "#4477aa", zorder=3)
+        ax.annotate(f"{p['array']}\n{p['fmax_mhz']:.0f} MHz", (p["luts"], p["inferences_per_second"]),
+                    textcoords="offset points", xytext=(6, 4), fontsize=8)
+    fr = sorted((p for p in points if p["array"] in front), key=lambda p: p["luts"])
+    ax.plot([p["luts"] for p in fr], [p["inferences_per_second"] for p in fr], color="#cc3311",
+            lw=1, zorder=2, label="Pareto front")
+    ax.axhline(1e6, color="grey", ls="--", lw=1, label="target 1 M/s")
+    ax.set_xlabel("LUTs (ECP5-85F, post-route)")
+    ax.set_ylabel("inferences / s at Fmax")
+    ax.set_yscale("log")
+    ax.set_title("SFC 784-256-256-256-10 (1-bit input) on the ULX3S-85F", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arrays", default="4x4x16,8x4x32,8x8x32")
+    ap.add_argument("--jobs", type=int, default=2, help="builds at once (nextpnr is single-threaded)")
+    ap.add_argument("--out-root", default=str(ROOT / "build" / "design-space"))
+    ap.add_argument("--plot", default=str(ROOT / "benchmarks" / "results" / "design_space.png"))
+    args = ap.parse_args(argv)
+    model = random_model(np.random.default_rng(0), SFC, input_bits=1, name="sfc-1bit")
+    arrays = [a for a in args.arrays.split(",") if a]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        points = list(pool.map(lambda a: point(a, args.out_root, model), arrays))
+    front = pareto(points)
+    plot(points, front, args.plot)
+    print(json.dumps({"benchmark": "design_space", "board": "ulx3s-85f",
+                      "model": "SFC 784-256-256-256-10, 1-bit input", "points": points,
+                      "pareto": front, "plot": args.plot}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
