@@ -180,12 +180,9 @@ def run_sim(args):
     x, y = dataset_inputs(model, args.dataset, args.data_dir, args.limit)
     torch_pred = None
     if args.checkpoint:
-        import torch
+        from sw.evaluate import torch_predictions
         from sw.train.checkpoint import load_checkpoint
-        torch_model, _ = load_checkpoint(args.checkpoint)
-        with torch.no_grad():
-            trace = torch_model.trace(torch.from_numpy(x.astype(np.float32)))
-        torch_pred = trace[-1]["scores"].double().numpy().argmax(axis=1)
+        torch_pred = torch_predictions(load_checkpoint(args.checkpoint)[0], x)
     try:
         result = simulate(model, x, y, engine=args.engine, config=args.array, batch=args.batch,
                           torch_predictions=torch_pred, jobs=args.jobs)

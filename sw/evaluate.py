@@ -30,6 +30,14 @@ def dataset_inputs(model, dataset, data_dir=None, limit=None):
     return x, y
 
 
+def torch_predictions(torch_model, x):
+    """PyTorch's eval-mode predictions (int [B]) for uint8 inputs ``x`` [B, N]."""
+    import torch
+    with torch.no_grad():
+        trace = torch_model.trace(torch.from_numpy(x.astype(np.float32)))
+    return trace[-1]["scores"].double().numpy().argmax(axis=1)
+
+
 def compare_with_torch(model, torch_model, x):
     """Exact comparison of the golden model with a PyTorch model (eval mode) on inputs ``x``."""
     import torch

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from sw.errors import XnorflowError
 
@@ -70,7 +69,7 @@ def _compile(out, config):
 
 def run_flow(out, epochs=None, seed=0, array=None, synth=True, hidden=None):
     """Run every stage into ``out``; returns the report dict (also written as report.json)."""
-    from sw.evaluate import dataset_inputs, evaluate
+    from sw.evaluate import dataset_inputs, evaluate, torch_predictions
     from sw.synth import board_config
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -82,9 +81,7 @@ def run_flow(out, epochs=None, seed=0, array=None, synth=True, hidden=None):
                                             config)
     x, y = dataset_inputs(compiled, "digits")
     golden = stage("golden model vs PyTorch", evaluate, compiled, x, y, torch_model)
-    import torch
-    torch_pred = torch_model.trace(torch.from_numpy(x.astype(np.float32)))[-1]["scores"] \
-        .argmax(1).numpy()
+    torch_pred = torch_predictions(torch_model, x)
 
     from sim.cli import simulate
     sim = stage(f"Verilator over all {len(x)} test images", simulate, compiled, x, y,
