@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from sw.errors import XnorflowError
 
 DEFAULT_OUT = "runs/digits-irnet"
