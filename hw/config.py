@@ -133,9 +133,9 @@ class ArrayConfig:
     @property
     def write_delay(self):
         """Cycles from the issue of a tile's last word to the last write of its results:
-        memory read (1) and edge register (1), the hops to the corner PE(P-1, Q-1)
-        (P-1 + Q-1), the PE, the row drain, the threshold stages (3); see docs/core.md."""
-        return self.P + self.Q + self.pe_latency + self.drain_latency + 3
+        memory read (1) and edge register (1), the hops to the last column (Q-1), the PE,
+        the row drain, the threshold stages (3); see docs/core.md."""
+        return self.Q + 1 + self.pe_latency + self.drain_latency + 3
 
     # -- string form --------------------------------------------------------------------------
 

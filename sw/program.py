@@ -122,7 +122,9 @@ def encode_inputs(x, input_bits, config):
     """``[(address, bytes)]`` writing a batch of unsigned inputs ``x`` (uint8 [B, N]).
 
     Sample ``b`` sits in column bank ``j = b mod Q`` of group ``g = b div Q``; word address
-    ``g·W + w·k + p`` holds bit-plane ``p`` of its K-bit word ``w`` (``W = ceil(N/K)·k``).
+    ``g·W + q·in_words + w`` holds bit-plane ``p = k − 1 − q`` of its K-bit word ``w``
+    (``W = in_words·k``, ``in_words = ceil(N/K)``): planes most significant first, the order
+    the sequencer issues them in (Horner's rule in the PEs).
     """
     config = _cfg(config)
     x = np.asarray(x)
@@ -139,13 +141,13 @@ def encode_inputs(x, input_bits, config):
     if groups * W > config.in_depth:
         raise ValueError(f"a batch of {batch} needs {groups * W} words per input bank, "
                          f"{config} has in_depth={config.in_depth}")
-    img = np.zeros((groups * Q, in_words, input_bits, wb), np.uint8)
+    img = np.zeros((groups * Q, input_bits, in_words, wb), np.uint8)
     xs = x.astype(np.uint8)
-    for p in range(input_bits):
-        planes = B.pack_bits((xs >> p) & 1, K)               # [B, in_words·wb]
-        img[:batch, :, p, :] = planes.reshape(batch, in_words, wb)
-    # [g, j, w, p, byte] → address order (g, w, p, j, byte)
-    img = img.reshape(groups, Q, in_words, input_bits, wb).transpose(0, 2, 3, 1, 4)
+    for q in range(input_bits):
+        planes = B.pack_bits((xs >> (input_bits - 1 - q)) & 1, K)     # [B, in_words·wb]
+        img[:batch, q, :, :] = planes.reshape(batch, in_words, wb)
+    # [g, j, q, w, byte] → address order (g, q, w, j, byte)
+    img = img.reshape(groups, Q, input_bits, in_words, wb).transpose(0, 2, 3, 1, 4)
     return [(mm.IN_BASE, np.ascontiguousarray(img).tobytes())]
 
 

@@ -1,30 +1,36 @@
-"""Output-stationary P×Q systolic array of XNOR-popcount PEs with per-row drain."""
-from amaranth.hdl import Module, Signal, signed
+"""Output-stationary P×Q array of XNOR-popcount PEs: weights systolic along rows, activations
+broadcast down columns, per-row drain."""
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.core.pe import PE, popcount_latency, popcount_pipeline
+from hw.core.pipeline import delay
 
 __all__ = ["SystolicArray"]
 
 
 class SystolicArray(wiring.Component):
-    """P×Q output-stationary systolic array.
+    """P×Q output-stationary array: rows are output channels, columns are input vectors.
 
     Row ``i`` accumulates output channel ``i`` of the current tile; column ``j`` holds input
-    vector ``j``. Weight words enter at the left edge and move one PE to the right per cycle;
-    activation words (with their mask, shift, valid and last-of-tile sideband) enter at the top
-    and move one PE down per cycle. The *caller* applies the skew: row ``i``'s words must arrive
-    ``i`` cycles after row 0's and column ``j``'s ``j`` cycles after column 0's (the core does it
-    by delaying each bank's read address, which costs address bits instead of K-bit words).
-    PE(i, j) then sees word ``n`` of both operands in cycle ``t0 + n + i + j``.
+    vector ``j``. Weight words enter at the left edge and move one PE to the right per cycle
+    (the systolic dimension). A column's activation word and its sideband reach all P PEs of
+    the column on one net: no per-PE copy of them exists, which is what makes a PE small
+    (about half its flip-flops were those copies). The caller applies the column skew:
+    column ``j``'s words arrive ``j`` cycles after column 0's, so that PE(i, j) sees word
+    ``n`` of both operands in cycle ``t0 + n + j`` for every row ``i``.
+
+    Per column the array forms, once: the masked word (padding bits forced to 1 in binary
+    mode, where the weights' padding is 0, and to 0 in unsigned mode), ``popcount(m)`` (or
+    ``popcount(x)`` in unsigned mode) through a popcount pipeline of the PE's latency, and the
+    sideband delayed by that latency so that it meets each PE's count.
 
     Because the last-of-tile flag travels with the data, each PE hands its finished sum to the
     drain and restarts from zero with the next word: consecutive tiles stream back to back. A
     row's PEs finish in consecutive cycles (column order), so each row collects them through a
-    registered OR-tree (a PE's result is zero unless valid) into one value per cycle.
-    ``popcount(m)`` is computed once per column at the top edge and travels down with the
-    words, so each PE holds one popcount tree, not two.
+    registered OR-tree (a PE's result is zero unless valid) into one value per cycle; all rows
+    deliver in the same cycles.
 
     Parameters
     ----------
@@ -38,24 +44,27 @@ class SystolicArray(wiring.Component):
     Ports
     -----
     w : In(K).array(P)
-        Weight word of each row (skewed by row).
+        Weight word of each row (all rows in the same cycle); padding bits must be 0.
     x, m : In(K).array(Q)
-        Activation word and mask word of each column (skewed by column); see :class:`PE`.
-    s : In(3).array(Q)
-        Shift of each column's term.
+        Activation word and valid-bit mask word of each column (skewed by column).
+    unsigned : In(1)
+        Layer mode (constant while a layer's words are in the array): 0 binary, 1 unsigned.
+    dbl : In(1).array(Q)
+        The word starts a bit-plane after the first: the PEs double their sum first (see
+        :class:`PE`; always 0 for binary layers).
     valid, last : In(1).array(Q)
         Word is real / word is the last of the current output tile.
     out_valid : Out(1).array(P)
-        Row ``i`` delivers a finished sum this cycle.
+        Row ``i`` delivers a finished sum this cycle (the same cycle for every row).
     out_acc : Out(signed(acc_width)).array(P)
-        The sum; within a tile row ``i`` delivers columns 0..Q-1 in consecutive cycles.
+        The sum; within a tile every row delivers columns 0..Q-1 in consecutive cycles.
 
     Latency and throughput
     ----------------------
-    One word per row and column per cycle. If the last word of a tile enters column 0 / row 0
-    in cycle ``c``, row ``i`` delivers column ``j`` in cycle
-    ``c + i + j + pe_latency + log2(Q)``. Tiles must be at least Q words apart (start to
-    start) so that a row's deliveries never overlap: the sequencer pads shorter tiles.
+    One word per row and column per cycle. If the last word of a tile enters column 0 in cycle
+    ``c``, every row delivers column ``j`` in cycle ``c + j + pe_latency + log2(Q)``. Tiles
+    must be at least Q words apart (start to start) so that a row's deliveries never overlap:
+    the sequencer pads shorter tiles.
     """
 
     def __init__(self, P, Q, K, acc_width):
@@ -65,35 +74,36 @@ class SystolicArray(wiring.Component):
         self.drain_latency = Q.bit_length() - 1
         super().__init__({
             "w": In(K).array(P),
-            "x": In(K).array(Q), "m": In(K).array(Q), "s": In(3).array(Q),
-            "valid": In(1).array(Q), "last": In(1).array(Q),
+            "x": In(K).array(Q), "m": In(K).array(Q), "unsigned": In(1),
+            "dbl": In(1).array(Q), "valid": In(1).array(Q), "last": In(1).array(Q),
             "out_valid": Out(1).array(P),
             "out_acc": Out(signed(acc_width)).array(P),
         })
 
     def elaborate(self, platform):
         m = Module()
-        P, Q = self.P, self.Q
-        pes = [[PE(self.K, self.acc_width) for j in range(Q)] for i in range(P)]
-        # popcount(m) once per column: it is the same for every row. Its pipeline latency
-        # equals the PE's own popcount latency, so it meets each PE's count on the way down.
-        col_pm = [popcount_pipeline(m, self.m[j], f"col{j}_pm") for j in range(Q)]
-        for i in range(P):
-            for j in range(Q):
+        P, Q, K = self.P, self.Q, self.K
+        lat = popcount_latency(K)
+        pes = [[PE(K, self.acc_width) for j in range(Q)] for i in range(P)]
+        for j in range(Q):
+            x_col = Signal(K, name=f"x_col{j}")
+            m.d.comb += x_col.eq(Mux(self.unsigned, self.x[j] & self.m[j],
+                                     self.x[j] | ~self.m[j]))
+            # popcount of the real bits (binary) or of the plane (unsigned): same pipeline
+            # latency as each PE's count, so it meets them.
+            pm = popcount_pipeline(m, Mux(self.unsigned, x_col, self.m[j]), f"col{j}_pm")
+            dbl = delay(m, self.dbl[j], lat, f"col{j}_dbl")
+            valid = delay(m, self.valid[j], lat, f"col{j}_v")
+            last = delay(m, self.last[j], lat, f"col{j}_l")
+            for i in range(P):
                 pe = pes[i][j]
                 m.submodules[f"pe_{i}_{j}"] = pe
-                left = self.w[i] if j == 0 else pes[i][j - 1].w_out
-                m.d.comb += pe.w_in.eq(left)
-                if i == 0:
-                    m.d.comb += [pe.x_in.eq(self.x[j]), pe.m_in.eq(self.m[j]),
-                                 pe.s_in.eq(self.s[j]), pe.valid_in.eq(self.valid[j]),
-                                 pe.last_in.eq(self.last[j]), pe.pm_in.eq(col_pm[j])]
-                else:
-                    up = pes[i - 1][j]
-                    m.d.comb += [pe.x_in.eq(up.x_out), pe.m_in.eq(up.m_out),
-                                 pe.s_in.eq(up.s_out), pe.valid_in.eq(up.valid_out),
-                                 pe.last_in.eq(up.last_out), pe.pm_in.eq(up.pm_out)]
+                m.d.comb += [pe.w_in.eq(self.w[i] if j == 0 else pes[i][j - 1].w_out),
+                             pe.x_in.eq(x_col), pe.unsigned.eq(self.unsigned),
+                             pe.pm_in.eq(pm), pe.dbl_in.eq(dbl), pe.valid_in.eq(valid),
+                             pe.last_in.eq(last)]
 
+        for i in range(P):
             # Row drain: registered OR-tree; at most one PE of a row is valid per cycle.
             level = [(pe.out_valid, pe.out_acc) for pe in pes[i]]
             depth = 0

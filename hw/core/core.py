@@ -9,19 +9,11 @@ from hw.bus import BusSignature
 from hw.config import ArrayConfig
 from hw.core import memory_map as mm
 from hw.core.array import SystolicArray
+from hw.core.pipeline import delay
 from hw.core.sequencer import Sequencer
 from hw.core.threshold import ThresholdUnit
 
 __all__ = ["Core", "verilog"]
-
-
-def _delay(m, sig, n, name):
-    """``sig`` delayed by ``n`` cycles through a register chain (n = 0: the signal itself)."""
-    for k in range(n):
-        d = Signal.like(sig, name=f"{name}_d{k + 1}")
-        m.d.sync += d.eq(sig)
-        sig = d
-    return sig
 
 
 class Core(wiring.Component):
@@ -134,7 +126,8 @@ class Core(wiring.Component):
             lc_w.en.eq(seq.lc_we), lc_w.addr.eq(seq.lc_addr), lc_w.data.eq(seq.lc_data),
         ]
 
-        # ---- issue: skew by delaying each bank's read address (address bits, not K-bit words)
+        # ---- issue: column skew by delaying each column bank's read address (address bits,
+        # not K-bit words); all weight banks are read in the issue cycle.
         from_input = Signal()
         rd_off, wr_off = Signal(16), Signal(16)
         m.d.comb += [
@@ -143,88 +136,87 @@ class Core(wiring.Component):
             rd_off.eq(Mux(seq.layer[0], 0, cfg.act_depth)),
             wr_off.eq(Mux(seq.layer[0], cfg.act_depth, 0)),
         ]
+        ones = Const((1 << K) - 1, K)
+        # Valid-bit mask of the word being read (memory read latency 1): the weights' padding
+        # bits are cleared at the array's edge, so they never agree whatever a bank holds.
+        w_mask = Signal(K)
+        m.d.comb += w_mask.eq(Mux(delay(m, seq.i_last_word, 1, "w_last"), seq.lastmask, ones))
+        host_w = self.bus.addr[lb + cfg.log2P:22]
+        w_addr = seq.i_w_addr[:len(w_r[0].addr)]
         for i in range(P):
-            # Delay only the address bits the bank uses.
-            w_addr = seq.i_w_addr[:len(w_r[i].addr)]
-            # While idle the host reads the banks back through the same ports.
-            host_w = self.bus.addr[lb + cfg.log2P:22]
             # One address per weight bank for its read and its write port: the host writes
             # (and reads back) only while idle, the sequencer reads only while busy. A bank is
             # then a single-port RAM (iCE40 SPRAM: one address, registered read, no init),
             # with the same 1-cycle read as before, so the timing does not change.
             w_shared = Signal(len(w_r[i].addr), name=f"w_addr{i}")
-            m.d.comb += [w_shared.eq(Mux(seq.busy, _delay(m, w_addr, i, f"wa{i}"), host_w)),
+            m.d.comb += [w_shared.eq(Mux(seq.busy, w_addr, host_w)),
                          w_r[i].addr.eq(w_shared), w_w[i].addr.eq(w_shared),
                          # Reads pause while the host writes (the read data is not used
                          # then): SPRAM keeps its output during a write ("no_change").
                          w_r[i].en.eq(~w_w[i].en.any())]
             # Edge register: block-RAM clock-to-out is slow (≈6 ns on ECP5); without it the
-            # RAM output would feed the PE's XNOR and first popcount stage in one cycle.
-            m.d.sync += arr.w[i].eq(w_r[i].data)
-        ones = Const((1 << K) - 1, K)
-        sideband = Cat(seq.i_valid, seq.i_last_word, seq.i_shift, seq.i_tile_last)
+            # RAM output would feed the PE's XNOR and first popcount stage in one cycle. The
+            # mask rides in the register's LUT.
+            m.d.sync += arr.w[i].eq(w_r[i].data & w_mask)
+        m.d.comb += arr.unsigned.eq(seq.unsigned)
+        sideband = Cat(seq.i_valid, seq.i_last_word, seq.i_double, seq.i_tile_last)
         for j in range(Q):
             a_bits = max(len(i_r[j].addr), len(a_r[j].addr))
-            addr_j = _delay(m, seq.i_a_addr[:a_bits], j, f"aa{j}")
+            addr_j = delay(m, seq.i_a_addr[:a_bits], j, f"aa{j}")
             host_i = self.bus.addr[lb + cfg.log2Q:21]
             m.d.comb += [i_r[j].addr.eq(Mux(seq.busy, addr_j, host_i)),
                          a_r[j].addr.eq(addr_j + rd_off)]
-            sb = _delay(m, sideband, j + 1, f"sb{j}")    # +1: memory read latency
+            sb = delay(m, sideband, j + 1, f"sb{j}")    # +1: memory read latency
             # (plus the edge register below, common to the words and the sideband)
-            valid, last_word, shift, tile_last = sb[0], sb[1], sb[2:5], sb[5]
+            valid, last_word, double, tile_last = sb[0], sb[1], sb[2], sb[3]
             x = Signal(K, name=f"x{j}")
             m.d.comb += x.eq(Mux(from_input, i_r[j].data, a_r[j].data))
             # Edge register (see the weights): the column enters the array one cycle after
-            # the read, with its mask already formed.
+            # the read, with its valid-bit mask.
             m.d.sync += [
-                arr.x[j].eq(x),
-                # Binary: valid bits only. Unsigned: m = x makes XNOR(x, w) & m = x AND w.
-                arr.m[j].eq(Mux(seq.unsigned, x, ones) & Mux(last_word, seq.lastmask, ones)),
-                arr.s[j].eq(shift), arr.valid[j].eq(valid), arr.last[j].eq(tile_last),
+                arr.x[j].eq(x), arr.m[j].eq(Mux(last_word, seq.lastmask, ones)),
+                arr.dbl[j].eq(double), arr.valid[j].eq(valid), arr.last[j].eq(tile_last),
             ]
 
-        # ---- per row: threshold lookup and compare, raw writes, deskew of the output bits
+        # ---- per row: threshold lookup and compare, raw writes. Every row delivers column j
+        # of a tile in the same cycle, so one set of counters serves all rows.
+        tj = Signal(range(Q))       # column of the value at the drain output
+        tt = Signal(16)             # its tile within the column group
+        with m.If(seq.layer_start):
+            m.d.sync += [tj.eq(0), tt.eq(0)]
+        with m.Elif(arr.out_valid[0]):
+            m.d.sync += tj.eq(tj + 1)
+            with m.If(tj == Q - 1):
+                m.d.sync += tt.eq(Mux(tt == seq.m_tiles - 1, 0, tt + 1))
+        # The threshold is addressed in the drain cycle and its read data registered
+        # (block-RAM clock-to-out must not meet the comparator's carry chain in one cycle, it
+        # set Fmax); the value waits two registers to meet it.
+        val_r = delay(m, arr.out_valid[0], 2, "val")
+        raddr = Signal(16)          # raw outputs: each row writes its own bank in arrival
+        out_valid = Signal()        # order (g, t, j)
+        with m.If(seq.layer_start):
+            m.d.sync += raddr.eq(0)
+        with m.Elif(out_valid & seq.raw):
+            m.d.sync += raddr.eq(raddr + 1)
         bits = []
-        out_valid = None
         raw_we, raw_addr, raw_value = [], [], []
+        host_row = Mux(a[23], cfg.thr_depth + a[2 + cfg.log2P:23], a[2 + cfg.log2P:20])
         for i in range(P):
-            tj = Signal(range(Q), name=f"tj{i}")       # column of the value at the drain output
-            tt = Signal(16, name=f"tt{i}")             # its tile within the column group
-            with m.If(seq.layer_start):
-                m.d.sync += [tj.eq(0), tt.eq(0)]
-            with m.Elif(arr.out_valid[i]):
-                m.d.sync += tj.eq(tj + 1)
-                with m.If(tj == Q - 1):
-                    m.d.sync += tt.eq(Mux(tt == seq.m_tiles - 1, 0, tt + 1))
-            # The threshold is addressed in the drain cycle and its read data registered
-            # (block-RAM clock-to-out must not meet the comparator's carry chain in one
-            # cycle, it set Fmax); the value waits two registers to meet it.
-            host_row = Mux(a[23], cfg.thr_depth + a[2 + cfg.log2P:23], a[2 + cfg.log2P:20])
             m.d.comb += t_r[i].addr.eq(Mux(seq.busy, seq.t_base + tt, host_row))
             thr_r = Signal(32, name=f"thr_r{i}")
             m.d.sync += thr_r.eq(t_r[i].data)
-            acc_r = _delay(m, arr.out_acc[i], 2, f"acc{i}")
-            val_r = _delay(m, arr.out_valid[i], 2, f"val{i}")
+            acc_r = delay(m, arr.out_acc[i], 2, f"acc{i}")
             tu = ThresholdUnit(AW)
             m.submodules[f"thr_unit_{i}"] = tu
             m.d.comb += [tu.valid.eq(val_r), tu.acc.eq(acc_r),
                          tu.threshold.eq(thr_r[:AW].as_signed()),
                          tu.down.eq(thr_r[mm.THR_DOWN_BIT]), tu.raw.eq(seq.raw)]
-
-            # Raw (last layer): row i writes its own bank in arrival order (g, t, j).
-            raddr = Signal(16, name=f"raddr{i}")
-            with m.If(seq.layer_start):
-                m.d.sync += raddr.eq(0)
-            with m.Elif(tu.out_valid & seq.raw):
-                m.d.sync += raddr.eq(raddr + 1)
             raw_we.append(tu.out_valid & seq.raw)
             raw_addr.append(cfg.thr_depth + raddr)
             raw_value.append(tu.out_value)
-
-            # Deskew: row i is P−1−i cycles ahead of row P−1.
-            bits.append(_delay(m, tu.out_bit, P - 1 - i, f"bit{i}"))
-            if i == P - 1:
-                out_valid = tu.out_valid
+            bits.append(tu.out_bit)
+            if i == 0:
+                m.d.comb += out_valid.eq(tu.out_valid)
 
         # ---- binary writer: the P bits of (column j, tile t) go to lane t mod (K/P) of a word
         lanes = cfg.lanes

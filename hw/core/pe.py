@@ -1,20 +1,22 @@
 """XNOR-popcount processing element (PE) and its pipelined popcount.
 
 One formulation serves both layer kinds (docs/core.md, "PE arithmetic"). Per valid input word
-the PE adds
+the PE computes
 
-    term = (2·popcount(XNOR(x, w) & m) − popcount(m)) << s
+    acc = (2·acc if dbl else acc) + 2·popcount(agree) − pm:
 
-to its accumulator, where ``m`` is a mask word:
-
-* binary layers: ``m`` is the valid-bit mask of the word (all ones except in the last word of a
-  vector, where padding bits are 0), ``s = 0``: the sum over a vector's words is contract 2,
-  ``2·popcount(XNOR(x, w)) − N``, and padding bits never count;
-* the unsigned k-bit first layer: ``x = m = `` bit-plane ``b`` of the input word (masked) and
-  ``s = b``: since ``XNOR(x, w) & x = x AND w`` the term is ``2^b·(2·popcount(x_b AND w) −
-  popcount(x_b))``, and the sum over words and planes is contract 3.
+* binary layers: ``agree = XNOR(x, w)``, ``pm`` the number of real bits in the word (K except
+  in a vector's last word), ``dbl = 0``. Padding bits never agree (the array forces them to
+  ``x = 1``, ``w = 0``), so the sum over a vector's words is contract 2,
+  ``2·popcount(XNOR(x, w)) − N``;
+* the unsigned k-bit first layer: ``x`` = bit-plane ``b`` of the input word (padding 0),
+  ``agree = x AND w``, ``pm = popcount(x)``; the planes come most significant first and
+  ``dbl = 1`` on the first word of every plane after the first, so the accumulator ends at
+  ``Σ_b 2^b·(2·popcount(x_b AND w) − popcount(x_b))`` (Horner's rule), contract 3. Doubling
+  the accumulator costs one 2:1 mux per bit; shifting each term by ``b`` would cost a barrel
+  shifter (about a fifth of the PE's LUTs).
 """
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -61,6 +63,11 @@ def popcount_pipeline(m, word, name):
 class PE(wiring.Component):
     """XNOR-popcount processing element with a pipelined popcount and an accumulator.
 
+    The PE holds only what differs per row: the weight word passing right and the
+    accumulator. Everything a column shares (the masked activation word, the mode, the
+    sideband delayed to meet the popcount, ``popcount(m)``) is formed once per column by the
+    array and reaches every PE of the column on the same net (see :class:`SystolicArray`).
+
     Parameters
     ----------
     width : int
@@ -69,40 +76,35 @@ class PE(wiring.Component):
         Width of the signed accumulator; results wrap modulo 2^acc_width (the compiler checks
         that every layer's accumulator range fits).
 
-    Ports (systolic pass-through)
-    -----------------------------
+    Ports
+    -----
     w_in : In(K)
         Weight word, from the PE on the left (or the row's weight bank).
-    x_in, m_in : In(K)
-        Activation word and its mask word, from the PE above (or the column's buffer).
-    s_in : In(3)
-        Left shift of this word's term (bit-plane index of an unsigned input; 0 otherwise).
-    pm_in : In(ceil_log2(K + 1))
-        ``popcount(m)`` of the word whose ``m_in`` arrived ``popcount_latency(K)`` cycles
-        earlier. The array computes it once per column (one popcount tree per column instead
-        of one per PE) and passes it down the column like the words.
-    valid_in : In(1)
-        The word is real (0 in idle cycles: nothing accumulates).
-    last_in : In(1)
-        Last word of the current output tile: the accumulator's final value leaves on
-        ``out_acc`` and the accumulator restarts at 0 with the next word (no bubble).
     w_out : Out(K)
-        ``w_in`` delayed by one cycle, to the PE on the right.
-    x_out, m_out, s_out, valid_out, last_out, pm_out : Out
-        The column inputs delayed by one cycle, to the PE below.
-
-    Ports (result)
-    --------------
+        ``w_in`` delayed by one cycle, to the PE on the right (the systolic hop).
+    x_in : In(K)
+        Activation word of the column, already masked by the array: padding bits are 1 in
+        binary mode (weights pad with 0, so they never agree) and 0 in unsigned mode.
+    unsigned : In(1)
+        Unsigned k-bit mode: the PE counts ``x AND w`` instead of ``XNOR(x, w)``. Constant
+        for a whole layer.
+    pm_in, dbl_in, valid_in, last_in : In
+        ``popcount(m)`` (ceil_log2(K + 1) bits), the double-first flag, the word-is-real flag
+        and the last-word-of-tile flag of the word whose ``x_in``/``w_in`` arrived
+        ``popcount_latency(K)`` cycles earlier (the array delays them once per column).
     out_valid : Out(1)
         High for one cycle when a tile's final sum is on ``out_acc``.
     out_acc : Out(signed(acc_width))
         The final sum while ``out_valid``, 0 otherwise (so a row can OR its PEs' results).
 
+    Per valid word ``acc = (2·acc if dbl else acc) + 2·popcount(agree) − pm`` where ``agree``
+    is ``XNOR(x, w)`` (binary) or ``x AND w`` (unsigned); docs/core.md, "PE arithmetic".
+
     Latency and throughput
     ----------------------
-    One word per cycle, every cycle. The pass-through outputs lag the inputs by 1 cycle.
-    ``out_valid`` rises ``popcount_latency(K) + 2`` cycles after the ``last_in`` word is on the
-    inputs (popcount, then the term register, then the accumulate register).
+    One word per cycle, every cycle; ``w_out`` lags ``w_in`` by 1 cycle. ``out_valid`` rises
+    ``popcount_latency(K) + 2`` cycles after the ``last`` word's ``x_in``/``w_in`` (popcount,
+    then the term register, then the accumulate register).
     """
 
     def __init__(self, width, acc_width):
@@ -111,10 +113,8 @@ class PE(wiring.Component):
         self.latency = popcount_latency(width) + 2
         pm_bits = width.bit_length()
         super().__init__({
-            "w_in": In(width), "x_in": In(width), "m_in": In(width), "s_in": In(3),
-            "valid_in": In(1), "last_in": In(1), "pm_in": In(pm_bits),
-            "w_out": Out(width), "x_out": Out(width), "m_out": Out(width), "s_out": Out(3),
-            "valid_out": Out(1), "last_out": Out(1), "pm_out": Out(pm_bits),
+            "w_in": In(width), "w_out": Out(width), "x_in": In(width), "unsigned": In(1),
+            "pm_in": In(pm_bits), "dbl_in": In(1), "valid_in": In(1), "last_in": In(1),
             "out_valid": Out(1), "out_acc": Out(signed(acc_width)),
         })
 
@@ -122,36 +122,24 @@ class PE(wiring.Component):
         m = Module()
         K = self.width
 
-        # Systolic pass-through: one register per hop is what makes the array systolic.
-        m.d.sync += [
-            self.w_out.eq(self.w_in), self.x_out.eq(self.x_in), self.m_out.eq(self.m_in),
-            self.s_out.eq(self.s_in), self.valid_out.eq(self.valid_in),
-            self.last_out.eq(self.last_in), self.pm_out.eq(self.pm_in),
-        ]
+        # The systolic hop: one register per PE along the row.
+        m.d.sync += self.w_out.eq(self.w_in)
 
+        # One LUT per bit with the column's forcing folded in (x, w, mode, and on the array
+        # side the mask bit): no separate mask word travels through the PEs.
         agree = Signal(K)
-        m.d.comb += agree.eq(~(self.x_in ^ self.w_in) & self.m_in)
+        m.d.comb += agree.eq(Mux(self.unsigned, self.x_in & self.w_in, ~(self.x_in ^ self.w_in)))
         pc = popcount_pipeline(m, agree, "pc")
-        pm = self.pm_in          # already aligned with pc (see the port description)
 
-        # Delay the sideband by the popcount latency so it meets its counts.
-        s, valid, last = self.s_in, self.valid_in, self.last_in
-        for i in range(popcount_latency(K)):
-            s_d, v_d, l_d = Signal(3, name=f"s_d{i}"), Signal(name=f"v_d{i}"), Signal(name=f"l_d{i}")
-            m.d.sync += [s_d.eq(s), v_d.eq(valid), l_d.eq(last)]
-            s, valid, last = s_d, v_d, l_d
-
-        # Term register: keeps the subtract and the shifter out of the accumulate path.
-        term_w = K.bit_length() + 1 + 7
-        term = Signal(signed(term_w))
-        diff = Signal(signed(K.bit_length() + 2))
-        t_valid, t_last = Signal(), Signal()
-        m.d.comb += diff.eq((pc << 1) - pm)
-        m.d.sync += [term.eq(diff << s), t_valid.eq(valid), t_last.eq(last)]
+        # Term register: keeps the subtract out of the accumulate path.
+        term = Signal(signed(K.bit_length() + 2))
+        t_valid, t_last, t_dbl = Signal(), Signal(), Signal()
+        m.d.sync += [term.eq((pc << 1) - self.pm_in), t_valid.eq(self.valid_in),
+                     t_last.eq(self.last_in), t_dbl.eq(self.dbl_in)]
 
         acc = Signal(signed(self.acc_width))
         total = Signal(signed(self.acc_width))
-        m.d.comb += total.eq(acc + term)
+        m.d.comb += total.eq(Mux(t_dbl, acc << 1, acc) + term)
         m.d.sync += [self.out_valid.eq(0), self.out_acc.eq(0)]
         with m.If(t_valid):
             with m.If(t_last):

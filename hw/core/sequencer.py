@@ -19,9 +19,9 @@ class Sequencer(wiring.Component):
 
         for g in column groups (ceil(B / Q)):
           for t in output tiles (m_tiles):
-            for w in input words (in_words):
-              for p in bit-planes (input_bits):   # one plane for binary layers
-                issue (weight word w_base + t·in_words + w, activation word g·W + w·k + p)
+            for q in bit-planes, most significant first (input_bits):   # 1 if binary
+              for w in input words (in_words):
+                issue (weight word w_base + t·in_words + w, activation word g·W + q·in_words + w)
 
     with ``W = in_words · input_bits`` words per tile, tiles back to back, and ``max(0, Q − W)``
     idle cycles after each tile so a row's drain (one value per cycle) keeps up. After the last
@@ -76,8 +76,10 @@ class Sequencer(wiring.Component):
         every column bank; relative to the layer's source buffer or half).
     i_last_word : Out(1)
         The word is the last word of its input vector (apply ``lastmask``).
-    i_shift : Out(3)
-        Bit-plane of the word (0 for binary layers).
+    i_double : Out(1)
+        The word starts a bit-plane after the first (``w = 0``, ``q > 0``): the PEs double
+        their sum before adding it (Horner's rule over the planes, most significant first,
+        so no PE needs a shifter).
     i_tile_last : Out(1)
         The word is the last of its output tile.
 
@@ -101,13 +103,14 @@ class Sequencer(wiring.Component):
             "unsigned": Out(1), "raw": Out(1), "lastmask": Out(K),
             "m_tiles": Out(16), "t_base": Out(16), "out_words": Out(16),
             "i_valid": Out(1), "i_w_addr": Out(16), "i_a_addr": Out(16),
-            "i_last_word": Out(1), "i_shift": Out(3), "i_tile_last": Out(1),
+            "i_last_word": Out(1), "i_double": Out(1), "i_tile_last": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
         K, Q = cfg.K, cfg.Q
+        nb = K.bit_length()          # bits of last_bits that the mask decode looks at
 
         # Loop bounds are kept as "bound − 1" registers so that the issue loop only tests
         # equality (no subtract-and-compare carry chains feeding its many clock enables: a
@@ -115,12 +118,11 @@ class Sequencer(wiring.Component):
         groups = Signal(16)          # G = ceil(B / Q)
         g_m1, mt_m1 = Signal(16), Signal(16)
         in_words, nw_m1 = Signal(16), Signal(16)
-        k_m1 = Signal(3)
         W, W_m1 = Signal(16), Signal(16)   # words per tile = in_words · k
         w_base = Signal(16)
         last_flag = Signal()
         g, t, ct = Signal(16), Signal(16), Signal(16)   # group, tile, cycle within tile
-        wi, p = Signal(16), Signal(3)                    # input word, bit-plane
+        wi, q = Signal(16), Signal(3)                    # input word, plane (MSB first)
         a_gbase, w_tbase = Signal(16), Signal(16)        # g·W, w_base + t·in_words
         words_done = Signal()                            # this tile's W words are issued
         drain = Signal(range(cfg.write_delay + 1))
@@ -136,7 +138,7 @@ class Sequencer(wiring.Component):
             self.i_w_addr.eq(w_tbase + wi),
             self.i_a_addr.eq(a_gbase + ct),
             self.i_last_word.eq(wi == nw_m1),
-            self.i_shift.eq(p),
+            self.i_double.eq((wi == 0) & (q != 0)),
             self.i_tile_last.eq(tile_last),
         ]
 
@@ -170,13 +172,16 @@ class Sequencer(wiring.Component):
                 m.d.sync += [
                     lcount.eq(lcount + 1),
                     self.unsigned.eq(op[2]), self.raw.eq(op[3]), last_flag.eq(op[4]),
-                    k_m1.eq(kk - 1), in_words.eq(nw), nw_m1.eq(nw - 1),
+                    in_words.eq(nw), nw_m1.eq(nw - 1),
                     W.eq(nw * kk), W_m1.eq(nw * kk - 1),
                     self.m_tiles.eq(d[48:64]), mt_m1.eq(d[48:64] - 1), g_m1.eq(groups - 1),
                     w_base.eq(d[64:80]), w_tbase.eq(d[64:80]),
                     self.t_base.eq(d[80:96]), self.out_words.eq(d[96:112]),
-                    self.lastmask.eq(Cat(Const(b, 16) < d[32:48] for b in range(K))),
-                    g.eq(0), t.eq(0), ct.eq(0), wi.eq(0), p.eq(0), a_gbase.eq(0),
+                    # Thermometer code of last_bits (1..K): a compare of log2(K)+1 bits per
+                    # mask bit; larger values (not from the compiler) give all ones.
+                    self.lastmask.eq(Cat((Const(b, nb) < d[32:32 + nb]) | d[32 + nb:48].any()
+                                         for b in range(K))),
+                    g.eq(0), t.eq(0), ct.eq(0), wi.eq(0), q.eq(0), a_gbase.eq(0),
                     words_done.eq(0),
                 ]
                 with m.If(op[0:2] != mm.OP_DENSE):
@@ -189,10 +194,10 @@ class Sequencer(wiring.Component):
                 m.d.comb += [self.busy.eq(1), self.i_valid.eq(~words_done)]
                 m.d.sync += lcount.eq(lcount + 1)
                 with m.If(~words_done):
-                    with m.If(p == k_m1):
-                        m.d.sync += [p.eq(0), wi.eq(wi + 1)]
+                    with m.If(wi == nw_m1):
+                        m.d.sync += [wi.eq(0), q.eq(q + 1)]
                     with m.Else():
-                        m.d.sync += p.eq(p + 1)
+                        m.d.sync += wi.eq(wi + 1)
                 t_last, g_last = t == mt_m1, g == g_m1
                 # A tile lasts max(W, Q) cycles: W words, then idle until ct = Q − 1.
                 tile_end = (words_done | tile_last) & (ct >= Q - 1)
@@ -202,7 +207,7 @@ class Sequencer(wiring.Component):
                     m.d.sync += drain.eq(cfg.write_delay - 1)
                     m.next = "DRAIN"
                 with m.Elif(tile_end):
-                    m.d.sync += [ct.eq(0), wi.eq(0), p.eq(0), words_done.eq(0)]
+                    m.d.sync += [ct.eq(0), wi.eq(0), q.eq(0), words_done.eq(0)]
                     with m.If(t_last):
                         m.d.sync += [t.eq(0), w_tbase.eq(w_base), g.eq(g + 1),
                                      a_gbase.eq(a_gbase + W)]

@@ -15,32 +15,39 @@ def words_of(packed, K):
     return [int.from_bytes(packed[i:i + nb].tobytes(), "little") for i in range(0, len(packed), nb)]
 
 
-def simulate(K, acc_width, stream, rng, gaps=True):
-    """Feed (w, x, m, s, last) tuples with random idle cycles; return the finished sums."""
+def simulate(K, acc_width, stream, rng, gaps=True, unsigned=0):
+    """Feed (w, x, m, dbl, last) tuples with random idle cycles; return the finished sums.
+
+    The test does the column's share of the work the way the array does: it forces the
+    padding bits of ``x`` (1 in binary mode, 0 in unsigned mode) and delays ``popcount(m)``
+    and the sideband by the popcount latency.
+    """
     dut = PE(K, acc_width)
     results = []
-
-    lag = [0] * popcount_latency(K)      # pm_in lags its word by the popcount latency
+    full = (1 << K) - 1
+    # (pm, dbl, valid, last) of the word that entered popcount_latency cycles ago
+    lag = [(0, 0, 0, 0)] * popcount_latency(K)
 
     async def tb(ctx):
         items = list(stream)
         idle = 0
+        ctx.set(dut.unsigned, unsigned)
         while items or idle < dut.latency + 2:
-            ctx.set(dut.pm_in, lag[0])
+            pm, dbl, valid, last = lag[0]
+            ctx.set(dut.pm_in, pm); ctx.set(dut.dbl_in, dbl)
+            ctx.set(dut.valid_in, valid); ctx.set(dut.last_in, last)
             if items and not (gaps and rng.random() < 0.25):
-                w, x, mk, s, last = items.pop(0)
-                ctx.set(dut.w_in, w); ctx.set(dut.x_in, x); ctx.set(dut.m_in, mk)
-                ctx.set(dut.s_in, s); ctx.set(dut.last_in, last); ctx.set(dut.valid_in, 1)
-                lag.append(bin(mk).count("1"))
+                w, x, mk, dbl, last = items.pop(0)
+                x_col = x & mk if unsigned else x | (full & ~mk)
+                ctx.set(dut.w_in, w & mk); ctx.set(dut.x_in, x_col)
+                lag.append((bin(x_col if unsigned else mk).count("1"), dbl, 1, last))
                 idle = 0
             else:
                 # Idle words carry garbage: only valid may keep them out of the sum.
                 ctx.set(dut.w_in, int(rng.integers(1 << K)) if K < 63 else 0)
                 ctx.set(dut.x_in, int(rng.integers(1 << 8)))
-                ctx.set(dut.m_in, (1 << K) - 1)
-                ctx.set(dut.last_in, int(rng.integers(2)))
-                ctx.set(dut.valid_in, 0)
-                lag.append(int(rng.integers(K + 1)))
+                lag.append((int(rng.integers(K + 1)), int(rng.integers(2)), 0,
+                            int(rng.integers(2))))
                 idle += 1
             lag.pop(0)
             await ctx.tick()
@@ -56,7 +63,7 @@ def simulate(K, acc_width, stream, rng, gaps=True):
 @pytest.mark.parametrize("K", [8, 16, 32, 64])
 def test_pe_binary_and_unsigned_vs_golden(K):
     rng = np.random.default_rng(K)
-    stream, expect = [], []
+    binary, unsigned, want_b, want_u = [], [], [], []
     for tile in range(4):
         n = int(rng.integers(1, 3 * K))
         x = rng.integers(0, 2, n).astype(bool)
@@ -65,21 +72,26 @@ def test_pe_binary_and_unsigned_vs_golden(K):
         mp = B.valid_mask(n)
         xs, ws, ms = words_of(xp, K), words_of(wp, K), words_of(mp, K)
         for i in range(len(ws)):
-            stream.append((ws[i], xs[i], ms[i], 0, i == len(ws) - 1))
-        expect.append(int(binary_dot(xp[None], wp[None], n)[0, 0]))
+            binary.append((ws[i], xs[i], ms[i], 0, i == len(ws) - 1))
+        want_b.append(int(binary_dot(xp[None], wp[None], n)[0, 0]))
 
-        # Unsigned k-bit input: x = m = bit-plane b, s = b (contract 3 via the same PE).
+        # Unsigned k-bit input: bit-planes most significant first, doubling at each new
+        # plane (contract 3 via the same PE).
         k = int(rng.integers(1, 9))
         xi = rng.integers(0, 1 << k, n).astype(np.uint8)
-        for i in range(len(ws)):
-            for b in range(k):
+        for q in range(k):
+            b = k - 1 - q
+            for i in range(len(ws)):
                 plane = words_of(B.pack_bits((xi >> b) & 1), K)[i]
-                stream.append((ws[i], plane, plane, b, i == len(ws) - 1 and b == k - 1))
-        expect.append(int(unsigned_dot(xi[None], wp[None], n, k)[0, 0]))
-    assert simulate(K, 20, stream, rng) == expect
+                unsigned.append((ws[i], plane, ms[i], int(i == 0 and q > 0),
+                                 i == len(ws) - 1 and q == k - 1))
+        want_u.append(int(unsigned_dot(xi[None], wp[None], n, k)[0, 0]))
+    assert simulate(K, 20, binary, rng) == want_b
+    assert simulate(K, 20, unsigned, rng, unsigned=1) == want_u
 
 
-def test_pe_random_masks_and_shifts():
+def test_pe_random_words_and_doubling():
+    """Binary mode with arbitrary masks and doubling: acc = (2·acc if dbl) + 2·pc − pm."""
     K = 16
     rng = np.random.default_rng(7)
     stream, expect = [], []
@@ -88,9 +100,10 @@ def test_pe_random_masks_and_shifts():
         nwords = int(rng.integers(1, 5))
         for i in range(nwords):
             w, x, mk = (int(v) for v in rng.integers(0, 1 << K, 3))
-            s = int(rng.integers(0, 8))
+            dbl = int(i > 0 and rng.random() < 0.5)
             agree = np.array([~(x ^ w) & mk & 0xFFFF], dtype=np.uint64)
-            total += (2 * int(B.popcount(agree)) - int(B.popcount(np.array([mk], np.uint64)))) << s
-            stream.append((w, x, mk, s, i == nwords - 1))
+            total = (2 * total if dbl else total) + 2 * int(B.popcount(agree)) \
+                - int(B.popcount(np.array([mk], np.uint64)))
+            stream.append((w, x, mk, dbl, i == nwords - 1))
         expect.append(total)
     assert simulate(K, 20, stream, rng) == expect

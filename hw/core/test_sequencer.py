@@ -9,16 +9,16 @@ from hw.core.testing import run
 
 
 def expected_issue(d, batch, Q):
-    """(w_addr, a_addr, last_word, shift, tile_last) in the documented order."""
+    """(w_addr, a_addr, last_word, double, tile_last) in the documented order."""
     k, nw, mt = d["input_bits"], d["in_words"], d["m_tiles"]
     W = nw * k
     out = []
     for g in range(-(-batch // Q)):
         for t in range(mt):
-            for w in range(nw):
-                for p in range(k):
-                    out.append((d["w_base"] + t * nw + w, g * W + w * k + p, int(w == nw - 1),
-                                p, int(w == nw - 1 and p == k - 1)))
+            for q in range(k):
+                for w in range(nw):
+                    out.append((d["w_base"] + t * nw + w, g * W + q * nw + w, int(w == nw - 1),
+                                int(w == 0 and q > 0), int(w == nw - 1 and q == k - 1)))
     return out
 
 
@@ -49,7 +49,7 @@ def test_sequencer_issue_order_and_cycles(batch):
             addr = ctx.get(dut.desc_addr)
             if ctx.get(dut.i_valid):
                 issued.append((ctx.get(dut.i_w_addr), ctx.get(dut.i_a_addr),
-                               ctx.get(dut.i_last_word), ctx.get(dut.i_shift),
+                               ctx.get(dut.i_last_word), ctx.get(dut.i_double),
                                ctx.get(dut.i_tile_last)))
             if ctx.get(dut.lc_we):
                 lc.append(ctx.get(dut.lc_data))
