@@ -137,10 +137,13 @@ def format_report(r):
         syn = p["synthesis"]
         lines += [
             f"| iCEBreaker (UP5K) | {syn['luts']}/{syn['luts_available']} LUTs, {syn['brams']} "
-            f"BRAMs, {syn['sprams']} SPRAMs, post-route Fmax {syn['fmax_mhz']:.1f} MHz |",
+            f"BRAMs, {syn['sprams']} SPRAMs, PLL clock {syn['target_clock_mhz']:g} MHz, "
+            f"post-route Fmax {syn['fmax_mhz']:.1f} MHz"
+            f"{'' if syn['timing_met'] else ' (TIMING NOT MET)'} |",
             f"| profile | batch {p['batch']}: {p['cycles_per_inference']:.1f} cycles/inference, "
             f"utilisation {100 * p['utilization']:.1f} %, "
-            f"{p['inferences_per_second']:,.0f} inferences/s at Fmax |",
+            f"{p['inferences_per_second']:,.0f} inferences/s at {p['clock_mhz']:g} MHz "
+            f"({p['inferences_per_second_at_fmax']:,.0f} at Fmax) |",
         ]
     lines += ["", "Cycles per layer (per inference, from the core's counters):", ""]
     lines += [f"- {name}: {c:.1f}" for name, c in s["cycles_by_layer"].items()]

@@ -126,6 +126,13 @@ def _count_ffs_ice40(yosys_log):
     return total
 
 
+def _run_clock_hz(top, board, platform):
+    from hw.board.clocking import pll_output_hz
+    want = getattr(top, "clock_hz", None)
+    f_in = platform.default_clk_frequency
+    return f_in if want is None else pll_output_hz(board.family, f_in, want)
+
+
 def synthesize(top, board_name, label, out_root=None, force=False, log=None):
     """Build ``top`` for a board into ``<out_root>/<board>-<label>/``; returns the report dict."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -161,10 +168,18 @@ def synthesize(top, board_name, label, out_root=None, force=False, log=None):
     if board.family == "ice40":
         result["ffs"] = _count_ffs_ice40(out_dir / "top.rpt")
         result["ffs_available"] = result["luts_available"]
+    # The clock the design runs at: the PLL's output (the top asked for clock_hz), or the
+    # oscillator's frequency. Fmax is that clock's achieved frequency in nextpnr's report.
+    target = _run_clock_hz(top, board, platform) / 1e6
+    ours = [c["achieved_mhz"] for c in result["clocks"].values()
+            if c["constraint_mhz"] and abs(c["constraint_mhz"] - target) < 1e-3 * target]
+    if ours and ours[0] is not None:
+        result["fmax_mhz"] = ours[0]
     report = {
         "board": board.name, "device": f"{platform.device}-{platform.package}",
         "config": label,
-        "target_clock_mhz": platform.default_clk_frequency / 1e6,
+        "target_clock_mhz": target,
+        "timing_met": result["fmax_mhz"] is not None and result["fmax_mhz"] >= target,
         **result,
         "bitstream": bitstream.name,
         "build_seconds": round(seconds, 1),
@@ -173,18 +188,28 @@ def synthesize(top, board_name, label, out_root=None, force=False, log=None):
         "skipped": False,
     }
     report_path.write_text(json.dumps(report, indent=2) + "\n")
-    log(f"synth: {report['luts']} LUTs, {report['brams']} BRAMs, Fmax {report['fmax_mhz']} MHz "
-        f"({seconds:.0f} s)")
+    log(f"synth: {report['luts']} LUTs, {report['brams']} BRAMs, Fmax {report['fmax_mhz']:.1f} MHz "
+        f"for a {target:g} MHz clock ({seconds:.0f} s)")
+    if not report["timing_met"]:
+        log(f"synth: WARNING: post-route Fmax {report['fmax_mhz']:.1f} MHz is below the "
+            f"{target:g} MHz clock; the bitstream is not reliable at that clock")
     return report
 
 
 # ---------------------------------------------------------------- command line
 
-def accelerator_top(config):
-    """The board top for an accelerator configuration: the core + host link behind a UART."""
+def accelerator_top(config, clock_mhz=None):
+    """The board top for an accelerator configuration: the core + host link behind a UART,
+    clocked at ``clock_mhz`` through the FPGA's PLL (``None``: the board oscillator)."""
     from hw.board.top import UartBridgeTop
     from hw.top import Accelerator
-    return UartBridgeTop(Accelerator(config))
+    return UartBridgeTop(Accelerator(config),
+                         clock_hz=clock_mhz * 1e6 if clock_mhz is not None else None)
+
+
+def build_label(config, clock_mhz=None):
+    """Directory label of a build: the config's compact form and the clock, if a PLL makes it."""
+    return config.format() + (f"@{clock_mhz:g}MHz" if clock_mhz is not None else "")
 
 
 def board_config(board_name, array=None):
@@ -198,6 +223,16 @@ def board_config(board_name, array=None):
     return ArrayConfig.parse(BOARD_DEFAULT_ARRAY[get_board(board_name).name])
 
 
+def board_clock(board_name, clock_mhz=None):
+    """The PLL frequency to build for: ``clock_mhz`` if given, else the board's default."""
+    board = get_board(board_name)
+    if clock_mhz is None:
+        return BOARD_DEFAULT_CLOCK_MHZ[board.name]
+    if clock_mhz <= 0:
+        raise XnorflowError(f"--clock-mhz must be positive, got {clock_mhz:g}")
+    return clock_mhz
+
+
 # What fits and performs on each board unless the user asks otherwise (docs/synthesis.md).
 BOARD_DEFAULT_ARRAY = {
     # 4x4x16 needs ~8,200 logic cells (155 % of the UP5K), mostly pipeline flip-flops; 2x2x16
@@ -207,6 +242,11 @@ BOARD_DEFAULT_ARRAY = {
 }
 
 
+# The clock the board's PLL makes for the default array: below its post-route Fmax with a
+# margin for place-and-route noise (docs/synthesis.md, "Clocking").
+BOARD_DEFAULT_CLOCK_MHZ = {"icebreaker": 24.0, "ulx3s-85f": 50.0}
+
+
 def add_parser(sub):
     p = sub.add_parser("synth", help="build a bitstream with Yosys + nextpnr (YoWASP)",
                        description="Synthesize, place and route the accelerator for a board; "
@@ -214,6 +254,9 @@ def add_parser(sub):
                                    "tool logs and report.json.")
     p.add_argument("--board", required=True, choices=sorted(BOARDS))
     p.add_argument("--array", default=None, help="accelerator configuration PxQxK[,key=value...]")
+    p.add_argument("--clock-mhz", type=float, default=None,
+                   help="PLL output clock (default: icebreaker 24, ulx3s-85f 50); the closest "
+                        "lower frequency the PLL makes is used")
     p.add_argument("--out", default=None, help="output root (default: bitstreams/)")
     p.add_argument("--force", action="store_true", help="rebuild even when up to date")
     p.add_argument("--json", action="store_true", help="print report.json on stdout")
@@ -222,13 +265,15 @@ def add_parser(sub):
 
 def run_synth(args):
     config = board_config(args.board, args.array)
-    report = synthesize(accelerator_top(config), args.board, config.format(), out_root=args.out,
-                        force=args.force)
+    clock = board_clock(args.board, args.clock_mhz)
+    report = synthesize(accelerator_top(config, clock), args.board, build_label(config, clock),
+                        out_root=args.out, force=args.force)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(f"{report['board']} {report['config']}: {report['luts']}/{report['luts_available']} "
               f"LUTs, {report['ffs']} FFs, {report['brams']} BRAMs, {report['sprams']} SPRAMs, "
               f"{report['dsps']} DSPs, Fmax {report['fmax_mhz']:.1f} MHz "
-              f"(target {report['target_clock_mhz']:g} MHz)")
+              f"(clock {report['target_clock_mhz']:g} MHz"
+              f"{'' if report.get('timing_met', True) else ', TIMING NOT MET'})")
     return 0

@@ -3,9 +3,12 @@
 The same top serves every supported board; what differs (clock, pins) comes from the
 amaranth-boards platform it is built for.
 """
-from amaranth.hdl import Cat, Elaboratable, Module, Signal
+from amaranth.hdl import Cat, ClockDomain, Elaboratable, Module, Signal
 from amaranth.lib import io, wiring
 
+from amaranth.vendor import LatticeICE40Platform
+
+from hw.board.clocking import PllClock
 from hw.board.uart import UartRx, UartTx
 
 DEFAULT_BAUD = 115_200
@@ -21,6 +24,10 @@ class UartBridgeTop(Elaboratable):
         ``busy`` output shown on the green LED.
     baud : int
         Serial rate; the divisor is the platform's default clock over ``baud``.
+    clock_hz : float or None
+        Run the design at this frequency (or the closest lower one the FPGA's PLL makes,
+        :class:`hw.board.clocking.PllClock`) instead of the board oscillator's. ``None``:
+        the oscillator clocks the design directly.
     divisor : int or None
         Clock cycles per bit when elaborated *without* a platform (``platform is None``, e.g.
         for simulation). Then the UART lines and LEDs are the plain signals ``rx`` (in),
@@ -31,9 +38,10 @@ class UartBridgeTop(Elaboratable):
     shows ``core.busy`` when the core has one, else a heartbeat (~1.4 Hz at 12 MHz).
     """
 
-    def __init__(self, core, baud=DEFAULT_BAUD, *, divisor=None):
+    def __init__(self, core, baud=DEFAULT_BAUD, *, clock_hz=None, divisor=None):
         self.core = core
         self.baud = baud
+        self.clock_hz = clock_hz
         self.divisor = divisor
         # The board's pins as plain signals, used only when elaborated without a platform
         # (simulation, e.g. sim/pty_board.py): UART lines (idle high) and the two LEDs.
@@ -48,6 +56,12 @@ class UartBridgeTop(Elaboratable):
                 raise ValueError("UartBridgeTop without a platform needs divisor= "
                                  "(clock cycles per UART bit)")
             divisor = self.divisor
+        elif self.clock_hz is not None:
+            family = "ice40" if isinstance(platform, LatticeICE40Platform) else "ecp5"
+            m.domains.sync = cd_sync = ClockDomain("sync")
+            m.submodules.clocking = pll = PllClock(cd_sync, self.clock_hz, family,
+                                                   platform.default_clk_frequency)
+            divisor = int(round(pll.f_out_hz / self.baud))
         else:
             divisor = int(round(platform.default_clk_frequency / self.baud))
         m.submodules.core = core = self.core
