@@ -8,7 +8,7 @@ same design and tools are reused (``xnorflow synth``'s hash), so re-running is c
 Prints ONE JSON document on stdout (progress on stderr) and writes a Pareto plot (LUTs vs
 inferences/s). Usage::
 
-    .venv/bin/python benchmarks/design_space.py --arrays 4x4x16,8x4x32,8x8x32 --jobs 2 \\
+    .venv/bin/python benchmarks/design_space.py --jobs 1 \\
         --plot benchmarks/results/design_space.png > benchmarks/results/design_space.json
 """
 import argparse
@@ -28,6 +28,11 @@ from sw.random_models import random_model  # noqa: E402
 from sw.synth import accelerator_top, synthesize  # noqa: E402
 
 SFC = [784, 256, 256, 256, 10]
+# Memory depths sized for the SFC model (weights, thresholds, inputs for batches up to 8·Q);
+# the default depths would spend 234 of the 208 block RAMs at 32x8x32.
+_SFC_DEPTHS = "w_depth={w},thr_depth=64,in_depth=512,act_depth=256,out_depth=256,acc_width=16"
+DEFAULT_ARRAYS = [f"8x8x32,{_SFC_DEPTHS.format(w=1024)}", f"16x8x32,{_SFC_DEPTHS.format(w=1024)}",
+                  f"32x8x32,{_SFC_DEPTHS.format(w=512)}"]
 
 
 def log(msg):
@@ -86,13 +91,14 @@ def plot(points, front, path):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--arrays", default="4x4x16,8x4x32,8x8x32")
+    ap.add_argument("--arrays", nargs="+", default=DEFAULT_ARRAYS,
+                    help="array configurations, each PxQxK[,key=value...] (space-separated)")
     ap.add_argument("--jobs", type=int, default=2, help="builds at once (nextpnr is single-threaded)")
     ap.add_argument("--out-root", default=str(ROOT / "build" / "design-space"))
     ap.add_argument("--plot", default=str(ROOT / "benchmarks" / "results" / "design_space.png"))
     args = ap.parse_args(argv)
     model = random_model(np.random.default_rng(0), SFC, input_bits=1, name="sfc-1bit")
-    arrays = [a for a in args.arrays.split(",") if a]
+    arrays = args.arrays
     with ThreadPoolExecutor(args.jobs) as pool:
         points = list(pool.map(lambda a: point(a, args.out_root, model), arrays))
     front = pareto(points)
