@@ -33,8 +33,9 @@ class Core(wiring.Component):
     Ports
     -----
     bus : In(BusSignature())
-        Byte-wide register bus, target side (hw/bus.py). Every request is acknowledged in the
-        cycle after ``stb`` rises (one byte per two cycles). ``err`` is raised for unmapped
+        Byte-wide register bus, target side (hw/bus.py). A write is acknowledged in the
+        cycle after ``stb`` rises (one byte per two cycles), a read one cycle later (the read
+        byte is registered; one byte per three cycles). ``err`` is raised for unmapped
         addresses, writes to read-only locations, and, while a run is busy, for any memory
         access but the layer-cycle counters and for writes to ``BATCH`` or ``CTRL`` byte 0
         (nothing is written then).
@@ -244,9 +245,16 @@ class Core(wiring.Component):
 
         # ---- bus target ---------------------------------------------------------------------
         bus = self.bus
-        req = Signal()
-        m.d.comb += req.eq(bus.stb & ~bus.ack)
-        m.d.sync += [bus.ack.eq(req), bus.err.eq(0)]
+        # Writes are acknowledged in the cycle after the request, reads one cycle later: the
+        # read byte is registered after the bank and byte multiplexers, so block-RAM
+        # clock-to-out plus a P- or Q-way multiplexer never meets the host link's logic in one
+        # cycle (on ECP5 that path set Fmax).
+        req, rd_pend, ack_rd = Signal(), Signal(), Signal()
+        err_q, err_rd = Signal(), Signal()     # the error of the request, one/two cycles on
+        m.d.comb += req.eq(bus.stb & ~bus.ack & ~rd_pend)
+        m.d.sync += [rd_pend.eq(req & ~bus.we), bus.ack.eq((req & bus.we) | rd_pend),
+                     ack_rd.eq(rd_pend), err_q.eq(0), err_rd.eq(err_q)]
+        m.d.comb += bus.err.eq(Mux(ack_rd, err_rd, err_q))
         busy = seq.busy
         wr = req & bus.we
         rsize = {k: v[1] for k, v in mm.regions(cfg).items()}
@@ -324,7 +332,7 @@ class Core(wiring.Component):
                     pass
                 with m.Elif(hit_reg & writable_reg):
                     with m.If(busy):
-                        m.d.sync += bus.err.eq(1)
+                        m.d.sync += err_q.eq(1)
                     with m.Elif(low12 == mm.REG_BATCH):
                         m.d.sync += batch[:8].eq(bus.w_data)
                     with m.Elif(low12 == mm.REG_BATCH + 1):
@@ -332,17 +340,18 @@ class Core(wiring.Component):
                     with m.Elif(low12 == mm.REG_CTRL):
                         m.d.comb += start.eq(bus.w_data[0])
                 with m.Elif(mem_write):
-                    m.d.sync += bus.err.eq(busy)
+                    m.d.sync += err_q.eq(busy)
                 with m.Else():
-                    m.d.sync += bus.err.eq(1)     # read-only or unmapped
+                    m.d.sync += err_q.eq(1)     # read-only or unmapped
             with m.Else():
                 with m.If(mem_write | hit_out):
-                    m.d.sync += bus.err.eq(busy)  # memories are read only while idle
+                    m.d.sync += err_q.eq(busy)  # memories are read only while idle
                 with m.Elif(~(hit_reg | hit_lc)):
-                    m.d.sync += bus.err.eq(1)     # unmapped
+                    m.d.sync += err_q.eq(1)     # unmapped
 
         # Read data: registers are sampled in the request cycle, memories answer one cycle
-        # later from their read ports; the ack cycle muxes by the registered source.
+        # later from their read ports; that cycle muxes by the registered source into the
+        # read byte register, which the ack cycle presents.
         src = Signal(3)       # 0 register, 1 layer cycles, 2 out, 3 desc, 4 thr, 5 w, 6 in
         with m.If(hit_lc):
             m.d.sync += src.eq(1)
@@ -373,21 +382,24 @@ class Core(wiring.Component):
                 m.d.comb += word.eq(datas[0])
             return word.word_select(addr_r[:lane_bits], 8) if lane_bits else word[:8]
 
+        rd_byte, rd_byte_r = Signal(8), Signal(8)
+        m.d.sync += rd_byte_r.eq(rd_byte)
+        m.d.comb += bus.r_data.eq(rd_byte_r)
         with m.Switch(src):
             with m.Case(0):
-                m.d.comb += bus.r_data.eq(reg_r)
+                m.d.comb += rd_byte.eq(reg_r)
             with m.Case(1):
-                m.d.comb += bus.r_data.eq(lc_r.data.word_select(addr_r[:2], 8))
+                m.d.comb += rd_byte.eq(lc_r.data.word_select(addr_r[:2], 8))
             with m.Case(2):
-                m.d.comb += bus.r_data.eq(pick([x.data for x in t_r], 2, 2, cfg.log2P))
+                m.d.comb += rd_byte.eq(pick([x.data for x in t_r], 2, 2, cfg.log2P))
             with m.Case(3):
-                m.d.comb += bus.r_data.eq(desc_r.data.word_select(addr_r[:2], 8))
+                m.d.comb += rd_byte.eq(desc_r.data.word_select(addr_r[:2], 8))
             with m.Case(4):
-                m.d.comb += bus.r_data.eq(pick([x.data for x in t_r], 2, 2, cfg.log2P))
+                m.d.comb += rd_byte.eq(pick([x.data for x in t_r], 2, 2, cfg.log2P))
             with m.Case(5):
-                m.d.comb += bus.r_data.eq(pick([x.data for x in w_r], lb, lb, cfg.log2P))
+                m.d.comb += rd_byte.eq(pick([x.data for x in w_r], lb, lb, cfg.log2P))
             with m.Case(6):
-                m.d.comb += bus.r_data.eq(pick([x.data for x in i_r], lb, lb, cfg.log2Q))
+                m.d.comb += rd_byte.eq(pick([x.data for x in i_r], lb, lb, cfg.log2Q))
         return m
 
 
