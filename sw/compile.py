@@ -13,6 +13,12 @@ The proof: every channel is then evaluated by brute force over every integer its
 can hold, in float64 and in exactly the operation order the PyTorch model uses in eval mode;
 a single disagreement with the folded (T, d) stops the compile, naming layer, channel and value.
 
+Conv layers (``type: conv3x3`` in the deploy contract) fold exactly like dense ones, per output
+channel over their accumulator range ``±9·C_in·(2^k − 1)``. A ``maxpool2x2`` after a conv
+becomes an OR of bits for the conv's channels with direction +1 and an AND for direction −1:
+training pools the integers before batch norm and sign, and the folded threshold is monotone
+in ``acc`` with that direction (:mod:`sw.layers.conv`).
+
 The last layer keeps its raw integers; its scale, bias and batch norm become the host-side
 :class:`~sw.golden.Head`, evaluated in the same operation order as the PyTorch model.
 """
@@ -21,6 +27,7 @@ import numpy as np
 from sw import bits as B
 from sw.errors import XnorflowError
 from sw.golden import CompiledModel, Head, InputSpec
+from sw.layers.conv import ConvLayer, MaxPoolLayer
 from sw.layers.dense import DenseLayer, threshold_bits
 
 # Brute-force check in blocks of about this many (channel, value) pairs.
@@ -102,26 +109,54 @@ def _check_finite(d):
 
 
 def fold_layer(d, position, count, input_bits):
-    """One exported layer dict (the training deploy contract) → a golden :class:`DenseLayer`."""
+    """One exported layer dict (the training deploy contract) → a golden :class:`DenseLayer`
+    (or :class:`ConvLayer` for ``type: conv3x3``; pools are :func:`fold_pool`)."""
     name = d["name"]
+    conv = d.get("type", "dense") == "conv3x3"
     _check_finite(d)
     ws = np.asarray(d["weight_sign"])
-    if ws.shape != (d["out_features"], d["in_features"]) or not np.all(np.abs(ws) == 1):
+    rows, cols = (d["out_channels"], 9 * d["in_channels"]) if conv else \
+        (d["out_features"], d["in_features"])
+    if ws.shape != (rows, cols) or not np.all(np.abs(ws) == 1):
         raise CompileError(f"layer '{name}' field 'weight_sign': must be ±1 of shape "
-                           f"[{d['out_features']}, {d['in_features']}] (a binary-weight layer); "
+                           f"[{rows}, {cols}] (a binary-weight layer); "
                            f"full-precision layers cannot run on the accelerator")
     first, last = position == 0, position == count - 1
     if (d["output"] == "raw") != last:
         raise CompileError(f"layer '{name}': only the last layer may have raw output")
-    layer = DenseLayer(
-        name=name, in_features=d["in_features"], out_features=d["out_features"],
-        input_kind="unsigned" if first else "binary", input_bits=input_bits if first else 1,
-        weights=B.pack_bits(ws > 0), output=d["output"])
+    kind = dict(input_kind="unsigned" if first else "binary", input_bits=input_bits if first else 1,
+                weights=B.pack_bits(ws > 0), output=d["output"])
+    if conv:
+        if last:
+            raise CompileError(f"layer '{name}': a conv3x3 layer cannot be the last layer (the "
+                               f"classifier must be dense)")
+        layer = ConvLayer(name=name, height=d["height"], width=d["width"],
+                          in_channels=d["in_channels"], out_channels=d["out_channels"], **kind)
+    else:
+        layer = DenseLayer(name=name, in_features=d["in_features"],
+                           out_features=d["out_features"], **kind)
     if not last:
         lo, hi = layer.acc_range()
         layer.threshold, layer.direction = fold_thresholds(d, lo, hi)
         check_fold(d, layer.threshold, layer.direction, lo, hi)
     return layer
+
+
+def fold_pool(d, prev):
+    """A ``maxpool2x2`` deploy dict after the folded layer ``prev`` → :class:`MaxPoolLayer`.
+
+    The pool takes ``prev``'s threshold directions: OR where +1, AND where −1 (exact because the
+    model pools the integers before its monotone threshold; :mod:`sw.layers.conv`).
+    """
+    name = d["name"]
+    if prev is None or prev.type != "conv3x3":
+        raise CompileError(f"layer '{name}': a maxpool2x2 must follow a conv3x3 layer with "
+                           f"thresholded output")
+    if (d["height"], d["width"], d["channels"]) != (prev.height, prev.width, prev.out_channels):
+        raise CompileError(f"layer '{name}': pools {d['height']}×{d['width']}×{d['channels']} but "
+                           f"'{prev.name}' gives {prev.height}×{prev.width}×{prev.out_channels}")
+    return MaxPoolLayer(name=name, height=prev.height, width=prev.width,
+                        channels=prev.out_channels, direction=prev.direction.copy())
 
 
 def head_from(d):
@@ -138,7 +173,12 @@ def compile_layers(exported, input_bits, max_value, name="model", meta=None):
         raise CompileError("the model has no layers")
     if not 1 <= input_bits <= 8:
         raise CompileError(f"input bits must be 1..8, got {input_bits}")
-    layers = [fold_layer(d, i, len(exported), input_bits) for i, d in enumerate(exported)]
+    layers = []
+    for i, d in enumerate(exported):
+        if d.get("type") == "maxpool2x2":
+            layers.append(fold_pool(d, layers[-1] if layers else None))
+        else:
+            layers.append(fold_layer(d, i, len(exported), input_bits))
     for prev, layer in zip(layers, layers[1:]):
         if layer.in_features != prev.out_features:
             raise CompileError(f"layer '{layer.name}' takes {layer.in_features} inputs but "
@@ -159,6 +199,8 @@ def compile_checkpoint(path):
     except NotDeployableError as e:
         raise CompileError(f"{path}: {e}") from None
     info = {k: meta.get(k) for k in ("method", "dataset", "hidden", "input_bits")}
+    if (meta.get("method_config") or {}).get("arch"):
+        info["arch"] = meta["method_config"]["arch"]
     info["checkpoint"] = str(path)
     compiled = compile_layers(exported, int(meta["input_bits"]), float(meta["max_value"]),
                               name=f"{meta.get('method')}-{meta.get('dataset')}", meta=info)

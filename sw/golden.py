@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sw.layers.dense import DenseLayer
-
 
 @dataclass(eq=False)
 class InputSpec:
@@ -66,7 +64,7 @@ class CompiledModel:
 
     name: str
     input: InputSpec
-    layers: list[DenseLayer]
+    layers: list  # DenseLayer, ConvLayer, MaxPoolLayer (sw.layers.LAYER_TYPES)
     head: Head
     meta: dict = field(default_factory=dict)
 
@@ -77,8 +75,9 @@ class CompiledModel:
     def forward(self, x):
         """Run a batch of unsigned k-bit inputs (uint8 [B, N]) through every layer.
 
-        Returns one ``(acc, out)`` pair per layer: ``acc`` the integer outputs (int64 [B, M]),
-        ``out`` the packed output bits for threshold layers and ``acc`` again for the last.
+        Returns one ``(acc, out)`` pair per layer: ``acc`` the integer outputs (int64 [B, M];
+        conv: [B, H·W·C_out] in HWC order; ``None`` for a max-pool, which has no accumulator),
+        ``out`` the packed output bits for threshold and pool layers and ``acc`` again for the last.
         """
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.input.features:

@@ -1,7 +1,9 @@
 """``xnorflow inspect``: the layer table of a compiled model.
 
-Per layer: shape, input encoding, threshold range, saturated channels (always 0 / always 1),
-memory (packed weights and thresholds) and, for an accelerator configuration, predicted cycles.
+Per layer: shape (``H×W×C→H×W×C`` for conv and pool), input encoding, threshold range,
+negative directions ('neg'; for a max-pool its AND channels), saturated channels (always 0 /
+always 1), memory (packed weights and thresholds) and, for an accelerator configuration,
+predicted cycles.
 """
 import json
 
@@ -16,8 +18,9 @@ def saturated_channels(layer):
     if layer.output != "threshold":
         return 0, 0
     lo, hi = layer.acc_range()
-    at_lo = threshold_bits(np.full(layer.out_features, lo), layer.threshold, layer.direction)
-    at_hi = threshold_bits(np.full(layer.out_features, hi), layer.threshold, layer.direction)
+    channels = len(layer.threshold)  # out_features for dense, out_channels for conv
+    at_lo = threshold_bits(np.full(channels, lo), layer.threshold, layer.direction)
+    at_hi = threshold_bits(np.full(channels, hi), layer.threshold, layer.direction)
     # The unit is monotone in acc, so a channel that agrees at both ends is constant.
     constant = at_lo == at_hi
     return int((constant & ~at_lo).sum()), int((constant & at_lo).sum())
@@ -31,6 +34,9 @@ def layer_rows(model, config=None, batch=1):
         cycles = predict_cycles(model.layers, config, batch)["by_layer"]
     rows = []
     for layer in model.layers:
+        if layer.type == "maxpool2x2":
+            rows.append(_pool_row(layer, cycles))
+            continue
         zero, one = saturated_channels(layer)
         row = {
             "name": layer.name, "type": layer.type,
@@ -43,13 +49,37 @@ def layer_rows(model, config=None, batch=1):
             "negative_direction": int((layer.direction < 0).sum()) if layer.output == "threshold" else 0,
             "saturated_always_0": zero, "saturated_always_1": one,
             "weight_bytes": int(layer.weights.size),
-            "threshold_bytes": 4 * layer.out_features if layer.output == "threshold" else 0,
+            "threshold_bytes": 4 * len(layer.threshold) if layer.output == "threshold" else 0,
             "binary_macs": layer.in_features * layer.out_features * layer.input_bits,
         }
+        if layer.type == "conv3x3":
+            # Per output pixel: 9·C_in·C_out binary MACs per input bit.
+            row["shape"] = (f"{layer.height}×{layer.width}×{layer.in_channels}→"
+                            f"{layer.height}×{layer.width}×{layer.out_channels}")
+            row["binary_macs"] = (layer.height * layer.width * layer.filter_len
+                                  * layer.out_channels * layer.input_bits)
         if cycles is not None:
             row["cycles"] = int(cycles[layer.name])
         rows.append(row)
     return rows
+
+
+def _pool_row(layer, cycles):
+    """Table row of a max-pool: no weights or thresholds; 'neg' counts its AND channels."""
+    row = {
+        "name": layer.name, "type": layer.type,
+        "in_features": layer.in_features, "out_features": layer.out_features,
+        "shape": (f"{layer.height}×{layer.width}×{layer.channels}→"
+                  f"{layer.out_height}×{layer.out_width}×{layer.channels}"),
+        "input": "binary 1-bit", "output": "OR/AND 2×2", "acc_range": None,
+        "threshold_min": None, "threshold_max": None,
+        "negative_direction": int((layer.direction < 0).sum()),
+        "saturated_always_0": 0, "saturated_always_1": 0,
+        "weight_bytes": 0, "threshold_bytes": 0, "binary_macs": 0,
+    }
+    if cycles is not None:
+        row["cycles"] = int(cycles[layer.name])
+    return row
 
 
 def format_table(model, rows):
@@ -60,7 +90,8 @@ def format_table(model, rows):
     lines = [head]
     for r in rows:
         thr = "-" if r["threshold_min"] is None else f"{r['threshold_min']}..{r['threshold_max']}"
-        line = [r["name"], f"{r['in_features']}→{r['out_features']}", r["input"], r["output"], thr,
+        shape = r.get("shape", f"{r['in_features']}→{r['out_features']}")
+        line = [r["name"], shape, r["input"], r["output"], thr,
                 str(r["negative_direction"]),
                 f"{r['saturated_always_0']}/{r['saturated_always_1']}",
                 str(r["weight_bytes"]), str(r["threshold_bytes"])]
@@ -78,6 +109,9 @@ def format_table(model, rows):
     text.append(f"total parameter memory: {total_w} bytes")
     if rows and "cycles" in rows[0]:
         text.append(f"predicted cycles per batch: {sum(r['cycles'] for r in rows)}")
+        if any(r["type"] != "dense" for r in rows):
+            text.append("conv3x3/maxpool2x2 cycles are the planned model (docs/conv.md): the "
+                        "core does not run these layers yet")
     return "\n".join(text)
 
 

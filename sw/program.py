@@ -14,12 +14,13 @@ import numpy as np
 
 from hw.config import ArrayConfig
 from hw.core import memory_map as mm
+from sw.errors import XnorflowError
 
 __all__ = ["build_program", "encode_inputs", "decode_outputs", "output_region",
            "predict_cycles", "max_batch", "check_batch", "ProgramError"]
 
 
-class ProgramError(ValueError):
+class ProgramError(XnorflowError, ValueError):
     """The model does not fit or does not suit the core; the message names the layer."""
 
 
@@ -39,9 +40,15 @@ def _check_layers(layers, config):
         raise ProgramError(f"layer names must be unique, got {names}")
     for idx, layer in enumerate(layers):
         where = f"layer {layer.name!r}"
-        if getattr(layer, "type", None) != "dense":
-            raise ProgramError(f"{where}: only dense layers run on the core (conv is future "
-                               f"work), got {getattr(layer, 'type', type(layer).__name__)!r}")
+        kind = getattr(layer, "type", type(layer).__name__)
+        if kind in ("conv3x3", "maxpool2x2"):
+            # No half-support: the golden model, compiler and planned cycle model take conv
+            # (docs/conv.md), the sequencer's addressing does not run it yet.
+            raise ProgramError(f"{where} ({kind}): the accelerator core does not run {kind} "
+                               f"layers yet (issue #8: conv/pool addressing in the sequencer); "
+                               f"the golden model runs this model (`xnorflow eval`)")
+        if kind != "dense":
+            raise ProgramError(f"{where}: only dense layers run on the core, got {kind!r}")
         if idx > 0 and layer.input_kind != "binary":
             raise ProgramError(f"{where}: only the first layer may take unsigned inputs")
         if idx > 0 and layer.in_features != layers[idx - 1].out_features:
@@ -189,7 +196,10 @@ def decode_outputs(data, layers, config, batch):
 
 
 def predict_cycles(layers, config, batch):
-    """``{"total": cycles, "by_layer": {name: cycles}}`` exactly as the core's counters count."""
+    """``{"total": cycles, "by_layer": {name: cycles}}`` exactly as the core's counters count.
+
+    For conv3x3/maxpool2x2 layers the figures are the *planned* model of sw/layers/conv.py
+    (the core does not run them yet; :func:`build_program` refuses them)."""
     config = _cfg(config)
     by_layer = {layer.name: layer.cycles(config, batch, first=idx == 0)
                 for idx, layer in enumerate(layers)}

@@ -40,3 +40,39 @@ def random_model(rng, sizes, input_bits, name="random"):
 def random_inputs(rng, model, batch):
     """uint8 [batch, N] unsigned inputs below 2**k for ``model``."""
     return rng.integers(0, 1 << model.input.bits, size=(batch, model.input.features), dtype=np.uint8)
+
+
+def random_cnn_model(rng, image, stack, dense, input_bits, name="random-cnn"):
+    """A CompiledModel with a conv stack: ``image = (H, W, C)``; ``stack`` a list of conv output
+    channel counts and ``"pool"``; then dense layers of widths ``dense`` (classes last)."""
+    from sw.layers.conv import ConvLayer, MaxPoolLayer
+    h, w, c = image
+    layers = []
+    for i, item in enumerate(stack):
+        if item == "pool":
+            prev = layers[-1]
+            layers.append(MaxPoolLayer(f"pool{i}", h, w, c, prev.direction.copy()))
+            h, w = h // 2, w // 2
+            continue
+        first = not layers
+        layer = ConvLayer(
+            name=f"conv{i}", height=h, width=w, in_channels=c, out_channels=item,
+            input_kind="unsigned" if first else "binary", input_bits=input_bits if first else 1,
+            weights=B.pack_bits(rng.integers(0, 2, size=(item, 9 * c)).astype(bool)))
+        layer.threshold, layer.direction = random_thresholds(rng, *layer.acc_range(), item)
+        layers.append(layer)
+        c = item
+    n = h * w * c
+    for j, m in enumerate(dense):
+        last = j == len(dense) - 1
+        layer = DenseLayer(name=f"fc{j}", in_features=n, out_features=m, input_kind="binary",
+                           input_bits=1, weights=B.pack_bits(rng.integers(0, 2, size=(m, n)).astype(bool)),
+                           output="raw" if last else "threshold")
+        if not last:
+            layer.threshold, layer.direction = random_thresholds(rng, *layer.acc_range(), m)
+        layers.append(layer)
+        n = m
+    head = Head.affine(rng.uniform(-1, 1, n), rng.uniform(-1, 1, n))
+    features = image[0] * image[1] * image[2]
+    return CompiledModel(name=name, input=InputSpec(features, input_bits, float((1 << input_bits) - 1)),
+                         layers=layers, head=head)

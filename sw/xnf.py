@@ -15,8 +15,14 @@ The manifest names every array with its dtype, shape and byte range in the paylo
 can be read without this library. Writing is atomic (a temporary file in the same directory,
 then ``os.replace``): a crash never leaves a half-written model under the target name.
 
+Layer entries have a ``type``: ``dense``, ``conv3x3`` (also ``height``, ``width``,
+``in_channels``, ``out_channels``; weights ``[C_out, ceil(9·C_in/8)]`` tap-major, thresholds
+per output channel) or ``maxpool2x2`` (``height``, ``width``, ``channels`` and a ``direction``
+array: the feeding conv's, OR for +1 and AND for −1); see :mod:`sw.layers.conv`.
+
 Loading checks, in order: magic, version, length (truncation), checksum, manifest, then every
-layer's fields, shapes and value ranges. Every failure raises :class:`XnfError`, whose message
+layer's fields, shapes and value ranges, then how the layers chain (sizes, image geometry,
+pool directions). Every failure raises :class:`XnfError`, whose message
 names the file and, where it applies, the layer and the field.
 """
 import hashlib
@@ -30,6 +36,7 @@ import numpy as np
 from sw import bits as B
 from sw.errors import XnorflowError
 from sw.golden import HEAD_FIELDS, CompiledModel, Head, InputSpec
+from sw.layers.conv import ConvLayer, MaxPoolLayer
 from sw.layers.dense import INPUT_KINDS, OUTPUT_KINDS, DenseLayer
 
 MAGIC = b"XNORFLOW"
@@ -56,6 +63,11 @@ class XnfError(XnorflowError, ValueError):
 
 def _layer_manifest(i, layer, arrays):
     prefix = f"layers.{i}"
+    if layer.type == "maxpool2x2":
+        arrays[f"{prefix}.direction"] = np.asarray(layer.direction, dtype=np.int8)
+        return {"name": layer.name, "type": layer.type, "height": layer.height,
+                "width": layer.width, "channels": layer.channels,
+                "arrays": {"direction": f"{prefix}.direction"}, "extra": layer.extra}
     entry = {
         "name": layer.name, "type": layer.type,
         "in_features": layer.in_features, "out_features": layer.out_features,
@@ -63,6 +75,9 @@ def _layer_manifest(i, layer, arrays):
         "arrays": {"weights": f"{prefix}.weights"},
         "extra": layer.extra,
     }
+    if layer.type == "conv3x3":
+        entry.update(height=layer.height, width=layer.width, in_channels=layer.in_channels,
+                     out_channels=layer.out_channels)
     arrays[f"{prefix}.weights"] = np.asarray(layer.weights, dtype=np.uint8)
     if layer.output == "threshold":
         entry["arrays"]["threshold"] = f"{prefix}.threshold"
@@ -240,12 +255,24 @@ class _Reader:
         name = e.get("name", f"#{i}") if isinstance(e, dict) else f"#{i}"
         if not isinstance(e, dict):
             self.fail("layer entry is not an object", layer=name)
-        if e.get("type") != "dense":
-            self.fail(f"unknown layer type {e.get('type')!r} (known: dense)", name, "type")
+        ltype = e.get("type")
+        if ltype == "maxpool2x2":
+            return self.pool_layer(name, e)
+        if ltype not in ("dense", "conv3x3"):
+            self.fail(f"unknown layer type {ltype!r} (known: dense, conv3x3, maxpool2x2)", name,
+                      "type")
         n = self.get(e, "in_features", int, name)
         mo = self.get(e, "out_features", int, name)
         if n <= 0 or mo <= 0:
             self.fail(f"sizes must be positive, got {n}→{mo}", name, "in_features/out_features")
+        if ltype == "conv3x3":
+            # Weights and thresholds are per filter: N = 9·C_in bits, one entry per C_out.
+            geo = self.geometry(name, e, ("height", "width", "in_channels", "out_channels"))
+            h, w, cin, cout = geo
+            if (n, mo) != (h * w * cin, h * w * cout):
+                self.fail(f"in/out_features {n}→{mo} disagree with the geometry {h}×{w}×{cin}"
+                          f"→{h}×{w}×{cout}", name, "in_features/out_features")
+            n, mo = 9 * cin, cout
         kind = self.get(e, "input_kind", str, name)
         if kind not in INPUT_KINDS:
             self.fail(f"must be one of {INPUT_KINDS}, got {kind!r}", name, "input_kind")
@@ -259,15 +286,23 @@ class _Reader:
         if (output == "raw") != (i == count - 1):
             self.fail("only the last layer has raw output; every other layer thresholds",
                       name, "output")
+        if ltype == "conv3x3" and output != "threshold":
+            self.fail("conv3x3 layers threshold (the classifier is a dense layer)", name,
+                      "output")
         names = self.get(e, "arrays", dict, name)
         weights = self.array(self.get(names, "weights", str, name, "arrays.weights"), "uint8",
                              [mo, B.packed_len(n)], name, "weights")
         pad = ~B.valid_mask(n)
         if (weights & pad).any():
             self.fail("padding bits past in_features must be 0", name, "weights")
-        layer = DenseLayer(name=name, in_features=n, out_features=mo, input_kind=kind,
-                           input_bits=k, weights=weights, output=output,
-                           extra=e.get("extra") or {})
+        if ltype == "conv3x3":
+            layer = ConvLayer(name=name, height=h, width=w, in_channels=cin, out_channels=cout,
+                              input_kind=kind, input_bits=k, weights=weights, output=output,
+                              extra=e.get("extra") or {})
+        else:
+            layer = DenseLayer(name=name, in_features=n, out_features=mo, input_kind=kind,
+                               input_bits=k, weights=weights, output=output,
+                               extra=e.get("extra") or {})
         if output == "threshold":
             thr = self.array(self.get(names, "threshold", str, name, "arrays.threshold"),
                              "int32", [mo], name, "threshold")
@@ -287,8 +322,50 @@ class _Reader:
             layer.threshold, layer.direction = thr, dirs
         return layer
 
+    def geometry(self, name, e, keys):
+        """Positive integer fields ``keys`` of a conv/pool entry."""
+        values = tuple(self.get(e, key, int, name) for key in keys)
+        for key, v in zip(keys, values):
+            if v <= 0:
+                self.fail(f"must be positive, got {v}", name, key)
+        return values
+
+    def pool_layer(self, name, e):
+        h, w, c = self.geometry(name, e, ("height", "width", "channels"))
+        if h < 2 or w < 2:
+            self.fail(f"a 2×2 pool needs an image of at least 2×2, got {h}×{w}", name,
+                      "height/width")
+        names = self.get(e, "arrays", dict, name)
+        dirs = self.array(self.get(names, "direction", str, name, "arrays.direction"), "int8",
+                          [c], name, "direction")
+        bad = np.flatnonzero(np.abs(dirs) != 1)
+        if bad.size:
+            self.fail(f"channel {int(bad[0])} direction {int(dirs[bad[0]])} is not ±1", name,
+                      "direction")
+        return MaxPoolLayer(name=name, height=h, width=w, channels=c, direction=dirs,
+                            extra=e.get("extra") or {})
+
+    def check_pool(self, prev, pool):
+        """A pool follows a conv of its geometry and pools by that conv's directions."""
+        if prev.type != "conv3x3":
+            self.fail(f"a maxpool2x2 must follow a conv3x3 layer, not {prev.type} '{prev.name}'",
+                      pool.name, "type")
+        if (prev.height, prev.width, prev.out_channels) != (pool.height, pool.width,
+                                                            pool.channels):
+            self.fail(f"pools a {pool.height}×{pool.width}×{pool.channels} image but "
+                      f"'{prev.name}' gives {prev.height}×{prev.width}×{prev.out_channels}",
+                      pool.name, "height/width/channels")
+        bad = np.flatnonzero(pool.direction != prev.direction)
+        if bad.size:
+            self.fail(f"channel {int(bad[0])} direction {int(pool.direction[bad[0]]):+d} differs "
+                      f"from '{prev.name}' (OR for +1, AND for −1: pooling must follow the "
+                      f"conv's threshold direction)", pool.name, "direction")
+
     def check_chain(self, layers, features, bits):
         first = layers[0]
+        if layers[-1].type != "dense":
+            self.fail("the last layer must be a dense layer with raw output (the classifier)",
+                      layers[-1].name, "type")
         if first.input_kind != "unsigned":
             self.fail("the first layer takes the unsigned k-bit model inputs", first.name,
                       "input_kind")
@@ -296,6 +373,19 @@ class _Reader:
             self.fail(f"takes {first.in_features} inputs of {first.input_bits} bits but the model "
                       f"input is {features} of {bits} bits", first.name, "in_features")
         for prev, layer in zip(layers, layers[1:]):
+            if layer.type == "maxpool2x2":
+                self.check_pool(prev, layer)
+            if layer.type == "conv3x3" and prev.type not in ("conv3x3", "maxpool2x2"):
+                self.fail(f"a conv3x3 layer takes an image: it cannot follow {prev.type} "
+                          f"'{prev.name}'", layer.name, "type")
+            if layer.type == "conv3x3" and prev.type == "maxpool2x2" and \
+                    (prev.out_height, prev.out_width) != (layer.height, layer.width):
+                self.fail(f"takes a {layer.height}×{layer.width} image but '{prev.name}' gives "
+                          f"{prev.out_height}×{prev.out_width}", layer.name, "height/width")
+            if layer.type == "conv3x3" and prev.type == "conv3x3" and \
+                    (prev.height, prev.width) != (layer.height, layer.width):
+                self.fail(f"takes a {layer.height}×{layer.width} image but '{prev.name}' gives "
+                          f"{prev.height}×{prev.width}", layer.name, "height/width")
             if layer.input_kind != "binary":
                 self.fail("layers after the first take binary inputs", layer.name, "input_kind")
             if layer.in_features != prev.out_features:
