@@ -9,9 +9,16 @@ every part of xnorflow calls this one function so the integers agree everywhere.
   80/20 stratified with a fixed seed (1437 train / 360 test).
 * ``fashion-mnist``, ``mnist``: IDX files (``.gz`` or plain) in a directory, 28×28 pixels
   0..255, the official 60000/10000 split.
+* ``cifar10``: the python-pickle batches of CIFAR-10 (``data_batch_1`` … ``data_batch_5``,
+  ``test_batch``, as in ``cifar-10-python.tar.gz``) in a directory, 32×32×3 pixels 0..255,
+  50000/10000. Images are returned HWC-flattened (``(y·32 + x)·3 + c``), the layout of the
+  conv layers (docs/conv.md); the files store each image as three 1024-byte colour planes.
+
+Images are flat ``[n, H·W·C]`` arrays; :attr:`Dataset.image_shape` is ``(H, W, C)``.
 """
 import gzip
 import os
+import pickle
 import struct
 from dataclasses import dataclass
 
@@ -26,7 +33,9 @@ DEFAULT_DIRS = {
     "mnist": "/usr/share/datasets/mnist",
 }
 DEBIAN_PACKAGES = {"fashion-mnist": "dataset-fashion-mnist", "mnist": "dataset-mnist"}
-DATASETS = ("digits", "fashion-mnist", "mnist")
+DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10")
+CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR10_TEST_FILE = "test_batch"
 
 
 class DatasetError(XnorflowError, RuntimeError):
@@ -35,7 +44,8 @@ class DatasetError(XnorflowError, RuntimeError):
 
 @dataclass
 class Dataset:
-    """Raw arrays of one dataset: ``x_*`` are ``[n, features]`` raw pixel values (uint8)."""
+    """Raw arrays of one dataset: ``x_*`` are ``[n, features]`` raw pixel values (uint8);
+    ``image_shape`` is ``(H, W, C)`` of the HWC-flattened images (None: unknown)."""
 
     name: str
     x_train: np.ndarray
@@ -44,6 +54,7 @@ class Dataset:
     y_test: np.ndarray
     max_value: int
     num_classes: int
+    image_shape: tuple | None = None
 
     @property
     def in_features(self):
@@ -121,7 +132,10 @@ def load_idx_dataset(name, data_dir=None):
     yte = arrays[("t10k", "labels")].astype(np.int64)
     if len(xtr) != len(ytr) or len(xte) != len(yte):
         raise DatasetError(f"{name}: image and label counts differ in {directory}")
-    return Dataset(name, xtr, ytr, xte, yte, max_value=255, num_classes=int(max(ytr.max(), yte.max()) + 1))
+    shape = arrays[("train", "images")].shape
+    image = (int(shape[1]), int(shape[2]), 1) if len(shape) == 3 else None
+    return Dataset(name, xtr, ytr, xte, yte, max_value=255, num_classes=int(max(ytr.max(), yte.max()) + 1),
+                   image_shape=image)
 
 
 def load_digits_dataset():
@@ -134,13 +148,78 @@ def load_digits_dataset():
     y = d.target.astype(np.int64)
     xtr, xte, ytr, yte = train_test_split(x, y, test_size=DIGITS_TEST_FRACTION, stratify=y,
                                           random_state=DIGITS_SPLIT_SEED)
-    return Dataset("digits", xtr, ytr, xte, yte, max_value=16, num_classes=10)
+    return Dataset("digits", xtr, ytr, xte, yte, max_value=16, num_classes=10, image_shape=(8, 8, 1))
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a pickle can run any code it names,
+    so a CIFAR batch file may name nothing but numpy's array reconstruction."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+                ("numpy", "ndarray"), ("numpy", "dtype"),
+                ("_codecs", "encode")}  # how protocol-2 pickles written by Python 3 store bytes
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _read_cifar_batch(path):
+    """(images uint8 [n, 3072] HWC-flattened, labels int64 [n]) of one CIFAR-10 batch file."""
+    try:
+        with open(path, "rb") as f:
+            batch = _ArrayUnpickler(f, encoding="bytes").load()
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError) as e:
+        raise DatasetError(f"cifar10: cannot read {path}: {e}") from None
+    if not isinstance(batch, dict):
+        raise DatasetError(f"cifar10: {path} is not a CIFAR-10 batch (not a dict)")
+    # Files written by Python 2 (the official ones) have bytes keys; accept str keys too.
+    entries = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    if "data" not in entries or "labels" not in entries:
+        raise DatasetError(f"cifar10: {path} has no 'data'/'labels' entries (keys: "
+                           f"{sorted(entries)})")
+    data = np.asarray(entries["data"])
+    labels = np.asarray(entries["labels"], dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
+        raise DatasetError(f"cifar10: {path}: expected data [n, 3072] and n labels, got "
+                           f"{list(data.shape)} and {len(labels)}")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise DatasetError(f"cifar10: {path}: labels must be 0..9")
+    n = len(data)
+    # Stored per image as R, G, B planes of 32×32 (CHW); xnorflow's images are HWC.
+    hwc = data.astype(np.uint8).reshape(n, 3, 32, 32).transpose(0, 2, 3, 1).reshape(n, 3072)
+    return np.ascontiguousarray(hwc), labels
+
+
+def load_cifar10(data_dir):
+    """CIFAR-10 from the python-pickle batch files in ``data_dir`` (or its
+    ``cifar-10-batches-py`` subdirectory, as the official archive unpacks)."""
+    hint = " (unpack cifar-10-python.tar.gz and pass its cifar-10-batches-py directory as --data-dir)"
+    if not data_dir or not os.path.isdir(data_dir):
+        raise DatasetError(f"cifar10: data directory {data_dir} does not exist{hint}")
+    sub = os.path.join(data_dir, "cifar-10-batches-py")
+    directory = sub if not os.path.isfile(os.path.join(data_dir, CIFAR10_TEST_FILE)) \
+        and os.path.isdir(sub) else data_dir
+    parts = {}
+    for name in CIFAR10_TRAIN_FILES + (CIFAR10_TEST_FILE,):
+        path = os.path.join(directory, name)
+        if not os.path.isfile(path):
+            raise DatasetError(f"cifar10: {name} not found in {directory}{hint}")
+        parts[name] = _read_cifar_batch(path)
+    xtr = np.concatenate([parts[n][0] for n in CIFAR10_TRAIN_FILES])
+    ytr = np.concatenate([parts[n][1] for n in CIFAR10_TRAIN_FILES])
+    xte, yte = parts[CIFAR10_TEST_FILE]
+    return Dataset("cifar10", xtr, ytr, xte, yte, max_value=255, num_classes=10, image_shape=(32, 32, 3))
 
 
 def load_dataset(name, data_dir=None):
-    """Load ``digits``, ``fashion-mnist`` or ``mnist`` as a :class:`Dataset` of raw arrays."""
+    """Load ``digits``, ``fashion-mnist``, ``mnist`` or ``cifar10`` as a :class:`Dataset` of raw arrays."""
     if name == "digits":
         return load_digits_dataset()
+    if name == "cifar10":
+        return load_cifar10(data_dir)
     if name in ("fashion-mnist", "mnist"):
         return load_idx_dataset(name, data_dir)
     raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

@@ -79,8 +79,8 @@ def evaluate(model, x, y, torch_model=None):
 def add_parser(sub):
     p = sub.add_parser("eval", help="run the golden model on a data set (and compare with PyTorch)")
     p.add_argument("model", help="a compiled model (.xnf)")
-    p.add_argument("--dataset", required=True, help="digits, fashion-mnist or mnist")
-    p.add_argument("--data-dir", default=None, help="directory of IDX files")
+    p.add_argument("--dataset", required=True, help="digits, fashion-mnist, mnist or cifar10")
+    p.add_argument("--data-dir", default=None, help="directory of IDX files (CIFAR-10: the pickle batches)")
     p.add_argument("--checkpoint", default=None,
                    help="the training checkpoint (model.pt) to compare with, exactly")
     p.add_argument("--limit", type=int, default=None, help="only the first N test images")

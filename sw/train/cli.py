@@ -44,6 +44,15 @@ def _positive(kind):
     return conv
 
 
+def _arch(text):
+    """``--arch``: ``mlp``, ``cnv`` or ``cnv:16,16,p,32,32,p`` → None or a conv stack (sw/train/conv.py)."""
+    from .conv import parse_arch
+    try:
+        return parse_arch(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
+
+
 def add_parser(subparsers):
     """Register the ``train`` subcommand on an argparse ``subparsers`` object."""
     p = subparsers.add_parser(
@@ -55,6 +64,9 @@ def add_parser(subparsers):
     p.add_argument("--data-dir", default=None, help="directory with the IDX files (fashion-mnist, mnist)")
     p.add_argument("--hidden", type=parse_hidden, default=None, help="hidden widths, e.g. 256,256")
     p.add_argument("--input-bits", type=_input_bits, default=None, help="k: first-layer input bits (1..8)")
+    p.add_argument("--arch", type=_arch, default=None, metavar="ARCH",
+                   help="mlp (default); cnv: 3x3 conv64,conv64,pool,conv128,conv128,pool then --hidden "
+                   "(default 256) dense layers; or cnv:16,16,p,32,32,p (conv channels, p = 2x2 max-pool)")
     p.add_argument("--epochs", type=_positive(int), default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_positive(int), default=None)
@@ -91,10 +103,20 @@ def run(args):
         os.makedirs(args.out, exist_ok=True)
     except OSError as e:
         return _fail("--out", f"cannot create {args.out}: {e}")
+    overrides = None
+    if args.arch is not None:
+        from .conv import CNV_HIDDEN, cnn_arch
+        image = ds.image_shape or (int(round(ds.in_features ** 0.5)),) * 2 + (1,)
+        try:
+            overrides = {"arch": cnn_arch(args.arch, image)}
+        except ValueError as e:
+            return _fail("--arch", f"{e} ({args.dataset} images are {image[0]}x{image[1]}x{image[2]})")
+        if args.hidden is None:
+            args.hidden = list(CNV_HIDDEN)
     model, meta, metrics = methods.train(args.method, args.dataset, hidden=args.hidden, input_bits=args.input_bits,
                                          epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
                                          progress=not args.quiet, ds=ds,
-                                         augment_shift=args.augment_shift)
+                                         augment_shift=args.augment_shift, method_overrides=overrides)
     save_checkpoint(os.path.join(args.out, "model.pt"), model, meta)
     with open(os.path.join(args.out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1, default=float)

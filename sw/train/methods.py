@@ -40,6 +40,8 @@ DATASET_DEFAULTS = {
     "fashion-mnist": {"hidden": [256, 256, 256], "input_bits": 8, "epochs": 40, "batch_size": 128, "lr": 1e-3,
                       "augment_shift": 0},
     "mnist": {"hidden": [256, 256, 256], "input_bits": 8, "epochs": 20, "batch_size": 128, "lr": 1e-3},
+    # CIFAR-10 (32×32×3): untuned defaults, the SFC shape; meant for --arch cnv.
+    "cifar10": {"hidden": [256, 256, 256], "input_bits": 8, "epochs": 40, "batch_size": 128, "lr": 1e-3},
 }
 
 
@@ -171,6 +173,8 @@ def _train_bwnh(ds, cfg, hidden, input_bits, epochs, seed, batch_size, lr, train
     """BWNH: float pre-training → layer-wise hashing → weight-only fine-tune → binary-activation fine-tune."""
     e_pre, e_wo, e_bin = _stage_epochs(epochs, [cfg["pretrain_fraction"], cfg["weight_only_fraction"]])
     fp_cfg = {"weight": "float", "act": cfg["pretrain_act"]}
+    if cfg.get("arch"):  # a CNN (sw/train/conv.py): the float net has the same architecture
+        fp_cfg["arch"] = cfg["arch"]
     fp = build_model(ds.in_features, hidden, ds.num_classes, input_bits, fp_cfg)
     fit(fp, train_t, test_t, e_pre, lr=lr, batch_size=batch_size, seed=seed, stage="bwnh-pretrain",
         progress=progress, history=history, augment=aug)
@@ -187,6 +191,8 @@ def _train_bwnh(ds, cfg, hidden, input_bits, epochs, seed, batch_size, lr, train
     for i, layer in enumerate(wo.layers):
         # Inputs come from the already-hashed predecessors (methods.md "(check)": chosen so).
         xin = _layer_inputs(wo, sample)[i]
+        if hasattr(wo, "hash_inputs"):  # conv layers hash their im2col patches
+            xin = wo.hash_inputs(i, xin)
         codes, alpha, obj = bwnhmod.hash_layer(fp.layers[i].weight, xin, cfg["hash_iterations"])
         with torch.no_grad():
             layer.weight.copy_(codes * alpha.abs().unsqueeze(1))  # latent weights whose sign is the code

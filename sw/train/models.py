@@ -264,5 +264,10 @@ def reference_forward(layers, x):
 
 
 def build_model(in_features, hidden, num_classes, input_bits, method_config):
-    """Construct a :class:`BinaryMLP` (the single constructor used by training and checkpoints)."""
+    """Construct a :class:`BinaryMLP`, or a :class:`~sw.train.conv.BinaryCNN` (conv stack, then
+    dense layers of widths ``hidden``) when ``method_config["arch"]`` describes one: the single
+    constructor used by training and checkpoints, so a checkpoint rebuilds its architecture."""
+    if (method_config.get("arch") or {}).get("kind") == "cnn":
+        from .conv import BinaryCNN
+        return BinaryCNN(in_features, hidden, num_classes, input_bits, method_config)
     return BinaryMLP(in_features, hidden, num_classes, input_bits, method_config)
