@@ -67,3 +67,24 @@ def test_cifar10_refuses_pickles_that_name_other_code(tmp_path):
 
 def test_image_shapes_of_the_other_datasets():
     assert data.load_dataset("digits").image_shape == (8, 8, 1)
+
+
+def test_cifar10_cnn_trains_compiles_and_is_bit_exact(tmp_path, capsys):
+    """Three input channels through the whole software flow: train → compile → eval."""
+    import json
+
+    from sw.cli import main
+    _write_batches(tmp_path / "cifar", n=8)
+    out = tmp_path / "run"
+    assert main(["train", "--method", "irnet", "--dataset", "cifar10", "--data-dir", str(tmp_path / "cifar"),
+                 "--arch", "cnv:4,p,4,p", "--hidden", "8", "--input-bits", "3", "--epochs", "1",
+                 "--batch-size", "16", "--quiet", "--out", str(out)]) == 0
+    assert main(["compile", str(out / "model.pt"), "-o", str(tmp_path / "c.xnf")]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "c.xnf"), "--dataset", "cifar10", "--data-dir", str(tmp_path / "cifar"),
+                 "--checkpoint", str(out / "model.pt"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 8 and result["agree_with_torch"] == 1.0 and result["integers_equal"]
+    from sw import xnf
+    first = xnf.load(tmp_path / "c.xnf").layers[0]
+    assert (first.type, first.height, first.in_channels, first.input_bits) == ("conv3x3", 32, 3, 3)
