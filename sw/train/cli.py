@@ -105,10 +105,10 @@ def run(args):
         return _fail("--out", f"cannot create {args.out}: {e}")
     overrides = None
     if args.arch is not None:
-        from .conv import CNV_HIDDEN, cnn_arch
+        from .conv import CNV_HIDDEN, cnn_overrides
         image = ds.image_shape or (int(round(ds.in_features ** 0.5)),) * 2 + (1,)
         try:
-            overrides = {"arch": cnn_arch(args.arch, image)}
+            overrides = cnn_overrides(args.method, args.arch, image)
         except ValueError as e:
             return _fail("--arch", f"{e} ({args.dataset} images are {image[0]}x{image[1]}x{image[2]})")
         if args.hidden is None:

@@ -78,6 +78,22 @@ def cnn_arch(stack, image):
     return {"kind": "cnn", "image": [int(v) for v in image], "conv": list(stack)}
 
 
+CNN_HASH_SAMPLES = 256
+"""BWNH's sampled training images for a CNN (its ``hash_samples``; the MLP default is 10 000):
+every layer's hashing runs the model forward on them and keeps each layer's activations, and
+256 images of 28×28 already give 200 000 conv patches (:meth:`BinaryCNN.hash_inputs` keeps
+20 000). 10 000 images through the CNV would take gigabytes."""
+
+
+def cnn_overrides(method, stack, image):
+    """``method_overrides`` for :func:`sw.train.methods.train` that make ``method`` train a CNN:
+    the ``arch`` entry (:func:`cnn_arch`), and for BWNH a CNN-sized ``hash_samples``."""
+    overrides = {"arch": cnn_arch(stack, image)}
+    if method == "bwnh":
+        overrides["hash_samples"] = CNN_HASH_SAMPLES
+    return overrides
+
+
 def pad_value(binary_input, input_bits=1):
     """The torch value of the padding bit: −1 / +1 (binary) or 0 / 2^k − 1 (unsigned k-bit)."""
     if binary_input:
@@ -370,9 +386,12 @@ class BinaryCNN(nn.Module):
             hh, ww, cc = self.image
             x = x.float().reshape(x.shape[0], hh, ww, cc).permute(0, 3, 1, 2)
         if i < self.n_conv:
+            gen = torch.Generator().manual_seed(seed + i)
+            # Only as many images as the row budget needs: im2col multiplies memory by 9·H·W.
+            images = min(len(x), -(-max_rows // (x.shape[2] * x.shape[3])))
+            x = x[torch.randperm(len(x), generator=gen)[:images]]
             rows = conv_patches(self.layers[i], x)
             if len(rows) > max_rows:
-                gen = torch.Generator().manual_seed(seed + i)
                 rows = rows[torch.randperm(len(rows), generator=gen)[:max_rows]]
             return rows
         if x.dim() == 4:

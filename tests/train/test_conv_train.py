@@ -109,6 +109,22 @@ def test_quantizers_see_the_conv_weight_as_filters():
     assert conv.weight.shape == (6, 36) and (conv.quantizer.n1, conv.quantizer.n2) == (6, 6)
 
 
+def test_bwnh_hashes_a_bounded_sample_of_conv_patches():
+    cfg = dict(methods.METHOD_CONFIGS["bwnh"], arch=cnn_arch([4, "pool", 6], (8, 8, 1)))
+    model = build_model(64, [5], 3, 2, cfg)
+    x = torch.randint(0, 4, (300, 64)).float()
+    rows = model.hash_inputs(0, x, max_rows=500)
+    assert rows.shape == (500, 9)                              # 8 images' patches, then 500 rows
+    act = torch.ones(300, 4, 4, 4)
+    assert model.hash_inputs(1, act, max_rows=100).shape == (100, 36)
+    flat = model.hash_inputs(2, torch.arange(2 * 6 * 16.).reshape(2, 6, 4, 4))
+    assert flat.shape == (2, 96) and flat[0, 1] == 16          # HWC: channel 1 of pixel 0
+    assert methods.METHOD_CONFIGS["bwnh"]["hash_samples"] == 10000
+    from sw.train.conv import CNN_HASH_SAMPLES, cnn_overrides
+    assert cnn_overrides("bwnh", [4], (8, 8, 1))["hash_samples"] == CNN_HASH_SAMPLES
+    assert "hash_samples" not in cnn_overrides("irnet", [4], (8, 8, 1))
+
+
 def test_parse_arch():
     assert parse_arch("mlp") is None and parse_arch("cnv") == CNV_STACK
     assert parse_arch("cnv:16,16,p,32,pool") == [16, 16, "pool", 32, "pool"]
