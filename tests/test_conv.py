@@ -54,6 +54,9 @@ def test_binary_conv_equals_integer_reference(seed, batch, h, w, cin, cout):
     assert lo <= acc.min() and acc.max() <= hi and hi == 9 * cin
     bits = threshold_bits(want, layer.threshold, layer.direction)
     np.testing.assert_array_equal(B.unpack_bits(out, layer.out_features), bits.reshape(batch, -1))
+    layer.output = "raw"
+    acc2, raw = layer.forward(packed)
+    assert raw is acc2 and (acc2 == acc).all()
 
 
 @EXAMPLES

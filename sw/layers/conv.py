@@ -23,8 +23,10 @@ Geometry and layout (the conventions every part of xnorflow uses for conv; docs/
 * **Arithmetic** per output pixel and channel is the dense layer's (design.md contracts 2, 3):
   binary ``acc = 2·popcount(XNOR(x, w)) − 9·C_in``; unsigned k-bit
   ``acc = Σ_b 2^b·(2·popcount(x_b AND w) − popcount(x_b))``. Outputs are thresholded bits
-  (``threshold``/``direction`` per output channel, the same at every pixel). A conv layer is
-  never the last (raw) layer: the classifier is dense.
+  (``threshold``/``direction`` per output channel, the same at every pixel) or, like dense,
+  the raw integers. In a compiled model a conv always thresholds: the last (raw) layer is the
+  dense classifier, whose per-class head a feature map does not have (the compiler and the
+  ``.xnf`` loader refuse a raw conv).
 * **Max-pool 2×2, stride 2, on bits**, output ``⌊H/2⌋×⌊W/2⌋`` (an odd last row/column is
   dropped, as ``torch.nn.functional.max_pool2d`` does). Training pools the *integer* ``acc``
   before batch norm and sign; since the threshold unit is monotone in ``acc`` with the
@@ -93,7 +95,7 @@ class ConvLayer:
     input_kind : ``"binary"`` (packed ±1 bits, HWC) or ``"unsigned"`` (k-bit integers, HWC).
     input_bits : k (1 for binary input).
     weights : uint8 [C_out, ceil(9·C_in/8)] packed ±1 filters, tap-major.
-    output : ``"threshold"`` (conv layers always threshold; the classifier is dense).
+    output : ``"threshold"`` (bits out) or ``"raw"`` (integers out; golden model only).
     threshold : int32 [C_out]; direction : int8 [C_out] of ±1 (per output channel).
     """
 
@@ -161,8 +163,11 @@ class ConvLayer:
         return out
 
     def forward(self, x):
-        """(acc, out): acc int64 [B, H·W·C_out]; out packed bits uint8 [B, ceil(H·W·C_out/8)]."""
+        """(acc, out): acc int64 [B, H·W·C_out]; out packed bits uint8 [B, ceil(H·W·C_out/8)]
+        for threshold output, ``acc`` again for raw output."""
         acc = self.dot(x)
+        if self.output == "raw":
+            return acc, acc
         per_pixel = acc.reshape(acc.shape[0], -1, self.out_channels)
         bits = threshold_bits(per_pixel, self.threshold[None, None, :], self.direction[None, None, :])
         return acc, B.pack_bits(bits.reshape(acc.shape[0], -1))
@@ -329,6 +334,8 @@ def conv_weight_image(layer, config):
 def conv_threshold_image(layer, config):
     """Threshold-bank bytes, one 32-bit entry per output channel (the dense entry format:
     threshold in bits ``[acc_width-1:0]``, clamped to ``±(top+1)``; bit 31 for direction −1)."""
+    if layer.output != "threshold":
+        raise ValueError(f"layer {layer.name!r} has raw output: no thresholds")
     _, _, m_tiles, _, _ = conv_hw_shape(layer, config)
     lo, hi = layer.acc_range()
     t = np.clip(np.asarray(layer.threshold, dtype=np.int64), lo - 1, hi + 1)
