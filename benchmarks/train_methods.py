@@ -27,15 +27,31 @@ def _csv(kind):
     return lambda s: [kind(v) for v in s.split(",") if v]
 
 
-def run_one(method, dataset, seed, epochs, hidden, input_bits, ds, augment_shift=None):
-    """Train one (method, dataset, seed); return a flat result dict."""
+RECIPE_ARGS = ("batch_size", "lr", "distill", "distill_alpha", "distill_temperature", "teacher_epochs",
+               "teacher_hidden", "teacher_lr", "label_smoothing", "weight_decay")
+
+
+def run_one(method, dataset, seed, epochs, hidden, input_bits, ds, augment_shift=None, recipe=None, save_dir=None):
+    """Train one (method, dataset, seed); return a flat result dict.
+
+    ``recipe``: keyword arguments of :func:`sw.train.methods.train` from :data:`RECIPE_ARGS`
+    (missing or ``None`` = the dataset default). ``save_dir``: also write the checkpoint to
+    ``save_dir/<dataset>-<method>-s<seed>/model.pt`` (for ``xnorflow compile``).
+    """
     from sw.train import methods
+    kw = {k: v for k, v in (recipe or {}).items() if v is not None}
     model, meta, m = methods.train(method, dataset, hidden=hidden, input_bits=input_bits, epochs=epochs,
                                    seed=seed, progress="epochs", ds=ds,
-                                   augment_shift=augment_shift)
-    keep = ("method", "dataset", "seed", "test_accuracy", "train_seconds", "epochs", "input_bits", "hidden",
-            "deployable", "weight_only_accuracy", "deployable_accuracy", "soft_test_accuracy",
-            "hard_test_accuracy", "swap_accuracy_change", "lr", "batch_size", "augment_shift")
+                                   augment_shift=augment_shift, **kw)
+    if save_dir:
+        from sw.train.checkpoint import save_checkpoint
+        save_checkpoint(os.path.join(save_dir, f"{dataset}-{method}-s{seed}", "model.pt"), model, meta)
+    keep = ("method", "dataset", "seed", "test_accuracy", "train_accuracy", "train_seconds", "epochs", "input_bits",
+            "hidden", "deployable", "weight_only_accuracy", "deployable_accuracy", "soft_test_accuracy",
+            "hard_test_accuracy", "swap_accuracy_change", "lr", "batch_size", "augment_shift", "distill",
+            "distill_alpha", "distill_temperature", "label_smoothing", "weight_decay", "teacher_test_accuracy",
+            "teacher_train_seconds", "teacher_cached", "teacher_hidden", "teacher_epochs",
+            "teacher_seconds_in_this_run")
     r = {k: m[k] for k in keep if k in m}
     if method == "rbnn":
         first = m["history"][0].get("rot_flip_mean")
@@ -43,21 +59,33 @@ def run_one(method, dataset, seed, epochs, hidden, input_bits, ds, augment_shift
     return r
 
 
+def recipe_label(r):
+    """A short label of a run's recipe beyond epochs/shift (batch, lr, distillation, smoothing)."""
+    parts = [f"b{r.get('batch_size', '?')}", f"lr{r.get('lr', '?'):g}" if "lr" in r else "lr?"]
+    if r.get("distill"):
+        parts.append(f"kd-{r['distill']}(a{r.get('distill_alpha'):g},T{r.get('distill_temperature'):g})")
+    if r.get("label_smoothing"):
+        parts.append(f"ls{r['label_smoothing']:g}")
+    if r.get("weight_decay"):
+        parts.append(f"wd{r['weight_decay']:g}")
+    return " ".join(parts)
+
+
 def summarise(runs):
     """Group runs by (dataset, method): mean/std accuracy (in %) and mean seconds."""
     groups = {}
     for r in runs:
-        key = (r["dataset"], r["method"], r["epochs"], r.get("augment_shift", 0))
+        key = (r["dataset"], r["method"], r["epochs"], r.get("augment_shift", 0), recipe_label(r))
         groups.setdefault(key, []).append(r)
     table = []
-    for (dataset, method, _, _), rs in sorted(groups.items()):
+    for (dataset, method, _, _, label), rs in sorted(groups.items()):
         accs = [100 * r["test_accuracy"] for r in rs]
         secs = [r["train_seconds"] for r in rs]
         row = {"dataset": dataset, "method": method, "seeds": [r["seed"] for r in rs],
                "accuracy_mean": statistics.mean(accs), "accuracy_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
                "accuracies": accs, "seconds_mean": statistics.mean(secs), "seconds_max": max(secs),
                "epochs": rs[0]["epochs"], "augment_shift": rs[0].get("augment_shift", 0), "input_bits": rs[0]["input_bits"], "hidden": rs[0]["hidden"],
-               "deployable": all(r["deployable"] for r in rs)}
+               "deployable": all(r["deployable"] for r in rs), "recipe": label}
         for extra in ("weight_only_accuracy", "swap_accuracy_change"):
             if extra in rs[0]:
                 row[extra + "_mean"] = statistics.mean(100 * r[extra] for r in rs)
@@ -75,8 +103,9 @@ def plot(table, path):
     fig, axes = plt.subplots(1, len(datasets), figsize=(width * len(datasets), 4), squeeze=False)
     for ax, d in zip(axes[0], datasets):
         rows = [r for r in table if r["dataset"] == d]
-        multi = len({(r["epochs"], r["augment_shift"]) for r in rows}) > 1
+        multi = len({(r["epochs"], r["augment_shift"], r.get("recipe")) for r in rows}) > 1
         labels = [r["method"] + (f"\n{r['epochs']}ep" + (f" shift{r['augment_shift']}" if r["augment_shift"] else "")
+                                 + ("\n" + r["recipe"].replace(" kd", "\nkd") if r.get("recipe") else "")
                                  if multi else "") for r in rows]
         ax.bar(labels, [r["accuracy_mean"] for r in rows],
                yerr=[r["accuracy_std"] for r in rows], capsize=4, color="tab:blue")
@@ -101,6 +130,17 @@ def main(argv=None):
     p.add_argument("--input-bits", type=int, default=None)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--augment-shift", type=int, default=None, help="random shifts up to N pixels (IDX datasets)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--distill", default=None, help="'fp', 'none' or a teacher checkpoint (default: dataset default)")
+    p.add_argument("--distill-alpha", type=float, default=None)
+    p.add_argument("--distill-temperature", type=float, default=None)
+    p.add_argument("--teacher-epochs", type=int, default=None)
+    p.add_argument("--teacher-lr", type=float, default=None)
+    p.add_argument("--teacher-hidden", default=None, help="hidden widths of an 'fp' teacher, e.g. 1024,1024")
+    p.add_argument("--label-smoothing", type=float, default=None)
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--save-dir", default=None, help="also save each run's model.pt under this directory")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--png", default="benchmarks/train_methods.png")
     p.add_argument("--runs-log", default=None, help="append each finished run as a JSON line here")
@@ -117,13 +157,19 @@ def main(argv=None):
             runs = [json.loads(line) for line in f if line.strip()]
     else:
         hidden = [int(h) for h in args.hidden.split(",")] if args.hidden else None
+        recipe = {k: getattr(args, k) for k in RECIPE_ARGS}
+        if recipe["teacher_hidden"]:
+            recipe["teacher_hidden"] = [int(h) for h in recipe["teacher_hidden"].split(",")]
+        if recipe["distill"] is None:
+            recipe["distill"] = "default"
         for dataset in args.datasets:
             ds = datamod.load_dataset(dataset, args.data_dir)
             for method in args.methods:
                 for seed in args.seeds:
                     t0 = time.time()
                     print(f"[bench] {dataset} {method} seed {seed} ...", file=sys.stderr, flush=True)
-                    r = run_one(method, dataset, seed, args.epochs, hidden, args.input_bits, ds, args.augment_shift)
+                    r = run_one(method, dataset, seed, args.epochs, hidden, args.input_bits, ds, args.augment_shift, recipe,
+                                args.save_dir)
                     print(f"[bench] {dataset} {method} seed {seed}: {100 * r['test_accuracy']:.2f}% "
                           f"in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
                     runs.append(r)

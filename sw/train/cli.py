@@ -53,6 +53,26 @@ def _arch(text):
         raise argparse.ArgumentTypeError(str(e))
 
 
+def _fraction(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return v
+
+
+def _nonnegative(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return v
+
+
 def add_parser(subparsers):
     """Register the ``train`` subcommand on an argparse ``subparsers`` object."""
     p = subparsers.add_parser(
@@ -73,6 +93,21 @@ def add_parser(subparsers):
     p.add_argument("--lr", type=_positive(float), default=None)
     p.add_argument("--augment-shift", type=int, default=None, metavar="N",
                    help="train on random image shifts of up to N pixels (square images; default: dataset default)")
+    p.add_argument("--distill", default="default", metavar="TEACHER",
+                   help="knowledge distillation: 'fp' (train/cache a full-precision teacher of the same shape), "
+                   "a teacher checkpoint path (model.pt), or 'none' (plain cross-entropy); default: dataset default")
+    p.add_argument("--distill-alpha", type=_fraction, default=None,
+                   help="weight a of the KL term: (1-a)*CE + a*T^2*KL (default 0.9)")
+    p.add_argument("--distill-temperature", type=_positive(float), default=None, metavar="T",
+                   help="softmax temperature of the KL term (default 4)")
+    p.add_argument("--teacher-epochs", type=_positive(int), default=None, help="epochs of an 'fp' teacher (default 30)")
+    p.add_argument("--teacher-lr", type=_positive(float), default=None, help="learning rate of an 'fp' teacher (default 2e-3)")
+    p.add_argument("--teacher-hidden", type=parse_hidden, default=None,
+                   help="hidden widths of an 'fp' teacher (default: the student's)")
+    p.add_argument("--teacher-cache", default=None, metavar="DIR",
+                   help="cache directory for 'fp' teachers (default $XNORFLOW_CACHE/teachers or ~/.cache/xnorflow/teachers)")
+    p.add_argument("--label-smoothing", type=_fraction, default=None, help="label smoothing of the CE term (default 0)")
+    p.add_argument("--weight-decay", type=_nonnegative, default=None, help="Adam L2 weight decay (default 0)")
     p.add_argument("--threads", type=_positive(int), default=1,
                    help="torch CPU threads (default 1: on a busy 2-core machine more threads were slower)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -113,10 +148,18 @@ def run(args):
             return _fail("--arch", f"{e} ({args.dataset} images are {image[0]}x{image[1]}x{image[2]})")
         if args.hidden is None:
             args.hidden = list(CNV_HIDDEN)
-    model, meta, metrics = methods.train(args.method, args.dataset, hidden=args.hidden, input_bits=args.input_bits,
-                                         epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
-                                         progress=not args.quiet, ds=ds,
-                                         augment_shift=args.augment_shift, method_overrides=overrides)
+    if args.distill not in ("default", "fp", "none", "") and not os.path.isfile(args.distill):
+        return _fail("--distill", f"expected 'fp', 'none' or a teacher checkpoint file; {args.distill} does not exist")
+    try:
+        model, meta, metrics = methods.train(
+            args.method, args.dataset, hidden=args.hidden, input_bits=args.input_bits, epochs=args.epochs,
+            seed=args.seed, batch_size=args.batch_size, lr=args.lr, progress=not args.quiet, ds=ds,
+            augment_shift=args.augment_shift, distill=args.distill, distill_alpha=args.distill_alpha,
+            distill_temperature=args.distill_temperature, teacher_epochs=args.teacher_epochs,
+            teacher_hidden=args.teacher_hidden, teacher_lr=args.teacher_lr, teacher_cache=args.teacher_cache,
+            label_smoothing=args.label_smoothing, weight_decay=args.weight_decay, method_overrides=overrides)
+    except methods.TeacherError as e:
+        return _fail("--distill", str(e))
     save_checkpoint(os.path.join(args.out, "model.pt"), model, meta)
     with open(os.path.join(args.out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1, default=float)

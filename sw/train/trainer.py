@@ -8,8 +8,9 @@ import sys
 import time
 
 import torch
-from torch.nn import functional as F
 from tqdm import tqdm
+
+from .losses import CrossEntropy
 
 
 def random_shift(side, max_shift):
@@ -64,7 +65,7 @@ def recalibrate_bn(model, x, batch_size=1000):
 
 
 def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0, stage="train",
-        weight_decay=0.0, progress=True, history=None, augment=None):
+        weight_decay=0.0, progress=True, history=None, augment=None, loss=None):
     """Train ``model`` for ``epochs`` epochs; return the history list (one dict per epoch).
 
     ``progress``: ``True`` = tqdm bar + one line per epoch on stderr, ``"epochs"`` = the epoch
@@ -72,7 +73,10 @@ def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0
     ``lr`` to 0 over all steps. Batches are drawn from a generator seeded with ``seed``.
     Each history entry holds ``stage, epoch, loss, train_acc, test_acc, seconds`` plus what
     the callbacks returned. ``augment(xb, generator)`` optionally transforms each training batch.
+    ``loss(scores, xb, yb)`` is the training loss (:mod:`sw.train.losses`; default plain
+    cross-entropy); ``weight_decay`` is Adam's L2 term on every trainable parameter.
     """
+    criterion = loss if loss is not None else CrossEntropy()
     history = [] if history is None else history
     x, y = train
     n = len(x)
@@ -101,13 +105,13 @@ def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0
             if augment is not None:
                 xb = augment(xb, gen)
             out = model(xb)
-            loss = F.cross_entropy(out, yb)
+            batch_loss = criterion(out, xb, yb)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            batch_loss.backward()
             opt.step()
             sched.step()
             model.after_step()
-            loss_sum += loss.item() * len(idx)
+            loss_sum += batch_loss.item() * len(idx)
             correct += (out.argmax(1) == yb).sum().item()
         bar.close()
         test_acc = evaluate(model, *test)
