@@ -15,7 +15,8 @@ we : Out(1)
 stb : Out(1)
     Request strobe. The initiator raises it and holds it (with ``addr``, ``w_data``, ``we``)
     until ``ack`` is seen high; it drops ``stb`` (or presents the next request) in the cycle
-    after the ``ack``.
+    after the ``ack``. A target may therefore still use ``addr`` and ``w_data`` in its ack
+    cycle (the core registers its decoded write enables and writes then).
 ack : In(1)
     The target completes the request. High for exactly one cycle per request, in any cycle
     after ``stb`` rose (so a target may take as long as it needs, e.g. while the core runs).

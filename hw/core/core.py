@@ -280,26 +280,35 @@ class Core(wiring.Component):
             return bus.w_data.replicate(width // 8)
 
         # Host writes into the memories (refused while busy: the sequencer owns them then).
+        # The decoded byte enables are registered: the write lands in the ack cycle, with the
+        # address and byte the initiator still holds (the address decode feeding the RAMs'
+        # write enables was the iCE40 build's critical path).
         can_write = wr & ~busy
+
+        def host_en(name, cond, lanes):
+            en = Signal(len(lanes) if hasattr(lanes, "__len__") else 1, name=f"host_en_{name}")
+            m.d.sync += en.eq(Mux(cond, lanes, 0))
+            return en
+
         m.d.comb += [desc_w.addr.eq(low12[2:]), desc_w.data.eq(data_rep(32)),
-                     desc_w.en.eq(Mux(can_write & hit_desc, lane_onehot(a[:2]), 0))]
+                     desc_w.en.eq(host_en("desc", can_write & hit_desc, lane_onehot(a[:2])))]
         for i in range(P):
             m.d.comb += [
                 # Row bank: host threshold writes while idle, raw outputs while busy.
                 t_w[i].addr.eq(Mux(busy, raw_addr[i], a[2 + cfg.log2P:20])),
                 t_w[i].data.eq(Mux(busy, raw_value[i], data_rep(32))),
                 t_w[i].en.eq(Mux(busy, Mux(raw_we[i], 0b1111, 0),
-                                 Mux(can_write & hit_thr & (a[2:2 + cfg.log2P] == i),
-                                     lane_onehot(a[:2]), 0))),
+                                 host_en(f"thr{i}", can_write & hit_thr &
+                                         (a[2:2 + cfg.log2P] == i), lane_onehot(a[:2])))),
                 w_w[i].data.eq(data_rep(K)),     # address: shared with the read port
-                w_w[i].en.eq(Mux(can_write & hit_w & (a[lb:lb + cfg.log2P] == i),
-                                 lane_onehot(a[:lb]) if lb else 1, 0)),
+                w_w[i].en.eq(host_en(f"w{i}", can_write & hit_w & (a[lb:lb + cfg.log2P] == i),
+                                     lane_onehot(a[:lb]) if lb else Const(1, 1))),
             ]
         for j in range(Q):
             m.d.comb += [
                 i_w[j].addr.eq(a[lb + cfg.log2Q:21]), i_w[j].data.eq(data_rep(K)),
-                i_w[j].en.eq(Mux(can_write & hit_in & (a[lb:lb + cfg.log2Q] == j),
-                                 lane_onehot(a[:lb]) if lb else 1, 0)),
+                i_w[j].en.eq(host_en(f"in{j}", can_write & hit_in & (a[lb:lb + cfg.log2Q] == j),
+                                     lane_onehot(a[:lb]) if lb else Const(1, 1))),
             ]
         m.d.comb += lc_r.addr.eq((low12 - mm.LAYER_CYCLES_BASE)[2:])
 

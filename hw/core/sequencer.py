@@ -112,9 +112,10 @@ class Sequencer(wiring.Component):
         K, Q = cfg.K, cfg.Q
         nb = K.bit_length()          # bits of last_bits that the mask decode looks at
 
-        # Loop bounds are kept as "bound − 1" registers so that the issue loop only tests
-        # equality (no subtract-and-compare carry chains feeding its many clock enables: a
-        # place-and-route found those on the critical path).
+        # Loop bounds are kept as "bound − 1" registers, and every loop-end test the issue loop
+        # branches on is a flag register computed one cycle ahead from the counter's next
+        # value (16-bit compares feeding the loop's many clock enables were the critical
+        # path of the iCE40 build, 33 ns).
         groups = Signal(16)          # G = ceil(B / Q)
         g_m1, mt_m1 = Signal(16), Signal(16)
         in_words, nw_m1 = Signal(16), Signal(16)
@@ -125,6 +126,11 @@ class Sequencer(wiring.Component):
         wi, q = Signal(16), Signal(3)                    # input word, plane (MSB first)
         a_gbase, w_tbase = Signal(16), Signal(16)        # g·W, w_base + t·in_words
         words_done = Signal()                            # this tile's W words are issued
+        # Registered loop-end flags: ct == W − 1, ct ≥ Q − 1, t == m_tiles − 1,
+        # g == G − 1, wi == in_words − 1; and the bounds equal to 1 they restart with.
+        ct_last, ct_geq, t_last, g_last, wi_last = (Signal(name=n) for n in (
+            "ct_last", "ct_geq", "t_last", "g_last", "wi_last"))
+        W_is1, mt_is1, nw_is1 = Signal(), Signal(), Signal()
         drain = Signal(range(cfg.write_delay + 1))
         nd = Signal(96)                  # words 0-2 of the next descriptor; word 3 is read
         fetch = Signal(2)                # straight from the memory in LOAD
@@ -134,10 +140,10 @@ class Sequencer(wiring.Component):
 
         tile_last = Signal()
         m.d.comb += [
-            tile_last.eq(~words_done & (ct == W_m1)),
+            tile_last.eq(~words_done & ct_last),
             self.i_w_addr.eq(w_tbase + wi),
             self.i_a_addr.eq(a_gbase + ct),
-            self.i_last_word.eq(wi == nw_m1),
+            self.i_last_word.eq(wi_last),
             self.i_double.eq((wi == 0) & (q != 0)),
             self.i_tile_last.eq(tile_last),
         ]
@@ -183,6 +189,9 @@ class Sequencer(wiring.Component):
                                          for b in range(K))),
                     g.eq(0), t.eq(0), ct.eq(0), wi.eq(0), q.eq(0), a_gbase.eq(0),
                     words_done.eq(0),
+                    W_is1.eq((nw * kk)[:16] == 1), mt_is1.eq(d[48:64] == 1), nw_is1.eq(nw == 1),
+                    ct_last.eq((nw * kk)[:16] == 1), ct_geq.eq(Q == 1), t_last.eq(d[48:64] == 1),
+                    g_last.eq(groups == 1), wi_last.eq(nw == 1),
                 ]
                 with m.If(op[0:2] != mm.OP_DENSE):
                     m.d.sync += [self.done.eq(1), self.error.eq(mm.ERR_OPCODE)]
@@ -194,27 +203,31 @@ class Sequencer(wiring.Component):
                 m.d.comb += [self.busy.eq(1), self.i_valid.eq(~words_done)]
                 m.d.sync += lcount.eq(lcount + 1)
                 with m.If(~words_done):
-                    with m.If(wi == nw_m1):
-                        m.d.sync += [wi.eq(0), q.eq(q + 1)]
+                    with m.If(wi_last):
+                        m.d.sync += [wi.eq(0), q.eq(q + 1), wi_last.eq(nw_is1)]
                     with m.Else():
-                        m.d.sync += wi.eq(wi + 1)
-                t_last, g_last = t == mt_m1, g == g_m1
+                        m.d.sync += [wi.eq(wi + 1), wi_last.eq((wi + 1)[:16] == nw_m1)]
                 # A tile lasts max(W, Q) cycles: W words, then idle until ct = Q − 1.
-                tile_end = (words_done | tile_last) & (ct >= Q - 1)
+                tile_end = (words_done | tile_last) & ct_geq
                 with m.If(tile_last & t_last & g_last):
                     # The trailing idle cycles of the last tile are not needed: only the
                     # drain remains.
                     m.d.sync += drain.eq(cfg.write_delay - 1)
                     m.next = "DRAIN"
                 with m.Elif(tile_end):
-                    m.d.sync += [ct.eq(0), wi.eq(0), q.eq(0), words_done.eq(0)]
+                    m.d.sync += [ct.eq(0), wi.eq(0), q.eq(0), words_done.eq(0),
+                                 ct_last.eq(W_is1), ct_geq.eq(Q == 1), wi_last.eq(nw_is1)]
                     with m.If(t_last):
-                        m.d.sync += [t.eq(0), w_tbase.eq(w_base), g.eq(g + 1),
+                        m.d.sync += [t.eq(0), t_last.eq(mt_is1), w_tbase.eq(w_base),
+                                     g.eq(g + 1), g_last.eq((g + 1)[:16] == g_m1),
                                      a_gbase.eq(a_gbase + W)]
                     with m.Else():
-                        m.d.sync += [t.eq(t + 1), w_tbase.eq(w_tbase + in_words)]
+                        m.d.sync += [t.eq(t + 1), t_last.eq((t + 1)[:16] == mt_m1),
+                                     w_tbase.eq(w_tbase + in_words)]
                 with m.Else():
-                    m.d.sync += [ct.eq(ct + 1), words_done.eq(words_done | tile_last)]
+                    m.d.sync += [ct.eq(ct + 1), words_done.eq(words_done | tile_last),
+                                 ct_last.eq((ct + 1)[:16] == W_m1),
+                                 ct_geq.eq((ct + 1)[:16] >= Q - 1)]
 
             with m.State("DRAIN"):
                 # Prefetch the next descriptor in the last four cycles: word 3 − drain is

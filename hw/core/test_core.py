@@ -33,6 +33,9 @@ class BusInitiator:
             if ctx.get(bus.ack):
                 break
         result = ctx.get(bus.r_data), ctx.get(bus.err)
+        # hw/bus.py: the request is held through the ack cycle (a clocked initiator sees ack
+        # at the edge that ends it); the core's registered write enables rely on that.
+        await ctx.tick()
         ctx.set(bus.stb, 0)
         return result
 
