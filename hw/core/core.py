@@ -253,7 +253,7 @@ class Core(wiring.Component):
         err_q, err_rd = Signal(), Signal()     # the error of the request, one/two cycles on
         m.d.comb += req.eq(bus.stb & ~bus.ack & ~rd_pend)
         m.d.sync += [rd_pend.eq(req & ~bus.we), bus.ack.eq((req & bus.we) | rd_pend),
-                     ack_rd.eq(rd_pend), err_q.eq(0), err_rd.eq(err_q)]
+                     ack_rd.eq(rd_pend), err_rd.eq(err_q)]
         m.d.comb += bus.err.eq(Mux(ack_rd, err_rd, err_q))
         busy = seq.busy
         wr = req & bus.we
@@ -331,32 +331,39 @@ class Core(wiring.Component):
                     m.d.comb += reg_word.eq(val)
         reg_byte = reg_word.word_select(a[:2], 8)
         writable_reg = (low12[2:] == mm.REG_BATCH >> 2) | (low12[2:] == mm.REG_CTRL >> 2)
-        start = Signal()
-        m.d.comb += seq.start.eq(start)
-        with m.If(req):
-            with m.If(bus.we):
-                with m.If(hit_reg & (low12[2:] == mm.REG_CTRL >> 2) & (low12[:2] != 0)):
-                    # CTRL bytes 1-3 are reserved: accepted and ignored even while busy, so a
-                    # host may write CTRL as one 32-bit word.
-                    pass
-                with m.Elif(hit_reg & writable_reg):
-                    with m.If(busy):
-                        m.d.sync += err_q.eq(1)
-                    with m.Elif(low12 == mm.REG_BATCH):
-                        m.d.sync += batch[:8].eq(bus.w_data)
-                    with m.Elif(low12 == mm.REG_BATCH + 1):
-                        m.d.sync += batch[8:].eq(bus.w_data)
-                    with m.Elif(low12 == mm.REG_CTRL):
-                        m.d.comb += start.eq(bus.w_data[0])
-                with m.Elif(mem_write):
-                    m.d.sync += err_q.eq(busy)
-                with m.Else():
-                    m.d.sync += err_q.eq(1)     # read-only or unmapped
+        # The request is decoded from the address alone; ``req`` (which depends on the
+        # initiator's strobe, the end of the host link's longest path) gates only the last
+        # gate before a flip-flop. Register writes, like memory writes, land in the ack cycle
+        # from registered enables (the strobe → decode → register enable path set the iCE40
+        # build's Fmax).
+        reserved_ctrl = hit_reg & (low12[2:] == mm.REG_CTRL >> 2) & (low12[:2] != 0)
+        err_cond = Signal()
+        with m.If(bus.we):
+            with m.If(reserved_ctrl):
+                # CTRL bytes 1-3 are reserved: accepted and ignored even while busy, so a
+                # host may write CTRL as one 32-bit word.
+                m.d.comb += err_cond.eq(0)
+            with m.Elif((hit_reg & writable_reg) | mem_write):
+                m.d.comb += err_cond.eq(busy)
             with m.Else():
-                with m.If(mem_write | hit_out):
-                    m.d.sync += err_q.eq(busy)  # memories are read only while idle
-                with m.Elif(~(hit_reg | hit_lc)):
-                    m.d.sync += err_q.eq(1)     # unmapped
+                m.d.comb += err_cond.eq(1)      # read-only or unmapped
+        with m.Else():
+            with m.If(mem_write | hit_out):
+                m.d.comb += err_cond.eq(busy)   # memories are read only while idle
+            with m.Elif(~(hit_reg | hit_lc)):
+                m.d.comb += err_cond.eq(1)      # unmapped
+        m.d.sync += err_q.eq(req & err_cond)
+        reg_ok = Signal()
+        m.d.comb += reg_ok.eq(bus.we & hit_reg & ~busy)
+        wr_batch_lo, wr_batch_hi, wr_ctrl = Signal(), Signal(), Signal()
+        m.d.sync += [wr_batch_lo.eq(req & reg_ok & (low12 == mm.REG_BATCH)),
+                     wr_batch_hi.eq(req & reg_ok & (low12 == mm.REG_BATCH + 1)),
+                     wr_ctrl.eq(req & reg_ok & (low12 == mm.REG_CTRL))]
+        with m.If(wr_batch_lo):
+            m.d.sync += batch[:8].eq(bus.w_data)
+        with m.If(wr_batch_hi):
+            m.d.sync += batch[8:].eq(bus.w_data)
+        m.d.comb += seq.start.eq(wr_ctrl & bus.w_data[0])
 
         # Read data: registers are sampled in the request cycle, memories answer one cycle
         # later from their read ports; that cycle muxes by the registered source into the

@@ -95,8 +95,12 @@ class CommandExecutor(wiring.Component):
         status = Signal(8)
         rlen = Signal(16)
         pvalid = Signal()                             # payload stream register
-        oor = Signal()
-        m.d.comb += oor.eq(addr[self.addr_width:] != 0)
+        # Registered flags for the bus states: the strobe is decoded from them and the state
+        # alone (the address and byte-count compares feeding it combinationally were the
+        # start of the iCE40 build's critical path). Each is set from the next value of what
+        # it tests wherever that changes.
+        oor = Signal()                                # addr is outside the bus's range
+        r_end = Signal()                              # READ: idx == n
 
         m.d.comb += [
             self.header.payload.status.eq(status),
@@ -116,7 +120,7 @@ class CommandExecutor(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.frame.valid):
-                    m.d.sync += [idx.eq(0), addr.eq(0)]
+                    m.d.sync += [idx.eq(0), addr.eq(0), oor.eq(0)]
                     with m.If(info.status != Status.OK):
                         answer(info.status)
                     with m.Elif(info.cmd == Cmd.IDENT):
@@ -147,7 +151,7 @@ class CommandExecutor(wiring.Component):
                 with m.If(idx == 6):
                     m.next = "DECODE"
             with m.State("DECODE"):
-                m.d.sync += idx.eq(0)
+                m.d.sync += [idx.eq(0), oor.eq(addr[self.addr_width:] != 0), r_end.eq(n == 0)]
                 with m.If(info.cmd == Cmd.WRITE):
                     m.d.sync += n.eq(info.length - 4)
                     with m.If(info.length < 4):
@@ -178,11 +182,12 @@ class CommandExecutor(wiring.Component):
                         with m.If(self.bus.err):
                             m.next = "ERR0"
                         with m.Else():
-                            m.d.sync += [idx.eq(idx + 1), addr.eq(addr + 1)]
+                            m.d.sync += [idx.eq(idx + 1), addr.eq(addr + 1),
+                                         oor.eq((addr + 1)[self.addr_width:] != 0)]
                             m.next = "W_READ"
 
             with m.State("R_BUS"):
-                with m.If(idx == n):
+                with m.If(r_end):
                     answer(Status.OK, n)
                 with m.Elif(oor):
                     m.next = "ERR0"
@@ -194,7 +199,9 @@ class CommandExecutor(wiring.Component):
                         with m.Else():
                             m.d.comb += [self.buf_w.en.eq(1), self.buf_w.addr.eq(idx),
                                          self.buf_w.data.eq(self.bus.r_data)]
-                            m.d.sync += [idx.eq(idx + 1), addr.eq(addr + 1)]
+                            m.d.sync += [idx.eq(idx + 1), addr.eq(addr + 1),
+                                         oor.eq((addr + 1)[self.addr_width:] != 0),
+                                         r_end.eq((idx + 1) == n)]
 
             with m.State("ERR0"):
                 m.d.comb += [self.buf_w.en.eq(1), self.buf_w.addr.eq(0),
