@@ -142,6 +142,15 @@ def _run_clock_hz(top, board, platform):
     return f_in if want is None else pll_output_hz(board.family, f_in, want)
 
 
+def build_plan(top, board, report_file="top.nextpnr.json"):
+    """Amaranth's build plan (the files and the tool script) of ``top`` for ``board``, with
+    the board's tool options; :func:`synthesize` executes it."""
+    return board.make_platform().build(
+        top, name="top", do_build=False, debug_verilog=False,
+        nextpnr_opts=f"--timing-allow-fail --report {report_file} {board.nextpnr_opts}".strip(),
+        **dict(board.overrides))
+
+
 def synthesize(top, board_name, label, out_root=None, force=False, log=None):
     """Build ``top`` for a board into ``<out_root>/<board>-<label>/``; returns the report dict."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -150,10 +159,7 @@ def synthesize(top, board_name, label, out_root=None, force=False, log=None):
     out_dir = Path(out_root or ROOT / "bitstreams") / f"{board.name}-{label}"
     platform = board.make_platform()
     report_file = "top.nextpnr.json"
-    plan = platform.build(top, name="top", do_build=False, debug_verilog=False,
-                          nextpnr_opts=f"--timing-allow-fail --report {report_file} "
-                                       f"{board.nextpnr_opts}".strip(),
-                          **dict(board.overrides))
+    plan = build_plan(top, board, report_file)
     digest = _plan_hash(plan, board)
     report_path = out_dir / "report.json"
     bitstream = out_dir / f"top{board.bitstream}"

