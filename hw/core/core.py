@@ -34,8 +34,8 @@ class Core(wiring.Component):
     -----
     bus : In(BusSignature())
         Byte-wide register bus, target side (hw/bus.py). A write is acknowledged in the
-        cycle after ``stb`` rises (one byte per two cycles), a read one cycle later (the read
-        byte is registered; one byte per three cycles). ``err`` is raised for unmapped
+        cycle after ``stb`` rises (one byte per two cycles), a read two cycles later (the read
+        byte passes two register stages; one byte per four cycles). ``err`` is raised for unmapped
         addresses, writes to read-only locations, and, while a run is busy, for any memory
         access but the layer-cycle counters and for writes to ``BATCH`` or ``CTRL`` byte 0
         (nothing is written then).
@@ -245,15 +245,17 @@ class Core(wiring.Component):
 
         # ---- bus target ---------------------------------------------------------------------
         bus = self.bus
-        # Writes are acknowledged in the cycle after the request, reads one cycle later: the
-        # read byte is registered after the bank and byte multiplexers, so block-RAM
-        # clock-to-out plus a P- or Q-way multiplexer never meets the host link's logic in one
-        # cycle (on ECP5 that path set Fmax).
-        req, rd_pend, ack_rd = Signal(), Signal(), Signal()
-        err_q, err_rd = Signal(), Signal()     # the error of the request, one/two cycles on
-        m.d.comb += req.eq(bus.stb & ~bus.ack & ~rd_pend)
-        m.d.sync += [rd_pend.eq(req & ~bus.we), bus.ack.eq((req & bus.we) | rd_pend),
-                     ack_rd.eq(rd_pend), err_rd.eq(err_q)]
+        # Writes are acknowledged in the cycle after the request, reads two cycles later: the
+        # read byte is registered after the bank and byte multiplexers and again after the
+        # region multiplexer (see "Read data" below), so block-RAM clock-to-out never meets a
+        # long multiplexer chain or the host link's logic in one cycle (on ECP5 each set Fmax).
+        req, rd_pend, rd_pend2, ack_rd = Signal(), Signal(), Signal(), Signal()
+        # the error of the request, one/two/three cycles on
+        err_q, err_q2, err_rd = Signal(), Signal(), Signal()
+        m.d.comb += req.eq(bus.stb & ~bus.ack & ~rd_pend & ~rd_pend2)
+        m.d.sync += [rd_pend.eq(req & ~bus.we), rd_pend2.eq(rd_pend),
+                     bus.ack.eq((req & bus.we) | rd_pend2),
+                     ack_rd.eq(rd_pend2), err_q2.eq(err_q), err_rd.eq(err_q2)]
         m.d.comb += bus.err.eq(Mux(ack_rd, err_rd, err_q))
         busy = seq.busy
         wr = req & bus.we
@@ -365,9 +367,11 @@ class Core(wiring.Component):
             m.d.sync += batch[8:].eq(bus.w_data)
         m.d.comb += seq.start.eq(wr_ctrl & bus.w_data[0])
 
-        # Read data: registers are sampled in the request cycle, memories answer one cycle
-        # later from their read ports; that cycle muxes by the registered source into the
-        # read byte register, which the ack cycle presents.
+        # Read data, three registered stages: the request cycle registers the source, the
+        # address and the register byte; the next picks each region's byte out of its banks'
+        # read data into a register (block-RAM clock-to-out, ~5.6 ns on ECP5, plus a P- or
+        # Q-way bank multiplexer fill that cycle); the last multiplexes the regions into the
+        # read byte the ack cycle presents.
         src = Signal(3)       # 0 register, 1 layer cycles, 2 out, 3 desc, 4 thr, 5 w, 6 in
         with m.If(hit_lc):
             m.d.sync += src.eq(1)
@@ -386,9 +390,9 @@ class Core(wiring.Component):
         addr_r, reg_r = Signal(12), Signal(8)
         m.d.sync += [addr_r.eq(a[:12]), reg_r.eq(reg_byte)]
 
-        def pick(datas, shift, lane_bits, bank_bits):
-            """Byte of the word the previous request addressed, among banks' read data."""
-            word = Signal(len(datas[0]), name=f"rb_{shift}_{lane_bits}_{bank_bits}")
+        def pick(name, datas, shift, lane_bits, bank_bits):
+            """Registered byte of the word the request addressed, among banks' read data."""
+            word = Signal(len(datas[0]), name=f"rb_{name}")
             if bank_bits:
                 with m.Switch(addr_r[shift:shift + bank_bits]):
                     for idx, data in enumerate(datas):
@@ -396,26 +400,28 @@ class Core(wiring.Component):
                             m.d.comb += word.eq(data)
             else:
                 m.d.comb += word.eq(datas[0])
-            return word.word_select(addr_r[:lane_bits], 8) if lane_bits else word[:8]
+            byte = Signal(8, name=f"rbyte_{name}")
+            m.d.sync += byte.eq(word.word_select(addr_r[:lane_bits], 8) if lane_bits
+                                else word[:8])
+            return byte
 
+        picked = {
+            0: reg_r,
+            1: pick("lc", [lc_r.data], 0, 2, 0),
+            2: pick("thr", [x.data for x in t_r], 2, 2, cfg.log2P),   # out and thr share
+            3: pick("desc", [desc_r.data], 0, 2, 0),
+            5: pick("w", [x.data for x in w_r], lb, lb, cfg.log2P),
+            6: pick("in", [x.data for x in i_r], lb, lb, cfg.log2Q),
+        }
+        picked[4] = picked[2]
+        src_r = Signal(3)
         rd_byte, rd_byte_r = Signal(8), Signal(8)
-        m.d.sync += rd_byte_r.eq(rd_byte)
+        m.d.sync += [src_r.eq(src), rd_byte_r.eq(rd_byte)]
         m.d.comb += bus.r_data.eq(rd_byte_r)
-        with m.Switch(src):
-            with m.Case(0):
-                m.d.comb += rd_byte.eq(reg_r)
-            with m.Case(1):
-                m.d.comb += rd_byte.eq(lc_r.data.word_select(addr_r[:2], 8))
-            with m.Case(2):
-                m.d.comb += rd_byte.eq(pick([x.data for x in t_r], 2, 2, cfg.log2P))
-            with m.Case(3):
-                m.d.comb += rd_byte.eq(desc_r.data.word_select(addr_r[:2], 8))
-            with m.Case(4):
-                m.d.comb += rd_byte.eq(pick([x.data for x in t_r], 2, 2, cfg.log2P))
-            with m.Case(5):
-                m.d.comb += rd_byte.eq(pick([x.data for x in w_r], lb, lb, cfg.log2P))
-            with m.Case(6):
-                m.d.comb += rd_byte.eq(pick([x.data for x in i_r], lb, lb, cfg.log2Q))
+        with m.Switch(src_r):
+            for code, byte in picked.items():
+                with m.Case(code):
+                    m.d.comb += rd_byte.eq(byte)
         return m
 
 
