@@ -277,9 +277,15 @@ class Core(wiring.Component):
             """Write enable of the byte lane ``bits`` selects (granularity-8 ports)."""
             return Const(1, 1 << len(bits)) << bits
 
+        # Writes land in the ack cycle (registered enables, below), so the byte is registered
+        # too: the host link's buffer is a block RAM whose clock-to-out plus the route to
+        # every bank's data input set the ECP5 16x8x32 Fmax (52 MHz).
+        w_byte = Signal(8)
+        m.d.sync += w_byte.eq(bus.w_data)
+
         def data_rep(width):
             """The written byte on every lane; the enable picks the lane."""
-            return bus.w_data.replicate(width // 8)
+            return w_byte.replicate(width // 8)
 
         # Host writes into the memories (refused while busy: the sequencer owns them then).
         # The decoded byte enables are registered: the write lands in the ack cycle, with the
@@ -362,10 +368,10 @@ class Core(wiring.Component):
                      wr_batch_hi.eq(req & reg_ok & (low12 == mm.REG_BATCH + 1)),
                      wr_ctrl.eq(req & reg_ok & (low12 == mm.REG_CTRL))]
         with m.If(wr_batch_lo):
-            m.d.sync += batch[:8].eq(bus.w_data)
+            m.d.sync += batch[:8].eq(w_byte)
         with m.If(wr_batch_hi):
-            m.d.sync += batch[8:].eq(bus.w_data)
-        m.d.comb += seq.start.eq(wr_ctrl & bus.w_data[0])
+            m.d.sync += batch[8:].eq(w_byte)
+        m.d.comb += seq.start.eq(wr_ctrl & w_byte[0])
 
         # Read data, three registered stages: the request cycle registers the source, the
         # address and the register byte; the next picks each region's byte out of its banks'
