@@ -27,7 +27,7 @@ def _csv(kind):
     return lambda s: [kind(v) for v in s.split(",") if v]
 
 
-RECIPE_ARGS = ("batch_size", "lr", "distill", "distill_alpha", "distill_temperature", "teacher_epochs",
+RECIPE_ARGS = ("batch_size", "lr", "init", "distill", "distill_alpha", "distill_temperature", "teacher_epochs",
                "teacher_hidden", "teacher_lr", "label_smoothing", "weight_decay")
 
 
@@ -51,7 +51,8 @@ def run_one(method, dataset, seed, epochs, hidden, input_bits, ds, augment_shift
             "hard_test_accuracy", "swap_accuracy_change", "lr", "batch_size", "augment_shift", "distill",
             "distill_alpha", "distill_temperature", "label_smoothing", "weight_decay", "teacher_test_accuracy",
             "teacher_train_seconds", "teacher_cached", "teacher_hidden", "teacher_epochs",
-            "teacher_seconds_in_this_run")
+            "teacher_seconds_in_this_run", "init", "init_test_accuracy", "init_source_test_accuracy", "init_cached",
+            "init_seconds_in_this_run")
     r = {k: m[k] for k in keep if k in m}
     if method == "rbnn":
         first = m["history"][0].get("rot_flip_mean")
@@ -62,6 +63,8 @@ def run_one(method, dataset, seed, epochs, hidden, input_bits, ds, augment_shift
 def recipe_label(r):
     """A short label of a run's recipe beyond epochs/shift (batch, lr, distillation, smoothing)."""
     parts = [f"b{r.get('batch_size', '?')}", f"lr{r.get('lr', '?'):g}" if "lr" in r else "lr?"]
+    if r.get("init"):
+        parts.append(f"init-{os.path.basename(str(r['init']))}")
     if r.get("distill"):
         parts.append(f"kd-{r['distill']}(a{r.get('distill_alpha'):g},T{r.get('distill_temperature'):g})")
     if r.get("label_smoothing"):
@@ -132,7 +135,8 @@ def main(argv=None):
     p.add_argument("--augment-shift", type=int, default=None, help="random shifts up to N pixels (IDX datasets)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--distill", default=None, help="'fp', 'none' or a teacher checkpoint (default: dataset default)")
+    p.add_argument("--init", default=None, help="'fp', 'binact', 'none' or a checkpoint to initialise from (default: dataset default)")
+    p.add_argument("--distill", default=None, help="'fp', 'binact', 'none' or a teacher checkpoint (default: dataset default)")
     p.add_argument("--distill-alpha", type=float, default=None)
     p.add_argument("--distill-temperature", type=float, default=None)
     p.add_argument("--teacher-epochs", type=int, default=None)
@@ -162,6 +166,8 @@ def main(argv=None):
             recipe["teacher_hidden"] = [int(h) for h in recipe["teacher_hidden"].split(",")]
         if recipe["distill"] is None:
             recipe["distill"] = "default"
+        if recipe["init"] is None:
+            recipe["init"] = "default"
         for dataset in args.datasets:
             ds = datamod.load_dataset(dataset, args.data_dir)
             for method in args.methods:

@@ -93,9 +93,15 @@ def add_parser(subparsers):
     p.add_argument("--lr", type=_positive(float), default=None)
     p.add_argument("--augment-shift", type=int, default=None, metavar="N",
                    help="train on random image shifts of up to N pixels (square images; default: dataset default)")
+    p.add_argument("--init", default="default", metavar="SOURCE",
+                   help="initial latent weights and BN gamma/beta: 'fp' (the cached full-precision network of the "
+                   "student's shape, trained like an 'fp' teacher), 'binact' (the same with binary activations: "
+                   "two-stage binarisation), a checkpoint path of the same shape, or 'none' "
+                   "(random); default: dataset default")
     p.add_argument("--distill", default="default", metavar="TEACHER",
                    help="knowledge distillation: 'fp' (train/cache a full-precision teacher of the same shape), "
-                   "a teacher checkpoint path (model.pt), or 'none' (plain cross-entropy); default: dataset default")
+                   "'binact' (the same with binary activations), a teacher checkpoint path (model.pt), or 'none' "
+                   "(plain cross-entropy); default: dataset default")
     p.add_argument("--distill-alpha", type=_fraction, default=None,
                    help="weight a of the KL term: (1-a)*CE + a*T^2*KL (default 0.9)")
     p.add_argument("--distill-temperature", type=_positive(float), default=None, metavar="T",
@@ -148,8 +154,10 @@ def run(args):
             return _fail("--arch", f"{e} ({args.dataset} images are {image[0]}x{image[1]}x{image[2]})")
         if args.hidden is None:
             args.hidden = list(CNV_HIDDEN)
-    if args.distill not in ("default", "fp", "none", "") and not os.path.isfile(args.distill):
-        return _fail("--distill", f"expected 'fp', 'none' or a teacher checkpoint file; {args.distill} does not exist")
+    if args.init not in ("default", "fp", "binact", "none", "") and not os.path.isfile(args.init):
+        return _fail("--init", f"expected 'fp', 'binact', 'none' or a checkpoint file; {args.init} does not exist")
+    if args.distill not in ("default", "fp", "binact", "none", "") and not os.path.isfile(args.distill):
+        return _fail("--distill", f"expected 'fp', 'binact', 'none' or a teacher checkpoint file; {args.distill} does not exist")
     try:
         model, meta, metrics = methods.train(
             args.method, args.dataset, hidden=args.hidden, input_bits=args.input_bits, epochs=args.epochs,
@@ -157,7 +165,10 @@ def run(args):
             augment_shift=args.augment_shift, distill=args.distill, distill_alpha=args.distill_alpha,
             distill_temperature=args.distill_temperature, teacher_epochs=args.teacher_epochs,
             teacher_hidden=args.teacher_hidden, teacher_lr=args.teacher_lr, teacher_cache=args.teacher_cache,
-            label_smoothing=args.label_smoothing, weight_decay=args.weight_decay, method_overrides=overrides)
+            label_smoothing=args.label_smoothing, weight_decay=args.weight_decay, method_overrides=overrides,
+            init=args.init)
+    except methods.InitError as e:
+        return _fail("--init", str(e))
     except methods.TeacherError as e:
         return _fail("--distill", str(e))
     save_checkpoint(os.path.join(args.out, "model.pt"), model, meta)

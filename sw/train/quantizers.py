@@ -188,6 +188,18 @@ class RBNNWeight(_EstimatorState):
     def _filters(self, wh):
         return wh.reshape(wh.shape[0], self.n1, self.n2)
 
+    @torch.no_grad()
+    def reinit(self, w, rotation="identity"):
+        """Re-initialise for latent weights ``w`` copied from a trained network (``--init``):
+        ``λ_c = mean|w_c|`` and the rotations at the identity (``rotation="identity"``, so the first
+        SVD alternation starts from the trained signs) or kept random (``"random"``)."""
+        self.lam.copy_(w.reshape(w.shape[0], -1).abs().mean(1))
+        if rotation == "identity":
+            self.R1.copy_(torch.eye(self.n1))
+            self.R2.copy_(torch.eye(self.n2))
+        elif rotation != "random":
+            raise ValueError(f"rotation must be 'identity' or 'random', got {rotation!r}")
+
     def rotated(self, w):
         """``R1ᵀ X R2`` of the standardised weights, reshaped like ``w`` (not detached)."""
         wh = standardize(w)
