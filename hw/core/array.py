@@ -49,6 +49,9 @@ class SystolicArray(wiring.Component):
         Activation word and valid-bit mask word of each column (skewed by column).
     unsigned : In(1)
         Layer mode (constant while a layer's words are in the array): 0 binary, 1 unsigned.
+        Each column takes a registered copy (one register fanning out to every PE was the
+        ECP5 16x8x32 critical path), so the mode must be set at least one cycle before the
+        layer's first word.
     dbl : In(1).array(Q)
         The word starts a bit-plane after the first: the PEs double their sum first (see
         :class:`PE`; always 0 for binary layers).
@@ -86,12 +89,14 @@ class SystolicArray(wiring.Component):
         lat = popcount_latency(K)
         pes = [[PE(K, self.acc_width) for j in range(Q)] for i in range(P)]
         for j in range(Q):
+            unsigned = Signal(name=f"col{j}_unsigned")
+            m.d.sync += unsigned.eq(self.unsigned)
             x_col = Signal(K, name=f"x_col{j}")
-            m.d.comb += x_col.eq(Mux(self.unsigned, self.x[j] & self.m[j],
+            m.d.comb += x_col.eq(Mux(unsigned, self.x[j] & self.m[j],
                                      self.x[j] | ~self.m[j]))
             # popcount of the real bits (binary) or of the plane (unsigned): same pipeline
             # latency as each PE's count, so it meets them.
-            pm = popcount_pipeline(m, Mux(self.unsigned, x_col, self.m[j]), f"col{j}_pm")
+            pm = popcount_pipeline(m, Mux(unsigned, x_col, self.m[j]), f"col{j}_pm")
             dbl = delay(m, self.dbl[j], lat, f"col{j}_dbl")
             valid = delay(m, self.valid[j], lat, f"col{j}_v")
             last = delay(m, self.last[j], lat, f"col{j}_l")
@@ -99,7 +104,7 @@ class SystolicArray(wiring.Component):
                 pe = pes[i][j]
                 m.submodules[f"pe_{i}_{j}"] = pe
                 m.d.comb += [pe.w_in.eq(self.w[i] if j == 0 else pes[i][j - 1].w_out),
-                             pe.x_in.eq(x_col), pe.unsigned.eq(self.unsigned),
+                             pe.x_in.eq(x_col), pe.unsigned.eq(unsigned),
                              pe.pm_in.eq(pm), pe.dbl_in.eq(dbl), pe.valid_in.eq(valid),
                              pe.last_in.eq(last)]
 

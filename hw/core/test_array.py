@@ -74,6 +74,7 @@ def test_array_vs_golden(P, Q, K, kind):
 
     async def tb(ctx):
         ctx.set(dut.unsigned, kind == "unsigned")
+        await ctx.tick()                 # the mode is registered per column
         for c in range(end + Q + dut.pe_latency + dut.drain_latency + 4):
             for i in range(P):
                 ctx.set(dut.w[i], rows.get(c, {}).get(i, 0x5A))
