@@ -28,7 +28,8 @@ def _csv(kind):
 
 
 RECIPE_ARGS = ("batch_size", "lr", "init", "distill", "distill_alpha", "distill_temperature", "teacher_epochs",
-               "teacher_hidden", "teacher_lr", "label_smoothing", "weight_decay")
+               "teacher_hidden", "teacher_lr", "label_smoothing", "weight_decay", "dropout", "input_dropout",
+               "bn_recalibrate")
 
 
 def run_one(method, dataset, seed, epochs, hidden, input_bits, ds, augment_shift=None, recipe=None, save_dir=None):
@@ -52,7 +53,8 @@ def run_one(method, dataset, seed, epochs, hidden, input_bits, ds, augment_shift
             "distill_alpha", "distill_temperature", "label_smoothing", "weight_decay", "teacher_test_accuracy",
             "teacher_train_seconds", "teacher_cached", "teacher_hidden", "teacher_epochs",
             "teacher_seconds_in_this_run", "init", "init_test_accuracy", "init_source_test_accuracy", "init_cached",
-            "init_seconds_in_this_run")
+            "init_seconds_in_this_run", "dropout", "input_dropout", "bn_recalibrate",
+            "test_accuracy_before_recalibration")
     r = {k: m[k] for k in keep if k in m}
     if method == "rbnn":
         first = m["history"][0].get("rot_flip_mean")
@@ -71,6 +73,12 @@ def recipe_label(r):
         parts.append(f"ls{r['label_smoothing']:g}")
     if r.get("weight_decay"):
         parts.append(f"wd{r['weight_decay']:g}")
+    if r.get("dropout"):
+        parts.append(f"drop{r['dropout']:g}")
+    if r.get("input_dropout"):
+        parts.append(f"indrop{r['input_dropout']:g}")
+    if r.get("bn_recalibrate"):
+        parts.append("bnrecal")
     return " ".join(parts)
 
 
@@ -144,6 +152,10 @@ def main(argv=None):
     p.add_argument("--teacher-hidden", default=None, help="hidden widths of an 'fp' teacher, e.g. 1024,1024")
     p.add_argument("--label-smoothing", type=float, default=None)
     p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--dropout", type=float, default=None, help="training-only dropout on the binary activations")
+    p.add_argument("--input-dropout", type=float, default=None, help="training-only dropout on the input pixels")
+    p.add_argument("--bn-recalibrate", action=argparse.BooleanOptionalAction, default=None,
+                   help="recompute BN running statistics over the training set after training")
     p.add_argument("--save-dir", default=None, help="also save each run's model.pt under this directory")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--png", default="benchmarks/train_methods.png")

@@ -63,6 +63,16 @@ def _fraction(text):
     return v
 
 
+def _probability(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}")
+    if not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return v
+
+
 def _nonnegative(text):
     try:
         v = float(text)
@@ -114,6 +124,14 @@ def add_parser(subparsers):
                    help="cache directory for 'fp' teachers (default $XNORFLOW_CACHE/teachers or ~/.cache/xnorflow/teachers)")
     p.add_argument("--label-smoothing", type=_fraction, default=None, help="label smoothing of the CE term (default 0)")
     p.add_argument("--weight-decay", type=_nonnegative, default=None, help="Adam L2 weight decay (default 0)")
+    p.add_argument("--dropout", type=_probability, default=None, metavar="P",
+                   help="training-only dropout on the binary activations between layers (MLP; eval and the "
+                   "deployed model unchanged; default: dataset default)")
+    p.add_argument("--input-dropout", type=_probability, default=None, metavar="P",
+                   help="training-only dropout on the input pixels (MLP; default: dataset default)")
+    p.add_argument("--bn-recalibrate", action=argparse.BooleanOptionalAction, default=None,
+                   help="after training, recompute every batch norm's running statistics over the whole "
+                   "training set with the final binary weights (default: dataset default)")
     p.add_argument("--threads", type=_positive(int), default=1,
                    help="torch CPU threads (default 1: on a busy 2-core machine more threads were slower)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -154,6 +172,9 @@ def run(args):
             return _fail("--arch", f"{e} ({args.dataset} images are {image[0]}x{image[1]}x{image[2]})")
         if args.hidden is None:
             args.hidden = list(CNV_HIDDEN)
+        for opt, val in (("--dropout", args.dropout), ("--input-dropout", args.input_dropout)):
+            if val:
+                return _fail(opt, "is implemented for the MLP only (not with --arch)")
     if args.init not in ("default", "fp", "binact", "none", "") and not os.path.isfile(args.init):
         return _fail("--init", f"expected 'fp', 'binact', 'none' or a checkpoint file; {args.init} does not exist")
     if args.distill not in ("default", "fp", "binact", "none", "") and not os.path.isfile(args.distill):
@@ -166,7 +187,7 @@ def run(args):
             distill_temperature=args.distill_temperature, teacher_epochs=args.teacher_epochs,
             teacher_hidden=args.teacher_hidden, teacher_lr=args.teacher_lr, teacher_cache=args.teacher_cache,
             label_smoothing=args.label_smoothing, weight_decay=args.weight_decay, method_overrides=overrides,
-            init=args.init)
+            init=args.init, dropout=args.dropout, input_dropout=args.input_dropout, bn_recalibrate=args.bn_recalibrate)
     except methods.InitError as e:
         return _fail("--init", str(e))
     except methods.TeacherError as e:

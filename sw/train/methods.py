@@ -99,7 +99,8 @@ def _stage_epochs(total, fractions):
 # Training-recipe options that are not per-method (loss, regularisation); defaults per dataset
 # come from DATASET_DEFAULTS, and an explicit argument to train() wins.
 RECIPE_OPTIONS = {"init": None, "distill": None, "distill_alpha": 0.9, "distill_temperature": 4.0, "teacher_epochs": 30,
-                  "teacher_hidden": None, "teacher_lr": 2e-3, "label_smoothing": 0.0, "weight_decay": 0.0}
+                  "teacher_hidden": None, "teacher_lr": 2e-3, "label_smoothing": 0.0, "weight_decay": 0.0,
+                  "dropout": 0.0, "input_dropout": 0.0, "bn_recalibrate": False}
 
 
 class TeacherError(ValueError):
@@ -194,7 +195,7 @@ def load_or_train_teacher(spec, dataset, ds, hidden, input_bits, epochs, seed, b
         model, meta, m = train(method, dataset, hidden=list(hidden), input_bits=input_bits, epochs=epochs, seed=seed,
                                batch_size=batch_size, lr=lr, progress=progress, ds=ds, augment_shift=augment_shift,
                                distill=None, label_smoothing=0.0, weight_decay=0.0, init=None,
-                               method_overrides=overrides)
+                               dropout=0.0, input_dropout=0.0, bn_recalibrate=False, method_overrides=overrides)
         meta["metrics"]["teacher_key"] = key
         save_checkpoint(path, model, meta)
         model.eval()
@@ -206,7 +207,8 @@ def load_or_train_teacher(spec, dataset, ds, hidden, input_bits, epochs, seed, b
 def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, batch_size=None, lr=None,
           data_dir=None, progress=True, method_overrides=None, ds=None, augment_shift=None, distill="default",
           distill_alpha=None, distill_temperature=None, teacher_epochs=None, teacher_hidden=None,
-          teacher_lr=None, label_smoothing=None, weight_decay=None, teacher_cache=None, init="default"):
+          teacher_lr=None, label_smoothing=None, weight_decay=None, teacher_cache=None, init="default",
+          dropout=None, input_dropout=None, bn_recalibrate=None):
     """Train ``method`` on ``dataset``; return ``(model, meta, metrics)``.
 
     ``meta`` is what :func:`sw.train.checkpoint.save_checkpoint` needs beside the model;
@@ -226,6 +228,12 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
     ``teacher_hidden`` is the student's), ``"binact"`` (the same shape with float weights and
     binary activations: stage 1 of two-stage binarisation) or a checkpoint path of the same shape: see
     :func:`init_from`. It changes the starting point only, never the model.
+    ``dropout``/``input_dropout``: training-only dropout probability on the binary activations
+    between layers / on the input pixels (MLP only; the eval forward and the deployed model are
+    unchanged). ``bn_recalibrate``: after training, recompute every batch norm's running statistics
+    as the average over the whole training set with the final binary weights and no dropout
+    (:func:`sw.train.trainer.recalibrate_bn`); metrics then also hold
+    ``test_accuracy_before_recalibration``.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -240,7 +248,8 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
     given = {"distill_alpha": distill_alpha, "distill_temperature": distill_temperature,
              "teacher_epochs": teacher_epochs, "teacher_hidden": teacher_hidden, "teacher_lr": teacher_lr,
              "label_smoothing": label_smoothing,
-             "weight_decay": weight_decay}
+             "weight_decay": weight_decay, "dropout": dropout, "input_dropout": input_dropout,
+             "bn_recalibrate": bn_recalibrate}
     recipe.update({k: v for k, v in given.items() if v is not None})
     if distill != "default":
         recipe["distill"] = None if distill in (None, "", "none") else distill
@@ -250,6 +259,14 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
         raise InitError("bwnh pre-trains and hashes its own float network; --init is for the other methods")
     cfg = copy.deepcopy(METHOD_CONFIGS[method])
     cfg.update(method_overrides or {})
+    for key in ("dropout", "input_dropout"):
+        p = float(recipe[key] or 0.0)
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"{key} must be in [0, 1), got {p}")
+        if p > 0:
+            if (cfg.get("arch") or {}).get("kind") == "cnn":
+                raise ValueError(f"{key} is implemented for the MLP only")
+            cfg[key] = p  # only when on, so method_config of runs without dropout is unchanged
 
     ds = ds or datamod.load_dataset(dataset, data_dir)
     train_t, test_t = tensors(ds, input_bits)
@@ -308,6 +325,9 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
                      "swap_accuracy_change": hard - soft, "final_nu": schedules.NuSchedule(
                          cfg["nu_start"], cfg["nu_end"]).value(epochs - 1, epochs), **{
                          "final_" + k: v for k, v in sat.items()}}
+    if recipe["bn_recalibrate"]:
+        extra["test_accuracy_before_recalibration"] = evaluate(model, *test_t)
+        recalibrate_bn(model, train_t[0])
     train_seconds = time.time() - t0
     model.eval()
     test_acc = evaluate(model, *test_t)
@@ -317,7 +337,7 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
         "train_accuracy": evaluate(model, *train_t), "epochs": epochs, "train_seconds": train_seconds,
         "input_bits": input_bits, "hidden": hidden, "seed": seed, "batch_size": batch_size, "lr": lr,
         "augment_shift": augment_shift, "init": recipe["init"], **init_info, "distill": recipe["distill"],
-        **{k: recipe[k] for k in ("label_smoothing", "weight_decay")},
+        **{k: recipe[k] for k in ("label_smoothing", "weight_decay", "dropout", "input_dropout", "bn_recalibrate")},
         **({k: recipe[k] for k in ("distill_alpha", "distill_temperature")} if recipe["distill"] else {}),
         **teacher_info, "loss": criterion.describe()["loss"],
         "deployable": reason is None, "not_deployable_reason": reason,

@@ -113,7 +113,11 @@ class BinaryMLP(nn.Module):
         ``"weight"``: one of ``float, ste, bwnh, irnet, rbnn, sbn``; ``"act"``: one of
         ``ste, ede, rbnn, tanh`` (sign with that estimator) or ``relu, hardtanh, identity``;
         optional ``"theta_init"`` (RBNN), ``"weight_clip"``, ``"act_centring"`` (RBNN's per-sample
-        activation centring: off by default, and not deployable when on).
+        activation centring: off by default, and not deployable when on), ``"dropout"`` (p of
+        training-only dropout on the binary activations between layers) and ``"input_dropout"``
+        (the same on the first layer's input pixels). Dropout acts only in training mode
+        (``nn.Dropout``: zero with probability p, scale the rest by 1/(1 − p)); the eval forward,
+        ``trace`` and ``deploy_layers`` never apply it, so the deployed computation is unchanged.
     """
 
     def __init__(self, in_features, hidden, num_classes, input_bits, method_config):
@@ -129,6 +133,11 @@ class BinaryMLP(nn.Module):
         self.bns = nn.ModuleList(nn.BatchNorm1d(b) for b in widths[1:])
         self.acts = nn.ModuleList(_make_act_quantizer(self.method_config["act"]) for _ in self.hidden)
         self.act_centring = bool(self.method_config.get("act_centring", False))
+        # Training-only regularisers (identity in eval mode): drops[0] on the input pixels,
+        # drops[i] on the binary activations entering layer i.
+        p_in = float(self.method_config.get("input_dropout", 0.0) or 0.0)
+        p_h = float(self.method_config.get("dropout", 0.0) or 0.0)
+        self.drops = nn.ModuleList(nn.Dropout(p_in if i == 0 else p_h) for i in range(len(self.layers)))
 
     def _run(self, x, record=None):
         """Forward pass; when ``record`` is a list, append per-layer intermediate values to it."""
@@ -137,6 +146,8 @@ class BinaryMLP(nn.Module):
         n = len(self.layers)
         for i, (layer, bn) in enumerate(zip(self.layers, self.bns)):
             wq, alpha = layer.quantized()
+            if self.training and self.drops[i].p > 0:
+                h = self.drops[i](h)
             dot = layer.dot(h, wq)
             if self.training:
                 z = bn(dot * alpha + layer.bias_or_zero())

@@ -49,7 +49,12 @@ def evaluate(model, x, y, batch_size=2000):
 
 @torch.no_grad()
 def recalibrate_bn(model, x, batch_size=1000):
-    """Recompute every BatchNorm's running statistics as the exact average over ``x`` (train mode, no grad)."""
+    """Recompute every BatchNorm's running statistics as the exact average over ``x`` (train mode, no grad).
+
+    Only the batch norms see training mode: training-only regularisers (``nn.Dropout``) stay off,
+    so the statistics are those of the eval forward's pre-BN values. Each batch contributes its
+    mean and unbiased variance with equal weight (``momentum=None``).
+    """
     was = model.training
     saved = []
     for bn in model.bns:
@@ -57,6 +62,9 @@ def recalibrate_bn(model, x, batch_size=1000):
         saved.append(bn.momentum)
         bn.momentum = None  # cumulative moving average = plain mean over batches
     model.train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.eval()
     for i in range(0, len(x), batch_size):
         model(x[i:i + batch_size])
     for bn, m in zip(model.bns, saved):
