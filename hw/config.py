@@ -45,6 +45,9 @@ class ArrayConfig:
         row's threshold bank, after its ``thr_depth`` threshold entries.
     desc_depth : layer descriptors the descriptor table holds (= most layers per program).
     acc_width : accumulator width in bits (signed).
+    conv : 1 to build the conv datapath (per-column pixel walkers, padding, broadcast writes
+        and the fused max-pool; docs/conv.md), 0 for a dense-only core (about 100 LUTs less
+        per column: the iCEBreaker's default, whose memories hold no feature map anyway).
     """
 
     P: int = 8
@@ -57,6 +60,7 @@ class ArrayConfig:
     out_depth: int = 512
     desc_depth: int = 16
     acc_width: int = 24
+    conv: int = 1
 
     def __post_init__(self):
         for name in ("P", "Q", "K"):
@@ -67,8 +71,10 @@ class ArrayConfig:
         if self.K % self.P:
             # Threshold outputs of one tile (P bits) are written as one lane of a K-bit word.
             raise ValueError(f"K ({self.K}) must be a multiple of P ({self.P})")
+        if self.conv not in (0, 1):
+            raise ValueError(f"conv must be 0 or 1, got {self.conv}")
         for f in fields(self):
-            if getattr(self, f.name) < 1:
+            if f.name != "conv" and getattr(self, f.name) < 1:
                 raise ValueError(f"{f.name} must be positive")
         if not 8 <= self.acc_width <= 32:
             raise ValueError(f"acc_width must be 8..32 (outputs leave as 32-bit words), "
@@ -77,8 +83,9 @@ class ArrayConfig:
             if getattr(self, name) > 0xFFFF:
                 # Descriptor fields and the DEPTHS registers hold 16-bit word addresses.
                 raise ValueError(f"{name} must be below 65536, got {getattr(self, name)}")
-        if self.desc_depth > 256:
-            raise ValueError("desc_depth is limited to 256 descriptors by the address map")
+        if self.desc_depth > 128:
+            # 32-byte descriptors in the 4 KB descriptor page
+            raise ValueError("desc_depth is limited to 128 descriptors by the address map")
 
     # -- derived quantities shared by the gateware and the cycle model -------------------------
 
@@ -126,9 +133,9 @@ class ArrayConfig:
 
     @property
     def desc_fetch(self):
-        """Extra cycles of a run's first layer: reading its descriptor (four 32-bit words)
+        """Extra cycles of a run's first layer: reading its descriptor (eight 32-bit words)
         after the start; later descriptors are read during the previous layer's drain."""
-        return 3
+        return 7
 
     @property
     def write_delay(self):

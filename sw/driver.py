@@ -306,7 +306,7 @@ class Accelerator:
         from hw.core import memory_map as mm
         from sw import program
         cfg, layers, n = self.config, self.layers, len(x)
-        reqs = [r for addr, data in program.encode_inputs(x, layers[0].input_bits, cfg)
+        reqs = [r for addr, data in program.encode_model_inputs(layers, x, cfg)
                 for r in self.write_requests(addr, data)]
         reqs += self.write_requests(mm.REG_BATCH, n.to_bytes(4, "little"))
         reqs += self.write_requests(mm.REG_CTRL, bytes([mm.CTRL_START, 0, 0, 0]))
@@ -317,7 +317,8 @@ class Accelerator:
         self.transport.wait(predicted["total"])
         out_addr, out_len = program.output_region(layers, cfg, n)
         regs_req = self.read_requests(mm.REG_STATUS, 16)      # STATUS ERROR TOTAL LAYERS_DONE
-        lc_req = self.read_requests(mm.LAYER_CYCLES_BASE, 4 * len(layers))
+        n_desc = len(program.hw_steps(layers))
+        lc_req = self.read_requests(mm.LAYER_CYCLES_BASE, 4 * n_desc)
         out_req = self.read_requests(out_addr, out_len)
         # Poll the registers only (a UART would otherwise re-read the outputs every poll);
         # the first poll normally finds the run over thanks to wait() above.
@@ -337,8 +338,8 @@ class Accelerator:
         answers = self._exchange(lc_req + out_req)
         lc = b"".join(answers[:len(lc_req)])
         data = b"".join(answers[len(lc_req):])
-        by_layer = {layer.name: int.from_bytes(lc[4 * k:4 * k + 4], "little")
-                    for k, layer in enumerate(layers)}
+        by_layer = program.counters_by_layer(
+            layers, [int.from_bytes(lc[4 * k:4 * k + 4], "little") for k in range(n_desc)])
         self.last_counters = {"batch": n, "total": int.from_bytes(regs[8:12], "little"),
                               "layers_done": int.from_bytes(regs[12:16], "little"),
                               "by_layer": by_layer, "predicted": predicted}
@@ -360,14 +361,15 @@ class Accelerator:
         """Cycle counters of the last run, read from the core:
         ``{"total", "layers_done", "by_layer": {layer name or index: cycles}}``."""
         from hw.core import memory_map as mm
+        from sw import program
         total = self.read32(mm.REG_TOTAL_CYCLES)
         done = self.read32(mm.REG_LAYERS_DONE)
-        n = len(self.layers) if self.layers else done
+        n = len(program.hw_steps(self.layers)) if self.layers else done
         lc = self.read(mm.LAYER_CYCLES_BASE, 4 * n) if n else b""
-        names = [layer.name for layer in self.layers] if self.layers else list(range(n))
-        return {"total": total, "layers_done": done,
-                "by_layer": {names[k]: int.from_bytes(lc[4 * k:4 * k + 4], "little")
-                             for k in range(n)}}
+        values = [int.from_bytes(lc[4 * k:4 * k + 4], "little") for k in range(n)]
+        by_layer = (program.counters_by_layer(self.layers, values) if self.layers
+                    else dict(enumerate(values)))
+        return {"total": total, "layers_done": done, "by_layer": by_layer}
 
 
 _ERR_NAMES = {0: "none", 1: "batch size 0", 2: "unknown descriptor op",

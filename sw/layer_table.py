@@ -109,9 +109,9 @@ def format_table(model, rows):
     text.append(f"total parameter memory: {total_w} bytes")
     if rows and "cycles" in rows[0]:
         text.append(f"predicted cycles per batch: {sum(r['cycles'] for r in rows)}")
-        if any(r["type"] != "dense" for r in rows):
-            text.append("conv3x3/maxpool2x2 cycles are the planned model (docs/conv.md): the "
-                        "core does not run these layers yet")
+        if any(r["type"] == "maxpool2x2" for r in rows):
+            text.append("a maxpool2x2 after a conv runs in that conv's writer: 0 cycles of its "
+                        "own (docs/conv.md); a conv model runs one image per run")
     return "\n".join(text)
 
 

@@ -8,7 +8,9 @@ model the core's counters must match exactly. Layout: docs/memory_map.md and doc
 
 A program the core runs: layer 0 takes unsigned k-bit inputs (or binary inputs given as 0/1
 with ``input_bits = 1``), hidden layers are binary with threshold outputs, the last layer has
-raw outputs.
+raw outputs. A CNN's conv layers come first (docs/conv.md): each runs as one descriptor, a
+max-pool after a conv is fused into that conv's descriptor (it has no descriptor and no cycles
+of its own), and a model with conv layers runs one image per run.
 """
 import numpy as np
 
@@ -16,8 +18,9 @@ from hw.config import ArrayConfig
 from hw.core import memory_map as mm
 from sw.errors import XnorflowError
 
-__all__ = ["build_program", "encode_inputs", "decode_outputs", "output_region",
-           "predict_cycles", "max_batch", "check_batch", "ProgramError"]
+__all__ = ["build_program", "encode_inputs", "encode_model_inputs", "decode_outputs",
+           "output_region", "predict_cycles", "max_batch", "check_batch", "hw_steps",
+           "counters_by_layer", "ProgramError"]
 
 
 class ProgramError(XnorflowError, ValueError):
@@ -28,36 +31,114 @@ def _cfg(config):
     return ArrayConfig.parse(config) if not isinstance(config, ArrayConfig) else config
 
 
+def _kind(layer):
+    return getattr(layer, "type", type(layer).__name__)
+
+
+def hw_steps(layers):
+    """``[(layer, pool)]``: one entry per descriptor; ``pool`` is the max-pool layer fused into
+    the conv ``layer`` (or None)."""
+    steps = []
+    for layer in layers:
+        if _kind(layer) == "maxpool2x2" and steps and _kind(steps[-1][0]) == "conv3x3" \
+                and steps[-1][1] is None:
+            steps[-1] = (steps[-1][0], layer)
+        else:
+            steps.append((layer, None))
+    return steps
+
+
+def counters_by_layer(layers, counters):
+    """``{layer name: cycles}`` from the per-descriptor counters (a fused pool counts 0)."""
+    out = {}
+    for k, (layer, pool) in enumerate(hw_steps(layers)):
+        out[layer.name] = counters[k]
+        if pool is not None:
+            out[pool.name] = 0
+    return out
+
+
+def _check_conv(idx, layer, pool, prev, config):
+    """Conv/pool rules of the core (docs/conv.md, "On the core"); raises ProgramError."""
+    where = f"layer {layer.name!r}"
+    Q, K = config.Q, config.K
+    if not config.conv:
+        raise ProgramError(f"{where}: the {config} build has no conv datapath (conv=0); "
+                           f"use a build with conv=1 (the default)")
+    if idx > 0 and _kind(prev) not in ("conv3x3", "maxpool2x2"):
+        raise ProgramError(f"{where}: a conv layer must be the first layer or follow a conv "
+                           f"(the core's conv reads a feature map written by a conv)")
+    if layer.output != "threshold":
+        raise ProgramError(f"{where}: a conv layer must have threshold output")
+    if layer.input_kind == "binary" and layer.input_bits != 1:
+        raise ProgramError(f"{where}: binary conv input has input_bits {layer.input_bits}")
+    if max(layer.height, layer.width) > 255:
+        raise ProgramError(f"{where}: image {layer.height}x{layer.width} is larger than the "
+                           f"core's 255x255")
+    if pool is not None:
+        if Q % 4:
+            raise ProgramError(f"layer {pool.name!r}: a fused max-pool needs Q a multiple of "
+                               f"4 (the four pixels of a window in adjacent columns), {config} "
+                               f"has Q={Q}")
+        if layer.height % 2 or layer.width % 2:
+            raise ProgramError(f"layer {pool.name!r}: the core pools even images only, "
+                               f"{layer.height}x{layer.width} is odd")
+    if layer.input_kind == "binary":
+        # The column walkers wrap to the next row (pair) at most once per group.
+        step = Q // 2 if pool is not None else Q
+        if step > layer.width:
+            raise ProgramError(f"{where}: the image is {layer.width} pixels wide, a group of "
+                               f"{Q} columns covers {step} pixels of a row "
+                               f"({'pooled ' if pool is not None else ''}needs width ≥ {step})")
+    in_words, _, m_tiles, W, out_words = layer.hw_shape(config)
+    units = layer.height * layer.width // (4 if pool is not None else 1)
+    if units * out_words > config.act_depth:
+        raise ProgramError(f"{where}: its output feature map needs {units * out_words} "
+                           f"activation words (every column bank holds all of it), {config} "
+                           f"has act_depth={config.act_depth}")
+    groups = -(-layer.height * layer.width // Q)
+    if idx == 0 and groups * W > config.in_depth:
+        raise ProgramError(f"{where}: the im2col input of one image needs {groups * W} words "
+                           f"per input bank, {config} has in_depth={config.in_depth}")
+
+
 def _check_layers(layers, config):
     layers = list(layers)
     if not layers:
         raise ProgramError("empty model: no layers")
-    if len(layers) > config.desc_depth:
-        raise ProgramError(f"the model has {len(layers)} layers, the descriptor table of "
+    steps = hw_steps(layers)
+    if len(steps) > config.desc_depth:
+        raise ProgramError(f"the model needs {len(steps)} descriptors, the descriptor table of "
                            f"{config} holds {config.desc_depth}")
     names = [layer.name for layer in layers]
     if len(set(names)) != len(names):
         raise ProgramError(f"layer names must be unique, got {names}")
-    for idx, layer in enumerate(layers):
+    prev = None
+    for idx, (layer, pool) in enumerate(steps):
         where = f"layer {layer.name!r}"
-        kind = getattr(layer, "type", type(layer).__name__)
-        if kind in ("conv3x3", "maxpool2x2"):
-            # No half-support: the golden model, compiler and planned cycle model take conv
-            # (docs/conv.md), the sequencer's addressing does not run it yet.
-            raise ProgramError(f"{where} ({kind}): the accelerator core does not run {kind} "
-                               f"layers yet (issue #8: conv/pool addressing in the sequencer); "
-                               f"the golden model runs this model (`xnorflow eval`)")
-        if kind != "dense":
-            raise ProgramError(f"{where}: only dense layers run on the core, got {kind!r}")
+        kind = _kind(layer)
+        if kind == "maxpool2x2":
+            raise ProgramError(f"{where} (maxpool2x2): the core pools only right after a conv "
+                               f"layer (the pool is fused into the conv's writer)")
+        if kind not in ("dense", "conv3x3"):
+            raise ProgramError(f"{where}: only dense and conv3x3 layers run on the core, "
+                               f"got {kind!r}")
         if idx > 0 and layer.input_kind != "binary":
             raise ProgramError(f"{where}: only the first layer may take unsigned inputs")
-        if idx > 0 and layer.in_features != layers[idx - 1].out_features:
+        if idx > 0 and layer.in_features != prev.out_features:
             raise ProgramError(f"{where}: needs {layer.in_features} inputs but the previous "
-                               f"layer {layers[idx - 1].name!r} has "
-                               f"{layers[idx - 1].out_features} outputs")
+                               f"layer {prev.name!r} has {prev.out_features} outputs")
         if not 1 <= layer.input_bits <= 8:
             raise ProgramError(f"{where}: input_bits {layer.input_bits} is outside 1..8")
-        last = idx == len(layers) - 1
+        if kind == "conv3x3":
+            _check_conv(idx, layer, pool, prev, config)
+        elif idx > 0 and _kind(prev) in ("conv3x3", "maxpool2x2"):
+            channels = getattr(prev, "out_channels", getattr(prev, "channels", None))
+            if channels % config.K:
+                raise ProgramError(f"{where}: a dense layer reads the feature map before it "
+                                   f"as one vector, which needs its {channels} channels to be "
+                                   f"a multiple of K={config.K}")
+        last = idx == len(steps) - 1
         if last and layer.output != "raw":
             raise ProgramError(f"{where}: the last layer must have raw output (it has "
                                f"{layer.output!r}); its integers leave through the output buffer")
@@ -69,16 +150,24 @@ def _check_layers(layers, config):
                                f"{(hi + 1).bit_length() + 1} bits, {config} has acc_width="
                                f"{config.acc_width}")
         _, _, m_tiles, _, out_words = layer.hw_shape(config)
-        if layer.output == "threshold" and out_words > config.act_depth:
+        if kind == "dense" and layer.output == "threshold" and out_words > config.act_depth:
             raise ProgramError(f"{where}: needs {out_words} activation words per sample, "
                                f"{config} has act_depth={config.act_depth}")
+        prev = pool if pool is not None else layer
     return layers
 
 
+def _has_conv(layers):
+    return any(_kind(layer) == "conv3x3" for layer in layers)
+
+
 def max_batch(layers, config):
-    """Largest batch one run of ``layers`` takes on ``config`` (a multiple of Q)."""
+    """Largest batch one run of ``layers`` takes on ``config`` (a multiple of Q; 1 for a
+    model with conv layers, whose columns are the pixels of one image)."""
     config = _cfg(config)
     layers = list(layers)
+    if _has_conv(layers):
+        return 1
     W0 = layers[0].hw_shape(config)[3]
     limits = [config.in_depth // W0]
     for layer in layers:
@@ -100,7 +189,8 @@ def build_program(layers, config):
     layers = _check_layers(layers, config)
     writes = []
     w_base = t_base = 0
-    for idx, layer in enumerate(layers):
+    steps = hw_steps(layers)
+    for idx, (layer, pool) in enumerate(steps):
         in_words, _, m_tiles, _, _ = layer.hw_shape(config)
         w_words = m_tiles * in_words
         if w_base + w_words > config.w_depth:
@@ -111,7 +201,10 @@ def build_program(layers, config):
             raise ProgramError(f"layer {layer.name!r}: thresholds need entries {t_base}.."
                                f"{t_base + m_tiles - 1} of each row bank, {config} has "
                                f"thr_depth={config.thr_depth}")
-        fields = layer.hw_descriptor(config, w_base, t_base, last=idx == len(layers) - 1)
+        last = idx == len(steps) - 1
+        fields = (layer.hw_descriptor(config, w_base, t_base, last=last, pool=pool is not None)
+                  if _kind(layer) == "conv3x3" else
+                  layer.hw_descriptor(config, w_base, t_base, last=last))
         writes.append((mm.DESC_BASE + mm.DESC_BYTES * idx, mm.encode_descriptor(**fields)))
         writes.append((mm.W_BASE + w_base * config.P * config.word_bytes,
                        layer.hw_weight_image(config)))
@@ -120,6 +213,9 @@ def build_program(layers, config):
                            layer.hw_threshold_image(config)))
             t_base += m_tiles
         w_base += w_words
+    if _kind(layers[-1]) != "dense":
+        raise ProgramError(f"layer {layers[-1].name!r}: the last layer must be dense (raw "
+                           f"integers for the host's head)")
     if max_batch(layers, config) < 1:
         raise ProgramError(f"not even one column group of {config.Q} samples fits {config}")
     return writes
@@ -156,6 +252,38 @@ def encode_inputs(x, input_bits, config):
     # [g, j, q, w, byte] → address order (g, q, w, j, byte)
     img = img.reshape(groups, Q, input_bits, in_words, wb).transpose(0, 2, 3, 1, 4)
     return [(mm.IN_BASE, np.ascontiguousarray(img).tobytes())]
+
+
+def encode_model_inputs(layers, x, config):
+    """``[(address, bytes)]`` writing the inputs ``x`` (uint8 [B, N]) of ``layers``' first layer.
+
+    Dense: :func:`encode_inputs`. Conv (one image, B = 1): the host writes the image's im2col
+    vectors (sw/layers/conv.py) as if each output pixel were a sample, in the conv's pixel
+    order (row-major, or pool window by window when the conv's max-pool is fused).
+    """
+    config = _cfg(config)
+    layers = list(layers)
+    first = layers[0]
+    if _kind(first) != "conv3x3":
+        return encode_inputs(x, first.input_bits, config)
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[0] != 1:
+        raise ProgramError(f"a conv model runs one image per run, got inputs of shape "
+                           f"{list(x.shape)}")
+    pooled = hw_steps(layers)[0][1] is not None
+    cols = first.columns(x)                       # [H·W, 9·C] row-major pixels
+    if pooled:
+        cols = window_order(cols, first.height, first.width)
+    return encode_inputs(cols, first.input_bits, config)
+
+
+def window_order(rows, height, width):
+    """Reorder per-pixel rows (row-major, ``H·W`` of them) pool window by window: window
+    ``(Y, X)`` row-major, its pixels ``dy·2 + dx`` consecutive (the order a pooled conv's
+    columns compute pixels in)."""
+    rows = np.asarray(rows)
+    r = rows.reshape(height // 2, 2, width // 2, 2, *rows.shape[1:])
+    return np.ascontiguousarray(np.moveaxis(r, 2, 1)).reshape(rows.shape)
 
 
 def output_region(layers, config, batch):
@@ -196,10 +324,8 @@ def decode_outputs(data, layers, config, batch):
 
 
 def predict_cycles(layers, config, batch):
-    """``{"total": cycles, "by_layer": {name: cycles}}`` exactly as the core's counters count.
-
-    For conv3x3/maxpool2x2 layers the figures are the *planned* model of sw/layers/conv.py
-    (the core does not run them yet; :func:`build_program` refuses them)."""
+    """``{"total": cycles, "by_layer": {name: cycles}}`` exactly as the core's counters count
+    (a max-pool fused into its conv counts 0: its work is in the conv's writer)."""
     config = _cfg(config)
     by_layer = {layer.name: layer.cycles(config, batch, first=idx == 0)
                 for idx, layer in enumerate(layers)}

@@ -251,9 +251,10 @@ def board_clock(board_name, clock_mhz=None):
 
 # What fits and performs on each board unless the user asks otherwise (docs/synthesis.md).
 BOARD_DEFAULT_ARRAY = {
-    # 2x4x16 with its weight banks in SPRAM fits 64-256-256-10 (4,986 of 5,280 LCs, Fmax
-    # 30.2 MHz; docs/synthesis.md); 4x4x16 does not fit.
-    "icebreaker": "2x4x16,w_depth=16384,in_depth=256,act_depth=128,out_depth=256,desc_depth=8,acc_width=16",
+    # 2x4x16 with its weight banks in SPRAM fits 64-256-256-10 (docs/synthesis.md); 4x4x16
+    # does not fit. Dense only (conv=0): its memories hold no CNN feature map, and the conv
+    # datapath's LUTs would not fit beside the array.
+    "icebreaker": "2x4x16,w_depth=16384,in_depth=256,act_depth=128,out_depth=256,desc_depth=8,acc_width=16,conv=0",
     "ulx3s-85f": "8x8x32",
 }
 

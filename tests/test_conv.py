@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from hw.config import ArrayConfig
+from hw.core import memory_map as mm
 from sw import bits as B
 from sw.layers import LAYER_TYPES
 from sw.layers.conv import (PAD_BIT, ConvLayer, ConvNotOnCoreError, MaxPoolLayer,
@@ -167,13 +168,23 @@ def test_cycle_model_is_the_dense_formula_over_output_pixels():
     assert first.cycles(cfg, 1, first=True) == cfg.desc_fetch + 1 + (98 * 16 - 1) * 8 + 8 + \
         cfg.write_delay
     pool = MaxPoolLayer("p", 28, 28, 64, np.ones(64, np.int8))
-    assert pool.cycles(cfg, 2) == 1 + 2 * 14 * 14 * 2 * 4 + 3
+    assert pool.cycles(cfg, 2) == 0                              # fused into the conv's writer
 
 
-def test_descriptors_are_refused_until_the_rtl_runs_conv():
-    cfg = ArrayConfig.parse("2x2x8")
-    layer = ConvLayer("conv3", 4, 4, 1, 2, "unsigned", 2, np.zeros((2, 2), np.uint8))
-    with pytest.raises(ConvNotOnCoreError, match="conv3.*issue #8"):
-        layer.hw_descriptor(cfg, 0, 0, False)
-    with pytest.raises(ConvNotOnCoreError, match="pool1"):
+def test_conv_descriptor_fields_are_the_walkers_products():
+    cfg = ArrayConfig.parse("2x8x8")
+    layer = ConvLayer("conv3", 6, 10, 9, 8, "binary", 1, np.zeros((8, 11), np.uint8))
+    d = mm.decode_descriptor(mm.encode_descriptor(**layer.hw_descriptor(cfg, 5, 7, False,
+                                                                        pool=True)))
+    assert d["op"] == mm.OP_CONV3X3 | mm.FLAG_POOL
+    assert (d["in_words"], d["last_bits"], d["m_tiles"], d["out_words"]) == (18, 1, 4, 1)
+    assert (d["w_base"], d["t_base"], d["groups"], d["height"], d["width"]) == (5, 7, 8, 6, 10)
+    # two words per pixel; a group moves Q/2 = 4 pixels along two rows
+    assert (d["pix_words"], d["row_words"], d["out_units"]) == (2, 20, 15)
+    assert (d["step_words"], d["wrap_words"]) == (8, (4 + 10) * 2)
+    first = ConvLayer("c0", 6, 10, 1, 9, "unsigned", 3, np.zeros((9, 2), np.uint8))
+    d = first.hw_descriptor(cfg, 0, 0, False)
+    assert d["op"] == mm.OP_CONV3X3 | mm.FLAG_UNSIGNED and d["out_units"] == 60
+    assert d["step_words"] == d["wrap_words"] == 8                 # row-major: Q pixels
+    with pytest.raises(ConvNotOnCoreError, match="pool1.*writer of the conv"):
         MaxPoolLayer("pool1", 4, 4, 2, np.ones(2, np.int8)).hw_descriptor(cfg, 0, 0, False)

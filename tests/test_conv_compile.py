@@ -111,11 +111,25 @@ def test_compiler_refuses_a_pool_without_a_conv_before_it():
 
 def test_capacity_checks_refuse_conv_models_naming_the_layer():
     model, _ = _cnn()
-    with pytest.raises(ProgramError, match=r"layer 'conv0' \(conv3x3\).*does not run conv3x3") as e:
+    with pytest.raises(ProgramError, match=r"layer 'pool2'.*Q a multiple of 4") as e:
         build_program(model.layers, "2x2x16")
     assert isinstance(e.value, XnorflowError)
-    with pytest.raises(CompileError, match="does not fit.*'conv0'.*issue #8"):
+    with pytest.raises(CompileError, match="does not fit.*'pool2'.*Q a multiple of 4"):
         check_fit(model, "2x2x16")
+    # 7x6 cannot pool evenly; a binary conv needs rows at least as wide as a group
+    with pytest.raises(ProgramError, match=r"layer 'pool2'.*odd"):
+        build_program(model.layers, "2x4x16")
+    model, _ = _cnn()
+    del model.layers[2:5]                        # conv0 → conv1 (7x6, binary) → dense
+    model.layers[2].in_features = model.layers[1].out_features
+    with pytest.raises(ProgramError, match=r"layer 'conv1'.*6 pixels wide.*width ≥ 8"):
+        build_program(model.layers, "2x8x16")
+    with pytest.raises(ProgramError, match=r"layer 'fc0'.*4 channels.*multiple of K=16"):
+        build_program(model.layers, "2x4x16")
+    with pytest.raises(ProgramError, match=r"layer 'conv0'.*act_depth=4"):
+        build_program(model.layers, "2x4x16,act_depth=4")
+    with pytest.raises(ProgramError, match=r"layer 'conv0'.*no conv datapath \(conv=0\)"):
+        build_program(model.layers, "2x4x16,conv=0")
 
 
 def test_layer_table_shows_conv_and_pool(tmp_path, capsys):
@@ -127,7 +141,7 @@ def test_layer_table_shows_conv_and_pool(tmp_path, capsys):
     assert pool["shape"] == "7×6×4→3×3×4" and pool["weight_bytes"] == 0
     assert pool["cycles"] == predict_cycles(model.layers, "2x2x16", 2)["by_layer"]["pool2"]
     text = format_table(model, rows)
-    assert "OR/AND 2×2" in text and "planned model" in text
+    assert "OR/AND 2×2" in text and "0 cycles of its own" in text
     from sw.cli import main
     path = tmp_path / "m.xnf"
     xnf.save(model, path)

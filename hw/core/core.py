@@ -10,6 +10,7 @@ from hw.config import ArrayConfig
 from hw.core import memory_map as mm
 from hw.core.array import SystolicArray
 from hw.core.pipeline import delay
+from hw.core.pixel_walker import PixelWalker
 from hw.core.sequencer import Sequencer
 from hw.core.threshold import ThresholdUnit
 
@@ -65,8 +66,8 @@ class Core(wiring.Component):
 
         #: The memories by region (lists are banks); simulations may load them directly.
         self.memories = {
-            # Four 32-bit words per descriptor: narrow enough for small block RAMs.
-            "desc": mem(32, 4 * cfg.desc_depth),
+            # Eight 32-bit words per descriptor: narrow enough for small block RAMs.
+            "desc": mem(32, mm.DESC_WORDS * cfg.desc_depth),
             "layer_cycles": mem(32, cfg.desc_depth),
             # Single-port use (one shared address, see elaborate): deep banks are asked to
             # be "huge" RAM, which Yosys maps to iCE40 UltraPlus SPRAM (synth_ice40 -spram
@@ -165,13 +166,35 @@ class Core(wiring.Component):
             a_bits = max(len(i_r[j].addr), len(a_r[j].addr))
             addr_j = delay(m, seq.i_a_addr[:a_bits], j, f"aa{j}")
             host_i = self.bus.addr[lb + cfg.log2Q:21]
-            m.d.comb += [i_r[j].addr.eq(Mux(seq.busy, addr_j, host_i)),
-                         a_r[j].addr.eq(addr_j + rd_off)]
+            m.d.comb += i_r[j].addr.eq(Mux(seq.busy, addr_j, host_i))
+            pad = Signal(name=f"pad{j}")                # at the read data, like the sideband
+            if cfg.conv:
+                # Binary conv: the column reads its pixel's base plus the tap offset the
+                # sequencer walks (both skewed like the address), and pads where the tap
+                # leaves the image.
+                walker = PixelWalker(j, Q)
+                m.submodules[f"walker{j}"] = walker
+                tap = delay(m, Cat(seq.i_kx, seq.i_ky), j, f"tap{j}")
+                m.d.comb += [
+                    walker.start.eq(seq.layer_start), walker.pool.eq(seq.ld_pool),
+                    walker.height.eq(seq.ld_height), walker.width.eq(seq.ld_width),
+                    walker.pix_words.eq(seq.ld_pix_words),
+                    walker.row_words.eq(seq.ld_row_words),
+                    walker.step_words.eq(seq.ld_step_words),
+                    walker.wrap_words.eq(seq.ld_wrap_words),
+                    walker.advance.eq(delay(m, seq.g_next, j, f"gn{j}")),
+                    walker.kx.eq(tap[:2]), walker.ky.eq(tap[2:]),
+                    a_r[j].addr.eq(Mux(seq.conv, walker.base + addr_j, addr_j) + rd_off),
+                ]
+                m.d.sync += pad.eq(seq.conv & walker.pad)
+            else:
+                m.d.comb += a_r[j].addr.eq(addr_j + rd_off)
             sb = delay(m, sideband, j + 1, f"sb{j}")    # +1: memory read latency
             # (plus the edge register below, common to the words and the sideband)
             valid, last_word, double, tile_last = sb[0], sb[1], sb[2], sb[3]
             x = Signal(K, name=f"x{j}")
-            m.d.comb += x.eq(Mux(from_input, i_r[j].data, a_r[j].data))
+            # The padding bit is 0 (sw/layers/conv.py: PAD_BIT) in every valid bit.
+            m.d.comb += x.eq(Mux(from_input, i_r[j].data, Mux(pad, 0, a_r[j].data)))
             # Edge register (see the weights): the column enters the array one cycle after
             # the read, with its valid-bit mask.
             m.d.sync += [
@@ -199,7 +222,7 @@ class Core(wiring.Component):
             m.d.sync += raddr.eq(0)
         with m.Elif(out_valid & seq.raw):
             m.d.sync += raddr.eq(raddr + 1)
-        bits = []
+        bits, downs = [], []
         raw_we, raw_addr, raw_value = [], [], []
         host_row = Mux(a[23], cfg.thr_depth + a[2 + cfg.log2P:23], a[2 + cfg.log2P:20])
         for i in range(P):
@@ -216,32 +239,74 @@ class Core(wiring.Component):
             raw_addr.append(cfg.thr_depth + raddr)
             raw_value.append(tu.out_value)
             bits.append(tu.out_bit)
+            downs.append(tu.out_down)
             if i == 0:
                 m.d.comb += out_valid.eq(tu.out_valid)
 
         # ---- binary writer: the P bits of (column j, tile t) go to lane t mod (K/P) of a word
+        # Dense: to column j's own bank, word g·out_words + t div lanes. Conv: every bank gets
+        # every pixel (the next conv's columns read any pixel), word u·out_words + t div
+        # lanes for output unit u = g·Q + j; pooled, u = g·Q/4 + j div 4 and the four columns
+        # of a window (consecutive cycles, same tile) are ORed/ANDed by each channel's
+        # direction before the one write. Units past out_units (the last group's spare
+        # columns) are not written.
         lanes = cfg.lanes
         wj = Signal(range(Q))
         wt, word, gbase = Signal(16), Signal(16), Signal(16)
         lane = Signal(range(lanes))
         wen = Signal()
         m.d.comb += wen.eq(out_valid & ~seq.raw)
+        g_unit, g_ubase = Signal(16), Signal(16)    # group's first unit, its word address
+        unit, ubase = Signal(16), Signal(16)        # the emitted column's unit and address
+        tword = Signal(16)                          # t div lanes
+        # units per group and their words (powers of two: shifts, no multiplier)
+        per_group = Mux(seq.pool, Q // 4, Q) if Q >= 4 else Const(Q, 16)
+        group_words = Signal(16)
+        m.d.comb += group_words.eq(Mux(seq.pool, seq.out_words << max(cfg.log2Q - 2, 0),
+                                       seq.out_words << cfg.log2Q) if Q >= 4
+                                   else seq.out_words << cfg.log2Q)
+        unit_done = Signal()
+        m.d.comb += unit_done.eq(~seq.pool | (wj[:2] == 3) if Q >= 4 else 1)
         with m.If(seq.layer_start):
-            m.d.sync += [wj.eq(0), wt.eq(0), lane.eq(0), word.eq(0), gbase.eq(0)]
+            m.d.sync += [wj.eq(0), wt.eq(0), lane.eq(0), word.eq(0), gbase.eq(0),
+                         g_unit.eq(0), g_ubase.eq(0), unit.eq(0), ubase.eq(0), tword.eq(0)]
         with m.Elif(wen):
             m.d.sync += wj.eq(wj + 1)
             with m.If(wj == Q - 1):
                 with m.If(wt == seq.m_tiles - 1):
                     m.d.sync += [wt.eq(0), lane.eq(0), gbase.eq(gbase + seq.out_words),
                                  word.eq(gbase + seq.out_words)]
-                with m.Elif(lane == lanes - 1):
-                    m.d.sync += [wt.eq(wt + 1), lane.eq(0), word.eq(word + 1)]
+                    # next group
+                    m.d.sync += [g_unit.eq(g_unit + per_group),
+                                 g_ubase.eq(g_ubase + group_words),
+                                 unit.eq(g_unit + per_group),
+                                 ubase.eq(g_ubase + group_words), tword.eq(0)]
                 with m.Else():
-                    m.d.sync += [wt.eq(wt + 1), lane.eq(lane + 1)]
+                    m.d.sync += [unit.eq(g_unit), ubase.eq(g_ubase)]
+                    with m.If(lane == lanes - 1):
+                        m.d.sync += [wt.eq(wt + 1), lane.eq(0), word.eq(word + 1),
+                                     tword.eq(tword + 1)]
+                    with m.Else():
+                        m.d.sync += [wt.eq(wt + 1), lane.eq(lane + 1)]
+            with m.Elif(unit_done):
+                m.d.sync += [unit.eq(unit + 1), ubase.eq(ubase + seq.out_words)]
+        # Pool: the window's bits so far (per row), combined with the emitted column's.
+        pooled = Signal(P)
+        comb_bits = Signal(P)
+        first_of_unit = ~seq.pool | (wj[:2] == 0) if Q >= 4 else 1
+        for i in range(P):
+            m.d.comb += comb_bits[i].eq(Mux(first_of_unit, bits[i],
+                                            Mux(downs[i], pooled[i] & bits[i],
+                                                pooled[i] | bits[i])))
+        with m.If(wen):
+            m.d.sync += pooled.eq(comb_bits)
+        conv_we = Signal()
+        m.d.comb += conv_we.eq(wen & seq.bcast & unit_done & (unit < seq.out_units))
         for j in range(Q):
-            m.d.comb += [a_w[j].addr.eq(word + wr_off),
-                         a_w[j].data.eq(Cat(*bits).replicate(lanes)),
-                         a_w[j].en.eq(Mux(wen & (wj == j), 1 << lane, 0))]
+            m.d.comb += [a_w[j].addr.eq(Mux(seq.bcast, ubase + tword, word) + wr_off),
+                         a_w[j].data.eq(comb_bits.replicate(lanes)),
+                         a_w[j].en.eq(Mux(Mux(seq.bcast, conv_we, wen & (wj == j)),
+                                          1 << lane, 0))]
 
         # ---- bus target ---------------------------------------------------------------------
         bus = self.bus
@@ -330,7 +395,8 @@ class Core(wiring.Component):
             mm.REG_LAYERS_DONE: seq.layers_done,
             mm.REG_DEPTHS_W_IN: Const(cfg.w_depth | cfg.in_depth << 16, 32),
             mm.REG_DEPTHS_ACT_OUT: Const(cfg.act_depth | cfg.out_depth << 16, 32),
-            mm.REG_DEPTHS_THR_DESC: Const(cfg.thr_depth | cfg.desc_depth << 16, 32),
+            mm.REG_DEPTHS_THR_DESC: Const(cfg.thr_depth | cfg.desc_depth << 16 |
+                                          cfg.conv << 31, 32),
         }
         reg_word = Signal(32)
         with m.Switch(a[2:12]):

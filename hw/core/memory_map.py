@@ -12,6 +12,7 @@ __all__ = [
     "ID_VALUE", "CTRL_START", "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR",
     "ERR_NONE", "ERR_BATCH", "ERR_OPCODE", "ERR_NO_END",
     "OP_NONE", "OP_DENSE", "OP_CONV3X3", "OP_MAXPOOL", "FLAG_UNSIGNED", "FLAG_RAW", "FLAG_LAST",
+    "FLAG_POOL", "DESC_WORDS",
     "THR_DOWN_BIT", "regions", "encode_descriptor", "decode_descriptor",
 ]
 
@@ -27,7 +28,8 @@ REG_TOTAL_CYCLES = 0x018  # RO  cycles of the last (or current) run: every cycle
 REG_LAYERS_DONE = 0x01C   # RO  layers finished in the last (or current) run
 REG_DEPTHS_W_IN = 0x020      # RO  w_depth (bits 15:0) | in_depth (bits 31:16)
 REG_DEPTHS_ACT_OUT = 0x024   # RO  act_depth (bits 15:0) | out_depth (bits 31:16)
-REG_DEPTHS_THR_DESC = 0x028  # RO  thr_depth (bits 15:0) | desc_depth (bits 31:16)
+REG_DEPTHS_THR_DESC = 0x028  # RO  thr_depth (bits 15:0) | desc_depth (bits 30:16) |
+                             #     bit 31: the build runs conv layers (ArrayConfig.conv)
 REG_END = 0x02C              # first byte past the registers
 LAYER_CYCLES_BASE = 0x100  # RO  32-bit cycles of layer l at LAYER_CYCLES_BASE + 4·l
 
@@ -43,7 +45,8 @@ ERR_NO_END = 3     # the table ended (desc_depth layers) without a FLAG_LAST des
 
 # -- memories (RW*: written and read back by the host only while the core is idle) ----------
 DESC_BASE = 0x001000  # RW* descriptor l at DESC_BASE + DESC_BYTES·l
-DESC_BYTES = 16
+DESC_BYTES = 32
+DESC_WORDS = DESC_BYTES // 4   # 32-bit words of the descriptor memory per descriptor
 THR_BASE = 0x100000   # RW* threshold entry (tile t, row i) at THR_BASE + 4·(t·P + i)
 IN_BASE = 0x200000    # RW* input word (a, column j) at IN_BASE + (a·Q + j)·K/8
 W_BASE = 0x400000     # RW* weight word (a, row i) at W_BASE + (a·P + i)·K/8
@@ -52,42 +55,70 @@ OUT_BASE = 0x800000   # RO  output word (a, row i) at OUT_BASE + 4·(a·P + i)
 # Threshold entry: bits [acc_width-1:0] = T (two's complement), bit 31 = direction d = −1.
 THR_DOWN_BIT = 31
 
-# -- descriptor (16 bytes) --------------------------------------------------------------------
-# byte 0      op: bits 1:0 kind (OP_*), bit 2 FLAG_UNSIGNED, bit 3 FLAG_RAW, bit 4 FLAG_LAST
+# -- descriptor (32 bytes) --------------------------------------------------------------------
+# byte 0      op: bits 1:0 kind (OP_*), bit 2 FLAG_UNSIGNED, bit 3 FLAG_RAW, bit 4 FLAG_LAST,
+#             bit 5 FLAG_POOL (conv only: 2×2 max-pool fused into the writer)
 # byte 1      input_bits k (1..8; 1 for binary input)
-# bytes 2-3   in_words   words per input vector: ceil(N / K)
+# bytes 2-3   in_words   words per input vector: ceil(N / K) (conv: all nine taps)
 # bytes 4-5   last_bits  valid bits in the vector's last word: N − (in_words − 1)·K
+#                        (binary conv: in each tap's last word)
 # bytes 6-7   m_tiles    output tiles: ceil(M / P)
 # bytes 8-9   w_base     first weight word (per row bank) of the layer
 # bytes 10-11 t_base     first threshold entry (per row bank) of the layer
-# bytes 12-13 out_words  words per output vector: ceil(m_tiles·P / K) (threshold layers)
-# bytes 14-15 reserved   0 (room for conv: feature-map width/height)
+# bytes 12-13 out_words  words per output vector: ceil(m_tiles·P / K) (threshold layers;
+#                        conv: per output pixel)
+# Conv only (0 in a dense descriptor); the compiler computes every product, so the
+# sequencer needs no multiplier (docs/conv.md, "Addressing"):
+# bytes 14-15 groups     column groups of output pixels: ceil(H·W / Q)
+# byte 16     height H   of the input (= output) image
+# byte 17     width W
+# bytes 18-19 pix_words  words per input pixel: ceil(C_in / K) (binary conv)
+# bytes 20-21 row_words  W·pix_words: one image row of the input
+# bytes 22-23 out_units  output pixels written: H·W, or (H/2)·(W/2) pooled windows
+# bytes 24-25 step_words how far a column's pixel moves per group, in words, within a row
+# bytes 26-27 wrap_words the same when it wraps to the next row (mod 2^16)
+# bytes 28-31 reserved   0
 OP_NONE = 0
 OP_DENSE = 1
-OP_CONV3X3 = 2   # reserved: 3×3, stride 1, ±1 padding (future addressing mode)
-OP_MAXPOOL = 3   # reserved: binary 2×2 max-pool (future)
+OP_CONV3X3 = 2   # 3×3, stride 1, padding PAD_BIT; columns are output pixels (docs/conv.md)
+OP_MAXPOOL = 3   # reserved: pools are fused into the conv before them (FLAG_POOL)
 FLAG_UNSIGNED = 1 << 2
 FLAG_RAW = 1 << 3
 FLAG_LAST = 1 << 4
+FLAG_POOL = 1 << 5
 
-_FIELDS = ("in_words", "last_bits", "m_tiles", "w_base", "t_base", "out_words")
+_FIELDS = (("in_words", 2), ("last_bits", 2), ("m_tiles", 2), ("w_base", 2), ("t_base", 2),
+           ("out_words", 2), ("groups", 2), ("height", 1), ("width", 1), ("pix_words", 2),
+           ("row_words", 2), ("out_units", 2), ("step_words", 2), ("wrap_words", 2))
 
 
-def encode_descriptor(op, input_bits, in_words, last_bits, m_tiles, w_base, t_base, out_words):
-    """The 16 descriptor bytes (see the layout above)."""
-    vals = (in_words, last_bits, m_tiles, w_base, t_base, out_words)
-    for name, v in zip(_FIELDS, vals):
-        if not 0 <= v < 1 << 16:
-            raise ValueError(f"descriptor field {name}={v} does not fit 16 bits")
-    out = bytes([op, input_bits]) + b"".join(v.to_bytes(2, "little") for v in vals)
-    return out + bytes(2)
+def encode_descriptor(op, input_bits, in_words, last_bits, m_tiles, w_base, t_base, out_words,
+                      **conv):
+    """The 32 descriptor bytes (see the layout above); ``conv`` holds the conv-only fields
+    (``groups``, ``height``, ``width``, ``pix_words``, ``row_words``, ``out_units``,
+    ``step_words``, ``wrap_words``; missing ones are 0)."""
+    vals = dict(in_words=in_words, last_bits=last_bits, m_tiles=m_tiles, w_base=w_base,
+                t_base=t_base, out_words=out_words)
+    unknown = set(conv) - {name for name, _ in _FIELDS}
+    if unknown:
+        raise ValueError(f"unknown descriptor fields {sorted(unknown)}")
+    vals.update(conv)
+    out = bytes([op, input_bits])
+    for name, size in _FIELDS:
+        v = vals.get(name, 0)
+        if not 0 <= v < 1 << (8 * size):
+            raise ValueError(f"descriptor field {name}={v} does not fit {8 * size} bits")
+        out += v.to_bytes(size, "little")
+    return out + bytes(DESC_BYTES - len(out))
 
 
 def decode_descriptor(data):
     """Inverse of :func:`encode_descriptor`, as a dict."""
     d = {"op": data[0], "input_bits": data[1]}
-    for k, name in enumerate(_FIELDS):
-        d[name] = int.from_bytes(data[2 + 2 * k:4 + 2 * k], "little")
+    pos = 2
+    for name, size in _FIELDS:
+        d[name] = int.from_bytes(data[pos:pos + size], "little")
+        pos += size
     return d
 
 
@@ -124,4 +155,5 @@ def config_from_registers(config_word, depths_w_in, depths_act_out, depths_thr_d
                        K=1 << (config_word >> 16 & 0xFF), acc_width=config_word >> 24 & 0xFF,
                        w_depth=lo(depths_w_in), in_depth=hi(depths_w_in),
                        act_depth=lo(depths_act_out), out_depth=hi(depths_act_out),
-                       thr_depth=lo(depths_thr_desc), desc_depth=hi(depths_thr_desc))
+                       thr_depth=lo(depths_thr_desc), desc_depth=hi(depths_thr_desc) & 0x7FFF,
+                       conv=depths_thr_desc >> 31)

@@ -1,5 +1,5 @@
 """Layer sequencer: walks the descriptor table and issues one word per cycle to the array."""
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -11,9 +11,9 @@ __all__ = ["Sequencer"]
 class Sequencer(wiring.Component):
     """Executes the layer descriptors of a run, layer after layer.
 
-    The descriptor table is a 32-bit memory, four words per descriptor (a 128-bit wide table
-    would take 8 block RAMs on an iCE40). The first descriptor is read in the start cycle and
-    three FETCH cycles; every later one during the last four cycles of the previous layer's
+    The descriptor table is a 32-bit memory, eight words per descriptor (a 256-bit wide table
+    would take 16 block RAMs on an iCE40). The first descriptor is read in the start cycle and
+    seven FETCH cycles; every later one during the last eight cycles of the previous layer's
     DRAIN. Each layer then spends one cycle latching its descriptor (LOAD) and issues its
     words (ISSUE) in the order
 
@@ -29,8 +29,13 @@ class Sequencer(wiring.Component):
     result, ``config.write_delay`` cycles, then records the layer's cycle count and moves on.
     Layer-major order keeps per-layer fill/drain to once per layer, whatever the batch.
 
-    Only ``OP_DENSE`` executes; the other op codes are reserved for conv/pool addressing modes
-    (they would replace the activation address ``g·W + w·k + p`` computed here) and stop the run
+    ``OP_CONV3X3`` runs the same loop nest with output pixels for samples (docs/conv.md):
+    ``G`` comes from the descriptor (``groups``, one image), and a binary conv's activation
+    address is not ``g·W + ct`` but each column's pixel base (:class:`PixelWalker`, in the
+    core) plus the tap offset walked here: ``i_a_addr`` is then that offset, ``i_kx``/``i_ky``
+    the tap and ``i_last_word`` marks each tap's last word. An unsigned conv (the first layer,
+    whose im2col the host wrote) keeps the dense addressing. ``OP_MAXPOOL`` is never executed
+    (pools are fused into the conv before them, ``FLAG_POOL``) and, like op 0, stops the run
     with ``ERR_OPCODE``.
 
     Parameters
@@ -44,7 +49,7 @@ class Sequencer(wiring.Component):
     batch : In(16)
         Batch size B of the run (sampled at start).
     desc_addr : Out(10)
-        Descriptor table word address, ``4·l + word`` (the memory has one cycle read latency).
+        Descriptor table word address, ``8·l + word`` (the memory has one cycle read latency).
     desc_owner : Out(1)
         The sequencer needs the descriptor read port (busy, or starting a run).
     desc_data : In(32)
@@ -82,12 +87,24 @@ class Sequencer(wiring.Component):
         so no PE needs a shifter).
     i_tile_last : Out(1)
         The word is the last of its output tile.
+    conv, bcast, pool : Out(1)
+        The layer is a binary conv (tap addressing) / any conv (output pixels broadcast to
+        every column bank) / a conv with the 2×2 max-pool fused into the writer.
+    out_units : Out(16)
+        Conv: output pixels (or pooled windows) the writer writes; later ones are dropped.
+    ld_pool, ld_height, ld_width, ld_pix_words, ld_row_words, ld_step_words, ld_wrap_words : Out
+        The new layer's conv descriptor fields, valid in the ``layer_start`` cycle only (the
+        column walkers latch them then: their first reads follow in the next cycle).
+    i_kx, i_ky : Out(2)
+        Tap of the issued word (binary conv).
+    g_next : Out(1)
+        The issued word is the last of a column group (the column walkers step after it).
 
     Latency and throughput
     ----------------------
     One word per cycle during ISSUE. Cycles of a layer (exactly what ``lc_data`` records):
-    ``1 + (G·m_tiles − 1)·max(W, Q) + W + write_delay`` with ``G = ceil(B / Q)``, plus
-    ``config.desc_fetch`` (3) for the first layer of a run.
+    ``1 + (G·m_tiles − 1)·max(W, Q) + W + write_delay`` with ``G = ceil(B / Q)`` (conv: the
+    descriptor's ``groups``), plus ``config.desc_fetch`` (7) for the first layer of a run.
     """
 
     def __init__(self, config):
@@ -104,6 +121,11 @@ class Sequencer(wiring.Component):
             "m_tiles": Out(16), "t_base": Out(16), "out_words": Out(16),
             "i_valid": Out(1), "i_w_addr": Out(16), "i_a_addr": Out(16),
             "i_last_word": Out(1), "i_double": Out(1), "i_tile_last": Out(1),
+            "conv": Out(1), "bcast": Out(1), "pool": Out(1),
+            "out_units": Out(16), "ld_pool": Out(1), "ld_height": Out(8), "ld_width": Out(8),
+            "ld_pix_words": Out(16), "ld_row_words": Out(16), "ld_step_words": Out(16),
+            "ld_wrap_words": Out(16),
+            "i_kx": Out(2), "i_ky": Out(2), "g_next": Out(1),
         })
 
     def elaborate(self, platform):
@@ -132,9 +154,17 @@ class Sequencer(wiring.Component):
             "ct_last", "ct_geq", "t_last", "g_last", "wi_last"))
         W_is1, mt_is1, nw_is1 = Signal(), Signal(), Signal()
         drain = Signal(range(cfg.write_delay + 1))
-        nd = Signal(96)                  # words 0-2 of the next descriptor; word 3 is read
-        fetch = Signal(2)                # straight from the memory in LOAD
-        assert cfg.write_delay >= 4 and cfg.desc_fetch == 3
+        nd = Signal(32 * (mm.DESC_WORDS - 1))   # words 0-6 of the next descriptor; word 7 is
+        fetch = Signal(3)                        # read straight from the memory in LOAD
+        assert cfg.write_delay >= mm.DESC_WORDS and cfg.desc_fetch == mm.DESC_WORDS - 1
+        # Tap walk of a binary conv (docs/conv.md, "Addressing"): word tw of tap (ky, kx) of
+        # the 3×3 window sits at offset ((ky − 1)·W + kx − 1)·pix_words + tw from the column's
+        # pixel; the three taps of a window row are consecutive words, so the offset steps by
+        # 1 except between window rows (row_jump).
+        tw, pw_m1 = Signal(16), Signal(16)
+        kx, ky = Signal(2), Signal(2)
+        off, off0, row_jump = Signal(16), Signal(16), Signal(16)
+        tw_last, pw_is1 = Signal(), Signal()
         lcount = Signal(32)
         m.d.comb += self.desc_owner.eq(self.busy)
 
@@ -142,8 +172,9 @@ class Sequencer(wiring.Component):
         m.d.comb += [
             tile_last.eq(~words_done & ct_last),
             self.i_w_addr.eq(w_tbase + wi),
-            self.i_a_addr.eq(a_gbase + ct),
-            self.i_last_word.eq(wi_last),
+            self.i_a_addr.eq(Mux(self.conv, off, a_gbase + ct)),
+            self.i_last_word.eq(Mux(self.conv, tw_last, wi_last)),
+            self.i_kx.eq(kx), self.i_ky.eq(ky),
             self.i_double.eq((wi == 0) & (q != 0)),
             self.i_tile_last.eq(tile_last),
         ]
@@ -167,20 +198,42 @@ class Sequencer(wiring.Component):
                 # Address word `fetch` of descriptor 0, keep the word addressed before.
                 m.d.comb += [self.busy.eq(1), self.desc_addr.eq(fetch)]
                 m.d.sync += [lcount.eq(lcount + 1), fetch.eq(fetch + 1),
-                             nd.word_select((fetch - 1)[:2], 32).eq(self.desc_data)]
-                with m.If(fetch == 3):
+                             nd.word_select((fetch - 1)[:3], 32).eq(self.desc_data)]
+                with m.If(fetch == mm.DESC_WORDS - 1):
                     m.next = "LOAD"
 
             with m.State("LOAD"):
                 m.d.comb += [self.busy.eq(1), self.layer_start.eq(1)]
                 d = Cat(nd, self.desc_data)
                 op, kk, nw = d[0:8], d[8:12], d[16:32]
+                # A dense-only build (config.conv = 0) refuses conv descriptors.
+                is_conv = (op[0:2] == mm.OP_CONV3X3) if cfg.conv else Const(0)
+                d_groups, pix_words, row_words = d[112:128], d[144:160], d[160:176]
+                # The first word's tap offset and the step between window rows (mod 2^16).
+                m.d.comb += [
+                    self.ld_pool.eq(is_conv & op[5]),
+                    self.ld_height.eq(d[128:136]), self.ld_width.eq(d[136:144]),
+                    self.ld_pix_words.eq(pix_words), self.ld_row_words.eq(row_words),
+                    self.ld_step_words.eq(d[192:208]), self.ld_wrap_words.eq(d[208:224]),
+                ]
+                m.d.sync += [
+                    self.conv.eq(is_conv & ~op[2]), self.bcast.eq(is_conv),
+                    self.pool.eq(is_conv & op[5]), self.out_units.eq(d[176:192]),
+                    tw.eq(0), kx.eq(0), ky.eq(0), pw_m1.eq(pix_words - 1),
+                    tw_last.eq(pix_words == 1), pw_is1.eq(pix_words == 1),
+                    off.eq(-(row_words + pix_words)), off0.eq(-(row_words + pix_words)),
+                    row_jump.eq(row_words - 3 * pix_words + 1),
+                ]
+                with m.If(is_conv):
+                    m.d.sync += [g_m1.eq(d_groups - 1), g_last.eq(d_groups == 1)]
+                with m.Else():
+                    m.d.sync += [g_m1.eq(groups - 1), g_last.eq(groups == 1)]
                 m.d.sync += [
                     lcount.eq(lcount + 1),
                     self.unsigned.eq(op[2]), self.raw.eq(op[3]), last_flag.eq(op[4]),
                     in_words.eq(nw), nw_m1.eq(nw - 1),
                     W.eq(nw * kk), W_m1.eq(nw * kk - 1),
-                    self.m_tiles.eq(d[48:64]), mt_m1.eq(d[48:64] - 1), g_m1.eq(groups - 1),
+                    self.m_tiles.eq(d[48:64]), mt_m1.eq(d[48:64] - 1),
                     w_base.eq(d[64:80]), w_tbase.eq(d[64:80]),
                     self.t_base.eq(d[80:96]), self.out_words.eq(d[96:112]),
                     # Thermometer code of last_bits (1..K): a compare of log2(K)+1 bits per
@@ -191,9 +244,9 @@ class Sequencer(wiring.Component):
                     words_done.eq(0),
                     W_is1.eq((nw * kk)[:16] == 1), mt_is1.eq(d[48:64] == 1), nw_is1.eq(nw == 1),
                     ct_last.eq((nw * kk)[:16] == 1), ct_geq.eq(Q == 1), t_last.eq(d[48:64] == 1),
-                    g_last.eq(groups == 1), wi_last.eq(nw == 1),
+                    wi_last.eq(nw == 1),
                 ]
-                with m.If(op[0:2] != mm.OP_DENSE):
+                with m.If((op[0:2] != mm.OP_DENSE) & ~is_conv):
                     m.d.sync += [self.done.eq(1), self.error.eq(mm.ERR_OPCODE)]
                     m.next = "IDLE"
                 with m.Else():
@@ -207,6 +260,19 @@ class Sequencer(wiring.Component):
                         m.d.sync += [wi.eq(0), q.eq(q + 1), wi_last.eq(nw_is1)]
                     with m.Else():
                         m.d.sync += [wi.eq(wi + 1), wi_last.eq((wi + 1)[:16] == nw_m1)]
+                    # tap walk (used by binary convs only)
+                    with m.If(wi_last):
+                        m.d.sync += [tw.eq(0), kx.eq(0), ky.eq(0), off.eq(off0),
+                                     tw_last.eq(pw_is1)]
+                    with m.Elif(tw_last):
+                        m.d.sync += [tw.eq(0), tw_last.eq(pw_is1)]
+                        with m.If(kx == 2):
+                            m.d.sync += [kx.eq(0), ky.eq(ky + 1), off.eq(off + row_jump)]
+                        with m.Else():
+                            m.d.sync += [kx.eq(kx + 1), off.eq(off + 1)]
+                    with m.Else():
+                        m.d.sync += [tw.eq(tw + 1), off.eq(off + 1),
+                                     tw_last.eq((tw + 1)[:16] == pw_m1)]
                 # A tile lasts max(W, Q) cycles: W words, then idle until ct = Q − 1.
                 tile_end = (words_done | tile_last) & ct_geq
                 with m.If(tile_last & t_last & g_last):
@@ -218,6 +284,7 @@ class Sequencer(wiring.Component):
                     m.d.sync += [ct.eq(0), wi.eq(0), q.eq(0), words_done.eq(0),
                                  ct_last.eq(W_is1), ct_geq.eq(Q == 1), wi_last.eq(nw_is1)]
                     with m.If(t_last):
+                        m.d.comb += self.g_next.eq(1)
                         m.d.sync += [t.eq(0), t_last.eq(mt_is1), w_tbase.eq(w_base),
                                      g.eq(g + 1), g_last.eq((g + 1)[:16] == g_m1),
                                      a_gbase.eq(a_gbase + W)]
@@ -230,13 +297,13 @@ class Sequencer(wiring.Component):
                                  ct_geq.eq((ct + 1)[:16] >= Q - 1)]
 
             with m.State("DRAIN"):
-                # Prefetch the next descriptor in the last four cycles: word 3 − drain is
+                # Prefetch the next descriptor in the last eight cycles: word 7 − drain is
                 # addressed, the word addressed the cycle before is kept.
                 m.d.comb += [self.busy.eq(1),
-                             self.desc_addr.eq(Cat((3 - drain)[:2], self.layer + 1))]
+                             self.desc_addr.eq(Cat((7 - drain)[:3], self.layer + 1))]
                 m.d.sync += [lcount.eq(lcount + 1), drain.eq(drain - 1)]
-                with m.If(drain <= 2):
-                    m.d.sync += nd.word_select((2 - drain)[:2], 32).eq(self.desc_data)
+                with m.If(drain <= 6):
+                    m.d.sync += nd.word_select((6 - drain)[:3], 32).eq(self.desc_data)
                 with m.If(drain == 0):
                     # This is the cycle of the layer's last write: the layer ends here.
                     m.d.comb += [self.lc_we.eq(1), self.lc_addr.eq(self.layer),

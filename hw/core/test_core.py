@@ -8,8 +8,8 @@ from hw.core.core import Core
 from hw.core.testing import run
 from sw import bits as B
 from sw.layers.dense import DenseLayer
-from sw.program import build_program, decode_outputs, encode_inputs, output_region, \
-    predict_cycles
+from sw.program import build_program, decode_outputs, encode_inputs, encode_model_inputs, \
+    hw_steps, output_region, predict_cycles
 
 
 class BusInitiator:
@@ -108,7 +108,7 @@ def backdoor_load(ctx, dut, writes):
 def run_core(config, layers, x, k, poke_while_busy=True, backdoor=False, gap=0.3):
     dut = Core(config)
     batch = x.shape[0]
-    program = build_program(layers, config) + encode_inputs(x, k, config)
+    program = build_program(layers, config) + encode_model_inputs(layers, x, config)
     out_addr, out_len = output_region(layers, config, batch)
     result = {}
 
@@ -146,7 +146,7 @@ def run_core(config, layers, x, k, poke_while_busy=True, backdoor=False, gap=0.3
         result["total"] = await bus.read32(mm.REG_TOTAL_CYCLES)
         result["layers"] = await bus.read32(mm.REG_LAYERS_DONE)
         result["by_layer"] = [await bus.read32(mm.LAYER_CYCLES_BASE + 4 * i)
-                              for i in range(len(layers))]
+                              for i in range(len(hw_steps(layers)))]
         result["out"] = await bus.read(out_addr, out_len)
         # Idle: the loaded memories read back as written.
         for addr, data in program:
@@ -211,10 +211,11 @@ def test_core_default_config_256_wide_layer_utilisation():
     assert measured == hidden.utilisation(config, batch) >= 0.9
 
 
-def test_core_errors_and_recovery():
-    """Batch 0, a reserved op code and a table without FLAG_LAST stop with their error codes;
-    the core then runs a good program normally."""
-    config = ArrayConfig.parse("2x2x8").replace(**SMALL)
+@pytest.mark.parametrize("conv", [1, 0])
+def test_core_errors_and_recovery(conv):
+    """Batch 0, a reserved op code (and a conv on a dense-only build) and a table without
+    FLAG_LAST stop with their error codes; the core then runs a good program normally."""
+    config = ArrayConfig.parse("2x2x8").replace(**SMALL, conv=conv)
     rng = np.random.default_rng(5)
     x = rng.integers(0, 4, (3, 10)).astype(np.uint8)
     layers = random_model(rng, 2, [10, 6, 3], x)
@@ -232,9 +233,10 @@ def test_core_errors_and_recovery():
     async def tb(ctx):
         bus = BusInitiator(ctx, dut.bus)
         assert await run_once(bus, 0) == (mm.STATUS_DONE | mm.STATUS_ERROR, mm.ERR_BATCH)
-        desc = mm.encode_descriptor(mm.OP_CONV3X3, 1, 1, 8, 1, 0, 0, 1)
-        await bus.write(mm.DESC_BASE, desc)
-        assert await run_once(bus, 2) == (mm.STATUS_DONE | mm.STATUS_ERROR, mm.ERR_OPCODE)
+        for op in [mm.OP_MAXPOOL] + ([] if conv else [mm.OP_CONV3X3 | mm.FLAG_LAST]):
+            desc = mm.encode_descriptor(op, 1, 1, 8, 1, 0, 0, 1, groups=1)
+            await bus.write(mm.DESC_BASE, desc)
+            assert await run_once(bus, 2) == (mm.STATUS_DONE | mm.STATUS_ERROR, mm.ERR_OPCODE)
         desc = mm.encode_descriptor(mm.OP_DENSE, 1, 1, 8, 1, 0, 0, 1)   # no FLAG_LAST
         for i in range(config.desc_depth):
             await bus.write(mm.DESC_BASE + mm.DESC_BYTES * i, desc)

@@ -38,6 +38,8 @@ class ThresholdUnit(wiring.Component):
         The threshold output bit.
     out_value : Out(signed(acc_width))
         ``acc`` passed through (the raw integer of the last layer).
+    out_down : Out(1)
+        ``down`` passed through (a fused max-pool combines a channel's bits by it).
 
     Latency and throughput
     ----------------------
@@ -50,6 +52,7 @@ class ThresholdUnit(wiring.Component):
             "valid": In(1), "acc": In(signed(acc_width)), "threshold": In(signed(acc_width)),
             "down": In(1), "raw": In(1),
             "out_valid": Out(1), "out_bit": Out(1), "out_value": Out(signed(acc_width)),
+            "out_down": Out(1),
         })
 
     def elaborate(self, platform):
@@ -60,5 +63,6 @@ class ThresholdUnit(wiring.Component):
             self.out_valid.eq(self.valid),
             self.out_bit.eq(~self.raw & bit),
             self.out_value.eq(self.acc),
+            self.out_down.eq(self.down),
         ]
         return m

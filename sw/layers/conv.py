@@ -56,7 +56,8 @@ _IMAGES_PER_CHUNK = 64
 
 
 class ConvNotOnCoreError(XnorflowError):
-    """Conv/pool descriptors are not defined until the RTL runs them (issue #8)."""
+    """A layer the core does not run as a descriptor of its own (a max-pool: it is fused into
+    the conv before it)."""
 
 
 def im2col(img, pad_value):
@@ -172,7 +173,7 @@ class ConvLayer:
         bits = threshold_bits(per_pixel, self.threshold[None, None, :], self.direction[None, None, :])
         return acc, B.pack_bits(bits.reshape(acc.shape[0], -1))
 
-    # -- accelerator side (planned; see the section below) -------------------------------------
+    # -- accelerator side (see the section below) ----------------------------------------------
 
     def hw_shape(self, config):
         """(in_words, last_bits, m_tiles, W, out_words) of this layer on ``config``."""
@@ -186,17 +187,16 @@ class ConvLayer:
         """Threshold-bank bytes of this layer (see :func:`conv_threshold_image`)."""
         return conv_threshold_image(self, config)
 
-    def hw_descriptor(self, config, w_base, t_base, last):
-        """Not defined yet: the descriptor fields of OP_CONV3X3 come with the RTL (issue #8)."""
-        raise ConvNotOnCoreError(f"layer '{self.name}' (conv3x3): the accelerator core does not run "
-                                 f"conv layers yet (issue #8: sequencer addressing); no descriptor")
+    def hw_descriptor(self, config, w_base, t_base, last, pool=False):
+        """Descriptor fields (see :func:`conv_descriptor`)."""
+        return conv_descriptor(self, config, w_base, t_base, last, pool)
 
     def cycles(self, config, batch, first=False):
-        """Planned cycles for ``batch`` images (see :func:`conv_cycles`)."""
+        """Cycles for ``batch`` images (see :func:`conv_cycles`)."""
         return conv_cycles(self, config, batch, first)
 
     def utilisation(self, config, batch):
-        """Planned fraction of cycles in which the array consumes a word."""
+        """Fraction of cycles in which the array consumes a word."""
         _, _, m_tiles, W, _ = conv_hw_shape(self, config)
         groups = -(-batch * self.height * self.width // config.Q)
         return groups * m_tiles * W / self.cycles(config, batch)
@@ -255,12 +255,12 @@ class MaxPoolLayer:
         return words, 0, 0, 0, words
 
     def hw_descriptor(self, config, w_base, t_base, last):
-        """Not defined yet: OP_MAXPOOL comes with the RTL (issue #8)."""
-        raise ConvNotOnCoreError(f"layer '{self.name}' (maxpool2x2): the accelerator core does not "
-                                 f"run pool layers yet (issue #8); no descriptor")
+        """A pool has no descriptor: it is fused into the conv before it (``FLAG_POOL``)."""
+        raise ConvNotOnCoreError(f"layer '{self.name}' (maxpool2x2): the core pools only in the "
+                                 f"writer of the conv before it; no descriptor of its own")
 
     def cycles(self, config, batch, first=False):
-        """Planned cycles for ``batch`` images (see :func:`pool_cycles`)."""
+        """0: the pool is fused into the conv before it (see :func:`pool_cycles`)."""
         return pool_cycles(self, config, batch, first)
 
     def utilisation(self, config, batch):
@@ -269,13 +269,12 @@ class MaxPoolLayer:
 
 
 # ---------------------------------------------------------------------------------------------
-# Hardware side, PLANNED: the core does not run conv/pool yet (issue #8). These functions are
-# the contract the sequencer's conv addressing must meet; change them together with the RTL.
-#
-# Conv is the dense loop nest of docs/core.md with columns = output pixels instead of samples:
-# pixel p = (b·H + y)·W + x of the batch goes to column p mod Q of column group p div Q, and
-# the "input vector" of a column is that pixel's im2col vector, fetched tap by tap (nine pixel
-# reads with the border taps forced to PAD_BIT) by the planned line-buffer addressing.
+# Hardware side (docs/conv.md, "On the core"). Conv is the dense loop nest of docs/core.md with
+# columns = output pixels instead of samples: pixel p of the image (row-major, or pool window by
+# window when a max-pool follows) goes to column p mod Q of column group p div Q, and the
+# "input vector" of a column is that pixel's im2col vector: a binary conv reads it tap by tap
+# from the feature map every column bank holds (hw/core/pixel_walker.py), the border taps
+# forced to PAD_BIT; the unsigned first conv reads the im2col vectors the host wrote.
 # ---------------------------------------------------------------------------------------------
 
 def conv_hw_shape(layer, config):
@@ -346,14 +345,45 @@ def conv_threshold_image(layer, config):
     return words.astype("<u4").tobytes()
 
 
+def conv_descriptor(layer, config, w_base, t_base, last, pool=False):
+    """Descriptor fields (hw.core.memory_map.encode_descriptor) of a conv layer; ``pool``: the
+    2×2 max-pool after it is fused into its writer.
+
+    The compiler computes every product the column walkers need: ``pix_words`` words per input
+    pixel, ``row_words`` per image row, and how far a column's pixel moves per group — ``Q``
+    pixels along the row, or ``Q/2`` pixels and two rows pooled (``step_words``; ``wrap_words``
+    when it wraps to the next row (pair): ``(step + (rows − 1)·W)·pix_words``).
+    """
+    from hw.core import memory_map as mm
+    in_words, last_bits, m_tiles, _, out_words = conv_hw_shape(layer, config)
+    op = mm.OP_CONV3X3
+    if layer.input_kind == "unsigned":
+        op |= mm.FLAG_UNSIGNED
+    if pool:
+        op |= mm.FLAG_POOL
+    if last:
+        op |= mm.FLAG_LAST
+    pix_words = -(-layer.in_channels // config.K)
+    step_px, rows = (config.Q // 2, 2) if pool else (config.Q, 1)
+    mask = 0xFFFF
+    units = layer.height * layer.width // (POOL * POOL if pool else 1)
+    return dict(op=op, input_bits=layer.input_bits, in_words=in_words, last_bits=last_bits,
+                m_tiles=m_tiles, w_base=w_base, t_base=t_base, out_words=out_words,
+                groups=-(-layer.height * layer.width // config.Q), height=layer.height,
+                width=layer.width, pix_words=pix_words,
+                row_words=layer.width * pix_words & mask, out_units=units,
+                step_words=step_px * pix_words & mask,
+                wrap_words=(step_px + (rows - 1) * layer.width) * pix_words & mask)
+
+
 def conv_cycles(layer, config, batch, first=False):
-    """Planned cycles of a conv layer for ``batch`` images: the dense formula over pixels.
+    """Cycles of a conv layer for ``batch`` images (the core runs one image per run).
 
     ``fetch + 1 + (G·m_tiles − 1)·max(W, Q) + W + write_delay`` with ``G = ceil(batch·H·W/Q)``
     column groups of output pixels, ``m_tiles = ceil(C_out/P)``, ``W`` from
-    :func:`conv_hw_shape` and ``write_delay``/``desc_fetch`` of the configuration — i.e. the
-    line-buffer addressing must issue one word per cycle with no extra bubbles (the border
-    taps are injected, not skipped). This is the model the RTL's counters must equal.
+    :func:`conv_hw_shape` and ``write_delay``/``desc_fetch`` of the configuration: the dense
+    formula with pixels for samples. The tap walk issues one word per cycle with no bubbles (the
+    border taps are injected, not skipped), and a fused max-pool costs nothing.
     """
     _, _, m_tiles, W, _ = conv_hw_shape(layer, config)
     groups = -(-batch * layer.height * layer.width // config.Q)
@@ -361,18 +391,8 @@ def conv_cycles(layer, config, batch, first=False):
     return fetch + 1 + (groups * m_tiles - 1) * max(W, config.Q) + W + config.write_delay
 
 
-POOL_DRAIN = 3
-"""Planned pipeline depth of the pool pass: read, combine, write registers."""
-
-
 def pool_cycles(layer, config, batch, first=False):
-    """Planned cycles of a pool pass: ``fetch + 1 + batch·H'·W'·ceil(C/K)·4 + POOL_DRAIN``.
-
-    The planned pool is its own pass over the activation buffer: per output pixel and K-bit
-    channel word, four reads (the 2×2 window) combined lane by lane with OR or AND (a per-lane
-    mask from the direction bits), one write. A pool fused into the conv's writer would cost
-    nothing; whichever the RTL builds, this function changes with it.
-    """
-    words = -(-layer.channels // config.K)
-    fetch = config.desc_fetch if first else 0
-    return fetch + 1 + batch * layer.out_height * layer.out_width * words * POOL * POOL + POOL_DRAIN
+    """0: the core fuses a max-pool into the writer of the conv before it (the four pixels
+    of a window leave the array in consecutive cycles and are ORed/ANDed by each channel's
+    direction before the one write), so it takes no cycles of its own."""
+    return 0
