@@ -31,7 +31,9 @@ from sw.synth import accelerator_top, synthesize  # noqa: E402
 SFC = [784, 256, 256, 256, 10]
 # Memory depths sized for the SFC model (weights, thresholds, inputs for batches up to 8·Q);
 # the default depths would spend 234 of the 208 block RAMs at 32x8x32.
-_SFC_DEPTHS = "w_depth={w},thr_depth=64,in_depth=512,act_depth=256,out_depth=256,acc_width=16"
+# Dense only (conv=0): the SFC model has no conv layer, so the conv datapath would only cost LUTs.
+_SFC_DEPTHS = ("w_depth={w},thr_depth=64,in_depth=512,act_depth=256,out_depth=256,acc_width=16,"
+               "conv=0")
 # 32x8x32 (w_depth=512) is the shape the 1 M/s target needs at ~43 MHz, but at 67 % of the
 # LUTs nextpnr did not finish routing it in 75 minutes (docs/synthesis.md); pass it with
 # --arrays to try.

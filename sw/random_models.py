@@ -76,3 +76,24 @@ def random_cnn_model(rng, image, stack, dense, input_bits, name="random-cnn"):
     features = image[0] * image[1] * image[2]
     return CompiledModel(name=name, input=InputSpec(features, input_bits, float((1 << input_bits) - 1)),
                          layers=layers, head=head)
+
+
+def balanced_cnn_model(rng, image, stack, dense, input_bits, x, name="random-cnn"):
+    """:func:`random_cnn_model` with each threshold drawn from the accumulators the inputs ``x``
+    (uint8 [B, H·W·C]) give, so output bits are mixed rather than saturated, plus one
+    saturated channel each way per layer; pools take their conv's directions."""
+    model = random_cnn_model(rng, image, stack, dense, input_bits, name=name)
+    act = x
+    for idx, layer in enumerate(model.layers):
+        if layer.type == "maxpool2x2":
+            layer.direction = model.layers[idx - 1].direction.copy()
+        elif layer.output == "threshold":
+            channels = getattr(layer, "out_channels", layer.out_features)
+            acc = layer.dot(act).reshape(-1, channels)
+            pick = acc[rng.integers(0, len(acc), channels), np.arange(channels)]
+            layer.threshold = (pick + rng.integers(-1, 2, channels)).astype(np.int32)
+            lo, hi = layer.acc_range()
+            layer.threshold[0], layer.threshold[-1] = hi + 3, lo - 3
+            layer.direction = rng.choice([-1, 1], channels).astype(np.int8)
+        act = layer.forward(act)[1]
+    return model

@@ -7,27 +7,7 @@ from hw.config import ArrayConfig
 from hw.core.test_core import run_core
 from hw.core import memory_map as mm
 from sw.program import counters_by_layer, decode_outputs, hw_steps, predict_cycles
-from sw.random_models import random_cnn_model
-
-
-def balanced_cnn(rng, image, stack, dense, k, x):
-    """random_cnn_model with each threshold drawn from the accumulators the test image gives
-    (so output bits are mixed, not saturated), plus one saturated channel each way."""
-    model = random_cnn_model(rng, image, stack, dense, k)
-    act = x
-    for idx, layer in enumerate(model.layers):
-        if layer.type == "maxpool2x2":
-            layer.direction = model.layers[idx - 1].direction.copy()
-        elif layer.output == "threshold":
-            channels = getattr(layer, "out_channels", layer.out_features)
-            acc = layer.dot(act).reshape(-1, channels)
-            pick = acc[rng.integers(0, len(acc), channels), np.arange(channels)]
-            layer.threshold = (pick + rng.integers(-1, 2, channels)).astype(np.int32)
-            lo, hi = layer.acc_range()
-            layer.threshold[0], layer.threshold[-1] = hi + 3, lo - 3
-            layer.direction = rng.choice([-1, 1], channels).astype(np.int8)
-        act = layer.forward(act)[1]
-    return model
+from sw.random_models import balanced_cnn_model
 
 
 CASES = {
@@ -48,7 +28,7 @@ def test_core_runs_random_cnn_bit_exact(case):
                                               acc_width=16)
     rng = np.random.default_rng(len(case))
     x = rng.integers(0, 1 << k, (1, image[0] * image[1] * image[2])).astype(np.uint8)
-    model = balanced_cnn(rng, image, stack, dense, k, x)
+    model = balanced_cnn_model(rng, image, stack, dense, k, x)
     layers = model.layers
     res = run_core(config, layers, x, k, poke_while_busy=False, gap=0.0)
     assert res["status"] == mm.STATUS_DONE and res["error"] == mm.ERR_NONE

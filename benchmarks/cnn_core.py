@@ -1,0 +1,150 @@
+"""CNNs on the accelerator core: cycles, utilisation and inferences/s, proven on Verilator.
+
+Two models (docs/conv.md, "On the core"):
+
+* ``digits-cnn``: the trained digits CNN (conv16 → pool → conv32 → pool → 64 → 10, IR-Net
+  and RBNN, the checkpoints the test suite caches, or ``--checkpoint``) over the whole digits
+  test set: accuracy, agreement with PyTorch, bit-exactness.
+* ``fmnist-cnv``: the CNV topology on 28×28 Fashion-MNIST images (conv64 ×2 → pool →
+  conv128 ×2 → pool → 256 → 10, 8-bit input) with random weights and data-balanced thresholds
+  (no Fashion-MNIST CNN is trained: ~10 CPU-hours here), over ``--cnv-images`` test images:
+  bit-exactness and the cycle counters at full size. Weights do not change cycles.
+
+Every run goes through the driver into the Verilator-simulated accelerator (link included);
+the core's counters must equal the cycle model (``predicted_cycles_match``). Inferences per
+second use ``--fmax-mhz`` (default: the ULX3S default build's post-route Fmax from its
+report.json when it exists).
+
+Prints ONE JSON document on stdout (progress on stderr) and writes a bar chart of cycles per
+layer::
+
+    .venv/bin/python benchmarks/cnn_core.py --plot benchmarks/results/cnn_core.png \\
+        > benchmarks/results/cnn_core.json
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+# Q = 4 holds the CNV's feature maps in the ECP5-85F's block RAM (every column bank keeps the
+# whole map); w_depth holds its 7,304 weight words per row bank.
+CNV_ARRAY = "8x4x32,w_depth=7424,thr_depth=128,in_depth=1600,act_depth=1600,out_depth=64"
+DIGITS_ARRAY = "8x8x32"
+
+
+def log(msg):
+    print(f"[cnn_core] {msg}", file=sys.stderr, flush=True)
+
+
+def default_fmax():
+    from sw.synth import BOARD_DEFAULT_ARRAY, board_clock
+    from hw.config import ArrayConfig
+    cfg = ArrayConfig.parse(BOARD_DEFAULT_ARRAY["ulx3s-85f"]).format()
+    clock = board_clock("ulx3s-85f")
+    for path in sorted((ROOT / "bitstreams").glob(f"ulx3s-85f-{cfg}@*/report.json")):
+        report = json.loads(path.read_text())
+        log(f"Fmax from {path.relative_to(ROOT)}: {report['fmax_mhz']:.1f} MHz")
+        return float(report["fmax_mhz"])
+    log(f"no ULX3S report.json: using the board clock {clock} MHz")
+    return clock
+
+
+def summarise(name, result, model, config, fmax):
+    from sw.program import predict_cycles
+    from hw.config import ArrayConfig
+    cfg = ArrayConfig.parse(config)
+    cycles = predict_cycles(model.layers, cfg, 1)
+    conv = [lyr for lyr in model.layers if lyr.type == "conv3x3"]
+    conv_cycles = sum(cycles["by_layer"][lyr.name] for lyr in conv)
+    words = sum(lyr.utilisation(cfg, 1) * cycles["by_layer"][lyr.name] for lyr in conv)
+    macs = sum(lyr.height * lyr.width * lyr.out_channels * lyr.filter_len * lyr.input_bits
+               for lyr in conv)
+    per_inf = result["cycles_per_inference"]
+    return {
+        "model": name, "array": cfg.format(), "images": result["images"],
+        "mismatches": result["mismatches"], "accuracy": result["accuracy"],
+        "agree_with_torch": result["agree_with_torch"],
+        "predicted_cycles_match": result["predicted_cycles_match"],
+        "cycles_per_inference": per_inf, "cycles_by_layer": result["cycles_by_layer"],
+        # words issued / cycles, and ideal bit-MACs / (P·Q·K·cycles), over the conv layers
+        "conv_word_utilization": words / conv_cycles,
+        "conv_bit_utilization": macs / (cfg.P * cfg.Q * cfg.K * conv_cycles),
+        "fmax_mhz": fmax, "inferences_per_second": fmax * 1e6 / per_inf,
+        "sim_wall_seconds": result["wall_seconds"],
+    }
+
+
+def digits_cnn(method, checkpoint, fmax):
+    from sim.cli import simulate
+    from sw.compile import compile_checkpoint
+    from sw.evaluate import dataset_inputs, torch_predictions
+    if checkpoint is None:
+        from conftest import trained_digits_model
+        checkpoint, _ = trained_digits_model(method, cnn=True)
+    model, torch_model, _ = compile_checkpoint(checkpoint)
+    x, y = dataset_inputs(model, "digits", None, None)
+    torch_pred = torch_predictions(torch_model, x)
+    log(f"digits CNN ({method}): {len(x)} images on Verilator, {DIGITS_ARRAY}")
+    result = simulate(model, x, y, config=DIGITS_ARRAY, torch_predictions=torch_pred)
+    return summarise(f"digits-cnn-{method}", result, model, DIGITS_ARRAY, fmax)
+
+
+def fmnist_cnv(images, fmax):
+    from sim.cli import simulate
+    from sw.data import load_dataset, quantize_inputs
+    from sw.random_models import balanced_cnn_model
+    ds = load_dataset("fashion-mnist")
+    x = quantize_inputs(ds.x_test[:images], 8, ds.max_value)
+    rng = np.random.default_rng(28)
+    model = balanced_cnn_model(rng, (28, 28, 1), [64, 64, "pool", 128, 128, "pool"], [256, 10],
+                               8, x[:16], name="cnv-random")
+    log(f"Fashion-MNIST CNV (random weights): {images} images on Verilator, {CNV_ARRAY}")
+    result = simulate(model, x, ds.y_test[:images], config=CNV_ARRAY)
+    return summarise("fmnist-cnv-random", result, model, CNV_ARRAY, fmax)
+
+
+def plot(points, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(points), figsize=(5 * len(points), 3.8))
+    for ax, p in zip(np.atleast_1d(axes), points):
+        names = list(p["cycles_by_layer"])
+        ax.bar(names, [p["cycles_by_layer"][n] for n in names], color="#4477aa")
+        ax.set_title(f"{p['model']} on {p['array'].split(',')[0]}\n"
+                     f"{p['cycles_per_inference']:.0f} cycles, "
+                     f"{p['inferences_per_second']:.0f} inf/s at {p['fmax_mhz']:.0f} MHz",
+                     fontsize=9)
+        ax.set_ylabel("cycles per inference")
+        ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--methods", default="irnet,rbnn", help="digits CNN methods")
+    ap.add_argument("--checkpoint", default=None, help="a digits CNN checkpoint instead")
+    ap.add_argument("--cnv-images", type=int, default=100,
+                    help="Fashion-MNIST test images through the CNV (0 = skip)")
+    ap.add_argument("--fmax-mhz", type=float, default=None)
+    ap.add_argument("--plot", default=str(ROOT / "benchmarks" / "results" / "cnn_core.png"))
+    args = ap.parse_args(argv)
+    fmax = args.fmax_mhz or default_fmax()
+    points = [digits_cnn(m, args.checkpoint, fmax) for m in args.methods.split(",") if m]
+    if args.cnv_images:
+        points.append(fmnist_cnv(args.cnv_images, fmax))
+    plot(points, args.plot)
+    print(json.dumps({"benchmark": "cnn_core", "points": points, "plot": args.plot}, indent=1))
+    bad = [p["model"] for p in points if p["mismatches"] or not p["predicted_cycles_match"]]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
