@@ -12,8 +12,8 @@ Two models (docs/conv.md, "On the core"):
 
 Every run goes through the driver into the Verilator-simulated accelerator (link included);
 the core's counters must equal the cycle model (``predicted_cycles_match``). Inferences per
-second use ``--fmax-mhz`` (default: the ULX3S default build's post-route Fmax from its
-report.json when it exists).
+second use ``--fmax-mhz``, by default the post-route Fmax of the model's array on the ULX3S
+(its ``bitstreams/ulx3s-85f-<array>@…/report.json``; the board clock when it was not built).
 
 Prints ONE JSON document on stdout (progress on stderr) and writes a bar chart of cycles per
 layer::
@@ -42,20 +42,22 @@ def log(msg):
     print(f"[cnn_core] {msg}", file=sys.stderr, flush=True)
 
 
-def default_fmax():
-    from sw.synth import BOARD_DEFAULT_ARRAY, board_clock
+def build_fmax(array):
+    """(Fmax in MHz, where it came from): the post-route Fmax of the ULX3S build of ``array``
+    (``xnorflow synth --board ulx3s-85f --array ARRAY`` writes its report.json), else the
+    board's clock."""
     from hw.config import ArrayConfig
-    cfg = ArrayConfig.parse(BOARD_DEFAULT_ARRAY["ulx3s-85f"]).format()
-    clock = board_clock("ulx3s-85f")
+    from sw.synth import board_clock
+    cfg = ArrayConfig.parse(array).format()
     for path in sorted((ROOT / "bitstreams").glob(f"ulx3s-85f-{cfg}@*/report.json")):
         report = json.loads(path.read_text())
-        log(f"Fmax from {path.relative_to(ROOT)}: {report['fmax_mhz']:.1f} MHz")
-        return float(report["fmax_mhz"])
-    log(f"no ULX3S report.json: using the board clock {clock} MHz")
-    return clock
+        return float(report["fmax_mhz"]), str(path.relative_to(ROOT))
+    clock = board_clock("ulx3s-85f")
+    log(f"no ULX3S build of {cfg}: using the board clock {clock} MHz")
+    return clock, "board clock (no build)"
 
 
-def summarise(name, result, model, config, fmax):
+def summarise(name, result, model, config, fmax=None):
     from sw.program import predict_cycles
     from hw.config import ArrayConfig
     cfg = ArrayConfig.parse(config)
@@ -66,6 +68,7 @@ def summarise(name, result, model, config, fmax):
     macs = sum(lyr.height * lyr.width * lyr.out_channels * lyr.filter_len * lyr.input_bits
                for lyr in conv)
     per_inf = result["cycles_per_inference"]
+    fmax, source = (fmax, "--fmax-mhz") if fmax else build_fmax(config)
     return {
         "model": name, "array": cfg.format(), "images": result["images"],
         "mismatches": result["mismatches"], "accuracy": result["accuracy"],
@@ -75,7 +78,8 @@ def summarise(name, result, model, config, fmax):
         # words issued / cycles, and ideal bit-MACs / (P·Q·K·cycles), over the conv layers
         "conv_word_utilization": words / conv_cycles,
         "conv_bit_utilization": macs / (cfg.P * cfg.Q * cfg.K * conv_cycles),
-        "fmax_mhz": fmax, "inferences_per_second": fmax * 1e6 / per_inf,
+        "fmax_mhz": fmax, "fmax_source": source,
+        "inferences_per_second": fmax * 1e6 / per_inf,
         "sim_wall_seconds": result["wall_seconds"],
     }
 
@@ -136,7 +140,7 @@ def main(argv=None):
     ap.add_argument("--fmax-mhz", type=float, default=None)
     ap.add_argument("--plot", default=str(ROOT / "benchmarks" / "results" / "cnn_core.png"))
     args = ap.parse_args(argv)
-    fmax = args.fmax_mhz or default_fmax()
+    fmax = args.fmax_mhz
     points = [digits_cnn(m, args.checkpoint, fmax) for m in args.methods.split(",") if m]
     if args.cnv_images:
         points.append(fmnist_cnv(args.cnv_images, fmax))

@@ -50,14 +50,11 @@ def layer_rows(model, config=None, batch=1):
             "saturated_always_0": zero, "saturated_always_1": one,
             "weight_bytes": int(layer.weights.size),
             "threshold_bytes": 4 * len(layer.threshold) if layer.output == "threshold" else 0,
-            "binary_macs": layer.in_features * layer.out_features * layer.input_bits,
+            "binary_macs": layer.binary_macs(),
         }
         if layer.type == "conv3x3":
-            # Per output pixel: 9·C_in·C_out binary MACs per input bit.
             row["shape"] = (f"{layer.height}×{layer.width}×{layer.in_channels}→"
                             f"{layer.height}×{layer.width}×{layer.out_channels}")
-            row["binary_macs"] = (layer.height * layer.width * layer.filter_len
-                                  * layer.out_channels * layer.input_bits)
         if cycles is not None:
             row["cycles"] = int(cycles[layer.name])
         rows.append(row)

@@ -15,8 +15,9 @@ from sw.errors import XnorflowError
 
 
 def ideal_macs(layer):
-    """Binary multiply-accumulates one input needs in ``layer`` (bit-planes count separately)."""
-    return layer.in_features * layer.out_features * layer.input_bits
+    """Binary multiply-accumulates one input needs in ``layer`` (bit-planes count separately;
+    a conv counts every output pixel, a pool nothing)."""
+    return layer.binary_macs()
 
 
 def profile_numbers(model, config, cycles, batch, fmax_mhz, clock_mhz=None):
@@ -78,6 +79,18 @@ def plot_profile(result, path, title):
     plt.close(fig)
 
 
+def profile_batch(model, config, batch=None):
+    """The batch to profile: ``batch`` if one run takes it (else XnorflowError naming the
+    limit), by default one column group, or 1 for a conv model (one image per run)."""
+    from sw.program import ProgramError, check_batch, max_batch
+    try:
+        batch = batch or min(config.Q, max_batch(model.layers, config))
+        check_batch(model.layers, config, batch)
+    except ProgramError as e:
+        raise XnorflowError(f"--batch: {e}") from None
+    return batch
+
+
 def check_cycles_in_simulation(model, config, batch, engine="verilator"):
     """Run one batch in simulation; the core's counters must equal the cycle model exactly."""
     import numpy as np
@@ -102,7 +115,7 @@ def profile(model, board, array=None, batch=None, simulate=True, log=None, clock
     from sw.synth import accelerator_top, board_clock, board_config, build_label, synthesize
     config = board_config(board, array)
     clock = board_clock(board, clock_mhz)
-    batch = batch or config.Q
+    batch = profile_batch(model, config, batch)
     cycles = predict_cycles(model.layers, config, batch)
     sim = check_cycles_in_simulation(model, config, batch) if simulate else None
     report = synthesize(accelerator_top(config, clock), board, build_label(config, clock), log=log)

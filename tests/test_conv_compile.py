@@ -148,3 +148,17 @@ def test_layer_table_shows_conv_and_pool(tmp_path, capsys):
     assert main(["inspect", str(path), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [r["type"] for r in doc["layers"]][:3] == ["conv3x3", "conv3x3", "maxpool2x2"]
+
+
+def test_profile_counts_conv_macs_per_pixel_and_runs_one_image():
+    from hw.config import ArrayConfig
+    from sw.profile import profile_batch, profile_numbers
+    model, _ = _cnn()
+    cfg = ArrayConfig.parse("4x4x16")
+    assert profile_batch(model, cfg) == 1
+    with pytest.raises(XnorflowError, match="--batch: a batch of 2 .*at most 1"):
+        profile_batch(model, cfg, 2)
+    out = profile_numbers(model, cfg, predict_cycles(model.layers, cfg, 1), 1, 50.0)
+    conv = out["layers"][1]
+    assert conv["binary_macs"] == 7 * 6 * 9 * 5 * 4 and out["layers"][2]["binary_macs"] == 0
+    assert 0 < out["utilization"] < 1 and out["inferences_per_second"] > 0

@@ -130,6 +130,11 @@ class ConvLayer:
         """N, the length of one filter (the im2col vector of a pixel): ``9·C_in``."""
         return TAPS * self.in_channels
 
+    def binary_macs(self):
+        """Binary multiply-accumulates per image: ``9·C_in·C_out`` per output pixel and
+        input bit-plane (padding taps included)."""
+        return self.height * self.width * self.filter_len * self.out_channels * self.input_bits
+
     def acc_range(self):
         """(lowest, highest) value of the accumulator (padding taps included: N is constant)."""
         top = self.filter_len * ((1 << self.input_bits) - 1 if self.input_kind == "unsigned" else 1)
@@ -241,6 +246,10 @@ class MaxPoolLayer:
     @property
     def out_features(self):
         return self.out_height * self.out_width * self.channels
+
+    def binary_macs(self):
+        """A pool multiplies nothing."""
+        return 0
 
     def forward(self, x):
         """(None, out): a pool has no accumulator; out packed bits uint8 [B, ceil(H'·W'·C/8)]."""

@@ -113,6 +113,10 @@ class DenseLayer:
 
     type = "dense"
 
+    def binary_macs(self):
+        """Binary multiply-accumulates per input (each bit-plane of a k-bit input counts)."""
+        return self.in_features * self.out_features * self.input_bits
+
     def acc_range(self):
         """(lowest, highest) value the integer accumulator can take for this layer."""
         top = self.in_features * ((1 << self.input_bits) - 1 if self.input_kind == "unsigned" else 1)
