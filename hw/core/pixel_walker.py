@@ -53,8 +53,11 @@ class PixelWalker(wiring.Component):
 
     Latency and throughput
     ----------------------
-    ``base`` and the border flags are registers (valid the cycle after ``start``/
-    ``advance``); ``pad`` is combinational from them and the tap. One step per cycle.
+    ``base`` is valid from the cycle after ``advance``, and two cycles after ``start`` (0,
+    the right value for column 0, one cycle after): column ``j`` first reads ``j`` cycles
+    after start. ``advance`` must not come in the two cycles after ``start`` (a group lasts at
+    least ``Q`` ≥ 2, or nine words). ``pad`` is combinational from the registered
+    coordinates and the tap. One step per cycle.
     """
 
     def __init__(self, column, Q):
@@ -70,47 +73,52 @@ class PixelWalker(wiring.Component):
         m = Module()
         j, Q = self.column, self.Q
         y, x = Signal(8), Signal(8)
-        top, bottom, left, right = Signal(), Signal(), Signal(), Signal()
-        # The layer's parameters, latched at start (the sequencer presents them only then).
+        # The layer's parameters, latched at start (the sequencer presents them only then),
+        # and the bounds derived from them in the cycle after (``init``).
         pool, height, width = Signal(), Signal(8), Signal(8)
+        pix_words, row_words = Signal(16), Signal(16)
         step_words, wrap_words = Signal(16), Signal(16)
+        x_lim, y_lim, x_last, y_last = Signal(8), Signal(8), Signal(8), Signal(8)
+        init = Signal()
 
-        def set_flags(ny, nx):
-            # Border flags registered with the coordinates: the pad decision is then a few
-            # gates on the read address path.
-            return [top.eq(ny == 0), bottom.eq(ny == h - 1),
-                    left.eq(nx == 0), right.eq(nx == w - 1)]
-
+        # Group 0: pixel j (row-major) or pixel j mod 4 of window j div 4 (pooled); j < W is
+        # guaranteed by the program builder, so no wrap here.
+        sub = j % 4
+        py, px = sub >> 1, 2 * (j // 4) + (sub & 1)
+        m.d.sync += init.eq(self.start)
         with m.If(self.start):
-            # Group 0: pixel j (row-major) or pixel (j mod 4) of window j div 4 (pooled).
-            # j < W is guaranteed by the program builder, so no wrap here.
-            sub = j % 4
-            py, px = sub >> 1, 2 * (j // 4) + (sub & 1)
-            ny = Mux(self.pool, py, 0)
-            nx = Mux(self.pool, px, j)
-            h, w = self.height, self.width
+            # Only loads here: the start cycle's parameters come from the descriptor decode,
+            # and arithmetic on them set the ECP5 build's Fmax (51 MHz).
             m.d.sync += [pool.eq(self.pool), height.eq(self.height), width.eq(self.width),
+                         pix_words.eq(self.pix_words), row_words.eq(self.row_words),
                          step_words.eq(self.step_words), wrap_words.eq(self.wrap_words),
-                         y.eq(ny), x.eq(nx),
-                         self.base.eq(Mux(self.pool, py * self.row_words + px * self.pix_words,
-                                          j * self.pix_words)),
-                         *set_flags(ny, nx)]
+                         y.eq(Mux(self.pool, py, 0)), x.eq(Mux(self.pool, px, j)),
+                         self.base.eq(0)]
+        with m.Elif(init):
+            # The first pixel's base, and the wrap bounds: x wraps once x + step ≥ W, i.e.
+            # x ≥ W − step. Column 0 (pixel (0, 0), base 0) reads in this cycle, column j ≥ 1
+            # from j cycles after start on, when its base is ready.
+            first = Signal(16)
+            m.d.comb += first.eq(Mux(pool, (row_words if py else 0) + pix_words * px,
+                                     pix_words * j))
+            m.d.sync += [self.base.eq(first),
+                         x_lim.eq(width - Mux(pool, Q // 2, Q)),
+                         y_lim.eq(height - Mux(pool, 2, 1)),
+                         x_last.eq(width - 1), y_last.eq(height - 1)]
         with m.Elif(self.advance):
-            h, w = height, width
-            step_x = Mux(pool, Q // 2, Q)
-            step_y = Mux(pool, 2, 1)
-            xn = Signal(9)
-            m.d.comb += xn.eq(x + step_x)
-            wrap = xn >= width
-            nx = Signal(8)
-            ny = Signal(9)
-            ny_w = Signal(8)
-            m.d.comb += [nx.eq(Mux(wrap, xn - width, xn)),
-                         ny.eq(y + Mux(wrap, step_y, 0)),
-                         ny_w.eq(Mux(ny >= height, ny - height, ny))]
-            m.d.sync += [x.eq(nx), y.eq(ny_w),
-                         self.base.eq(self.base + Mux(wrap, wrap_words, step_words)),
-                         *set_flags(ny_w, nx)]
+            # Per group: Q pixels along the row (Q/2 and two rows pooled), wrapping to the
+            # next row (pair) at most once and past the last row to the next image. Every sum
+            # and the two compares are side by side, then a mux: a short path.
+            wrap = x >= x_lim
+            y_wrap = y >= y_lim
+            m.d.sync += [
+                x.eq(Mux(wrap, x - x_lim, x + Mux(pool, Q // 2, Q))),
+                y.eq(Mux(wrap, Mux(y_wrap, y - y_lim, y + Mux(pool, 2, 1)), y)),
+                self.base.eq(self.base + Mux(wrap, wrap_words, step_words)),
+            ]
+        # Border flags from the registered coordinates: a few gates before the pad register.
+        top, bottom = y == 0, y == y_last
+        left, right = x == 0, x == x_last
         m.d.comb += self.pad.eq(((self.ky == 0) & top) | ((self.ky == 2) & bottom) |
                                 ((self.kx == 0) & left) | ((self.kx == 2) & right))
         return m

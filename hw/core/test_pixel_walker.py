@@ -38,8 +38,11 @@ def test_walker_follows_the_pixel_order(Q, H, W, pool, pw):
                 ctx.set(getattr(dut, name), value)
             await ctx.tick()
             ctx.set(dut.start, 0)
-            for name in ("pool", "height", "width", "step_words", "wrap_words"):
+            for name in ("pool", "height", "width", "pix_words", "row_words", "step_words",
+                         "wrap_words"):
                 ctx.set(getattr(dut, name), 0)      # latched at start: later values ignored
+            assert ctx.get(dut.base) == 0           # column 0's pixel, in time for its read
+            await ctx.tick()                        # init: the first base and the bounds
             for g in range(groups):
                 pads = {}
                 for ky in range(3):
