@@ -35,8 +35,8 @@ class Core(wiring.Component):
     -----
     bus : In(BusSignature())
         Byte-wide register bus, target side (hw/bus.py). A write is acknowledged in the
-        cycle after ``stb`` rises (one byte per two cycles), a read two cycles later (the read
-        byte passes two register stages; one byte per four cycles). ``err`` is raised for unmapped
+        cycle after ``stb`` rises (one byte per two cycles), a read three cycles later (the
+        read word, its byte and the read byte are registered; one byte per five cycles). ``err`` is raised for unmapped
         addresses, writes to read-only locations, and, while a run is busy, for any memory
         access but the layer-cycle counters and for writes to ``BATCH`` or ``CTRL`` byte 0
         (nothing is written then).
@@ -310,17 +310,19 @@ class Core(wiring.Component):
 
         # ---- bus target ---------------------------------------------------------------------
         bus = self.bus
-        # Writes are acknowledged in the cycle after the request, reads two cycles later: the
-        # read byte is registered after the bank and byte multiplexers and again after the
-        # region multiplexer (see "Read data" below), so block-RAM clock-to-out never meets a
-        # long multiplexer chain or the host link's logic in one cycle (on ECP5 each set Fmax).
-        req, rd_pend, rd_pend2, ack_rd = Signal(), Signal(), Signal(), Signal()
-        # the error of the request, one/two/three cycles on
-        err_q, err_q2, err_rd = Signal(), Signal(), Signal()
-        m.d.comb += req.eq(bus.stb & ~bus.ack & ~rd_pend & ~rd_pend2)
-        m.d.sync += [rd_pend.eq(req & ~bus.we), rd_pend2.eq(rd_pend),
-                     bus.ack.eq((req & bus.we) | rd_pend2),
-                     ack_rd.eq(rd_pend2), err_q2.eq(err_q), err_rd.eq(err_q2)]
+        # Writes are acknowledged in the cycle after the request, reads three cycles later:
+        # the read word is registered after the bank multiplexer, its byte after the lane
+        # multiplexer and the read byte after the region multiplexer (see "Read data" below),
+        # so block-RAM clock-to-out never meets a long multiplexer chain or the host link's
+        # logic in one cycle (on ECP5 each set Fmax).
+        req, rd_pend, rd_pend2, rd_pend3, ack_rd = (Signal() for _ in range(5))
+        # the error of the request, one/two/three/four cycles on
+        err_q, err_q2, err_q3, err_rd = Signal(), Signal(), Signal(), Signal()
+        m.d.comb += req.eq(bus.stb & ~bus.ack & ~rd_pend & ~rd_pend2 & ~rd_pend3)
+        m.d.sync += [rd_pend.eq(req & ~bus.we), rd_pend2.eq(rd_pend), rd_pend3.eq(rd_pend2),
+                     bus.ack.eq((req & bus.we) | rd_pend3),
+                     ack_rd.eq(rd_pend3), err_q2.eq(err_q), err_q3.eq(err_q2),
+                     err_rd.eq(err_q3)]
         m.d.comb += bus.err.eq(Mux(ack_rd, err_rd, err_q))
         busy = seq.busy
         wr = req & bus.we
@@ -439,11 +441,13 @@ class Core(wiring.Component):
             m.d.sync += batch[8:].eq(w_byte)
         m.d.comb += seq.start.eq(wr_ctrl & w_byte[0])
 
-        # Read data, three registered stages: the request cycle registers the source, the
-        # address and the register byte; the next picks each region's byte out of its banks'
-        # read data into a register (block-RAM clock-to-out, ~5.6 ns on ECP5, plus a P- or
-        # Q-way bank multiplexer fill that cycle); the last multiplexes the regions into the
-        # read byte the ack cycle presents.
+        # Read data, four registered stages: the request cycle registers the source, the
+        # address and the register byte; the next picks each region's word out of its banks'
+        # read data into a register (block-RAM clock-to-out, ~5.8 ns on ECP5, plus a P- or
+        # Q-way bank multiplexer fill that cycle: with the byte multiplexer too, 16 banks set
+        # the ECP5 16x8x32 Fmax at 67 MHz); the next its byte; the last multiplexes the
+        # regions into the read byte the ack cycle presents. The initiator holds the address
+        # until the ack, so the registered address and source stay valid throughout.
         src = Signal(3)       # 0 register, 1 layer cycles, 2 out, 3 desc, 4 thr, 5 w, 6 in
         with m.If(hit_lc):
             m.d.sync += src.eq(1)
@@ -463,15 +467,16 @@ class Core(wiring.Component):
         m.d.sync += [addr_r.eq(a[:12]), reg_r.eq(reg_byte)]
 
         def pick(name, datas, shift, lane_bits, bank_bits):
-            """Registered byte of the word the request addressed, among banks' read data."""
+            """Registered byte of the word the request addressed, among banks' read data
+            (the word, then its byte, each in a register)."""
             word = Signal(len(datas[0]), name=f"rb_{name}")
             if bank_bits:
                 with m.Switch(addr_r[shift:shift + bank_bits]):
                     for idx, data in enumerate(datas):
                         with m.Case(idx):
-                            m.d.comb += word.eq(data)
+                            m.d.sync += word.eq(data)
             else:
-                m.d.comb += word.eq(datas[0])
+                m.d.sync += word.eq(datas[0])
             byte = Signal(8, name=f"rbyte_{name}")
             m.d.sync += byte.eq(word.word_select(addr_r[:lane_bits], 8) if lane_bits
                                 else word[:8])
