@@ -134,8 +134,15 @@ def test_init_binact_is_a_cached_float_weight_binary_activation_stage(tmp_path):
 
 
 def test_fashion_mnist_default_recipe_is_the_measured_one():
-    # docs/training.md, Fashion-MNIST: distilled, no augmentation, random init, 80 epochs.
+    # docs/training.md, Fashion-MNIST: distilled, no augmentation, random init, 80 epochs, input dropout
+    # (IR-Net 0.1, RBNN 0.2) and BN recalibration.
     for method in ("irnet", "rbnn"):
         d = methods.resolve_defaults(method, "fashion-mnist")
         assert (d["epochs"], d["batch_size"], d["lr"], d["augment_shift"], d["distill"]) == (80, 256, 6e-3, 0, "fp")
         assert d.get("init") is None and d["hidden"] == [256, 256, 256] and d["input_bits"] == 8
+        assert d["bn_recalibrate"] is True and d.get("dropout", 0.0) == 0.0
+    assert methods.resolve_defaults("irnet", "fashion-mnist")["input_dropout"] == 0.1
+    assert methods.resolve_defaults("rbnn", "fashion-mnist")["input_dropout"] == 0.2
+    for other in ("digits", "mnist"):  # the regularisers stay off elsewhere (not measured there)
+        d = methods.resolve_defaults("irnet", other)
+        assert d.get("input_dropout", 0.0) == 0.0 and not d.get("bn_recalibrate", False)
