@@ -61,7 +61,7 @@ def counters_by_layer(layers, counters):
 def _check_conv(idx, layer, pool, prev, config):
     """Conv/pool rules of the core (docs/conv.md, "On the core"); raises ProgramError."""
     where = f"layer {layer.name!r}"
-    Q, K = config.Q, config.K
+    Q = config.Q
     if not config.conv:
         raise ProgramError(f"{where}: the {config} build has no conv datapath (conv=0); "
                            f"use a build with conv=1 (the default)")
@@ -90,7 +90,7 @@ def _check_conv(idx, layer, pool, prev, config):
             raise ProgramError(f"{where}: the image is {layer.width} pixels wide, a group of "
                                f"{Q} columns covers {step} pixels of a row "
                                f"({'pooled ' if pool is not None else ''}needs width ≥ {step})")
-    in_words, _, m_tiles, W, out_words = layer.hw_shape(config)
+    _, _, _, W, out_words = layer.hw_shape(config)
     units = layer.height * layer.width // (4 if pool is not None else 1)
     if units * out_words > config.act_depth:
         raise ProgramError(f"{where}: its output feature map needs {units * out_words} "
