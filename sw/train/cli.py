@@ -125,10 +125,10 @@ def add_parser(subparsers):
     p.add_argument("--label-smoothing", type=_fraction, default=None, help="label smoothing of the CE term (default 0)")
     p.add_argument("--weight-decay", type=_nonnegative, default=None, help="Adam L2 weight decay (default 0)")
     p.add_argument("--dropout", type=_probability, default=None, metavar="P",
-                   help="training-only dropout on the binary activations between layers (MLP; eval and the "
+                   help="training-only dropout on the binary activations between layers (eval and the "
                    "deployed model unchanged; default: dataset default)")
     p.add_argument("--input-dropout", type=_probability, default=None, metavar="P",
-                   help="training-only dropout on the input pixels (MLP; default: dataset default)")
+                   help="training-only dropout on the input pixels (default: dataset default)")
     p.add_argument("--bn-recalibrate", action=argparse.BooleanOptionalAction, default=None,
                    help="after training, recompute every batch norm's running statistics over the whole "
                    "training set with the final binary weights (default: dataset default)")
@@ -172,9 +172,6 @@ def run(args):
             return _fail("--arch", f"{e} ({args.dataset} images are {image[0]}x{image[1]}x{image[2]})")
         if args.hidden is None:
             args.hidden = list(CNV_HIDDEN)
-        for opt, val in (("--dropout", args.dropout), ("--input-dropout", args.input_dropout)):
-            if val:
-                return _fail(opt, "is implemented for the MLP only (not with --arch)")
     if args.init not in ("default", "fp", "binact", "none", "") and not os.path.isfile(args.init):
         return _fail("--init", f"expected 'fp', 'binact', 'none' or a checkpoint file; {args.init} does not exist")
     if args.distill not in ("default", "fp", "binact", "none", "") and not os.path.isfile(args.distill):

@@ -211,6 +211,11 @@ class BinaryCNN(nn.Module):
         self.bns = nn.ModuleList(bns)
         self.acts = nn.ModuleList(_make_act_quantizer(self.method_config["act"])
                                   for _ in range(len(layers) - 1))
+        # Training-only regularisers as in BinaryMLP (identity in eval mode): drops[0] on the
+        # input pixels, drops[i] on the binary activations entering weight layer i.
+        p_in = float(self.method_config.get("input_dropout", 0.0) or 0.0)
+        p_h = float(self.method_config.get("dropout", 0.0) or 0.0)
+        self.drops = nn.ModuleList(nn.Dropout(p_in if i == 0 else p_h) for i in range(len(layers)))
 
     def _affine_bn(self, i, dot, alpha, bias):
         """``z = BN(alpha·dot + bias)``: float32 in training, float64 in the documented order in eval."""
@@ -233,6 +238,8 @@ class BinaryCNN(nn.Module):
             if i == self.n_conv:
                 h = h.permute(0, 2, 3, 1).reshape(b, -1)            # HWC flattening
             wq, alpha = layer.quantized()
+            if self.training and self.drops[i].p > 0:
+                h = self.drops[i](h)
             dot = layer.dot(h, wq)
             full = dot
             if i < self.n_conv and self.pool_after[i]:

@@ -232,7 +232,7 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
     binary activations: stage 1 of two-stage binarisation) or a checkpoint path of the same shape: see
     :func:`init_from`. It changes the starting point only, never the model.
     ``dropout``/``input_dropout``: training-only dropout probability on the binary activations
-    between layers / on the input pixels (MLP only; the eval forward and the deployed model are
+    between layers / on the input pixels (MLP and CNN; the eval forward and the deployed model are
     unchanged). ``bn_recalibrate``: after training, recompute every batch norm's running statistics
     as the average over the whole training set with the final binary weights and no dropout
     (:func:`sw.train.trainer.recalibrate_bn`); metrics then also hold
@@ -267,8 +267,6 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
         if not 0.0 <= p < 1.0:
             raise ValueError(f"{key} must be in [0, 1), got {p}")
         if p > 0:
-            if (cfg.get("arch") or {}).get("kind") == "cnn":
-                raise ValueError(f"{key} is implemented for the MLP only")
             cfg[key] = p  # only when on, so method_config of runs without dropout is unchanged
 
     ds = ds or datamod.load_dataset(dataset, data_dir)
