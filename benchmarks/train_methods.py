@@ -114,15 +114,16 @@ def plot(table, path):
     fig, axes = plt.subplots(1, len(datasets), figsize=(width * len(datasets), 4), squeeze=False)
     for ax, d in zip(axes[0], datasets):
         rows = [r for r in table if r["dataset"] == d]
-        multi = len({(r["epochs"], r["augment_shift"], r.get("recipe")) for r in rows}) > 1
-        labels = [r["method"] + (f"\n{r['epochs']}ep" + (f" shift{r['augment_shift']}" if r["augment_shift"] else "")
-                                 + ("\n" + r["recipe"].replace(" kd", "\nkd") if r.get("recipe") else "")
-                                 if multi else "") for r in rows]
+        # The recipe tokens every bar shares go into the title; each bar names only its own.
+        tokens = [[f"{r['epochs']}ep"] + ([f"shift{r['augment_shift']}"] if r["augment_shift"] else [])
+                  + (r.get("recipe") or "").split() for r in rows]
+        common = [t for t in tokens[0] if all(t in ts for ts in tokens)]
+        labels = [r["method"] + "".join("\n" + t for t in ts if t not in common) for r, ts in zip(rows, tokens)]
         ax.bar(labels, [r["accuracy_mean"] for r in rows],
                yerr=[r["accuracy_std"] for r in rows], capsize=4, color="tab:blue")
         lo = min(r["accuracy_mean"] for r in rows)
         ax.set_ylim(max(0, lo - 5), 100)
-        ax.set_title(f"{d} (k={rows[0]['input_bits']} input bits)")
+        ax.set_title(f"{d} (k={rows[0]['input_bits']} input bits)\n{' '.join(common)}", fontsize=9)
         ax.set_ylabel("test accuracy (%)")
         for i, r in enumerate(rows):
             ax.text(i, r["accuracy_mean"] + r["accuracy_std"] + 0.15, f"{r['accuracy_mean']:.1f}", ha="center", fontsize=8)
