@@ -5,10 +5,15 @@ Two models (docs/conv.md, "On the core"):
 * ``digits-cnn``: the trained digits CNN (conv16 → pool → conv32 → pool → 64 → 10, IR-Net
   and RBNN, the checkpoints the test suite caches, or ``--checkpoint``) over the whole digits
   test set: accuracy, agreement with PyTorch, bit-exactness.
+* ``fmnist-cnn-<method>``: trained Fashion-MNIST CNNs (``--fmnist-checkpoints
+  irnet=A/model.pt,rbnn=B/model.pt``) over the whole Fashion-MNIST test set (or
+  ``--fmnist-images``) on the CNV's array (below; the ULX3S default's 256-word activation
+  banks do not hold a 28×28×32 map): accuracy, agreement with PyTorch, bit-exactness, cycles
+  (docs/conv.md gives the training commands).
 * ``fmnist-cnv``: the CNV topology on 28×28 Fashion-MNIST images (conv64 ×2 → pool →
   conv128 ×2 → pool → 256 → 10, 8-bit input) with random weights and data-balanced thresholds
-  (no Fashion-MNIST CNN is trained: ~10 CPU-hours here), over ``--cnv-images`` test images:
-  bit-exactness and the cycle counters at full size. Weights do not change cycles.
+  (training it takes ~10 CPU-hours here), over ``--cnv-images`` test images: bit-exactness and
+  the cycle counters at full size. Weights do not change cycles.
 
 Every run goes through the driver into the Verilator-simulated accelerator (link included);
 the core's counters must equal the cycle model (``predicted_cycles_match``). Inferences per
@@ -84,19 +89,40 @@ def summarise(name, result, model, config, fmax=None):
     }
 
 
-def digits_cnn(method, checkpoint, fmax):
+def trained_cnn(dataset, method, checkpoint, fmax, images=None, jobs=1, array=DIGITS_ARRAY):
+    """A trained CNN checkpoint over ``dataset``'s test set (the first ``images``) on Verilator."""
     from sim.cli import simulate
     from sw.compile import compile_checkpoint
     from sw.evaluate import dataset_inputs, torch_predictions
+    model, torch_model, _ = compile_checkpoint(checkpoint)
+    x, y = dataset_inputs(model, dataset, None, images)
+    torch_pred = torch_predictions(torch_model, x)
+    log(f"{dataset} CNN ({method}, {checkpoint}): {len(x)} images on Verilator, {array}")
+    result = simulate(model, x, y, config=array, torch_predictions=torch_pred, jobs=jobs)
+    point = summarise(f"{'digits' if dataset == 'digits' else 'fmnist'}-cnn-{method}", result, model,
+                      array, fmax)
+    point["checkpoint"] = str(checkpoint)
+    return point
+
+
+def digits_cnn(method, checkpoint, fmax):
     if checkpoint is None:
         from conftest import trained_digits_model
         checkpoint, _ = trained_digits_model(method, cnn=True)
-    model, torch_model, _ = compile_checkpoint(checkpoint)
-    x, y = dataset_inputs(model, "digits", None, None)
-    torch_pred = torch_predictions(torch_model, x)
-    log(f"digits CNN ({method}): {len(x)} images on Verilator, {DIGITS_ARRAY}")
-    result = simulate(model, x, y, config=DIGITS_ARRAY, torch_predictions=torch_pred)
-    return summarise(f"digits-cnn-{method}", result, model, DIGITS_ARRAY, fmax)
+    return trained_cnn("digits", method, checkpoint, fmax)
+
+
+def _named_paths(text):
+    """``irnet=a/model.pt,rbnn=b/model.pt`` → [(name, path)]."""
+    out = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"--fmnist-checkpoints: expected method=path, got {item!r}")
+        if not Path(path).is_file():
+            raise SystemExit(f"--fmnist-checkpoints: {path} (method {name}) does not exist")
+        out.append((name, path))
+    return out
 
 
 def fmnist_cnv(images, fmax):
@@ -135,15 +161,31 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--methods", default="irnet,rbnn", help="digits CNN methods")
     ap.add_argument("--checkpoint", default=None, help="a digits CNN checkpoint instead")
+    ap.add_argument("--fmnist-checkpoints", default="", metavar="M=PATH,...",
+                    help="trained Fashion-MNIST CNN checkpoints, e.g. irnet=a/model.pt,rbnn=b/model.pt")
+    ap.add_argument("--fmnist-images", type=int, default=None,
+                    help="Fashion-MNIST test images per trained CNN (default: all 10,000)")
+    ap.add_argument("--jobs", type=int, default=1, help="Verilator processes for the trained CNNs")
     ap.add_argument("--cnv-images", type=int, default=100,
                     help="Fashion-MNIST test images through the CNV (0 = skip)")
     ap.add_argument("--fmax-mhz", type=float, default=None)
     ap.add_argument("--plot", default=str(ROOT / "benchmarks" / "results" / "cnn_core.png"))
+    ap.add_argument("--update", default=None, metavar="JSON",
+                    help="an earlier output of this benchmark: print its points with this run's "
+                         "points added (a point of the same model replaced), so models measured "
+                         "at different times share one table and chart")
     args = ap.parse_args(argv)
     fmax = args.fmax_mhz
+    fmnist = _named_paths(args.fmnist_checkpoints)
     points = [digits_cnn(m, args.checkpoint, fmax) for m in args.methods.split(",") if m]
+    points += [trained_cnn("fashion-mnist", m, path, fmax, args.fmnist_images, args.jobs, CNV_ARRAY)
+               for m, path in fmnist]
     if args.cnv_images:
         points.append(fmnist_cnv(args.cnv_images, fmax))
+    if args.update:
+        earlier = json.loads(Path(args.update).read_text())["points"]
+        ours = {p["model"] for p in points}
+        points = [p for p in earlier if p["model"] not in ours] + points
     plot(points, args.plot)
     print(json.dumps({"benchmark": "cnn_core", "points": points, "plot": args.plot}, indent=1))
     bad = [p["model"] for p in points if p["mismatches"] or not p["predicted_cycles_match"]]
