@@ -177,7 +177,7 @@ class BinaryCNN(nn.Module):
 
     def __init__(self, in_features, hidden, num_classes, input_bits, method_config):
         super().__init__()
-        from .models import BinaryLinear
+        from .models import BinaryLinear, training_dropouts
         self.in_features = int(in_features)
         self.hidden = [int(h) for h in hidden]
         self.num_classes = int(num_classes)
@@ -211,11 +211,7 @@ class BinaryCNN(nn.Module):
         self.bns = nn.ModuleList(bns)
         self.acts = nn.ModuleList(_make_act_quantizer(self.method_config["act"])
                                   for _ in range(len(layers) - 1))
-        # Training-only regularisers as in BinaryMLP (identity in eval mode): drops[0] on the
-        # input pixels, drops[i] on the binary activations entering weight layer i.
-        p_in = float(self.method_config.get("input_dropout", 0.0) or 0.0)
-        p_h = float(self.method_config.get("dropout", 0.0) or 0.0)
-        self.drops = nn.ModuleList(nn.Dropout(p_in if i == 0 else p_h) for i in range(len(layers)))
+        self.drops = training_dropouts(self.method_config, len(layers))
 
     def _affine_bn(self, i, dot, alpha, bias):
         """``z = BN(alpha·dot + bias)``: float32 in training, float64 in the documented order in eval."""

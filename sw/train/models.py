@@ -100,6 +100,15 @@ def _make_act_quantizer(kind):
     return q.ActQuantizer(kind)
 
 
+def training_dropouts(method_config, n_layers):
+    """The training-only regularisers of a model with ``n_layers`` weight layers (identity in
+    eval mode): drops[0] on the input pixels (``input_dropout``), drops[i] on the binary
+    activations entering weight layer i (``dropout``)."""
+    p_in = float(method_config.get("input_dropout", 0.0) or 0.0)
+    p_h = float(method_config.get("dropout", 0.0) or 0.0)
+    return nn.ModuleList(nn.Dropout(p_in if i == 0 else p_h) for i in range(n_layers))
+
+
 class BinaryMLP(nn.Module):
     """An MLP of :class:`BinaryLinear` + ``BatchNorm1d`` layers with sign activations between them.
 
@@ -133,11 +142,7 @@ class BinaryMLP(nn.Module):
         self.bns = nn.ModuleList(nn.BatchNorm1d(b) for b in widths[1:])
         self.acts = nn.ModuleList(_make_act_quantizer(self.method_config["act"]) for _ in self.hidden)
         self.act_centring = bool(self.method_config.get("act_centring", False))
-        # Training-only regularisers (identity in eval mode): drops[0] on the input pixels,
-        # drops[i] on the binary activations entering layer i.
-        p_in = float(self.method_config.get("input_dropout", 0.0) or 0.0)
-        p_h = float(self.method_config.get("dropout", 0.0) or 0.0)
-        self.drops = nn.ModuleList(nn.Dropout(p_in if i == 0 else p_h) for i in range(len(self.layers)))
+        self.drops = training_dropouts(self.method_config, len(self.layers))
 
     def _run(self, x, record=None):
         """Forward pass; when ``record`` is a list, append per-layer intermediate values to it."""
