@@ -103,6 +103,8 @@ def add_parser(subparsers):
     p.add_argument("--lr", type=_positive(float), default=None)
     p.add_argument("--augment-shift", type=int, default=None, metavar="N",
                    help="train on random image shifts of up to N pixels (square images; default: dataset default)")
+    p.add_argument("--augment-flip", action="store_true",
+                   help="train on left-right mirrored images too (half of each batch; square single-channel images)")
     p.add_argument("--init", default="default", metavar="SOURCE",
                    help="initial latent weights and BN gamma/beta: 'fp' (the cached full-precision network of the "
                    "student's shape, trained like an 'fp' teacher), 'binact' (the same with binary activations: "
@@ -180,7 +182,7 @@ def run(args):
         model, meta, metrics = methods.train(
             args.method, args.dataset, hidden=args.hidden, input_bits=args.input_bits, epochs=args.epochs,
             seed=args.seed, batch_size=args.batch_size, lr=args.lr, progress=not args.quiet, ds=ds,
-            augment_shift=args.augment_shift, distill=args.distill, distill_alpha=args.distill_alpha,
+            augment_shift=args.augment_shift, augment_flip=args.augment_flip, distill=args.distill, distill_alpha=args.distill_alpha,
             distill_temperature=args.distill_temperature, teacher_epochs=args.teacher_epochs,
             teacher_hidden=args.teacher_hidden, teacher_lr=args.teacher_lr, teacher_cache=args.teacher_cache,
             label_smoothing=args.label_smoothing, weight_decay=args.weight_decay, method_overrides=overrides,

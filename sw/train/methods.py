@@ -19,7 +19,7 @@ from . import estimators as est
 from . import schedules
 from .losses import CrossEntropy, Distillation
 from .models import build_model
-from .trainer import evaluate, fit, random_shift, recalibrate_bn
+from .trainer import chain, evaluate, fit, random_flip, random_shift, recalibrate_bn
 
 METHODS = ("irnet", "rbnn", "sbn", "bwnh", "ste", "fp")
 
@@ -211,13 +211,14 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
           data_dir=None, progress=True, method_overrides=None, ds=None, augment_shift=None, distill="default",
           distill_alpha=None, distill_temperature=None, teacher_epochs=None, teacher_hidden=None,
           teacher_lr=None, label_smoothing=None, weight_decay=None, teacher_cache=None, init="default",
-          dropout=None, input_dropout=None, bn_recalibrate=None):
+          dropout=None, input_dropout=None, bn_recalibrate=None, augment_flip=False):
     """Train ``method`` on ``dataset``; return ``(model, meta, metrics)``.
 
     ``meta`` is what :func:`sw.train.checkpoint.save_checkpoint` needs beside the model;
     ``metrics`` is the content of ``metrics.json`` (summary + per-epoch history).
     ``ds`` may pass an already loaded :class:`sw.data.Dataset` (benchmarks reuse it).
     ``augment_shift``: random image shifts of up to this many pixels during training (0 = off).
+    ``augment_flip``: mirror half of each training batch left-right (square single-channel images).
 
     Recipe options (``None``/``"default"`` = the dataset default, see :data:`RECIPE_OPTIONS`):
     ``distill`` = ``None`` (plain cross-entropy), ``"fp"`` (distil from a full-precision net of
@@ -272,11 +273,12 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
     ds = ds or datamod.load_dataset(dataset, data_dir)
     train_t, test_t = tensors(ds, input_bits)
     aug = None
-    if augment_shift:
+    if augment_shift or augment_flip:
         side = int(round(ds.in_features ** 0.5))
         if side * side != ds.in_features:
-            raise ValueError("augment_shift needs square images")
-        aug = random_shift(side, augment_shift)
+            raise ValueError("augment_shift and augment_flip need square single-channel images")
+        aug = chain(random_shift(side, augment_shift) if augment_shift else None,
+                    random_flip(side) if augment_flip else None)
     t0 = time.time()
     teacher_info = {}
     if recipe["distill"]:
@@ -337,7 +339,7 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
         "method": method, "dataset": dataset, "test_accuracy": test_acc,
         "train_accuracy": evaluate(model, *train_t), "epochs": epochs, "train_seconds": train_seconds,
         "input_bits": input_bits, "hidden": hidden, "seed": seed, "batch_size": batch_size, "lr": lr,
-        "augment_shift": augment_shift, "init": recipe["init"], **init_info, "distill": recipe["distill"],
+        "augment_shift": augment_shift, "augment_flip": bool(augment_flip), "init": recipe["init"], **init_info, "distill": recipe["distill"],
         **{k: recipe[k] for k in ("label_smoothing", "weight_decay", "dropout", "input_dropout", "bn_recalibrate")},
         **({k: recipe[k] for k in ("distill_alpha", "distill_temperature")} if recipe["distill"] else {}),
         **teacher_info, "loss": criterion.describe()["loss"],

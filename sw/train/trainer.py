@@ -35,6 +35,36 @@ def random_shift(side, max_shift):
     return shift
 
 
+def random_flip(side):
+    """Augmentation: mirror each ``side×side`` image left-right with probability 1/2.
+
+    A permutation of pixels, so inputs stay valid k-bit integers. Returns ``f(xb, generator)``.
+    """
+    def flip(xb, gen):
+        b = xb.shape[0]
+        img = xb.reshape(b, side, side)
+        sel = torch.rand(b, generator=gen) < 0.5
+        out = img.clone()
+        out[sel] = img[sel].flip(-1)
+        return out.reshape(b, -1)
+    return flip
+
+
+def chain(*augments):
+    """One augmentation ``f(xb, generator)`` applying ``augments`` (None entries skipped) in order; None if empty."""
+    steps = [a for a in augments if a is not None]
+    if not steps:
+        return None
+    if len(steps) == 1:
+        return steps[0]
+
+    def run(xb, gen):
+        for step in steps:
+            xb = step(xb, gen)
+        return xb
+    return run
+
+
 @torch.no_grad()
 def evaluate(model, x, y, batch_size=2000):
     """Accuracy (0..1) of ``model`` in eval mode on tensors ``x`` (k-bit integers as float) and ``y``."""

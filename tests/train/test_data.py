@@ -86,3 +86,18 @@ def test_random_shift_moves_pixels_and_keeps_integers():
     rows, cols = pos // 6, pos % 6
     assert ((rows - 2).abs() <= 1).all() and ((cols - 3).abs() <= 1).all()
     assert len(set(pos.tolist())) > 3  # different samples get different shifts
+
+
+def test_random_flip_mirrors_about_half_the_batch_and_chains_with_shift():
+    import torch
+    from sw.train.trainer import chain, random_flip, random_shift
+    img = torch.zeros(200, 6, 6)
+    img[:, 2, 1] = 5.0
+    out = random_flip(6)(img.reshape(200, 36), torch.Generator().manual_seed(0)).reshape(200, 6, 6)
+    mirrored = out[:, 2, 4] == 5.0
+    assert torch.equal(mirrored | (out[:, 2, 1] == 5.0), torch.ones(200, dtype=torch.bool))  # kept or mirrored
+    assert 60 < int(mirrored.sum()) < 140
+    assert chain(None, None) is None
+    both = chain(random_shift(6, 1), random_flip(6))(img.reshape(200, 36), torch.Generator().manual_seed(1))
+    cols = both.reshape(200, 6, 6).sum((0, 1)).nonzero().flatten().tolist()
+    assert set(cols) == {0, 1, 2, 3, 4, 5}  # shifted around column 1 and mirrored around column 4
