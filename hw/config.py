@@ -48,6 +48,10 @@ class ArrayConfig:
     conv : 1 to build the conv datapath (per-column pixel walkers, padding, broadcast writes
         and the fused max-pool; docs/conv.md), 0 for a dense-only core (about 100 LUTs less
         per column: the iCEBreaker's default, whose memories hold no feature map anyway).
+    issue_reg : 1 to register the sequencer's issue (memory addresses and their sideband) once
+        before it reaches the memories: one more cycle per layer (``write_delay``) for a
+        whole cycle of routing between the sequencer and banks spread over a large device
+        (the Fashion-MNIST CNV build on the ECP5-85F, whose weight-address route set its Fmax).
     """
 
     P: int = 8
@@ -61,6 +65,7 @@ class ArrayConfig:
     desc_depth: int = 16
     acc_width: int = 24
     conv: int = 1
+    issue_reg: int = 0
 
     def __post_init__(self):
         for name in ("P", "Q", "K"):
@@ -71,10 +76,11 @@ class ArrayConfig:
         if self.K % self.P:
             # Threshold outputs of one tile (P bits) are written as one lane of a K-bit word.
             raise ValueError(f"K ({self.K}) must be a multiple of P ({self.P})")
-        if self.conv not in (0, 1):
-            raise ValueError(f"conv must be 0 or 1, got {self.conv}")
+        for flag in ("conv", "issue_reg"):
+            if getattr(self, flag) not in (0, 1):
+                raise ValueError(f"{flag} must be 0 or 1, got {getattr(self, flag)}")
         for f in fields(self):
-            if f.name != "conv" and getattr(self, f.name) < 1:
+            if f.name not in ("conv", "issue_reg") and getattr(self, f.name) < 1:
                 raise ValueError(f"{f.name} must be positive")
         if not 8 <= self.acc_width <= 32:
             raise ValueError(f"acc_width must be 8..32 (outputs leave as 32-bit words), "
@@ -140,9 +146,10 @@ class ArrayConfig:
     @property
     def write_delay(self):
         """Cycles from the issue of a tile's last word to the last write of its results:
-        memory read (1) and edge register (1), the hops to the last column (Q-1), the PE,
-        the row drain, the threshold stages (3); see docs/core.md."""
-        return self.Q + 1 + self.pe_latency + self.drain_latency + 3
+        the issue register (``issue_reg``), memory read (1) and edge register (1), the hops to
+        the last column (Q-1), the PE, the row drain, the threshold stages (3); see
+        docs/core.md."""
+        return self.issue_reg + self.Q + 1 + self.pe_latency + self.drain_latency + 3
 
     # -- string form --------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import time
+from dataclasses import dataclass
 
 from sw import protocol as P
 from sw.errors import XnorflowError
@@ -164,6 +165,53 @@ def read_frames(addr, count, max_payload=P.DEFAULT_MAX_PAYLOAD):
             for o in range(0, count, max_payload)]
 
 
+@dataclass
+class RunFrames:
+    """The request frames of one run, in the order the driver sends them.
+
+    start : inputs, BATCH and CTRL=START writes. status : one poll of STATUS ERROR TOTAL
+    LAYERS_DONE (16 bytes). counters : the per-descriptor cycle counters. outputs : the last
+    layer's integers.
+    """
+
+    start: list
+    status: list
+    counters: list
+    outputs: list
+
+    def traffic(self, polls=1):
+        """``{"to_device", "from_device"}``: bytes on the link for the run with ``polls`` STATUS
+        polls (a WRITE is answered by an empty response, a READ by its bytes)."""
+        reqs = self.start + self.status * polls + self.counters + self.outputs
+        back = sum(P.OVERHEAD_BYTES + _read_count(r) for r in reqs)
+        return {"to_device": sum(len(r) for r in reqs), "from_device": back}
+
+
+def _read_count(frame):
+    """Payload bytes the answer to an encoded request frame carries: a READ's ``count``, else 0."""
+    req = P.decode_request(frame)
+    if req.cmd != P.Cmd.READ:
+        return 0
+    return int.from_bytes(req.payload[P.ADDR_BYTES:P.ADDR_BYTES + 2], "little")
+
+
+def run_frames(layers, config, x, max_payload=P.DEFAULT_MAX_PAYLOAD):
+    """:class:`RunFrames` running inputs ``x`` (uint8 [B, N], one run) through loaded ``layers``."""
+    from hw.core import memory_map as mm
+    from sw import program
+    n = len(x)
+    start = [r for addr, data in program.encode_model_inputs(layers, x, config)
+             for r in write_frames(addr, data, max_payload)]
+    start += write_frames(mm.REG_BATCH, n.to_bytes(4, "little"), max_payload)
+    start += write_frames(mm.REG_CTRL, bytes([mm.CTRL_START, 0, 0, 0]), max_payload)
+    out_addr, out_len = program.output_region(layers, config, n)
+    return RunFrames(
+        start=start,
+        status=read_frames(mm.REG_STATUS, 16, max_payload),
+        counters=read_frames(mm.LAYER_CYCLES_BASE, 4 * len(program.hw_steps(layers)), max_payload),
+        outputs=read_frames(out_addr, out_len, max_payload))
+
+
 class Accelerator:
     """The accelerator behind a :class:`Transport`: identify, load a model, run inputs.
 
@@ -306,20 +354,14 @@ class Accelerator:
         from hw.core import memory_map as mm
         from sw import program
         cfg, layers, n = self.config, self.layers, len(x)
-        reqs = [r for addr, data in program.encode_model_inputs(layers, x, cfg)
-                for r in self.write_requests(addr, data)]
-        reqs += self.write_requests(mm.REG_BATCH, n.to_bytes(4, "little"))
-        reqs += self.write_requests(mm.REG_CTRL, bytes([mm.CTRL_START, 0, 0, 0]))
-        self._exchange(reqs)
+        frames = run_frames(layers, cfg, x, self.max_payload)
+        self._exchange(frames.start)
         # Let a simulator skip ahead to the predicted end of the run (a no-op on hardware),
         # so the status poll below normally succeeds the first time.
         predicted = program.predict_cycles(layers, cfg, n)
         self.transport.wait(predicted["total"])
-        out_addr, out_len = program.output_region(layers, cfg, n)
-        regs_req = self.read_requests(mm.REG_STATUS, 16)      # STATUS ERROR TOTAL LAYERS_DONE
+        regs_req, lc_req, out_req = frames.status, frames.counters, frames.outputs
         n_desc = len(program.hw_steps(layers))
-        lc_req = self.read_requests(mm.LAYER_CYCLES_BASE, 4 * n_desc)
-        out_req = self.read_requests(out_addr, out_len)
         # Poll the registers only (a UART would otherwise re-read the outputs every poll);
         # the first poll normally finds the run over thanks to wait() above.
         for _ in range(self.poll_limit):

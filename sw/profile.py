@@ -4,8 +4,9 @@ For a compiled model and an accelerator configuration: cycles per layer from the
 (each layer type's ``cycles`` in :mod:`sw.layers`), confirmed equal to the hardware counters by
 running the model in simulation; array utilisation (ideal binary MACs over ``P·Q·K·cycles``);
 latency and inferences per second at the clock the bitstream runs at (the board's PLL output,
-below the post-route Fmax from ``xnorflow synth``; the figures at Fmax itself are reported too).
-Writes a table and a bar chart.
+below the post-route Fmax from ``xnorflow synth``; the figures at Fmax itself are reported too);
+and what a board run costs end to end over the board's UART (the bytes the driver moves per
+run, from the driver's own frames). Writes a table and a bar chart.
 """
 import json
 import sys
@@ -53,6 +54,35 @@ def profile_numbers(model, config, cycles, batch, fmax_mhz, clock_mhz=None):
     if fmax_mhz:
         out["inferences_per_second_at_fmax"] = batch * fmax_mhz * 1e6 / total
     return out
+
+
+def uart_baud(clock_mhz):
+    """The board top's actual UART rate at ``clock_mhz``: its divisor is the clock over
+    ``hw.board.top.DEFAULT_BAUD``, rounded."""
+    from hw.board.top import DEFAULT_BAUD
+    clock_hz = clock_mhz * 1e6
+    return clock_hz / round(clock_hz / DEFAULT_BAUD)
+
+
+def host_link_numbers(model, config, batch, compute_seconds, baud):
+    """One run of ``batch`` inputs seen from the host over a UART at ``baud`` (8N1: 10 bits
+    per byte; the link is half duplex, one frame at a time, so every byte's time adds up).
+
+    Bytes are those of the driver's frames for the run (:func:`sw.driver.run_frames`: inputs,
+    start, one status poll, counters, outputs); the driver waits for the core between them,
+    so a run takes the link time plus ``compute_seconds``.
+    """
+    import numpy as np
+
+    from sw.driver import run_frames
+    x = np.zeros((batch, model.layers[0].in_features), np.uint8)
+    traffic = run_frames(model.layers, config, x).traffic()
+    link_seconds = 10 * (traffic["to_device"] + traffic["from_device"]) / baud
+    return {"baud": baud, "bytes_to_device": traffic["to_device"],
+            "bytes_from_device": traffic["from_device"],
+            "link_seconds_per_run": link_seconds,
+            "link_share": link_seconds / (link_seconds + compute_seconds),
+            "inferences_per_second": batch / (link_seconds + compute_seconds)}
 
 
 def plot_profile(result, path, title):
@@ -121,6 +151,8 @@ def profile(model, board, array=None, batch=None, simulate=True, log=None, clock
     report = synthesize(accelerator_top(config, clock), board, build_label(config, clock), log=log)
     result = profile_numbers(model, config, cycles, batch, report["fmax_mhz"],
                              report["target_clock_mhz"])
+    result["host_link"] = host_link_numbers(model, config, batch, result["latency_us"] * 1e-6,
+                                            uart_baud(report["target_clock_mhz"]))
     result.update({"model": model.name, "board": board, "array": config.format(),
                    "cycles_checked_in_simulation": sim is not None,
                    "synthesis": {k: report[k] for k in ("luts", "luts_available", "ffs", "brams",
@@ -144,6 +176,13 @@ def format_profile(result):
         lines.append(f"clock {result['clock_mhz']:.1f} MHz: latency "
                      f"{result['latency_us']:.2f} µs per run, "
                      f"{result['inferences_per_second']:,.0f} inferences/s")
+    link = result.get("host_link")
+    if link:
+        lines.append(f"end to end over the UART ({link['baud']:,.0f} Bd 8N1): "
+                     f"{link['bytes_to_device']:,} bytes in, {link['bytes_from_device']:,} out "
+                     f"per run, {1e3 * link['link_seconds_per_run']:.1f} ms on the wire "
+                     f"({100 * link['link_share']:.1f} % of the run): "
+                     f"{link['inferences_per_second']:,.1f} inferences/s")
     if result.get("fmax_mhz"):
         lines.append(f"post-route Fmax {result['fmax_mhz']:.1f} MHz (ceiling: "
                      f"{result['inferences_per_second_at_fmax']:,.0f} inferences/s)")

@@ -144,6 +144,11 @@ def format_report(r):
             f"utilisation {100 * p['utilization']:.1f} %, "
             f"{p['inferences_per_second']:,.0f} inferences/s at {p['clock_mhz']:g} MHz "
             f"({p['inferences_per_second_at_fmax']:,.0f} at Fmax) |",
+            f"| over the board's UART | {p['host_link']['baud']:,.0f} Bd 8N1: "
+            f"{p['host_link']['bytes_to_device']:,} bytes in, "
+            f"{p['host_link']['bytes_from_device']:,} out per run of {p['batch']}, "
+            f"{p['host_link']['inferences_per_second']:,.0f} inferences/s end to end "
+            f"(the wire takes {100 * p['host_link']['link_share']:.1f} % of a run) |",
         ]
     lines += ["", "Cycles per layer (per inference, from the core's counters):", ""]
     lines += [f"- {name}: {c:.1f}" for name, c in s["cycles_by_layer"].items()]

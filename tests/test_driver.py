@@ -71,3 +71,27 @@ def test_cocotb_scoreboard_reports_every_kind_of_difference():
     sb.on_response(P.Response(P.Status.BAD_CRC))  # anything goes
     with pytest.raises(AssertionError, match="3 scoreboard errors"):
         sb.result()  # two mismatches and one response that never came
+
+
+def test_uart_figures_of_a_run():
+    """A run's wire time at the board's baud: bytes from the driver's frames, 10 bits each."""
+    import numpy as np
+
+    from sw.profile import host_link_numbers, uart_baud
+    from sw.random_models import random_model
+    model = random_model(np.random.default_rng(0), [64, 32, 10], 4)
+    assert uart_baud(24.0) == 24e6 / 208  # divisor round(24 MHz / 115,200 Bd) = 208
+    link = host_link_numbers(model, "4x4x16", 4, compute_seconds=1e-4, baud=115_200)
+    # inputs: 4 bit-planes of 64/16 words, 2 bytes each, per sample, in one WRITE frame
+    assert link["bytes_to_device"] > 4 * 4 * 4 * 2
+    wire = 10 * (link["bytes_to_device"] + link["bytes_from_device"]) / 115_200
+    assert link["link_seconds_per_run"] == pytest.approx(wire)
+    assert link["inferences_per_second"] == pytest.approx(4 / (wire + 1e-4))
+    from hw.config import ArrayConfig
+    from sw.profile import format_profile, profile_numbers
+    from sw.program import predict_cycles
+    result = profile_numbers(model, ArrayConfig.parse("4x4x16"),
+                             predict_cycles(model.layers, "4x4x16", 4), 4, 30.0, 24.0)
+    result.update(model="m", board="icebreaker", array="4x4x16", cycles_checked_in_simulation=False,
+                  host_link=link)
+    assert f"{link['bytes_to_device']:,} bytes in" in format_profile(result)

@@ -121,3 +121,38 @@ def test_sim_cli_json(accel_spec, accel_exe, tmp_path, capsys):
     assert out["agree_with_torch"] is None and 0 <= out["accuracy"] <= 1
     assert out["predicted_cycles_match"] and out["cycles_per_inference"] > 0
     assert set(out["cycles_by_layer"]) == {"fc1", "fc2"}
+
+
+class _CountingTransport:
+    """Delegates to a transport and counts the bytes each way and the STATUS polls."""
+
+    def __init__(self, inner, status_frame):
+        self.inner, self.status_frame = inner, status_frame
+        self.to_device = self.from_device = self.polls = 0
+
+    def transact_many(self, requests):
+        answers = self.inner.transact_many(requests)
+        self.to_device += sum(len(r) for r in requests)
+        self.from_device += sum(len(a) for a in answers)
+        self.polls += sum(r == self.status_frame for r in requests)
+        return answers
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_run_frames_count_the_bytes_a_run_puts_on_the_wire(accel):
+    """profile's end-to-end UART figures rest on RunFrames.traffic: it must equal what the
+    driver really sends and receives in a run."""
+    from sw.driver import run_frames
+    rng = np.random.default_rng(7)
+    model = random_model(rng, [50, 20, 7], 4)
+    accel.load(model)
+    x = random_inputs(rng, model, 6)
+    frames = run_frames(model.layers, accel.config, x, accel.max_payload)
+    counting = _CountingTransport(accel.transport, frames.status[0])
+    accel.transport = counting
+    accel.run(x)
+    assert counting.polls >= 1
+    assert frames.traffic(polls=counting.polls) == {"to_device": counting.to_device,
+                                                     "from_device": counting.from_device}

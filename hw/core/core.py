@@ -139,12 +139,18 @@ class Core(wiring.Component):
             wr_off.eq(Mux(seq.layer[0], cfg.act_depth, 0)),
         ]
         ones = Const((1 << K) - 1, K)
+        # The issue as the memories see it: the sequencer's outputs, registered once more when
+        # issue_reg is set (the addresses then leave a register instead of the sequencer's
+        # adders, with a whole cycle to reach banks spread over the device).
+        iss = {name: delay(m, getattr(seq, name), cfg.issue_reg, name)
+               for name in ("i_valid", "i_w_addr", "i_a_addr", "i_last_word", "i_double",
+                            "i_tile_last", "i_kx", "i_ky", "g_next")}
         # Valid-bit mask of the word being read (memory read latency 1): the weights' padding
         # bits are cleared at the array's edge, so they never agree whatever a bank holds.
         w_mask = Signal(K)
-        m.d.comb += w_mask.eq(Mux(delay(m, seq.i_last_word, 1, "w_last"), seq.lastmask, ones))
+        m.d.comb += w_mask.eq(Mux(delay(m, iss["i_last_word"], 1, "w_last"), seq.lastmask, ones))
         host_w = self.bus.addr[lb + cfg.log2P:22]
-        w_addr = seq.i_w_addr[:len(w_r[0].addr)]
+        w_addr = iss["i_w_addr"][:len(w_r[0].addr)]
         for i in range(P):
             # One address per weight bank for its read and its write port: the host writes
             # (and reads back) only while idle, the sequencer reads only while busy. A bank is
@@ -161,10 +167,10 @@ class Core(wiring.Component):
             # mask rides in the register's LUT.
             m.d.sync += arr.w[i].eq(w_r[i].data & w_mask)
         m.d.comb += arr.unsigned.eq(seq.unsigned)
-        sideband = Cat(seq.i_valid, seq.i_last_word, seq.i_double, seq.i_tile_last)
+        sideband = Cat(iss["i_valid"], iss["i_last_word"], iss["i_double"], iss["i_tile_last"])
         for j in range(Q):
             a_bits = max(len(i_r[j].addr), len(a_r[j].addr))
-            addr_j = delay(m, seq.i_a_addr[:a_bits], j, f"aa{j}")
+            addr_j = delay(m, iss["i_a_addr"][:a_bits], j, f"aa{j}")
             host_i = self.bus.addr[lb + cfg.log2Q:21]
             m.d.comb += i_r[j].addr.eq(Mux(seq.busy, addr_j, host_i))
             pad = Signal(name=f"pad{j}")                # at the read data, like the sideband
@@ -174,7 +180,7 @@ class Core(wiring.Component):
                 # leaves the image.
                 walker = PixelWalker(j, Q)
                 m.submodules[f"walker{j}"] = walker
-                tap = delay(m, Cat(seq.i_kx, seq.i_ky), j, f"tap{j}")
+                tap = delay(m, Cat(iss["i_kx"], iss["i_ky"]), j, f"tap{j}")
                 m.d.comb += [
                     walker.start.eq(seq.layer_start), walker.pool.eq(seq.ld_pool),
                     walker.height.eq(seq.ld_height), walker.width.eq(seq.ld_width),
@@ -182,7 +188,7 @@ class Core(wiring.Component):
                     walker.row_words.eq(seq.ld_row_words),
                     walker.step_words.eq(seq.ld_step_words),
                     walker.wrap_words.eq(seq.ld_wrap_words),
-                    walker.advance.eq(delay(m, seq.g_next, j, f"gn{j}")),
+                    walker.advance.eq(delay(m, iss["g_next"], j, f"gn{j}")),
                     walker.kx.eq(tap[:2]), walker.ky.eq(tap[2:]),
                     a_r[j].addr.eq(Mux(seq.conv, walker.base + addr_j, addr_j) + rd_off),
                 ]
@@ -398,7 +404,7 @@ class Core(wiring.Component):
             mm.REG_DEPTHS_W_IN: Const(cfg.w_depth | cfg.in_depth << 16, 32),
             mm.REG_DEPTHS_ACT_OUT: Const(cfg.act_depth | cfg.out_depth << 16, 32),
             mm.REG_DEPTHS_THR_DESC: Const(cfg.thr_depth | cfg.desc_depth << 16 |
-                                          cfg.conv << 31, 32),
+                                          cfg.issue_reg << 30 | cfg.conv << 31, 32),
         }
         reg_word = Signal(32)
         with m.Switch(a[2:12]):

@@ -17,6 +17,9 @@ CASES = {
     # Q = 8: unpooled first conv, 9 channels = two words per pixel (one valid bit in the
     # second), a pooled binary conv; 60 pixels and 15 windows leave spare columns.
     "spare-columns": ("2x8x8", (6, 10, 1), [9, 8, "pool"], [5], 2),
+    # The issue registered once more before the memories (the CNV build's option): addresses,
+    # taps, pixel-walker steps and sideband must all move by the same cycle.
+    "issue-reg": ("4x4x16,issue_reg=1", (8, 8, 2), [6, "pool", 16, 16, "pool"], [7, 3], 3),
 }
 
 

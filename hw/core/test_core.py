@@ -180,7 +180,8 @@ SMALL = dict(w_depth=64, thr_depth=16, in_depth=64, act_depth=16, out_depth=64, 
 
 
 @pytest.mark.parametrize("shape,seed", [("4x2x16", 1), ("2x2x8", 2), ("2x4x8", 3),
-                                        ("4x2x16", 4), ("1x1x8", 5), ("8x1x8", 6)])
+                                        ("4x2x16", 4), ("1x1x8", 5), ("8x1x8", 6),
+                                        ("2x4x8,issue_reg=1", 7)])
 def test_core_random_three_layer_model(shape, seed):
     config = ArrayConfig.parse(shape).replace(**SMALL)
     rng = np.random.default_rng(seed)
