@@ -56,14 +56,6 @@ def profile_numbers(model, config, cycles, batch, fmax_mhz, clock_mhz=None):
     return out
 
 
-def uart_baud(clock_mhz):
-    """The board top's actual UART rate at ``clock_mhz``: its divisor is the clock over
-    ``hw.board.top.DEFAULT_BAUD``, rounded."""
-    from hw.board.top import DEFAULT_BAUD
-    clock_hz = clock_mhz * 1e6
-    return clock_hz / round(clock_hz / DEFAULT_BAUD)
-
-
 def host_link_numbers(model, config, batch, compute_seconds, baud):
     """One run of ``batch`` inputs seen from the host over a UART at ``baud`` (8N1: 10 bits
     per byte; the link is half duplex, one frame at a time, so every byte's time adds up).
@@ -139,20 +131,24 @@ def check_cycles_in_simulation(model, config, batch, engine="verilator"):
     return result
 
 
-def profile(model, board, array=None, batch=None, simulate=True, log=None, clock_mhz=None):
+def profile(model, board, array=None, batch=None, simulate=True, log=None, clock_mhz=None,
+            baud=None):
     """Profile ``model`` on ``board``: cycles (model, checked in simulation) and board figures."""
     from sw.program import predict_cycles
-    from sw.synth import accelerator_top, board_clock, board_config, build_label, synthesize
+    from sw.synth import (accelerator_top, board_clock, board_config, build_label, synthesize,
+                          uart_rate)
     config = board_config(board, array)
     clock = board_clock(board, clock_mhz)
+    uart_rate(clock, baud)
     batch = profile_batch(model, config, batch)
     cycles = predict_cycles(model.layers, config, batch)
     sim = check_cycles_in_simulation(model, config, batch) if simulate else None
-    report = synthesize(accelerator_top(config, clock), board, build_label(config, clock), log=log)
+    report = synthesize(accelerator_top(config, clock, baud), board,
+                        build_label(config, clock, baud), log=log)
     result = profile_numbers(model, config, cycles, batch, report["fmax_mhz"],
                              report["target_clock_mhz"])
     result["host_link"] = host_link_numbers(model, config, batch, result["latency_us"] * 1e-6,
-                                            uart_baud(report["target_clock_mhz"]))
+                                            uart_rate(report["target_clock_mhz"], baud))
     result.update({"model": model.name, "board": board, "array": config.format(),
                    "cycles_checked_in_simulation": sim is not None,
                    "synthesis": {k: report[k] for k in ("luts", "luts_available", "ffs", "brams",
@@ -197,6 +193,8 @@ def add_parser(sub):
     p.add_argument("--batch", type=int, default=None, help="inputs per run (default: Q)")
     p.add_argument("--clock-mhz", type=float, default=None,
                    help="PLL clock of the build (default: the board's, see xnorflow synth)")
+    p.add_argument("--baud", type=int, default=None,
+                   help="UART rate of the build (default 115200, as xnorflow synth)")
     p.add_argument("--plot", default=None, help="bar chart PNG (default: beside the model)")
     p.add_argument("--no-sim", action="store_true",
                    help="skip the simulation that checks the counters against the cycle model")
@@ -208,7 +206,7 @@ def run(args):
     from sw import xnf
     model = xnf.load(args.model)
     result = profile(model, args.board, args.array, args.batch, simulate=not args.no_sim,
-                     clock_mhz=args.clock_mhz)
+                     clock_mhz=args.clock_mhz, baud=args.baud)
     plot = Path(args.plot) if args.plot else \
         Path(args.model).with_name(f"{Path(args.model).stem}-{args.board}-profile.png")
     plot_profile(result, plot, f"{model.name} on {args.board} ({result['array']})")

@@ -214,18 +214,38 @@ def synthesize(top, board_name, label, out_root=None, force=False, log=None):
 
 # ---------------------------------------------------------------- command line
 
-def accelerator_top(config, clock_mhz=None):
-    """The board top for an accelerator configuration: the core + host link behind a UART,
-    clocked at ``clock_mhz`` through the FPGA's PLL (``None``: the board oscillator)."""
-    from hw.board.top import UartBridgeTop
+def accelerator_top(config, clock_mhz=None, baud=None):
+    """The board top for an accelerator configuration: the core + host link behind a UART at
+    ``baud`` (default ``hw.board.top.DEFAULT_BAUD``), clocked at ``clock_mhz`` through the
+    FPGA's PLL (``None``: the board oscillator)."""
+    from hw.board.top import DEFAULT_BAUD, UartBridgeTop
     from hw.top import Accelerator
-    return UartBridgeTop(Accelerator(config),
+    return UartBridgeTop(Accelerator(config), baud or DEFAULT_BAUD,
                          clock_hz=clock_mhz * 1e6 if clock_mhz is not None else None)
 
 
-def build_label(config, clock_mhz=None):
-    """Directory label of a build: the config's compact form and the clock, if a PLL makes it."""
-    return config.format() + (f"@{clock_mhz:g}MHz" if clock_mhz is not None else "")
+def build_label(config, clock_mhz=None, baud=None):
+    """Directory label of a build: the config's compact form, the clock if a PLL makes it, and
+    the UART rate if it is not the default."""
+    from hw.board.top import DEFAULT_BAUD
+    return (config.format() + (f"@{clock_mhz:g}MHz" if clock_mhz is not None else "")
+            + (f"-{baud}Bd" if baud and baud != DEFAULT_BAUD else ""))
+
+
+def uart_rate(clock_mhz, baud=None):
+    """The rate the board top's UART really runs at for a requested ``baud`` (default
+    ``DEFAULT_BAUD``): its divisor is the clock over ``baud``, rounded, and at least 4 (the
+    UART samples each bit 4 times); XnorflowError when the clock is too slow for ``baud``."""
+    from hw.board.top import DEFAULT_BAUD
+    baud = baud or DEFAULT_BAUD
+    if baud <= 0:
+        raise XnorflowError(f"--baud must be positive, got {baud}")
+    clock_hz = clock_mhz * 1e6
+    divisor = round(clock_hz / baud)
+    if divisor < 4:
+        raise XnorflowError(f"--baud {baud}: a {clock_mhz:g} MHz clock makes at most "
+                            f"{clock_hz / 4:,.0f} Bd (4 clock cycles per bit)")
+    return clock_hz / divisor
 
 
 def board_config(board_name, array=None):
@@ -274,6 +294,8 @@ def add_parser(sub):
     p.add_argument("--clock-mhz", type=float, default=None,
                    help="PLL output clock (default: icebreaker 24, ulx3s-85f 50); the closest "
                         "lower frequency the PLL makes is used")
+    p.add_argument("--baud", type=int, default=None,
+                   help="UART rate (default 115200; the board's USB bridge takes up to 3000000)")
     p.add_argument("--out", default=None, help="output root (default: bitstreams/)")
     p.add_argument("--force", action="store_true", help="rebuild even when up to date")
     p.add_argument("--json", action="store_true", help="print report.json on stdout")
@@ -283,8 +305,9 @@ def add_parser(sub):
 def run_synth(args):
     config = board_config(args.board, args.array)
     clock = board_clock(args.board, args.clock_mhz)
-    report = synthesize(accelerator_top(config, clock), args.board, build_label(config, clock),
-                        out_root=args.out, force=args.force)
+    uart_rate(clock, args.baud)   # refuse a rate the clock cannot make before building
+    report = synthesize(accelerator_top(config, clock, args.baud), args.board,
+                        build_label(config, clock, args.baud), out_root=args.out, force=args.force)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -77,10 +77,18 @@ def test_uart_figures_of_a_run():
     """A run's wire time at the board's baud: bytes from the driver's frames, 10 bits each."""
     import numpy as np
 
-    from sw.profile import host_link_numbers, uart_baud
+    from sw.errors import XnorflowError
+    from sw.profile import host_link_numbers
     from sw.random_models import random_model
+    from sw.synth import build_label, uart_rate
     model = random_model(np.random.default_rng(0), [64, 32, 10], 4)
-    assert uart_baud(24.0) == 24e6 / 208  # divisor round(24 MHz / 115,200 Bd) = 208
+    assert uart_rate(24.0) == 24e6 / 208  # divisor round(24 MHz / 115,200 Bd) = 208
+    assert uart_rate(24.0, 3_000_000) == 3e6  # divisor 8
+    with pytest.raises(XnorflowError, match="--baud 8000000: a 24 MHz clock makes at most 6,000,000 Bd"):
+        uart_rate(24.0, 8_000_000)
+    from hw.config import ArrayConfig
+    assert build_label(ArrayConfig(), 50.0) == "8x8x32@50MHz"  # default builds keep their names
+    assert build_label(ArrayConfig(), 50.0, 3_000_000) == "8x8x32@50MHz-3000000Bd"
     link = host_link_numbers(model, "4x4x16", 4, compute_seconds=1e-4, baud=115_200)
     # inputs: 4 bit-planes of 64/16 words, 2 bytes each, per sample, in one WRITE frame
     assert link["bytes_to_device"] > 4 * 4 * 4 * 2
