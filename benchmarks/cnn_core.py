@@ -38,8 +38,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 # Q = 4 holds the CNV's feature maps in the ECP5-85F's block RAM (every column bank keeps the
-# whole map); w_depth holds its 7,304 weight words per row bank.
-CNV_ARRAY = "8x4x32,w_depth=7424,thr_depth=128,in_depth=1600,act_depth=1600,out_depth=64"
+# whole map); w_depth holds its 7,304 weight words per row bank. issue_reg=1: with 182 of the
+# 208 block RAMs in use the weight-address route set Fmax at 41.6 MHz; registered, 59.1 MHz
+# (docs/synthesis.md).
+CNV_ARRAY = "8x4x32,w_depth=7424,thr_depth=128,in_depth=1600,act_depth=1600,out_depth=64,issue_reg=1"
 DIGITS_ARRAY = "8x8x32"
 
 
