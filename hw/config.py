@@ -28,6 +28,10 @@ def _log2(v):
     return v.bit_length() - 1
 
 
+#: ArrayConfig fields that are 0/1 switches; every other field is a positive size.
+_FLAGS = ("conv", "issue_reg")
+
+
 @dataclass(frozen=True)
 class ArrayConfig:
     """Shape and memory sizes of one accelerator build.
@@ -76,11 +80,11 @@ class ArrayConfig:
         if self.K % self.P:
             # Threshold outputs of one tile (P bits) are written as one lane of a K-bit word.
             raise ValueError(f"K ({self.K}) must be a multiple of P ({self.P})")
-        for flag in ("conv", "issue_reg"):
+        for flag in _FLAGS:
             if getattr(self, flag) not in (0, 1):
                 raise ValueError(f"{flag} must be 0 or 1, got {getattr(self, flag)}")
         for f in fields(self):
-            if f.name not in ("conv", "issue_reg") and getattr(self, f.name) < 1:
+            if f.name not in _FLAGS and getattr(self, f.name) < 1:
                 raise ValueError(f"{f.name} must be positive")
         if not 8 <= self.acc_width <= 32:
             raise ValueError(f"acc_width must be 8..32 (outputs leave as 32-bit words), "
