@@ -236,12 +236,12 @@ def uart_rate(clock_mhz, baud=None):
     """The rate the board top's UART really runs at for a requested ``baud`` (default
     ``DEFAULT_BAUD``): its divisor is the clock over ``baud``, rounded, and at least 4 (the
     UART samples each bit 4 times); XnorflowError when the clock is too slow for ``baud``."""
-    from hw.board.top import DEFAULT_BAUD
+    from hw.board.top import DEFAULT_BAUD, uart_divisor
     baud = baud or DEFAULT_BAUD
     if baud <= 0:
         raise XnorflowError(f"--baud must be positive, got {baud}")
     clock_hz = clock_mhz * 1e6
-    divisor = round(clock_hz / baud)
+    divisor = uart_divisor(clock_hz, baud)
     if divisor < 4:
         raise XnorflowError(f"--baud {baud}: a {clock_mhz:g} MHz clock makes at most "
                             f"{clock_hz / 4:,.0f} Bd (4 clock cycles per bit)")

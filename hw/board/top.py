@@ -14,6 +14,11 @@ from hw.board.uart import UartRx, UartTx
 DEFAULT_BAUD = 115_200
 
 
+def uart_divisor(clock_hz, baud):
+    """Clock cycles per UART bit for ``baud`` at ``clock_hz`` (rounded; the UART needs ≥ 4)."""
+    return int(round(clock_hz / baud))
+
+
 class UartBridgeTop(Elaboratable):
     """Connects ``core.i``/``core.o`` (8-bit streams) to the platform's ``uart`` resource 0.
 
@@ -61,9 +66,9 @@ class UartBridgeTop(Elaboratable):
             m.domains.sync = cd_sync = ClockDomain("sync")
             m.submodules.clocking = pll = PllClock(cd_sync, self.clock_hz, family,
                                                    platform.default_clk_frequency)
-            divisor = int(round(pll.f_out_hz / self.baud))
+            divisor = uart_divisor(pll.f_out_hz, self.baud)
         else:
-            divisor = int(round(platform.default_clk_frequency / self.baud))
+            divisor = uart_divisor(platform.default_clk_frequency, self.baud)
         m.submodules.core = core = self.core
         m.submodules.rx = rx = UartRx(divisor)
         m.submodules.tx = tx = UartTx(divisor)
