@@ -156,14 +156,15 @@ TRAINED_SOURCES = {"fp": ("fp", None), "binact": ("irnet", {"weight": "float"})}
 
 
 def load_or_train_teacher(spec, dataset, ds, hidden, input_bits, epochs, seed, batch_size, lr, augment_shift,
-                          cache_dir=None, progress=True):
+                          cache_dir=None, progress=True, arch=None, augment_flip=False):
     """The distillation teacher and a dict describing it (for metrics.json).
 
     ``spec`` is the path of an xnorflow checkpoint (any method; it must take the same
     ``input_bits``-bit inputs of the same dataset) or a key of :data:`TRAINED_SOURCES` (``"fp"``
     or ``"binact"``), e.g. ``"fp"``: a full-precision network of
     width ``hidden`` trained with :func:`train` (method ``fp``, the student's seed, batch and
-    augmentation, learning rate ``lr``, ``epochs`` epochs). ``"fp"`` teachers are cached in ``cache_dir`` under a
+    augmentation, learning rate ``lr``, ``epochs`` epochs; a CNN of the student's ``arch`` when
+    given, see :func:`sw.train.conv.cnn_arch`). ``"fp"`` teachers are cached in ``cache_dir`` under a
     key of all those settings; a cache hit costs no training time, and the returned dict then
     reports the seconds the cached teacher took when it was trained.
     """
@@ -183,9 +184,11 @@ def load_or_train_teacher(spec, dataset, ds, hidden, input_bits, epochs, seed, b
                        "teacher_test_accuracy": m.get("test_accuracy"),
                        "teacher_train_seconds": m.get("train_seconds"), "teacher_cached": True}
     # "fp" keys keep their original form, so teachers cached before "binact" existed stay valid.
+    # The arch and the flip enter the key only when set, so MLP teachers cached before keep their keys.
     key = {"v": 1, **({"kind": spec} if spec != "fp" else {}), "dataset": dataset, "hidden": list(hidden),
            "input_bits": input_bits, "epochs": epochs, "seed": seed, "batch_size": batch_size, "lr": lr,
-           "augment_shift": augment_shift}
+           "augment_shift": augment_shift, **({"arch": arch} if arch else {}),
+           **({"augment_flip": True} if augment_flip else {})}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     cache_dir = cache_dir or default_teacher_cache()
     path = os.path.join(cache_dir, f"{spec}-{dataset}-{digest}.pt")
@@ -195,8 +198,11 @@ def load_or_train_teacher(spec, dataset, ds, hidden, input_bits, epochs, seed, b
         m = meta["metrics"]
     else:
         method, overrides = TRAINED_SOURCES[spec]
+        # A CNN student needs a CNN teacher: without the arch this trained an MLP.
+        overrides = {**(overrides or {}), **({"arch": arch} if arch else {})} or None
         model, meta, m = train(method, dataset, hidden=list(hidden), input_bits=input_bits, epochs=epochs, seed=seed,
                                batch_size=batch_size, lr=lr, progress=progress, ds=ds, augment_shift=augment_shift,
+                               augment_flip=augment_flip,
                                distill=None, label_smoothing=0.0, weight_decay=0.0, init=None,
                                dropout=0.0, input_dropout=0.0, bn_recalibrate=False, method_overrides=overrides)
         meta["metrics"]["teacher_key"] = key
@@ -285,7 +291,8 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
         t_hidden = list(recipe["teacher_hidden"] or hidden)
         teacher, teacher_info = load_or_train_teacher(
             recipe["distill"], dataset, ds, t_hidden, input_bits, int(recipe["teacher_epochs"]), seed, batch_size,
-            float(recipe["teacher_lr"]), augment_shift, teacher_cache, progress)
+            float(recipe["teacher_lr"]), augment_shift, teacher_cache, progress, arch=cfg.get("arch"),
+            augment_flip=augment_flip)
         criterion = Distillation(teacher, recipe["distill_alpha"], recipe["distill_temperature"],
                                  recipe["label_smoothing"])
         teacher_info["teacher_seconds_in_this_run"] = 0.0 if teacher_info["teacher_cached"] else time.time() - t0
@@ -297,7 +304,8 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
         try:
             init_source, info = load_or_train_teacher(
                 recipe["init"], dataset, ds, hidden, input_bits, int(recipe["teacher_epochs"]), seed, batch_size,
-                float(recipe["teacher_lr"]), augment_shift, teacher_cache, progress)
+                float(recipe["teacher_lr"]), augment_shift, teacher_cache, progress, arch=cfg.get("arch"),
+                augment_flip=augment_flip)
         except TeacherError as e:
             raise InitError(str(e)) from None
         init_info = {"init_source_test_accuracy": info["teacher_test_accuracy"], "init_cached": info["teacher_cached"],

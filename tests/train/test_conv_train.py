@@ -152,3 +152,23 @@ def test_cli_trains_compiles_and_evaluates_a_cnn(tmp_path, capsys):
     assert main(["train", "--method", "ste", "--dataset", "digits", "--arch", "cnv:4,p,4,p,4,p,4,p",
                  "--quiet", "--out", str(out)]) == 2
     assert "--arch" in capsys.readouterr().err
+
+
+def test_cnn_distils_from_and_starts_at_a_cnn_of_its_own_arch(small, tmp_path):
+    """--distill fp / --init fp on a CNN train (and cache) a float CNN of the student's arch,
+    keyed by the arch: before, the teacher was an MLP and the init failed on the shapes."""
+    cache = tmp_path / "cache"
+
+    def run(stack):
+        return methods.train("irnet", "digits", hidden=[16], epochs=1, progress=False, ds=small,
+                             method_overrides={"arch": cnn_arch(stack, (8, 8, 1))},
+                             distill="fp", init="fp", teacher_epochs=1, teacher_cache=str(cache))
+
+    _, _, m = run(STACK)
+    teachers = sorted(cache.iterdir())
+    assert len(teachers) == 1 and not m["teacher_cached"] and m["init_cached"]  # one CNN for both
+    teacher, meta = load_checkpoint(str(teachers[0]))
+    assert isinstance(teacher, BinaryCNN) and meta["method"] == "fp"
+    assert meta["method_config"]["arch"]["conv"] == STACK
+    _, _, m2 = run([4, "pool", 8, "pool"])                        # another arch: another teacher
+    assert len(list(cache.iterdir())) == 2 and not m2["teacher_cached"]
