@@ -37,6 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from merge import merge_points  # noqa: E402  (benchmarks/merge.py, beside this script)
+
 # Q = 4 holds the CNV's feature maps in the ECP5-85F's block RAM (every column bank keeps the
 # whole map); w_depth holds its 7,304 weight words per row bank. issue_reg=1: with 182 of the
 # 208 block RAMs in use the weight-address route set Fmax at 41.6 MHz; registered, 59.1 MHz
@@ -185,9 +187,7 @@ def main(argv=None):
     if args.cnv_images:
         points.append(fmnist_cnv(args.cnv_images, fmax))
     if args.update:
-        earlier = json.loads(Path(args.update).read_text())["points"]
-        ours = {p["model"] for p in points}
-        points = [p for p in earlier if p["model"] not in ours] + points
+        points = merge_points(args.update, points, "model")
     plot(points, args.plot)
     print(json.dumps({"benchmark": "cnn_core", "points": points, "plot": args.plot}, indent=1))
     bad = [p["model"] for p in points if p["mismatches"] or not p["predicted_cycles_match"]]

@@ -28,6 +28,8 @@ from sw.program import max_batch, predict_cycles  # noqa: E402
 from sw.random_models import random_model  # noqa: E402
 from sw.synth import accelerator_top, synthesize  # noqa: E402
 
+from merge import merge_points  # noqa: E402  (benchmarks/merge.py, beside this script)
+
 SFC = [784, 256, 256, 256, 10]
 # Memory depths sized for the SFC model (weights, thresholds, inputs for batches up to 8·Q);
 # the default depths would spend 234 of the 208 block RAMs at 32x8x32.
@@ -103,11 +105,17 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=2, help="builds at once (nextpnr is single-threaded)")
     ap.add_argument("--out-root", default=str(ROOT / "build" / "design-space"))
     ap.add_argument("--plot", default=str(ROOT / "benchmarks" / "results" / "design_space.png"))
+    ap.add_argument("--update", default=None, metavar="JSON",
+                    help="an earlier output of this benchmark: print its points with this run's "
+                         "added (a point of the same array replaced), e.g. to add one new shape "
+                         "without rebuilding the others")
     args = ap.parse_args(argv)
     model = random_model(np.random.default_rng(0), SFC, input_bits=1, name="sfc-1bit")
     arrays = args.arrays
     with ThreadPoolExecutor(args.jobs) as pool:
         points = list(pool.map(lambda a: point(a, args.out_root, model), arrays))
+    if args.update:
+        points = merge_points(args.update, points, "array")
     front = pareto(points)
     plot(points, front, args.plot)
     print(json.dumps({"benchmark": "design_space", "board": "ulx3s-85f",
