@@ -36,9 +36,9 @@ SFC = [784, 256, 256, 256, 10]
 # Dense only (conv=0): the SFC model has no conv layer, so the conv datapath would only cost LUTs.
 _SFC_DEPTHS = ("w_depth={w},thr_depth=64,in_depth=512,act_depth=256,out_depth=256,acc_width=16,"
                "conv=0")
-# 32x8x32 (w_depth=512) is the shape the 1 M/s target needs at ~43 MHz, but at 67 % of the
-# LUTs nextpnr did not finish routing it in 75 minutes (docs/synthesis.md); pass it with
-# --arrays to try.
+# The shapes the 1 M/s target needs at ~43 MHz, 32x8x32 (w_depth=512) and 32x4x64
+# (w_depth=256), place at 67 % and 59 % of the LUTs but nextpnr did not finish routing them
+# (docs/synthesis.md, "Which shapes double the throughput"); pass them with --arrays to try.
 DEFAULT_ARRAYS = [f"8x8x32,{_SFC_DEPTHS.format(w=1024)}", f"16x8x32,{_SFC_DEPTHS.format(w=1024)}"]
 
 
