@@ -285,14 +285,17 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
             raise ValueError("augment_shift and augment_flip need square single-channel images")
         aug = chain(random_shift(side, augment_shift) if augment_shift else None,
                     random_flip(side) if augment_flip else None)
+    def trained_source(spec, width):
+        """The teacher or init source ``spec`` for this student (see load_or_train_teacher)."""
+        return load_or_train_teacher(
+            spec, dataset, ds, width, input_bits, int(recipe["teacher_epochs"]), seed, batch_size,
+            float(recipe["teacher_lr"]), augment_shift, teacher_cache, progress, arch=cfg.get("arch"),
+            augment_flip=augment_flip)
+
     t0 = time.time()
     teacher_info = {}
     if recipe["distill"]:
-        t_hidden = list(recipe["teacher_hidden"] or hidden)
-        teacher, teacher_info = load_or_train_teacher(
-            recipe["distill"], dataset, ds, t_hidden, input_bits, int(recipe["teacher_epochs"]), seed, batch_size,
-            float(recipe["teacher_lr"]), augment_shift, teacher_cache, progress, arch=cfg.get("arch"),
-            augment_flip=augment_flip)
+        teacher, teacher_info = trained_source(recipe["distill"], list(recipe["teacher_hidden"] or hidden))
         criterion = Distillation(teacher, recipe["distill_alpha"], recipe["distill_temperature"],
                                  recipe["label_smoothing"])
         teacher_info["teacher_seconds_in_this_run"] = 0.0 if teacher_info["teacher_cached"] else time.time() - t0
@@ -302,10 +305,7 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
     if recipe["init"]:
         t1 = time.time()
         try:
-            init_source, info = load_or_train_teacher(
-                recipe["init"], dataset, ds, hidden, input_bits, int(recipe["teacher_epochs"]), seed, batch_size,
-                float(recipe["teacher_lr"]), augment_shift, teacher_cache, progress, arch=cfg.get("arch"),
-                augment_flip=augment_flip)
+            init_source, info = trained_source(recipe["init"], hidden)
         except TeacherError as e:
             raise InitError(str(e)) from None
         init_info = {"init_source_test_accuracy": info["teacher_test_accuracy"], "init_cached": info["teacher_cached"],
