@@ -56,6 +56,13 @@ class ArrayConfig:
         before it reaches the memories: one more cycle per layer (``write_delay``) for a
         whole cycle of routing between the sequencer and banks spread over a large device
         (the Fashion-MNIST CNV build on the ECP5-85F, whose weight-address route set its Fmax).
+    row_groups : G, the array's rows split into G groups of P/G (a power of two ≤ P). Each
+        column's activation word and sideband pass one register per group on their way down
+        the column, so no net reaches more than P/G PEs and each copy can sit beside its rows;
+        group g gets its weights and activations g cycles after group 0, and its sums wait
+        G−1−g cycles to rejoin the others: G−1 more cycles per layer (``write_delay``). For
+        tall arrays whose broadcast nets do not route (32 rows on the ECP5-85F,
+        docs/synthesis.md); 1 (one net per column) otherwise.
     """
 
     P: int = 8
@@ -70,13 +77,16 @@ class ArrayConfig:
     acc_width: int = 24
     conv: int = 1
     issue_reg: int = 0
+    row_groups: int = 1
 
     def __post_init__(self):
-        for name in ("P", "Q", "K"):
+        for name in ("P", "Q", "K", "row_groups"):
             if not _is_pow2(getattr(self, name)):
                 raise ValueError(f"{name} must be a power of two, got {getattr(self, name)}")
         if self.K < 8:
             raise ValueError(f"K must be at least 8 (whole bytes), got {self.K}")
+        if self.row_groups > self.P:
+            raise ValueError(f"row_groups ({self.row_groups}) must not exceed P ({self.P})")
         if self.K % self.P:
             # Threshold outputs of one tile (P bits) are written as one lane of a K-bit word.
             raise ValueError(f"K ({self.K}) must be a multiple of P ({self.P})")
@@ -137,6 +147,11 @@ class ArrayConfig:
         return self.popcount_latency + 2
 
     @property
+    def rows_per_group(self):
+        """Rows per row group: row ``i`` is in group ``i // rows_per_group``."""
+        return self.P // self.row_groups
+
+    @property
     def drain_latency(self):
         """Register levels of each row's OR-tree that collects finished accumulators."""
         return self.log2Q
@@ -151,9 +166,10 @@ class ArrayConfig:
     def write_delay(self):
         """Cycles from the issue of a tile's last word to the last write of its results:
         the issue register (``issue_reg``), memory read (1) and edge register (1), the hops to
-        the last column (Q-1), the PE, the row drain, the threshold stages (3); see
-        docs/core.md."""
-        return self.issue_reg + self.Q + 1 + self.pe_latency + self.drain_latency + 3
+        the last column (Q-1), the hops down to the last row group (``row_groups`` − 1), the
+        PE, the row drain, the threshold stages (3); see docs/core.md."""
+        return (self.issue_reg + self.Q + 1 + self.row_groups - 1 + self.pe_latency
+                + self.drain_latency + 3)
 
     # -- string form --------------------------------------------------------------------------
 

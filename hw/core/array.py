@@ -1,6 +1,6 @@
 """Output-stationary P×Q array of XNOR-popcount PEs: weights systolic along rows, activations
 broadcast down columns, per-row drain."""
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -26,6 +26,14 @@ class SystolicArray(wiring.Component):
     ``popcount(x)`` in unsigned mode) through a popcount pipeline of the PE's latency, and the
     sideband delayed by that latency so that it meets each PE's count.
 
+    Row groups (``row_groups`` = G > 1): the rows form G groups of P/G. Group 0's PEs take
+    the column's signals as above; group g's take a registered copy of group g−1's, so each
+    broadcast net reaches P/G PEs (plus the next copy) instead of P, and a placer can keep
+    each copy beside its rows. The caller reads group g's weights g cycles after group 0's
+    (the row skew), and each row's result waits G−1−g cycles after its drain, so every row
+    still delivers in the same cycle, G−1 cycles later than with one group. The copies form
+    a chain (each register's input differs), so synthesis cannot merge them back into one.
+
     Because the last-of-tile flag travels with the data, each PE hands its finished sum to the
     drain and restarts from zero with the next word: consecutive tiles stream back to back. A
     row's PEs finish in consecutive cycles (column order), so each row collects them through a
@@ -40,11 +48,14 @@ class SystolicArray(wiring.Component):
         Word width (8·2^n).
     acc_width : int
         Signed accumulator width.
+    row_groups : int
+        G, the number of row groups (a power of two ≤ P; default 1).
 
     Ports
     -----
     w : In(K).array(P)
-        Weight word of each row (all rows in the same cycle); padding bits must be 0.
+        Weight word of each row, those of row group g g cycles after group 0's (all rows in
+        the same cycle when G = 1); padding bits must be 0.
     x, m : In(K).array(Q)
         Activation word and valid-bit mask word of each column (skewed by column).
     unsigned : In(1)
@@ -64,17 +75,21 @@ class SystolicArray(wiring.Component):
 
     Latency and throughput
     ----------------------
-    One word per row and column per cycle. If the last word of a tile enters column 0 in cycle
-    ``c``, every row delivers column ``j`` in cycle ``c + j + pe_latency + log2(Q)``. Tiles
+    One word per row and column per cycle. If the last word of a tile enters column 0 of row
+    group 0 in cycle ``c``, every row delivers column ``j`` in cycle
+    ``c + j + (G − 1) + pe_latency + log2(Q)``. Tiles
     must be at least Q words apart (start to start) so that a row's deliveries never overlap:
     the sequencer pads shorter tiles.
     """
 
-    def __init__(self, P, Q, K, acc_width):
+    def __init__(self, P, Q, K, acc_width, row_groups=1):
         assert Q & (Q - 1) == 0
+        assert row_groups & (row_groups - 1) == 0 and row_groups <= P
         self.P, self.Q, self.K, self.acc_width = P, Q, K, acc_width
+        self.row_groups = row_groups
         self.pe_latency = popcount_latency(K) + 2
         self.drain_latency = Q.bit_length() - 1
+        self.group_latency = row_groups - 1
         super().__init__({
             "w": In(K).array(P),
             "x": In(K).array(Q), "m": In(K).array(Q), "unsigned": In(1),
@@ -85,7 +100,8 @@ class SystolicArray(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        P, Q, K = self.P, self.Q, self.K
+        P, Q, K, G = self.P, self.Q, self.K, self.row_groups
+        rows = P // G
         lat = popcount_latency(K)
         pes = [[PE(K, self.acc_width) for j in range(Q)] for i in range(P)]
         for j in range(Q):
@@ -100,13 +116,20 @@ class SystolicArray(wiring.Component):
             dbl = delay(m, self.dbl[j], lat, f"col{j}_dbl")
             valid = delay(m, self.valid[j], lat, f"col{j}_v")
             last = delay(m, self.last[j], lat, f"col{j}_l")
-            for i in range(P):
-                pe = pes[i][j]
-                m.submodules[f"pe_{i}_{j}"] = pe
-                m.d.comb += [pe.w_in.eq(self.w[i] if j == 0 else pes[i][j - 1].w_out),
-                             pe.x_in.eq(x_col), pe.unsigned.eq(unsigned),
-                             pe.pm_in.eq(pm), pe.dbl_in.eq(dbl), pe.valid_in.eq(valid),
-                             pe.last_in.eq(last)]
+            column = Cat(x_col, unsigned, pm, dbl, valid, last)
+            for g in range(G):
+                if g:       # the hop down to the next row group
+                    column = delay(m, column, 1, f"col{j}_g{g}")
+                x_g, unsigned_g = column[:K], column[K]
+                pm_g = column[K + 1:K + 1 + len(pm)]
+                dbl_g, valid_g, last_g = column[-3], column[-2], column[-1]
+                for i in range(g * rows, (g + 1) * rows):
+                    pe = pes[i][j]
+                    m.submodules[f"pe_{i}_{j}"] = pe
+                    m.d.comb += [pe.w_in.eq(self.w[i] if j == 0 else pes[i][j - 1].w_out),
+                                 pe.x_in.eq(x_g), pe.unsigned.eq(unsigned_g),
+                                 pe.pm_in.eq(pm_g), pe.dbl_in.eq(dbl_g),
+                                 pe.valid_in.eq(valid_g), pe.last_in.eq(last_g)]
 
         for i in range(P):
             # Row drain: registered OR-tree; at most one PE of a row is valid per cycle.
@@ -122,5 +145,7 @@ class SystolicArray(wiring.Component):
                                  a.eq(level[k][1] | level[k + 1][1])]
                     nxt.append((v, a))
                 level = nxt
-            m.d.comb += [self.out_valid[i].eq(level[0][0]), self.out_acc[i].eq(level[0][1])]
+            # Rows of group g finished G−1−g cycles early: they wait to rejoin the last group.
+            out = delay(m, Cat(level[0][0], level[0][1]), G - 1 - i // rows, f"rejoin{i}")
+            m.d.comb += [self.out_valid[i].eq(out[0]), self.out_acc[i].eq(out[1:])]
         return m

@@ -107,7 +107,7 @@ class Core(wiring.Component):
         lb = WB.bit_length() - 1        # byte-lane bits of a K-bit word
 
         m.submodules.seq = seq = Sequencer(cfg)
-        m.submodules.array = arr = SystolicArray(P, Q, K, AW)
+        m.submodules.array = arr = SystolicArray(P, Q, K, AW, cfg.row_groups)
 
         mems = self.memories
         for name, mem_ in mems.items():
@@ -147,11 +147,18 @@ class Core(wiring.Component):
                             "i_tile_last", "i_kx", "i_ky", "g_next")}
         # Valid-bit mask of the word being read (memory read latency 1): the weights' padding
         # bits are cleared at the array's edge, so they never agree whatever a bank holds.
-        w_mask = Signal(K)
-        m.d.comb += w_mask.eq(Mux(delay(m, iss["i_last_word"], 1, "w_last"), seq.lastmask, ones))
+        # Row skew (row_groups > 1, see SystolicArray): group g's banks are read g cycles after
+        # group 0's, by delaying the address bits (not K-bit words) one hop per group.
+        w_addrs, w_lasts = [iss["i_w_addr"][:len(w_r[0].addr)]], [iss["i_last_word"]]
+        for g in range(1, cfg.row_groups):
+            w_addrs.append(delay(m, w_addrs[-1], 1, f"w_addr_g{g}"))
+            w_lasts.append(delay(m, w_lasts[-1], 1, f"w_last_g{g}"))
+        w_masks = [Mux(delay(m, last, 1, f"w_mask_sel{g}"), seq.lastmask, ones)
+                   for g, last in enumerate(w_lasts)]
         host_w = self.bus.addr[lb + cfg.log2P:22]
-        w_addr = iss["i_w_addr"][:len(w_r[0].addr)]
         for i in range(P):
+            group = i // cfg.rows_per_group
+            w_addr, w_mask = w_addrs[group], w_masks[group]
             # One address per weight bank for its read and its write port: the host writes
             # (and reads back) only while idle, the sequencer reads only while busy. A bank is
             # then a single-port RAM (iCE40 SPRAM: one address, registered read, no init),
@@ -404,6 +411,7 @@ class Core(wiring.Component):
             mm.REG_DEPTHS_W_IN: Const(cfg.w_depth | cfg.in_depth << 16, 32),
             mm.REG_DEPTHS_ACT_OUT: Const(cfg.act_depth | cfg.out_depth << 16, 32),
             mm.REG_DEPTHS_THR_DESC: Const(cfg.thr_depth | cfg.desc_depth << 16 |
+                                          (cfg.row_groups.bit_length() - 1) << 24 |
                                           cfg.issue_reg << 30 | cfg.conv << 31, 32),
         }
         reg_word = Signal(32)

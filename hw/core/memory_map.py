@@ -28,7 +28,8 @@ REG_TOTAL_CYCLES = 0x018  # RO  cycles of the last (or current) run: every cycle
 REG_LAYERS_DONE = 0x01C   # RO  layers finished in the last (or current) run
 REG_DEPTHS_W_IN = 0x020      # RO  w_depth (bits 15:0) | in_depth (bits 31:16)
 REG_DEPTHS_ACT_OUT = 0x024   # RO  act_depth (bits 15:0) | out_depth (bits 31:16)
-REG_DEPTHS_THR_DESC = 0x028  # RO  thr_depth (bits 15:0) | desc_depth (bits 29:16) |
+REG_DEPTHS_THR_DESC = 0x028  # RO  thr_depth (bits 15:0) | desc_depth (bits 23:16) |
+                             #     log2(ArrayConfig.row_groups) (bits 27:24) |
                              #     bit 30: ArrayConfig.issue_reg | bit 31: ArrayConfig.conv
 REG_END = 0x02C              # first byte past the registers
 LAYER_CYCLES_BASE = 0x100  # RO  32-bit cycles of layer l at LAYER_CYCLES_BASE + 4·l
@@ -155,5 +156,6 @@ def config_from_registers(config_word, depths_w_in, depths_act_out, depths_thr_d
                        K=1 << (config_word >> 16 & 0xFF), acc_width=config_word >> 24 & 0xFF,
                        w_depth=lo(depths_w_in), in_depth=hi(depths_w_in),
                        act_depth=lo(depths_act_out), out_depth=hi(depths_act_out),
-                       thr_depth=lo(depths_thr_desc), desc_depth=hi(depths_thr_desc) & 0x3FFF,
+                       thr_depth=lo(depths_thr_desc), desc_depth=hi(depths_thr_desc) & 0xFF,
+                       row_groups=1 << (depths_thr_desc >> 24 & 0xF),
                        issue_reg=depths_thr_desc >> 30 & 1, conv=depths_thr_desc >> 31)

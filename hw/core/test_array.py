@@ -14,8 +14,9 @@ def to_words(packed_row, K):
             for i in range(0, len(packed_row), nb)]
 
 
-def schedule(P, Q, K, kind, k, x, wp, n, rng):
-    """Issue order of the core (group, tile, word, plane) with random idle gaps, skewed."""
+def schedule(P, Q, K, kind, k, x, wp, n, rng, G=1):
+    """Issue order of the core (group, tile, word, plane) with random idle gaps, skewed by
+    column and by row group (``G`` groups: rows of group g get their words g cycles late)."""
     M = wp.shape[0]
     tiles = -(-M // P)
     groups = -(-x.shape[0] // Q)
@@ -42,7 +43,7 @@ def schedule(P, Q, K, kind, k, x, wp, n, rng):
                         c += 1
                     last = w == nw - 1 and q == k - 1
                     for i in range(P):
-                        rows.setdefault(c, {})[i] = wwords[t * P + i][w]
+                        rows.setdefault(c + i // (P // G), {})[i] = wwords[t * P + i][w]
                     for j in range(Q):
                         plane = xw[g * Q + j][b][w]
                         cols.setdefault(c + j, {})[j] = (plane, mask[w], int(w == 0 and q > 0),
@@ -53,10 +54,11 @@ def schedule(P, Q, K, kind, k, x, wp, n, rng):
     return rows, cols, order, c
 
 
-@pytest.mark.parametrize("P,Q,K,kind", [(2, 2, 8, "binary"), (4, 2, 16, "unsigned"),
-                                        (2, 4, 8, "unsigned"), (4, 2, 16, "binary")])
-def test_array_vs_golden(P, Q, K, kind):
-    rng = np.random.default_rng(P * 100 + Q * 10 + K + len(kind))
+@pytest.mark.parametrize("P,Q,K,kind,G", [(2, 2, 8, "binary", 1), (4, 2, 16, "unsigned", 1),
+                                          (2, 4, 8, "unsigned", 1), (4, 2, 16, "binary", 1),
+                                          (4, 2, 16, "binary", 2), (4, 2, 8, "unsigned", 4)])
+def test_array_vs_golden(P, Q, K, kind, G):
+    rng = np.random.default_rng(P * 100 + Q * 10 + K + len(kind) + G)
     n = int(rng.integers(K + 1, 3 * K)) | 1           # not a multiple of K
     M = P * 2 + 1                                     # not a multiple of P
     Bn = Q + 1                                        # two column groups, one partial
@@ -68,14 +70,14 @@ def test_array_vs_golden(P, Q, K, kind):
     else:
         x = rng.integers(0, 1 << k, (Bn, n)).astype(np.uint8)
         want = unsigned_dot(x, wp, n, k)
-    rows, cols, order, end = schedule(P, Q, K, kind, k, x, wp, n, rng)
-    dut = SystolicArray(P, Q, K, 20)
+    rows, cols, order, end = schedule(P, Q, K, kind, k, x, wp, n, rng, G)
+    dut = SystolicArray(P, Q, K, 20, row_groups=G)
     got = [[] for _ in range(P)]
 
     async def tb(ctx):
         ctx.set(dut.unsigned, kind == "unsigned")
         await ctx.tick()                 # the mode is registered per column
-        for c in range(end + Q + dut.pe_latency + dut.drain_latency + 4):
+        for c in range(end + Q + dut.group_latency + dut.pe_latency + dut.drain_latency + 4):
             for i in range(P):
                 ctx.set(dut.w[i], rows.get(c, {}).get(i, 0x5A))
             for j in range(Q):

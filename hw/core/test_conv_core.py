@@ -20,6 +20,9 @@ CASES = {
     # The issue registered once more before the memories (the CNV build's option): addresses,
     # taps, pixel-walker steps and sideband must all move by the same cycle.
     "issue-reg": ("4x4x16,issue_reg=1", (8, 8, 2), [6, "pool", 16, 16, "pool"], [7, 3], 3),
+    # Row groups: each group's weights (tap-major) a cycle after the previous group's, the
+    # fused pool and the writers seeing every row's sums in the same cycle again.
+    "row-groups": ("4x4x16,row_groups=2", (8, 8, 2), [6, "pool", 16, 16, "pool"], [7, 3], 3),
 }
 
 

@@ -181,7 +181,8 @@ SMALL = dict(w_depth=64, thr_depth=16, in_depth=64, act_depth=16, out_depth=64, 
 
 @pytest.mark.parametrize("shape,seed", [("4x2x16", 1), ("2x2x8", 2), ("2x4x8", 3),
                                         ("4x2x16", 4), ("1x1x8", 5), ("8x1x8", 6),
-                                        ("2x4x8,issue_reg=1", 7)])
+                                        ("2x4x8,issue_reg=1", 7), ("4x2x16,row_groups=2", 8),
+                                        ("8x1x8,row_groups=8,issue_reg=1", 9)])
 def test_core_random_three_layer_model(shape, seed):
     config = ArrayConfig.parse(shape).replace(**SMALL)
     rng = np.random.default_rng(seed)
