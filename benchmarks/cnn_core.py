@@ -94,13 +94,21 @@ def summarise(name, result, model, config, fmax=None):
 
 
 def trained_cnn(dataset, method, checkpoint, fmax, images=None, jobs=1, array=DIGITS_ARRAY):
-    """A trained CNN checkpoint over ``dataset``'s test set (the first ``images``) on Verilator."""
+    """A trained CNN over ``dataset``'s test set (the first ``images``) on Verilator.
+
+    ``checkpoint`` is a training checkpoint (``model.pt``: the point also reports agreement with
+    PyTorch) or a compiled ``.xnf`` (the RTL checked against the golden model only, for models
+    whose checkpoint is not kept, such as the committed ones under ``benchmarks/results``)."""
     from sim.cli import simulate
-    from sw.compile import compile_checkpoint
     from sw.evaluate import dataset_inputs, torch_predictions
-    model, torch_model, _ = compile_checkpoint(checkpoint)
+    if str(checkpoint).endswith(".xnf"):
+        from sw import xnf
+        model, torch_model = xnf.load(checkpoint), None
+    else:
+        from sw.compile import compile_checkpoint
+        model, torch_model, _ = compile_checkpoint(checkpoint)
     x, y = dataset_inputs(model, dataset, None, images)
-    torch_pred = torch_predictions(torch_model, x)
+    torch_pred = None if torch_model is None else torch_predictions(torch_model, x)
     log(f"{dataset} CNN ({method}, {checkpoint}): {len(x)} images on Verilator, {array}")
     result = simulate(model, x, y, config=array, torch_predictions=torch_pred, jobs=jobs)
     point = summarise(f"{'digits' if dataset == 'digits' else 'fmnist'}-cnn-{method}", result, model,
@@ -166,7 +174,8 @@ def main(argv=None):
     ap.add_argument("--methods", default="irnet,rbnn", help="digits CNN methods")
     ap.add_argument("--checkpoint", default=None, help="a digits CNN checkpoint instead")
     ap.add_argument("--fmnist-checkpoints", default="", metavar="M=PATH,...",
-                    help="trained Fashion-MNIST CNN checkpoints, e.g. irnet=a/model.pt,rbnn=b/model.pt")
+                    help="trained Fashion-MNIST CNN checkpoints (model.pt) or compiled models "
+                         "(.xnf), e.g. irnet=a/model.pt,rbnn=b/model.xnf")
     ap.add_argument("--fmnist-images", type=int, default=None,
                     help="Fashion-MNIST test images per trained CNN (default: all 10,000)")
     ap.add_argument("--jobs", type=int, default=1, help="Verilator processes for the trained CNNs")
