@@ -13,13 +13,14 @@ HERE = os.path.dirname(__file__)
 
 
 @pytest.mark.verilator
-def test_verilator_lint_clean(tmp_path):
+@pytest.mark.parametrize("extra", ["", ",row_groups=2"])
+def test_verilator_lint_clean(tmp_path, extra):
     exe = verilator_executable()
     if exe is None:
         pytest.skip("verilator not found")
     src = tmp_path / "core.v"
     src.write_text(verilog("2x4x16,w_depth=64,thr_depth=16,in_depth=64,act_depth=16,"
-                           "out_depth=32,desc_depth=4,acc_width=16"))
+                           "out_depth=32,desc_depth=4,acc_width=16" + extra))
     env = dict(os.environ, PATH=os.path.dirname(exe) + os.pathsep + os.environ.get("PATH", ""))
     res = subprocess.run([exe, "--lint-only", "-Wall", os.path.join(HERE, "verilator_lint.vlt"),
                           str(src), "--top-module", "xnorflow_core"],
