@@ -21,10 +21,11 @@ class SystolicArray(wiring.Component):
     column ``j``'s words arrive ``j`` cycles after column 0's, so that PE(i, j) sees word
     ``n`` of both operands in cycle ``t0 + n + j`` for every row ``i``.
 
-    Per column the array forms, once: the masked word (padding bits forced to 1 in binary
-    mode, where the weights' padding is 0, and to 0 in unsigned mode), ``popcount(m)`` (or
-    ``popcount(x)`` in unsigned mode) through a popcount pipeline of the PE's latency, and the
-    sideband delayed by that latency so that it meets each PE's count.
+    Per column the array forms, once: the masked word (padding bits cleared), the
+    ``zero_agrees`` word that carries the layer mode to the PEs (``m`` in binary mode, 0 in
+    unsigned mode; see :class:`PE`), ``popcount(m)`` (or ``popcount(x)`` in unsigned mode)
+    through a popcount pipeline of the PE's latency, and the sideband delayed by that latency
+    so that it meets each PE's count.
 
     Row groups (``row_groups`` = G > 1): the rows form G groups of P/G. Group 0's PEs take
     the column's signals as above; group g's take a registered copy of group g−1's, so each
@@ -60,9 +61,10 @@ class SystolicArray(wiring.Component):
         Activation word and valid-bit mask word of each column (skewed by column).
     unsigned : In(1)
         Layer mode (constant while a layer's words are in the array): 0 binary, 1 unsigned.
-        Each column takes a registered copy (one register fanning out to every PE was the
-        ECP5 16x8x32 critical path), so the mode must be set at least one cycle before the
-        layer's first word.
+        Registered before use (a path from the sequencer through this mode to every PE was
+        the ECP5 16x8x32 critical path), so it must be set at least one cycle before the
+        layer's first word; it feeds only each column's ``zero_agrees`` and popcount muxes,
+        not the PEs (one mode net to every bit of every PE did not route at 32 rows).
     dbl : In(1).array(Q)
         The word starts a bit-plane after the first: the PEs double their sum first (see
         :class:`PE`; always 0 for binary layers).
@@ -108,26 +110,27 @@ class SystolicArray(wiring.Component):
             unsigned = Signal(name=f"col{j}_unsigned")
             m.d.sync += unsigned.eq(self.unsigned)
             x_col = Signal(K, name=f"x_col{j}")
-            m.d.comb += x_col.eq(Mux(unsigned, self.x[j] & self.m[j],
-                                     self.x[j] | ~self.m[j]))
+            zero_agrees = Signal(K, name=f"zero_agrees{j}")
+            m.d.comb += [x_col.eq(self.x[j] & self.m[j]),
+                         zero_agrees.eq(Mux(unsigned, 0, self.m[j]))]
             # popcount of the real bits (binary) or of the plane (unsigned): same pipeline
             # latency as each PE's count, so it meets them.
             pm = popcount_pipeline(m, Mux(unsigned, x_col, self.m[j]), f"col{j}_pm")
             dbl = delay(m, self.dbl[j], lat, f"col{j}_dbl")
             valid = delay(m, self.valid[j], lat, f"col{j}_v")
             last = delay(m, self.last[j], lat, f"col{j}_l")
-            column = Cat(x_col, unsigned, pm, dbl, valid, last)
+            column = Cat(x_col, zero_agrees, pm, dbl, valid, last)
             for g in range(G):
                 if g:       # the hop down to the next row group
                     column = delay(m, column, 1, f"col{j}_g{g}")
-                x_g, unsigned_g = column[:K], column[K]
-                pm_g = column[K + 1:K + 1 + len(pm)]
+                x_g, zero_agrees_g = column[:K], column[K:2 * K]
+                pm_g = column[2 * K:2 * K + len(pm)]
                 dbl_g, valid_g, last_g = column[-3], column[-2], column[-1]
                 for i in range(g * rows, (g + 1) * rows):
                     pe = pes[i][j]
                     m.submodules[f"pe_{i}_{j}"] = pe
                     m.d.comb += [pe.w_in.eq(self.w[i] if j == 0 else pes[i][j - 1].w_out),
-                                 pe.x_in.eq(x_g), pe.unsigned.eq(unsigned_g),
+                                 pe.x_in.eq(x_g), pe.zero_agrees.eq(zero_agrees_g),
                                  pe.pm_in.eq(pm_g), pe.dbl_in.eq(dbl_g),
                                  pe.valid_in.eq(valid_g), pe.last_in.eq(last_g)]
 

@@ -6,8 +6,8 @@ the PE computes
     acc = (2·acc if dbl else acc) + 2·popcount(agree) − pm:
 
 * binary layers: ``agree = XNOR(x, w)``, ``pm`` the number of real bits in the word (K except
-  in a vector's last word), ``dbl = 0``. Padding bits never agree (the array forces them to
-  ``x = 1``, ``w = 0``), so the sum over a vector's words is contract 2,
+  in a vector's last word), ``dbl = 0``. Padding bits never agree (``x = 0``, ``w = 0`` and
+  no agreement of zeros there), so the sum over a vector's words is contract 2,
   ``2·popcount(XNOR(x, w)) − N``;
 * the unsigned k-bit first layer: ``x`` = bit-plane ``b`` of the input word (padding 0),
   ``agree = x AND w``, ``pm = popcount(x)``; the planes come most significant first and
@@ -15,6 +15,13 @@ the PE computes
   ``Σ_b 2^b·(2·popcount(x_b AND w) − popcount(x_b))`` (Horner's rule), contract 3. Doubling
   the accumulator costs one 2:1 mux per bit; shifting each term by ``b`` would cost a barrel
   shifter (about a fifth of the PE's LUTs).
+
+Both cases are one function of three bits, ``agree = (x AND w) OR (z AND NOT x AND NOT w)``,
+where the column's word ``z`` marks the bits in which two zeros agree: the valid bits of a
+binary layer, none of an unsigned one. The layer mode thus reaches the PE as a K-bit word per
+column (each bit fanning out to the column's P PEs) instead of one mode bit feeding every
+bit of every PE: that single net (P·Q·K sinks, 8,192 at 32x4x64) was the most congested net
+of the 32-row ECP5 builds that did not route (docs/synthesis.md).
 """
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
@@ -83,11 +90,10 @@ class PE(wiring.Component):
     w_out : Out(K)
         ``w_in`` delayed by one cycle, to the PE on the right (the systolic hop).
     x_in : In(K)
-        Activation word of the column, already masked by the array: padding bits are 1 in
-        binary mode (weights pad with 0, so they never agree) and 0 in unsigned mode.
-    unsigned : In(1)
-        Unsigned k-bit mode: the PE counts ``x AND w`` instead of ``XNOR(x, w)``. Constant
-        for a whole layer.
+        Activation word of the column, its padding bits cleared by the array.
+    zero_agrees : In(K)
+        The column's bits in which ``x = 0`` meeting ``w = 0`` agrees: the valid bits in a
+        binary layer (``agree = XNOR(x, w)``), none in an unsigned one (``agree = x AND w``).
     pm_in, dbl_in, valid_in, last_in : In
         ``popcount(m)`` (ceil_log2(K + 1) bits), the double-first flag, the word-is-real flag
         and the last-word-of-tile flag of the word whose ``x_in``/``w_in`` arrived
@@ -113,7 +119,8 @@ class PE(wiring.Component):
         self.latency = popcount_latency(width) + 2
         pm_bits = width.bit_length()
         super().__init__({
-            "w_in": In(width), "w_out": Out(width), "x_in": In(width), "unsigned": In(1),
+            "w_in": In(width), "w_out": Out(width), "x_in": In(width),
+            "zero_agrees": In(width),
             "pm_in": In(pm_bits), "dbl_in": In(1), "valid_in": In(1), "last_in": In(1),
             "out_valid": Out(1), "out_acc": Out(signed(acc_width)),
         })
@@ -125,10 +132,10 @@ class PE(wiring.Component):
         # The systolic hop: one register per PE along the row.
         m.d.sync += self.w_out.eq(self.w_in)
 
-        # One LUT per bit with the column's forcing folded in (x, w, mode, and on the array
-        # side the mask bit): no separate mask word travels through the PEs.
+        # One 3-input function per bit (x, w and the column's zero_agrees bit).
         agree = Signal(K)
-        m.d.comb += agree.eq(Mux(self.unsigned, self.x_in & self.w_in, ~(self.x_in ^ self.w_in)))
+        x, w = self.x_in, self.w_in
+        m.d.comb += agree.eq((x & w) | (self.zero_agrees & ~(x | w)))
         pc = popcount_pipeline(m, agree, "pc")
 
         # Term register: keeps the subtract out of the accumulate path.

@@ -18,34 +18,34 @@ def words_of(packed, K):
 def simulate(K, acc_width, stream, rng, gaps=True, unsigned=0):
     """Feed (w, x, m, dbl, last) tuples with random idle cycles; return the finished sums.
 
-    The test does the column's share of the work the way the array does: it forces the
-    padding bits of ``x`` (1 in binary mode, 0 in unsigned mode) and delays ``popcount(m)``
-    and the sideband by the popcount latency.
+    The test does the column's share of the work the way the array does: it clears the
+    padding bits of ``x``, sets ``zero_agrees`` (the mask in binary mode, 0 in unsigned mode)
+    and delays ``popcount(m)`` and the sideband by the popcount latency.
     """
     dut = PE(K, acc_width)
     results = []
-    full = (1 << K) - 1
     # (pm, dbl, valid, last) of the word that entered popcount_latency cycles ago
     lag = [(0, 0, 0, 0)] * popcount_latency(K)
 
     async def tb(ctx):
         items = list(stream)
         idle = 0
-        ctx.set(dut.unsigned, unsigned)
         while items or idle < dut.latency + 2:
             pm, dbl, valid, last = lag[0]
             ctx.set(dut.pm_in, pm); ctx.set(dut.dbl_in, dbl)
             ctx.set(dut.valid_in, valid); ctx.set(dut.last_in, last)
             if items and not (gaps and rng.random() < 0.25):
                 w, x, mk, dbl, last = items.pop(0)
-                x_col = x & mk if unsigned else x | (full & ~mk)
+                x_col = x & mk
                 ctx.set(dut.w_in, w & mk); ctx.set(dut.x_in, x_col)
+                ctx.set(dut.zero_agrees, 0 if unsigned else mk)
                 lag.append((bin(x_col if unsigned else mk).count("1"), dbl, 1, last))
                 idle = 0
             else:
                 # Idle words carry garbage: only valid may keep them out of the sum.
                 ctx.set(dut.w_in, int(rng.integers(1 << K)) if K < 63 else 0)
                 ctx.set(dut.x_in, int(rng.integers(1 << 8)))
+                ctx.set(dut.zero_agrees, int(rng.integers(1 << 8)))
                 lag.append((int(rng.integers(K + 1)), int(rng.integers(2)), 0,
                             int(rng.integers(2))))
                 idle += 1
