@@ -56,7 +56,8 @@ class SystolicArray(wiring.Component):
     -----
     w : In(K).array(P)
         Weight word of each row, those of row group g g cycles after group 0's (all rows in
-        the same cycle when G = 1); padding bits must be 0.
+        the same cycle when G = 1). Padding bits may hold anything: ``x`` and ``zero_agrees``
+        are 0 there, so they never agree.
     x, m : In(K).array(Q)
         Activation word and valid-bit mask word of each column (skewed by column).
     unsigned : In(1)

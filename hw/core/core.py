@@ -145,20 +145,16 @@ class Core(wiring.Component):
         iss = {name: delay(m, getattr(seq, name), cfg.issue_reg, name)
                for name in ("i_valid", "i_w_addr", "i_a_addr", "i_last_word", "i_double",
                             "i_tile_last", "i_kx", "i_ky", "g_next")}
-        # Valid-bit mask of the word being read (memory read latency 1): the weights' padding
-        # bits are cleared at the array's edge, so they never agree whatever a bank holds.
+        # Weights need no valid-bit mask: a padding bit never agrees whatever the bank holds
+        # there, because the column clears x and zero_agrees in it (SystolicArray).
         # Row skew (row_groups > 1, see SystolicArray): group g's banks are read g cycles after
         # group 0's, by delaying the address bits (not K-bit words) one hop per group.
-        w_addrs, w_lasts = [iss["i_w_addr"][:len(w_r[0].addr)]], [iss["i_last_word"]]
+        w_addrs = [iss["i_w_addr"][:len(w_r[0].addr)]]
         for g in range(1, cfg.row_groups):
             w_addrs.append(delay(m, w_addrs[-1], 1, f"w_addr_g{g}"))
-            w_lasts.append(delay(m, w_lasts[-1], 1, f"w_last_g{g}"))
-        w_masks = [Mux(delay(m, last, 1, f"w_mask_sel{g}"), seq.lastmask, ones)
-                   for g, last in enumerate(w_lasts)]
         host_w = self.bus.addr[lb + cfg.log2P:22]
         for i in range(P):
-            group = i // cfg.rows_per_group
-            w_addr, w_mask = w_addrs[group], w_masks[group]
+            w_addr = w_addrs[i // cfg.rows_per_group]
             # One address per weight bank for its read and its write port: the host writes
             # (and reads back) only while idle, the sequencer reads only while busy. A bank is
             # then a single-port RAM (iCE40 SPRAM: one address, registered read, no init),
@@ -170,9 +166,8 @@ class Core(wiring.Component):
                          # then): SPRAM keeps its output during a write ("no_change").
                          w_r[i].en.eq(~w_w[i].en.any())]
             # Edge register: block-RAM clock-to-out is slow (≈6 ns on ECP5); without it the
-            # RAM output would feed the PE's XNOR and first popcount stage in one cycle. The
-            # mask rides in the register's LUT.
-            m.d.sync += arr.w[i].eq(w_r[i].data & w_mask)
+            # RAM output would feed the PE's XNOR and first popcount stage in one cycle.
+            m.d.sync += arr.w[i].eq(w_r[i].data)
         m.d.comb += arr.unsigned.eq(seq.unsigned)
         sideband = Cat(iss["i_valid"], iss["i_last_word"], iss["i_double"], iss["i_tile_last"])
         for j in range(Q):

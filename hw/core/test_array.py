@@ -22,9 +22,12 @@ def schedule(P, Q, K, kind, k, x, wp, n, rng, G=1):
     groups = -(-x.shape[0] // Q)
     wpad = np.zeros((tiles * P, wp.shape[1]), np.uint8)
     wpad[:M] = wp
-    wwords = [to_words(B.pack_bits(B.unpack_bits(r, n), K), K) for r in wpad]
-    nw = len(wwords[0])
     mask = to_words(B.valid_mask(n, K), K)
+    # Garbage in the weights' padding bits: the array must keep it out of every sum.
+    wwords = [[w | (int(rng.integers(1 << min(K, 62))) & ~mk & ((1 << K) - 1))
+               for w, mk in zip(to_words(B.pack_bits(B.unpack_bits(r, n), K), K), mask)]
+              for r in wpad]
+    nw = len(wwords[0])
     xs = np.zeros((groups * Q,) + x.shape[1:], x.dtype)
     xs[:x.shape[0]] = x
     if kind == "binary":

@@ -37,7 +37,9 @@ def simulate(K, acc_width, stream, rng, gaps=True, unsigned=0):
             if items and not (gaps and rng.random() < 0.25):
                 w, x, mk, dbl, last = items.pop(0)
                 x_col = x & mk
-                ctx.set(dut.w_in, w & mk); ctx.set(dut.x_in, x_col)
+                # Garbage in the weight's padding bits: x and zero_agrees must keep it out.
+                junk = int(rng.integers(1 << min(K, 62)))
+                ctx.set(dut.w_in, (w & mk) | (junk & ~mk)); ctx.set(dut.x_in, x_col)
                 ctx.set(dut.zero_agrees, 0 if unsigned else mk)
                 lag.append((bin(x_col if unsigned else mk).count("1"), dbl, 1, last))
                 idle = 0
