@@ -21,9 +21,8 @@ class SystolicArray(wiring.Component):
     column ``j``'s words arrive ``j`` cycles after column 0's, so that PE(i, j) sees word
     ``n`` of both operands in cycle ``t0 + n + j`` for every row ``i``.
 
-    Per column the array forms, once: the masked word (padding bits cleared), the
-    ``zero_agrees`` word that carries the layer mode to the PEs (``m`` in binary mode, 0 in
-    unsigned mode; see :class:`PE`), ``popcount(m)`` (or ``popcount(x)`` in unsigned mode)
+    Per column the array forms, once: the masked word (padding bits cleared),
+    ``popcount(m)`` (or ``popcount(x)`` in unsigned mode)
     through a popcount pipeline of the PE's latency, and the sideband delayed by that latency
     so that it meets each PE's count.
 
@@ -60,12 +59,17 @@ class SystolicArray(wiring.Component):
         are 0 there, so they never agree.
     x, m : In(K).array(Q)
         Activation word and valid-bit mask word of each column (skewed by column).
+    z : In(K).array(Q)
+        ``zero_agrees`` word of each column, with ``x``: ``m`` in binary layers, 0 in unsigned
+        ones (see :class:`PE`). The caller forms it in front of a register: formed here
+        from ``m`` and ``unsigned``, synthesis folds it into every PE's LUTs and the mode bit
+        is wired to all P·Q·K of them again (measured: that net set the ECP5 16x8x32 Fmax).
     unsigned : In(1)
         Layer mode (constant while a layer's words are in the array): 0 binary, 1 unsigned.
         Registered before use (a path from the sequencer through this mode to every PE was
         the ECP5 16x8x32 critical path), so it must be set at least one cycle before the
-        layer's first word; it feeds only each column's ``zero_agrees`` and popcount muxes,
-        not the PEs (one mode net to every bit of every PE did not route at 32 rows).
+        layer's first word; it feeds only each column's popcount mux: the PEs get the mode
+        through ``z``.
     dbl : In(1).array(Q)
         The word starts a bit-plane after the first: the PEs double their sum first (see
         :class:`PE`; always 0 for binary layers).
@@ -95,7 +99,7 @@ class SystolicArray(wiring.Component):
         self.group_latency = row_groups - 1
         super().__init__({
             "w": In(K).array(P),
-            "x": In(K).array(Q), "m": In(K).array(Q), "unsigned": In(1),
+            "x": In(K).array(Q), "m": In(K).array(Q), "z": In(K).array(Q), "unsigned": In(1),
             "dbl": In(1).array(Q), "valid": In(1).array(Q), "last": In(1).array(Q),
             "out_valid": Out(1).array(P),
             "out_acc": Out(signed(acc_width)).array(P),
@@ -111,9 +115,8 @@ class SystolicArray(wiring.Component):
             unsigned = Signal(name=f"col{j}_unsigned")
             m.d.sync += unsigned.eq(self.unsigned)
             x_col = Signal(K, name=f"x_col{j}")
-            zero_agrees = Signal(K, name=f"zero_agrees{j}")
-            m.d.comb += [x_col.eq(self.x[j] & self.m[j]),
-                         zero_agrees.eq(Mux(unsigned, 0, self.m[j]))]
+            zero_agrees = self.z[j]
+            m.d.comb += x_col.eq(self.x[j] & self.m[j])
             # popcount of the real bits (binary) or of the plane (unsigned): same pipeline
             # latency as each PE's count, so it meets them.
             pm = popcount_pipeline(m, Mux(unsigned, x_col, self.m[j]), f"col{j}_pm")

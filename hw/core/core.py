@@ -205,8 +205,11 @@ class Core(wiring.Component):
             m.d.comb += x.eq(Mux(from_input, i_r[j].data, Mux(pad, 0, a_r[j].data)))
             # Edge register (see the weights): the column enters the array one cycle after
             # the read, with its valid-bit mask.
+            mask = Mux(last_word, seq.lastmask, ones)
             m.d.sync += [
-                arr.x[j].eq(x), arr.m[j].eq(Mux(last_word, seq.lastmask, ones)),
+                arr.x[j].eq(x), arr.m[j].eq(mask),
+                # zero_agrees, registered here so that the mode stays out of the PEs' LUTs
+                arr.z[j].eq(Mux(seq.unsigned, 0, mask)),
                 arr.dbl[j].eq(double), arr.valid[j].eq(valid), arr.last[j].eq(tile_last),
             ]
 

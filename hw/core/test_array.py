@@ -87,7 +87,11 @@ def test_array_vs_golden(P, Q, K, kind, G):
                 # Idle cycles carry garbage (even in the mask): only valid keeps them out.
                 x_, m_, dbl, last = cols.get(c, {}).get(j, (0xA5, 0x3C, 1, 0))
                 valid = j in cols.get(c, {})
-                ctx.set(dut.x[j], x_); ctx.set(dut.m[j], m_); ctx.set(dut.dbl[j], dbl)
+                z_ = 0 if kind == "unsigned" else m_
+                if not valid:
+                    z_ = 0x96 & ((1 << K) - 1)      # garbage as well
+                ctx.set(dut.x[j], x_); ctx.set(dut.m[j], m_); ctx.set(dut.z[j], z_)
+                ctx.set(dut.dbl[j], dbl)
                 ctx.set(dut.last[j], last if valid else 1); ctx.set(dut.valid[j], valid)
             await ctx.tick()
             valid_rows = [ctx.get(dut.out_valid[i]) for i in range(P)]
