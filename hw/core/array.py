@@ -1,6 +1,6 @@
 """Output-stationary P×Q array of XNOR-popcount PEs: weights systolic along rows, activations
 broadcast down columns, per-row drain."""
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -22,7 +22,7 @@ class SystolicArray(wiring.Component):
     ``n`` of both operands in cycle ``t0 + n + j`` for every row ``i``.
 
     Per column the array forms, once: the masked word (padding bits cleared),
-    ``popcount(m)`` (or ``popcount(x)`` in unsigned mode)
+    ``popcount(m)`` in binary layers or ``popcount(x)`` in unsigned ones (``popcount(x | z)``)
     through a popcount pipeline of the PE's latency, and the sideband delayed by that latency
     so that it meets each PE's count.
 
@@ -62,14 +62,8 @@ class SystolicArray(wiring.Component):
     z : In(K).array(Q)
         ``zero_agrees`` word of each column, with ``x``: ``m`` in binary layers, 0 in unsigned
         ones (see :class:`PE`). The caller forms it in front of a register: formed here
-        from ``m`` and ``unsigned``, synthesis folds it into every PE's LUTs and the mode bit
+        from ``m`` and the layer mode, synthesis folds it into every PE's LUTs and the mode bit
         is wired to all P·Q·K of them again (measured: that net set the ECP5 16x8x32 Fmax).
-    unsigned : In(1)
-        Layer mode (constant while a layer's words are in the array): 0 binary, 1 unsigned.
-        Registered before use (a path from the sequencer through this mode to every PE was
-        the ECP5 16x8x32 critical path), so it must be set at least one cycle before the
-        layer's first word; it feeds only each column's popcount mux: the PEs get the mode
-        through ``z``.
     dbl : In(1).array(Q)
         The word starts a bit-plane after the first: the PEs double their sum first (see
         :class:`PE`; always 0 for binary layers).
@@ -99,7 +93,7 @@ class SystolicArray(wiring.Component):
         self.group_latency = row_groups - 1
         super().__init__({
             "w": In(K).array(P),
-            "x": In(K).array(Q), "m": In(K).array(Q), "z": In(K).array(Q), "unsigned": In(1),
+            "x": In(K).array(Q), "m": In(K).array(Q), "z": In(K).array(Q),
             "dbl": In(1).array(Q), "valid": In(1).array(Q), "last": In(1).array(Q),
             "out_valid": Out(1).array(P),
             "out_acc": Out(signed(acc_width)).array(P),
@@ -112,14 +106,14 @@ class SystolicArray(wiring.Component):
         lat = popcount_latency(K)
         pes = [[PE(K, self.acc_width) for j in range(Q)] for i in range(P)]
         for j in range(Q):
-            unsigned = Signal(name=f"col{j}_unsigned")
-            m.d.sync += unsigned.eq(self.unsigned)
             x_col = Signal(K, name=f"x_col{j}")
             zero_agrees = self.z[j]
             m.d.comb += x_col.eq(self.x[j] & self.m[j])
             # popcount of the real bits (binary) or of the plane (unsigned): same pipeline
             # latency as each PE's count, so it meets them.
-            pm = popcount_pipeline(m, Mux(unsigned, x_col, self.m[j]), f"col{j}_pm")
+            # (x_col | z is m in binary layers, where z = m, and x_col in unsigned ones, z = 0:
+            # the mode arrives only through z.)
+            pm = popcount_pipeline(m, x_col | zero_agrees, f"col{j}_pm")
             dbl = delay(m, self.dbl[j], lat, f"col{j}_dbl")
             valid = delay(m, self.valid[j], lat, f"col{j}_v")
             last = delay(m, self.last[j], lat, f"col{j}_l")

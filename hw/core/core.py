@@ -168,7 +168,6 @@ class Core(wiring.Component):
             # Edge register: block-RAM clock-to-out is slow (≈6 ns on ECP5); without it the
             # RAM output would feed the PE's XNOR and first popcount stage in one cycle.
             m.d.sync += arr.w[i].eq(w_r[i].data)
-        m.d.comb += arr.unsigned.eq(seq.unsigned)
         sideband = Cat(iss["i_valid"], iss["i_last_word"], iss["i_double"], iss["i_tile_last"])
         for j in range(Q):
             a_bits = max(len(i_r[j].addr), len(a_r[j].addr))

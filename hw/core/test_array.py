@@ -78,8 +78,6 @@ def test_array_vs_golden(P, Q, K, kind, G):
     got = [[] for _ in range(P)]
 
     async def tb(ctx):
-        ctx.set(dut.unsigned, kind == "unsigned")
-        await ctx.tick()                 # the mode is registered per column
         for c in range(end + Q + dut.group_latency + dut.pe_latency + dut.drain_latency + 4):
             for i in range(P):
                 ctx.set(dut.w[i], rows.get(c, {}).get(i, 0x5A))
