@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from hw.config import ArrayConfig  # noqa: E402
 from sw.program import max_batch, predict_cycles  # noqa: E402
 from sw.random_models import random_model  # noqa: E402
-from sw.synth import accelerator_top, synthesize  # noqa: E402
+from sw.synth import PLACERS, accelerator_top, build_label, synthesize  # noqa: E402
 
 from merge import merge_points  # noqa: E402  (benchmarks/merge.py, beside this script)
 
@@ -46,17 +46,17 @@ def log(msg):
     print(f"[design_space] {msg}", file=sys.stderr, flush=True)
 
 
-def point(array, out_root, model):
+def point(array, out_root, model, placer=None):
     config = ArrayConfig.parse(array)
-    report = synthesize(accelerator_top(config), "ulx3s-85f", config.format(), out_root=out_root,
-                        log=log)
+    report = synthesize(accelerator_top(config), "ulx3s-85f", build_label(config, placer=placer),
+                        out_root=out_root, log=log, placer=placer)
     # The largest batch the input and activation banks take: a throughput user fills them
     # (the array fills and drains once per layer whatever the batch).
     batch = max_batch(model.layers, config)
     cycles = predict_cycles(model.layers, config, batch)
     per_inf = cycles["total"] / batch
     fmax = report["fmax_mhz"]
-    return {"array": config.format(), "luts": report["luts"], "ffs": report["ffs"],
+    return {"array": config.format(), "placer": report["placer"], "luts": report["luts"], "ffs": report["ffs"],
             "brams": report["brams"], "fmax_mhz": fmax, "batch": batch,
             "cycles_per_inference": per_inf,
             "cycles_by_layer": {k: v / batch for k, v in cycles["by_layer"].items()},
@@ -103,6 +103,8 @@ def main(argv=None):
     ap.add_argument("--arrays", nargs="+", default=DEFAULT_ARRAYS,
                     help="array configurations, each PxQxK[,key=value...] (space-separated)")
     ap.add_argument("--jobs", type=int, default=2, help="builds at once (nextpnr is single-threaded)")
+    ap.add_argument("--placer", choices=PLACERS, default=None,
+                    help="nextpnr placer for every build (default: nextpnr's, heap)")
     ap.add_argument("--out-root", default=str(ROOT / "build" / "design-space"))
     ap.add_argument("--plot", default=str(ROOT / "benchmarks" / "results" / "design_space.png"))
     ap.add_argument("--update", default=None, metavar="JSON",
@@ -113,7 +115,7 @@ def main(argv=None):
     model = random_model(np.random.default_rng(0), SFC, input_bits=1, name="sfc-1bit")
     arrays = args.arrays
     with ThreadPoolExecutor(args.jobs) as pool:
-        points = list(pool.map(lambda a: point(a, args.out_root, model), arrays))
+        points = list(pool.map(lambda a: point(a, args.out_root, model, args.placer), arrays))
     if args.update:
         points = merge_points(args.update, points, "array")
     front = pareto(points)

@@ -142,24 +142,36 @@ def _run_clock_hz(top, board, platform):
     return f_in if want is None else pll_output_hz(board.family, f_in, want)
 
 
-def build_plan(top, board, report_file="top.nextpnr.json"):
+# nextpnr's placers. HeAP (nextpnr's default) packs a large array into one dense block that
+# router2 could not route at 32x4x64 on the ECP5-85F; the electrostatic "static" placer spreads
+# it (docs/synthesis.md, "Design space on the ECP5-85F").
+PLACERS = ("heap", "static")
+
+
+def build_plan(top, board, report_file="top.nextpnr.json", placer=None):
     """Amaranth's build plan (the files and the tool script) of ``top`` for ``board``, with
-    the board's tool options; :func:`synthesize` executes it."""
+    the board's tool options and, if given, nextpnr's ``placer``; :func:`synthesize` executes
+    it."""
+    if placer is not None and placer not in PLACERS:
+        raise XnorflowError(f"unknown placer {placer!r}; choose one of {', '.join(PLACERS)}")
+    opts = f"--timing-allow-fail --report {report_file} {board.nextpnr_opts}"
+    if placer is not None:
+        opts += f" --placer {placer}"
     return board.make_platform().build(
-        top, name="top", do_build=False, debug_verilog=False,
-        nextpnr_opts=f"--timing-allow-fail --report {report_file} {board.nextpnr_opts}".strip(),
+        top, name="top", do_build=False, debug_verilog=False, nextpnr_opts=opts.strip(),
         **dict(board.overrides))
 
 
-def synthesize(top, board_name, label, out_root=None, force=False, log=None):
-    """Build ``top`` for a board into ``<out_root>/<board>-<label>/``; returns the report dict."""
+def synthesize(top, board_name, label, out_root=None, force=False, log=None, placer=None):
+    """Build ``top`` for a board into ``<out_root>/<board>-<label>/`` with nextpnr's
+    ``placer`` (None: nextpnr's default, HeAP); returns the report dict."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     board = get_board(board_name)
     ensure_tools_on_path()
     out_dir = Path(out_root or ROOT / "bitstreams") / f"{board.name}-{label}"
     platform = board.make_platform()
     report_file = "top.nextpnr.json"
-    plan = build_plan(top, board, report_file)
+    plan = build_plan(top, board, report_file, placer)
     digest = _plan_hash(plan, board)
     report_path = out_dir / "report.json"
     bitstream = out_dir / f"top{board.bitstream}"
@@ -195,6 +207,7 @@ def synthesize(top, board_name, label, out_root=None, force=False, log=None):
         "board": board.name, "device": f"{platform.device}-{platform.package}",
         "config": label,
         "target_clock_mhz": target,
+        "placer": placer or "heap",
         "timing_met": result["fmax_mhz"] is not None and result["fmax_mhz"] >= target,
         **result,
         "bitstream": bitstream.name,
@@ -224,12 +237,13 @@ def accelerator_top(config, clock_mhz=None, baud=None):
                          clock_hz=clock_mhz * 1e6 if clock_mhz is not None else None)
 
 
-def build_label(config, clock_mhz=None, baud=None):
-    """Directory label of a build: the config's compact form, the clock if a PLL makes it, and
-    the UART rate if it is not the default."""
+def build_label(config, clock_mhz=None, baud=None, placer=None):
+    """Directory label of a build: the config's compact form, the clock if a PLL makes it, the
+    UART rate if it is not the default and the placer if it is not nextpnr's default."""
     from hw.board.top import DEFAULT_BAUD
     return (config.format() + (f"@{clock_mhz:g}MHz" if clock_mhz is not None else "")
-            + (f"-{baud}Bd" if baud and baud != DEFAULT_BAUD else ""))
+            + (f"-{baud}Bd" if baud and baud != DEFAULT_BAUD else "")
+            + (f"-{placer}" if placer and placer != "heap" else ""))
 
 
 def uart_rate(clock_mhz, baud=None):
@@ -296,6 +310,9 @@ def add_parser(sub):
                         "lower frequency the PLL makes is used")
     p.add_argument("--baud", type=int, default=None,
                    help="UART rate (default 115200; the board's USB bridge takes up to 3000000)")
+    p.add_argument("--placer", choices=PLACERS, default=None,
+                   help="nextpnr placer (default: nextpnr's, heap); 'static' spreads large "
+                        "arrays that heap packs too densely to route (docs/synthesis.md)")
     p.add_argument("--out", default=None, help="output root (default: bitstreams/)")
     p.add_argument("--force", action="store_true", help="rebuild even when up to date")
     p.add_argument("--json", action="store_true", help="print report.json on stdout")
@@ -307,7 +324,8 @@ def run_synth(args):
     clock = board_clock(args.board, args.clock_mhz)
     uart_rate(clock, args.baud)   # refuse a rate the clock cannot make before building
     report = synthesize(accelerator_top(config, clock, args.baud), args.board,
-                        build_label(config, clock, args.baud), out_root=args.out, force=args.force)
+                        build_label(config, clock, args.baud, args.placer), out_root=args.out,
+                        force=args.force, placer=args.placer)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -89,6 +89,8 @@ def test_uart_figures_of_a_run():
     from hw.config import ArrayConfig
     assert build_label(ArrayConfig(), 50.0) == "8x8x32@50MHz"  # default builds keep their names
     assert build_label(ArrayConfig(), 50.0, 3_000_000) == "8x8x32@50MHz-3000000Bd"
+    assert build_label(ArrayConfig(), 50.0, placer="heap") == "8x8x32@50MHz"
+    assert build_label(ArrayConfig(), 50.0, placer="static") == "8x8x32@50MHz-static"
     link = host_link_numbers(model, "4x4x16", 4, compute_seconds=1e-4, baud=115_200)
     # inputs: 4 bit-planes of 64/16 words, 2 bytes each, per sample, in one WRITE frame
     assert link["bytes_to_device"] > 4 * 4 * 4 * 2

@@ -321,8 +321,8 @@ class Core(wiring.Component):
         # ---- bus target ---------------------------------------------------------------------
         bus = self.bus
         # Writes are acknowledged in the cycle after the request, reads three cycles later:
-        # the read word is registered after the bank multiplexer, its byte after the lane
-        # multiplexer and the read byte after the region multiplexer (see "Read data" below),
+        # each bank's byte is registered after its lane multiplexer, the bank's byte after the
+        # bank multiplexer and the read byte after the region multiplexer ("Read data" below),
         # so block-RAM clock-to-out never meets a long multiplexer chain or the host link's
         # logic in one cycle (on ECP5 each set Fmax).
         req, rd_pend, rd_pend2, rd_pend3, ack_rd = (Signal() for _ in range(5))
@@ -453,12 +453,13 @@ class Core(wiring.Component):
         m.d.comb += seq.start.eq(wr_ctrl & w_byte[0])
 
         # Read data, four registered stages: the request cycle registers the source, the
-        # address and the register byte; the next picks each region's word out of its banks'
-        # read data into a register (block-RAM clock-to-out, ~5.8 ns on ECP5, plus a P- or
-        # Q-way bank multiplexer fill that cycle: with the byte multiplexer too, 16 banks set
-        # the ECP5 16x8x32 Fmax at 67 MHz); the next its byte; the last multiplexes the
-        # regions into the read byte the ack cycle presents. The initiator holds the address
-        # until the ack, so the registered address and source stay valid throughout.
+        # address and the register byte; the next picks the addressed byte out of each bank's
+        # read data into a register beside that bank (block-RAM clock-to-out, ~5.6 ns on ECP5,
+        # then only a lane multiplexer: with the bank multiplexer in the same cycle, the route
+        # from the banks to one place set the ECP5 8x8x32 Fmax at 80.8 MHz); the next picks the
+        # bank's byte; the last multiplexes the regions into the read byte the ack cycle
+        # presents. The initiator holds the address until the ack, so the registered address
+        # and source stay valid throughout.
         src = Signal(3)       # 0 register, 1 layer cycles, 2 out, 3 desc, 4 thr, 5 w, 6 in
         with m.If(hit_lc):
             m.d.sync += src.eq(1)
@@ -478,19 +479,22 @@ class Core(wiring.Component):
         m.d.sync += [addr_r.eq(a[:12]), reg_r.eq(reg_byte)]
 
         def pick(name, datas, shift, lane_bits, bank_bits):
-            """Registered byte of the word the request addressed, among banks' read data
-            (the word, then its byte, each in a register)."""
-            word = Signal(len(datas[0]), name=f"rb_{name}")
+            """Registered byte the request addressed among banks' read data: each bank's
+            byte in a register of its own, then the bank's, each a cycle."""
+            lane_bytes = []
+            for idx, data in enumerate(datas):
+                lane_byte = Signal(8, name=f"rb_{name}{idx}")
+                m.d.sync += lane_byte.eq(data.word_select(addr_r[:lane_bits], 8)
+                                         if lane_bits else data[:8])
+                lane_bytes.append(lane_byte)
+            byte = Signal(8, name=f"rbyte_{name}")
             if bank_bits:
                 with m.Switch(addr_r[shift:shift + bank_bits]):
-                    for idx, data in enumerate(datas):
+                    for idx, lane_byte in enumerate(lane_bytes):
                         with m.Case(idx):
-                            m.d.sync += word.eq(data)
+                            m.d.sync += byte.eq(lane_byte)
             else:
-                m.d.sync += word.eq(datas[0])
-            byte = Signal(8, name=f"rbyte_{name}")
-            m.d.sync += byte.eq(word.word_select(addr_r[:lane_bits], 8) if lane_bits
-                                else word[:8])
+                m.d.sync += byte.eq(lane_bytes[0])
             return byte
 
         picked = {

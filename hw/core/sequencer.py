@@ -156,6 +156,10 @@ class Sequencer(wiring.Component):
         drain = Signal(range(cfg.write_delay + 1))
         nd = Signal(32 * (mm.DESC_WORDS - 1))   # words 0-6 of the next descriptor; word 7 is
         fetch = Signal(3)                        # read straight from the memory in LOAD
+        # W = in_words · k of the next descriptor, registered from its word 0 (fetched at
+        # least five cycles before LOAD): a multiplier and the compares after it in the LOAD
+        # cycle were the critical path of the ECP5 8x8x32 build.
+        nwk, nwk_is1 = Signal(16), Signal()
         assert cfg.write_delay >= mm.DESC_WORDS and cfg.desc_fetch == mm.DESC_WORDS - 1
         # Tap walk of a binary conv (docs/conv.md, "Addressing"): word tw of tap (ky, kx) of
         # the 3×3 window sits at offset ((ky − 1)·W + kx − 1)·pix_words + tw from the column's
@@ -167,6 +171,7 @@ class Sequencer(wiring.Component):
         tw_last, pw_is1 = Signal(), Signal()
         lcount = Signal(32)
         m.d.comb += self.desc_owner.eq(self.busy)
+        m.d.sync += [nwk.eq((nd[16:32] * nd[8:12])[:16]), nwk_is1.eq(nwk == 1)]
 
         tile_last = Signal()
         m.d.comb += [
@@ -205,7 +210,7 @@ class Sequencer(wiring.Component):
             with m.State("LOAD"):
                 m.d.comb += [self.busy.eq(1), self.layer_start.eq(1)]
                 d = Cat(nd, self.desc_data)
-                op, kk, nw = d[0:8], d[8:12], d[16:32]
+                op, nw = d[0:8], d[16:32]      # k (d[8:12]) only enters W = nwk
                 # A dense-only build (config.conv = 0) refuses conv descriptors.
                 is_conv = (op[0:2] == mm.OP_CONV3X3) if cfg.conv else Const(0)
                 d_groups, pix_words, row_words = d[112:128], d[144:160], d[160:176]
@@ -232,7 +237,7 @@ class Sequencer(wiring.Component):
                     lcount.eq(lcount + 1),
                     self.unsigned.eq(op[2]), self.raw.eq(op[3]), last_flag.eq(op[4]),
                     in_words.eq(nw), nw_m1.eq(nw - 1),
-                    W.eq(nw * kk), W_m1.eq(nw * kk - 1),
+                    W.eq(nwk), W_m1.eq(nwk - 1),
                     self.m_tiles.eq(d[48:64]), mt_m1.eq(d[48:64] - 1),
                     w_base.eq(d[64:80]), w_tbase.eq(d[64:80]),
                     self.t_base.eq(d[80:96]), self.out_words.eq(d[96:112]),
@@ -242,8 +247,8 @@ class Sequencer(wiring.Component):
                                          for b in range(K))),
                     g.eq(0), t.eq(0), ct.eq(0), wi.eq(0), q.eq(0), a_gbase.eq(0),
                     words_done.eq(0),
-                    W_is1.eq((nw * kk)[:16] == 1), mt_is1.eq(d[48:64] == 1), nw_is1.eq(nw == 1),
-                    ct_last.eq((nw * kk)[:16] == 1), ct_geq.eq(Q == 1), t_last.eq(d[48:64] == 1),
+                    W_is1.eq(nwk_is1), mt_is1.eq(d[48:64] == 1), nw_is1.eq(nw == 1),
+                    ct_last.eq(nwk_is1), ct_geq.eq(Q == 1), t_last.eq(d[48:64] == 1),
                     wi_last.eq(nw == 1),
                 ]
                 with m.If((op[0:2] != mm.OP_DENSE) & ~is_conv):

@@ -55,7 +55,7 @@ class HostLink(wiring.Component):
     ``n`` is the number of bytes a WRITE writes or a READ reads (0 for other frames) and
     ``D`` the length of the IDENT block for IDENT (0 otherwise); a truncated frame is
     answered ``timeout + 5`` cycles after its last byte. The response then takes
-    ``6 + payload`` cycles plus the cycles ``o.ready`` is low, and ``i.ready`` rises again
+    ``7 + payload`` cycles plus the cycles ``o.ready`` is low, and ``i.ready`` rises again
     within 3 cycles of its last byte being taken. With ``n <= max_payload`` every frame is
     answered within ``16 + max_payload * (2 + L)`` cycles, however malformed.
     """

