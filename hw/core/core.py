@@ -455,10 +455,10 @@ class Core(wiring.Component):
         # Read data, four registered stages: the request cycle registers the source, the
         # address and the register byte; the next picks the addressed byte out of each bank's
         # read data into a register beside that bank (block-RAM clock-to-out, ~5.6 ns on ECP5,
-        # then only a lane multiplexer: with the 8-bank multiplexer in the same cycle, the
-        # route from the banks to one place set the ECP5 8x8x32 Fmax at 80.8 MHz); the next
-        # picks the bank's byte (small regions: the bank's word, then its byte); the last
-        # multiplexes the regions into the read byte the ack cycle presents. The initiator holds the address until the ack, so the registered address
+        # then only a lane multiplexer: with the bank multiplexer in the same cycle, the route
+        # from the banks to one place set the ECP5 8x8x32 Fmax at 80.8 MHz); the next picks the
+        # bank's byte; the last multiplexes the regions into the read byte the ack cycle
+        # presents. The initiator holds the address until the ack, so the registered address
         # and source stay valid throughout.
         src = Signal(3)       # 0 register, 1 layer cycles, 2 out, 3 desc, 4 thr, 5 w, 6 in
         with m.If(hit_lc):
@@ -479,37 +479,22 @@ class Core(wiring.Component):
         m.d.sync += [addr_r.eq(a[:12]), reg_r.eq(reg_byte)]
 
         def pick(name, datas, shift, lane_bits, bank_bits):
-            """Registered byte the request addressed among banks' read data, in two registered
-            steps. With one bank, or more than 128 bits of read data to choose from: each
-            bank's byte (in a register beside its bank), then the bank's, so the wires
-            converging on one place are bytes, not words. Otherwise the bank's word, then its
-            byte, which takes fewer cells (the iCE40 default's 2 and 4 banks of 16-32 bits; it
-            is full to 1 %)."""
-            def bank_mux(target, words):
-                if bank_bits:
-                    with m.Switch(addr_r[shift:shift + bank_bits]):
-                        for idx, word in enumerate(words):
-                            with m.Case(idx):
-                                m.d.sync += target.eq(word)
-                else:
-                    m.d.sync += target.eq(words[0])
-
-            def lane_mux(word):
-                return word.word_select(addr_r[:lane_bits], 8) if lane_bits else word[:8]
-
-            if len(datas) == 1 or len(datas) * len(datas[0]) > 128:
-                lane_bytes = []
-                for idx, data in enumerate(datas):
-                    lane_byte = Signal(8, name=f"rb_{name}{idx}")
-                    m.d.sync += lane_byte.eq(lane_mux(data))
-                    lane_bytes.append(lane_byte)
-                byte = Signal(8, name=f"rbyte_{name}")
-                bank_mux(byte, lane_bytes)
+            """Registered byte the request addressed among banks' read data: each bank's
+            byte in a register of its own, then the bank's, each a cycle."""
+            lane_bytes = []
+            for idx, data in enumerate(datas):
+                lane_byte = Signal(8, name=f"rb_{name}{idx}")
+                m.d.sync += lane_byte.eq(data.word_select(addr_r[:lane_bits], 8)
+                                         if lane_bits else data[:8])
+                lane_bytes.append(lane_byte)
+            byte = Signal(8, name=f"rbyte_{name}")
+            if bank_bits:
+                with m.Switch(addr_r[shift:shift + bank_bits]):
+                    for idx, lane_byte in enumerate(lane_bytes):
+                        with m.Case(idx):
+                            m.d.sync += byte.eq(lane_byte)
             else:
-                word = Signal(len(datas[0]), name=f"rb_{name}")
-                bank_mux(word, datas)
-                byte = Signal(8, name=f"rbyte_{name}")
-                m.d.sync += byte.eq(lane_mux(word))
+                m.d.sync += byte.eq(lane_bytes[0])
             return byte
 
         picked = {

@@ -98,3 +98,20 @@ def test_placer_reaches_nextpnr_and_unknown_placers_are_refused():
     assert "--placer" not in default
     with pytest.raises(XnorflowError, match="unknown placer 'annealing'; choose one of heap, static"):
         build_plan(UartBridgeTop(Echo()), board, placer="annealing")
+
+
+@pytest.mark.synth
+@pytest.mark.slow
+def test_icebreaker_default_fits_and_meets_its_clock():
+    # `xnorflow run` (the README's main job) builds exactly this; the UP5K is nearly full
+    # (docs/synthesis.md), so a core change that no longer fits must fail here, not there.
+    from hw.config import ArrayConfig
+    from sw.synth import (BOARD_DEFAULT_ARRAY, BOARD_DEFAULT_CLOCK_MHZ, accelerator_top,
+                          build_label, ensure_tools_on_path)
+    ensure_tools_on_path()
+    config = ArrayConfig.parse(BOARD_DEFAULT_ARRAY["icebreaker"])
+    clock = BOARD_DEFAULT_CLOCK_MHZ["icebreaker"]
+    report = synthesize(accelerator_top(config, clock), "icebreaker",
+                        build_label(config, clock), out_root=ROOT / "build" / "test-synth")
+    assert report["luts"] <= report["luts_available"]
+    assert report["timing_met"], report["fmax_mhz"]
