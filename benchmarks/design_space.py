@@ -36,10 +36,11 @@ SFC = [784, 256, 256, 256, 10]
 # Dense only (conv=0): the SFC model has no conv layer, so the conv datapath would only cost LUTs.
 _SFC_DEPTHS = ("w_depth={w},thr_depth=64,in_depth=512,act_depth=256,out_depth=256,acc_width=16,"
                "conv=0")
-# The shapes the 1 M/s target needs at ~43 MHz, 32x8x32 (w_depth=512) and 32x4x64
-# (w_depth=256), place at 67 % and 59 % of the LUTs but nextpnr did not finish routing them
-# (docs/synthesis.md, "Which shapes double the throughput"); pass them with --arrays to try.
-DEFAULT_ARRAYS = [f"8x8x32,{_SFC_DEPTHS.format(w=1024)}", f"16x8x32,{_SFC_DEPTHS.format(w=1024)}"]
+# The 1 M/s shape, 32x4x64 (w_depth=256, 8,192 MACs per cycle, 43.5 cycles per inference), routes
+# only with nextpnr's static placer (HeAP packs it too densely; docs/synthesis.md, "Design space
+# on the ECP5-85F"), hence its ":static". Each build takes 6 (8x8x32) to 35 (32x4x64) minutes.
+DEFAULT_ARRAYS = [f"8x8x32,{_SFC_DEPTHS.format(w=1024)}", f"16x8x32,{_SFC_DEPTHS.format(w=1024)}",
+                  f"32x4x64,{_SFC_DEPTHS.format(w=256)},issue_reg=1,row_groups=4:static"]
 
 
 def log(msg):
@@ -47,6 +48,13 @@ def log(msg):
 
 
 def point(array, out_root, model, placer=None):
+    """One build and its figures; ``array`` is ``PxQxK[,key=value...][:PLACER]`` (the suffix
+    overrides ``placer``)."""
+    array, _, own_placer = array.partition(":")
+    if own_placer and own_placer not in PLACERS:
+        raise SystemExit(f"design_space: {array}:{own_placer}: unknown placer; choose one of "
+                         f"{', '.join(PLACERS)}")
+    placer = own_placer or placer
     config = ArrayConfig.parse(array)
     report = synthesize(accelerator_top(config), "ulx3s-85f", build_label(config, placer=placer),
                         out_root=out_root, log=log, placer=placer)
@@ -56,7 +64,8 @@ def point(array, out_root, model, placer=None):
     cycles = predict_cycles(model.layers, config, batch)
     per_inf = cycles["total"] / batch
     fmax = report["fmax_mhz"]
-    return {"array": config.format(), "placer": report["placer"], "luts": report["luts"], "ffs": report["ffs"],
+    return {"array": config.format(), "placer": report["placer"], "luts": report["luts"],
+            "ffs": report["ffs"],
             "brams": report["brams"], "fmax_mhz": fmax, "batch": batch,
             "cycles_per_inference": per_inf,
             "cycles_by_layer": {k: v / batch for k, v in cycles["by_layer"].items()},
@@ -72,6 +81,16 @@ def pareto(points):
                        p["inferences_per_second"] for q in points if q is not p)]
 
 
+def point_label(p):
+    """Short plot label: the shape, the options that set it apart from the SFC depths, Fmax."""
+    shape, *opts = p["array"].split(",")
+    extra = [o for o in opts if o.split("=")[0] in ("row_groups", "issue_reg")]
+    if p.get("placer", "heap") != "heap":
+        extra.append(f"{p['placer']} placer")
+    return (shape + (f" ({', '.join(extra)})" if extra else "")
+            + f"\n{p['fmax_mhz']:.1f} MHz, {p['inferences_per_second'] / 1e3:,.0f}k/s")
+
+
 def plot(points, front, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -81,8 +100,8 @@ def plot(points, front, path):
         on = p["array"] in front
         ax.scatter(p["luts"], p["inferences_per_second"], s=60,
                    color="#cc3311" if on else "#4477aa", zorder=3)
-        ax.annotate(f"{p['array']}\n{p['fmax_mhz']:.0f} MHz", (p["luts"], p["inferences_per_second"]),
-                    textcoords="offset points", xytext=(6, 4), fontsize=8)
+        ax.annotate(point_label(p), (p["luts"], p["inferences_per_second"]),
+                    textcoords="offset points", xytext=(-6, 6), ha="right", fontsize=8)
     fr = sorted((p for p in points if p["array"] in front), key=lambda p: p["luts"])
     ax.plot([p["luts"] for p in fr], [p["inferences_per_second"] for p in fr], color="#cc3311",
             lw=1, zorder=2, label="Pareto front")
@@ -90,6 +109,7 @@ def plot(points, front, path):
     ax.set_xlabel("LUTs (ECP5-85F, post-route)")
     ax.set_ylabel("inferences / s at Fmax")
     ax.set_yscale("log")
+    ax.margins(x=0.15, y=0.25)   # room for the labels above and left of the points
     ax.set_title("SFC 784-256-256-256-10 (1-bit input) on the ULX3S-85F", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -101,10 +121,12 @@ def plot(points, front, path):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arrays", nargs="+", default=DEFAULT_ARRAYS,
-                    help="array configurations, each PxQxK[,key=value...] (space-separated)")
+                    help="array configurations, each PxQxK[,key=value...][:PLACER] "
+                         "(space-separated; PLACER heap or static overrides --placer)")
     ap.add_argument("--jobs", type=int, default=2, help="builds at once (nextpnr is single-threaded)")
     ap.add_argument("--placer", choices=PLACERS, default=None,
-                    help="nextpnr placer for every build (default: nextpnr's, heap)")
+                    help="nextpnr placer of the builds without their own (default: nextpnr's, "
+                         "heap)")
     ap.add_argument("--out-root", default=str(ROOT / "build" / "design-space"))
     ap.add_argument("--plot", default=str(ROOT / "benchmarks" / "results" / "design_space.png"))
     ap.add_argument("--update", default=None, metavar="JSON",

@@ -132,7 +132,7 @@ def check_cycles_in_simulation(model, config, batch, engine="verilator"):
 
 
 def profile(model, board, array=None, batch=None, simulate=True, log=None, clock_mhz=None,
-            baud=None):
+            baud=None, placer=None):
     """Profile ``model`` on ``board``: cycles (model, checked in simulation) and board figures."""
     from sw.program import predict_cycles
     from sw.synth import (accelerator_top, board_clock, board_config, build_label, synthesize,
@@ -144,7 +144,7 @@ def profile(model, board, array=None, batch=None, simulate=True, log=None, clock
     cycles = predict_cycles(model.layers, config, batch)
     sim = check_cycles_in_simulation(model, config, batch) if simulate else None
     report = synthesize(accelerator_top(config, clock, baud), board,
-                        build_label(config, clock, baud), log=log)
+                        build_label(config, clock, baud, placer), log=log, placer=placer)
     result = profile_numbers(model, config, cycles, batch, report["fmax_mhz"],
                              report["target_clock_mhz"])
     result["host_link"] = host_link_numbers(model, config, batch, result["latency_us"] * 1e-6,
@@ -186,6 +186,7 @@ def format_profile(result):
 
 
 def add_parser(sub):
+    from sw.synth import PLACERS
     p = sub.add_parser("profile", help="cycles per layer, utilisation and inferences/s on a board")
     p.add_argument("model", help="a compiled model (.xnf)")
     p.add_argument("--board", required=True, help="icebreaker or ulx3s-85f")
@@ -195,6 +196,8 @@ def add_parser(sub):
                    help="PLL clock of the build (default: the board's, see xnorflow synth)")
     p.add_argument("--baud", type=int, default=None,
                    help="UART rate of the build (default 115200, as xnorflow synth)")
+    p.add_argument("--placer", choices=PLACERS, default=None,
+                   help="nextpnr placer of the build (default: nextpnr's, as xnorflow synth)")
     p.add_argument("--plot", default=None, help="bar chart PNG (default: beside the model)")
     p.add_argument("--no-sim", action="store_true",
                    help="skip the simulation that checks the counters against the cycle model")
@@ -206,7 +209,7 @@ def run(args):
     from sw import xnf
     model = xnf.load(args.model)
     result = profile(model, args.board, args.array, args.batch, simulate=not args.no_sim,
-                     clock_mhz=args.clock_mhz, baud=args.baud)
+                     clock_mhz=args.clock_mhz, baud=args.baud, placer=args.placer)
     plot = Path(args.plot) if args.plot else \
         Path(args.model).with_name(f"{Path(args.model).stem}-{args.board}-profile.png")
     plot_profile(result, plot, f"{model.name} on {args.board} ({result['array']})")

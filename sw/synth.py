@@ -182,6 +182,9 @@ def synthesize(top, board_name, label, out_root=None, force=False, log=None, pla
         if old.get("design_hash") == digest:
             log(f"synth: {out_dir} is up to date (design and tools unchanged), not rebuilding")
             old["skipped"] = True
+            # the hash covers nextpnr's options, so the placer is the one asked for (reports
+            # written before the field existed lack it)
+            old.setdefault("placer", placer or "heap")
             return old
     out_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
