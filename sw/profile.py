@@ -10,6 +10,7 @@ run, from the driver's own frames). Writes a table and a bar chart.
 """
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 from sw.errors import XnorflowError
@@ -95,7 +96,9 @@ def plot_profile(result, path, title):
           f"utilisation {100 * result['utilization']:.1f} %"
     if result.get("inferences_per_second"):
         sub += f", {result['inferences_per_second']:,.0f} inferences/s at {result['clock_mhz']:.1f} MHz"
-    ax.set_title(f"{title}\n{sub}", fontsize=10)
+    # long array configurations wrap at their commas instead of running off the figure
+    ax.set_title("\n".join(textwrap.wrap(title.replace(",", ", "), 80)) + f"\n{sub}",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
