@@ -118,6 +118,14 @@ def plot(points, front, path):
     plt.close(fig)
 
 
+def repo_relative(path):
+    """``path`` relative to the repository when it lies inside it (results stay portable)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arrays", nargs="+", default=DEFAULT_ARRAYS,
@@ -144,7 +152,7 @@ def main(argv=None):
     plot(points, front, args.plot)
     print(json.dumps({"benchmark": "design_space", "board": "ulx3s-85f",
                       "model": "SFC 784-256-256-256-10, 1-bit input", "points": points,
-                      "pareto": front, "plot": args.plot}, indent=2))
+                      "pareto": front, "plot": repo_relative(args.plot)}, indent=2))
 
 
 if __name__ == "__main__":
