@@ -41,6 +41,7 @@ def test_icebreaker_echo_builds_reports_and_skips_rebuild():
     assert first["fmax_mhz"] > 12
     again = synthesize(UartBridgeTop(Echo()), "icebreaker", "echo", out_root=out_root)
     assert again["skipped"] is True and again["design_hash"] == first["design_hash"]
+    assert first["placer"] == again["placer"] == "heap"     # nextpnr's default, named
 
 
 class DeepMemory(wiring.Component):
@@ -96,6 +97,11 @@ def test_placer_reaches_nextpnr_and_unknown_placers_are_refused():
     assert "--placer static" in script and "--router router2" in script
     default = build_plan(UartBridgeTop(Echo()), board).files["build_top.sh"]
     assert "--placer" not in default
+    # the commands that build take it: synth, and profile (which builds the board's bitstream)
+    from sw.cli import build_parser
+    for cmd in (["synth"], ["profile", "model.xnf"]):
+        args = build_parser().parse_args(cmd + ["--board", "ulx3s-85f", "--placer", "static"])
+        assert args.placer == "static"
     with pytest.raises(XnorflowError, match="unknown placer 'annealing'; choose one of heap, static"):
         build_plan(None, board, placer="annealing")    # refused before the top is touched
 
