@@ -47,14 +47,18 @@ def log(msg):
     print(f"[design_space] {msg}", file=sys.stderr, flush=True)
 
 
-def point(array, out_root, model, placer=None):
-    """One build and its figures; ``array`` is ``PxQxK[,key=value...][:PLACER]`` (the suffix
-    overrides ``placer``)."""
-    array, _, own_placer = array.partition(":")
-    if own_placer and own_placer not in PLACERS:
-        raise SystemExit(f"design_space: {array}:{own_placer}: unknown placer; choose one of "
+def split_placer(array, placer=None):
+    """``PxQxK[,key=value...][:PLACER]`` → (array, placer); the suffix overrides ``placer``.
+    Checked before any build starts (a bad third entry must not wait for two long builds)."""
+    array, _, own = array.partition(":")
+    if own and own not in PLACERS:
+        raise SystemExit(f"design_space: {array}:{own}: unknown placer; choose one of "
                          f"{', '.join(PLACERS)}")
-    placer = own_placer or placer
+    return array, own or placer
+
+
+def point(array, out_root, model, placer=None):
+    """One build of ``array`` with nextpnr's ``placer``, and its figures."""
     config = ArrayConfig.parse(array)
     report = synthesize(accelerator_top(config), "ulx3s-85f", build_label(config, placer=placer),
                         out_root=out_root, log=log, placer=placer)
@@ -143,9 +147,9 @@ def main(argv=None):
                          "without rebuilding the others")
     args = ap.parse_args(argv)
     model = random_model(np.random.default_rng(0), SFC, input_bits=1, name="sfc-1bit")
-    arrays = args.arrays
+    builds = [split_placer(a, args.placer) for a in args.arrays]
     with ThreadPoolExecutor(args.jobs) as pool:
-        points = list(pool.map(lambda a: point(a, args.out_root, model, args.placer), arrays))
+        points = list(pool.map(lambda b: point(b[0], args.out_root, model, b[1]), builds))
     if args.update:
         points = merge_points(args.update, points, "array")
     front = pareto(points)

@@ -54,7 +54,8 @@ BOARDS = {
                         # design is declared init=[] (loaded by the host, never read before),
                         # so the inits are dropped (EBRs still come up zero from the bitstream).
                         # -dsp: the sequencer's one multiplier (W = in_words · k) goes to one
-                        # of the UP5K's eight otherwise unused SB_MAC16 instead of ~60 LCs.
+                        # of the UP5K's eight otherwise unused SB_MAC16 instead of ~90 LCs
+                        # (without it the default does not fit, docs/synthesis.md).
                         (("synth_opts", "-spram -dsp"),
                          ("script_after_read", "delete t:$meminit_v2"))),
     "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", ".bit",
