@@ -37,12 +37,18 @@ def save_checkpoint(path, model, meta):
     blob["hidden"] = list(blob["hidden"])
     blob["state_dict"] = {k: v.detach().cpu() if torch.is_tensor(v) else v
                           for k, v in model.state_dict().items()}
+    atomic_torch_save(blob, path)
+
+
+def atomic_torch_save(obj, path):
+    """``torch.save(obj)`` to ``path`` atomically: a temp file in the same directory, then
+    ``os.replace``, so an interrupted write never leaves a truncated file behind."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(blob, f)
+            torch.save(obj, f)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -137,6 +137,9 @@ def add_parser(subparsers):
     p.add_argument("--threads", type=_positive(int), default=1,
                    help="torch CPU threads (default 1: on a busy 2-core machine more threads were slower)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from OUT/train_state.pt (written after every epoch, "
+                        "removed when the run ends) with the same settings; without the file it starts afresh")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=run)
     return p
@@ -154,6 +157,7 @@ def run(args):
     from . import methods
     from .checkpoint import save_checkpoint
     from .plots import plot_history
+    from .resume import ResumeError
 
     torch.set_num_threads(args.threads)
     try:
@@ -178,6 +182,11 @@ def run(args):
         return _fail("--init", f"expected 'fp', 'binact', 'none' or a checkpoint file; {args.init} does not exist")
     if args.distill not in ("default", "fp", "binact", "none", "") and not os.path.isfile(args.distill):
         return _fail("--distill", f"expected 'fp', 'binact', 'none' or a teacher checkpoint file; {args.distill} does not exist")
+    state_path = os.path.join(args.out, "train_state.pt")
+    if args.resume and not args.quiet:
+        found = os.path.isfile(state_path)
+        print(f"xnorflow train: {'resuming from' if found else 'no saved state at'} {state_path}"
+              f"{'' if found else '; starting at epoch 1'}", file=sys.stderr)
     try:
         model, meta, metrics = methods.train(
             args.method, args.dataset, hidden=args.hidden, input_bits=args.input_bits, epochs=args.epochs,
@@ -186,7 +195,10 @@ def run(args):
             distill_temperature=args.distill_temperature, teacher_epochs=args.teacher_epochs,
             teacher_hidden=args.teacher_hidden, teacher_lr=args.teacher_lr, teacher_cache=args.teacher_cache,
             label_smoothing=args.label_smoothing, weight_decay=args.weight_decay, method_overrides=overrides,
-            init=args.init, dropout=args.dropout, input_dropout=args.input_dropout, bn_recalibrate=args.bn_recalibrate)
+            init=args.init, dropout=args.dropout, input_dropout=args.input_dropout, bn_recalibrate=args.bn_recalibrate,
+            state_path=None if args.method == "bwnh" else state_path, resume=args.resume)
+    except ResumeError as e:
+        return _fail("--resume", str(e))
     except methods.InitError as e:
         return _fail("--init", str(e))
     except methods.TeacherError as e:
@@ -196,6 +208,8 @@ def run(args):
         json.dump(metrics, f, indent=1, default=float)
     plot_history(metrics["history"], os.path.join(args.out, "training.png"),
                  f"{args.method} on {args.dataset}: test {100 * metrics['test_accuracy']:.2f}%")
+    if os.path.exists(state_path):  # the run is complete: model.pt supersedes it
+        os.remove(state_path)
     if not args.quiet:
         print(f"{args.method} {args.dataset}: test accuracy {100 * metrics['test_accuracy']:.2f}% "
               f"({metrics['train_seconds']:.1f} s); wrote {args.out}/model.pt, metrics.json, training.png",

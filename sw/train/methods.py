@@ -19,6 +19,7 @@ from . import estimators as est
 from . import schedules
 from .losses import CrossEntropy, Distillation
 from .models import build_model
+from .resume import ResumeError
 from .trainer import chain, evaluate, fit, random_flip, random_shift, recalibrate_bn
 
 METHODS = ("irnet", "rbnn", "sbn", "bwnh", "ste", "fp")
@@ -192,6 +193,7 @@ def load_or_train_teacher(spec, dataset, ds, hidden, input_bits, epochs, seed, b
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     cache_dir = cache_dir or default_teacher_cache()
     path = os.path.join(cache_dir, f"{spec}-{dataset}-{digest}.pt")
+    state_path = path[:-len(".pt")] + ".state.pt"  # an interrupted teacher continues from here
     cached = os.path.isfile(path)
     if cached:
         model, meta = load_checkpoint(path)
@@ -204,9 +206,12 @@ def load_or_train_teacher(spec, dataset, ds, hidden, input_bits, epochs, seed, b
                                batch_size=batch_size, lr=lr, progress=progress, ds=ds, augment_shift=augment_shift,
                                augment_flip=augment_flip,
                                distill=None, label_smoothing=0.0, weight_decay=0.0, init=None,
-                               dropout=0.0, input_dropout=0.0, bn_recalibrate=False, method_overrides=overrides)
+                               dropout=0.0, input_dropout=0.0, bn_recalibrate=False, method_overrides=overrides,
+                               state_path=state_path, resume=True)
         meta["metrics"]["teacher_key"] = key
         save_checkpoint(path, model, meta)
+        if os.path.exists(state_path):
+            os.remove(state_path)
         model.eval()
     return model, {"teacher": spec, "teacher_method": meta["method"], "teacher_hidden": list(hidden),
                    "teacher_epochs": epochs, "teacher_test_accuracy": m["test_accuracy"],
@@ -217,7 +222,8 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
           data_dir=None, progress=True, method_overrides=None, ds=None, augment_shift=None, distill="default",
           distill_alpha=None, distill_temperature=None, teacher_epochs=None, teacher_hidden=None,
           teacher_lr=None, label_smoothing=None, weight_decay=None, teacher_cache=None, init="default",
-          dropout=None, input_dropout=None, bn_recalibrate=None, augment_flip=False):
+          dropout=None, input_dropout=None, bn_recalibrate=None, augment_flip=False, state_path=None,
+          resume=False):
     """Train ``method`` on ``dataset``; return ``(model, meta, metrics)``.
 
     ``meta`` is what :func:`sw.train.checkpoint.save_checkpoint` needs beside the model;
@@ -244,6 +250,10 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
     as the average over the whole training set with the final binary weights and no dropout
     (:func:`sw.train.trainer.recalibrate_bn`); metrics then also hold
     ``test_accuracy_before_recalibration``.
+    ``state_path``/``resume``: the per-epoch training state and whether to continue from it
+    (:func:`sw.train.trainer.fit`, :mod:`sw.train.resume`); an ``"fp"``/``"binact"`` teacher
+    trained here always keeps and resumes its own state beside its cache file. BWNH trains in
+    three stages and does not resume.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -267,6 +277,9 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
         recipe["init"] = None if init in (None, "", "none") else init
     if recipe["init"] and method == "bwnh":
         raise InitError("bwnh pre-trains and hashes its own float network; --init is for the other methods")
+    if resume and method == "bwnh":
+        raise ResumeError("bwnh trains in three stages (pre-training, hashing, fine-tuning) and cannot resume; "
+                          "run it again without --resume")
     cfg = copy.deepcopy(METHOD_CONFIGS[method])
     cfg.update(method_overrides or {})
     for key in ("dropout", "input_dropout"):
@@ -324,9 +337,13 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
             init_from(model, init_source, cfg.get("init_rotation", "identity"))
             recalibrate_bn(model, train_t[0][:10000])
             init_info["init_test_accuracy"] = evaluate(model, *test_t)
+        run_key = {"method": method, "dataset": dataset, "hidden": hidden, "input_bits": input_bits,
+                   "epochs": epochs, "seed": seed, "batch_size": batch_size, "lr": lr,
+                   "augment_shift": augment_shift, "augment_flip": bool(augment_flip),
+                   "recipe": recipe, "method_config": cfg}
         fit(model, train_t, test_t, epochs, lr=lr, batch_size=batch_size, seed=seed,
             callbacks=_callbacks(method, cfg, model, train_t[0]), stage=method, progress=progress,
-            history=history, augment=aug, **fit_kw)
+            history=history, augment=aug, state_path=state_path, resume=resume, run_key=run_key, **fit_kw)
         if method == "sbn":
             soft = evaluate(model, *test_t)
             _set_hard(model, True)
@@ -340,6 +357,9 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
         extra["test_accuracy_before_recalibration"] = evaluate(model, *test_t)
         recalibrate_bn(model, train_t[0])
     train_seconds = time.time() - t0
+    resumed = [i for i, e in enumerate(history) if e.get("resumed")]
+    if resumed:  # the epochs an earlier, interrupted process ran
+        train_seconds += sum(e["seconds"] for e in history[:resumed[-1]])
     model.eval()
     test_acc = evaluate(model, *test_t)
     reason = model.not_deployable()
@@ -352,7 +372,8 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
         **({k: recipe[k] for k in ("distill_alpha", "distill_temperature")} if recipe["distill"] else {}),
         **teacher_info, "loss": criterion.describe()["loss"],
         "deployable": reason is None, "not_deployable_reason": reason,
-        "torch_threads": torch.get_num_threads(), **extra, "history": history,
+        "torch_threads": torch.get_num_threads(), "resumed_at_epochs": [history[i]["epoch"] for i in resumed],
+        **extra, "history": history,
     }
     meta = {
         "method": method, "dataset": dataset, "input_bits": input_bits, "in_features": ds.in_features,

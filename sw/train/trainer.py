@@ -4,6 +4,7 @@ Nothing here knows about methods: schedules and method-specific logs come from c
 (:mod:`sw.train.schedules`), per-step hooks from ``model.after_step()``.
 """
 import math
+import os
 import sys
 import time
 
@@ -11,6 +12,7 @@ import torch
 from tqdm import tqdm
 
 from .losses import CrossEntropy
+from .resume import load_fit_state, save_fit_state
 
 
 def random_shift(side, max_shift):
@@ -103,7 +105,8 @@ def recalibrate_bn(model, x, batch_size=1000):
 
 
 def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0, stage="train",
-        weight_decay=0.0, progress=True, history=None, augment=None, loss=None):
+        weight_decay=0.0, progress=True, history=None, augment=None, loss=None, state_path=None,
+        resume=False, run_key=None):
     """Train ``model`` for ``epochs`` epochs; return the history list (one dict per epoch).
 
     ``progress``: ``True`` = tqdm bar + one line per epoch on stderr, ``"epochs"`` = the epoch
@@ -113,6 +116,12 @@ def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0
     the callbacks returned. ``augment(xb, generator)`` optionally transforms each training batch.
     ``loss(scores, xb, yb)`` is the training loss (:mod:`sw.train.losses`; default plain
     cross-entropy); ``weight_decay`` is Adam's L2 term on every trainable parameter.
+
+    ``state_path``: after every epoch the model, optimiser, schedule, batch-order generator,
+    global RNG and this stage's history are written there (:mod:`sw.train.resume`). With
+    ``resume`` and that file present, training continues after its last finished epoch (its
+    ``run_key`` and ``stage`` must be this run's) and ends exactly where an uninterrupted run
+    would; the first epoch run after resuming is marked ``resumed: True`` in the history.
     """
     criterion = loss if loss is not None else CrossEntropy()
     history = [] if history is None else history
@@ -124,7 +133,20 @@ def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     gen = torch.Generator().manual_seed(seed)
-    for epoch in range(epochs):
+    first = len(history)  # earlier stages' entries (BWNH) are not this stage's state
+    start = 0
+    if resume and state_path and os.path.isfile(state_path):
+        state = load_fit_state(state_path, stage, run_key)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history.extend(state["history"])
+        start = state["epochs_done"]
+        if progress:
+            print(f"[{stage}] resuming after epoch {start}/{epochs} from {state_path}", file=sys.stderr, flush=True)
+    for epoch in range(start, epochs):
         t0 = time.time()
         logs = {}
         for cb in callbacks:
@@ -158,7 +180,11 @@ def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0
         entry = {"stage": stage, "epoch": epoch, "loss": loss_sum / n, "train_acc": correct / n,
                  "test_acc": test_acc, "lr": opt.param_groups[0]["lr"], "seconds": time.time() - t0}
         entry.update(logs)
+        if epoch == start and start > 0:
+            entry["resumed"] = True
         history.append(entry)
+        if state_path:
+            save_fit_state(state_path, stage, run_key, epoch + 1, model, opt, sched, gen, history[first:])
         if progress:
             print(f"[{stage}] epoch {epoch + 1}/{epochs} loss {entry['loss']:.4f} "
                   f"train {100 * entry['train_acc']:.2f}% test {100 * test_acc:.2f}% "

@@ -1,0 +1,66 @@
+"""Resumable training: the state :func:`sw.train.trainer.fit` writes after every epoch.
+
+A Fashion-MNIST CNV epoch takes ~20 minutes on one core here, so a run outlives a working
+session; after an interruption (Ctrl-C, a killed process, a reboot) ``xnorflow train … --resume``
+continues from the last finished epoch and ends with the same weights, bit for bit, as an
+uninterrupted run (tests/train/test_resume.py).
+
+The file (``OUT/train_state.pt``; a cached teacher's beside it as ``<key>.state.pt``) is one
+``torch.save``'d dict::
+
+    {"format": "xnorflow-train-state", "version": 1, "stage", "run_key", "epochs_done",
+     "model", "optimizer", "scheduler", "generator", "torch_rng", "history"}
+
+``run_key`` holds every setting that shapes the run (method, data, widths, epochs, learning
+rate, seed, recipe, method configuration); resuming under different settings is refused with
+the first field that differs, since the cosine schedule and the batch order depend on them.
+"""
+import json
+import os
+
+import torch
+
+from ..errors import XnorflowError
+from .checkpoint import atomic_torch_save
+
+FORMAT = "xnorflow-train-state"
+VERSION = 1
+
+
+class ResumeError(XnorflowError, ValueError):
+    """A training state file cannot be resumed (message names the file and the field)."""
+
+
+def _canonical(value):
+    """JSON round trip, so tuples/lists and int/float keys compare as they would when saved."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def save_fit_state(path, stage, run_key, epochs_done, model, optimizer, scheduler, generator, history):
+    """Write the state after ``epochs_done`` finished epochs of ``stage`` to ``path`` (atomically)."""
+    atomic_torch_save({
+        "format": FORMAT, "version": VERSION, "stage": stage, "run_key": _canonical(run_key or {}),
+        "epochs_done": int(epochs_done), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(), "history": list(history),
+    }, path)
+
+
+def load_fit_state(path, stage, run_key):
+    """Read ``path`` and check that it continues ``stage`` of a run with ``run_key``; return the dict."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch raises many different types for corrupt files
+        raise ResumeError(f"cannot read training state {path}: {e}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ResumeError(f"{path} is not an xnorflow training state")
+    if state.get("version") != VERSION:
+        raise ResumeError(f"{path}: unsupported training state version {state.get('version')} (expected {VERSION})")
+    saved, wanted = state["run_key"], _canonical(run_key or {})
+    for field in sorted(set(saved) | set(wanted)):
+        if saved.get(field) != wanted.get(field):
+            raise ResumeError(f"{path} was saved by a run with {field} = {saved.get(field)!r}; this run has "
+                              f"{field} = {wanted.get(field)!r} (resume with the same settings, or use another --out)")
+    if state["stage"] != stage:
+        raise ResumeError(f"{path} continues stage {state['stage']!r}, not {stage!r}")
+    return state
