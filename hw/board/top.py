@@ -75,7 +75,7 @@ class UartBridgeTop(Elaboratable):
         if platform is None:
             m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
         else:
-            uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+            uart = platform.request("uart", 0, dir="-")  # every subsignal raw (the ULX3S adds rts, dtr)
             m.submodules.uart_rx = uart_rx = io.Buffer("i", uart.rx)
             m.submodules.uart_tx = uart_tx = io.Buffer("o", uart.tx)
             m.d.comb += [rx.rx.eq(uart_rx.i), uart_tx.o.eq(tx.tx)]

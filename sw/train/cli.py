@@ -86,7 +86,7 @@ def _nonnegative(text):
 def add_parser(subparsers):
     """Register the ``train`` subcommand on an argparse ``subparsers`` object."""
     p = subparsers.add_parser(
-        "train", help="train a binary MLP (IR-Net, RBNN, Self-Binarizing, BWNH, STE or float baseline)",
+        "train", help="train a binary MLP or CNN (IR-Net, RBNN, Self-Binarizing, BWNH, STE or float baseline)",
         description=__doc__ + " Defaults per dataset: digits hidden 256,256, 4 input bits, 60 epochs; "
         "fashion-mnist/mnist hidden 256,256,256 (SFC), 8 input bits.")
     p.add_argument("--method", required=True, choices=METHOD_CHOICES)
