@@ -155,5 +155,8 @@ class PllClock(Elaboratable):
                 o_CLKOP=ClockSignal(name), o_LOCK=lock)
         # Nothing runs until the PLL has locked; the reset leaves synchronously.
         m.submodules.reset_sync = ResetSynchronizer(~lock, domain=name)
-        platform.add_clock_constraint(self.domain.clk, p.f_out_hz)
+        # No clock constraint on the domain's clock: nextpnr derives the PLL output's frequency
+        # from the oscillator pin's constraint and the PLL's dividers (exactly: 24.0015 MHz on
+        # the iCEBreaker), while a constraint on the net was ignored with a warning, because
+        # the name Amaranth gives that net ("tx$32.clk") does not survive Yosys's flattening.
         return m

@@ -121,3 +121,6 @@ def test_icebreaker_default_fits_and_meets_its_clock():
                         build_label(config, clock), out_root=ROOT / "build" / "test-synth")
     assert report["luts"] <= report["luts_available"]
     assert report["timing_met"], report["fmax_mhz"]
+    # The clock is constrained by nextpnr's derivation through the PLL, with no ignored one.
+    log = (ROOT / "build" / "test-synth" / f"icebreaker-{build_label(config, clock)}" / "top.tim").read_text()
+    assert "Derived frequency constraint of 24.0 MHz" in log and "does not exist" not in log
