@@ -183,6 +183,14 @@ def run(args):
     if args.distill not in ("default", "fp", "binact", "none", "") and not os.path.isfile(args.distill):
         return _fail("--distill", f"expected 'fp', 'binact', 'none' or a teacher checkpoint file; {args.distill} does not exist")
     state_path = os.path.join(args.out, "train_state.pt")
+    plot_path = os.path.join(args.out, "training.png")
+
+    def redraw(history):
+        """training.png after every epoch, so a long run's curves can be watched."""
+        last = history[-1]
+        plot_history(history, plot_path, f"{args.method} on {args.dataset}: {last['stage']} epoch {last['epoch'] + 1}, "
+                     f"test {100 * last['test_acc']:.2f}% (training)")
+
     if args.resume and not args.quiet:
         found = os.path.isfile(state_path)
         print(f"xnorflow train: {'resuming from' if found else 'no saved state at'} {state_path}"
@@ -196,7 +204,13 @@ def run(args):
             teacher_hidden=args.teacher_hidden, teacher_lr=args.teacher_lr, teacher_cache=args.teacher_cache,
             label_smoothing=args.label_smoothing, weight_decay=args.weight_decay, method_overrides=overrides,
             init=args.init, dropout=args.dropout, input_dropout=args.input_dropout, bn_recalibrate=args.bn_recalibrate,
-            state_path=None if args.method == "bwnh" else state_path, resume=args.resume)
+            state_path=None if args.method == "bwnh" else state_path, resume=args.resume, on_epoch=redraw)
+    except KeyboardInterrupt:
+        if os.path.exists(state_path):
+            print(f"xnorflow train: interrupted; {state_path} holds the last finished epoch: run the same "
+                  f"command with --resume to continue from it", file=sys.stderr)
+            return 130
+        raise
     except ResumeError as e:
         return _fail("--resume", str(e))
     except methods.InitError as e:
@@ -206,7 +220,7 @@ def run(args):
     save_checkpoint(os.path.join(args.out, "model.pt"), model, meta)
     with open(os.path.join(args.out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1, default=float)
-    plot_history(metrics["history"], os.path.join(args.out, "training.png"),
+    plot_history(metrics["history"], plot_path,
                  f"{args.method} on {args.dataset}: test {100 * metrics['test_accuracy']:.2f}%")
     if os.path.exists(state_path):  # the run is complete: model.pt supersedes it
         os.remove(state_path)

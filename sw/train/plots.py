@@ -1,4 +1,7 @@
 """``training.png``: loss and accuracy curves of a training history (matplotlib, Agg backend)."""
+import os
+import tempfile
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -27,5 +30,14 @@ def plot_history(history, path, title=""):
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    # Atomically: the plot is redrawn after every epoch while someone may be looking at it.
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=".png", dir=directory)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -106,7 +106,7 @@ def recalibrate_bn(model, x, batch_size=1000):
 
 def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0, stage="train",
         weight_decay=0.0, progress=True, history=None, augment=None, loss=None, state_path=None,
-        resume=False, run_key=None):
+        resume=False, run_key=None, on_epoch=None):
     """Train ``model`` for ``epochs`` epochs; return the history list (one dict per epoch).
 
     ``progress``: ``True`` = tqdm bar + one line per epoch on stderr, ``"epochs"`` = the epoch
@@ -122,6 +122,7 @@ def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0
     ``resume`` and that file present, training continues after its last finished epoch (its
     ``run_key`` and ``stage`` must be this run's) and ends exactly where an uninterrupted run
     would; the first epoch run after resuming is marked ``resumed: True`` in the history.
+    ``on_epoch(history)`` is called after every epoch (the CLI redraws ``training.png``).
     """
     criterion = loss if loss is not None else CrossEntropy()
     history = [] if history is None else history
@@ -185,6 +186,8 @@ def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0
         history.append(entry)
         if state_path:
             save_fit_state(state_path, stage, run_key, epoch + 1, model, opt, sched, gen, history[first:])
+        if on_epoch is not None:
+            on_epoch(history)
         if progress:
             print(f"[{stage}] epoch {epoch + 1}/{epochs} loss {entry['loss']:.4f} "
                   f"train {100 * entry['train_acc']:.2f}% test {100 * test_acc:.2f}% "

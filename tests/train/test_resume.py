@@ -120,3 +120,27 @@ def test_a_cached_teacher_leaves_no_state_behind(tmp_path):
                                             cache_dir=str(tmp_path), progress=False)
     assert not info["teacher_cached"]
     assert sorted(os.listdir(tmp_path)) == [os.path.basename(info["teacher_path"])]
+
+
+def test_an_interrupted_cli_run_leaves_its_state_and_curves_and_resumes(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--method", "irnet", "--dataset", "digits", "--hidden", "16", "--epochs", "3",
+            "--distill", "none", "--init", "none", "--out", str(out)]
+    original = _interrupting(monkeypatch, at=2)
+    assert main(args) == 130  # Ctrl-C at the start of the third epoch
+    err = capsys.readouterr().err
+    assert "--resume" in err and "interrupted" in err
+    assert (out / "train_state.pt").exists() and not (out / "model.pt").exists()
+    assert (out / "training.png").stat().st_size > 10_000  # drawn after each finished epoch
+    monkeypatch.setattr(methods, "_callbacks", original)
+    assert main(args + ["--resume"]) == 0
+    assert "resuming from" in capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumed_at_epochs"] == [2] and len(metrics["history"]) == 3
+    assert not (out / "train_state.pt").exists()
+
+
+def test_on_epoch_sees_the_history_after_every_epoch():
+    seen = []
+    methods.train("ste", "digits", on_epoch=lambda h: seen.append(len(h)), **{**RUN, "epochs": 2})
+    assert seen == [1, 2]
