@@ -29,6 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from design_space import repo_relative  # noqa: E402  (benchmarks/design_space.py, beside this script)
+
 # Yosys cell types per resource, for each FPGA family's techmapped netlist.
 CELL_KINDS = {
     "ice40": {"luts": ("SB_LUT4",), "ffs": ("SB_DFF",), "carries": ("SB_CARRY",),
@@ -144,13 +146,9 @@ def main(argv=None):
     plot(blocks, total, title, plot_path)
     print(f"area: {total['luts']} LUT4s, {total['ffs']} flip-flops ({time.monotonic() - t0:.0f} s); "
           f"plot {plot_path}", file=sys.stderr)
-    try:
-        shown = str(plot_path.resolve().relative_to(REPO))
-    except ValueError:
-        shown = str(plot_path)
     json.dump({"board": board.name, "config": config.format(), "clock_mhz": clock, "family": board.family,
                "note": "Yosys cell counts with -noflatten, before nextpnr packing",
-               "total": total, "blocks": blocks, "modules": rows, "plot": shown}, sys.stdout, indent=1)
+               "total": total, "blocks": blocks, "modules": rows, "plot": repo_relative(plot_path)}, sys.stdout, indent=1)
     print()
 
 

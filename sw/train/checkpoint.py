@@ -8,13 +8,14 @@ Format (version 1)::
 
 ``max_value`` is the raw input value that :func:`sw.data.quantize_inputs` maps to full scale.
 """
+import io
 import os
-import tempfile
 
 import torch
 
 from .models import build_model
 from ..errors import XnorflowError
+from ..xnf import atomic_write
 
 FORMAT = "xnorflow-checkpoint"
 VERSION = 1
@@ -41,33 +42,33 @@ def save_checkpoint(path, model, meta):
 
 
 def atomic_torch_save(obj, path):
-    """``torch.save(obj)`` to ``path`` atomically: a temp file in the same directory, then
-    ``os.replace``, so an interrupted write never leaves a truncated file behind."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".tmp", dir=directory)
+    """``torch.save(obj)`` to ``path`` atomically (:func:`sw.xnf.atomic_write`), so an
+    interrupted write never leaves a truncated file behind."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)  # e.g. a new teacher cache
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, buffer.getvalue())
+
+
+def load_tagged(path, fmt, version, kind, error):
+    """``torch.load`` the dict at ``path`` and check its ``format`` and ``version`` tags; a
+    failure raises ``error`` with a message naming the file as a ``kind`` (e.g. "checkpoint")."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch raises many different types for corrupt files
+        raise error(f"cannot read {kind} file {path}: {e}") from None
+    if not isinstance(blob, dict) or blob.get("format") != fmt:
+        raise error(f"{path} is not an xnorflow {kind}")
+    if blob.get("version") != version:
+        raise error(f"{path}: unsupported {kind} version {blob.get('version')} (expected {version})")
+    return blob
 
 
 def load_checkpoint(path):
     """Load ``path``; return ``(model, meta)`` with the model rebuilt, loaded and in eval mode."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint file {path} does not exist")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # torch raises many different types for corrupt files
-        raise CheckpointError(f"cannot read checkpoint file {path}: {e}") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an xnorflow checkpoint")
-    if blob.get("version") != VERSION:
-        raise CheckpointError(f"{path}: unsupported checkpoint version {blob.get('version')} (expected {VERSION})")
+    blob = load_tagged(path, FORMAT, VERSION, "checkpoint", CheckpointError)
     meta = {k: blob.get(k) for k in _META_KEYS}
     try:
         model = build_model(blob["in_features"], blob["hidden"], blob["num_classes"], blob["input_bits"],

@@ -204,7 +204,7 @@ def run(args):
             teacher_hidden=args.teacher_hidden, teacher_lr=args.teacher_lr, teacher_cache=args.teacher_cache,
             label_smoothing=args.label_smoothing, weight_decay=args.weight_decay, method_overrides=overrides,
             init=args.init, dropout=args.dropout, input_dropout=args.input_dropout, bn_recalibrate=args.bn_recalibrate,
-            state_path=None if args.method == "bwnh" else state_path, resume=args.resume, on_epoch=redraw)
+            state_path=state_path, resume=args.resume, on_epoch=redraw)
     except KeyboardInterrupt:
         if os.path.exists(state_path):
             print(f"xnorflow train: interrupted; {state_path} holds the last finished epoch: run the same "

@@ -1,11 +1,12 @@
 """``training.png``: loss and accuracy curves of a training history (matplotlib, Agg backend)."""
-import os
-import tempfile
+import io
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from ..xnf import atomic_write  # noqa: E402
 
 
 def plot_history(history, path, title=""):
@@ -31,13 +32,7 @@ def plot_history(history, path, title=""):
     fig.suptitle(title)
     fig.tight_layout()
     # Atomically: the plot is redrawn after every epoch while someone may be looking at it.
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=".png", dir=directory)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write(path, png.getvalue())

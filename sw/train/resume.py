@@ -16,12 +16,11 @@ rate, seed, recipe, method configuration); resuming under different settings is 
 the first field that differs, since the cosine schedule and the batch order depend on them.
 """
 import json
-import os
 
 import torch
 
 from ..errors import XnorflowError
-from .checkpoint import atomic_torch_save
+from .checkpoint import atomic_torch_save, load_tagged
 
 FORMAT = "xnorflow-train-state"
 VERSION = 1
@@ -48,14 +47,7 @@ def save_fit_state(path, stage, run_key, epochs_done, model, optimizer, schedule
 
 def load_fit_state(path, stage, run_key):
     """Read ``path`` and check that it continues ``stage`` of a run with ``run_key``; return the dict."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # torch raises many different types for corrupt files
-        raise ResumeError(f"cannot read training state {path}: {e}") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ResumeError(f"{path} is not an xnorflow training state")
-    if state.get("version") != VERSION:
-        raise ResumeError(f"{path}: unsupported training state version {state.get('version')} (expected {VERSION})")
+    state = load_tagged(path, FORMAT, VERSION, "training state", ResumeError)
     saved, wanted = state["run_key"], _canonical(run_key or {})
     for field in sorted(set(saved) | set(wanted)):
         if saved.get(field) != wanted.get(field):
