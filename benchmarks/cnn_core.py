@@ -93,7 +93,13 @@ def summarise(name, result, model, config, fmax=None):
     }
 
 
-def trained_cnn(dataset, method, checkpoint, fmax, images=None, jobs=1, array=DIGITS_ARRAY):
+def _state(state_dir, name):
+    """The resumable simulation journal of point ``name`` under ``--state-dir`` (or None)."""
+    return None if state_dir is None else Path(state_dir) / f"{name}.npz"
+
+
+def trained_cnn(dataset, method, checkpoint, fmax, images=None, jobs=1, array=DIGITS_ARRAY,
+                state_dir=None):
     """A trained CNN over ``dataset``'s test set (the first ``images``) on Verilator.
 
     ``checkpoint`` is a training checkpoint (``model.pt``: the point also reports agreement with
@@ -109,10 +115,11 @@ def trained_cnn(dataset, method, checkpoint, fmax, images=None, jobs=1, array=DI
         model, torch_model, _ = compile_checkpoint(checkpoint)
     x, y = dataset_inputs(model, dataset, None, images)
     torch_pred = None if torch_model is None else torch_predictions(torch_model, x)
+    name = f"{'digits' if dataset == 'digits' else 'fmnist'}-cnn-{method}"
     log(f"{dataset} CNN ({method}, {checkpoint}): {len(x)} images on Verilator, {array}")
-    result = simulate(model, x, y, config=array, torch_predictions=torch_pred, jobs=jobs)
-    point = summarise(f"{'digits' if dataset == 'digits' else 'fmnist'}-cnn-{method}", result, model,
-                      array, fmax)
+    result = simulate(model, x, y, config=array, torch_predictions=torch_pred, jobs=jobs,
+                      state=_state(state_dir, name))
+    point = summarise(name, result, model, array, fmax)
     point["checkpoint"] = str(checkpoint)
     return point
 
@@ -181,6 +188,9 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=1, help="Verilator processes for the trained CNNs")
     ap.add_argument("--cnv-images", type=int, default=100,
                     help="Fashion-MNIST test images through the CNV (0 = skip)")
+    ap.add_argument("--state-dir", default=None, metavar="DIR",
+                    help="keep each Fashion-MNIST model's simulation resumable in DIR/<model>.npz "
+                         "(xnorflow sim --state): a stopped run continues where it stopped")
     ap.add_argument("--fmax-mhz", type=float, default=None)
     ap.add_argument("--plot", default=str(ROOT / "benchmarks" / "results" / "cnn_core.png"))
     ap.add_argument("--update", default=None, metavar="JSON",
@@ -191,7 +201,8 @@ def main(argv=None):
     fmax = args.fmax_mhz
     fmnist = _named_paths(args.fmnist_checkpoints)
     points = [digits_cnn(m, args.checkpoint, fmax) for m in args.methods.split(",") if m]
-    points += [trained_cnn("fashion-mnist", m, path, fmax, args.fmnist_images, args.jobs, CNV_ARRAY)
+    points += [trained_cnn("fashion-mnist", m, path, fmax, args.fmnist_images, args.jobs, CNV_ARRAY,
+                           args.state_dir)
                for m, path in fmnist]
     if args.cnv_images:
         points.append(fmnist_cnv(args.cnv_images, fmax))

@@ -8,6 +8,7 @@ a checkpoint is given. One JSON document on stdout with ``--json``; progress on 
 from __future__ import annotations
 
 import json
+import queue
 import sys
 import time
 
@@ -26,34 +27,62 @@ def _open(engine, cfg):
     return open_transport(engine, accelerator_spec(cfg), **kw)
 
 
-def _worker(model, x, engine, cfg, step, transport, bar):
-    """Run ``x`` on one simulator instance; returns (ints, per-batch counters, cycles)."""
+def _worker(model, x, engine, cfg, step, transport, todo, done, bar):
+    """One simulator instance: load ``model``, then run chunks ``(start, stop)`` of ``x`` taken
+    from the queue ``todo`` until it is empty, putting ``(start, ints, batch counters, cycles)``
+    on ``done`` after each; an exception is put there instead, and ``None`` when finished."""
     from sw.driver import Accelerator
     own = transport is None
-    if own:
-        transport = _open(engine, cfg)
     try:
+        if own:
+            transport = _open(engine, cfg)
         acc = Accelerator(transport, cfg)
         acc.load(model)
-        start = transport.cycles or 0
-        outs = []
-        for s in range(0, len(x), step):
-            ints, _ = acc.run(x[s:s + step], batch=step)
-            outs.append(ints)
-            if bar is not None:
-                bar.update(len(ints))
-        return outs, acc.batches, (transport.cycles or 0) - start
+        while True:
+            try:
+                start, stop = todo.get_nowait()
+            except queue.Empty:
+                break
+            first, cycles0, outs = len(acc.batches), transport.cycles or 0, []
+            for s in range(start, stop, step):
+                ints, _ = acc.run(x[s:min(s + step, stop)], batch=step)
+                outs.append(ints)
+                if bar is not None:
+                    bar.update(len(ints))
+            done.put((start, np.concatenate(outs), acc.batches[first:],
+                      (transport.cycles or 0) - cycles0))
+    except BaseException as e:  # noqa: BLE001 - handed to the main thread, which raises it
+        done.put(e)
     finally:
-        if own:
+        if own and transport is not None:
             transport.close()
+        done.put(None)
+
+
+def _chunks(n, step, jobs, chunk):
+    """``(start, stop)`` ranges of whole batches: ``chunk`` images each (rounded up to whole
+    batches) when given, else one contiguous share per job (the batches are the same either
+    way: a chunk boundary is a batch boundary)."""
+    if chunk is None:
+        batches = -(-n // step)
+        size = -(-batches // jobs) * step
+    else:
+        size = -(-max(1, chunk) // step) * step
+    return [(k, min(k + size, n)) for k in range(0, n, size)]
 
 
 def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, progress=True,
-             transport=None, torch_predictions=None, jobs=1):
+             transport=None, torch_predictions=None, jobs=1, state=None, chunk=None):
     """Run ``x`` (uint8 [B, N]) through ``model`` on the simulated accelerator.
 
     ``jobs`` > 1 splits the images over that many simulator processes (Verilator), one per
     core: each loads the model and runs its share; the counters and cycles add up.
+
+    ``state`` (a path) makes the run resumable (:mod:`sim.journal`): the images go in chunks of
+    ``chunk`` images (default 256, rounded up to whole batches), each recorded in the file when
+    done, and a run given an existing file continues after the chunks it holds. The result is
+    the same as an uninterrupted run's; ``wall_seconds`` and the CPU seconds are summed over
+    the sessions, ``resumed_images`` says how many images came from the file.
 
     Returns the result dict of ``xnorflow sim --json``: ``images``, ``mismatches`` (integers
     differing from the golden model), ``mismatched_images``, ``accuracy`` (None without
@@ -63,9 +92,10 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     ``simulated_cycles`` (every clock cycle, link traffic included, all jobs),
     ``wall_seconds``, ``simulated_cycles_per_second`` and ``images_per_second``.
     """
-    from concurrent.futures import ThreadPoolExecutor
+    import threading
     from hw.config import ArrayConfig
-    from sw import program
+    from sw import program, xnf
+    from sim.journal import Journal, simulation_key
     cfg = ArrayConfig() if config is None else ArrayConfig.parse(config)
     x = np.asarray(x)
     n = len(x)
@@ -79,16 +109,25 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     own_all = transport is None
     if transport is not None:
         jobs = 1
-    # Contiguous shares of whole batches, so the batches are the same as with one job.
-    per = -(-(-(-n // step)) // jobs) * step
-    shares = [x[k:k + per] for k in range(0, n, per)] or [x[:0]]
+    if state is not None and chunk is None:
+        chunk = 256
+    chunks = _chunks(n, step, jobs, chunk)
+    key = simulation_key(xnf.to_bytes(model), x, engine=engine, config=cfg.format(),
+                         batch=step, chunk=chunks[0][1] - chunks[0][0] if chunks else 0)
+    journal = Journal(state, key, chunks, model.num_classes)
+    pending = journal.pending()
+    if journal.resumed_images:
+        print(f"xnorflow sim: resuming from {state}: {journal.resumed_images} of {n} images "
+              f"done", file=sys.stderr)
+    jobs = max(1, min(jobs, len(pending)))
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=n, unit="img", file=sys.stderr, desc=f"sim {engine}")
+        bar = tqdm(total=n, initial=journal.resumed_images, unit="img", file=sys.stderr,
+                   desc=f"sim {engine}")
     t0 = time.monotonic()
     # Builds happen before the clock starts (the cached harness is shared by the jobs).
-    if engine == "verilator" and transport is None:
+    if engine == "verilator" and transport is None and pending:
         from sim.build import build_harness
         from sim.tops import accelerator_spec
         build_harness(accelerator_spec(cfg))
@@ -99,23 +138,62 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     ru_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     ru_self = resource.getrusage(resource.RUSAGE_SELF)
     t1 = time.monotonic()
-    if len(shares) == 1:
-        results = [_worker(model, shares[0], engine, cfg, step, transport, bar)]
-    else:
-        with ThreadPoolExecutor(len(shares)) as pool:  # the simulators run in processes
-            results = list(pool.map(lambda share: _worker(model, share, engine, cfg, step,
-                                                          None, bar), shares))
-    wall = time.monotonic() - t1
+    todo, done = queue.Queue(), queue.Queue()
+    for c in pending:
+        todo.put(c)
+    # Daemon threads (the simulators run in their own processes): on Ctrl-C this thread stops
+    # waiting at once, and the harnesses end when their pipes close with the process.
+    workers = [threading.Thread(target=_worker, daemon=True,
+                                args=(model, x, engine, cfg, step, transport, todo, done, bar))
+               for _ in range(jobs if pending else 0)]
+    for w in workers:
+        w.start()
+    running = len(workers)
+    if workers:
+        journal.add_spent(sessions=1)
+    last = [t1, ru_self]
+
+    def spent_since_last():
+        """Wall and host CPU seconds since the previous chunk (kept even if the run dies)."""
+        now, ru = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
+        t, r = last
+        last[:] = [now, ru]
+        return {"wall_seconds": now - t,
+                "host_cpu_seconds": ru.ru_utime + ru.ru_stime - r.ru_utime - r.ru_stime}
+
+    try:
+        while running:
+            item = done.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item, BaseException):
+                while not todo.empty():  # the other workers stop after their chunk
+                    todo.get_nowait()
+                raise item
+            else:
+                journal.record(*item, **spent_since_last())
+    except KeyboardInterrupt:
+        if state is not None:
+            print(f"\nxnorflow sim: interrupted; {journal.images_done()} of {n} images are kept "
+                  f"in {state}: run the same command to continue", file=sys.stderr)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    for w in workers:
+        w.join()
     ru_c = resource.getrusage(resource.RUSAGE_CHILDREN)
-    ru_s = resource.getrusage(resource.RUSAGE_SELF)
-    sim_cpu = (ru_c.ru_utime + ru_c.ru_stime - ru_children.ru_utime - ru_children.ru_stime)
-    host_cpu = ru_s.ru_utime + ru_s.ru_stime - ru_self.ru_utime - ru_self.ru_stime
-    if bar is not None:
-        bar.close()
-    outs = [o for r in results for o in r[0]]
-    batches = [b for r in results for b in r[1]]
-    sim_cycles = sum(r[2] for r in results)
-    ints = np.concatenate(outs) if outs else np.zeros((0, model.num_classes), np.int64)
+    journal.add_spent(**spent_since_last(), **({
+        "simulator_cpu_seconds": (ru_c.ru_utime + ru_c.ru_stime - ru_children.ru_utime
+                                  - ru_children.ru_stime),
+        "sessions_ended": 1} if workers else {}))
+    wall = journal.spent["wall_seconds"]
+    # Simulator CPU only when every session's was measured (a killed one's is unknown).
+    sim_cpu = (journal.spent["simulator_cpu_seconds"]
+               if engine == "verilator" and own_all and journal.simulator_cpu_complete() else None)
+    batches = journal.all_batches()
+    sim_cycles = int(journal.cycles.sum())
+    ints = journal.ints
     golden = model.forward(x)[-1][0]
     pred = model.head.scores(ints).argmax(axis=1)
     total = sum(b["total"] for b in batches)
@@ -129,7 +207,7 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
         "array": cfg.format(),
         "images": int(n),
         "batch": int(step),
-        "jobs": len(results),
+        "jobs": jobs,
         "mismatches": int((ints != golden).sum()),
         "mismatched_images": int((ints != golden).any(axis=1).sum()),
         "accuracy": None if y is None else float((pred == np.asarray(y)).mean()) if n else 0.0,
@@ -138,17 +216,17 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
         "cycles_per_inference": total / n if n else 0.0,
         "cycles_by_layer": by_layer,
         "predicted_cycles_match": bool(predicted_ok),
-        "simulated_cycles": int(sim_cycles),
+        "simulated_cycles": sim_cycles,
+        "resumed_images": journal.resumed_images,
         "build_seconds": round(t_build, 3),
         "wall_seconds": round(wall, 3),
         "simulated_cycles_per_second": sim_cycles / wall if wall > 0 else None,
         "images_per_second": n / wall if wall > 0 else None,
         # Verilator only (Amaranth simulates in this process): CPU seconds of the harness
         # processes, and their cycles per CPU second, which do not depend on the machine load.
-        "simulator_cpu_seconds": round(sim_cpu, 3) if engine == "verilator" and own_all else None,
-        "host_cpu_seconds": round(host_cpu, 3),
-        "simulated_cycles_per_cpu_second": (sim_cycles / sim_cpu if engine == "verilator"
-                                            and own_all and sim_cpu > 0 else None),
+        "simulator_cpu_seconds": None if sim_cpu is None else round(sim_cpu, 3),
+        "host_cpu_seconds": round(journal.spent["host_cpu_seconds"], 3),
+        "simulated_cycles_per_cpu_second": sim_cycles / sim_cpu if sim_cpu else None,
     }
 
 
@@ -169,6 +247,11 @@ def add_parser(sub):
                    help="simulator processes (Verilator), e.g. one per core")
     p.add_argument("--checkpoint", default=None,
                    help="the training checkpoint (model.pt): report agreement with PyTorch")
+    p.add_argument("--state", default=None, metavar="FILE",
+                   help="resumable run: completed chunks of images are kept in FILE (rewritten "
+                        "atomically after each); the same command continues after them")
+    p.add_argument("--chunk", type=int, default=None, metavar="N",
+                   help="images per chunk with --state (default 256, whole batches)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=run_sim)
 
@@ -185,7 +268,8 @@ def run_sim(args):
         torch_pred = torch_predictions(load_checkpoint(args.checkpoint)[0], x)
     try:
         result = simulate(model, x, y, engine=args.engine, config=args.array, batch=args.batch,
-                          torch_predictions=torch_pred, jobs=args.jobs)
+                          torch_predictions=torch_pred, jobs=args.jobs, state=args.state,
+                          chunk=args.chunk)
     except ValueError as e:  # ProgramError and config errors: the model does not fit
         raise XnorflowError(str(e)) from None
     if args.json:
