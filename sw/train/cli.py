@@ -138,8 +138,12 @@ def add_parser(subparsers):
                    help="torch CPU threads (default 1: on a busy 2-core machine more threads were slower)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run from OUT/train_state.pt (written after every epoch, "
-                        "removed when the run ends) with the same settings; without the file it starts afresh")
+                   help="continue an interrupted run from OUT/train_state.pt (written after every epoch and "
+                        "every --state-every minutes, removed when the run ends) with the same settings; "
+                        "without the file it starts afresh")
+    p.add_argument("--state-every", type=_positive(float), default=10.0, metavar="MINUTES",
+                   help="also write the training state this often within an epoch (default 10), so an "
+                        "interrupted run loses at most that much work")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=run)
     return p
@@ -204,11 +208,12 @@ def run(args):
             teacher_hidden=args.teacher_hidden, teacher_lr=args.teacher_lr, teacher_cache=args.teacher_cache,
             label_smoothing=args.label_smoothing, weight_decay=args.weight_decay, method_overrides=overrides,
             init=args.init, dropout=args.dropout, input_dropout=args.input_dropout, bn_recalibrate=args.bn_recalibrate,
-            state_path=state_path, resume=args.resume, on_epoch=redraw)
+            state_path=state_path, resume=args.resume, on_epoch=redraw, state_every=60.0 * args.state_every)
     except KeyboardInterrupt:
         if os.path.exists(state_path):
-            print(f"xnorflow train: interrupted; {state_path} holds the last finished epoch: run the same "
-                  f"command with --resume to continue from it", file=sys.stderr)
+            print(f"xnorflow train: interrupted; {state_path} holds the last saved point (an epoch's end, "
+                  f"or within the last {args.state_every:g} minutes): run the same command with --resume "
+                  f"to continue from it", file=sys.stderr)
             return 130
         raise
     except ResumeError as e:

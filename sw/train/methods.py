@@ -223,7 +223,7 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
           distill_alpha=None, distill_temperature=None, teacher_epochs=None, teacher_hidden=None,
           teacher_lr=None, label_smoothing=None, weight_decay=None, teacher_cache=None, init="default",
           dropout=None, input_dropout=None, bn_recalibrate=None, augment_flip=False, state_path=None,
-          resume=False, on_epoch=None):
+          resume=False, on_epoch=None, state_every=600.0):
     """Train ``method`` on ``dataset``; return ``(model, meta, metrics)``.
 
     ``meta`` is what :func:`sw.train.checkpoint.save_checkpoint` needs beside the model;
@@ -250,8 +250,9 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
     as the average over the whole training set with the final binary weights and no dropout
     (:func:`sw.train.trainer.recalibrate_bn`); metrics then also hold
     ``test_accuracy_before_recalibration``.
-    ``state_path``/``resume``: the per-epoch training state and whether to continue from it
-    (:func:`sw.train.trainer.fit`, :mod:`sw.train.resume`); an ``"fp"``/``"binact"`` teacher
+    ``state_path``/``resume``: the training state (after every epoch, and every ``state_every``
+    seconds within one) and whether to continue from it (:func:`sw.train.trainer.fit`,
+    :mod:`sw.train.resume`); an ``"fp"``/``"binact"`` teacher
     trained here always keeps and resumes its own state beside its cache file. BWNH trains in
     three stages and does not resume. ``on_epoch(history)``: called after every epoch of the
     student (all stages), e.g. to redraw a plot while a long run goes on.
@@ -325,7 +326,8 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
         init_info = {"init_source_test_accuracy": info["teacher_test_accuracy"], "init_cached": info["teacher_cached"],
                      "init_path": info.get("teacher_path", recipe["init"]),
                      "init_seconds_in_this_run": 0.0 if info["teacher_cached"] else time.time() - t1}
-    fit_kw = {"loss": criterion, "weight_decay": float(recipe["weight_decay"]), "on_epoch": on_epoch}
+    fit_kw = {"loss": criterion, "weight_decay": float(recipe["weight_decay"]), "on_epoch": on_epoch,
+              "state_every": state_every}
     torch.manual_seed(seed)
     extra = {}
     history = []

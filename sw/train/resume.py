@@ -2,14 +2,19 @@
 
 A Fashion-MNIST CNV epoch takes ~20 minutes on one core here, so a run outlives a working
 session; after an interruption (Ctrl-C, a killed process, a reboot) ``xnorflow train … --resume``
-continues from the last finished epoch and ends with the same weights, bit for bit, as an
+continues from the last saved point and ends with the same weights, bit for bit, as an
 uninterrupted run (tests/train/test_resume.py).
 
 The file (``OUT/train_state.pt``; a cached teacher's beside it as ``<key>.state.pt``) is one
 ``torch.save``'d dict::
 
     {"format": "xnorflow-train-state", "version": 1, "stage", "run_key", "epochs_done",
-     "model", "optimizer", "scheduler", "generator", "torch_rng", "history"}
+     "model", "optimizer", "scheduler", "generator", "torch_rng", "history", "partial"}
+
+``partial`` is None after a finished epoch; a state written in the middle of an epoch (every
+10 minutes by default: ``xnorflow train --state-every``) holds the epoch's position there, so
+a killed run loses minutes, not an epoch. (States written before ``partial`` existed load as
+epoch-end states.)
 
 ``run_key`` holds every setting that shapes the run (method, data, widths, epochs, learning
 rate, seed, recipe, method configuration); resuming under different settings is refused with
@@ -35,13 +40,18 @@ def _canonical(value):
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
-def save_fit_state(path, stage, run_key, epochs_done, model, optimizer, scheduler, generator, history):
-    """Write the state after ``epochs_done`` finished epochs of ``stage`` to ``path`` (atomically)."""
+def save_fit_state(path, stage, run_key, epochs_done, model, optimizer, scheduler, generator, history,
+                   partial=None):
+    """Write the state after ``epochs_done`` finished epochs of ``stage`` to ``path`` (atomically).
+
+    ``partial``: the position inside epoch ``epochs_done + 1`` when saved mid-epoch (``step``
+    steps done, the epoch's batch order ``perm``, the running ``loss_sum`` and ``correct``,
+    the callbacks' ``epoch_logs`` and the ``epoch_seconds`` so far); None at an epoch's end."""
     atomic_torch_save({
         "format": FORMAT, "version": VERSION, "stage": stage, "run_key": _canonical(run_key or {}),
         "epochs_done": int(epochs_done), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-        "torch_rng": torch.get_rng_state(), "history": list(history),
+        "torch_rng": torch.get_rng_state(), "history": list(history), "partial": partial,
     }, path)
 
 

@@ -24,6 +24,13 @@ class Callback:
         """Called after the epoch's test evaluation; returns values to log."""
         return {}
 
+    def on_epoch_resume(self, epoch, num_epochs, model):
+        """Called instead of :meth:`on_epoch_start` when training resumes in the middle of
+        ``epoch`` (:func:`sw.train.trainer.fit`): restore what ``on_epoch_start`` sets outside
+        the model's ``state_dict`` (the training state restores the rest; its logs too). The
+        default repeats ``on_epoch_start``, right for schedules that only set values."""
+        self.on_epoch_start(epoch, num_epochs, model)
+
 
 def log_t(epoch, num_epochs, t_min, t_max):
     """``t = 10^(log10 T_min + (log10 T_max − log10 T_min)·e/E)`` (IR-Net and RBNN)."""
@@ -98,6 +105,10 @@ class RotationUpdate(Callback):
 
     def __init__(self, iterations=3):
         self.iterations = iterations
+
+    def on_epoch_resume(self, epoch, num_epochs, model):
+        """Nothing: this epoch's rotation already happened, and R1/R2 are model buffers that
+        the training state restored (rotating again would not be the uninterrupted run)."""
 
     def on_epoch_start(self, epoch, num_epochs, model):
         logs = {}

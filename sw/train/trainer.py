@@ -106,7 +106,7 @@ def recalibrate_bn(model, x, batch_size=1000):
 
 def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0, stage="train",
         weight_decay=0.0, progress=True, history=None, augment=None, loss=None, state_path=None,
-        resume=False, run_key=None, on_epoch=None):
+        resume=False, run_key=None, on_epoch=None, state_every=600.0):
     """Train ``model`` for ``epochs`` epochs; return the history list (one dict per epoch).
 
     ``progress``: ``True`` = tqdm bar + one line per epoch on stderr, ``"epochs"`` = the epoch
@@ -119,9 +119,13 @@ def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0
 
     ``state_path``: after every epoch the model, optimiser, schedule, batch-order generator,
     global RNG and this stage's history are written there (:mod:`sw.train.resume`). With
-    ``resume`` and that file present, training continues after its last finished epoch (its
+    ``resume`` and that file present, training continues from its last saved point (its
     ``run_key`` and ``stage`` must be this run's) and ends exactly where an uninterrupted run
     would; the first epoch run after resuming is marked ``resumed: True`` in the history.
+    Within an epoch the state is also written every ``state_every`` seconds (at a step
+    boundary, with the epoch's batch order, step and running sums; None = at epoch ends only),
+    so a run stopped mid-epoch loses at most that much work; callbacks then get
+    ``on_epoch_resume`` instead of ``on_epoch_start`` for the epoch it continues.
     ``on_epoch(history)`` is called after every epoch (the CLI redraws ``training.png``).
     """
     criterion = loss if loss is not None else CrossEntropy()
@@ -135,7 +139,7 @@ def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     gen = torch.Generator().manual_seed(seed)
     first = len(history)  # earlier stages' entries (BWNH) are not this stage's state
-    start = 0
+    start, partial = 0, None
     if resume and state_path and os.path.isfile(state_path):
         state = load_fit_state(state_path, stage, run_key)
         model.load_state_dict(state["model"])
@@ -144,20 +148,33 @@ def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0
         gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         history.extend(state["history"])
-        start = state["epochs_done"]
+        start, partial = state["epochs_done"], state.get("partial")
         if progress:
-            print(f"[{stage}] resuming after epoch {start}/{epochs} from {state_path}", file=sys.stderr, flush=True)
+            where = (f"in epoch {start + 1}/{epochs} at step {partial['step']}/{steps_per_epoch}"
+                     if partial else f"after epoch {start}/{epochs}")
+            print(f"[{stage}] resuming {where} from {state_path}", file=sys.stderr, flush=True)
     for epoch in range(start, epochs):
         t0 = time.time()
-        logs = {}
-        for cb in callbacks:
-            logs.update(cb.on_epoch_start(epoch, epochs, model))
-        model.train()
-        perm = torch.randperm(n, generator=gen)
-        loss_sum = 0.0
-        correct = 0
-        bar = tqdm(range(steps_per_epoch), desc=f"{stage} {epoch + 1}/{epochs}", file=sys.stderr,
-                   disable=progress is not True, leave=False)
+        if partial is not None and epoch == start:
+            # The middle of an epoch: its batch order, position and sums come from the state;
+            # callbacks restore what they set outside the model (the state has the rest).
+            logs = dict(partial["epoch_logs"])
+            for cb in callbacks:
+                cb.on_epoch_resume(epoch, epochs, model)
+            perm, first_step = partial["perm"], partial["step"]
+            loss_sum, correct = partial["loss_sum"], partial["correct"]
+            t0 -= partial["epoch_seconds"]
+            model.train()
+        else:
+            logs = {}
+            for cb in callbacks:
+                logs.update(cb.on_epoch_start(epoch, epochs, model))
+            model.train()
+            perm = torch.randperm(n, generator=gen)
+            first_step, loss_sum, correct = 0, 0.0, 0
+        saved_at = time.time()
+        bar = tqdm(range(first_step, steps_per_epoch), desc=f"{stage} {epoch + 1}/{epochs}", file=sys.stderr,
+                   disable=progress is not True, leave=False, initial=first_step, total=steps_per_epoch)
         for b in bar:
             idx = perm[b * batch_size:(b + 1) * batch_size]
             if len(idx) < 2:  # batch norm needs two samples; a 1-sample tail batch is dropped
@@ -174,6 +191,12 @@ def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0
             model.after_step()
             loss_sum += batch_loss.item() * len(idx)
             correct += (out.argmax(1) == yb).sum().item()
+            if (state_path and state_every is not None and b + 1 < steps_per_epoch
+                    and time.time() - saved_at >= state_every):
+                save_fit_state(state_path, stage, run_key, epoch, model, opt, sched, gen, history[first:],
+                               partial={"step": b + 1, "perm": perm, "loss_sum": loss_sum, "correct": correct,
+                                        "epoch_logs": logs, "epoch_seconds": time.time() - t0})
+                saved_at = time.time()
         bar.close()
         test_acc = evaluate(model, *test)
         for cb in callbacks:
@@ -181,7 +204,7 @@ def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0
         entry = {"stage": stage, "epoch": epoch, "loss": loss_sum / n, "train_acc": correct / n,
                  "test_acc": test_acc, "lr": opt.param_groups[0]["lr"], "seconds": time.time() - t0}
         entry.update(logs)
-        if epoch == start and start > 0:
+        if epoch == start and (start > 0 or partial is not None):
             entry["resumed"] = True
         history.append(entry)
         if state_path:

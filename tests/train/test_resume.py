@@ -51,6 +51,16 @@ def _strip(history):
     return [{k: v for k, v in e.items() if k not in ("seconds", "resumed")} for e in history]
 
 
+def _assert_same_run(straight, m_straight, resumed, m_resumed):
+    """Every tensor bit-equal, the same history and test accuracy."""
+    a, b = straight.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert _same(a[k], b[k]), k
+    assert _strip(m_resumed["history"]) == _strip(m_straight["history"])
+    assert m_resumed["test_accuracy"] == m_straight["test_accuracy"]
+
+
 def test_interrupted_run_resumed_equals_uninterrupted(tmp_path, monkeypatch):
     straight, _, m_straight = methods.train("rbnn", "digits", **RUN)
 
@@ -61,15 +71,35 @@ def test_interrupted_run_resumed_equals_uninterrupted(tmp_path, monkeypatch):
     assert torch.load(state, weights_only=False)["epochs_done"] == 2
     monkeypatch.setattr(methods, "_callbacks", original)
     resumed, _, m_resumed = methods.train("rbnn", "digits", state_path=state, resume=True, **RUN)
-
-    a, b = straight.state_dict(), resumed.state_dict()
-    assert a.keys() == b.keys()
-    for k in a:
-        assert _same(a[k], b[k]), k
-    assert _strip(m_resumed["history"]) == _strip(m_straight["history"])
-    assert m_resumed["test_accuracy"] == m_straight["test_accuracy"]
+    _assert_same_run(straight, m_straight, resumed, m_resumed)
     assert m_resumed["resumed_at_epochs"] == [2] and m_straight["resumed_at_epochs"] == []
     assert [e.get("resumed", False) for e in m_resumed["history"]] == [False, False, True]
+
+
+def test_a_run_killed_mid_epoch_resumes_from_the_step_it_saved(tmp_path, monkeypatch):
+    """States written within an epoch (here after every step) hold its batch order, position
+    and sums; stopped right after the one at step 5 of the second epoch, the run resumes there
+    and still ends bit for bit as the uninterrupted one (RBNN: the rotation of that epoch is
+    not applied twice, the (t, k) schedule is set again)."""
+    from sw.train import trainer
+    straight, _, m_straight = methods.train("rbnn", "digits", **RUN)
+    state = str(tmp_path / "train_state.pt")
+    save = trainer.save_fit_state
+
+    def save_then_stop(*args, partial=None, **kw):
+        save(*args, partial=partial, **kw)
+        if partial is not None and args[3] == 1 and partial["step"] == 5:  # epochs_done = 1
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "save_fit_state", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        methods.train("rbnn", "digits", state_path=state, state_every=0.0, **RUN)
+    saved = torch.load(state, weights_only=False)
+    assert saved["epochs_done"] == 1 and saved["partial"]["step"] == 5
+    monkeypatch.setattr(trainer, "save_fit_state", save)
+    resumed, _, m_resumed = methods.train("rbnn", "digits", state_path=state, resume=True, **RUN)
+    _assert_same_run(straight, m_straight, resumed, m_resumed)
+    assert m_resumed["resumed_at_epochs"] == [1]
 
 
 def test_resume_under_other_settings_names_the_field(tmp_path, monkeypatch):
