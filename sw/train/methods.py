@@ -361,8 +361,9 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
         recalibrate_bn(model, train_t[0])
     train_seconds = time.time() - t0
     resumed = [i for i, e in enumerate(history) if e.get("resumed")]
-    if resumed:  # the epochs an earlier, interrupted process ran
+    if resumed:  # the epochs (and the part of one) an earlier, interrupted process ran
         train_seconds += sum(e["seconds"] for e in history[:resumed[-1]])
+        train_seconds += history[resumed[-1]].get("seconds_before_resume", 0.0)
     model.eval()
     test_acc = evaluate(model, *test_t)
     reason = model.not_deployable()

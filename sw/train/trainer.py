@@ -206,6 +206,9 @@ def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0
         entry.update(logs)
         if epoch == start and (start > 0 or partial is not None):
             entry["resumed"] = True
+            if partial is not None:  # this epoch began in an earlier process
+                entry["resumed_at_step"] = partial["step"]
+                entry["seconds_before_resume"] = partial["epoch_seconds"]
         history.append(entry)
         if state_path:
             save_fit_state(state_path, stage, run_key, epoch + 1, model, opt, sched, gen, history[first:])

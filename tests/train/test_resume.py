@@ -48,7 +48,8 @@ def _same(x, y):
 
 
 def _strip(history):
-    return [{k: v for k, v in e.items() if k not in ("seconds", "resumed")} for e in history]
+    """History without what only says when and where a process ran."""
+    return [{k: v for k, v in e.items() if not k.startswith(("seconds", "resumed"))} for e in history]
 
 
 def _assert_same_run(straight, m_straight, resumed, m_resumed):
@@ -100,6 +101,7 @@ def test_a_run_killed_mid_epoch_resumes_from_the_step_it_saved(tmp_path, monkeyp
     resumed, _, m_resumed = methods.train("rbnn", "digits", state_path=state, resume=True, **RUN)
     _assert_same_run(straight, m_straight, resumed, m_resumed)
     assert m_resumed["resumed_at_epochs"] == [1]
+    assert m_resumed["history"][1]["resumed_at_step"] == 5
 
 
 def test_resume_under_other_settings_names_the_field(tmp_path, monkeypatch):
