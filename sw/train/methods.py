@@ -19,7 +19,7 @@ from . import estimators as est
 from . import schedules
 from .losses import CrossEntropy, Distillation
 from .models import build_model
-from .resume import ResumeError
+from .resume import ResumeError, load_fit_state
 from .trainer import chain, evaluate, fit, random_flip, random_shift, recalibrate_bn
 
 METHODS = ("irnet", "rbnn", "sbn", "bwnh", "ste", "fp")
@@ -336,17 +336,27 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
                                    progress, history, aug, fit_kw)
     else:
         model = build_model(ds.in_features, hidden, ds.num_classes, input_bits, cfg)
-        if init_source is not None:
-            init_from(model, init_source, cfg.get("init_rotation", "identity"))
-            recalibrate_bn(model, train_t[0][:10000])
-            init_info["init_test_accuracy"] = evaluate(model, *test_t)
         run_key = {"method": method, "dataset": dataset, "hidden": hidden, "input_bits": input_bits,
                    "epochs": epochs, "seed": seed, "batch_size": batch_size, "lr": lr,
                    "augment_shift": augment_shift, "augment_flip": bool(augment_flip),
                    "recipe": recipe, "method_config": cfg}
+        notes = {}
+        if init_source is not None:
+            saved = (load_fit_state(state_path, method, run_key).get("notes", {})
+                     if resume and state_path and os.path.isfile(state_path) else {})
+            if "init_test_accuracy" in saved:
+                # Resuming: the state's weights replace the initialised ones, so initialising
+                # (minutes for a CNV: BN recalibration and a test pass) would be thrown away.
+                notes = {"init_test_accuracy": saved["init_test_accuracy"]}
+            else:
+                init_from(model, init_source, cfg.get("init_rotation", "identity"))
+                recalibrate_bn(model, train_t[0][:10000])
+                notes = {"init_test_accuracy": evaluate(model, *test_t)}
+            init_info.update(notes)
         fit(model, train_t, test_t, epochs, lr=lr, batch_size=batch_size, seed=seed,
             callbacks=_callbacks(method, cfg, model, train_t[0]), stage=method, progress=progress,
-            history=history, augment=aug, state_path=state_path, resume=resume, run_key=run_key, **fit_kw)
+            history=history, augment=aug, state_path=state_path, resume=resume, run_key=run_key,
+            notes=notes, **fit_kw)
         if method == "sbn":
             soft = evaluate(model, *test_t)
             _set_hard(model, True)

@@ -9,7 +9,7 @@ The file (``OUT/train_state.pt``; a cached teacher's beside it as ``<key>.state.
 ``torch.save``'d dict::
 
     {"format": "xnorflow-train-state", "version": 1, "stage", "run_key", "epochs_done",
-     "model", "optimizer", "scheduler", "generator", "torch_rng", "history", "partial"}
+     "model", "optimizer", "scheduler", "generator", "torch_rng", "history", "partial", "notes"}
 
 ``partial`` is None after a finished epoch; a state written in the middle of an epoch (every
 10 minutes by default: ``xnorflow train --state-every``) holds the epoch's position there, so
@@ -41,17 +41,20 @@ def _canonical(value):
 
 
 def save_fit_state(path, stage, run_key, epochs_done, model, optimizer, scheduler, generator, history,
-                   partial=None):
+                   partial=None, notes=None):
     """Write the state after ``epochs_done`` finished epochs of ``stage`` to ``path`` (atomically).
 
     ``partial``: the position inside epoch ``epochs_done + 1`` when saved mid-epoch (``step``
     steps done, the epoch's batch order ``perm``, the running ``loss_sum`` and ``correct``,
-    the callbacks' ``epoch_logs`` and the ``epoch_seconds`` so far); None at an epoch's end."""
+    the callbacks' ``epoch_logs`` and the ``epoch_seconds`` so far); None at an epoch's end.
+    ``notes``: what the caller measured before training and wants back on resuming (e.g. the
+    initialised model's test accuracy, which a resumed run need not measure again)."""
     atomic_torch_save({
         "format": FORMAT, "version": VERSION, "stage": stage, "run_key": _canonical(run_key or {}),
         "epochs_done": int(epochs_done), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
         "torch_rng": torch.get_rng_state(), "history": list(history), "partial": partial,
+        "notes": dict(notes or {}),
     }, path)
 
 

@@ -106,7 +106,7 @@ def recalibrate_bn(model, x, batch_size=1000):
 
 def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0, stage="train",
         weight_decay=0.0, progress=True, history=None, augment=None, loss=None, state_path=None,
-        resume=False, run_key=None, on_epoch=None, state_every=600.0):
+        resume=False, run_key=None, on_epoch=None, state_every=600.0, notes=None):
     """Train ``model`` for ``epochs`` epochs; return the history list (one dict per epoch).
 
     ``progress``: ``True`` = tqdm bar + one line per epoch on stderr, ``"epochs"`` = the epoch
@@ -125,7 +125,8 @@ def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0
     Within an epoch the state is also written every ``state_every`` seconds (at a step
     boundary, with the epoch's batch order, step and running sums; None = at epoch ends only),
     so a run stopped mid-epoch loses at most that much work; callbacks then get
-    ``on_epoch_resume`` instead of ``on_epoch_start`` for the epoch it continues.
+    ``on_epoch_resume`` instead of ``on_epoch_start`` for the epoch it continues. ``notes``
+    are stored in every state as they are (:func:`sw.train.resume.save_fit_state`).
     ``on_epoch(history)`` is called after every epoch (the CLI redraws ``training.png``).
     """
     criterion = loss if loss is not None else CrossEntropy()
@@ -195,7 +196,7 @@ def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0
                     and time.time() - saved_at >= state_every):
                 save_fit_state(state_path, stage, run_key, epoch, model, opt, sched, gen, history[first:],
                                partial={"step": b + 1, "perm": perm, "loss_sum": loss_sum, "correct": correct,
-                                        "epoch_logs": logs, "epoch_seconds": time.time() - t0})
+                                        "epoch_logs": logs, "epoch_seconds": time.time() - t0}, notes=notes)
                 saved_at = time.time()
         bar.close()
         test_acc = evaluate(model, *test)
@@ -211,7 +212,8 @@ def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0
                 entry["seconds_before_resume"] = partial["epoch_seconds"]
         history.append(entry)
         if state_path:
-            save_fit_state(state_path, stage, run_key, epoch + 1, model, opt, sched, gen, history[first:])
+            save_fit_state(state_path, stage, run_key, epoch + 1, model, opt, sched, gen, history[first:],
+                           notes=notes)
         if on_epoch is not None:
             on_epoch(history)
         if progress:

@@ -104,6 +104,25 @@ def test_a_run_killed_mid_epoch_resumes_from_the_step_it_saved(tmp_path, monkeyp
     assert m_resumed["history"][1]["resumed_at_step"] == 5
 
 
+def test_a_resumed_run_started_from_a_teacher_does_not_initialise_again(tmp_path, monkeypatch):
+    """--init fp: the state keeps the initialised model's test accuracy, so resuming skips the
+    initialisation (its weights would be replaced by the state's) and reports the same."""
+    run = {**RUN, "init": "fp", "teacher_epochs": 1, "teacher_cache": str(tmp_path / "teachers")}
+    straight, _, m_straight = methods.train("rbnn", "digits", **run)
+    state = str(tmp_path / "train_state.pt")
+    original = _interrupting(monkeypatch, at=1)
+    with pytest.raises(KeyboardInterrupt):
+        methods.train("rbnn", "digits", state_path=state, **run)
+    monkeypatch.setattr(methods, "_callbacks", original)
+
+    def no_init(*args, **kwargs):
+        raise AssertionError("a resumed run initialised the student again")
+    monkeypatch.setattr(methods, "init_from", no_init)
+    resumed, _, m_resumed = methods.train("rbnn", "digits", state_path=state, resume=True, **run)
+    _assert_same_run(straight, m_straight, resumed, m_resumed)
+    assert m_resumed["init_test_accuracy"] == m_straight["init_test_accuracy"]
+
+
 def test_resume_under_other_settings_names_the_field(tmp_path, monkeypatch):
     state = str(tmp_path / "train_state.pt")
     _interrupting(monkeypatch, at=1)
