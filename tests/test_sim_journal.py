@@ -49,8 +49,8 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(case, tmp_path, 
         _sim(case, state=state, chunk=10)          # chunks of 12 images (3 batches of 4)
     monkeypatch.setattr(Journal, "record", record)
     assert state.exists()
-    resumed = _sim(case, state=state, chunk=10)
-    assert resumed["resumed_images"] == 24
+    resumed = _sim(case, state=state, chunk=10, jobs=2)  # jobs change nothing in the result
+    assert resumed["resumed_images"] == 24 and resumed["jobs"] == 2
     # The interrupted session's simulators never reported their CPU time: not made up.
     assert resumed["simulator_cpu_seconds"] is None and straight["simulator_cpu_seconds"] > 0
     assert resumed["wall_seconds"] > 0
