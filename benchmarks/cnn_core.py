@@ -42,7 +42,7 @@ from merge import merge_points  # noqa: E402  (benchmarks/merge.py, beside this 
 # Q = 4 holds the CNV's feature maps in the ECP5-85F's block RAM (every column bank keeps the
 # whole map); w_depth holds its 7,304 weight words per row bank. issue_reg=1: with 182 of the
 # 208 block RAMs in use the weight-address route set Fmax at 41.6 MHz; registered, 59.1 MHz
-# (docs/synthesis.md).
+# (53.3 MHz with the current core: docs/synthesis.md).
 CNV_ARRAY = "8x4x32,w_depth=7424,thr_depth=128,in_depth=1600,act_depth=1600,out_depth=64,issue_reg=1"
 DIGITS_ARRAY = "8x8x32"
 
