@@ -112,8 +112,10 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     if state is not None and chunk is None:
         chunk = 256
     chunks = _chunks(n, step, jobs, chunk)
-    key = simulation_key(xnf.to_bytes(model), x, engine=engine, config=cfg.format(),
-                         batch=step, chunk=chunks[0][1] - chunks[0][0] if chunks else 0)
+    # Hashing the model and the inputs is only needed to check a journal file.
+    key = None if state is None else simulation_key(
+        xnf.to_bytes(model), x, engine=engine, config=cfg.format(), batch=step,
+        chunk=chunks[0][1] - chunks[0][0] if chunks else 0)
     journal = Journal(state, key, chunks, model.num_classes)
     pending = journal.pending()
     if journal.resumed_images:

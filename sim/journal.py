@@ -61,7 +61,8 @@ def simulation_key(model_bytes, x, *, engine, config, batch, chunk):
 
 
 class Journal:
-    """Completed chunks of one simulation, kept in ``path`` (or in memory when ``path`` is None).
+    """Completed chunks of one simulation, kept in ``path`` (or in memory when ``path`` is None;
+    ``key`` is then unused and may be None).
 
     ``chunks`` are the ``(start, stop)`` image ranges; ``record`` stores one chunk's results and
     rewrites the file atomically; ``pending`` lists the chunks still to run.
