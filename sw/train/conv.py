@@ -20,7 +20,6 @@ The architecture lives in ``method_config["arch"]`` (``{"kind": "cnn", "image": 
 "conv": [64, 64, "pool", …]}``), so a checkpoint rebuilds it through
 :func:`sw.train.models.build_model` like any other model.
 """
-import math
 
 import numpy as np
 import torch
@@ -28,7 +27,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..layers.conv import KERNEL, PAD_BIT, POOL
-from .models import NotDeployableError, _make_act_quantizer, _make_weight_quantizer, bn_eval64
+from .models import (BinaryLinear, NotDeployableError, _make_act_quantizer, _make_weight_quantizer, bn_eval64,
+                     training_dropouts)
 
 CNV_STACK = [64, 64, "pool", 128, 128, "pool"]
 """The CNV-like conv stack for 28×28×1 inputs (then ``--hidden``, default 256, and the classes)."""
@@ -101,7 +101,7 @@ def pad_value(binary_input, input_bits=1):
     return float((1 << input_bits) - 1) if PAD_BIT else 0.0
 
 
-class BinaryConv2d(nn.Module):
+class BinaryConv2d(BinaryLinear):
     """3×3, stride-1 convolution with constant padding and a pluggable weight quantizer.
 
     Parameters
@@ -116,29 +116,12 @@ class BinaryConv2d(nn.Module):
     """
 
     def __init__(self, in_channels, out_channels, make_quantizer, pad, bias=False):
-        super().__init__()
+        # Flattened like a dense weight ([C_out, C_in·9], dim 0 = filter): the quantizer, the
+        # fan-in of the init (exactly nn.Conv2d's), ``quantized`` and ``bias_or_zero`` are the
+        # dense layer's; only ``dot`` differs.
+        super().__init__(int(in_channels) * KERNEL * KERNEL, int(out_channels), make_quantizer, bias)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.out_features = self.out_channels       # per-channel vectors are [out_features]
-        self.in_features = self.in_channels * KERNEL * KERNEL
         self.pad = float(pad)
-        # Flattened like a dense weight: fan-in C_in·9 for the init, exactly as nn.Conv2d's.
-        self.weight = nn.Parameter(torch.empty(self.out_channels, self.in_features))
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        self.quantizer = make_quantizer(self.weight.detach())
-        self.bias = nn.Parameter(torch.zeros(self.out_channels)) if bias else None
-
-    def quantized(self):
-        """``(wq, alpha)`` from the weight quantizer (``alpha`` ones if it has none)."""
-        wq, alpha = self.quantizer(self.weight)
-        if alpha is None:
-            alpha = torch.ones(self.out_channels, device=self.weight.device)
-        return wq, alpha
-
-    def bias_or_zero(self):
-        """The additive bias (zeros when the layer has none)."""
-        if self.bias is None:
-            return torch.zeros(self.out_channels, device=self.weight.device)
-        return self.bias
 
     def kernel(self, wq):
         """The flattened weight as a conv kernel ``[C_out, C_in, 3, 3]``."""
@@ -177,7 +160,6 @@ class BinaryCNN(nn.Module):
 
     def __init__(self, in_features, hidden, num_classes, input_bits, method_config):
         super().__init__()
-        from .models import BinaryLinear, training_dropouts
         self.in_features = int(in_features)
         self.hidden = [int(h) for h in hidden]
         self.num_classes = int(num_classes)

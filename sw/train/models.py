@@ -34,8 +34,9 @@ class NotDeployableError(XnorflowError, RuntimeError):
 class BinaryLinear(nn.Module):
     """A dense layer with a pluggable weight quantizer: returns the integer ``dot`` and ``alpha``.
 
-    The dot product is the only dense-specific part (:meth:`dot`); a conv layer overrides that
-    and keeps the quantizer untouched (quantizers treat dim 0 as the filter).
+    The dot product is the only dense-specific part (:meth:`dot`):
+    :class:`~sw.train.conv.BinaryConv2d` subclasses this layer and overrides only that, with its
+    weight flattened to ``[C_out, C_in·9]`` (quantizers treat dim 0 as the filter).
     """
 
     def __init__(self, in_features, out_features, make_quantizer, bias=False):
