@@ -22,26 +22,27 @@ def parse_hidden(text):
     return widths
 
 
-def _input_bits(text):
-    try:
-        k = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer in 1..8, got {text!r}")
-    if not 1 <= k <= 8:
-        raise argparse.ArgumentTypeError(f"must be in 1..8, got {k}")
-    return k
-
-
-def _positive(kind):
-    def conv(text):
+def _bounded(kind, accept, expected):
+    """An argparse type: ``kind(text)``, refused unless ``accept(value)``; errors say ``expected``."""
+    def parse(text):
         try:
             v = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        if not accept(v):
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text}")
         return v
-    return conv
+    return parse
+
+
+def _positive(kind):
+    return _bounded(kind, lambda v: v > 0, f"a positive {kind.__name__}")
+
+
+_input_bits = _bounded(int, lambda k: 1 <= k <= 8, "an integer in 1..8")
+_fraction = _bounded(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
+_probability = _bounded(float, lambda v: 0.0 <= v < 1.0, "a probability in [0, 1)")
+_nonnegative = _bounded(float, lambda v: v >= 0, "a non-negative number")
 
 
 def _arch(text):
@@ -51,36 +52,6 @@ def _arch(text):
         return parse_arch(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e))
-
-
-def _fraction(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return v
-
-
-def _probability(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}")
-    if not 0.0 <= v < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return v
-
-
-def _nonnegative(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
 
 
 def add_parser(subparsers):
