@@ -29,6 +29,10 @@ def test_train_writes_model_metrics_and_plot(tmp_path, capsys):
     (["--dataset", "digits", "--input-bits", "0"], "--input-bits"),
     (["--dataset", "digits", "--input-bits", "9"], "--input-bits"),
     (["--dataset", "digits", "--epochs", "0"], "--epochs"),
+    (["--dataset", "digits", "--lr", "abc"], "--lr"),
+    (["--dataset", "digits", "--input-dropout", "1"], "--input-dropout"),
+    (["--dataset", "digits", "--distill-alpha", "1.5"], "--distill-alpha"),
+    (["--dataset", "digits", "--weight-decay", "-1"], "--weight-decay"),
 ])
 def test_bad_input_exits_2_naming_the_option(args, option, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
