@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from ..layers.conv import KERNEL, PAD_BIT, POOL
 from .models import (BinaryLinear, NotDeployableError, _make_act_quantizer, _make_weight_quantizer, bn_eval64,
-                     training_dropouts)
+                     export_weight_layer, quantizer_after_step, training_dropouts)
 
 CNV_STACK = [64, 64, "pool", 128, 128, "pool"]
 """The CNV-like conv stack for 28×28×1 inputs (then ``--hidden``, default 256, and the classes)."""
@@ -303,7 +303,7 @@ class BinaryCNN(nn.Module):
         Conv dicts carry ``type: conv3x3``, the geometry and ``weight_sign`` ``[C_out, 9·C_in]``
         in the golden **tap-major** order ``(ky, kx, c)``; pools carry ``type: maxpool2x2`` and
         the geometry (their directions come from the folded conv); dense dicts are
-        :meth:`BinaryMLP.deploy_layers`'.
+        :func:`~sw.train.models.export_weight_layer`'s, as in :meth:`BinaryMLP.deploy_layers`.
         """
         reason = self.not_deployable()
         if reason:
@@ -311,52 +311,29 @@ class BinaryCNN(nn.Module):
         was = self.training
         self.eval()
         names = iter(self.layer_names())
+        last = len(self.layers) - 1
         out = []
         try:
             for i, (layer, bn) in enumerate(zip(self.layers, self.bns)):
-                wq, alpha = layer.quantized()
-                ws = wq.detach().cpu().numpy()
-                name = next(names)
-                if not np.all(np.abs(ws) == 1):
-                    raise NotDeployableError(f"layer {name}: effective weights are not all ±1")
-                m = layer.out_features
-                gamma = bn.weight if bn.weight is not None else torch.ones(m)
-                beta = bn.bias if bn.bias is not None else torch.zeros(m)
-                d = {
-                    "name": name,
-                    "input_bits": self.input_bits if i == 0 else 1,
-                    "alpha": alpha.detach().double().cpu().numpy(),
-                    "bias": layer.bias_or_zero().detach().double().cpu().numpy(),
-                    "bn": {"gamma": gamma.detach().double().cpu().numpy(),
-                           "beta": beta.detach().double().cpu().numpy(),
-                           "mean": bn.running_mean.double().cpu().numpy(),
-                           "var": bn.running_var.double().cpu().numpy(), "eps": float(bn.eps)},
-                    "output": "raw" if i == len(self.layers) - 1 else "threshold",
-                }
+                d = export_weight_layer(layer, bn, next(names), self.input_bits if i == 0 else 1, i == last)
+                out.append(d)
                 if i < self.n_conv:
                     h, w, c = self.geometry[i]
-                    taps = ws.reshape(m, c, KERNEL, KERNEL).transpose(0, 2, 3, 1)  # (ky, kx, c)
+                    m = layer.out_features
+                    taps = d["weight_sign"].reshape(m, c, KERNEL, KERNEL).transpose(0, 2, 3, 1)  # (ky, kx, c)
                     d.update(type="conv3x3", height=h, width=w, in_channels=c, out_channels=m,
                              in_features=h * w * c, out_features=h * w * m,
-                             weight_sign=np.ascontiguousarray(taps).reshape(m, -1).astype(np.int8))
-                    out.append(d)
+                             weight_sign=np.ascontiguousarray(taps).reshape(m, -1))
                     if self.pool_after[i]:
                         out.append({"name": next(names), "type": "maxpool2x2", "height": h,
                                     "width": w, "channels": m})
-                else:
-                    d.update(in_features=layer.in_features, out_features=m,
-                             weight_sign=ws.astype(np.int8))
-                    out.append(d)
         finally:
             self.train(was)
         return out
 
     def after_step(self):
         """Per-optimiser-step hooks of the quantizers (e.g. BinaryConnect weight clipping)."""
-        for layer in self.layers:
-            hook = getattr(layer.quantizer, "after_step", None)
-            if hook is not None:
-                hook(layer.weight)
+        quantizer_after_step(self.layers)
 
     @torch.no_grad()
     def hash_inputs(self, i, x, max_rows=20000, seed=0):

@@ -216,43 +216,59 @@ class BinaryMLP(nn.Module):
             raise NotDeployableError(f"model is not deployable: {reason}")
         was = self.training
         self.eval()
-        out = []
         try:
-            for i, (layer, bn) in enumerate(zip(self.layers, self.bns)):
-                wq, alpha = layer.quantized()
-                ws = wq.detach().cpu().numpy()
-                if not np.all(np.abs(ws) == 1):
-                    raise NotDeployableError(f"layer fc{i}: effective weights are not all ±1")
-                last = i == len(self.layers) - 1
-                gamma = bn.weight if bn.weight is not None else torch.ones(layer.out_features)
-                beta = bn.bias if bn.bias is not None else torch.zeros(layer.out_features)
-                out.append({
-                    "name": f"fc{i}",
-                    "in_features": layer.in_features,
-                    "out_features": layer.out_features,
-                    "input_bits": self.input_bits if i == 0 else 1,
-                    "weight_sign": ws.astype(np.int8),
-                    "alpha": alpha.detach().double().cpu().numpy(),
-                    "bias": layer.bias_or_zero().detach().double().cpu().numpy(),
-                    "bn": {
-                        "gamma": gamma.detach().double().cpu().numpy(),
-                        "beta": beta.detach().double().cpu().numpy(),
-                        "mean": bn.running_mean.double().cpu().numpy(),
-                        "var": bn.running_var.double().cpu().numpy(),
-                        "eps": float(bn.eps),
-                    },
-                    "output": "raw" if last else "threshold",
-                })
+            last = len(self.layers) - 1
+            return [export_weight_layer(layer, bn, f"fc{i}", self.input_bits if i == 0 else 1, i == last)
+                    for i, (layer, bn) in enumerate(zip(self.layers, self.bns))]
         finally:
             self.train(was)
-        return out
 
     def after_step(self):
         """Per-optimiser-step hooks of the quantizers (e.g. BinaryConnect weight clipping)."""
-        for layer in self.layers:
-            hook = getattr(layer.quantizer, "after_step", None)
-            if hook is not None:
-                hook(layer.weight)
+        quantizer_after_step(self.layers)
+
+
+@torch.no_grad()
+def export_weight_layer(layer, bn, name, input_bits, last):
+    """The deploy-contract dict of one weight layer and its batch norm (model in eval mode).
+
+    ``weight_sign`` is the effective ±1 weight as int8 ``[M, N]`` (a conv's keeps the layer's
+    flattened ``(c, ky, kx)`` order; :meth:`BinaryCNN.deploy_layers` reorders it), ``alpha``,
+    ``bias`` and the ``bn`` statistics float64; ``output`` is ``"raw"`` for the last layer.
+    Raises :class:`NotDeployableError` naming ``name`` if a weight is not ±1.
+    """
+    wq, alpha = layer.quantized()
+    ws = wq.detach().cpu().numpy()
+    if not np.all(np.abs(ws) == 1):
+        raise NotDeployableError(f"layer {name}: effective weights are not all ±1")
+    m = layer.out_features
+    gamma = bn.weight if bn.weight is not None else torch.ones(m)
+    beta = bn.bias if bn.bias is not None else torch.zeros(m)
+    return {
+        "name": name,
+        "in_features": layer.in_features,
+        "out_features": m,
+        "input_bits": input_bits,
+        "weight_sign": ws.astype(np.int8),
+        "alpha": alpha.detach().double().cpu().numpy(),
+        "bias": layer.bias_or_zero().detach().double().cpu().numpy(),
+        "bn": {
+            "gamma": gamma.detach().double().cpu().numpy(),
+            "beta": beta.detach().double().cpu().numpy(),
+            "mean": bn.running_mean.double().cpu().numpy(),
+            "var": bn.running_var.double().cpu().numpy(),
+            "eps": float(bn.eps),
+        },
+        "output": "raw" if last else "threshold",
+    }
+
+
+def quantizer_after_step(layers):
+    """Run each weight quantizer's per-optimiser-step hook (e.g. BinaryConnect weight clipping)."""
+    for layer in layers:
+        hook = getattr(layer.quantizer, "after_step", None)
+        if hook is not None:
+            hook(layer.weight)
 
 
 def reference_forward(layers, x):
