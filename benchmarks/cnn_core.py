@@ -158,22 +158,30 @@ def fmnist_cnv(images, fmax):
     return summarise("fmnist-cnv-random", result, model, CNV_ARRAY, fmax)
 
 
-def plot(points, path):
+def plot(points, path, columns=4):
+    """Cycles by layer, one panel per model, ``columns`` panels per row (titles: the Verilator
+    verdict and the rate)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(points), figsize=(5 * len(points), 3.8))
-    for ax, p in zip(np.atleast_1d(axes), points):
+    rows = -(-len(points) // columns)
+    cols = min(columns, len(points))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.9 * rows), squeeze=False)
+    for ax in axes.flat[len(points):]:
+        ax.set_visible(False)
+    for ax, p in zip(axes.flat, points):
         names = list(p["cycles_by_layer"])
         ax.bar(names, [p["cycles_by_layer"][n] for n in names], color="#4477aa")
+        accuracy = "" if p["accuracy"] is None else f", {100 * p['accuracy']:.2f} %"
         ax.set_title(f"{p['model']} on {p['array'].split(',')[0]}\n"
-                     f"{p['cycles_per_inference']:.0f} cycles, "
-                     f"{p['inferences_per_second']:.0f} inf/s at {p['fmax_mhz']:.0f} MHz",
-                     fontsize=9)
+                     f"{p['images']:,} images, {p['mismatches']} mismatches{accuracy}\n"
+                     f"{p['cycles_per_inference']:,.0f} cycles, "
+                     f"{p['inferences_per_second']:,.0f} inf/s at {p['fmax_mhz']:.0f} MHz",
+                     fontsize=8.5)
         ax.set_ylabel("cycles per inference")
         ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
 
 
 def main(argv=None):
