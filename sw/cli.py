@@ -25,11 +25,22 @@ SUBCOMMANDS = [
 ]
 
 
+def _version():
+    """The installed distribution's version (pyproject.toml's), or 'unknown' when run from a
+    source tree that was never installed."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("xnorflow")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="xnorflow",
         description="Train, compile, simulate, synthesize and profile binary neural network "
                     "accelerators.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(name).add_parser(sub)

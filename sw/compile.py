@@ -244,12 +244,14 @@ def add_parser(sub):
                        description="Fold batch norm, scales and sign into integer thresholds, "
                                    "pack the weights, prove the fold exact by brute force and "
                                    "write the model file.")
+    from sw.argtypes import output_file
     p.add_argument("checkpoint", help="a checkpoint written by `xnorflow train` (DIR/model.pt)")
-    p.add_argument("-o", "--out", required=True, help="the .xnf file to write")
+    p.add_argument("-o", "--out", required=True, type=output_file,
+                   help="the .xnf file to write (its directory must exist)")
     p.add_argument("--array", default=None,
                    help="accelerator configuration PxQxK to check the model fits (and report "
-                        "memory use per layer)")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
+                        "memory use per layer; default: no check)")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=run_compile)
 
 

@@ -96,25 +96,66 @@ def compare_with_torch(model, torch_model, x):
     }
 
 
-def evaluate(model, x, y, torch_model=None):
-    """Accuracy of the golden model, plus the exact comparison when a PyTorch model is given."""
-    pred = model.predict(x)
+def evaluate(model, x, y, torch_model=None, progress=False):
+    """Accuracy of the golden model, plus the exact comparison when a PyTorch model is given.
+
+    ``progress``: a bar on stderr over the chunks of :data:`CHUNK` images (the Fashion-MNIST
+    CNV takes minutes)."""
+    from sw.progress import progress_bar
+    chunks = _chunks(x)
+    bar = progress_bar(total=len(x), desc="eval", unit="img", disable=not progress)
+    preds, compared = [], []
+    with bar:
+        for xb in chunks:
+            preds.append(model.predict(xb))
+            if torch_model is not None:
+                compared.append(compare_with_torch(model, torch_model, xb))
+            bar.update(len(xb))
+    pred = np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
     result = {"model": model.name, "images": int(len(x)),
               "accuracy": float((pred == y).mean()) if len(x) else 0.0}
     if torch_model is not None:
-        result.update(compare_with_torch(model, torch_model, x))
+        result.update(_merge_comparisons(compared, [len(xb) for xb in chunks]))
     return result
 
 
+def _merge_comparisons(parts, sizes):
+    """One :func:`compare_with_torch` result from the results of consecutive chunks."""
+    layers = [dict(e) for e in parts[0]["layers"]]
+    for part in parts[1:]:
+        for total, entry in zip(layers, part["layers"]):
+            for key in ("integer_mismatches", "bit_mismatches"):
+                if key in entry:
+                    total[key] += entry[key]
+    agree = sum(p["agree_with_torch"] * n for p, n in zip(parts, sizes))
+    return {
+        "agree_with_torch": agree / sum(sizes) if sum(sizes) else 0.0,
+        "hidden_bits_equal": all(e.get("bit_mismatches", 0) == 0 for e in layers),
+        "integers_equal": all(e["integer_mismatches"] == 0 for e in layers),
+        "scores_equal": all(p["scores_equal"] for p in parts),
+        "layers": layers,
+    }
+
+
 def add_parser(sub):
-    p = sub.add_parser("eval", help="run the golden model on a data set (and compare with PyTorch)")
+    from sw.argtypes import positive_int
+    from sw.data import DATASETS
+    p = sub.add_parser("eval", help="run the golden model on a data set (and compare with PyTorch)",
+                       description="Run the compiled model's golden (numpy) computation on a data "
+                                   "set's test split and report its accuracy; with --checkpoint, "
+                                   "also compare every layer's integers, every hidden bit and the "
+                                   "scores with the PyTorch model, exactly. Exit 1 if they differ.")
     p.add_argument("model", help="a compiled model (.xnf)")
-    p.add_argument("--dataset", required=True, help="digits, fashion-mnist, mnist or cifar10")
-    p.add_argument("--data-dir", default=None, help="directory of IDX files (CIFAR-10: the pickle batches)")
+    p.add_argument("--dataset", required=True, choices=DATASETS, help="the test split to run")
+    p.add_argument("--data-dir", default=None,
+                   help="directory of the IDX files (fashion-mnist, mnist; default: the Debian "
+                        "package's /usr/share/datasets/...) or of CIFAR-10's pickle batches")
     p.add_argument("--checkpoint", default=None,
-                   help="the training checkpoint (model.pt) to compare with, exactly")
-    p.add_argument("--limit", type=int, default=None, help="only the first N test images")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
+                   help="the training checkpoint (model.pt) to compare with, exactly (default: none)")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                   help="only the first N test images (default: all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=run_eval)
 
 
@@ -125,7 +166,7 @@ def run_eval(args):
     if args.checkpoint:
         from sw.train.checkpoint import load_checkpoint
         torch_model, _ = load_checkpoint(args.checkpoint)
-    result = evaluate(model, x, y, torch_model)
+    result = evaluate(model, x, y, torch_model, progress=not args.quiet)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

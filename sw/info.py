@@ -6,8 +6,9 @@ from sw.tools import TOOLS, describe
 
 
 def add_parser(sub):
-    p = sub.add_parser("info", help="list the tools the flow uses with versions and locations")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p = sub.add_parser("info", help="list the tools the flow uses with versions and locations",
+                       description=__doc__.strip("`").split(": ", 1)[1])
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=run)
 
 

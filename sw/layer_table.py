@@ -113,12 +113,18 @@ def format_table(model, rows):
 
 
 def add_parser(sub):
-    p = sub.add_parser("inspect", help="print a compiled model's layer table")
+    from sw.argtypes import int_range
+    p = sub.add_parser("inspect", help="print a compiled model's layer table",
+                       description="Print a compiled model's layers: shapes, input and output "
+                                   "kinds, parameter bytes and, with --array, the cycle model's "
+                                   "cycles per layer on that configuration.")
     p.add_argument("model", help="a compiled model (.xnf)")
     p.add_argument("--array", default=None,
-                   help="accelerator configuration PxQxK: adds predicted cycles per layer")
-    p.add_argument("--batch", type=int, default=1, help="inputs per run for the cycle figures")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
+                   help="accelerator configuration PxQxK: adds predicted cycles per layer "
+                        "(default: none, no cycles)")
+    p.add_argument("--batch", type=int_range(1, 65535), default=1,
+                   help="inputs per run for the cycle figures (default 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=run)
 
 

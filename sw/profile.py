@@ -107,7 +107,12 @@ def plot_profile(result, path, title):
 def profile_batch(model, config, batch=None):
     """The batch to profile: ``batch`` if one run takes it (else XnorflowError naming the
     limit), by default one column group, or 1 for a conv model (one image per run)."""
-    from sw.program import ProgramError, check_batch, max_batch
+    from sw.program import ProgramError, check_batch, check_fits, max_batch
+    try:
+        check_fits(model.layers, config)
+    except ProgramError as e:
+        raise XnorflowError(f"model '{model.name}' does not fit the {config.format()} build: "
+                            f"{e}") from None
     try:
         batch = batch or min(config.Q, max_batch(model.layers, config))
         check_batch(model.layers, config, batch)
@@ -189,22 +194,26 @@ def format_profile(result):
 
 
 def add_parser(sub):
-    from sw.synth import PLACERS
-    p = sub.add_parser("profile", help="cycles per layer, utilisation and inferences/s on a board")
+    from sw.argtypes import int_range, output_file, positive_float
+    from sw.synth import BOARDS, PLACERS
+    p = sub.add_parser("profile", help="cycles per layer, utilisation and inferences/s on a board",
+                       description=__doc__.split("\n\n")[1].replace("\n", " "))
     p.add_argument("model", help="a compiled model (.xnf)")
-    p.add_argument("--board", required=True, help="icebreaker or ulx3s-85f")
+    p.add_argument("--board", required=True, choices=sorted(BOARDS), help="the board to build for")
     p.add_argument("--array", default=None, help="configuration PxQxK (default: the board's)")
-    p.add_argument("--batch", type=int, default=None, help="inputs per run (default: Q)")
-    p.add_argument("--clock-mhz", type=float, default=None,
+    p.add_argument("--batch", type=int_range(1, 65535), default=None,
+                   help="inputs per run (default: Q, or 1 for a conv model)")
+    p.add_argument("--clock-mhz", type=positive_float, default=None,
                    help="PLL clock of the build (default: the board's, see xnorflow synth)")
-    p.add_argument("--baud", type=int, default=None,
+    p.add_argument("--baud", type=int_range(300, 12_000_000), default=None,
                    help="UART rate of the build (default 115200, as xnorflow synth)")
     p.add_argument("--placer", choices=PLACERS, default=None,
                    help="nextpnr placer of the build (default: nextpnr's, as xnorflow synth)")
-    p.add_argument("--plot", default=None, help="bar chart PNG (default: beside the model)")
+    p.add_argument("--plot", type=output_file, default=None,
+                   help="bar chart PNG (default: MODEL-BOARD-profile.png beside the model)")
     p.add_argument("--no-sim", action="store_true",
                    help="skip the simulation that checks the counters against the cycle model")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=run)
 
 

@@ -157,6 +157,12 @@ def _check_layers(layers, config):
     return layers
 
 
+def check_fits(layers, config):
+    """Raise ProgramError naming the layer and the limit when ``layers`` cannot run on
+    ``config`` (descriptors, memories, accumulator width, layer order)."""
+    _check_layers(layers, _cfg(config))
+
+
 def _has_conv(layers):
     return any(_kind(layer) == "conv3x3" for layer in layers)
 

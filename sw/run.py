@@ -159,27 +159,28 @@ def format_report(r):
 
 
 def add_parser(sub):
-    p = sub.add_parser("run", help="the whole flow on the digits data, with a report")
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: digits')")
-    p.add_argument("--hidden", default=",".join(map(str, DEFAULT_HIDDEN)),
-                   help="hidden layer widths (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--array", default=None, help="accelerator configuration (default: the "
-                                                 "iCEBreaker's)")
+    from sw.argtypes import output_dir, positive_int
+    from sw.train.cli import parse_hidden
+    p = sub.add_parser("run", help="the whole flow on the digits data, with a report",
+                       description=__doc__.split("\n\n")[0] + " Writes DIR/report.md, report.json, "
+                       "training.png and profile.png.")
+    p.add_argument("--out", type=output_dir, default=DEFAULT_OUT, metavar="DIR",
+                   help=f"output directory (default {DEFAULT_OUT})")
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="training epochs (default: the digits recipe's, 60)")
+    p.add_argument("--hidden", type=parse_hidden, default=list(DEFAULT_HIDDEN),
+                   help="hidden layer widths (default " + ",".join(map(str, DEFAULT_HIDDEN)) + ")")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p.add_argument("--array", default=None, help="accelerator configuration PxQxK[,key=value...] "
+                                                 "(default: the iCEBreaker's)")
     p.add_argument("--no-synth", action="store_true", help="skip synthesis and profiling")
     p.add_argument("--json", action="store_true", help="print report.json on stdout")
     p.set_defaults(func=run)
 
 
 def run(args):
-    from sw.train.cli import parse_hidden
-    try:
-        hidden = parse_hidden(args.hidden)
-    except Exception as e:
-        raise XnorflowError(f"--hidden {args.hidden!r}: {e}") from None
     report = run_flow(args.out, args.epochs, args.seed, args.array, synth=not args.no_synth,
-                      hidden=hidden)
+                      hidden=args.hidden)
     if args.json:
         print(json.dumps(report, indent=2, default=float))
     else:

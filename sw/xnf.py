@@ -115,12 +115,30 @@ def to_bytes(model):
     return body + hashlib.sha256(body).digest()
 
 
+def _umask():
+    """The process's umask: from /proc (read-only, safe beside other threads), else by
+    setting it and straight back (the only portable way to read it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, data):
     """Write ``data`` to ``path`` atomically: readers see the old file or the new, never half."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=directory)
     try:
+        # mkstemp creates the file 0600; a model or report is an ordinary file of the user's,
+        # so give it the mode open() would (0666 less the umask).
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -237,6 +255,7 @@ class _Reader:
         if not entries:
             self.fail("the model has no layers", field="layers")
         layers = [self.layer(i, e, len(entries)) for i, e in enumerate(entries)]
+        self.check_unique_names(layers)
         self.check_chain(layers, features, bits)
         head = self.get(m, "head", dict)
         classes = layers[-1].out_features
@@ -250,6 +269,18 @@ class _Reader:
             self.fail("must not be zero", field="head.sigma")
         return CompiledModel(name=str(m.get("name", "")), input=InputSpec(features, bits, max_value),
                              layers=layers, head=Head(**values), meta=m.get("meta") or {})
+
+    def check_unique_names(self, layers):
+        """Every command addresses layers by name (counters, tables, journals): one name, one
+        layer, checked here so inspect, eval, sim and profile agree on what a file is."""
+        seen = set()
+        for layer in layers:
+            if not isinstance(layer.name, str) or not layer.name:
+                self.fail("must be a non-empty string", layer=layer.name, field="name")
+            if layer.name in seen:
+                self.fail(f"the name {layer.name!r} is used by more than one layer; layer "
+                          f"names must be unique", layer=layer.name, field="name")
+            seen.add(layer.name)
 
     def layer(self, i, e, count):
         name = e.get("name", f"#{i}") if isinstance(e, dict) else f"#{i}"

@@ -1,0 +1,42 @@
+"""Bad values for compile, eval, inspect, profile, run and the model loader (issue #23)."""
+
+CASES = [
+    # item 4: values that must be refused, naming the option
+    (["run", "--epochs", "-1", "--out", "{tmp}/run"], "--epochs"),
+    (["run", "--epochs", "0", "--out", "{tmp}/run"], "--epochs"),
+    (["run", "--hidden", "12,x", "--out", "{tmp}/run"], "--hidden"),
+    (["eval", "{model}", "--dataset", "digits", "--limit", "-1"], "--limit"),
+    (["eval", "{model}", "--dataset", "digits", "--limit", "0"], "--limit"),
+    (["eval", "{model}", "--dataset", "cifar100"], "--dataset"),
+    (["inspect", "{model}", "--batch", "0"], "--batch"),
+    (["profile", "{model}", "--board", "icebreaker", "--batch", "0", "--no-sim"], "--batch"),
+    (["profile", "{model}", "--board", "icebreaker", "--baud", "0", "--no-sim"], "--baud"),
+    (["profile", "{model}", "--board", "icebreaker", "--clock-mhz", "nan", "--no-sim"],
+     "--clock-mhz"),
+    (["profile", "{model}", "--board", "nexys", "--no-sim"], "--board"),
+    # a model whose accumulator is wider than the build's: the real cause, not "batch 0"
+    (["profile", "{wide_model}", "--board", "icebreaker", "--no-sim"], "accumulator"),
+    # item 5: output paths checked before any work
+    (["compile", "{checkpoint}", "-o", "{tmp}/missing/model.xnf"], "does not exist"),
+    (["compile", "{checkpoint}", "-o", "/proc/model.xnf"], "not writable"),
+    (["compile", "{checkpoint}", "-o", "{tmp}"], "is a directory"),
+    (["profile", "{model}", "--board", "icebreaker", "--no-sim", "--plot", "{tmp}/no/p.png"],
+     "does not exist"),
+    (["run", "--out", "{tmp}/afile/run"], "is a file"),
+    (["run", "--out", "/proc/run"], "not writable"),
+    # item 7: one validation in the loader for every command
+    (["inspect", "{tmp}/duplicate-names.xnf"], "field 'name'"),
+    (["eval", "{tmp}/duplicate-names.xnf", "--dataset", "digits"], "field 'name'"),
+]
+
+
+def make_files(tmp):
+    """A file where a directory is expected, and a model file with two layers named alike."""
+    import numpy as np
+
+    from sw import xnf
+    from sw.random_models import random_model
+    (tmp / "afile").write_text("not a directory")
+    model = random_model(np.random.default_rng(3), [64, 16, 10], input_bits=4, name="dup")
+    model.layers[1].name = model.layers[0].name
+    (tmp / "duplicate-names.xnf").write_bytes(xnf.to_bytes(model))
