@@ -17,9 +17,11 @@ every part of xnorflow calls this one function so the integers agree everywhere.
 Images are flat ``[n, H·W·C]`` arrays; :attr:`Dataset.image_shape` is ``(H, W, C)``.
 """
 import gzip
+import math
 import os
 import pickle
 import struct
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,28 +78,87 @@ def quantize_inputs(raw, input_bits, max_value):
     return np.clip(v, 0, top).astype(np.uint8)
 
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+# IDX type codes: (name in the IDX description, numpy dtype; multi-byte values are big-endian).
+_IDX_TYPES = {0x08: ("unsigned byte", np.uint8), 0x09: ("signed byte", np.int8), 0x0B: ("short", ">i2"),
+              0x0C: ("int", ">i4"), 0x0D: ("float", ">f4"), 0x0E: ("double", ">f8")}
+IDX_CLASSES = 10
+"""MNIST and Fashion-MNIST have ten classes; the count is never read from the labels, where a
+damaged label (200) would silently make a 201-class model."""
+IDX_MAX_VALUE = 255
 
 
-def read_idx(path):
-    """Read one IDX file (``.gz`` or plain) into a numpy array of its stored shape."""
+def _read_bytes(path):
+    """The whole content of ``path`` (gunzipped when it ends in ``.gz``)."""
     opener = gzip.open if str(path).endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as e:
-        raise DatasetError(f"cannot read IDX file {path}: {e}") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+            return f.read()
+    except (OSError, EOFError, zlib.error) as e:  # EOFError, zlib.error: a truncated or corrupt .gz
+        raise DatasetError(f"cannot read IDX file {path}: {e or type(e).__name__}") from None
+
+
+def read_idx(path):
+    """Read one IDX file (``.gz`` or plain) into a numpy array of its stored shape.
+
+    The header is magic ``00 00 TYPE NDIM`` then NDIM big-endian uint32 dimensions; every
+    inconsistency (truncated header, NDIM 0, a payload shorter or longer than the
+    dimensions say) raises :class:`DatasetError` naming the file and the field."""
+    data = _read_bytes(path)
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
         raise DatasetError(f"{path} is not an IDX file (bad magic number)")
-    ndim = data[3]
-    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    dtype = np.dtype(_IDX_DTYPES[data[2]])
-    count = int(np.prod(dims)) if dims else 1
-    body = data[4 + 4 * ndim:]
-    if len(body) != count * dtype.itemsize:
-        raise DatasetError(f"{path}: expected {count * dtype.itemsize} data bytes for shape {dims}, "
-                           f"found {len(body)}")
+    code, ndim = data[2], data[3]
+    if ndim == 0:
+        raise DatasetError(f"{path}: header field ndim is 0 (an IDX array has at least one dimension)")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DatasetError(f"{path}: header truncated: ndim {ndim} needs a {header}-byte header, the file "
+                           f"has {len(data)} bytes")
+    dims = struct.unpack(">" + "I" * ndim, data[4:header])
+    type_name, dtype = _IDX_TYPES[code]
+    dtype = np.dtype(dtype)
+    expected = math.prod(dims) * dtype.itemsize
+    body = data[header:]
+    if len(body) != expected:
+        raise DatasetError(f"{path}: expected {expected} data bytes for the header's dimensions "
+                           f"{'x'.join(map(str, dims))} of {type_name}s, found {len(body)}")
     return np.frombuffer(body, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def _type_of(array):
+    """``"float32 (IDX type code 0x0D)"``: how a message names an array's stored type."""
+    code = next((c for c, (_, t) in _IDX_TYPES.items() if np.dtype(t).newbyteorder("=") == array.dtype), None)
+    return f"{array.dtype}" + (f" (IDX type code 0x{code:02X})" if code is not None else "")
+
+
+def _check_images(path, images):
+    """An images file holds ``[count, rows, columns]`` integer pixels 0..255, at least one image."""
+    if images.ndim != 3:
+        raise DatasetError(f"{path}: header field ndim is {images.ndim}; an images file has 3 dimensions "
+                           f"(count, rows, columns)")
+    if not np.issubdtype(images.dtype, np.integer):
+        raise DatasetError(f"{path}: data type {_type_of(images)}; images must be integer pixels "
+                           f"(unsigned byte, type code 0x08)")
+    count, rows, cols = images.shape
+    if count == 0:
+        raise DatasetError(f"{path}: header dimension 0 (the image count) is 0: no images")
+    if rows == 0 or cols == 0:
+        raise DatasetError(f"{path}: header dimensions give {rows}x{cols}-pixel images")
+    low, high = int(images.min()), int(images.max())
+    if low < 0 or high > IDX_MAX_VALUE:
+        raise DatasetError(f"{path}: pixel values must be 0..{IDX_MAX_VALUE}, found {low}..{high}")
+
+
+def _check_labels(path, labels, classes=IDX_CLASSES):
+    """A labels file holds ``[count]`` integer labels in ``0..classes-1``."""
+    if labels.ndim != 1:
+        raise DatasetError(f"{path}: header field ndim is {labels.ndim}; a labels file has 1 dimension (count)")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DatasetError(f"{path}: data type {_type_of(labels)}; labels must be integers "
+                           f"(unsigned byte, type code 0x08)")
+    bad = np.flatnonzero((labels < 0) | (labels >= classes))
+    if bad.size:
+        raise DatasetError(f"{path}: labels must be 0..{classes - 1} ({classes} classes), found "
+                           f"{int(labels[bad[0]])} at index {int(bad[0])}")
 
 
 def _find_idx(directory, stem):
@@ -111,6 +172,23 @@ def _find_idx(directory, stem):
     return None
 
 
+def _load_split(name, directory, split, hint):
+    """``(images [n, rows, cols] uint8, labels [n] int64, images path)`` of one split, checked."""
+    paths = {}
+    for kind, idx in (("images", "idx3"), ("labels", "idx1")):
+        stem = f"{split}-{kind}-{idx}-ubyte"
+        paths[kind] = _find_idx(directory, stem)
+        if paths[kind] is None:
+            raise DatasetError(f"{name}: {stem}[.gz] not found in {directory}{hint}")
+    images, labels = read_idx(paths["images"]), read_idx(paths["labels"])
+    _check_images(paths["images"], images)
+    _check_labels(paths["labels"], labels)
+    if len(images) != len(labels):
+        raise DatasetError(f"{name}: {paths['images']} holds {len(images)} images but {paths['labels']} "
+                           f"{len(labels)} labels")
+    return images.astype(np.uint8), labels.astype(np.int64), paths["images"]
+
+
 def load_idx_dataset(name, data_dir=None):
     """Load an MNIST-format dataset (``train-``/``t10k-`` images and labels) from ``data_dir``."""
     directory = data_dir or DEFAULT_DIRS.get(name)
@@ -118,24 +196,14 @@ def load_idx_dataset(name, data_dir=None):
     hint = f" (install the Debian package `{pkg}` or pass --data-dir)" if pkg else " (pass --data-dir)"
     if not directory or not os.path.isdir(directory):
         raise DatasetError(f"{name}: data directory {directory} does not exist{hint}")
-    arrays = {}
-    for split in ("train", "t10k"):
-        for kind, idx in (("images", "idx3"), ("labels", "idx1")):
-            stem = f"{split}-{kind}-{idx}-ubyte"
-            path = _find_idx(directory, stem)
-            if path is None:
-                raise DatasetError(f"{name}: {stem}[.gz] not found in {directory}{hint}")
-            arrays[(split, kind)] = read_idx(path)
-    xtr = arrays[("train", "images")].reshape(len(arrays[("train", "images")]), -1).astype(np.uint8)
-    xte = arrays[("t10k", "images")].reshape(len(arrays[("t10k", "images")]), -1).astype(np.uint8)
-    ytr = arrays[("train", "labels")].astype(np.int64)
-    yte = arrays[("t10k", "labels")].astype(np.int64)
-    if len(xtr) != len(ytr) or len(xte) != len(yte):
-        raise DatasetError(f"{name}: image and label counts differ in {directory}")
-    shape = arrays[("train", "images")].shape
-    image = (int(shape[1]), int(shape[2]), 1) if len(shape) == 3 else None
-    return Dataset(name, xtr, ytr, xte, yte, max_value=255, num_classes=int(max(ytr.max(), yte.max()) + 1),
-                   image_shape=image)
+    xtr, ytr, train_path = _load_split(name, directory, "train", hint)
+    xte, yte, test_path = _load_split(name, directory, "t10k", hint)
+    if xtr.shape[1:] != xte.shape[1:]:
+        raise DatasetError(f"{name}: {train_path} holds {xtr.shape[1]}x{xtr.shape[2]} images but {test_path} "
+                           f"{xte.shape[1]}x{xte.shape[2]}: train and test images must have one size")
+    image = (int(xtr.shape[1]), int(xtr.shape[2]), 1)
+    return Dataset(name, xtr.reshape(len(xtr), -1), ytr, xte.reshape(len(xte), -1), yte, max_value=IDX_MAX_VALUE,
+                   num_classes=IDX_CLASSES, image_shape=image)
 
 
 def load_digits_dataset():
@@ -181,12 +249,25 @@ def _read_cifar_batch(path):
         raise DatasetError(f"cifar10: {path} has no 'data'/'labels' entries (keys: "
                            f"{sorted(entries)})")
     data = np.asarray(entries["data"])
-    labels = np.asarray(entries["labels"], dtype=np.int64)
-    if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
+    labels = np.asarray(entries["labels"])
+    if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels) or labels.ndim != 1:
         raise DatasetError(f"cifar10: {path}: expected data [n, 3072] and n labels, got "
                            f"{list(data.shape)} and {len(labels)}")
-    if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise DatasetError(f"cifar10: {path}: labels must be 0..9")
+    if len(data) == 0:
+        raise DatasetError(f"cifar10: {path}: field 'data' holds no images")
+    if not np.issubdtype(data.dtype, np.integer):
+        raise DatasetError(f"cifar10: {path}: field 'data' has type {data.dtype}; images must be integer "
+                           f"pixels (uint8)")
+    if int(data.min()) < 0 or int(data.max()) > 255:
+        raise DatasetError(f"cifar10: {path}: field 'data': pixel values must be 0..255, found "
+                           f"{int(data.min())}..{int(data.max())}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DatasetError(f"cifar10: {path}: field 'labels' has type {labels.dtype}; labels must be integers")
+    bad = np.flatnonzero((labels < 0) | (labels > 9))
+    if bad.size:
+        raise DatasetError(f"cifar10: {path}: field 'labels': labels must be 0..9, found "
+                           f"{int(labels[bad[0]])} at index {int(bad[0])}")
+    labels = labels.astype(np.int64)
     n = len(data)
     # Stored per image as R, G, B planes of 32×32 (CHW); xnorflow's images are HWC.
     hwc = data.astype(np.uint8).reshape(n, 3, 32, 32).transpose(0, 2, 3, 1).reshape(n, 3072)

@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..layers.conv import KERNEL, PAD_BIT, POOL
+from .defaults import MAX_LAYER_WIDTH
 from .models import (BinaryLinear, NotDeployableError, _make_act_quantizer, _make_weight_quantizer, bn_eval64,
                      export_weight_layer, quantizer_after_step, training_dropouts)
 
@@ -56,10 +57,10 @@ def parse_arch(text):
             if not stack or stack[-1] == "pool":
                 raise ValueError(f"a pool must follow a conv layer: {text!r}")
             stack.append("pool")
-        elif part.isdigit() and int(part) > 0:
+        elif part.isdigit() and 0 < int(part) <= MAX_LAYER_WIDTH:
             stack.append(int(part))
         else:
-            raise ValueError(f"{part!r} is neither a positive channel count nor p: {text!r}")
+            raise ValueError(f"{part!r} is neither a channel count in 1..{MAX_LAYER_WIDTH} nor p: {text!r}")
     if not stack or stack[0] == "pool":
         raise ValueError(f"the stack must start with a conv layer: {text!r}")
     return stack

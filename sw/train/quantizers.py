@@ -178,9 +178,9 @@ class RBNNWeight(_EstimatorState):
         self.n1, self.n2 = rbnn_shape(weight[0].numel())
         self.register_buffer("R1", random_orthogonal(self.n1))
         self.register_buffer("R2", random_orthogonal(self.n2))
-        if theta_init == "uniform":  # the public reference code: θ_c ~ U(0, π/2)
+        if theta_init == "uniform":  # θ_c ~ U(0, π/2): xnorflow's default (docs/training.md, RBNN)
             theta = torch.rand(out) * (math.pi / 2)
-        else:  # methods.md: a constant, π/2
+        else:  # a constant: π/2 in methods.md and the official code since May 2020
             theta = torch.full((out,), float(theta_init))
         self.theta = nn.Parameter(theta)
         self.lam = nn.Parameter(weight.detach().reshape(out, -1).abs().mean(1).clone())

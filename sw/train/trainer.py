@@ -11,8 +11,14 @@ import time
 import torch
 from tqdm import tqdm
 
+from ..errors import XnorflowError
 from .losses import CrossEntropy
 from .resume import load_fit_state, save_fit_state
+
+
+class DivergedError(XnorflowError, ArithmeticError):
+    """The training loss became NaN or infinite: the weights are garbage from then on (a
+    learning rate far too large is the usual cause), so training stops at once."""
 
 
 def random_shift(side, max_shift):
@@ -185,12 +191,16 @@ def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0
                 xb = augment(xb, gen)
             out = model(xb)
             batch_loss = criterion(out, xb, yb)
+            step_loss = batch_loss.item()
+            if not math.isfinite(step_loss):
+                raise DivergedError(f"training diverged: the loss became {step_loss} at step {b + 1} of "
+                                    f"epoch {epoch + 1} ({stage}, learning rate {lr:g}); use a smaller one")
             opt.zero_grad(set_to_none=True)
             batch_loss.backward()
             opt.step()
             sched.step()
             model.after_step()
-            loss_sum += batch_loss.item() * len(idx)
+            loss_sum += step_loss * len(idx)
             correct += (out.argmax(1) == yb).sum().item()
             if (state_path and state_every is not None and b + 1 < steps_per_epoch
                     and time.time() - saved_at >= state_every):

@@ -69,7 +69,7 @@ def test_interrupted_run_resumed_equals_uninterrupted(tmp_path, monkeypatch):
     original = _interrupting(monkeypatch, at=2)
     with pytest.raises(KeyboardInterrupt):
         methods.train("rbnn", "digits", state_path=state, **RUN)
-    assert torch.load(state, weights_only=False)["epochs_done"] == 2
+    assert torch.load(state, weights_only=True)["epochs_done"] == 2
     monkeypatch.setattr(methods, "_callbacks", original)
     resumed, _, m_resumed = methods.train("rbnn", "digits", state_path=state, resume=True, **RUN)
     _assert_same_run(straight, m_straight, resumed, m_resumed)
@@ -95,7 +95,7 @@ def test_a_run_killed_mid_epoch_resumes_from_the_step_it_saved(tmp_path, monkeyp
     monkeypatch.setattr(trainer, "save_fit_state", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         methods.train("rbnn", "digits", state_path=state, state_every=0.0, **RUN)
-    saved = torch.load(state, weights_only=False)
+    saved = torch.load(state, weights_only=True)
     assert saved["epochs_done"] == 1 and saved["partial"]["step"] == 5
     monkeypatch.setattr(trainer, "save_fit_state", save)
     resumed, _, m_resumed = methods.train("rbnn", "digits", state_path=state, resume=True, **RUN)
@@ -145,7 +145,11 @@ def test_cli_resume_refuses_a_foreign_state_and_a_finished_run_removes_its_state
     assert "--resume" in err and "train_state.pt" in err
     assert not (out / "model.pt").exists()
 
-    assert main(args) == 0  # without --resume the stale file is simply overwritten
+    assert main(args) == 2  # without --resume a saved state is refused, naming both ways out
+    err = capsys.readouterr().err
+    assert "--resume" in err and "--overwrite" in err
+    assert (out / "train_state.pt").read_bytes() == b"not a state"
+    assert main(args + ["--overwrite"]) == 0  # --overwrite discards it and starts afresh
     assert (out / "model.pt").exists() and not (out / "train_state.pt").exists()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["resumed_at_epochs"] == []
