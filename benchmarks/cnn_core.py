@@ -18,7 +18,8 @@ Two models (docs/conv.md, "On the core"):
 Every run goes through the driver into the Verilator-simulated accelerator (link included);
 the core's counters must equal the cycle model (``predicted_cycles_match``). Inferences per
 second use ``--fmax-mhz``, by default the post-route Fmax of the model's array on the ULX3S
-(its ``bitstreams/ulx3s-85f-<array>@…/report.json``; the board clock when it was not built).
+(the ``bitstreams/ulx3s-85f-…/report.json`` whose ``array`` is the model's, found by
+``sw.synth.find_builds``; the board clock when it was not built).
 
 Prints ONE JSON document on stdout (progress on stderr) and writes a bar chart of cycles per
 layer::
@@ -56,10 +57,9 @@ def build_fmax(array):
     (``xnorflow synth --board ulx3s-85f --array ARRAY`` writes its report.json), else the
     board's clock."""
     from hw.config import ArrayConfig
-    from sw.synth import board_clock
+    from sw.synth import board_clock, find_builds
     cfg = ArrayConfig.parse(array).format()
-    for path in sorted((ROOT / "bitstreams").glob(f"ulx3s-85f-{cfg}@*/report.json")):
-        report = json.loads(path.read_text())
+    for path, report in find_builds("ulx3s-85f", cfg, root=ROOT / "bitstreams"):
         return float(report["fmax_mhz"]), str(path.relative_to(ROOT))
     clock = board_clock("ulx3s-85f")
     log(f"no ULX3S build of {cfg}: using the board clock {clock} MHz")
@@ -71,11 +71,11 @@ def summarise(name, result, model, config, fmax=None):
     from hw.config import ArrayConfig
     cfg = ArrayConfig.parse(config)
     cycles = predict_cycles(model.layers, cfg, 1)
-    conv = [lyr for lyr in model.layers if lyr.type == "conv3x3"]
+    # The conv stack: the layers whose output is an image (its fused pools add 0 cycles, 0 MACs).
+    conv = [lyr for lyr in model.layers if lyr.out_image is not None]
     conv_cycles = sum(cycles["by_layer"][lyr.name] for lyr in conv)
-    words = sum(lyr.utilisation(cfg, 1) * cycles["by_layer"][lyr.name] for lyr in conv)
-    macs = sum(lyr.height * lyr.width * lyr.out_channels * lyr.filter_len * lyr.input_bits
-               for lyr in conv)
+    words = sum(lyr.overlay_utilisation(cfg, 1) * cycles["by_layer"][lyr.name] for lyr in conv)
+    macs = sum(lyr.binary_macs() for lyr in conv)
     per_inf = result["cycles_per_inference"]
     fmax, source = (fmax, "--fmax-mhz") if fmax else build_fmax(config)
     return {

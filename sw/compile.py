@@ -24,19 +24,14 @@ The last layer keeps its raw integers; its scale, bias and batch norm become the
 """
 import numpy as np
 
-from sw import bits as B
-from sw.errors import XnorflowError
 from sw.golden import CompiledModel, Head, InputSpec
-from sw.layers.conv import ConvLayer, MaxPoolLayer
-from sw.layers.dense import DenseLayer, threshold_bits
+from sw.layers import LAYER_TYPES, layer_class
+from sw.layers.base import CompileError
+from sw.layers.dense import DenseLayer
+from sw.layers.weighted import WeightedLayer, threshold_bits
 
 # Brute-force check in blocks of about this many (channel, value) pairs.
 _CHECK_BLOCK = 1 << 22
-
-
-class CompileError(XnorflowError):
-    """The network cannot be compiled; the message names the layer (and channel) and why."""
-
 
 def bn_sigma(bn):
     """``σ = sqrt(var + eps)`` computed exactly as the PyTorch model computes it.
@@ -108,55 +103,29 @@ def _check_finite(d):
                            f"positive")
 
 
-def fold_layer(d, position, count, input_bits):
-    """One exported layer dict (the training deploy contract) → a golden :class:`DenseLayer`
-    (or :class:`ConvLayer` for ``type: conv3x3``; pools are :func:`fold_pool`)."""
-    name = d["name"]
-    conv = d.get("type", "dense") == "conv3x3"
-    _check_finite(d)
-    ws = np.asarray(d["weight_sign"])
-    rows, cols = (d["out_channels"], 9 * d["in_channels"]) if conv else \
-        (d["out_features"], d["in_features"])
-    if ws.shape != (rows, cols) or not np.all(np.abs(ws) == 1):
-        raise CompileError(f"layer '{name}' field 'weight_sign': must be ±1 of shape "
-                           f"[{rows}, {cols}] (a binary-weight layer); "
-                           f"full-precision layers cannot run on the accelerator")
-    first, last = position == 0, position == count - 1
-    if (d["output"] == "raw") != last:
-        raise CompileError(f"layer '{name}': only the last layer may have raw output")
-    kind = dict(input_kind="unsigned" if first else "binary", input_bits=input_bits if first else 1,
-                weights=B.pack_bits(ws > 0), output=d["output"])
-    if conv:
-        if last:
-            raise CompileError(f"layer '{name}': a conv3x3 layer cannot be the last layer (the "
-                               f"classifier must be dense)")
-        layer = ConvLayer(name=name, height=d["height"], width=d["width"],
-                          in_channels=d["in_channels"], out_channels=d["out_channels"], **kind)
-    else:
-        layer = DenseLayer(name=name, in_features=d["in_features"],
-                           out_features=d["out_features"], **kind)
-    if not last:
+def deploy_class(d):
+    """The layer type of deploy dict ``d`` (a dict without ``type`` is a dense layer)."""
+    ltype = d.get("type", DenseLayer.type)
+    cls = layer_class(ltype)
+    if cls is None:
+        raise CompileError(f"layer '{d.get('name')}' field 'type': unknown layer type {ltype!r} "
+                           f"(known: {', '.join(LAYER_TYPES)})")
+    return cls
+
+
+def fold_layer(d, prev, position, count, input_bits):
+    """One exported layer dict (the training deploy contract) after the folded layer ``prev``
+    → its golden layer, thresholds folded and proven (its type builds it: ``from_deploy``)."""
+    cls = deploy_class(d)
+    if issubclass(cls, WeightedLayer):
+        _check_finite(d)
+    layer = cls.from_deploy(d, prev, first=position == 0, last=position == count - 1,
+                            input_bits=input_bits)
+    if layer.output == "threshold":
         lo, hi = layer.acc_range()
         layer.threshold, layer.direction = fold_thresholds(d, lo, hi)
         check_fold(d, layer.threshold, layer.direction, lo, hi)
     return layer
-
-
-def fold_pool(d, prev):
-    """A ``maxpool2x2`` deploy dict after the folded layer ``prev`` → :class:`MaxPoolLayer`.
-
-    The pool takes ``prev``'s threshold directions: OR where +1, AND where −1 (exact because the
-    model pools the integers before its monotone threshold; :mod:`sw.layers.conv`).
-    """
-    name = d["name"]
-    if prev is None or prev.type != "conv3x3":
-        raise CompileError(f"layer '{name}': a maxpool2x2 must follow a conv3x3 layer with "
-                           f"thresholded output")
-    if (d["height"], d["width"], d["channels"]) != (prev.height, prev.width, prev.out_channels):
-        raise CompileError(f"layer '{name}': pools {d['height']}×{d['width']}×{d['channels']} but "
-                           f"'{prev.name}' gives {prev.height}×{prev.width}×{prev.out_channels}")
-    return MaxPoolLayer(name=name, height=prev.height, width=prev.width,
-                        channels=prev.out_channels, direction=prev.direction.copy())
 
 
 def head_from(d):
@@ -175,10 +144,7 @@ def compile_layers(exported, input_bits, max_value, name="model", meta=None):
         raise CompileError(f"input bits must be 1..8, got {input_bits}")
     layers = []
     for i, d in enumerate(exported):
-        if d.get("type") == "maxpool2x2":
-            layers.append(fold_pool(d, layers[-1] if layers else None))
-        else:
-            layers.append(fold_layer(d, i, len(exported), input_bits))
+        layers.append(fold_layer(d, layers[-1] if layers else None, i, len(exported), input_bits))
     for prev, layer in zip(layers, layers[1:]):
         if layer.in_features != prev.out_features:
             raise CompileError(f"layer '{layer.name}' takes {layer.in_features} inputs but "
@@ -225,12 +191,8 @@ def check_fit(model, array):
         batch = max_batch(model.layers, config)
     except ProgramError as e:
         raise CompileError(f"the model does not fit {config.format()}: {e}") from None
-    rows = []
-    for layer in model.layers:
-        in_words, _, m_tiles, _, out_words = layer.hw_shape(config)
-        rows.append({"name": layer.name, "weight_words": m_tiles * in_words,
-                     "threshold_entries": m_tiles if layer.output == "threshold" else 0,
-                     "activation_words": out_words if layer.output == "threshold" else 0})
+    rows = [{"name": layer.name, **layer.overlay_memory(config)._asdict()}
+            for layer in model.layers]
     return {"config": config.format(), "layers": rows,
             "weight_words_used": sum(r["weight_words"] for r in rows), "w_depth": config.w_depth,
             "threshold_entries_used": sum(r["threshold_entries"] for r in rows),

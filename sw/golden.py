@@ -64,7 +64,7 @@ class CompiledModel:
 
     name: str
     input: InputSpec
-    layers: list  # DenseLayer, ConvLayer, MaxPoolLayer (sw.layers.LAYER_TYPES)
+    layers: list  # sw.layers.base.Layer objects, each of a type in sw.layers.LAYER_TYPES
     head: Head
     meta: dict = field(default_factory=dict)
 

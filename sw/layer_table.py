@@ -7,76 +7,23 @@ predicted cycles.
 """
 import json
 
-import numpy as np
-
 from sw import xnf
-from sw.layers.dense import threshold_bits
-
-
-def saturated_channels(layer):
-    """(always-0 count, always-1 count) of a threshold layer over its accumulator range."""
-    if layer.output != "threshold":
-        return 0, 0
-    lo, hi = layer.acc_range()
-    channels = len(layer.threshold)  # out_features for dense, out_channels for conv
-    at_lo = threshold_bits(np.full(channels, lo), layer.threshold, layer.direction)
-    at_hi = threshold_bits(np.full(channels, hi), layer.threshold, layer.direction)
-    # The unit is monotone in acc, so a channel that agrees at both ends is constant.
-    constant = at_lo == at_hi
-    return int((constant & ~at_lo).sum()), int((constant & at_lo).sum())
 
 
 def layer_rows(model, config=None, batch=1):
-    """One dict per layer with everything the table shows."""
+    """One dict per layer with everything the table shows (each layer type's
+    ``table_row``, plus the cycle model's cycles on ``config``)."""
     cycles = None
     if config is not None:
         from sw.program import predict_cycles
         cycles = predict_cycles(model.layers, config, batch)["by_layer"]
     rows = []
     for layer in model.layers:
-        if layer.type == "maxpool2x2":
-            rows.append(_pool_row(layer, cycles))
-            continue
-        zero, one = saturated_channels(layer)
-        row = {
-            "name": layer.name, "type": layer.type,
-            "in_features": layer.in_features, "out_features": layer.out_features,
-            "input": f"{layer.input_kind} {layer.input_bits}-bit",
-            "output": layer.output,
-            "acc_range": list(layer.acc_range()),
-            "threshold_min": int(layer.threshold.min()) if layer.output == "threshold" else None,
-            "threshold_max": int(layer.threshold.max()) if layer.output == "threshold" else None,
-            "negative_direction": int((layer.direction < 0).sum()) if layer.output == "threshold" else 0,
-            "saturated_always_0": zero, "saturated_always_1": one,
-            "weight_bytes": int(layer.weights.size),
-            "threshold_bytes": 4 * len(layer.threshold) if layer.output == "threshold" else 0,
-            "binary_macs": layer.binary_macs(),
-        }
-        if layer.type == "conv3x3":
-            row["shape"] = (f"{layer.height}×{layer.width}×{layer.in_channels}→"
-                            f"{layer.height}×{layer.width}×{layer.out_channels}")
+        row = layer.table_row()
         if cycles is not None:
             row["cycles"] = int(cycles[layer.name])
         rows.append(row)
     return rows
-
-
-def _pool_row(layer, cycles):
-    """Table row of a max-pool: no weights or thresholds; 'neg' counts its AND channels."""
-    row = {
-        "name": layer.name, "type": layer.type,
-        "in_features": layer.in_features, "out_features": layer.out_features,
-        "shape": (f"{layer.height}×{layer.width}×{layer.channels}→"
-                  f"{layer.out_height}×{layer.out_width}×{layer.channels}"),
-        "input": "binary 1-bit", "output": "OR/AND 2×2", "acc_range": None,
-        "threshold_min": None, "threshold_max": None,
-        "negative_direction": int((layer.direction < 0).sum()),
-        "saturated_always_0": 0, "saturated_always_1": 0,
-        "weight_bytes": 0, "threshold_bytes": 0, "binary_macs": 0,
-    }
-    if cycles is not None:
-        row["cycles"] = int(cycles[layer.name])
-    return row
 
 
 def format_table(model, rows):
@@ -106,9 +53,8 @@ def format_table(model, rows):
     text.append(f"total parameter memory: {total_w} bytes")
     if rows and "cycles" in rows[0]:
         text.append(f"predicted cycles per batch: {sum(r['cycles'] for r in rows)}")
-        if any(r["type"] == "maxpool2x2" for r in rows):
-            text.append("a maxpool2x2 after a conv runs in that conv's writer: 0 cycles of its "
-                        "own (docs/conv.md); a conv model runs one image per run")
+        notes = dict.fromkeys(layer.table_note for layer in model.layers)
+        text.extend(note for note in notes if note is not None)
     return "\n".join(text)
 
 

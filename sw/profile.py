@@ -1,12 +1,12 @@
 """``xnorflow profile``: where an inference's cycles go, and what that means on a board.
 
 For a compiled model and an accelerator configuration: cycles per layer from the cycle model
-(each layer type's ``cycles`` in :mod:`sw.layers`), confirmed equal to the hardware counters by
-running the model in simulation; array utilisation (ideal binary MACs over ``P·Q·K·cycles``);
-latency and inferences per second at the clock the bitstream runs at (the board's PLL output,
-below the post-route Fmax from ``xnorflow synth``; the figures at Fmax itself are reported too);
-and what a board run costs end to end over the board's UART (the bytes the driver moves per
-run, from the driver's own frames). Writes a table and a bar chart.
+(each layer type's ``overlay_cycles`` in :mod:`sw.layers`), confirmed equal to the hardware
+counters by running the model in simulation; array utilisation (ideal binary MACs over
+``P·Q·K·cycles``); latency and inferences per second at the clock the bitstream runs at (the
+board's PLL output, below the post-route Fmax from ``xnorflow synth``; the figures at Fmax
+itself are reported too); and what a board run costs end to end over the board's UART (the
+bytes the driver moves per run, from the driver's own frames). Writes a table and a bar chart.
 """
 import json
 import sys

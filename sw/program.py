@@ -1,6 +1,6 @@
 """A compiled model as the accelerator core sees it: memory images, inputs, outputs, cycles.
 
-``build_program`` turns a list of golden :class:`~sw.layers.dense.DenseLayer` objects into
+``build_program`` turns a list of golden layers (:mod:`sw.layers`) into
 ``(byte address, bytes)`` writes for the core's bus (descriptors, weights, thresholds);
 ``encode_inputs`` does the same for a batch of inputs, ``decode_outputs`` turns the bytes read
 from the output region back into the last layer's integers, and ``predict_cycles`` is the cycle
@@ -11,95 +11,47 @@ with ``input_bits = 1``), hidden layers are binary with threshold outputs, the l
 raw outputs. A CNN's conv layers come first (docs/conv.md): each runs as one descriptor, a
 max-pool after a conv is fused into that conv's descriptor (it has no descriptor and no cycles
 of its own), and a model with conv layers runs one image per run.
+
+What is particular to a layer type — its shape on the array, its rules, its descriptor, images
+and cycles — is the layer's (the ``overlay_*`` methods of :class:`sw.layers.base.Layer`); this
+module allocates the memories, places the writes on the bus and checks the whole program.
 """
 import numpy as np
 
 from hw.config import ArrayConfig
 from hw.core import memory_map as mm
-from sw.errors import XnorflowError
+from sw import bits as B
+from sw.layers.base import OverlayStep, ProgramError
 
 __all__ = ["build_program", "encode_inputs", "encode_model_inputs", "decode_outputs",
            "output_region", "predict_cycles", "max_batch", "check_batch", "hw_steps",
            "counters_by_layer", "ProgramError"]
 
 
-class ProgramError(XnorflowError, ValueError):
-    """The model does not fit or does not suit the core; the message names the layer."""
-
-
 def _cfg(config):
     return ArrayConfig.parse(config) if not isinstance(config, ArrayConfig) else config
 
 
-def _kind(layer):
-    return getattr(layer, "type", type(layer).__name__)
-
-
 def hw_steps(layers):
-    """``[(layer, pool)]``: one entry per descriptor; ``pool`` is the max-pool layer fused into
-    the conv ``layer`` (or None)."""
+    """``[OverlayStep(layer, fused)]``: one entry per descriptor; ``fused`` is the layer the
+    core runs inside ``layer``'s descriptor (a max-pool in its conv's writer), or None."""
     steps = []
     for layer in layers:
-        if _kind(layer) == "maxpool2x2" and steps and _kind(steps[-1][0]) == "conv3x3" \
-                and steps[-1][1] is None:
-            steps[-1] = (steps[-1][0], layer)
+        if steps and steps[-1].fused is None and steps[-1].layer.overlay_fuses(layer):
+            steps[-1] = OverlayStep(steps[-1].layer, layer)
         else:
-            steps.append((layer, None))
+            steps.append(OverlayStep(layer))
     return steps
 
 
 def counters_by_layer(layers, counters):
     """``{layer name: cycles}`` from the per-descriptor counters (a fused pool counts 0)."""
     out = {}
-    for k, (layer, pool) in enumerate(hw_steps(layers)):
+    for k, (layer, fused) in enumerate(hw_steps(layers)):
         out[layer.name] = counters[k]
-        if pool is not None:
-            out[pool.name] = 0
+        if fused is not None:
+            out[fused.name] = 0
     return out
-
-
-def _check_conv(idx, layer, pool, prev, config):
-    """Conv/pool rules of the core (docs/conv.md, "On the core"); raises ProgramError."""
-    where = f"layer {layer.name!r}"
-    Q = config.Q
-    if not config.conv:
-        raise ProgramError(f"{where}: the {config} build has no conv datapath (conv=0); "
-                           f"use a build with conv=1 (the default)")
-    if idx > 0 and _kind(prev) not in ("conv3x3", "maxpool2x2"):
-        raise ProgramError(f"{where}: a conv layer must be the first layer or follow a conv "
-                           f"(the core's conv reads a feature map written by a conv)")
-    if layer.output != "threshold":
-        raise ProgramError(f"{where}: a conv layer must have threshold output")
-    if layer.input_kind == "binary" and layer.input_bits != 1:
-        raise ProgramError(f"{where}: binary conv input has input_bits {layer.input_bits}")
-    if max(layer.height, layer.width) > 255:
-        raise ProgramError(f"{where}: image {layer.height}x{layer.width} is larger than the "
-                           f"core's 255x255")
-    if pool is not None:
-        if Q % 4:
-            raise ProgramError(f"layer {pool.name!r}: a fused max-pool needs Q a multiple of "
-                               f"4 (the four pixels of a window in adjacent columns), {config} "
-                               f"has Q={Q}")
-        if layer.height % 2 or layer.width % 2:
-            raise ProgramError(f"layer {pool.name!r}: the core pools even images only, "
-                               f"{layer.height}x{layer.width} is odd")
-    if layer.input_kind == "binary":
-        # The column walkers wrap to the next row (pair) at most once per group.
-        step = Q // 2 if pool is not None else Q
-        if step > layer.width:
-            raise ProgramError(f"{where}: the image is {layer.width} pixels wide, a group of "
-                               f"{Q} columns covers {step} pixels of a row "
-                               f"({'pooled ' if pool is not None else ''}needs width ≥ {step})")
-    _, _, _, W, out_words = layer.hw_shape(config)
-    units = layer.height * layer.width // (4 if pool is not None else 1)
-    if units * out_words > config.act_depth:
-        raise ProgramError(f"{where}: its output feature map needs {units * out_words} "
-                           f"activation words (every column bank holds all of it), {config} "
-                           f"has act_depth={config.act_depth}")
-    groups = -(-layer.height * layer.width // Q)
-    if idx == 0 and groups * W > config.in_depth:
-        raise ProgramError(f"{where}: the im2col input of one image needs {groups * W} words "
-                           f"per input bank, {config} has in_depth={config.in_depth}")
 
 
 def _check_layers(layers, config):
@@ -114,46 +66,9 @@ def _check_layers(layers, config):
     if len(set(names)) != len(names):
         raise ProgramError(f"layer names must be unique, got {names}")
     prev = None
-    for idx, (layer, pool) in enumerate(steps):
-        where = f"layer {layer.name!r}"
-        kind = _kind(layer)
-        if kind == "maxpool2x2":
-            raise ProgramError(f"{where} (maxpool2x2): the core pools only right after a conv "
-                               f"layer (the pool is fused into the conv's writer)")
-        if kind not in ("dense", "conv3x3"):
-            raise ProgramError(f"{where}: only dense and conv3x3 layers run on the core, "
-                               f"got {kind!r}")
-        if idx > 0 and layer.input_kind != "binary":
-            raise ProgramError(f"{where}: only the first layer may take unsigned inputs")
-        if idx > 0 and layer.in_features != prev.out_features:
-            raise ProgramError(f"{where}: needs {layer.in_features} inputs but the previous "
-                               f"layer {prev.name!r} has {prev.out_features} outputs")
-        if not 1 <= layer.input_bits <= 8:
-            raise ProgramError(f"{where}: input_bits {layer.input_bits} is outside 1..8")
-        if kind == "conv3x3":
-            _check_conv(idx, layer, pool, prev, config)
-        elif idx > 0 and _kind(prev) in ("conv3x3", "maxpool2x2"):
-            channels = getattr(prev, "out_channels", getattr(prev, "channels", None))
-            if channels % config.K:
-                raise ProgramError(f"{where}: a dense layer reads the feature map before it "
-                                   f"as one vector, which needs its {channels} channels to be "
-                                   f"a multiple of K={config.K}")
-        last = idx == len(steps) - 1
-        if last and layer.output != "raw":
-            raise ProgramError(f"{where}: the last layer must have raw output (it has "
-                               f"{layer.output!r}); its integers leave through the output buffer")
-        if not last and layer.output != "threshold":
-            raise ProgramError(f"{where}: only the last layer may have raw output")
-        lo, hi = layer.acc_range()
-        if hi + 1 > (1 << (config.acc_width - 1)) - 1:
-            raise ProgramError(f"{where}: accumulator range [{lo}, {hi}] needs "
-                               f"{(hi + 1).bit_length() + 1} bits, {config} has acc_width="
-                               f"{config.acc_width}")
-        _, _, m_tiles, _, out_words = layer.hw_shape(config)
-        if kind == "dense" and layer.output == "threshold" and out_words > config.act_depth:
-            raise ProgramError(f"{where}: needs {out_words} activation words per sample, "
-                               f"{config} has act_depth={config.act_depth}")
-        prev = pool if pool is not None else layer
+    for idx, (layer, fused) in enumerate(steps):
+        layer.overlay_check(idx, fused, prev, config, last=idx == len(steps) - 1)
+        prev = fused if fused is not None else layer
     return layers
 
 
@@ -163,25 +78,20 @@ def check_fits(layers, config):
     _check_layers(layers, _cfg(config))
 
 
-def _has_conv(layers):
-    return any(_kind(layer) == "conv3x3" for layer in layers)
-
-
 def max_batch(layers, config):
     """Largest batch one run of ``layers`` takes on ``config`` (a multiple of Q; 1 for a
     model with conv layers, whose columns are the pixels of one image)."""
     config = _cfg(config)
     layers = list(layers)
-    if _has_conv(layers):
+    if any(layer.overlay_one_image for layer in layers):
         return 1
-    W0 = layers[0].hw_shape(config)[3]
-    limits = [config.in_depth // W0]
+    limits = [config.in_depth // layers[0].overlay_shape(config).tile_words]
     for layer in layers:
-        _, _, m_tiles, _, out_words = layer.hw_shape(config)
+        shape = layer.overlay_shape(config)
         if layer.output == "raw":
-            limits.append(config.out_depth // (m_tiles * config.Q))
+            limits.append(config.out_depth // (shape.m_tiles * config.Q))
         else:
-            limits.append(config.act_depth // out_words)
+            limits.append(config.act_depth // shape.out_words)
     return min(limits) * config.Q
 
 
@@ -196,32 +106,27 @@ def build_program(layers, config):
     writes = []
     w_base = t_base = 0
     steps = hw_steps(layers)
-    for idx, (layer, pool) in enumerate(steps):
-        in_words, _, m_tiles, _, _ = layer.hw_shape(config)
-        w_words = m_tiles * in_words
+    for idx, (layer, fused) in enumerate(steps):
+        memory = layer.overlay_memory(config)
+        w_words, t_entries = memory.weight_words, memory.threshold_entries
         if w_base + w_words > config.w_depth:
             raise ProgramError(f"layer {layer.name!r}: weights need words {w_base}.."
                                f"{w_base + w_words - 1} of each row bank, {config} has "
                                f"w_depth={config.w_depth}")
-        if layer.output == "threshold" and t_base + m_tiles > config.thr_depth:
+        if t_entries and t_base + t_entries > config.thr_depth:
             raise ProgramError(f"layer {layer.name!r}: thresholds need entries {t_base}.."
-                               f"{t_base + m_tiles - 1} of each row bank, {config} has "
+                               f"{t_base + t_entries - 1} of each row bank, {config} has "
                                f"thr_depth={config.thr_depth}")
-        last = idx == len(steps) - 1
-        fields = (layer.hw_descriptor(config, w_base, t_base, last=last, pool=pool is not None)
-                  if _kind(layer) == "conv3x3" else
-                  layer.hw_descriptor(config, w_base, t_base, last=last))
+        fields = layer.overlay_descriptor(config, w_base, t_base, last=idx == len(steps) - 1,
+                                          fused=fused)
         writes.append((mm.DESC_BASE + mm.DESC_BYTES * idx, mm.encode_descriptor(**fields)))
         writes.append((mm.W_BASE + w_base * config.P * config.word_bytes,
-                       layer.hw_weight_image(config)))
+                       layer.overlay_weight_image(config)))
         if layer.output == "threshold":
             writes.append((mm.THR_BASE + 4 * t_base * config.P,
-                           layer.hw_threshold_image(config)))
-            t_base += m_tiles
+                           layer.overlay_threshold_image(config)))
+        t_base += t_entries
         w_base += w_words
-    if _kind(layers[-1]) != "dense":
-        raise ProgramError(f"layer {layers[-1].name!r}: the last layer must be dense (raw "
-                           f"integers for the host's head)")
     if max_batch(layers, config) < 1:
         raise ProgramError(f"not even one column group of {config.Q} samples fits {config}")
     return writes
@@ -241,7 +146,6 @@ def encode_inputs(x, input_bits, config):
         raise ValueError(f"inputs must be [batch, features], got shape {x.shape}")
     if x.size and (x.min() < 0 or x.max() >= 1 << input_bits):
         raise ValueError(f"inputs must be unsigned {input_bits}-bit integers")
-    from sw import bits as B
     batch, n = x.shape
     K, Q, wb = config.K, config.Q, config.word_bytes
     in_words = -(-n // K)
@@ -263,41 +167,22 @@ def encode_inputs(x, input_bits, config):
 def encode_model_inputs(layers, x, config):
     """``[(address, bytes)]`` writing the inputs ``x`` (uint8 [B, N]) of ``layers``' first layer.
 
-    Dense: :func:`encode_inputs`. Conv (one image, B = 1): the host writes the image's im2col
-    vectors (sw/layers/conv.py) as if each output pixel were a sample, in the conv's pixel
-    order (row-major, or pool window by window when the conv's max-pool is fused).
+    The first layer says what the columns take (``overlay_input_rows``): a dense layer the
+    samples themselves; a conv (one image, B = 1) the image's im2col vectors
+    (sw/layers/conv.py) as if each output pixel were a sample, in the conv's pixel order
+    (row-major, or pool window by window when the conv's max-pool is fused). Then
+    :func:`encode_inputs`.
     """
     config = _cfg(config)
-    layers = list(layers)
-    first = layers[0]
-    if _kind(first) != "conv3x3":
-        return encode_inputs(x, first.input_bits, config)
-    x = np.asarray(x)
-    if x.ndim != 2 or x.shape[0] != 1:
-        raise ProgramError(f"a conv model runs one image per run, got inputs of shape "
-                           f"{list(x.shape)}")
-    pooled = hw_steps(layers)[0][1] is not None
-    cols = first.columns(x)                       # [H·W, 9·C] row-major pixels
-    if pooled:
-        cols = window_order(cols, first.height, first.width)
-    return encode_inputs(cols, first.input_bits, config)
-
-
-def window_order(rows, height, width):
-    """Reorder per-pixel rows (row-major, ``H·W`` of them) pool window by window: window
-    ``(Y, X)`` row-major, its pixels ``dy·2 + dx`` consecutive (the order a pooled conv's
-    columns compute pixels in)."""
-    rows = np.asarray(rows)
-    r = rows.reshape(height // 2, 2, width // 2, 2, *rows.shape[1:])
-    return np.ascontiguousarray(np.moveaxis(r, 2, 1)).reshape(rows.shape)
+    first, fused = hw_steps(list(layers))[0]
+    return encode_inputs(first.overlay_input_rows(x, fused), first.input_bits, config)
 
 
 def output_region(layers, config, batch):
     """(address, length) of the bytes holding the last layer's outputs for ``batch``."""
     config = _cfg(config)
     check_batch(layers, config, batch)
-    last = list(layers)[-1]
-    m_tiles = last.hw_shape(config)[2]
+    m_tiles = list(layers)[-1].overlay_shape(config).m_tiles
     groups = -(-batch // config.Q)
     return mm.OUT_BASE, groups * m_tiles * config.Q * config.P * 4
 
@@ -321,7 +206,7 @@ def decode_outputs(data, layers, config, batch):
     """
     config = _cfg(config)
     last = list(layers)[-1]
-    m_tiles = last.hw_shape(config)[2]
+    m_tiles = last.overlay_shape(config).m_tiles
     groups = -(-batch // config.Q)
     vals = np.frombuffer(bytes(data), dtype="<i4").astype(np.int64)
     vals = vals.reshape(groups, m_tiles, config.Q, config.P)      # g, t, j, i
@@ -333,6 +218,6 @@ def predict_cycles(layers, config, batch):
     """``{"total": cycles, "by_layer": {name: cycles}}`` exactly as the core's counters count
     (a max-pool fused into its conv counts 0: its work is in the conv's writer)."""
     config = _cfg(config)
-    by_layer = {layer.name: layer.cycles(config, batch, first=idx == 0)
+    by_layer = {layer.name: layer.overlay_cycles(config, batch, first=idx == 0)
                 for idx, layer in enumerate(layers)}
     return {"total": sum(by_layer.values()), "by_layer": by_layer}

@@ -4,6 +4,7 @@ import numpy as np
 
 from sw import bits as B
 from sw.golden import CompiledModel, Head, InputSpec
+from sw.layers.conv import ConvLayer, MaxPoolLayer
 from sw.layers.dense import DenseLayer
 
 
@@ -45,7 +46,6 @@ def random_inputs(rng, model, batch):
 def random_cnn_model(rng, image, stack, dense, input_bits, name="random-cnn"):
     """A CompiledModel with a conv stack: ``image = (H, W, C)``; ``stack`` a list of conv output
     channel counts and ``"pool"``; then dense layers of widths ``dense`` (classes last)."""
-    from sw.layers.conv import ConvLayer, MaxPoolLayer
     h, w, c = image
     layers = []
     for i, item in enumerate(stack):
@@ -85,10 +85,10 @@ def balanced_cnn_model(rng, image, stack, dense, input_bits, x, name="random-cnn
     model = random_cnn_model(rng, image, stack, dense, input_bits, name=name)
     act = x
     for idx, layer in enumerate(model.layers):
-        if layer.type == "maxpool2x2":
-            layer.direction = model.layers[idx - 1].direction.copy()
-        elif layer.output == "threshold":
-            channels = getattr(layer, "out_channels", layer.out_features)
+        if idx:
+            layer.derive_from(model.layers[idx - 1])     # a pool: its conv's new directions
+        if layer.output == "threshold":
+            channels = layer.out_channels
             acc = layer.dot(act).reshape(-1, channels)
             pick = acc[rng.integers(0, len(acc), channels), np.arange(channels)]
             layer.threshold = (pick + rng.integers(-1, 2, channels)).astype(np.int32)

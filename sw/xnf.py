@@ -18,7 +18,10 @@ then ``os.replace``): a crash never leaves a half-written model under the target
 Layer entries have a ``type``: ``dense``, ``conv3x3`` (also ``height``, ``width``,
 ``in_channels``, ``out_channels``; weights ``[C_out, ceil(9·C_in/8)]`` tap-major, thresholds
 per output channel) or ``maxpool2x2`` (``height``, ``width``, ``channels`` and a ``direction``
-array: the feeding conv's, OR for +1 and AND for −1); see :mod:`sw.layers.conv`.
+array: the feeding conv's, OR for +1 and AND for −1); see :mod:`sw.layers.conv`. Each layer
+type writes and validates its own entry (``manifest``/``arrays``, ``from_manifest``,
+``check_follows`` in :mod:`sw.layers`); this module owns the container and the checks that
+span layers.
 
 Loading checks, in order: magic, version, length (truncation), checksum, manifest, then every
 layer's fields, shapes and value ranges, then how the layers chain (sizes, image geometry,
@@ -33,11 +36,9 @@ import tempfile
 
 import numpy as np
 
-from sw import bits as B
 from sw.errors import XnorflowError
 from sw.golden import HEAD_FIELDS, CompiledModel, Head, InputSpec
-from sw.layers.conv import ConvLayer, MaxPoolLayer
-from sw.layers.dense import INPUT_KINDS, OUTPUT_KINDS, DenseLayer
+from sw.layers import LAYER_TYPES, layer_class
 
 MAGIC = b"XNORFLOW"
 VERSION = 1
@@ -61,36 +62,12 @@ class XnfError(XnorflowError, ValueError):
 
 # ---------------------------------------------------------------- writing
 
-def _layer_manifest(i, layer, arrays):
-    prefix = f"layers.{i}"
-    if layer.type == "maxpool2x2":
-        arrays[f"{prefix}.direction"] = np.asarray(layer.direction, dtype=np.int8)
-        return {"name": layer.name, "type": layer.type, "height": layer.height,
-                "width": layer.width, "channels": layer.channels,
-                "arrays": {"direction": f"{prefix}.direction"}, "extra": layer.extra}
-    entry = {
-        "name": layer.name, "type": layer.type,
-        "in_features": layer.in_features, "out_features": layer.out_features,
-        "input_kind": layer.input_kind, "input_bits": layer.input_bits, "output": layer.output,
-        "arrays": {"weights": f"{prefix}.weights"},
-        "extra": layer.extra,
-    }
-    if layer.type == "conv3x3":
-        entry.update(height=layer.height, width=layer.width, in_channels=layer.in_channels,
-                     out_channels=layer.out_channels)
-    arrays[f"{prefix}.weights"] = np.asarray(layer.weights, dtype=np.uint8)
-    if layer.output == "threshold":
-        entry["arrays"]["threshold"] = f"{prefix}.threshold"
-        entry["arrays"]["direction"] = f"{prefix}.direction"
-        arrays[f"{prefix}.threshold"] = np.asarray(layer.threshold, dtype=np.int32)
-        arrays[f"{prefix}.direction"] = np.asarray(layer.direction, dtype=np.int8)
-    return entry
-
-
 def to_bytes(model):
     """Serialise a :class:`CompiledModel` to the bytes of a ``.xnf`` file."""
-    arrays = {}
-    layers = [_layer_manifest(i, layer, arrays) for i, layer in enumerate(model.layers)]
+    arrays, layers = {}, []
+    for i, layer in enumerate(model.layers):
+        layers.append(layer.manifest(f"layers.{i}"))
+        arrays.update(layer.arrays(f"layers.{i}"))
     for f in HEAD_FIELDS:
         arrays[f"head.{f}"] = np.asarray(getattr(model.head, f), dtype=np.float64)
     index, chunks, offset = {}, [], 0
@@ -195,19 +172,26 @@ def from_bytes(data, path="<bytes>"):
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise XnfError(path, f"manifest is not valid JSON ({e})", field="manifest") from None
     payload = body[_HEADER.size + mlen:]
-    return _Reader(path, manifest, payload).model()
+    return ManifestReader(path, manifest, payload).model()
 
 
-class _Reader:
-    """Turns a checked manifest and payload into a validated CompiledModel."""
+class ManifestReader:
+    """Turns a checked manifest and payload into a validated CompiledModel.
+
+    The layer types validate their own entries through :meth:`get`, :meth:`array`,
+    :meth:`positive_ints` and :meth:`fail` (see :class:`sw.layers.base.Layer`), so every
+    message names the file, the layer and the field the same way.
+    """
 
     def __init__(self, path, manifest, payload):
         self.path, self.manifest, self.payload = path, manifest, payload
 
     def fail(self, message, layer=None, field=None):
+        """Raise :class:`XnfError` naming this file, ``layer`` and ``field``."""
         raise XnfError(self.path, message, layer=layer, field=field)
 
     def get(self, obj, key, kind, layer=None, where=None):
+        """``obj[key]``, which must exist and be of ``kind`` (``int`` excludes bools)."""
         if not isinstance(obj, dict) or key not in obj:
             self.fail("missing", layer=layer, field=where or key)
         value = obj[key]
@@ -218,6 +202,7 @@ class _Reader:
         return value
 
     def array(self, name, dtype, shape, layer=None, field=None):
+        """The payload array ``name``, which must have ``dtype`` and ``shape``."""
         index = self.get(self.manifest, "arrays", dict)
         if name not in index:
             self.fail(f"array '{name}' is not in the file", layer, field)
@@ -283,118 +268,30 @@ class _Reader:
             seen.add(layer.name)
 
     def layer(self, i, e, count):
+        """Layer ``i`` of ``count``: its type validates its own entry."""
         name = e.get("name", f"#{i}") if isinstance(e, dict) else f"#{i}"
         if not isinstance(e, dict):
             self.fail("layer entry is not an object", layer=name)
         ltype = e.get("type")
-        if ltype == "maxpool2x2":
-            return self.pool_layer(name, e)
-        if ltype not in ("dense", "conv3x3"):
-            self.fail(f"unknown layer type {ltype!r} (known: dense, conv3x3, maxpool2x2)", name,
+        cls = layer_class(ltype)
+        if cls is None:
+            self.fail(f"unknown layer type {ltype!r} (known: {', '.join(LAYER_TYPES)})", name,
                       "type")
-        n = self.get(e, "in_features", int, name)
-        mo = self.get(e, "out_features", int, name)
-        if n <= 0 or mo <= 0:
-            self.fail(f"sizes must be positive, got {n}→{mo}", name, "in_features/out_features")
-        if ltype == "conv3x3":
-            # Weights and thresholds are per filter: N = 9·C_in bits, one entry per C_out.
-            geo = self.geometry(name, e, ("height", "width", "in_channels", "out_channels"))
-            h, w, cin, cout = geo
-            if (n, mo) != (h * w * cin, h * w * cout):
-                self.fail(f"in/out_features {n}→{mo} disagree with the geometry {h}×{w}×{cin}"
-                          f"→{h}×{w}×{cout}", name, "in_features/out_features")
-            n, mo = 9 * cin, cout
-        kind = self.get(e, "input_kind", str, name)
-        if kind not in INPUT_KINDS:
-            self.fail(f"must be one of {INPUT_KINDS}, got {kind!r}", name, "input_kind")
-        k = self.get(e, "input_bits", int, name)
-        if kind == "binary" and k != 1 or not 1 <= k <= 8:
-            self.fail(f"{kind} input takes {'1' if kind == 'binary' else '1..8'} bits, got {k}",
-                      name, "input_bits")
-        output = self.get(e, "output", str, name)
-        if output not in OUTPUT_KINDS:
-            self.fail(f"must be one of {OUTPUT_KINDS}, got {output!r}", name, "output")
-        if (output == "raw") != (i == count - 1):
-            self.fail("only the last layer has raw output; every other layer thresholds",
-                      name, "output")
-        if ltype == "conv3x3" and output != "threshold":
-            self.fail("conv3x3 layers threshold (the classifier is a dense layer)", name,
-                      "output")
-        names = self.get(e, "arrays", dict, name)
-        weights = self.array(self.get(names, "weights", str, name, "arrays.weights"), "uint8",
-                             [mo, B.packed_len(n)], name, "weights")
-        pad = ~B.valid_mask(n)
-        if (weights & pad).any():
-            self.fail("padding bits past in_features must be 0", name, "weights")
-        if ltype == "conv3x3":
-            layer = ConvLayer(name=name, height=h, width=w, in_channels=cin, out_channels=cout,
-                              input_kind=kind, input_bits=k, weights=weights, output=output,
-                              extra=e.get("extra") or {})
-        else:
-            layer = DenseLayer(name=name, in_features=n, out_features=mo, input_kind=kind,
-                               input_bits=k, weights=weights, output=output,
-                               extra=e.get("extra") or {})
-        if output == "threshold":
-            thr = self.array(self.get(names, "threshold", str, name, "arrays.threshold"),
-                             "int32", [mo], name, "threshold")
-            dirs = self.array(self.get(names, "direction", str, name, "arrays.direction"),
-                              "int8", [mo], name, "direction")
-            lo, hi = layer.acc_range()
-            bad = np.flatnonzero((thr < lo - 1) | (thr > hi + 1))
-            if bad.size:
-                c = int(bad[0])
-                self.fail(f"channel {c} threshold {int(thr[c])} is outside [{lo - 1}, {hi + 1}] "
-                          f"(the accumulator range ±1; saturate to the bound instead)",
-                          name, "threshold")
-            bad = np.flatnonzero(np.abs(dirs) != 1)
-            if bad.size:
-                self.fail(f"channel {int(bad[0])} direction {int(dirs[bad[0]])} is not ±1",
-                          name, "direction")
-            layer.threshold, layer.direction = thr, dirs
-        return layer
+        return cls.from_manifest(self, name, e, last=i == count - 1)
 
-    def geometry(self, name, e, keys):
-        """Positive integer fields ``keys`` of a conv/pool entry."""
+    def positive_ints(self, name, e, keys):
+        """The positive integer fields ``keys`` of layer ``name``'s entry ``e`` (geometry)."""
         values = tuple(self.get(e, key, int, name) for key in keys)
         for key, v in zip(keys, values):
             if v <= 0:
                 self.fail(f"must be positive, got {v}", name, key)
         return values
 
-    def pool_layer(self, name, e):
-        h, w, c = self.geometry(name, e, ("height", "width", "channels"))
-        if h < 2 or w < 2:
-            self.fail(f"a 2×2 pool needs an image of at least 2×2, got {h}×{w}", name,
-                      "height/width")
-        names = self.get(e, "arrays", dict, name)
-        dirs = self.array(self.get(names, "direction", str, name, "arrays.direction"), "int8",
-                          [c], name, "direction")
-        bad = np.flatnonzero(np.abs(dirs) != 1)
-        if bad.size:
-            self.fail(f"channel {int(bad[0])} direction {int(dirs[bad[0]])} is not ±1", name,
-                      "direction")
-        return MaxPoolLayer(name=name, height=h, width=w, channels=c, direction=dirs,
-                            extra=e.get("extra") or {})
-
-    def check_pool(self, prev, pool):
-        """A pool follows a conv of its geometry and pools by that conv's directions."""
-        if prev.type != "conv3x3":
-            self.fail(f"a maxpool2x2 must follow a conv3x3 layer, not {prev.type} '{prev.name}'",
-                      pool.name, "type")
-        if (prev.height, prev.width, prev.out_channels) != (pool.height, pool.width,
-                                                            pool.channels):
-            self.fail(f"pools a {pool.height}×{pool.width}×{pool.channels} image but "
-                      f"'{prev.name}' gives {prev.height}×{prev.width}×{prev.out_channels}",
-                      pool.name, "height/width/channels")
-        bad = np.flatnonzero(pool.direction != prev.direction)
-        if bad.size:
-            self.fail(f"channel {int(bad[0])} direction {int(pool.direction[bad[0]]):+d} differs "
-                      f"from '{prev.name}' (OR for +1, AND for −1: pooling must follow the "
-                      f"conv's threshold direction)", pool.name, "direction")
-
     def check_chain(self, layers, features, bits):
+        """How the layers chain: the classifier last, the model inputs first, then each pair
+        (its type's own rules, binary inputs after the first, sizes)."""
         first = layers[0]
-        if layers[-1].type != "dense":
+        if not layers[-1].classifier:
             self.fail("the last layer must be a dense layer with raw output (the classifier)",
                       layers[-1].name, "type")
         if first.input_kind != "unsigned":
@@ -404,19 +301,7 @@ class _Reader:
             self.fail(f"takes {first.in_features} inputs of {first.input_bits} bits but the model "
                       f"input is {features} of {bits} bits", first.name, "in_features")
         for prev, layer in zip(layers, layers[1:]):
-            if layer.type == "maxpool2x2":
-                self.check_pool(prev, layer)
-            if layer.type == "conv3x3" and prev.type not in ("conv3x3", "maxpool2x2"):
-                self.fail(f"a conv3x3 layer takes an image: it cannot follow {prev.type} "
-                          f"'{prev.name}'", layer.name, "type")
-            if layer.type == "conv3x3" and prev.type == "maxpool2x2" and \
-                    (prev.out_height, prev.out_width) != (layer.height, layer.width):
-                self.fail(f"takes a {layer.height}×{layer.width} image but '{prev.name}' gives "
-                          f"{prev.out_height}×{prev.out_width}", layer.name, "height/width")
-            if layer.type == "conv3x3" and prev.type == "conv3x3" and \
-                    (prev.height, prev.width) != (layer.height, layer.width):
-                self.fail(f"takes a {layer.height}×{layer.width} image but '{prev.name}' gives "
-                          f"{prev.height}×{prev.width}", layer.name, "height/width")
+            layer.check_follows(self, prev)
             if layer.input_kind != "binary":
                 self.fail("layers after the first take binary inputs", layer.name, "input_kind")
             if layer.in_features != prev.out_features:

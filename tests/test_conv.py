@@ -12,8 +12,7 @@ from hw.config import ArrayConfig
 from hw.core import memory_map as mm
 from sw import bits as B
 from sw.layers import LAYER_TYPES
-from sw.layers.conv import (PAD_BIT, ConvLayer, ConvNotOnCoreError, MaxPoolLayer,
-                            conv_hw_shape, conv_weight_rows, pool_bits)
+from sw.layers.conv import PAD_BIT, ConvLayer, ConvNotOnCoreError, MaxPoolLayer, pool_bits
 from sw.layers.dense import threshold_bits
 from sw.random_models import random_thresholds
 
@@ -123,8 +122,8 @@ def test_layer_types_are_registered():
 def test_weight_rows_are_tap_major_words(cin, kind, K):
     rng = np.random.default_rng(cin)
     layer, w_pm1 = random_conv(rng, 4, 4, cin, 5, kind, 1 if kind == "binary" else 4)
-    rows = conv_weight_rows(layer, K)
-    in_words = conv_hw_shape(layer, ArrayConfig.parse(f"2x2x{K}"))[0]
+    rows = layer.overlay_weight_rows(K)
+    in_words = layer.overlay_shape(ArrayConfig.parse(f"2x2x{K}")).in_words
     assert rows.shape == (5, in_words * K // 8)
     flat = w_pm1.reshape(5, -1) > 0                              # tap-major (ky, kx, c)
     if kind == "binary":
@@ -142,40 +141,41 @@ def test_weight_and_threshold_images_use_the_dense_addressing():
     cfg = ArrayConfig.parse("2x2x8")
     rng = np.random.default_rng(1)
     layer, _ = random_conv(rng, 3, 3, 8, 3, "binary", 1)         # in_words 9, m_tiles 2
-    img = layer.hw_weight_image(cfg)
-    rows = conv_weight_rows(layer, 8)
+    img = layer.overlay_weight_image(cfg)
+    rows = layer.overlay_weight_rows(8)
     assert len(img) == 2 * 9 * 2
     for t in range(2):
         for w in range(9):
             for i in range(2):
                 c = t * 2 + i
                 assert img[(t * 9 + w) * 2 + i] == (rows[c, w] if c < 3 else 0)
-    thr = np.frombuffer(layer.hw_threshold_image(cfg), "<u4")
+    thr = np.frombuffer(layer.overlay_threshold_image(cfg), "<u4")
     assert len(thr) == 4 and all(bool(thr[c] >> 31) == (layer.direction[c] < 0) for c in range(3))
 
 
 def test_cycle_model_is_the_dense_formula_over_output_pixels():
     cfg = ArrayConfig.parse("4x8x32")
     layer = ConvLayer("c", 28, 28, 64, 64, "binary", 1, np.zeros((64, 72), np.uint8))
-    in_words, last_bits, m_tiles, W, out_words = layer.hw_shape(cfg)
-    assert (in_words, last_bits, m_tiles, W, out_words) == (18, 32, 16, 18, 2)
-    assert in_words == -(-9 * 64 // 32)                          # K | C_in: ceil(9·C_in/K)
+    shape = layer.overlay_shape(cfg)
+    assert shape == (18, 32, 16, 18, 2)
+    assert shape.in_words == -(-9 * 64 // 32)                    # K | C_in: ceil(9·C_in/K)
     G = -(-2 * 28 * 28 // 8)
-    assert layer.cycles(cfg, 2) == 1 + (G * 16 - 1) * 18 + 18 + cfg.write_delay
-    assert 0.99 < layer.utilisation(cfg, 2) <= 1
+    assert layer.overlay_cycles(cfg, 2) == 1 + (G * 16 - 1) * 18 + 18 + cfg.write_delay
+    assert 0.99 < layer.overlay_utilisation(cfg, 2) <= 1
     first = ConvLayer("c0", 28, 28, 1, 64, "unsigned", 8, np.zeros((64, 2), np.uint8))
-    assert first.hw_shape(cfg)[3] == 8                           # ceil(9/32) words × 8 planes
-    assert first.cycles(cfg, 1, first=True) == cfg.desc_fetch + 1 + (98 * 16 - 1) * 8 + 8 + \
+    assert first.overlay_shape(cfg).tile_words == 8              # ceil(9/32) words × 8 planes
+    assert first.overlay_cycles(cfg, 1, first=True) == cfg.desc_fetch + 1 + (98 * 16 - 1) * 8 + 8 + \
         cfg.write_delay
     pool = MaxPoolLayer("p", 28, 28, 64, np.ones(64, np.int8))
-    assert pool.cycles(cfg, 2) == 0                              # fused into the conv's writer
+    assert pool.overlay_cycles(cfg, 2) == 0                              # fused into the conv's writer
 
 
 def test_conv_descriptor_fields_are_the_walkers_products():
     cfg = ArrayConfig.parse("2x8x8")
     layer = ConvLayer("conv3", 6, 10, 9, 8, "binary", 1, np.zeros((8, 11), np.uint8))
-    d = mm.decode_descriptor(mm.encode_descriptor(**layer.hw_descriptor(cfg, 5, 7, False,
-                                                                        pool=True)))
+    pool = MaxPoolLayer("pool4", 6, 10, 8, np.ones(8, np.int8))
+    d = mm.decode_descriptor(mm.encode_descriptor(**layer.overlay_descriptor(cfg, 5, 7, False,
+                                                                             fused=pool)))
     assert d["op"] == mm.OP_CONV3X3 | mm.FLAG_POOL
     assert (d["in_words"], d["last_bits"], d["m_tiles"], d["out_words"]) == (18, 1, 4, 1)
     assert (d["w_base"], d["t_base"], d["groups"], d["height"], d["width"]) == (5, 7, 8, 6, 10)
@@ -183,8 +183,8 @@ def test_conv_descriptor_fields_are_the_walkers_products():
     assert (d["pix_words"], d["row_words"], d["out_units"]) == (2, 20, 15)
     assert (d["step_words"], d["wrap_words"]) == (8, (4 + 10) * 2)
     first = ConvLayer("c0", 6, 10, 1, 9, "unsigned", 3, np.zeros((9, 2), np.uint8))
-    d = first.hw_descriptor(cfg, 0, 0, False)
+    d = first.overlay_descriptor(cfg, 0, 0, False)
     assert d["op"] == mm.OP_CONV3X3 | mm.FLAG_UNSIGNED and d["out_units"] == 60
     assert d["step_words"] == d["wrap_words"] == 8                 # row-major: Q pixels
     with pytest.raises(ConvNotOnCoreError, match="pool1.*writer of the conv"):
-        MaxPoolLayer("pool1", 4, 4, 2, np.ones(2, np.int8)).hw_descriptor(cfg, 0, 0, False)
+        MaxPoolLayer("pool1", 4, 4, 2, np.ones(2, np.int8)).overlay_descriptor(cfg, 0, 0, False)

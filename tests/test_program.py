@@ -37,16 +37,16 @@ def test_256_wide_dense_layer_keeps_the_array_busy():
     cfg = ArrayConfig()
     layer = dense("fc", 256, 256)
     # 32 tiles of 8 words, back to back, plus 1 descriptor cycle and the 19-cycle drain.
-    assert layer.cycles(cfg, 8) == 1 + 31 * 8 + 8 + cfg.write_delay == 276
-    assert layer.utilisation(cfg, 8) >= 0.90
-    assert layer.utilisation(cfg, 64) >= 0.98
+    assert layer.overlay_cycles(cfg, 8) == 1 + 31 * 8 + 8 + cfg.write_delay == 276
+    assert layer.overlay_utilisation(cfg, 8) >= 0.90
+    assert layer.overlay_utilisation(cfg, 64) >= 0.98
 
 
 def test_images_follow_the_address_map():
     cfg = ArrayConfig.parse("2x2x8")
     rng = np.random.default_rng(1)
     layer = dense("fc", 11, 3, rng=rng)                # 2 words, 2 tiles (one padded channel)
-    img = layer.hw_weight_image(cfg)
+    img = layer.overlay_weight_image(cfg)
     assert len(img) == 2 * 2 * 2 * 1
     bits = B.unpack_bits(layer.weights, 11)
     # word address a = t·in_words + w, then row bank i: byte (a·P + i)
@@ -56,7 +56,7 @@ def test_images_follow_the_address_map():
                 c = t * 2 + i
                 want = B.pack_bits(bits[c], 8)[w] if c < 3 else 0
                 assert img[(t * 2 + w) * 2 + i] == want
-    thr = np.frombuffer(layer.hw_threshold_image(cfg), "<u4")
+    thr = np.frombuffer(layer.overlay_threshold_image(cfg), "<u4")
     assert len(thr) == 4
     for c in range(3):
         value = np.int64(thr[c] & 0xFFFFFF) - ((thr[c] >> 23 & 1) << 24)
@@ -116,8 +116,7 @@ def test_digits_mlp_fits_the_icebreaker_default():
     rng = np.random.default_rng(64)
     layers = [dense("fc0", 64, 256, kind="unsigned", k=4, rng=rng),
               dense("fc1", 256, 256, rng=rng), dense("fc2", 256, 10, output="raw", rng=rng)]
-    words = sum(layer.hw_shape(config)[0] * layer.hw_shape(config)[2]  # in_words·m_tiles
-                for layer in layers)
+    words = sum(layer.overlay_memory(config).weight_words for layer in layers)
     assert words == {4: 1328, 2: 2640}.get(config.P, words) <= config.w_depth
     assert config.w_huge
     build_program(layers, config)

@@ -207,10 +207,10 @@ def test_core_default_config_256_wide_layer_utilisation():
     res = run_core(config, layers, x, k, poke_while_busy=False, backdoor=True, gap=0.0)
     check(config, layers, x, k, res)
     hidden = layers[1]
-    _, _, m_tiles, words, _ = hidden.hw_shape(config)
-    measured = m_tiles * words / res["by_layer"][1]     # issue cycles / counted cycles
+    shape = hidden.overlay_shape(config)
+    measured = shape.m_tiles * shape.tile_words / res["by_layer"][1]   # issue / counted cycles
     assert res["by_layer"][1] == 276
-    assert measured == hidden.utilisation(config, batch) >= 0.9
+    assert measured == hidden.overlay_utilisation(config, batch) >= 0.9
 
 
 @pytest.mark.parametrize("conv", [1, 0])

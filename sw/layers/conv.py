@@ -41,9 +41,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hw.core import memory_map as mm
 from sw import bits as B
 from sw.errors import XnorflowError
-from sw.layers.dense import binary_dot, threshold_bits, unsigned_dot
+from sw.layers.base import CompileError, Layer, OverlayMemory, OverlayShape, ProgramError
+from sw.layers.weighted import WeightedLayer, binary_dot, threshold_bits, unsigned_dot
 
 KERNEL = 3
 TAPS = KERNEL * KERNEL
@@ -84,8 +86,17 @@ def pool_bits(bits, direction):
     return np.where(np.asarray(direction) > 0, win.any(axis=(2, 4)), win.all(axis=(2, 4)))
 
 
+def window_order(rows, height, width):
+    """Reorder per-pixel rows (row-major, ``H·W`` of them) pool window by window: window
+    ``(Y, X)`` row-major, its pixels ``dy·2 + dx`` consecutive (the order a pooled conv's
+    columns compute pixels in)."""
+    rows = np.asarray(rows)
+    r = rows.reshape(height // 2, 2, width // 2, 2, *rows.shape[1:])
+    return np.ascontiguousarray(np.moveaxis(r, 2, 1)).reshape(rows.shape)
+
+
 @dataclass(eq=False)
-class ConvLayer:
+class ConvLayer(WeightedLayer):
     """A 3×3, stride-1, pad-1 binary convolution of a compiled model (semantics: module docstring).
 
     Parameters
@@ -114,6 +125,7 @@ class ConvLayer:
     extra: dict = field(default_factory=dict)
 
     type = "conv3x3"
+    overlay_one_image = True
 
     @property
     def in_features(self):
@@ -126,6 +138,11 @@ class ConvLayer:
         return self.height * self.width * self.out_channels
 
     @property
+    def out_image(self):
+        """(H, W, C_out): stride 1 and one pixel of padding keep the image size."""
+        return self.height, self.width, self.out_channels
+
+    @property
     def filter_len(self):
         """N, the length of one filter (the im2col vector of a pixel): ``9·C_in``."""
         return TAPS * self.in_channels
@@ -134,11 +151,6 @@ class ConvLayer:
         """Binary multiply-accumulates per image: ``9·C_in·C_out`` per output pixel and
         input bit-plane (padding taps included)."""
         return self.height * self.width * self.filter_len * self.out_channels * self.input_bits
-
-    def acc_range(self):
-        """(lowest, highest) value of the accumulator (padding taps included: N is constant)."""
-        top = self.filter_len * ((1 << self.input_bits) - 1 if self.input_kind == "unsigned" else 1)
-        return -top, top
 
     def columns(self, x):
         """im2col of a batch in this layer's input format → per-pixel vectors for the dot.
@@ -178,37 +190,206 @@ class ConvLayer:
         bits = threshold_bits(per_pixel, self.threshold[None, None, :], self.direction[None, None, :])
         return acc, B.pack_bits(bits.reshape(acc.shape[0], -1))
 
-    # -- accelerator side (see the section below) ----------------------------------------------
+    # -- model file, compiler, tables ---------------------------------------------------------
 
-    def hw_shape(self, config):
-        """(in_words, last_bits, m_tiles, W, out_words) of this layer on ``config``."""
-        return conv_hw_shape(self, config)
+    @classmethod
+    def manifest_geometry(cls, reader, name, e, n, m):
+        """The image fields; weights and thresholds are per filter: N = 9·C_in bits, one entry
+        per C_out."""
+        h, w, cin, cout = reader.positive_ints(name, e, ("height", "width", "in_channels",
+                                                         "out_channels"))
+        if (n, m) != (h * w * cin, h * w * cout):
+            reader.fail(f"in/out_features {n}→{m} disagree with the geometry {h}×{w}×{cin}"
+                        f"→{h}×{w}×{cout}", name, "in_features/out_features")
+        return dict(height=h, width=w, in_channels=cin, out_channels=cout)
 
-    def hw_weight_image(self, config):
-        """Weight-bank bytes of this layer (see :func:`conv_weight_image`)."""
-        return conv_weight_image(self, config)
+    @classmethod
+    def deploy_geometry(cls, d):
+        return dict(height=d["height"], width=d["width"], in_channels=d["in_channels"],
+                    out_channels=d["out_channels"])
 
-    def hw_threshold_image(self, config):
-        """Threshold-bank bytes of this layer (see :func:`conv_threshold_image`)."""
-        return conv_threshold_image(self, config)
+    def manifest_fields(self):
+        return {**super().manifest_fields(), "height": self.height, "width": self.width,
+                "in_channels": self.in_channels, "out_channels": self.out_channels}
 
-    def hw_descriptor(self, config, w_base, t_base, last, pool=False):
-        """Descriptor fields (see :func:`conv_descriptor`)."""
-        return conv_descriptor(self, config, w_base, t_base, last, pool)
+    def check_follows(self, reader, prev):
+        """A conv takes an image (the output of a conv or a pool) of its own height and width."""
+        if prev.out_image is None:
+            reader.fail(f"a {self.type} layer takes an image: it cannot follow {prev.type} "
+                        f"'{prev.name}'", self.name, "type")
+        height, width, _ = prev.out_image
+        if (height, width) != (self.height, self.width):
+            reader.fail(f"takes a {self.height}×{self.width} image but '{prev.name}' gives "
+                        f"{height}×{width}", self.name, "height/width")
 
-    def cycles(self, config, batch, first=False):
-        """Cycles for ``batch`` images (see :func:`conv_cycles`)."""
-        return conv_cycles(self, config, batch, first)
+    def table_row(self):
+        row = super().table_row()
+        row["shape"] = (f"{self.height}×{self.width}×{self.in_channels}→"
+                        f"{self.height}×{self.width}×{self.out_channels}")
+        return row
 
-    def utilisation(self, config, batch):
-        """Fraction of cycles in which the array consumes a word."""
-        _, _, m_tiles, W, _ = conv_hw_shape(self, config)
-        groups = -(-batch * self.height * self.width // config.Q)
-        return groups * m_tiles * W / self.cycles(config, batch)
+    # -- overlay (docs/conv.md, "On the core"). Conv is the dense loop nest of docs/core.md with
+    # columns = output pixels instead of samples: pixel p of the image (row-major, or pool window
+    # by window when a max-pool follows) goes to column p mod Q of column group p div Q, and the
+    # "input vector" of a column is that pixel's im2col vector: a binary conv reads it tap by tap
+    # from the feature map every column bank holds (hw/core/pixel_walker.py), the border taps
+    # forced to PAD_BIT; the unsigned first conv reads the im2col vectors the host wrote. --------
+
+    def overlay_shape(self, config):
+        """(in_words, last_bits, m_tiles, W, out_words) of a conv layer on ``config``.
+
+        Binary input: each tap is its own ``ceil(C_in/K)`` words (a tap is one input pixel's
+        channel vector, read from where that pixel is stored), so ``in_words = 9·ceil(C_in/K)``
+        and ``last_bits`` are the valid bits of a tap's last word (the mask applies per tap).
+        When K divides C_in — every hidden layer of the CNV topology — this is ``ceil(9·C_in/K)``.
+        Unsigned first layer: the host writes the im2col vectors (it writes the inputs anyway),
+        packed contiguously: ``in_words = ceil(9·C_in/K)`` per bit-plane. ``W = in_words·k``.
+        ``out_words = ceil(m_tiles·P/K)`` per output pixel, as dense.
+        """
+        K, P = config.K, config.P
+        if self.input_kind == "binary":
+            per_tap = -(-self.in_channels // K)
+            in_words = TAPS * per_tap
+            last_bits = self.in_channels - (per_tap - 1) * K
+        else:
+            in_words = -(-self.filter_len // K)
+            last_bits = self.filter_len - (in_words - 1) * K
+        m_tiles = -(-self.out_channels // P)
+        out_words = -(-(m_tiles * P) // K)
+        return OverlayShape(in_words, last_bits, m_tiles, in_words * self.input_bits, out_words)
+
+    def overlay_weight_rows(self, K):
+        """Each filter as the bits the array consumes: uint8 [C_out, in_words·K/8].
+
+        Binary: tap after tap, each tap's C_in bits zero-padded to whole K-bit words; unsigned:
+        the tap-major vector packed contiguously (``pack_bits(…, K)``).
+        """
+        bits = B.unpack_bits(self.weights, self.filter_len)             # [C_out, 9·C_in]
+        if self.input_kind != "binary":
+            return B.pack_bits(bits, K)
+        per_tap = B.pack_bits(bits.reshape(self.out_channels, TAPS, self.in_channels), K)
+        return per_tap.reshape(self.out_channels, -1)
+
+    def overlay_groups(self, config, batch):
+        """Column groups of Q output pixels: ``ceil(batch·H·W / Q)``."""
+        return -(-batch * self.height * self.width // config.Q)
+
+    def overlay_fuses(self, layer):
+        """The core fuses a max-pool right after a conv into the conv's writer."""
+        return isinstance(layer, MaxPoolLayer)
+
+    def overlay_check(self, index, fused, prev, config, last):
+        """Conv/pool rules of the core (docs/conv.md, "On the core"); ``fused`` is the max-pool
+        in this conv's writer, or None."""
+        self._overlay_check_input(index, prev)
+        self._overlay_check_conv(index, fused, prev, config)
+        self._overlay_check_output(config, last)
+
+    def _overlay_check_conv(self, index, pool, prev, config):
+        where = f"layer {self.name!r}"
+        Q = config.Q
+        if not config.conv:
+            raise ProgramError(f"{where}: the {config} build has no conv datapath (conv=0); "
+                               f"use a build with conv=1 (the default)")
+        if index > 0 and prev.out_image is None:
+            raise ProgramError(f"{where}: a conv layer must be the first layer or follow a conv "
+                               f"(the core's conv reads a feature map written by a conv)")
+        if self.output != "threshold":
+            raise ProgramError(f"{where}: a conv layer must have threshold output")
+        if self.input_kind == "binary" and self.input_bits != 1:
+            raise ProgramError(f"{where}: binary conv input has input_bits {self.input_bits}")
+        if max(self.height, self.width) > 255:
+            raise ProgramError(f"{where}: image {self.height}x{self.width} is larger than the "
+                               f"core's 255x255")
+        if pool is not None:
+            if Q % 4:
+                raise ProgramError(f"layer {pool.name!r}: a fused max-pool needs Q a multiple of "
+                                   f"4 (the four pixels of a window in adjacent columns), {config} "
+                                   f"has Q={Q}")
+            if self.height % 2 or self.width % 2:
+                raise ProgramError(f"layer {pool.name!r}: the core pools even images only, "
+                                   f"{self.height}x{self.width} is odd")
+        if self.input_kind == "binary":
+            # The column walkers wrap to the next row (pair) at most once per group.
+            step = Q // 2 if pool is not None else Q
+            if step > self.width:
+                raise ProgramError(f"{where}: the image is {self.width} pixels wide, a group of "
+                                   f"{Q} columns covers {step} pixels of a row "
+                                   f"({'pooled ' if pool is not None else ''}needs width ≥ {step})")
+        shape = self.overlay_shape(config)
+        units = self.height * self.width // (4 if pool is not None else 1)
+        if units * shape.out_words > config.act_depth:
+            raise ProgramError(f"{where}: its output feature map needs {units * shape.out_words} "
+                               f"activation words (every column bank holds all of it), {config} "
+                               f"has act_depth={config.act_depth}")
+        groups = -(-self.height * self.width // Q)
+        if index == 0 and groups * shape.tile_words > config.in_depth:
+            raise ProgramError(f"{where}: the im2col input of one image needs "
+                               f"{groups * shape.tile_words} words per input bank, {config} has "
+                               f"in_depth={config.in_depth}")
+
+    def overlay_descriptor(self, config, w_base, t_base, last, fused=None):
+        """Descriptor fields (hw.core.memory_map.encode_descriptor) of a conv layer; ``pool``: the
+        2×2 max-pool after it is fused into its writer.
+
+        The compiler computes every product the column walkers need: ``pix_words`` words per input
+        pixel, ``row_words`` per image row, and how far a column's pixel moves per group — ``Q``
+        pixels along the row, or ``Q/2`` pixels and two rows pooled (``step_words``; ``wrap_words``
+        when it wraps to the next row (pair): ``(step + (rows − 1)·W)·pix_words``).
+        """
+        shape = self.overlay_shape(config)
+        pool = fused is not None
+        op = mm.OP_CONV3X3
+        if self.input_kind == "unsigned":
+            op |= mm.FLAG_UNSIGNED
+        if pool:
+            op |= mm.FLAG_POOL
+        if last:
+            op |= mm.FLAG_LAST
+        pix_words = -(-self.in_channels // config.K)
+        step_px, rows = (config.Q // 2, 2) if pool else (config.Q, 1)
+        mask = 0xFFFF
+        units = self.height * self.width // (POOL * POOL if pool else 1)
+        return dict(op=op, input_bits=self.input_bits, in_words=shape.in_words,
+                    last_bits=shape.last_bits, m_tiles=shape.m_tiles, w_base=w_base,
+                    t_base=t_base, out_words=shape.out_words,
+                    groups=-(-self.height * self.width // config.Q), height=self.height,
+                    width=self.width, pix_words=pix_words,
+                    row_words=self.width * pix_words & mask, out_units=units,
+                    step_words=step_px * pix_words & mask,
+                    wrap_words=(step_px + (rows - 1) * self.width) * pix_words & mask)
+
+    def overlay_input_rows(self, x, fused):
+        """The image's im2col vectors (one image per run), each output pixel a column's
+        vector, in the conv's pixel order: row-major, or pool window by window when a max-pool
+        is fused (``fused``)."""
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[0] != 1:
+            raise ProgramError(f"a conv model runs one image per run, got inputs of shape "
+                               f"{list(x.shape)}")
+        cols = self.columns(x)                       # [H·W, 9·C] row-major pixels
+        if fused is not None:
+            cols = window_order(cols, self.height, self.width)
+        return cols
+
+    def overlay_cycles(self, config, batch, first=False):
+        """Cycles of a conv layer for ``batch`` images (the core runs one image per run).
+
+        ``fetch + 1 + (G·m_tiles − 1)·max(W, Q) + W + write_delay`` with ``G = ceil(batch·H·W/Q)``
+        column groups of output pixels, ``m_tiles = ceil(C_out/P)``, ``W`` from
+        :meth:`overlay_shape` and ``write_delay``/``desc_fetch`` of :mod:`hw.core.timing`: the
+        dense formula (:func:`hw.core.timing.layer_cycles`) with pixels for samples. The tap walk issues one word per cycle with no bubbles (the
+        border taps are injected, not skipped), and a fused max-pool costs nothing.
+        """
+        shape = self.overlay_shape(config)
+        groups = self.overlay_groups(config, batch)
+        fetch = config.desc_fetch if first else 0
+        W = shape.tile_words
+        return fetch + 1 + (groups * shape.m_tiles - 1) * max(W, config.Q) + W + config.write_delay
 
 
 @dataclass(eq=False)
-class MaxPoolLayer:
+class MaxPoolLayer(Layer):
     """A 2×2, stride-2 max-pool on the bits of the conv layer before it.
 
     Parameters
@@ -230,6 +411,9 @@ class MaxPoolLayer:
     input_kind = "binary"
     input_bits = 1
     output = "bits"
+    table_note = ("a maxpool2x2 after a conv runs in that conv's writer: 0 cycles of its own "
+                  "(docs/conv.md); a conv model runs one image per run")
+    overlay_one_image = True
 
     @property
     def out_height(self):
@@ -247,9 +431,21 @@ class MaxPoolLayer:
     def out_features(self):
         return self.out_height * self.out_width * self.channels
 
+    @property
+    def out_channels(self):
+        return self.channels
+
+    @property
+    def out_image(self):
+        return self.out_height, self.out_width, self.channels
+
     def binary_macs(self):
         """A pool multiplies nothing."""
         return 0
+
+    def acc_range(self):
+        """None: a pool has no accumulator."""
+        return None
 
     def forward(self, x):
         """(None, out): a pool has no accumulator; out packed bits uint8 [B, ceil(H'·W'·C/8)]."""
@@ -258,150 +454,125 @@ class MaxPoolLayer:
         img = B.unpack_bits(x, self.in_features).reshape(b, self.height, self.width, self.channels)
         return None, B.pack_bits(pool_bits(img, self.direction).reshape(b, -1))
 
-    def hw_shape(self, config):
+    def derive_from(self, prev):
+        """Pool by the directions of the conv before it."""
+        self.direction = prev.direction.copy()
+
+    # -- model file, compiler, tables ---------------------------------------------------------
+
+    @classmethod
+    def from_manifest(cls, reader, name, e, last):
+        """Geometry (at least 2×2) and the ±1 ``direction`` array; that they are the feeding
+        conv's is :meth:`check_follows`'."""
+        h, w, c = reader.positive_ints(name, e, ("height", "width", "channels"))
+        if h < 2 or w < 2:
+            reader.fail(f"a 2×2 pool needs an image of at least 2×2, got {h}×{w}", name,
+                        "height/width")
+        names = reader.get(e, "arrays", dict, name)
+        dirs = reader.array(reader.get(names, "direction", str, name, "arrays.direction"), "int8",
+                            [c], name, "direction")
+        bad = np.flatnonzero(np.abs(dirs) != 1)
+        if bad.size:
+            reader.fail(f"channel {int(bad[0])} direction {int(dirs[bad[0]])} is not ±1", name,
+                        "direction")
+        return cls(name=name, height=h, width=w, channels=c, direction=dirs,
+                   extra=e.get("extra") or {})
+
+    def check_follows(self, reader, prev):
+        """A pool follows a conv of its geometry and pools by that conv's directions."""
+        if not isinstance(prev, ConvLayer):
+            reader.fail(f"a {self.type} must follow a {ConvLayer.type} layer, not {prev.type} "
+                        f"'{prev.name}'", self.name, "type")
+        if (prev.height, prev.width, prev.out_channels) != (self.height, self.width,
+                                                            self.channels):
+            reader.fail(f"pools a {self.height}×{self.width}×{self.channels} image but "
+                        f"'{prev.name}' gives {prev.height}×{prev.width}×{prev.out_channels}",
+                        self.name, "height/width/channels")
+        bad = np.flatnonzero(self.direction != prev.direction)
+        if bad.size:
+            reader.fail(f"channel {int(bad[0])} direction {int(self.direction[bad[0]]):+d} differs "
+                        f"from '{prev.name}' (OR for +1, AND for −1: pooling must follow the "
+                        f"conv's threshold direction)", self.name, "direction")
+
+    def manifest_fields(self):
+        return {"height": self.height, "width": self.width, "channels": self.channels}
+
+    def stored_arrays(self):
+        return {"direction": np.asarray(self.direction, dtype=np.int8)}
+
+    @classmethod
+    def from_deploy(cls, d, prev, first, last, input_bits):
+        """The pool after the folded conv ``prev``, pooling by its threshold directions: OR
+        where +1, AND where −1 (exact because the model pools the integers before its
+        monotone threshold)."""
+        name = d["name"]
+        if not isinstance(prev, ConvLayer):
+            raise CompileError(f"layer '{name}': a {cls.type} must follow a {ConvLayer.type} "
+                               f"layer with thresholded output")
+        if (d["height"], d["width"], d["channels"]) != (prev.height, prev.width, prev.out_channels):
+            raise CompileError(f"layer '{name}': pools {d['height']}×{d['width']}×{d['channels']} "
+                               f"but '{prev.name}' gives {prev.height}×{prev.width}×"
+                               f"{prev.out_channels}")
+        return cls(name=name, height=prev.height, width=prev.width, channels=prev.out_channels,
+                   direction=prev.direction.copy())
+
+    def table_row(self):
+        """No weights or thresholds; 'neg' counts its AND channels."""
+        return {
+            "name": self.name, "type": self.type,
+            "in_features": self.in_features, "out_features": self.out_features,
+            "shape": (f"{self.height}×{self.width}×{self.channels}→"
+                      f"{self.out_height}×{self.out_width}×{self.channels}"),
+            "input": "binary 1-bit", "output": "OR/AND 2×2", "acc_range": None,
+            "threshold_min": None, "threshold_max": None,
+            "negative_direction": int((self.direction < 0).sum()),
+            "saturated_always_0": 0, "saturated_always_1": 0,
+            "weight_bytes": 0, "threshold_bytes": 0, "binary_macs": 0,
+        }
+
+    # -- overlay: the core runs a pool only fused into the conv before it -----------------------
+
+    def _not_on_core(self, what):
+        return ConvNotOnCoreError(f"layer '{self.name}' ({self.type}): the core pools only in the "
+                                  f"writer of the conv before it; {what}")
+
+    def overlay_shape(self, config):
         """(words per pixel, 0, 0, 0, words per pixel): the pool reads and writes whole pixels."""
         words = -(-self.channels // config.K)
-        return words, 0, 0, 0, words
+        return OverlayShape(words, 0, 0, 0, words)
 
-    def hw_descriptor(self, config, w_base, t_base, last):
+    def overlay_memory(self, config):
+        """Nothing of its own: its conv's writer pools."""
+        return OverlayMemory(0, 0, 0)
+
+    def overlay_check(self, index, fused, prev, config, last):
+        """A pool is never a descriptor of its own (:func:`sw.program.hw_steps` fuses it into
+        the conv before it)."""
+        raise ProgramError(f"layer {self.name!r} ({self.type}): the core pools only right after "
+                           f"a conv layer (the pool is fused into the conv's writer)")
+
+    def overlay_descriptor(self, config, w_base, t_base, last, fused=None):
         """A pool has no descriptor: it is fused into the conv before it (``FLAG_POOL``)."""
-        raise ConvNotOnCoreError(f"layer '{self.name}' (maxpool2x2): the core pools only in the "
-                                 f"writer of the conv before it; no descriptor of its own")
+        raise self._not_on_core("no descriptor of its own")
 
-    def cycles(self, config, batch, first=False):
-        """0: the pool is fused into the conv before it (see :func:`pool_cycles`)."""
-        return pool_cycles(self, config, batch, first)
+    def overlay_weight_image(self, config):
+        """A pool has no weights."""
+        raise self._not_on_core("no weights of its own")
 
-    def utilisation(self, config, batch):
+    def overlay_threshold_image(self, config):
+        """A pool has no thresholds (it pools by its conv's)."""
+        raise self._not_on_core("no thresholds of its own")
+
+    def overlay_input_rows(self, x, fused):
+        """A pool is never a model's first layer."""
+        raise self._not_on_core("it cannot take the model's inputs")
+
+    def overlay_cycles(self, config, batch, first=False):
+        """0: the core fuses a max-pool into the writer of the conv before it (the four pixels
+        of a window leave the array in consecutive cycles and are ORed/ANDed by each channel's
+        direction before the one write), so it takes no cycles of its own."""
+        return 0
+
+    def overlay_utilisation(self, config, batch):
         """The array does no work during a pool pass."""
         return 0.0
-
-
-# ---------------------------------------------------------------------------------------------
-# Hardware side (docs/conv.md, "On the core"). Conv is the dense loop nest of docs/core.md with
-# columns = output pixels instead of samples: pixel p of the image (row-major, or pool window by
-# window when a max-pool follows) goes to column p mod Q of column group p div Q, and the
-# "input vector" of a column is that pixel's im2col vector: a binary conv reads it tap by tap
-# from the feature map every column bank holds (hw/core/pixel_walker.py), the border taps
-# forced to PAD_BIT; the unsigned first conv reads the im2col vectors the host wrote.
-# ---------------------------------------------------------------------------------------------
-
-def conv_hw_shape(layer, config):
-    """(in_words, last_bits, m_tiles, W, out_words) of a conv layer on ``config``.
-
-    Binary input: each tap is its own ``ceil(C_in/K)`` words (a tap is one input pixel's
-    channel vector, read from where that pixel is stored), so ``in_words = 9·ceil(C_in/K)``
-    and ``last_bits`` are the valid bits of a tap's last word (the mask applies per tap).
-    When K divides C_in — every hidden layer of the CNV topology — this is ``ceil(9·C_in/K)``.
-    Unsigned first layer: the host writes the im2col vectors (it writes the inputs anyway),
-    packed contiguously: ``in_words = ceil(9·C_in/K)`` per bit-plane. ``W = in_words·k``.
-    ``out_words = ceil(m_tiles·P/K)`` per output pixel, as dense.
-    """
-    K, P = config.K, config.P
-    if layer.input_kind == "binary":
-        per_tap = -(-layer.in_channels // K)
-        in_words = TAPS * per_tap
-        last_bits = layer.in_channels - (per_tap - 1) * K
-    else:
-        in_words = -(-layer.filter_len // K)
-        last_bits = layer.filter_len - (in_words - 1) * K
-    m_tiles = -(-layer.out_channels // P)
-    W = in_words * layer.input_bits
-    out_words = -(-(m_tiles * P) // K)
-    return in_words, last_bits, m_tiles, W, out_words
-
-
-def conv_weight_rows(layer, K):
-    """Each filter as the bits the array consumes: uint8 [C_out, in_words·K/8].
-
-    Binary: tap after tap, each tap's C_in bits zero-padded to whole K-bit words; unsigned:
-    the tap-major vector packed contiguously (``pack_bits(…, K)``).
-    """
-    bits = B.unpack_bits(layer.weights, layer.filter_len)             # [C_out, 9·C_in]
-    if layer.input_kind != "binary":
-        return B.pack_bits(bits, K)
-    per_tap = B.pack_bits(bits.reshape(layer.out_channels, TAPS, layer.in_channels), K)
-    return per_tap.reshape(layer.out_channels, -1)
-
-
-def conv_weight_image(layer, config):
-    """Bytes of a conv layer's weights in the weight banks, from its first word address on.
-
-    Same addressing as dense (:func:`sw.layers.dense.hw_weight_image`): word ``a = t·in_words +
-    w`` of row bank ``i`` holds word ``w`` of output channel ``t·P + i``, the P banks interleaved
-    per word; the words of a filter are those of :func:`conv_weight_rows`.
-    """
-    in_words, _, m_tiles, _, _ = conv_hw_shape(layer, config)
-    wb = config.K // 8
-    padded = np.zeros((m_tiles * config.P, in_words * wb), np.uint8)
-    padded[:layer.out_channels] = conv_weight_rows(layer, config.K)
-    img = padded.reshape(m_tiles, config.P, in_words, wb).transpose(0, 2, 1, 3)
-    return np.ascontiguousarray(img).tobytes()
-
-
-def conv_threshold_image(layer, config):
-    """Threshold-bank bytes, one 32-bit entry per output channel (the dense entry format:
-    threshold in bits ``[acc_width-1:0]``, clamped to ``±(top+1)``; bit 31 for direction −1)."""
-    if layer.output != "threshold":
-        raise ValueError(f"layer {layer.name!r} has raw output: no thresholds")
-    _, _, m_tiles, _, _ = conv_hw_shape(layer, config)
-    lo, hi = layer.acc_range()
-    t = np.clip(np.asarray(layer.threshold, dtype=np.int64), lo - 1, hi + 1)
-    words = np.zeros(m_tiles * config.P, np.uint32)
-    words[:layer.out_channels] = (t & ((1 << config.acc_width) - 1)).astype(np.uint32)
-    down = np.asarray(layer.direction) < 0
-    words[:layer.out_channels] |= np.where(down, np.uint32(1 << 31), np.uint32(0))
-    return words.astype("<u4").tobytes()
-
-
-def conv_descriptor(layer, config, w_base, t_base, last, pool=False):
-    """Descriptor fields (hw.core.memory_map.encode_descriptor) of a conv layer; ``pool``: the
-    2×2 max-pool after it is fused into its writer.
-
-    The compiler computes every product the column walkers need: ``pix_words`` words per input
-    pixel, ``row_words`` per image row, and how far a column's pixel moves per group — ``Q``
-    pixels along the row, or ``Q/2`` pixels and two rows pooled (``step_words``; ``wrap_words``
-    when it wraps to the next row (pair): ``(step + (rows − 1)·W)·pix_words``).
-    """
-    from hw.core import memory_map as mm
-    in_words, last_bits, m_tiles, _, out_words = conv_hw_shape(layer, config)
-    op = mm.OP_CONV3X3
-    if layer.input_kind == "unsigned":
-        op |= mm.FLAG_UNSIGNED
-    if pool:
-        op |= mm.FLAG_POOL
-    if last:
-        op |= mm.FLAG_LAST
-    pix_words = -(-layer.in_channels // config.K)
-    step_px, rows = (config.Q // 2, 2) if pool else (config.Q, 1)
-    mask = 0xFFFF
-    units = layer.height * layer.width // (POOL * POOL if pool else 1)
-    return dict(op=op, input_bits=layer.input_bits, in_words=in_words, last_bits=last_bits,
-                m_tiles=m_tiles, w_base=w_base, t_base=t_base, out_words=out_words,
-                groups=-(-layer.height * layer.width // config.Q), height=layer.height,
-                width=layer.width, pix_words=pix_words,
-                row_words=layer.width * pix_words & mask, out_units=units,
-                step_words=step_px * pix_words & mask,
-                wrap_words=(step_px + (rows - 1) * layer.width) * pix_words & mask)
-
-
-def conv_cycles(layer, config, batch, first=False):
-    """Cycles of a conv layer for ``batch`` images (the core runs one image per run).
-
-    ``fetch + 1 + (G·m_tiles − 1)·max(W, Q) + W + write_delay`` with ``G = ceil(batch·H·W/Q)``
-    column groups of output pixels, ``m_tiles = ceil(C_out/P)``, ``W`` from
-    :func:`conv_hw_shape` and ``write_delay``/``desc_fetch`` of the configuration: the dense
-    formula with pixels for samples. The tap walk issues one word per cycle with no bubbles (the
-    border taps are injected, not skipped), and a fused max-pool costs nothing.
-    """
-    _, _, m_tiles, W, _ = conv_hw_shape(layer, config)
-    groups = -(-batch * layer.height * layer.width // config.Q)
-    fetch = config.desc_fetch if first else 0
-    return fetch + 1 + (groups * m_tiles - 1) * max(W, config.Q) + W + config.write_delay
-
-
-def pool_cycles(layer, config, batch, first=False):
-    """0: the core fuses a max-pool into the writer of the conv before it (the four pixels
-    of a window leave the array in consecutive cycles and are ORed/ANDed by each channel's
-    direction before the one write), so it takes no cycles of its own."""
-    return 0
