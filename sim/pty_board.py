@@ -195,9 +195,15 @@ def main(argv=None):
         description="Run the simulated board (UART bridge + accelerator) on a pseudo-terminal "
                     "until Ctrl-C; open the printed port with any serial "
                     "program, e.g. sw.driver.SerialTransport.")
-    ap.add_argument("--config", default=None, help="array configuration, e.g. 4x4x16")
-    ap.add_argument("--divisor", type=int, default=PTY_DIVISOR, help="clock cycles per bit")
-    ap.add_argument("--link", default=None, help="also make this symlink to the pty")
+    from sw.argtypes import output_file, positive_int
+    from sw.verilog import array_config
+    ap.add_argument("--config", type=array_config, default=None,
+                    metavar="PxQxK[,key=value...]",
+                    help="the accelerator's array configuration, e.g. 4x4x16 (default 8x8x32)")
+    ap.add_argument("--divisor", type=positive_int, default=PTY_DIVISOR,
+                    help=f"UART clock cycles per bit (default {PTY_DIVISOR})")
+    ap.add_argument("--link", type=output_file, default=None,
+                    help="also make this symlink to the pty, removed at exit (default: none)")
     args = ap.parse_args(argv)
     # Ctrl-C and SIGTERM both leave through the context manager (harness stopped, link removed).
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sw.driver import Transport, TransportError, TransportTimeout
-from sim.build import TopSpec, build_harness, waves_requested
+from sim.build import TopSpec, build_harness, trace_format, waves_requested
 
 __all__ = ["VerilatorTransport", "Exchange", "DEFAULT_MAX_CYCLES", "CYCLES_PER_BYTE"]
 
@@ -65,9 +65,10 @@ class VerilatorTransport(Transport):
     max_cycles : int or None
         Default cycle bound per transaction (see :data:`DEFAULT_MAX_CYCLES`).
     trace : path or None
-        Write a waveform there (default: ``build/sim/waves/<name>-<pid>.fst`` when
-        ``XNORFLOW_WAVES=1``, else none; ``.vcd`` where the FST writer cannot be built, see
-        :func:`sim.build.fst_available`). Needs a tracing build, made on demand.
+        Write a waveform there, FST or VCD by its suffix (:func:`sim.build.trace_format`;
+        default: ``build/sim/waves/<name>-<pid>.fst`` when ``XNORFLOW_WAVES=1``, else none;
+        ``.vcd`` where the FST writer cannot be built, see :func:`sim.build.fst_available`).
+        Needs a tracing build, made on demand.
     """
 
     def __init__(self, spec, *, gaps=(0, 0), seed=1, max_cycles=None, trace=None):
@@ -75,7 +76,7 @@ class VerilatorTransport(Transport):
             if trace is None and waves_requested():
                 from sim.build import BUILD_ROOT, wave_suffix
                 trace = BUILD_ROOT / "waves" / f"{spec.name}-{os.getpid()}{wave_suffix()}"
-            exe = build_harness(spec, waves=trace is not None)
+            exe = build_harness(spec, waves=False if trace is None else trace_format(trace))
         else:
             exe = Path(spec)
         cmd = [str(exe)]

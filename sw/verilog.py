@@ -15,13 +15,26 @@ TOPS = ("accelerator", "core")
 LINT_WAIVERS = Path(__file__).resolve().parent.parent / "hw" / "core" / "verilator_lint.vlt"
 
 
-def generate(config, top="accelerator"):
-    """(module name, Verilog text) of ``top`` for an ArrayConfig or its string form."""
+def array_config(text):
+    """argparse type of ``--array``: an :class:`hw.config.ArrayConfig` from ``PxQxK[,key=value
+    ...]``; a malformed or inconsistent one is refused by argparse, naming the option."""
+    import argparse
+
+    from hw.config import ArrayConfig
+    try:
+        return ArrayConfig.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def generate(config=None, top="accelerator"):
+    """(module name, Verilog text) of ``top`` for an ArrayConfig, its string form, or None (the
+    default build, 8x8x32)."""
     from amaranth.back import verilog
 
     from hw.config import ArrayConfig
     try:
-        config = config if isinstance(config, ArrayConfig) else ArrayConfig.parse(config or "")
+        config = ArrayConfig() if config is None else ArrayConfig.parse(config)
     except ValueError as e:
         raise XnorflowError(f"--array {config!r}: {e}") from None
     if top == "core":
@@ -33,10 +46,23 @@ def generate(config, top="accelerator"):
 
 
 def add_parser(sub):
-    p = sub.add_parser("verilog", help="write the accelerator (or the core) as Verilog")
-    p.add_argument("--array", default="", help="configuration PxQxK[,key=value...] (default 8x8x32)")
-    p.add_argument("--top", choices=TOPS, default="accelerator")
-    p.add_argument("-o", "--out", required=True, help="the .v file to write")
+    from sw.argtypes import output_file
+    p = sub.add_parser(
+        "verilog", help="write the accelerator (or the core) as Verilog",
+        description="Write one accelerator build as a single Verilog file for simulators and "
+                    "flows outside xnorflow: the host link and the core (byte streams in and "
+                    "out, the protocol of docs/protocol.md), or the core alone with its register "
+                    "bus. The output passes verilator --lint-only -Wall with the waivers in "
+                    "hw/core/verilator_lint.vlt.")
+    p.add_argument("--array", type=array_config, default=None, metavar="PxQxK[,key=value...]",
+                   help="the build: array shape, then optional fields of hw/config.py's "
+                        "ArrayConfig such as w_depth=N (default 8x8x32 with default depths)")
+    p.add_argument("--top", choices=TOPS, default="accelerator",
+                   help="accelerator: host link + core, module xnorflow_accelerator; core: the "
+                        "core and its register bus, module xnorflow_core (default accelerator)")
+    p.add_argument("-o", "--out", required=True, type=output_file, metavar="FILE.v",
+                   help="the Verilog file to write (required; replaced atomically, its "
+                        "directory must exist)")
     p.set_defaults(func=run)
 
 
