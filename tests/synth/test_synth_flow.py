@@ -1,5 +1,6 @@
 """The synthesis flow end to end on a small design: real Yosys + nextpnr, report parsed."""
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.board.top import UartBridgeTop
-from sw.synth import synthesize
+from sw.synth import build_dir_name, synthesize
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,18 +31,59 @@ class Echo(wiring.Component):
 
 @pytest.mark.synth
 @pytest.mark.slow
-def test_icebreaker_echo_builds_reports_and_skips_rebuild():
+def test_icebreaker_echo_builds_reports_shows_progress_and_skips_rebuild(capsys):
     # Inside the repository: YoWASP's sandbox cannot see the host's /tmp.
     out_root = ROOT / "build" / "test-synth"
+    build = out_root / build_dir_name("icebreaker", "echo")
     first = synthesize(UartBridgeTop(Echo()), "icebreaker", "echo", out_root=out_root, force=True)
-    assert first["skipped"] is False
-    assert (out_root / "icebreaker-echo" / "top.bin").stat().st_size > 100_000
+    assert first["skipped"] is False and first["build_dir"] == str(build.resolve())
+    assert (build / "top.bin").stat().st_size > 100_000
     assert 20 < first["luts"] < 500 and first["luts_available"] == 5280
     assert 20 < first["ffs"] < first["luts"]
     assert first["fmax_mhz"] > 12
+    # Progress on stderr (a pipe here): each stage as whole lines, nextpnr's iterations counted
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    for stage in ("yosys synth", "nextpnr pack", "nextpnr place (HeAP)",
+                  "nextpnr place (annealing)", "nextpnr route (router1)", "pack bitstream"):
+        assert f"\nsynth: {stage}: " in err, stage
+    assert re.search(r"synth: nextpnr place \(HeAP\): [1-9]\d* iterations", err), err
+    assert re.search(r"synth: nextpnr route \(router1\): [1-9]\d* arcs .*, 0 arcs left\)", err)
+    # The tracked report holds what was built and measured; the run's facts are in run.json
+    text = (build / "report.json").read_text()
+    report = json.loads(text)
+    assert "build_seconds" not in report and "skipped" not in report and str(ROOT) not in text
+    assert not [s for s in re.findall(r'"([^"]*)"', text) if s.startswith("/")]
+    run = json.loads((build / "run.json").read_text())
+    assert run["build_seconds"] == first["build_seconds"] > 0
+    assert run["build_dir"] == str(build.resolve())
     again = synthesize(UartBridgeTop(Echo()), "icebreaker", "echo", out_root=out_root)
     assert again["skipped"] is True and again["design_hash"] == first["design_hash"]
+    assert again["build_seconds"] == first["build_seconds"]   # the build's, from run.json
+    assert (build / "report.json").read_text() == text           # a skip rewrites nothing
     assert first["placer"] == again["placer"] == "heap"     # nextpnr's default, named
+
+
+@pytest.mark.synth
+def test_a_failed_build_names_its_stage_and_leaves_no_stale_bitstream(tmp_path, capsys):
+    # A real tool failure after Yosys has run: nextpnr refuses an option (exit status 1).
+    from sw.errors import XnorflowError
+    from sw.synth import BOARDS, Board
+    board = BOARDS["icebreaker"]
+    broken = Board(**{**board.__dict__, "name": "icebreaker-broken",
+                      "nextpnr_opts": "--no-such-option"})
+    BOARDS["icebreaker-broken"] = broken
+    try:
+        build = tmp_path / build_dir_name("icebreaker-broken", "echo")
+        build.mkdir()
+        (build / "top.bin").write_bytes(b"stale")
+        with pytest.raises(XnorflowError, match=r"failed in nextpnr \(exit status [1-9]"):
+            synthesize(UartBridgeTop(Echo()), "icebreaker-broken", "echo", out_root=tmp_path,
+                       force=True)
+    finally:
+        del BOARDS["icebreaker-broken"]
+    assert not (build / "top.bin").exists() and not (build / "report.json").exists()
+    assert "synth: yosys synth: " in capsys.readouterr().err
 
 
 class DeepMemory(wiring.Component):
@@ -118,9 +160,11 @@ def test_icebreaker_default_fits_and_meets_its_clock():
     config = ArrayConfig.parse(BOARD_DEFAULT_ARRAY["icebreaker"])
     clock = BOARD_DEFAULT_CLOCK_MHZ["icebreaker"]
     report = synthesize(accelerator_top(config, clock), "icebreaker",
-                        build_label(config, clock), out_root=ROOT / "build" / "test-synth")
+                        build_label(config, clock), out_root=ROOT / "build" / "test-synth",
+                        config=config)
     assert report["luts"] <= report["luts_available"]
     assert report["timing_met"], report["fmax_mhz"]
     # The clock is constrained by nextpnr's derivation through the PLL, with no ignored one.
-    log = (ROOT / "build" / "test-synth" / f"icebreaker-{build_label(config, clock)}" / "top.tim").read_text()
+    build = ROOT / "build" / "test-synth" / build_dir_name("icebreaker", build_label(config, clock))
+    log = (build / "top.tim").read_text()
     assert "Derived frequency constraint of 24.0 MHz" in log and "does not exist" not in log

@@ -1,0 +1,109 @@
+"""Builds are keyed by content, whatever the checkout's path; the tracked report holds no
+machine or run facts (issue #23, item 11); build directories have shell-safe names with the
+full configuration in the report (issue #24, item 7). No tool runs here."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hw.config import ArrayConfig
+from sw.synth import build_dir_name, build_label, find_builds
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMITTED = sorted((ROOT / "bitstreams").glob("*/report.json"))
+
+# Run inside a copy of the checkout: the cache key of a board top (the copy's hw/board: UART,
+# PLL clocking) around a loopback, and a plain hash of the same plan files (which name the
+# checkout's own paths). The accelerator core is left out so that the test does not depend on
+# it; the paths are the same kind of text either way (Amaranth's src attributes).
+_KEY_OF_THIS_CHECKOUT = """
+import hashlib, json
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+import sw.synth as s
+from hw.board.top import UartBridgeTop
+
+class Loopback(wiring.Component):
+    i: In(stream.Signature(8))
+    o: Out(stream.Signature(8))
+
+    def elaborate(self, platform):
+        m = Module()
+        wiring.connect(m, wiring.flipped(self.i), wiring.flipped(self.o))
+        return m
+
+board = s.get_board("icebreaker")
+plan = s.build_plan(UartBridgeTop(Loopback(), clock_hz=24e6), board)
+raw = hashlib.sha256()
+for name, content in sorted(plan.files.items()):
+    raw.update(content.encode() if isinstance(content, str) else content)
+print(json.dumps({"module": s.__file__, "key": s.cache_key(plan, board),
+                  "raw": raw.hexdigest()}))
+"""
+
+
+def _copy_checkout(dest):
+    """The Python sources the build plan comes from (hw/ and sw/), copied to ``dest``."""
+    for name in ("hw", "sw"):
+        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def _key_in(checkout):
+    done = subprocess.run([sys.executable, "-c", _KEY_OF_THIS_CHECKOUT], cwd=checkout,
+                          env={**os.environ, "PYTHONPATH": str(checkout)},
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_cache_key_is_the_same_for_two_checkouts_at_different_paths(tmp_path):
+    one = _key_in(_copy_checkout(tmp_path / "one"))
+    two = _key_in(_copy_checkout(tmp_path / "elsewhere" / "second checkout"))
+    # each copy really built its own plan, and that plan names its own absolute paths ...
+    assert one["module"].startswith(str(tmp_path / "one"))
+    assert two["module"].startswith(str(tmp_path / "elsewhere" / "second checkout"))
+    assert one["raw"] != two["raw"]
+    # ... which the cache key leaves out
+    assert one["key"] == two["key"]
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=[p.parent.name for p in COMMITTED])
+def test_committed_reports_hold_no_machine_or_run_facts(path):
+    text = path.read_text()
+    report = json.loads(text)
+    assert "build_seconds" not in report and "skipped" not in report
+    assert str(ROOT) not in text
+    strings = re.findall(r'"((?:[^"\\]|\\.)*)"', text)
+    assert not [s for s in strings if s.startswith("/")], "an absolute path"
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=[p.parent.name for p in COMMITTED])
+def test_committed_builds_have_shell_safe_names_and_their_full_configuration(path):
+    report = json.loads(path.read_text())
+    name = path.parent.name
+    assert re.fullmatch(r"[a-z0-9][a-z0-9.-]*", name), name
+    assert name == build_dir_name(report["board"], report["config"])
+    config = ArrayConfig.parse(report["array"])
+    assert report["config"].startswith(config.format() + "@")
+    assert find_builds(report["board"], report["array"]) != []
+
+
+def test_build_dir_names():
+    full = ArrayConfig.parse("2x4x16,w_depth=16384,in_depth=256,act_depth=128,out_depth=256,"
+                             "desc_depth=8,acc_width=16,conv=0")
+    name = build_dir_name("icebreaker", build_label(full, 24.0))
+    assert re.fullmatch(r"icebreaker-2x4x16-24mhz-[0-9a-f]{8}", name), name
+    # builds that differ only in depths, UART rate or placer get their own directories
+    other_depth = build_dir_name("icebreaker", build_label(full.replace(in_depth=128), 24.0))
+    assert other_depth != name and other_depth.startswith("icebreaker-2x4x16-24mhz-")
+    fast = build_dir_name("icebreaker", build_label(full, 24.0, 3_000_000))
+    assert re.fullmatch(r"icebreaker-2x4x16-24mhz-3000000bd-[0-9a-f]{8}", fast), fast
+    spread = build_dir_name("ulx3s-85f", build_label(ArrayConfig(), 45.0, placer="static"))
+    assert re.fullmatch(r"ulx3s-85f-8x8x32-45mhz-static-[0-9a-f]{8}", spread), spread
+    assert build_dir_name("icebreaker", "echo").startswith("icebreaker-echo-")
