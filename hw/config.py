@@ -1,7 +1,8 @@
 """Elaboration parameters of the accelerator core: the array shape and the memory sizes.
 
 This module is plain Python (no Amaranth import) so that the compiler, the cycle model and the
-driver can share one description of a bitstream with the gateware.
+driver can share one description of a bitstream with the gateware. The latencies it reports
+(``write_delay``, ``desc_fetch``, ...) are defined once, in :mod:`hw.core.timing`.
 
 Compact string form: ``"PxQxK"`` (e.g. ``"8x8x32"``) sets the array shape and keeps every other
 field at its default; the full form appends ``key=value`` pairs separated by commas, e.g.
@@ -16,6 +17,8 @@ the iCEBreaker (iCE40 UP5K, core + host link) fits a 4-PE array, "2x2x16" with S
 (docs/core.md, "iCE40 mapping").
 """
 from dataclasses import dataclass, fields, replace
+
+from hw.core import timing
 
 __all__ = ["ArrayConfig", "DEFAULT"]
 
@@ -136,15 +139,13 @@ class ArrayConfig:
 
     @property
     def popcount_latency(self):
-        """Register stages of the PE's popcount: one after the 8-bit chunk counts, then one
-        after every two adder levels of the tree over the K/8 chunk counts."""
-        levels = _log2(self.K // 8)
-        return 1 + (levels + 1) // 2
+        """:func:`hw.core.timing.popcount_latency` of K."""
+        return timing.popcount_latency(self.K)
 
     @property
     def pe_latency(self):
-        """Cycles from a PE's inputs to its registered result: popcount, term, accumulate."""
-        return self.popcount_latency + 2
+        """:func:`hw.core.timing.pe_latency` of K."""
+        return timing.pe_latency(self.K)
 
     @property
     def rows_per_group(self):
@@ -153,23 +154,19 @@ class ArrayConfig:
 
     @property
     def drain_latency(self):
-        """Register levels of each row's OR-tree that collects finished accumulators."""
-        return self.log2Q
+        """:func:`hw.core.timing.drain_latency` of Q."""
+        return timing.drain_latency(self.Q)
 
     @property
     def desc_fetch(self):
-        """Extra cycles of a run's first layer: reading its descriptor (eight 32-bit words)
-        after the start; later descriptors are read during the previous layer's drain."""
-        return 7
+        """:data:`hw.core.timing.DESC_FETCH`: extra cycles of a run's first layer."""
+        return timing.DESC_FETCH
 
     @property
     def write_delay(self):
-        """Cycles from the issue of a tile's last word to the last write of its results:
-        the issue register (``issue_reg``), memory read (1) and edge register (1), the hops to
-        the last column (Q-1), the hops down to the last row group (``row_groups`` − 1), the
-        PE, the row drain, the threshold stages (3); see docs/core.md."""
-        return (self.issue_reg + self.Q + 1 + self.row_groups - 1 + self.pe_latency
-                + self.drain_latency + 3)
+        """:func:`hw.core.timing.write_delay` of this build: cycles from the issue of a
+        layer's last word to its last write."""
+        return timing.write_delay(self)
 
     # -- string form --------------------------------------------------------------------------
 

@@ -1,5 +1,8 @@
-"""The accelerator core: PE, systolic array, threshold units, sequencer and the bus-mapped top.
+"""The accelerator core: the bus-mapped top (:mod:`hw.core.core`) and its components, the bus
+target, sequencer, array feed, systolic array of PEs, threshold stage and activation writer,
+joined by the signatures of :mod:`hw.core.interfaces`.
 
 Gateware only: nothing here imports from ``sw`` or ``sim``. The address map the host uses is
-:mod:`hw.core.memory_map`.
+:mod:`hw.core.memory_map` and the pipeline latencies and layer cycle formula are
+:mod:`hw.core.timing` (both plain Python, shared with the compiler and the cycle model).
 """

@@ -4,7 +4,9 @@ from amaranth.hdl import Cat, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.core.pe import PE, popcount_latency, popcount_pipeline
+from hw.core import timing
+from hw.core.interfaces import ArrayEdgeSignature, ArraySumsSignature
+from hw.core.pe import PE, popcount_pipeline
 from hw.core.pipeline import delay
 
 __all__ = ["SystolicArray"]
@@ -53,32 +55,36 @@ class SystolicArray(wiring.Component):
 
     Ports
     -----
-    w : In(K).array(P)
-        Weight word of each row, those of row group g g cycles after group 0's (all rows in
-        the same cycle when G = 1). Padding bits may hold anything: ``x`` and ``zero_agrees``
-        are 0 there, so they never agree.
-    x, m : In(K).array(Q)
-        Activation word and valid-bit mask word of each column (skewed by column).
-    z : In(K).array(Q)
-        ``zero_agrees`` word of each column, with ``x``: ``m`` in binary layers, 0 in unsigned
-        ones (see :class:`PE`). The caller forms it in front of a register: formed here
-        from ``m`` and the layer mode, synthesis folds it into every PE's LUTs and the mode bit
-        is wired to all P·Q·K of them again (measured: that net set the ECP5 16x8x32 Fmax).
-    dbl : In(1).array(Q)
-        The word starts a bit-plane after the first: the PEs double their sum first (see
-        :class:`PE`; always 0 for binary layers).
-    valid, last : In(1).array(Q)
-        Word is real / word is the last of the current output tile.
-    out_valid : Out(1).array(P)
-        Row ``i`` delivers a finished sum this cycle (the same cycle for every row).
-    out_acc : Out(signed(acc_width)).array(P)
-        The sum; within a tile every row delivers columns 0..Q-1 in consecutive cycles.
+    edge : In(ArrayEdgeSignature(P, Q, K))
+        What enters the array each cycle:
+
+        ``edge.w[i]``
+            Weight word of row ``i``, those of row group g g cycles after group 0's (all rows
+            in the same cycle when G = 1). Padding bits may hold anything: ``x`` and
+            ``zero_agrees`` are 0 there, so they never agree.
+        ``edge.x[j]``, ``edge.m[j]``
+            Activation word and valid-bit mask word of column ``j`` (skewed by column).
+        ``edge.z[j]``
+            ``zero_agrees`` word of column ``j``, with ``x``: ``m`` in binary layers, 0 in
+            unsigned ones (see :class:`PE`). The caller forms it in front of a register:
+            formed here from ``m`` and the layer mode, synthesis folds it into every PE's LUTs
+            and the mode bit is wired to all P·Q·K of them again (measured: that net set the
+            ECP5 16x8x32 Fmax).
+        ``edge.dbl[j]``
+            The word starts a bit-plane after the first: the PEs double their sum first (see
+            :class:`PE`; always 0 for binary layers).
+        ``edge.valid[j]``, ``edge.last[j]``
+            Word is real / word is the last of the current output tile.
+    sums : Out(ArraySumsSignature(P, acc_width))
+        ``sums.valid[i]``: row ``i`` delivers a finished sum this cycle (the same cycle for
+        every row); ``sums.acc[i]``: the sum; within a tile every row delivers columns
+        0..Q-1 in consecutive cycles.
 
     Latency and throughput
     ----------------------
     One word per row and column per cycle. If the last word of a tile enters column 0 of row
     group 0 in cycle ``c``, every row delivers column ``j`` in cycle
-    ``c + j + (G − 1) + pe_latency + log2(Q)``. Tiles
+    ``c + j + (G − 1) + timing.pe_latency(K) + timing.drain_latency(Q)``. Tiles
     must be at least Q words apart (start to start) so that a row's deliveries never overlap:
     the sequencer pads shorter tiles.
     """
@@ -88,35 +94,33 @@ class SystolicArray(wiring.Component):
         assert row_groups & (row_groups - 1) == 0 and row_groups <= P
         self.P, self.Q, self.K, self.acc_width = P, Q, K, acc_width
         self.row_groups = row_groups
-        self.pe_latency = popcount_latency(K) + 2
-        self.drain_latency = Q.bit_length() - 1
+        self.pe_latency = timing.pe_latency(K)
+        self.drain_latency = timing.drain_latency(Q)
         self.group_latency = row_groups - 1
         super().__init__({
-            "w": In(K).array(P),
-            "x": In(K).array(Q), "m": In(K).array(Q), "z": In(K).array(Q),
-            "dbl": In(1).array(Q), "valid": In(1).array(Q), "last": In(1).array(Q),
-            "out_valid": Out(1).array(P),
-            "out_acc": Out(signed(acc_width)).array(P),
+            "edge": In(ArrayEdgeSignature(P, Q, K)),
+            "sums": Out(ArraySumsSignature(P, acc_width)),
         })
 
     def elaborate(self, platform):
         m = Module()
         P, Q, K, G = self.P, self.Q, self.K, self.row_groups
         rows = P // G
-        lat = popcount_latency(K)
+        lat = timing.popcount_latency(K)
+        edge = self.edge
         pes = [[PE(K, self.acc_width) for j in range(Q)] for i in range(P)]
         for j in range(Q):
             x_col = Signal(K, name=f"x_col{j}")
-            zero_agrees = self.z[j]
-            m.d.comb += x_col.eq(self.x[j] & self.m[j])
+            zero_agrees = edge.z[j]
+            m.d.comb += x_col.eq(edge.x[j] & edge.m[j])
             # popcount of the real bits (binary) or of the plane (unsigned): same pipeline
             # latency as each PE's count, so it meets them.
             # (x_col | z is m in binary layers, where z = m, and x_col in unsigned ones, z = 0:
             # the mode arrives only through z.)
             pm = popcount_pipeline(m, x_col | zero_agrees, f"col{j}_pm")
-            dbl = delay(m, self.dbl[j], lat, f"col{j}_dbl")
-            valid = delay(m, self.valid[j], lat, f"col{j}_v")
-            last = delay(m, self.last[j], lat, f"col{j}_l")
+            dbl = delay(m, edge.dbl[j], lat, f"col{j}_dbl")
+            valid = delay(m, edge.valid[j], lat, f"col{j}_v")
+            last = delay(m, edge.last[j], lat, f"col{j}_l")
             column = Cat(x_col, zero_agrees, pm, dbl, valid, last)
             for g in range(G):
                 if g:       # the hop down to the next row group
@@ -127,7 +131,7 @@ class SystolicArray(wiring.Component):
                 for i in range(g * rows, (g + 1) * rows):
                     pe = pes[i][j]
                     m.submodules[f"pe_{i}_{j}"] = pe
-                    m.d.comb += [pe.w_in.eq(self.w[i] if j == 0 else pes[i][j - 1].w_out),
+                    m.d.comb += [pe.w_in.eq(edge.w[i] if j == 0 else pes[i][j - 1].w_out),
                                  pe.x_in.eq(x_g), pe.zero_agrees.eq(zero_agrees_g),
                                  pe.pm_in.eq(pm_g), pe.dbl_in.eq(dbl_g),
                                  pe.valid_in.eq(valid_g), pe.last_in.eq(last_g)]
@@ -148,5 +152,5 @@ class SystolicArray(wiring.Component):
                 level = nxt
             # Rows of group g finished G−1−g cycles early: they wait to rejoin the last group.
             out = delay(m, Cat(level[0][0], level[0][1]), G - 1 - i // rows, f"rejoin{i}")
-            m.d.comb += [self.out_valid[i].eq(out[0]), self.out_acc[i].eq(out[1:])]
+            m.d.comb += [self.sums.valid[i].eq(out[0]), self.sums.acc[i].eq(out[1:])]
         return m

@@ -1,18 +1,22 @@
 """Byte address map of the accelerator core and its descriptor format (docs/memory_map.md).
 
-The host driver imports these constants; the gateware (hw/core/core.py) decodes them. All
-multi-byte values are little-endian. Region bases are fixed; a region's used size depends on
-the :class:`hw.config.ArrayConfig` (see :func:`regions`).
+The host driver imports these constants; the gateware decodes addresses and descriptors with
+them alone (hw/core/bus_target.py: :data:`WINDOWS`, :func:`interleave`; hw/core/interfaces.py:
+:data:`DESCRIPTOR_FIELDS`, :data:`OP_FIELDS`). All multi-byte values are little-endian. Region
+bases are fixed; a region's used size depends on the :class:`hw.config.ArrayConfig` (see
+:func:`regions`). Plain Python: nothing here imports Amaranth.
 """
 __all__ = [
     "REG_ID", "REG_CONFIG", "REG_CTRL", "REG_BATCH", "REG_STATUS", "REG_ERROR",
     "REG_TOTAL_CYCLES", "REG_LAYERS_DONE", "REG_DEPTHS_W_IN", "REG_DEPTHS_ACT_OUT",
-    "REG_DEPTHS_THR_DESC", "REG_END", "LAYER_CYCLES_BASE", "check_fits", "config_from_registers",
-    "DESC_BASE", "DESC_BYTES", "THR_BASE", "IN_BASE", "W_BASE", "OUT_BASE",
+    "REG_DEPTHS_THR_DESC", "REG_END", "REG_BYTES", "LAYER_CYCLES_BASE", "check_fits",
+    "config_from_registers", "config_registers",
+    "DESC_BASE", "DESC_BYTES", "THR_BASE", "IN_BASE", "W_BASE", "OUT_BASE", "ADDR_SPACE",
+    "PAGE_BYTES", "WINDOWS", "window_bits", "interleave", "region_of",
     "ID_VALUE", "CTRL_START", "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR",
     "ERR_NONE", "ERR_BATCH", "ERR_OPCODE", "ERR_NO_END",
     "OP_NONE", "OP_DENSE", "OP_CONV3X3", "OP_MAXPOOL", "FLAG_UNSIGNED", "FLAG_RAW", "FLAG_LAST",
-    "FLAG_POOL", "DESC_WORDS",
+    "FLAG_POOL", "DESC_WORDS", "OP_FIELDS", "DESCRIPTOR_FIELDS",
     "THR_DOWN_BIT", "regions", "encode_descriptor", "decode_descriptor",
 ]
 
@@ -32,6 +36,7 @@ REG_DEPTHS_THR_DESC = 0x028  # RO  thr_depth (bits 15:0) | desc_depth (bits 23:1
                              #     log2(ArrayConfig.row_groups) (bits 27:24) |
                              #     bit 30: ArrayConfig.issue_reg | bit 31: ArrayConfig.conv
 REG_END = 0x02C              # first byte past the registers
+REG_BYTES = 4                # every register, counter, descriptor word and threshold entry
 LAYER_CYCLES_BASE = 0x100  # RO  32-bit cycles of layer l at LAYER_CYCLES_BASE + 4·l
 
 ID_VALUE = int.from_bytes(b"XNF1", "little")
@@ -52,6 +57,22 @@ THR_BASE = 0x100000   # RW* threshold entry (tile t, row i) at THR_BASE + 4·(t�
 IN_BASE = 0x200000    # RW* input word (a, column j) at IN_BASE + (a·Q + j)·K/8
 W_BASE = 0x400000     # RW* weight word (a, row i) at W_BASE + (a·P + i)·K/8
 OUT_BASE = 0x800000   # RO  output word (a, row i) at OUT_BASE + 4·(a·P + i)
+ADDR_SPACE = 0x1000000  # the bus's 24-bit byte addresses (hw/bus.py: ADDR_WIDTH)
+PAGE_BYTES = 0x1000     # page 0 holds the registers and the layer cycles, page 1 the descriptors
+
+#: The windows the core decodes: name -> (base, size in bytes). Every size is a power of two and
+#: every base a multiple of its size, so an address is in a window when its bits from
+#: :func:`window_bits` up equal ``base >> window_bits`` (one narrow compare, no adder), and the
+#: bits below are its offset there. Past a region's used size (:func:`regions`) a window is
+#: unmapped. The registers and the layer-cycle counters share page 0.
+WINDOWS = {
+    "page0": (0, PAGE_BYTES),
+    "desc": (DESC_BASE, PAGE_BYTES),
+    "thr": (THR_BASE, IN_BASE - THR_BASE),
+    "in": (IN_BASE, W_BASE - IN_BASE),
+    "w": (W_BASE, OUT_BASE - W_BASE),
+    "out": (OUT_BASE, ADDR_SPACE - OUT_BASE),
+}
 
 # Threshold entry: bits [acc_width-1:0] = T (two's complement), bit 31 = direction d = −1.
 THR_DOWN_BIT = 31
@@ -83,14 +104,34 @@ OP_NONE = 0
 OP_DENSE = 1
 OP_CONV3X3 = 2   # 3×3, stride 1, padding PAD_BIT; columns are output pixels (docs/conv.md)
 OP_MAXPOOL = 3   # reserved: pools are fused into the conv before them (FLAG_POOL)
-FLAG_UNSIGNED = 1 << 2
-FLAG_RAW = 1 << 3
-FLAG_LAST = 1 << 4
-FLAG_POOL = 1 << 5
 
+#: The op byte's fields, least significant first: (name, bits); the rest of the byte is 0.
+OP_FIELDS = (("kind", 2), ("unsigned", 1), ("raw", 1), ("last", 1), ("pool", 1))
+
+
+def _op_flag(name):
+    """The op-byte mask of the one-bit field ``name`` of :data:`OP_FIELDS`."""
+    offset = 0
+    for field, bits in OP_FIELDS:
+        if field == name:
+            assert bits == 1, field
+            return 1 << offset
+        offset += bits
+    raise KeyError(name)
+
+
+FLAG_UNSIGNED = _op_flag("unsigned")   # 1 << 2
+FLAG_RAW = _op_flag("raw")             # 1 << 3
+FLAG_LAST = _op_flag("last")           # 1 << 4
+FLAG_POOL = _op_flag("pool")           # 1 << 5
+
+# The fields after the op and input_bits bytes: (name, bytes).
 _FIELDS = (("in_words", 2), ("last_bits", 2), ("m_tiles", 2), ("w_base", 2), ("t_base", 2),
            ("out_words", 2), ("groups", 2), ("height", 1), ("width", 1), ("pix_words", 2),
            ("row_words", 2), ("out_units", 2), ("step_words", 2), ("wrap_words", 2))
+#: Every field of a descriptor in byte order: (name, bytes); the rest up to DESC_BYTES is
+#: reserved (0). The encoder below and the gateware's descriptor layout are built from it.
+DESCRIPTOR_FIELDS = (("op", 1), ("input_bits", 1)) + _FIELDS
 
 
 def encode_descriptor(op, input_bits, in_words, last_bits, m_tiles, w_base, t_base, out_words,
@@ -123,6 +164,31 @@ def decode_descriptor(data):
     return d
 
 
+def window_bits(name):
+    """log2 of the size of window ``name`` (:data:`WINDOWS`): the offset bits below it."""
+    return (WINDOWS[name][1] - 1).bit_length()
+
+
+def interleave(name, config):
+    """``(unit_bytes, banks)`` of a region: its byte offset is ``(word·banks + bank)·unit_bytes
+    + byte`` (one linear array for the host, word-interleaved over the banks)."""
+    word_bytes = config.K // 8
+    return {"page0": (REG_BYTES, 1), "layer_cycles": (REG_BYTES, 1), "desc": (REG_BYTES, 1),
+            "thr": (REG_BYTES, config.P), "out": (REG_BYTES, config.P),
+            "in": (word_bytes, config.Q), "w": (word_bytes, config.P)}[name]
+
+
+def region_of(addr, config):
+    """The region (a key of :func:`regions`) that byte address ``addr`` maps to, or None if
+    unmapped: the reference the core's decoder is tested against."""
+    for name, (base, size, _) in regions(config).items():
+        if name == "regs":
+            size = REG_END
+        if base <= addr < base + size:
+            return name
+    return None
+
+
 def regions(config):
     """{name: (base, used size in bytes, access)} for a build with ``config``."""
     wb = config.K // 8
@@ -139,13 +205,26 @@ def regions(config):
 
 def check_fits(config):
     """Raise ValueError when a region of ``config`` overflows its window."""
-    windows = {"layer_cycles": 0x1000 - LAYER_CYCLES_BASE, "desc": THR_BASE - DESC_BASE,
-               "thr": IN_BASE - THR_BASE, "in": W_BASE - IN_BASE, "w": OUT_BASE - W_BASE,
-               "out": 0x1000000 - OUT_BASE}
+    windows = {name: size for name, (_, size) in WINDOWS.items()}
+    windows["layer_cycles"] = PAGE_BYTES - LAYER_CYCLES_BASE    # page 0, after the registers
     for name, (base, size, _) in regions(config).items():
         if name in windows and size > windows[name]:
             raise ValueError(f"{name} region of {config} needs {size} bytes, "
                              f"its window has {windows[name]}")
+
+
+def config_registers(config):
+    """{register offset: value} of the registers that describe the build (CONFIG, DEPTHS_*);
+    the inverse of :func:`config_from_registers`."""
+    return {
+        REG_CONFIG: (config.P | config.Q << 8 | (config.K.bit_length() - 1) << 16
+                     | config.acc_width << 24),
+        REG_DEPTHS_W_IN: config.w_depth | config.in_depth << 16,
+        REG_DEPTHS_ACT_OUT: config.act_depth | config.out_depth << 16,
+        REG_DEPTHS_THR_DESC: (config.thr_depth | config.desc_depth << 16
+                              | (config.row_groups.bit_length() - 1) << 24
+                              | config.issue_reg << 30 | config.conv << 31),
+    }
 
 
 def config_from_registers(config_word, depths_w_in, depths_act_out, depths_thr_desc):

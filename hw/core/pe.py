@@ -27,13 +27,9 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.core.timing import pe_latency, popcount_latency
+
 __all__ = ["PE", "popcount_pipeline", "popcount_latency"]
-
-
-def popcount_latency(width):
-    """Register stages of :func:`popcount_pipeline` for a ``width``-bit word (width = 8·2^n)."""
-    levels = (width // 8).bit_length() - 1
-    return 1 + (levels + 1) // 2
 
 
 def popcount_pipeline(m, word, name):
@@ -42,7 +38,7 @@ def popcount_pipeline(m, word, name):
     Stage 1 registers the popcounts of 8-bit chunks (a 6-input-LUT-sized function each); then a
     binary adder tree sums the chunk counts with a register after every second level (and
     after the last), so no path holds more than two adders: the popcount must not set Fmax.
-    Returns the result signal; its latency is :func:`popcount_latency`.
+    Returns the result signal; its latency is :func:`hw.core.timing.popcount_latency`.
     """
     width = len(word)
     assert width % 8 == 0 and ((width // 8) & (width // 8 - 1)) == 0, width
@@ -51,10 +47,11 @@ def popcount_pipeline(m, word, name):
         r = Signal(4, name=f"{name}_c{c}")
         m.d.sync += r.eq(sum(word[c * 8 + b] for b in range(8)))
         counts.append(r)
-    level = 0
+    level, stages = 0, 1
     while len(counts) > 1:
         level += 1
         register = level % 2 == 0 or len(counts) == 2
+        stages += register
         nxt = []
         for k in range(0, len(counts), 2):
             s = Signal(len(counts[k]) + 1, name=f"{name}_l{level}_{k // 2}")
@@ -64,6 +61,7 @@ def popcount_pipeline(m, word, name):
                 m.d.comb += s.eq(counts[k] + counts[k + 1])
             nxt.append(s)
         counts = nxt
+    assert stages == popcount_latency(width), (width, stages)    # the one latency formula
     return counts[0]
 
 
@@ -97,7 +95,7 @@ class PE(wiring.Component):
     pm_in, dbl_in, valid_in, last_in : In
         ``popcount(m)`` (ceil_log2(K + 1) bits), the double-first flag, the word-is-real flag
         and the last-word-of-tile flag of the word whose ``x_in``/``w_in`` arrived
-        ``popcount_latency(K)`` cycles earlier (the array delays them once per column).
+        ``timing.popcount_latency(K)`` cycles earlier (the array delays them once per column).
     out_valid : Out(1)
         High for one cycle when a tile's final sum is on ``out_acc``.
     out_acc : Out(signed(acc_width))
@@ -109,14 +107,15 @@ class PE(wiring.Component):
     Latency and throughput
     ----------------------
     One word per cycle, every cycle; ``w_out`` lags ``w_in`` by 1 cycle. ``out_valid`` rises
-    ``popcount_latency(K) + 2`` cycles after the ``last`` word's ``x_in``/``w_in`` (popcount,
-    then the term register, then the accumulate register).
+    ``timing.pe_latency(K)`` = ``popcount_latency(K) + PE_REGISTERS`` cycles after the
+    ``last`` word's ``x_in``/``w_in`` (popcount, then the term register, then the accumulate
+    register).
     """
 
     def __init__(self, width, acc_width):
         self.width = width
         self.acc_width = acc_width
-        self.latency = popcount_latency(width) + 2
+        self.latency = pe_latency(width)
         pm_bits = width.bit_length()
         super().__init__({
             "w_in": In(width), "w_out": Out(width), "x_in": In(width),

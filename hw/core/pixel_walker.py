@@ -3,6 +3,8 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.core.interfaces import ConvWalkSignature
+
 __all__ = ["PixelWalker"]
 
 
@@ -32,16 +34,13 @@ class PixelWalker(wiring.Component):
     Ports
     -----
     start : In(1)
-        Load the state of group 0 (the sequencer's LOAD cycle). The parameters below are
-        sampled in this cycle and kept for the layer.
-    pool : In(1)
-        Window-major pixel order (the layer's max-pool is fused).
-    height, width : In(8)
-        Image size H, W.
-    pix_words, row_words : In(16)
-        Words per pixel and per image row (``W·pix_words``).
-    step_words, wrap_words : In(16)
-        ``base`` increments per group without / with a row wrap (from the descriptor).
+        Load the state of group 0 (the sequencer's LOAD cycle). ``geometry`` is sampled in
+        this cycle and kept for the layer.
+    geometry : In(ConvWalkSignature())
+        ``pool``: window-major pixel order (the layer's max-pool is fused); ``height``,
+        ``width``: image size H, W; ``pix_words``, ``row_words``: words per pixel and per
+        image row (``W·pix_words``); ``step_words``, ``wrap_words``: ``base`` increments per
+        group without / with a row wrap (from the descriptor).
     advance : In(1)
         Step to the next group (the cycle after the column read its last word of the group).
     kx, ky : In(2)
@@ -63,9 +62,8 @@ class PixelWalker(wiring.Component):
     def __init__(self, column, Q):
         self.column, self.Q = column, Q
         super().__init__({
-            "start": In(1), "pool": In(1), "height": In(8), "width": In(8),
-            "pix_words": In(16), "row_words": In(16), "step_words": In(16),
-            "wrap_words": In(16), "advance": In(1), "kx": In(2), "ky": In(2),
+            "start": In(1), "geometry": In(ConvWalkSignature()),
+            "advance": In(1), "kx": In(2), "ky": In(2),
             "base": Out(16), "pad": Out(1),
         })
 
@@ -80,6 +78,7 @@ class PixelWalker(wiring.Component):
         step_words, wrap_words = Signal(16), Signal(16)
         x_lim, y_lim, x_last, y_last = Signal(8), Signal(8), Signal(8), Signal(8)
         init = Signal()
+        geo = self.geometry
 
         # Group 0: pixel j (row-major) or pixel j mod 4 of window j div 4 (pooled); j < W is
         # guaranteed by the program builder, so no wrap here.
@@ -89,10 +88,10 @@ class PixelWalker(wiring.Component):
         with m.If(self.start):
             # Only loads here: the start cycle's parameters come from the descriptor decode,
             # and arithmetic on them set the ECP5 build's Fmax (51 MHz).
-            m.d.sync += [pool.eq(self.pool), height.eq(self.height), width.eq(self.width),
-                         pix_words.eq(self.pix_words), row_words.eq(self.row_words),
-                         step_words.eq(self.step_words), wrap_words.eq(self.wrap_words),
-                         y.eq(Mux(self.pool, py, 0)), x.eq(Mux(self.pool, px, j)),
+            m.d.sync += [pool.eq(geo.pool), height.eq(geo.height), width.eq(geo.width),
+                         pix_words.eq(geo.pix_words), row_words.eq(geo.row_words),
+                         step_words.eq(geo.step_words), wrap_words.eq(geo.wrap_words),
+                         y.eq(Mux(geo.pool, py, 0)), x.eq(Mux(geo.pool, px, j)),
                          self.base.eq(0)]
         with m.Elif(init):
             # The first pixel's base, and the wrap bounds: x wraps once x + step ≥ W, i.e.

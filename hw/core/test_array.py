@@ -80,7 +80,7 @@ def test_array_vs_golden(P, Q, K, kind, G):
     async def tb(ctx):
         for c in range(end + Q + dut.group_latency + dut.pe_latency + dut.drain_latency + 4):
             for i in range(P):
-                ctx.set(dut.w[i], rows.get(c, {}).get(i, 0x5A))
+                ctx.set(dut.edge.w[i], rows.get(c, {}).get(i, 0x5A))
             for j in range(Q):
                 # Idle cycles carry garbage (even in the mask): only valid keeps them out.
                 x_, m_, dbl, last = cols.get(c, {}).get(j, (0xA5, 0x3C, 1, 0))
@@ -88,15 +88,16 @@ def test_array_vs_golden(P, Q, K, kind, G):
                 z_ = 0 if kind == "unsigned" else m_
                 if not valid:
                     z_ = 0x96 & ((1 << K) - 1)      # garbage as well
-                ctx.set(dut.x[j], x_); ctx.set(dut.m[j], m_); ctx.set(dut.z[j], z_)
-                ctx.set(dut.dbl[j], dbl)
-                ctx.set(dut.last[j], last if valid else 1); ctx.set(dut.valid[j], valid)
+                edge = dut.edge
+                ctx.set(edge.x[j], x_); ctx.set(edge.m[j], m_); ctx.set(edge.z[j], z_)
+                ctx.set(edge.dbl[j], dbl)
+                ctx.set(edge.last[j], last if valid else 1); ctx.set(edge.valid[j], valid)
             await ctx.tick()
-            valid_rows = [ctx.get(dut.out_valid[i]) for i in range(P)]
+            valid_rows = [ctx.get(dut.sums.valid[i]) for i in range(P)]
             assert len(set(valid_rows)) == 1        # every row delivers in the same cycles
             for i in range(P):
                 if valid_rows[i]:
-                    got[i].append(ctx.get(dut.out_acc[i]))
+                    got[i].append(ctx.get(dut.sums.acc[i]))
 
     run(dut, tb, name=f"array_{P}x{Q}x{K}")
     for i in range(P):

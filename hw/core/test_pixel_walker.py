@@ -35,12 +35,12 @@ def test_walker_follows_the_pixel_order(Q, H, W, pool, pw):
             for name, value in (("pool", pool), ("height", H), ("width", W), ("pix_words", pw),
                                 ("row_words", W * pw), ("step_words", step * pw),
                                 ("wrap_words", (step + (rows - 1) * W) * pw)):
-                ctx.set(getattr(dut, name), value)
+                ctx.set(getattr(dut.geometry, name), value)
             await ctx.tick()
             ctx.set(dut.start, 0)
             for name in ("pool", "height", "width", "pix_words", "row_words", "step_words",
                          "wrap_words"):
-                ctx.set(getattr(dut, name), 0)      # latched at start: later values ignored
+                ctx.set(getattr(dut.geometry, name), 0)   # latched at start: later ignored
             assert ctx.get(dut.base) == 0           # column 0's pixel, in time for its read
             await ctx.tick()                        # init: the first base and the bounds
             for g in range(groups):

@@ -31,20 +31,20 @@ def descriptor_table(descs, cfg):
 async def run_table(ctx, dut, table, batch, each_cycle):
     """Start a run of ``batch`` and answer the descriptor reads from ``table`` (one cycle
     latency) until done, calling ``each_cycle(ctx)`` before every clock edge."""
-    ctx.set(dut.batch, batch)
-    ctx.set(dut.start, 1)
-    assert ctx.get(dut.desc_owner) and ctx.get(dut.desc_addr) == 0
+    ctx.set(dut.control.batch, batch)
+    ctx.set(dut.control.start, 1)
+    assert ctx.get(dut.desc.owner) and ctx.get(dut.desc.addr) == 0
     await ctx.tick()
-    ctx.set(dut.start, 0)
-    ctx.set(dut.desc_data, table[0])     # the memory answers the start cycle's address
+    ctx.set(dut.control.start, 0)
+    ctx.set(dut.desc.data, table[0])     # the memory answers the start cycle's address
     for _ in range(2000):
-        addr = ctx.get(dut.desc_addr)
+        addr = ctx.get(dut.desc.addr)
         each_cycle(ctx)
         await ctx.tick()
-        ctx.set(dut.desc_data, table[addr])
-        if ctx.get(dut.done):
+        ctx.set(dut.desc.data, table[addr])
+        if ctx.get(dut.control.done):
             break
-    assert ctx.get(dut.error) == mm.ERR_NONE
+    assert ctx.get(dut.control.error) == mm.ERR_NONE
 
 
 @pytest.mark.parametrize("batch", [1, 5])
@@ -61,19 +61,19 @@ def test_sequencer_issue_order_and_cycles(batch):
     issued, lc, starts = [], [], []
 
     def each_cycle(ctx):
-        if ctx.get(dut.i_valid):
-            issued.append((ctx.get(dut.i_w_addr), ctx.get(dut.i_a_addr),
-                           ctx.get(dut.i_last_word), ctx.get(dut.i_double),
-                           ctx.get(dut.i_tile_last)))
-        if ctx.get(dut.lc_we):
-            lc.append(ctx.get(dut.lc_data))
-        if ctx.get(dut.layer_start):
-            starts.append(ctx.get(dut.layer))
+        if ctx.get(dut.issue.valid):
+            issued.append((ctx.get(dut.issue.w_addr), ctx.get(dut.issue.a_addr),
+                           ctx.get(dut.issue.last_word), ctx.get(dut.issue.double),
+                           ctx.get(dut.issue.tile_last)))
+        if ctx.get(dut.layer_cycles.en):
+            lc.append(ctx.get(dut.layer_cycles.data))
+        if ctx.get(dut.layer.start):
+            starts.append(ctx.get(dut.layer.index))
 
     async def tb(ctx):
         await run_table(ctx, dut, table, batch, each_cycle)
-        assert ctx.get(dut.total_cycles) == sum(lc)
-        assert ctx.get(dut.layers_done) == 3
+        assert ctx.get(dut.control.total_cycles) == sum(lc)
+        assert ctx.get(dut.control.layers_done) == 3
 
     run(dut, tb, name="sequencer")
     want = sum((expected_issue(d, batch, cfg.Q) for d in descs), [])
@@ -102,15 +102,17 @@ def test_sequencer_walks_conv_taps():
     issued, g_next = [], []
 
     def each_cycle(ctx):
-        if ctx.get(dut.layer_start):
-            assert (ctx.get(dut.ld_height), ctx.get(dut.ld_width),
-                    ctx.get(dut.ld_pix_words), ctx.get(dut.ld_row_words)) == (H, W, pw, W * pw)
-        if ctx.get(dut.i_valid):
-            assert ctx.get(dut.conv) and ctx.get(dut.bcast) and not ctx.get(dut.pool)
-            issued.append((ctx.get(dut.i_w_addr), ctx.get(dut.i_a_addr),
-                           ctx.get(dut.i_kx), ctx.get(dut.i_ky),
-                           ctx.get(dut.i_last_word), ctx.get(dut.i_tile_last)))
-            g_next.append(ctx.get(dut.g_next))
+        walk = dut.layer.walk
+        if ctx.get(dut.layer.start):
+            assert (ctx.get(walk.height), ctx.get(walk.width),
+                    ctx.get(walk.pix_words), ctx.get(walk.row_words)) == (H, W, pw, W * pw)
+        if ctx.get(dut.issue.valid):
+            assert ctx.get(dut.layer.conv) and ctx.get(dut.layer.bcast) \
+                and not ctx.get(dut.layer.pool)
+            issued.append((ctx.get(dut.issue.w_addr), ctx.get(dut.issue.a_addr),
+                           ctx.get(dut.issue.kx), ctx.get(dut.issue.ky),
+                           ctx.get(dut.issue.last_word), ctx.get(dut.issue.tile_last)))
+            g_next.append(ctx.get(dut.issue.g_next))
 
     async def tb(ctx):
         # batch 7 is ignored by a conv: G comes from the descriptor

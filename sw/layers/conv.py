@@ -20,7 +20,7 @@ Geometry and layout (the conventions every part of xnorflow uses for conv; docs/
   threshold per channel is exact everywhere. The same bit in the unsigned layer is the pixel
   value 0 ("black", the background of MNIST-like images and the value shift augmentation fills
   in), which contributes nothing to ``Σ x·w``: the first layer is ordinary zero-padded conv.
-* **Arithmetic** per output pixel and channel is the dense layer's (design.md contracts 2, 3):
+* **Arithmetic** per output pixel and channel is the dense layer's (docs/contracts.md, contracts 2, 3):
   binary ``acc = 2·popcount(XNOR(x, w)) − 9·C_in``; unsigned k-bit
   ``acc = Σ_b 2^b·(2·popcount(x_b AND w) − popcount(x_b))``. Outputs are thresholded bits
   (``threshold``/``direction`` per output channel, the same at every pixel) or, like dense,
@@ -35,17 +35,19 @@ Geometry and layout (the conventions every part of xnorflow uses for conv; docs/
       d = +1:  [max_i acc_i ≥ T] = OR_i [acc_i ≥ T]      d = −1:  [max_i acc_i ≤ T] = AND_i [acc_i ≤ T]
 
   so the pool layer is an OR of the four bits for channels with direction +1 and an AND for
-  direction −1 (methods.md), applied to the bits of the conv that feeds it.
+  direction −1 (docs/contracts.md, "The fold"), applied to the bits of the conv that feeds it.
 """
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from hw.core import memory_map as mm
+from hw.core import timing
 from sw import bits as B
 from sw.errors import XnorflowError
 from sw.layers.base import CompileError, Layer, OverlayMemory, OverlayShape, ProgramError
 from sw.layers.weighted import WeightedLayer, binary_dot, threshold_bits, unsigned_dot
+
 
 KERNEL = 3
 TAPS = KERNEL * KERNEL
@@ -378,14 +380,13 @@ class ConvLayer(WeightedLayer):
         ``fetch + 1 + (G·m_tiles − 1)·max(W, Q) + W + write_delay`` with ``G = ceil(batch·H·W/Q)``
         column groups of output pixels, ``m_tiles = ceil(C_out/P)``, ``W`` from
         :meth:`overlay_shape` and ``write_delay``/``desc_fetch`` of :mod:`hw.core.timing`: the
-        dense formula (:func:`hw.core.timing.layer_cycles`) with pixels for samples. The tap walk issues one word per cycle with no bubbles (the
-        border taps are injected, not skipped), and a fused max-pool costs nothing.
+        dense formula (:func:`hw.core.timing.layer_cycles`) with pixels for samples. The tap
+        walk issues one word per cycle with no bubbles (the border taps are injected, not
+        skipped), and a fused max-pool costs nothing.
         """
         shape = self.overlay_shape(config)
         groups = self.overlay_groups(config, batch)
-        fetch = config.desc_fetch if first else 0
-        W = shape.tile_words
-        return fetch + 1 + (groups * shape.m_tiles - 1) * max(W, config.Q) + W + config.write_delay
+        return timing.layer_cycles(config, groups, shape.m_tiles, shape.tile_words, first)
 
 
 @dataclass(eq=False)

@@ -1,6 +1,6 @@
 """Fully connected layer: golden computation (numpy, bit-exact), packing and cycle model.
 
-Arithmetic (design.md contracts 2-5):
+Arithmetic (docs/contracts.md, contracts 2-5):
 
 * ``binary`` input (hidden layers): inputs and weights are ±1 bits, the integer output is
   ``acc = 2·popcount(XNOR(x, w)) − N`` over the N real bits; padding bits never count.
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw.core import memory_map as mm
+from hw.core import timing
 from sw import bits as B
 from sw.layers.base import OverlayShape, ProgramError
 from sw.layers.weighted import WeightedLayer, binary_dot, threshold_bits, unsigned_dot
@@ -165,6 +166,4 @@ class DenseLayer(WeightedLayer):
         """
         shape = self.overlay_shape(config)
         groups = self.overlay_groups(config, batch)
-        fetch = config.desc_fetch if first else 0
-        W = shape.tile_words
-        return fetch + 1 + (groups * shape.m_tiles - 1) * max(W, config.Q) + W + config.write_delay
+        return timing.layer_cycles(config, groups, shape.m_tiles, shape.tile_words, first)

@@ -2,7 +2,7 @@
 core's integer arithmetic, and the parts of their file entry, deploy dict, table row, memory
 images and core rules that do not depend on how the input vectors are formed.
 
-Arithmetic (design.md contracts 2-5), per input vector of N bits and output channel:
+Arithmetic (docs/contracts.md, contracts 2-5), per input vector of N bits and output channel:
 
 * ``binary`` input: ``acc = 2·popcount(XNOR(x, w)) − N`` over the N real bits (padding bits
   never count); ``unsigned`` k-bit input, bit-serially over the planes:
