@@ -48,7 +48,7 @@ BLOCKS = [
     ("threshold units", r"\.thr_unit_\d+$"),
     ("conv pixel walkers", r"\.walker\d+$"),
     ("host link", r"\.link(\.|$)"),
-    ("core: banks, skew, writer, read-back", r"^top\.core\.core$"),
+    ("core: banks, skew, writer, read-back", r"^top\.core\.core(\.(feed|thresholds|writer|target))?$"),
     ("UART, clocking, top", r".*"),
 ]
 
