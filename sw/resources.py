@@ -61,8 +61,9 @@ from dataclasses import dataclass
 
 from hw.config import ArrayConfig
 
-__all__ = ["Device", "DEVICES", "Estimate", "MemoryUse", "estimate", "check_fits",
-           "describe_misfits", "register", "array_memories", "CALIBRATION", "LIMIT_FACTOR"]
+__all__ = ["Device", "DEVICES", "Estimate", "MemoryUse", "MemorySpec", "estimate", "check_fits",
+           "describe_misfits", "register", "map_memory", "array_memories", "PACKING",
+           "CALIBRATION", "LIMIT_FACTOR"]
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,7 @@ def _map_on(block, mem):
     return blocks, block.cost * blocks + 0.5 * mux + 0.5 * demux
 
 
-def _map_memory(family, mem):
+def map_memory(family, mem):
     """The cheapest mapping of one memory: (kind, blocks)."""
     if mem.huge and family == "ice40":
         # ram_style = "huge" forces SPRAM (synth_ice40 -spram); the single port is shared.
@@ -228,7 +229,7 @@ _WALKER_LUT4 = 93           # conv pixel walker, one per column
 #: Fitted: c0 + P·Q·(c1·K + c2·acc_width) + c3·(P+Q)·K (module docstring).
 _C0, _C1, _C2, _C3 = 280, 0.67, 6.4, 13.7
 #: Placed cells per Yosys LUT4 (area breakdown against its placed build).
-_PACKING = {"ice40": 1.26, "ecp5": 1.06}
+PACKING = {"ice40": 1.26, "ecp5": 1.06}
 
 
 def _array_lut4(config):
@@ -240,11 +241,11 @@ def _array_lut4(config):
 def _estimate_array(device, config):
     uses = []
     for mem in array_memories(config):
-        kind, blocks = _map_memory(device.family, mem)
+        kind, blocks = map_memory(device.family, mem)
         uses.append(MemoryUse(mem.name, mem.count, mem.width, mem.depth, kind, blocks))
     count = {kind: sum(u.count * u.blocks_each for u in uses if u.kind == kind)
              for kind in ("bram", "spram")}
-    luts = round(_array_lut4(config) * _PACKING[device.family])
+    luts = round(_array_lut4(config) * PACKING[device.family])
     return Estimate(luts=luts, brams=count["bram"], sprams=count["spram"], memories=tuple(uses))
 
 

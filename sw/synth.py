@@ -470,8 +470,9 @@ def check_resources(board_name, config, force=False, log=_log_to_stderr):
     if not over:
         return est
     text = resources.describe_misfits(board_name, over)
+    option = "--fold" if config.format().startswith("df:") else "--array"
     if not force:
-        raise XnorflowError(f"--array {config.format()} does not fit the {board_name} "
+        raise XnorflowError(f"{option} {config.format()} does not fit the {board_name} "
                             f"({device.name}): it needs {text} (sw/resources.py's estimate); "
                             f"--force builds it anyway")
     log(f"synth: WARNING: {config.format()} needs {text}; building anyway (--force)")
@@ -560,10 +561,13 @@ def _build_report(top, board, platform, label, placer, config, out_dir, key):
             if c["constraint_mhz"] and abs(c["constraint_mhz"] - target) < 1e-3 * target]
     if ours and ours[0] is not None:
         result["fmax_mhz"] = ours[0]
+    from hw.dataflow.config import DataflowConfig
+    dataflow = isinstance(config, DataflowConfig)
     return {
         "board": board.name, "device": f"{platform.device}-{platform.package}",
         "config": label,
-        **({"array": config.format()} if config is not None else {}),
+        **({"arch": "dataflow", "fold": config.format()} if dataflow else
+           {"array": config.format()} if config is not None else {}),
         "target_clock_mhz": target,
         "placer": placer or "heap",
         "timing_met": result["fmax_mhz"] is not None and result["fmax_mhz"] >= target,
@@ -608,6 +612,15 @@ def accelerator_top(config, clock_mhz=None, baud=None):
     from hw.board.top import DEFAULT_BAUD, UartBridgeTop
     from hw.top import Accelerator
     return UartBridgeTop(Accelerator(config), DEFAULT_BAUD if baud is None else baud,
+                         clock_hz=clock_mhz * 1e6 if clock_mhz is not None else None)
+
+
+def dataflow_top(config, clock_mhz=None, baud=None):
+    """The board top of a dataflow build: its engines, core and host link behind a UART at
+    ``baud``, clocked at ``clock_mhz`` through the PLL."""
+    from hw.board.top import DEFAULT_BAUD, UartBridgeTop
+    from hw.dataflow.top import DataflowAccelerator
+    return UartBridgeTop(DataflowAccelerator(config), DEFAULT_BAUD if baud is None else baud,
                          clock_hz=clock_mhz * 1e6 if clock_mhz is not None else None)
 
 
@@ -707,6 +720,7 @@ BOARD_DEFAULT_CLOCK_MHZ = {"icebreaker": 24.0, "ulx3s-85f": 50.0}
 
 def add_parser(sub):
     from hw.board.top import DEFAULT_BAUD
+    from sw.fold import DATAFLOW_CLOCK_MHZ
     p = sub.add_parser(
         "synth", help="build a bitstream with Yosys + nextpnr (YoWASP)",
         description="Synthesize, place and route the accelerator for a board with Yosys and "
@@ -720,14 +734,26 @@ def add_parser(sub):
     p.add_argument("--board", required=True, choices=sorted(BOARDS),
                    help="the board to build for (required): icebreaker (iCE40 UP5K) or "
                         "ulx3s-85f (ECP5-85F)")
+    p.add_argument("--arch", choices=("overlay", "dataflow"), default="overlay",
+                   help="overlay: one array that runs any model that fits (--array); dataflow: "
+                        "one folded engine per layer of a model's shape (--fold or --model) "
+                        "(default overlay)")
+    p.add_argument("--fold", default=None, metavar="FOLD.json",
+                   help="with --arch dataflow: the fold to build, written by `xnorflow fold -o` "
+                        "(default: fold --model for the board)")
+    p.add_argument("--model", default=None, metavar="MODEL.xnf",
+                   help="with --arch dataflow and no --fold: the model whose shape to build, "
+                        "folded to the fastest fit for the board (default: none)")
     p.add_argument("--array", type=array_argument, default=None,
-                   help="accelerator configuration PxQxK[,key=value...] (default: the board's, "
+                   help="overlay configuration PxQxK[,key=value...] (default: the board's, "
                         f"icebreaker {BOARD_DEFAULT_ARRAY['icebreaker']}, ulx3s-85f "
                         f"{BOARD_DEFAULT_ARRAY['ulx3s-85f']})")
     p.add_argument("--clock-mhz", type=positive_float, default=None,
-                   help="PLL output clock in MHz (default: icebreaker "
+                   help="PLL output clock in MHz (default overlay: icebreaker "
                         f"{BOARD_DEFAULT_CLOCK_MHZ['icebreaker']:g}, ulx3s-85f "
-                        f"{BOARD_DEFAULT_CLOCK_MHZ['ulx3s-85f']:g}); the closest lower "
+                        f"{BOARD_DEFAULT_CLOCK_MHZ['ulx3s-85f']:g}; dataflow: icebreaker "
+                        f"{DATAFLOW_CLOCK_MHZ['icebreaker']:g}, ulx3s-85f "
+                        f"{DATAFLOW_CLOCK_MHZ['ulx3s-85f']:g}); the closest lower "
                         "frequency the PLL makes is used (iCE40 16-275, ECP5 3.125-400 MHz)")
     p.add_argument("--baud", type=positive_int, default=None,
                    help=f"UART rate in Bd (default {DEFAULT_BAUD}; at least 4 clock cycles per "
@@ -746,14 +772,39 @@ def add_parser(sub):
     p.set_defaults(func=run_synth)
 
 
+def dataflow_config(board, fold=None, model=None):
+    """The DataflowConfig a dataflow command builds: the ``fold`` file's, or the fastest fold
+    of the ``model`` file that fits ``board``; XnorflowError naming the option otherwise."""
+    from sw import fold as folding
+    if fold is not None:
+        return folding.load_fold(fold)
+    if model is None:
+        raise XnorflowError("--arch dataflow needs --fold FOLD.json or --model MODEL.xnf")
+    from sw import xnf
+    return folding.fold_model(xnf.load(model), board).config
+
+
 def run_synth(args):
+    from sw.fold import DATAFLOW_CLOCK_MHZ
     # every option is checked before anything is elaborated or built
-    config = board_config(args.board, args.array)
-    clock = board_clock(args.board, args.clock_mhz)
+    if args.arch == "dataflow":
+        if args.array is not None:
+            raise XnorflowError("--array is for --arch overlay; the dataflow build takes --fold "
+                                "or --model")
+        config = dataflow_config(args.board, args.fold, args.model)
+        clock = args.clock_mhz or DATAFLOW_CLOCK_MHZ[args.board]
+        board_clock(args.board, clock)
+        make_top = dataflow_top
+    else:
+        if args.fold or args.model:
+            raise XnorflowError("--fold and --model are for --arch dataflow")
+        config = board_config(args.board, args.array)
+        clock = board_clock(args.board, args.clock_mhz)
+        make_top = accelerator_top
     uart_rate(clock, args.baud)   # refuse a rate the clock cannot make
     out_root = out_root_argument(args.out)
     check_resources(args.board, config, args.force)    # before the top is even made
-    report = synthesize(accelerator_top(config, clock, args.baud), args.board,
+    report = synthesize(make_top(config, clock, args.baud), args.board,
                         build_label(config, clock, args.baud, args.placer), out_root=out_root,
                         force=args.force, placer=args.placer, config=config, check_fit=False)
     if args.json:

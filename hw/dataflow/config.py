@@ -1,0 +1,285 @@
+"""Elaboration parameters of a dataflow build: one folded engine per layer (plain Python).
+
+A dataflow bitstream is made for one network *shape*: the layers' sizes, input and output
+kinds and each engine's folding. The weights and thresholds are not part of it: the host
+writes them at run time (new weights of the same shape need no new bitstream).
+
+Compact text form (the IDENT block carries it, so the driver recovers the build)::
+
+    df:64u4>256:16x32,256>256:32x16,256>10r:32x2;in=16,out=16
+
+one ``N[u k]>M[r]:SxP`` item per engine (``u k``: unsigned k-bit input, else binary ±1;
+``r``: raw integer output, else threshold bits; ``S`` synapses per cycle, ``P`` channels in
+parallel), then ``;key=value`` build options (:class:`DataflowConfig`'s fields).
+"""
+from dataclasses import dataclass, replace
+
+from .shape import MvuShape
+from . import timing
+
+__all__ = ["EngineFold", "DataflowConfig"]
+
+#: Weight memory kinds: (text suffix, Yosys ram_style).
+_WEIGHT_RAMS = {"block": ("", None), "spram": ("s", "huge"), "lutram": ("l", "distributed")}
+
+
+@dataclass(frozen=True)
+class EngineFold:
+    """One dense layer's engine: its shape and folding (:class:`~hw.dataflow.shape.MvuShape`).
+
+    ``acc_width``: bits of a raw output integer (None: the narrowest that holds the layer).
+    ``weights``: where the weight memory lives: ``"block"`` (Yosys chooses, block RAM for
+    anything large), ``"spram"`` (iCE40 UltraPlus SPRAM, ``ram_style = "huge"``: 16 bits wide
+    each, S·P/16 of the four 256 kbit blocks side by side; text suffix ``s``) or ``"lutram"``
+    (ECP5 distributed RAM, ``ram_style = "distributed"``: 16 bits per LUT, for weight
+    bandwidth beyond the block RAMs' ports; suffix ``l``).
+    """
+
+    n_in: int
+    n_out: int
+    simd: int
+    pe: int
+    input_bits: int = 1
+    input_kind: str = "binary"
+    output: str = "threshold"
+    acc_width: int | None = None
+    weights: str = "block"
+
+    def __post_init__(self):
+        self.shape  # validates (MvuShape raises ValueError naming the field)
+        if self.weights not in _WEIGHT_RAMS:
+            raise ValueError(f"engine weights must be one of {', '.join(_WEIGHT_RAMS)}, got "
+                             f"{self.weights!r}")
+
+    @property
+    def ram_style(self):
+        """The Yosys ``ram_style`` of the weight memory (None: Yosys decides)."""
+        return _WEIGHT_RAMS[self.weights][1]
+
+    @property
+    def shape(self):
+        return MvuShape(self.n_in, self.n_out, self.simd, self.pe, self.input_bits,
+                        self.input_kind, self.output, self.acc_width)
+
+    @property
+    def cycles(self):
+        """Initiation interval of this engine alone (:func:`timing.mvu_cycles`)."""
+        return timing.mvu_cycles(self.n_in, self.n_out, self.simd, self.pe, self.input_bits)
+
+    def format(self):
+        k = f"u{self.input_bits}" if self.input_kind == "unsigned" else ""
+        r = "r" if self.output == "raw" else ""
+        return f"{self.n_in}{k}>{self.n_out}{r}:{self.simd}x{self.pe}{_WEIGHT_RAMS[self.weights][0]}"
+
+    @classmethod
+    def parse(cls, text):
+        try:
+            layer, fold = text.split(":")
+            src, dst = layer.split(">")
+            raw = dst.endswith("r")
+            n_out = int(dst[:-1] if raw else dst)
+            if "u" in src:
+                n_in, k = (int(v) for v in src.split("u"))
+                kind = "unsigned"
+            else:
+                n_in, k, kind = int(src), 1, "binary"
+            weights = next((name for name, (suffix, _) in _WEIGHT_RAMS.items()
+                            if suffix and fold.endswith(suffix)), "block")
+            simd, pe = (int(v) for v in fold.rstrip("sl").split("x"))
+        except ValueError:
+            raise ValueError(f"engine {text!r}: expected N[uK]>M[r]:SxP, e.g. 64u4>256:16x32") \
+                from None
+        return cls(n_in, n_out, simd, pe, k, kind, "raw" if raw else "threshold",
+                   weights=weights)
+
+
+@dataclass(frozen=True)
+class DataflowConfig:
+    """A dataflow build: the engines in order and the buffers around them.
+
+    Parameters
+    ----------
+    engines : tuple of EngineFold
+        One per layer; every layer but the last has threshold output, the last raw output;
+        engine ``e``'s ``P`` and engine ``e + 1``'s ``S`` divide one another (the width
+        converter between them regroups lanes).
+    in_images, out_images : int
+        Whole images the input and output FIFOs hold: a run takes at most ``in_images``
+        images written before its start (more may follow while it runs) and leaves at most
+        ``out_images`` results unread before the pipeline waits.
+    ram_reg : int
+        1 to register every block RAM's read data once (ECP5: its clock-to-out meets the
+        first popcount level otherwise); 0 saves a logic cell per bit on iCE40.
+    in_word : int
+        Most bits of an input-FIFO word (a power of two, 8..64): narrow words keep the FIFO in
+        one block RAM (16 on iCE40, whose blocks are at most 16 wide), wide ones feed a
+        first engine that reads many input bits per cycle.
+    levels : int
+        Adder levels between pipeline registers in the popcount trees (1: every level
+        registered, for ECP5 at 100 MHz and more; 2 on iCE40 saves a logic cell per register
+        bit and still closes above 60 MHz: hw/dataflow/mvu.py, "Measured").
+    serial : int
+        1: every engine whose P ≤ SF compares its P sums one per cycle against one channel
+        memory (one comparator and one block RAM instead of P of each: the UP5K's block RAMs
+        run out first); 0: P comparators in parallel.
+    """
+
+    engines: tuple = ()
+    in_images: int = 16
+    out_images: int = 16
+    ram_reg: int = 1
+    in_word: int = 32
+    levels: int = 1
+    serial: int = 0
+
+    def __post_init__(self):
+        engines = tuple(e if isinstance(e, EngineFold) else EngineFold(**e)
+                        for e in self.engines)
+        object.__setattr__(self, "engines", engines)
+        if not engines:
+            raise ValueError("a dataflow build needs at least one engine")
+        for name in ("in_images", "out_images"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        for name in ("ram_reg", "serial"):
+            if getattr(self, name) not in (0, 1):
+                raise ValueError(f"{name} must be 0 or 1, got {getattr(self, name)!r}")
+        if not isinstance(self.levels, int) or not 1 <= self.levels <= 8:
+            raise ValueError(f"levels must be an integer in 1..8, got {self.levels!r}")
+        if self.in_word not in (8, 16, 32, 64):
+            raise ValueError(f"in_word must be 8, 16, 32 or 64 bits, got {self.in_word!r}")
+        for e, (a, b) in enumerate(zip(engines, engines[1:])):
+            where = f"engine {e + 1} ({b.format()})"
+            if a.output != "threshold":
+                raise ValueError(f"engine {e} ({a.format()}): only the last engine may have raw "
+                                 f"output")
+            if b.input_kind != "binary":
+                raise ValueError(f"{where}: only the first engine may take unsigned inputs")
+            if b.n_in != a.n_out:
+                raise ValueError(f"{where}: takes {b.n_in} inputs, engine {e} makes {a.n_out}")
+            if a.pe % b.simd and b.simd % a.pe:
+                raise ValueError(f"{where}: its S={b.simd} and engine {e}'s P={a.pe} must "
+                                 f"divide one another")
+        if engines[-1].output != "raw":
+            raise ValueError(f"the last engine ({engines[-1].format()}) must have raw output")
+
+    # -- derived figures -------------------------------------------------------------------
+
+    def output_stage(self, engine):
+        """``"serial"`` or ``"parallel"``: the output stage of one of :attr:`engines`."""
+        s = engine.shape
+        return "serial" if self.serial and s.pe <= s.synapse_folds else "parallel"
+
+    def timing_args(self, engine):
+        """The keyword arguments of :mod:`hw.dataflow.timing`'s functions for ``engine``."""
+        return {"n_in": engine.n_in, "n_out": engine.n_out, "simd": engine.simd,
+                "pe": engine.pe, "input_bits": engine.input_bits,
+                "ram_reg": bool(self.ram_reg), "levels_per_stage": self.levels,
+                "output_stage": self.output_stage(engine)}
+
+    @property
+    def first(self):
+        return self.engines[0].shape
+
+    @property
+    def last(self):
+        return self.engines[-1].shape
+
+    @property
+    def interval(self):
+        """Initiation interval of the pipeline: its slowest engine's cycles per image."""
+        return max(e.cycles for e in self.engines)
+
+    # The host's side of the FIFOs is narrow (a word of a few elements or one integer), so
+    # a wide first-engine beat or last-engine beat costs no wide FIFO memory: width
+    # converters between the FIFOs and the pipeline regroup the lanes (docs/dataflow.md).
+
+    @property
+    def in_lanes(self):
+        """Input elements per input-FIFO word: the most (a power of two) in ``in_word`` bits
+        that the first engine's S and it divide one another (the converter regroups them)."""
+        k, simd = self.first.input_bits, self.first.simd
+        lanes = 1
+        while (2 * lanes * k <= self.in_word and 2 * lanes <= self.first.n_in
+               and (simd % (2 * lanes) == 0 or (2 * lanes) % simd == 0)):
+            lanes *= 2
+        return lanes
+
+    @property
+    def in_word_bits(self):
+        return self.in_lanes * self.first.input_bits
+
+    @property
+    def in_word_bytes(self):
+        """Bytes the host writes per input word (little-endian, element j in bits [k·j, k·j+k))."""
+        return -(-self.in_word_bits // 8)
+
+    @property
+    def in_words(self):
+        """Input words per image (the last one padded)."""
+        return -(-self.first.n_in // self.in_lanes)
+
+    @property
+    def out_word_bits(self):
+        """One last-layer integer per output-FIFO word (two's complement)."""
+        return self.last.acc_width
+
+    @property
+    def out_word_bytes(self):
+        """Bytes the host reads per output integer (little-endian, sign in the top bit)."""
+        return -(-self.out_word_bits // 8)
+
+    @property
+    def out_words(self):
+        """Output integers per image."""
+        return self.last.n_out
+
+    # -- text form -----------------------------------------------------------------------
+
+    def format(self):
+        opts = [f"{f}={getattr(self, f)}" for f in ("in_images", "out_images", "ram_reg", "in_word",
+                                                  "levels", "serial")
+                if getattr(self, f) != _DEFAULTS[f]]
+        return "df:" + ",".join(e.format() for e in self.engines) + \
+            (";" + ",".join(opts) if opts else "")
+
+    __str__ = format
+
+    @classmethod
+    def parse(cls, text):
+        """A config from :meth:`format`'s text (or a DataflowConfig, returned as is)."""
+        if isinstance(text, DataflowConfig):
+            return text
+        text = str(text).strip()
+        if not text.startswith("df:"):
+            raise ValueError(f"a dataflow configuration starts with 'df:', got {text!r}")
+        body, _, opts = text[3:].partition(";")
+        kw = {}
+        for item in filter(None, opts.split(",")):
+            key, eq, value = item.partition("=")
+            if not eq or key not in _DEFAULTS:
+                raise ValueError(f"unknown dataflow option {item!r} (known: "
+                                 f"{', '.join(_DEFAULTS)})")
+            try:
+                kw[key] = int(value)
+            except ValueError:
+                raise ValueError(f"dataflow option {key} must be an integer, got {value!r}") \
+                    from None
+        engines = tuple(EngineFold.parse(e) for e in body.split(",") if e)
+        return cls(engines, **kw)
+
+    def replace(self, **kw):
+        return replace(self, **kw)
+
+    def to_json(self):
+        """The fold as a JSON-able dict (FOLD.json's ``config`` and ``engines``)."""
+        return {"config": self.format(),
+                "engines": [{"n_in": e.n_in, "n_out": e.n_out, "simd": e.simd, "pe": e.pe,
+                             "input_bits": e.input_bits, "input_kind": e.input_kind,
+                             "output": e.output, "weights": e.weights, "cycles": e.cycles}
+                            for e in self.engines]}
+
+
+_DEFAULTS = {f.name: f.default for f in DataflowConfig.__dataclass_fields__.values()
+             if f.name != "engines"}

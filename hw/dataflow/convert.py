@@ -1,0 +1,104 @@
+"""Stream width converter between engines: P-bit output beats → S-bit input beats.
+
+An engine's output carries ``P`` channels per beat, the next engine's input takes ``S``
+elements per beat; both streams list one image's lanes (channels, elements) in order, with the
+last beat padded. :class:`WidthConverter` regroups the lanes per image, so padding never
+shifts the next image's lanes.
+"""
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["WidthConverter"]
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+class WidthConverter(wiring.Component):
+    """Regroup a stream of ``in_lanes``-lane beats into ``out_lanes``-lane beats, per image.
+
+    Parameters
+    ----------
+    lane_bits : int
+        Bits per lane (1 for binary activations; k for k-bit elements).
+    in_lanes, out_lanes : int
+        Lanes per input and per output beat; one must divide the other (a fold makes the
+        producer's P and the consumer's S so; powers of two always are).
+    image_lanes : int
+        Real lanes per image (N of the consumer = M of the producer). An image takes
+        ``⌈image_lanes/in_lanes⌉`` input beats and gives ``⌈image_lanes/out_lanes⌉`` output
+        beats; lanes past ``image_lanes`` are padding: a partial last output beat is sent as
+        soon as the image's last input beat arrived (its padding lanes hold stale data, which
+        the consuming engine ignores), and input lanes past the last output beat are dropped.
+
+    Ports
+    -----
+    i : In(stream.Signature(lane_bits·in_lanes))
+    o : Out(stream.Signature(lane_bits·out_lanes))
+        Lane ``j`` of a beat in bits ``[j·lane_bits, (j+1)·lane_bits)``.
+
+    Timing
+    ------
+    Gathering (``out_lanes > in_lanes``): the output beat is a register, valid the cycle after
+    the input beat that completes it; one input beat per cycle (``i.ready = ~o.valid | o.ready``).
+    Splitting (``out_lanes < in_lanes``): combinational, one output beat per cycle; the input
+    beat is taken with its last output beat. Equal widths: wires.
+    (:func:`hw.dataflow.timing.converter_latency`.)
+    """
+
+    def __init__(self, lane_bits, in_lanes, out_lanes, image_lanes):
+        for name, v in (("lane_bits", lane_bits), ("in_lanes", in_lanes),
+                        ("out_lanes", out_lanes), ("image_lanes", image_lanes)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"WidthConverter {name} must be a positive integer, got {v!r}")
+        if out_lanes % in_lanes and in_lanes % out_lanes:
+            raise ValueError(f"WidthConverter: {in_lanes} input lanes and {out_lanes} output "
+                             f"lanes per beat: one must divide the other")
+        self.lane_bits, self.in_lanes, self.out_lanes = lane_bits, in_lanes, out_lanes
+        self.image_lanes = image_lanes
+        self.in_beats = _ceil_div(image_lanes, in_lanes)
+        self.out_beats = _ceil_div(image_lanes, out_lanes)
+        super().__init__({"i": In(stream.Signature(lane_bits * in_lanes)),
+                          "o": Out(stream.Signature(lane_bits * out_lanes))})
+
+    def elaborate(self, platform):
+        m = Module()
+        if self.in_lanes == self.out_lanes:
+            m.d.comb += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid),
+                         self.i.ready.eq(self.o.ready)]
+        elif self.out_lanes > self.in_lanes:
+            self._gather(m)
+        else:
+            self._split(m)
+        return m
+
+    def _gather(self, m):
+        ratio = self.out_lanes // self.in_lanes
+        in_bits = self.lane_bits * self.in_lanes
+        slot, beat = Signal(range(ratio)), Signal(range(self.in_beats))
+        last_in = beat == self.in_beats - 1
+        complete = (slot == ratio - 1) | last_in
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(self.i.valid & self.i.ready):
+            for j in range(ratio):
+                with m.If(slot == j):
+                    m.d.sync += self.o.payload.word_select(j, in_bits).eq(self.i.payload)
+            m.d.sync += [slot.eq(Mux(complete, 0, slot + 1)), beat.eq(Mux(last_in, 0, beat + 1))]
+            with m.If(complete):
+                m.d.sync += self.o.valid.eq(1)
+
+    def _split(self, m):
+        ratio = self.in_lanes // self.out_lanes
+        out_bits = self.lane_bits * self.out_lanes
+        sub, beat = Signal(range(ratio)), Signal(range(self.out_beats))
+        last_out = beat == self.out_beats - 1
+        consume = (sub == ratio - 1) | last_out
+        m.d.comb += [self.o.valid.eq(self.i.valid),
+                     self.o.payload.eq(self.i.payload.word_select(sub, out_bits)),
+                     self.i.ready.eq(self.o.ready & consume)]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += [sub.eq(Mux(consume, 0, sub + 1)), beat.eq(Mux(last_out, 0, beat + 1))]

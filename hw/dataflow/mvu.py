@@ -1,0 +1,603 @@
+"""Matrix-vector unit (MVU): one dense layer of the dataflow accelerator (issue #25).
+
+FINN's MVAU with xnorflow's contracts: P processing elements (output channels in parallel) ×
+S synapses per cycle, XNOR-popcount folded into one LUT level, a pipelined adder tree, one
+unsigned accumulator per PE and a threshold compare (or a raw signed integer) per PE or, with
+the serial output stage, one for the engine. The shape, the arithmetic and the memory layout
+are in :mod:`hw.dataflow.shape`; the cycle model in :mod:`hw.dataflow.timing`; the software
+packer in ``sw/layers/dataflow_pack.py``.
+
+Block diagram (one engine)::
+
+    i ──► mask padding ──► input buffer (ping-pong, 2 halves × SF words of k·S bits)
+                                │ word sf of the current image, every cycle
+                 ┌──────────────┼──────────────┐            (x register if ram_reg)
+                 ▼              ▼              ▼
+    weights_0 ─► PE 0   weights_1 ─► PE 1  … PE P−1        one S-bit word per PE per cycle
+                 │ k planes: LUT(x0,w0,x1,w1) → 2-bit counts, adder tree, Σ_b 2^b·pc_b
+                 │ acc += U_t; a fold's sum → total register, acc cleared
+                 ▼
+    parallel: per PE, channel memory word (T*, inv) or C ──► bit or integer
+    serial:   one channel memory, one compare walking total_0 … total_P−1, one per cycle
+                 └──────────────┴──────► P bits / P integers ──► output FIFO ──► o
+
+Control: the writer fills one half of the buffer from ``i`` while the reader computes on the
+other; the reader walks ``nf = 0..NF−1`` (neuron folds) × ``sf = 0..SF−1`` (synapse folds),
+one word per cycle, with the weight address a single counter ``nf·SF + sf`` (no multiplier).
+A fold is never interrupted once started: the reader starts fold ``nf`` only when the output
+FIFO has a free slot for its result counting every fold still in flight (credits), so the
+datapath has no clock enable and no stall net at all; backpressure on ``o`` only delays the
+start of the next fold. The FIFO depth (:func:`~hw.dataflow.timing.mvu_fifo_depth`) covers
+the pipeline so a ready ``o`` never delays anything.
+
+Why these choices (measured or counted, not guessed):
+
+* **XNOR for both input kinds**: ``2·popcount(x_b AND w) − popcount(x_b) =
+  popcount(XNOR(x_b, w)) − zeros(w)``, so the unsigned first layer runs on the binary layer's
+  datapath and the per-channel constant moves into the threshold (T*, computed by the packer)
+  or, for a raw unsigned layer, into one subtract after the accumulator. No ``−pm`` per
+  cycle, no signed accumulator, no per-image Σx.
+* **All k planes in one cycle** (the weight word is reused by every plane): the 64-input
+  4-bit digits layer reads 4× fewer weight bits per MAC than a bit-serial layer, i.e. 4× fewer
+  EBRs for the same throughput; the LUTs per binary MAC are the same (k popcount trees of S
+  bits instead of one tree read k times) plus ⌈log2 k⌉ adders per PE.
+* **Credits instead of a stall**: a clock enable on the datapath would be one net to every
+  pipeline register of every PE.
+* **Padding**: input padding is forced to 0 when written into the buffer (``(S − r)·k`` AND
+  gates on the last beat), weight padding is stored 0 by the packer; the padding bits then add
+  a known constant that the packer folds into T*/C (contract 2, exact).
+* **Memory reads as an asynchronous port plus a register** (:meth:`_read_register`): Yosys
+  then honours ``no_rw_check`` (477 → 82 LUT4 outside the PEs of a 256→256 S32·P8 engine on
+  iCE40).
+* **Accumulator cleared by the flip-flops' synchronous reset** (:class:`XnorPE`), not by a
+  multiplexer in front of the adder.
+
+Measured (``benchmarks/mvu_probe.py`` → ``benchmarks/results/mvu_probe.json``; one engine
+alone on the chip behind a PLL, an LFSR and a shift register for stimulus, whose flip-flops
+(``probe_ffs``: 65–161) are included; Yosys 0.70 + nextpnr 0.11 as ``xnorflow synth`` runs
+them; LUTs = logic cells on iCE40, LUT4 incl. LUT RAM and carries on ECP5)::
+
+    board       N→M      k  S·P     options                 LUTs   FFs  EBR  Fmax MHz  LUT/MAC
+    UP5K        256→256  1  32·8    serial, ram_reg=0, L=2  1413   733   19     63.2     5.52
+    UP5K        64→256   4  16·4    serial, ram_reg=0, L=2  1320   764    9     61.4     5.16
+    UP5K        256→256  1  64·4    serial, ram_reg=0, L=2  1319   711   21     61.3     5.15
+    ECP5-85F    256→256  1  32·8    defaults                1603  1450    8    126.9     6.26
+    ECP5-85F    784→256  1  64·16   defaults                4804  4915   32    115.4     4.69
+    ECP5-85F    256→256  1  128·16  weights in block RAM    8400  9122   64    108.2     4.10
+
+(MAC = one binary multiply-accumulate, S·P·k per cycle; L = ``levels_per_stage``.) Also
+measured: UP5K 256→256 S32·P8 with the parallel output stage 26 EBR (8 channel memories)
+instead of 19; with ``levels_per_stage`` 1/2/3/all 1475/1402/1385/1335 logic cells at
+65.0/61.3/42.2/37.5 MHz; ECP5 256→256 S128·P16 with Yosys' own choice (32-word weight
+memories in LUT RAM) 16,628 LUT4, 0 EBR, 85.7 MHz. Yosys alone (flattened, no stimulus):
+UP5K 256→256 S32·P8 (as above) 1,065 SB_LUT4 (4.2 per MAC; nextpnr adds a logic cell for
+each flip-flop it cannot pack with a LUT and for each carry leaving a chain), 64→256 k4
+S16·P4 982 (3.8); ECP5 784→256 S64·P16 3,880 LUT4 (3.8), 256→256 S32·P8 1,189 (4.6);
+``synth_ecp5 -nowidelut`` changes those by < 1 %.
+"""
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.core.pipeline import delay
+
+from . import timing
+from .shape import MvuShape
+
+__all__ = ["MatrixVectorUnit", "XnorPE", "WriteSignature", "channel_result", "xnor_popcount",
+           "adder_tree"]
+
+
+class WriteSignature(wiring.Signature):
+    """Run-time memory write port of an engine, seen from the side that drives it.
+
+    Members
+    -------
+    sel : Out(max(1, ⌈log2 selects⌉))
+        Which memory: ``p`` = PE ``p``'s weight memory, ``P + p`` = its channel memory
+        (:meth:`MvuShape.weight_select`, :meth:`MvuShape.channel_select`).
+    addr : Out(write_addr_width)
+        Word address in that memory.
+    data : Out(write_data_width)
+        The word (LSB-aligned; bits above the memory's width are ignored).
+    en : Out(1)
+        Write ``data`` at ``addr`` of ``sel`` in this cycle.
+    """
+
+    def __init__(self, shape):
+        self.mvu_shape = shape
+        sel_bits = max(1, (shape.selects - 1).bit_length())
+        super().__init__({"sel": Out(sel_bits), "addr": Out(shape.write_addr_width),
+                          "data": Out(shape.write_data_width), "en": Out(1)})
+
+
+def _add_weighted(a, sa, b, sb):
+    """``a·2^sa + b·2^sb`` as (value, min(sa, sb)): the low bits of the less shifted term
+    pass by the adder instead of meeting constant zeros in it."""
+    if sa > sb:
+        a, sa, b, sb = b, sb, a, sa
+    d = sb - sa
+    if d == 0:
+        return a + b, sa
+    if len(a) <= d:
+        return Cat(a, Const(0, d - len(a)), b), sa
+    return Cat(a[:d], a[d:] + b), sa
+
+
+def adder_tree(m, terms, name, levels_per_stage=1):
+    """Sum ``terms`` (a list of (value, shift) meaning value·2^shift) in a balanced tree that
+    registers after every ``levels_per_stage``-th level and after the last
+    (:func:`timing.adder_tree_stages`). Returns ((sum, shift), register stages)."""
+    levels = (len(terms) - 1).bit_length()
+    stages = 0
+    for level in range(1, levels + 1):
+        register = level % levels_per_stage == 0 or level == levels
+        domain = m.d.sync if register else m.d.comb
+        nxt = []
+        for n, idx in enumerate(range(0, len(terms), 2)):
+            if idx + 1 < len(terms):
+                value, shift = _add_weighted(*terms[idx], *terms[idx + 1])
+            else:
+                value, shift = terms[idx]
+            reg = Signal(len(value), name=f"{name}_l{level}_{n}", reset_less=True)
+            domain += reg.eq(value)
+            nxt.append((reg, shift))
+        terms = nxt
+        stages += register
+    return terms[0], stages
+
+
+def xnor_popcount(m, x, w, name, levels_per_stage=1):
+    """popcount(XNOR(x, w)) of two equal-width values, pipelined; returns (count, stages).
+
+    The first level is one 4-input function per output bit: two XNOR pairs summed into a
+    2-bit count (``e0 XOR e1``, ``e0 AND e1``), registered, so the XNOR costs no LUT of its
+    own; then :func:`adder_tree` (carry chains) over the ⌈S/2⌉ counts.
+    """
+    leaves = []
+    for g in range(0, len(x), 2):
+        e0 = ~(x[g] ^ w[g])
+        if g + 1 < len(x):
+            e1 = ~(x[g + 1] ^ w[g + 1])
+            reg = Signal(2, name=f"{name}_g{g // 2}", reset_less=True)
+            m.d.sync += reg.eq(Cat(e0 ^ e1, e0 & e1))
+        else:
+            reg = Signal(1, name=f"{name}_g{g // 2}", reset_less=True)
+            m.d.sync += reg.eq(e0)
+        leaves.append((reg, 0))
+    (count, _), stages = adder_tree(m, leaves, name, levels_per_stage)
+    return count, 1 + stages
+
+
+def _counter(n):
+    """A counter register for 0..n−1, at least one bit wide (a zero-width signal becomes
+    an illegal ``[-1:0]`` range in the Verilog)."""
+    return Signal(range(max(n, 2)))
+
+
+def _nonneg_signed(value):
+    """An unsigned value as a signed one of one more bit (so subtraction stays signed)."""
+    return Cat(value, Const(0, 1)).as_signed()
+
+
+def channel_result(shape, total, word):
+    """A channel's output from its fold sum ``total`` (U) and its channel word: the
+    threshold bit ``(U ≥ T*) XOR inv``, or the raw integer ``2·U − (2·S·SF − N)`` (binary
+    input) or ``U − C`` (unsigned input) as a signed value (hw/dataflow/shape.py)."""
+    if shape.output == "threshold":
+        t_star, inv = word[:shape.threshold_width], word[shape.threshold_width]
+        return (total >= t_star) ^ inv
+    if shape.input_kind == "binary":
+        return _nonneg_signed(Cat(Const(0, 1), total)) - shape.binary_offset
+    return _nonneg_signed(total) - word
+
+
+class XnorPE(wiring.Component):
+    """One processing element: k planes × S synapses per cycle into one fold sum.
+
+    Datapath only (the engine owns the memories, the control and the output stage): per
+    cycle ``U_t = Σ_b 2^b·popcount(XNOR(x_b, w))`` through :func:`xnor_popcount` per plane and
+    an :func:`adder_tree` over the planes, then ``acc += U_t``; with the fold's last count the
+    sum goes to ``total`` instead and ``acc`` restarts from 0.
+
+    Parameters
+    ----------
+    shape : MvuShape
+    levels_per_stage : int
+        Adder levels between two registers in the trees (and a register after the last).
+
+    Ports
+    -----
+    x : In(k·S)
+        The input word, element ``j`` in bits ``[k·j, k·j + k)``, padding cleared.
+    w : In(S)
+        The weight word of the same synapse fold.
+    last : In(1)
+        The count that reaches the accumulator this cycle (``datapath_stages`` cycles after
+        its ``x``/``w``) is the last of its fold: ``acc + U_t`` goes to ``total``.
+    clear : In(1)
+        Restart the accumulator from 0 after this cycle: ``last``, or no count this cycle.
+        (A synchronous reset, the flip-flops' own reset input: no multiplexer per bit, which
+        a ``first ? 0 : acc`` formulation costs in front of the adder: 10 LUT4 per PE on
+        ECP5 at S = 64.)
+    total : Out(u_width)
+        The last fold's sum U, from the cycle after its ``last`` until the next ``last``.
+
+    All registers are reset-less: the control's sideband says which sums are real.
+    """
+
+    def __init__(self, shape, levels_per_stage=1):
+        self.mvu_shape = shape
+        self.levels_per_stage = levels_per_stage
+        super().__init__({"x": In(shape.in_beat_bits), "w": In(shape.simd), "last": In(1),
+                          "clear": In(1), "total": Out(shape.u_width)})
+
+    def elaborate(self, platform):
+        m = Module()
+        s = self.mvu_shape
+        S, k = s.simd, s.input_bits
+        counts = []
+        for b in range(k):
+            plane = Cat(self.x[j * k + b] for j in range(S))
+            count, stages = xnor_popcount(m, plane, self.w, f"b{b}", self.levels_per_stage)
+            assert stages == timing.popcount_stages(S, self.levels_per_stage)
+            counts.append((count, b))
+        (u_t, shift), stages = adder_tree(m, counts, "planes", self.levels_per_stage)
+        assert shift == 0 and stages == timing.plane_stages(k, self.levels_per_stage)
+
+        acc = Signal(s.u_width, reset_less=True)
+        total = Signal(s.u_width, reset_less=True)
+        m.d.sync += acc.eq(Mux(self.clear, 0, (acc + u_t)[:s.u_width]))
+        with m.If(self.last):
+            m.d.sync += total.eq(acc + u_t)
+        m.d.comb += self.total.eq(total)
+        return m
+
+
+class MatrixVectorUnit(wiring.Component):
+    """One dense layer as a streaming engine: P channels × S synapses per cycle.
+
+    Parameters
+    ----------
+    n_in, n_out, simd, pe, input_bits, input_kind, output, acc_width
+        The layer and its folding: :class:`~hw.dataflow.shape.MvuShape` (validated there;
+        ``simd ≤ n_in``, ``pe ≤ n_out``, any N and M: padding is exact).
+    ram_reg : bool
+        Register the weight, input-buffer and channel-memory read data once in the fabric
+        before use (+1 cycle of latency). On ECP5 the block RAM's clock-to-out (≈ 6 ns,
+        Yosys maps DP16KD without its output register) otherwise meets the first popcount
+        LUT in the same cycle; on iCE40 the register costs a logic cell per bit (an iCE40
+        flip-flop cannot pack with an unrelated LUT), and the UP5K's targets are slow
+        enough without it.
+    levels_per_stage : int
+        Adder levels between two pipeline registers in the popcount and plane trees (1: a
+        register after every adder; ECP5 LUT4s are fewest so, since Yosys builds adders of
+        ≤ 4 result bits from LUTs there; on iCE40 2 saves 5 % of the logic cells at 61 MHz
+        instead of 65, 3 saves 6 % at 42 MHz: ``benchmarks/mvu_probe.py``).
+    output_stage : ``"parallel"`` or ``"serial"``
+        ``"parallel"``: one compare (or subtract) per PE and one channel memory per PE, NF
+        words deep. ``"serial"``: one compare for the engine, walking the P fold sums one per
+        cycle, and one channel memory for all PEs (P·NF words): P − 1 block RAMs fewer, for
+        the iCE40 whose 30 EBRs bind before its logic; needs ``pe ≤ ⌈n_in/simd⌉`` (a walk
+        must end before the next fold's sums arrive) and adds ``P + ram_reg`` cycles of
+        latency. The write port's layout is the same for both.
+    fifo_depth : int or None
+        Output FIFO entries (one per output beat); default
+        :func:`~hw.dataflow.timing.mvu_fifo_depth`, the least that never delays a fold while
+        ``o`` is ready. More entries absorb longer stalls of ``o``.
+    ram_styles : dict or None
+        Yosys ``ram_style`` per memory kind: keys ``"weights"``, ``"channels"``, ``"buffer"``
+        (default: Yosys decides: block RAM, LUT RAM on ECP5, or flip-flops). ``{"weights":
+        "huge"}`` puts the weights in the UP5K's SPRAM (16 bits wide each, single-ported:
+        the weight memories then share one address, the write port's while ``wr.en``).
+
+    Ports
+    -----
+    i : In(stream.Signature(k·S))
+        Input beats, ``SF`` per image, element ``j`` of beat ``sf`` (input ``sf·S + j``) in bits
+        ``[k·j, k·j + k)``; padding elements are ignored. Accepted whenever a buffer half is
+        free (``ready`` depends on no other input).
+    o : Out(stream.Signature(P or P·acc_width))
+        Output beats, ``NF`` per image: channel ``nf·P + p`` in bit ``p`` (threshold) or in bits
+        ``[p·W, p·W + W)``, two's complement, ``W = acc_width`` (raw). ``valid`` comes from a
+        register (the FIFO level); ``payload`` is stable while ``valid`` and not ``ready``.
+    wr : In(WriteSignature(shape))
+        Run-time loading of the weight and channel memories (layout in
+        :mod:`hw.dataflow.shape`; ``sw/layers/dataflow_pack.py`` makes the writes). Write
+        only while the engine is idle (no image in flight): reads do not wait for writes.
+    busy : Out(1)
+        High in every cycle in which the engine consumes a weight word (utilisation counters).
+
+    Timing (:mod:`hw.dataflow.timing`)
+    -----------------------------------
+    * initiation interval ``⌈N/S⌉·⌈M/P⌉`` cycles per image (:func:`~timing.mvu_cycles`), for
+      every k: image n + 1 is written into the other buffer half while image n computes, so
+      with input available and ``o`` ready consecutive images follow without a bubble;
+    * latency from the cycle the last input beat of an image is accepted to the cycle its
+      first output beat is valid: ``SF + 4 + ram_reg + popcount_stages(S) + plane_stages(k)``
+      (+ ``P + ram_reg`` with the serial output stage; :func:`~timing.mvu_latency`); beat
+      ``nf`` follows ``nf·SF`` cycles later.
+    """
+
+    OUTPUT_STAGES = ("parallel", "serial")
+
+    def __init__(self, n_in, n_out, simd, pe, input_bits=1, output="threshold", acc_width=None,
+                 *, input_kind=None, ram_reg=True, levels_per_stage=1, output_stage="parallel",
+                 fifo_depth=None, ram_styles=None):
+        self.shape = s = MvuShape(n_in, n_out, simd, pe, input_bits, input_kind, output,
+                                  acc_width)
+        self.ram_reg = bool(ram_reg)
+        if not isinstance(levels_per_stage, int) or levels_per_stage < 1:
+            raise ValueError(f"MVU levels_per_stage must be a positive integer, "
+                             f"got {levels_per_stage!r}")
+        self.levels_per_stage = levels_per_stage
+        if output_stage not in self.OUTPUT_STAGES:
+            raise ValueError(f"MVU output_stage must be one of {self.OUTPUT_STAGES}, "
+                             f"got {output_stage!r}")
+        if output_stage == "serial" and s.pe > s.synapse_folds:
+            raise ValueError(f"MVU output_stage 'serial' walks the {s.pe} PEs' sums in one "
+                             f"fold of {s.synapse_folds} cycles: needs pe ≤ ⌈n_in/simd⌉")
+        self.output_stage = output_stage
+        if fifo_depth is not None and (not isinstance(fifo_depth, int) or fifo_depth < 1):
+            raise ValueError(f"MVU fifo_depth must be a positive integer, got {fifo_depth!r}")
+        self.fifo_depth = fifo_depth or timing.mvu_fifo_depth(**self._timing_args())
+        self.ram_styles = dict(ram_styles or {})
+        unknown = set(self.ram_styles) - {"weights", "channels", "buffer"}
+        if unknown:
+            raise ValueError(f"MVU ram_styles: unknown memory kind(s) {sorted(unknown)}")
+        super().__init__({
+            "i": In(stream.Signature(s.in_beat_bits)),
+            "o": Out(stream.Signature(s.out_beat_bits)),
+            "wr": In(WriteSignature(s)),
+            "busy": Out(1),
+        })
+
+    # -- cycle model of this instance ------------------------------------------------------
+
+    def _timing_args(self):
+        s = self.shape
+        return dict(n_in=s.n_in, n_out=s.n_out, simd=s.simd, pe=s.pe, input_bits=s.input_bits,
+                    ram_reg=self.ram_reg, levels_per_stage=self.levels_per_stage,
+                    output_stage=self.output_stage)
+
+    @property
+    def cycles_per_image(self):
+        s = self.shape
+        return timing.mvu_cycles(s.n_in, s.n_out, s.simd, s.pe, s.input_bits)
+
+    @property
+    def latency(self):
+        """Cycles from accepting an image's last input beat to its first output beat."""
+        return timing.mvu_latency(**self._timing_args())
+
+    # -- gateware ---------------------------------------------------------------------------
+
+    def _memory(self, kind, width, depth):
+        # init=[]: written by the host before use. no_rw_check: no read ever needs a word
+        # written in the same cycle (weights and constants are written while idle; the reader
+        # never reads the buffer half being written), so Yosys adds no collision logic.
+        # At least two words: a one-word memory has a zero-width address, which the Verilog
+        # writer emits as an illegal [-1:0] range (only fully unfolded shapes have one).
+        attrs = {"no_rw_check": 1}
+        if kind in self.ram_styles:
+            attrs["ram_style"] = self.ram_styles[kind]
+        return Memory(shape=width, depth=max(depth, 2), init=[], attrs=attrs)
+
+    @staticmethod
+    def _read_register(m, data, name, en=None):
+        """The synchronous read of a memory, written as an asynchronous read port and a
+        register: Yosys merges the register into the block RAM (memory_dff) and only then
+        honours ``no_rw_check``. A synchronous Amaranth read port reaches Yosys as a port
+        with defined read-before-write behaviour, which it emulates with a bypass register
+        and a multiplexer per bit (measured on a 256 × 32 memory: 44 LUT4 and 73 FFs on
+        iCE40, 46 LUT4 and 106 FFs on ECP5; this way none on ECP5; in a whole engine on
+        iCE40, 477 → 82 LUT4 outside the PEs)."""
+        reg = Signal.like(data, name=name, reset_less=True)
+        if en is None:
+            m.d.sync += reg.eq(data)
+        else:
+            with m.If(en):
+                m.d.sync += reg.eq(data)
+        return reg
+
+    def _edge(self, m, value, name):
+        """``value`` registered once more if ``ram_reg``."""
+        if not self.ram_reg:
+            return value
+        reg = Signal.like(value, name=name, reset_less=True)
+        m.d.sync += reg.eq(value)
+        return reg
+
+    def _selected(self, select):
+        """The write port writes the memory with this select in this cycle."""
+        return self.wr.en & (self.wr.sel == select)
+
+    def elaborate(self, platform):
+        m = Module()
+        s = self.shape
+        control = self._control(m)
+        x = self._edge(m, self._read_register(m, control["x"], "x_ram"), "x")
+        totals = []
+        for p in range(s.pe):
+            m.submodules[f"pe{p}"] = pe = XnorPE(s, self.levels_per_stage)
+            m.d.comb += [pe.x.eq(x), pe.w.eq(self._weights(m, p, control["w_addr"])),
+                         pe.last.eq(control["done"]), pe.clear.eq(control["clear"])]
+            totals.append(pe.total)
+        if self.output_stage == "parallel":
+            w_en, w_data = self._parallel_output(m, totals, control)
+        else:
+            w_en, w_data = self._serial_output(m, totals, control)
+
+        m.submodules.fifo = fifo = SyncFIFO(width=s.out_beat_bits, depth=self.fifo_depth)
+        m.d.comb += [fifo.w_en.eq(w_en), fifo.w_data.eq(w_data),
+                     self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
+                     fifo.r_en.eq(self.o.ready)]
+        return m
+
+    def _control(self, m):
+        """Input buffer, reader and credits. Returns a dict: ``x`` the buffer's read data
+        (before its read register), ``w_addr`` the weight address, and the sideband at the
+        accumulators: ``done`` (a fold's last count arrives), ``clear`` (restart them) and
+        ``done_early`` (``done`` ``ram_reg`` cycles earlier, to read channel words in time)."""
+        s = self.shape
+        S, k, SF, NF = s.simd, s.input_bits, s.synapse_folds, s.neuron_folds
+
+        # ---- input buffer: two halves of SF words; address = {half, sf} -----------------
+        sf_bits = (SF - 1).bit_length()
+        m.submodules.buffer = buf = self._memory("buffer", k * S, 2 << sf_bits)
+        buf_w = buf.write_port()
+        buf_r = buf.read_port(domain="comb")
+
+        full = Signal(2)                       # half h holds a whole image not yet computed
+        wr_half, wr_sf = Signal(), _counter(SF)
+        rd_half, sf = Signal(), _counter(SF)
+        w_addr = _counter(NF * SF)             # nf·SF + sf, the weight word of every PE
+        inflight = Signal(range(self.fifo_depth + 1))  # folds started, beat not yet taken
+
+        wr_last = wr_sf == SF - 1
+        accept = self.i.valid & self.i.ready
+        m.d.comb += self.i.ready.eq(~full.bit_select(wr_half, 1))
+        # Padding elements of the last beat are cleared, so they always agree with the
+        # (zero) padding weights, whatever the producer put there.
+        keep = Cat(Const(-1, k) if j < s.last_beat_elements else (~wr_last).replicate(k)
+                   for j in range(S))
+        m.d.comb += [buf_w.en.eq(accept), buf_w.addr.eq(Cat(wr_sf[:sf_bits], wr_half)),
+                     buf_w.data.eq(self.i.payload & keep)]
+        with m.If(accept):
+            m.d.sync += wr_sf.eq(Mux(wr_last, 0, wr_sf + 1))
+            with m.If(wr_last):
+                m.d.sync += wr_half.eq(~wr_half)
+
+        # ---- reader: one word per cycle; a fold starts only with a free output credit -----
+        fold_start = sf == 0
+        can_start = full.bit_select(rd_half, 1) & (inflight < self.fifo_depth)
+        go = Signal()
+        m.d.comb += go.eq(Mux(fold_start, can_start, 1))
+        fold_end = sf == SF - 1
+        image_end = go & (w_addr == NF * SF - 1)
+        with m.If(go):
+            m.d.sync += [sf.eq(Mux(fold_end, 0, sf + 1)),
+                         w_addr.eq(Mux(w_addr == NF * SF - 1, 0, w_addr + 1))]
+        with m.If(image_end):
+            m.d.sync += rd_half.eq(~rd_half)
+        # The writer completes half wr_half and the reader frees half rd_half, never the same
+        # half in one cycle (the writer writes only a free half, the reader reads a full one).
+        set_full = Mux(accept & wr_last, Mux(wr_half, 0b10, 0b01), 0)
+        clr_full = Mux(image_end, Mux(rd_half, 0b10, 0b01), 0)
+        m.d.sync += full.eq((full | set_full) & ~clr_full)
+        leave = self.o.valid & self.o.ready
+        m.d.sync += inflight.eq(inflight + (go & fold_start) - leave)
+        m.d.comb += [buf_r.addr.eq(Cat(sf[:sf_bits], rd_half)), self.busy.eq(go)]
+
+        # ---- sideband at the accumulators -------------------------------------------------
+        to_acc = 1 + int(self.ram_reg) + timing.datapath_stages(S, k, self.levels_per_stage)
+        issue_valid, issue_done = Signal(), Signal()
+        m.d.comb += [issue_valid.eq(go), issue_done.eq(go & fold_end)]
+        early = delay(m, issue_done, to_acc - int(self.ram_reg), "done_early")
+        done = delay(m, early, int(self.ram_reg), "done")
+        valid = delay(m, issue_valid, to_acc, "valid")
+        clear = Signal()
+        m.d.comb += clear.eq(done | ~valid)
+        return {"x": buf_r.data, "w_addr": w_addr, "done": done, "clear": clear,
+                "done_early": early}
+
+    def _weights(self, m, p, w_addr):
+        """PE ``p``'s weight memory; returns the weight word (registered as the input word)."""
+        s = self.shape
+        m.submodules[f"weights{p}"] = mem = self._memory("weights", s.simd, s.weight_depth)
+        rd, wr = mem.read_port(domain="comb"), mem.write_port()
+        m.d.comb += [wr.en.eq(self._selected(s.weight_select(p))), wr.data.eq(self.wr.data)]
+        if self.ram_styles.get("weights") == "huge":
+            # SPRAM has one address for reading and writing; the read pauses while writing
+            addr = Mux(self.wr.en, self.wr.addr, w_addr)
+            m.d.comb += [rd.addr.eq(addr), wr.addr.eq(addr)]
+            word = self._read_register(m, rd.data, f"w{p}_ram", en=~self.wr.en)
+        else:
+            m.d.comb += [rd.addr.eq(w_addr), wr.addr.eq(self.wr.addr)]
+            word = self._read_register(m, rd.data, f"w{p}_ram")
+        return self._edge(m, word, f"w{p}")
+
+    def _channel_word(self, m, mem, addr, name):
+        """A channel memory's word at ``addr``, ready ``1 + ram_reg`` cycles later."""
+        rd = mem.read_port(domain="comb")
+        m.d.comb += rd.addr.eq(addr)
+        return self._edge(m, self._read_register(m, rd.data, f"{name}_ram"), name)
+
+    def _result_signal(self, name):
+        s = self.shape
+        return Signal(1 if s.output == "threshold" else signed(s.acc_width), name=name,
+                      reset_less=True)
+
+    def _parallel_output(self, m, totals, control):
+        """One result per PE in the cycle after the fold's last add (``done``), each from
+        its own channel memory of NF words; returns the FIFO's (write enable, data)."""
+        s = self.shape
+        NF = s.neuron_folds
+        # read ram_reg cycles before `done` so the word is ready (registered) with the total
+        read = control["done_early"]
+        t_addr = _counter(NF)
+        with m.If(read):
+            m.d.sync += t_addr.eq(Mux(t_addr == NF - 1, 0, t_addr + 1))
+        results = []
+        for p, total in enumerate(totals):
+            word = None
+            if s.has_channel_memory:
+                m.submodules[f"channels{p}"] = mem = self._memory(
+                    "channels", s.channel_word_width, NF)
+                wr = mem.write_port()
+                m.d.comb += [wr.en.eq(self._selected(s.channel_select(p))),
+                             wr.addr.eq(self.wr.addr), wr.data.eq(self.wr.data)]
+                word = self._channel_word(m, mem, t_addr, f"cw{p}")
+            result = self._result_signal(f"result{p}")
+            m.d.sync += result.eq(channel_result(s, total, word))
+            results.append(result)
+        return delay(m, control["done"], 2, "out_valid"), Cat(results)
+
+    def _serial_output(self, m, totals, control):
+        """One compare for the engine: from the cycle after ``done`` it walks the P fold sums,
+        one per cycle, each with its channel word from one memory addressed {p, nf} (the
+        write port's select P + p and address nf, concatenated); the results shift into
+        the output beat, written to the FIFO with the last. Returns (write enable, data)."""
+        s = self.shape
+        P, NF = s.pe, s.neuron_folds
+        nf_bits, p_bits = (NF - 1).bit_length(), (P - 1).bit_length()
+        start = delay(m, control["done"], 1, "walk_start")    # the totals are valid
+        step, stepping = _counter(P), Signal()
+        index = Signal(range(max(P, 2)))
+        m.d.comb += index.eq(Mux(stepping, step, 0))
+        active = start | stepping
+        last = active & (index == P - 1)
+        with m.If(active):
+            m.d.sync += [stepping.eq(~last), step.eq(Mux(last, 0, index + 1))]
+        nf = _counter(NF)
+        with m.If(last):
+            m.d.sync += nf.eq(Mux(nf == NF - 1, 0, nf + 1))
+
+        picked = Signal(s.u_width, name="picked", reset_less=True)
+        # a full power-of-two table (the last sum repeated): every index value is a case,
+        # so the Verilog's case statement is complete
+        table = totals + [totals[-1]] * ((1 << len(index)) - P)
+        m.d.sync += picked.eq(Array(table)[index] if P > 1 else totals[0])
+        picked = self._edge(m, picked, "picked_edge")   # waits for the word's edge register
+        word = None
+        if s.has_channel_memory:
+            m.submodules.channels = mem = self._memory("channels", s.channel_word_width,
+                                                       1 << (nf_bits + p_bits))
+            wr = mem.write_port()
+            m.d.comb += [wr.en.eq(self.wr.en & (self.wr.sel >= P)),
+                         wr.addr.eq(Cat(self.wr.addr[:nf_bits], (self.wr.sel - P)[:p_bits])),
+                         wr.data.eq(self.wr.data)]
+            word = self._channel_word(m, mem, Cat(nf[:nf_bits], index[:p_bits]), "cw")
+        result = self._result_signal("result")
+        m.d.sync += result.eq(channel_result(s, picked, word))
+
+        lag = 2 + int(self.ram_reg)                   # step → result register
+        result_valid = delay(m, active, lag, "result_valid")
+        result_last = delay(m, last, lag, "result_last")
+        width = len(result)
+        beat = Signal(P * width, name="beat", reset_less=True)
+        with m.If(result_valid):
+            m.d.sync += beat.eq(Cat(beat[width:], result))
+        return result_last, Cat(beat[width:], result)

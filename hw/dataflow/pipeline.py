@@ -1,0 +1,98 @@
+"""The engines of a dataflow build chained into one stream pipeline.
+
+``i`` → engine 0 → width converter → engine 1 → … → engine L−1 → ``o``: each engine is a
+:class:`~hw.dataflow.mvu.MatrixVectorUnit`; between two engines a
+:class:`~hw.dataflow.convert.WidthConverter` regroups the producer's P-bit beats into the
+consumer's S-bit beats. No FIFO is needed between them: an engine's own output FIFO covers
+its pipeline (credits) and its ping-pong input buffer holds the next image while the current
+one computes, so the slowest engine sets the rate (docs/dataflow.md, "Timing").
+"""
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import DataflowConfig
+from .convert import WidthConverter
+from .mvu import MatrixVectorUnit
+
+__all__ = ["Pipeline", "PipelineWriteSignature"]
+
+
+class PipelineWriteSignature(wiring.Signature):
+    """The run-time write port of a whole pipeline, seen from its driver: ``engine`` selects
+    which engine's :class:`~hw.dataflow.mvu.WriteSignature` port gets ``sel``, ``addr``,
+    ``data`` and ``en`` (widths: the widest engine's)."""
+
+    def __init__(self, config):
+        shapes = [e.shape for e in config.engines]
+        super().__init__({
+            "engine": Out(max(1, (len(shapes) - 1).bit_length())),
+            "sel": Out(max(1, (max(s.selects for s in shapes) - 1).bit_length())),
+            "addr": Out(max(s.write_addr_width for s in shapes)),
+            "data": Out(max(s.write_data_width for s in shapes)),
+            "en": Out(1),
+        })
+
+
+class Pipeline(wiring.Component):
+    """Every engine of ``config`` chained by streams.
+
+    Parameters
+    ----------
+    config : DataflowConfig or str
+    ram_styles : dict or None
+        Per engine index, the ``ram_styles`` of its :class:`MatrixVectorUnit`; default the
+        weight memory's style from the fold (:attr:`EngineFold.ram_style`).
+
+    Ports
+    -----
+    i : In(stream.Signature(k·S of engine 0))
+        The first engine's input beats (its stream format, :mod:`hw.dataflow.shape`).
+    o : Out(stream.Signature(P·W of the last engine))
+        The last engine's raw output beats.
+    wr : In(PipelineWriteSignature(config))
+        Run-time loading of every engine's memories; only while no image is in flight.
+    busy : Out(number of engines)
+        Bit ``e``: engine ``e`` consumed a weight word this cycle.
+
+    Timing: initiation interval ``config.interval`` (the slowest engine's ``SF·NF``); the
+    latency is the sum over the chain (docs/dataflow.md, :mod:`sw.layers.dataflow_timing`).
+    """
+
+    def __init__(self, config, ram_styles=None):
+        self.config = DataflowConfig.parse(config)
+        self.engines = []
+        for index, fold in enumerate(self.config.engines):
+            styles = (ram_styles or {}).get(index)
+            if styles is None and fold.ram_style:
+                styles = {"weights": fold.ram_style}
+            self.engines.append(MatrixVectorUnit(
+                fold.n_in, fold.n_out, fold.simd, fold.pe, fold.input_bits, fold.output,
+                fold.acc_width, input_kind=fold.input_kind, ram_reg=bool(self.config.ram_reg),
+                levels_per_stage=self.config.levels,
+                output_stage=self.config.output_stage(fold), ram_styles=styles))
+        self.converters = [
+            WidthConverter(1, a.pe, b.simd, a.n_out)
+            for a, b in zip(self.config.engines, self.config.engines[1:])]
+        super().__init__({
+            "i": In(stream.Signature(self.config.first.in_beat_bits)),
+            "o": Out(stream.Signature(self.config.last.out_beat_bits)),
+            "wr": In(PipelineWriteSignature(self.config)),
+            "busy": Out(len(self.engines)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        for e, engine in enumerate(self.engines):
+            m.submodules[f"engine{e}"] = engine
+            m.d.comb += [engine.wr.sel.eq(self.wr.sel), engine.wr.addr.eq(self.wr.addr),
+                         engine.wr.data.eq(self.wr.data),
+                         engine.wr.en.eq(self.wr.en & (self.wr.engine == e)),
+                         self.busy[e].eq(engine.busy)]
+        for e, converter in enumerate(self.converters):
+            m.submodules[f"convert{e}"] = converter
+            wiring.connect(m, self.engines[e].o, converter.i)
+            wiring.connect(m, converter.o, self.engines[e + 1].i)
+        wiring.connect(m, wiring.flipped(self.i), self.engines[0].i)
+        wiring.connect(m, self.engines[-1].o, wiring.flipped(self.o))
+        return m

@@ -1,0 +1,72 @@
+"""Cycle model of one run of the dataflow core (docs/dataflow.md, "Timing"); pure Python.
+
+A run of ``B`` images written into the input FIFO before START:
+
+* **latency** (REG_LATENCY): START to the first image's last integer entering the output
+  FIFO. The gate passes one input-FIFO word per cycle from the first cycle of the run, and a
+  converter turns the words into the first engine's beats (:func:`first_beat_in`); each
+  engine then delivers
+  its last output beat :func:`~hw.dataflow.timing.mvu_last_output_latency` cycles after its
+  last input beat, and the next engine has its last input beat :func:`hand_over` cycles
+  later (0 through wires, 1 through a gathering width converter, more where a splitting
+  converter's one beat per cycle falls behind)::
+
+      latency = first_beat_in + Σ_e last_output_latency(e) + Σ_e hand_over(e → e + 1)
+                + hand_over(last engine → one integer per output-FIFO word)
+
+* **interval** (REG_INTERVAL): between the last two images' completions, the slowest
+  engine's ``SF·NF`` (:attr:`DataflowConfig.interval`); a run of one image reports its
+  latency there.
+* **total** (REG_TOTAL_CYCLES): ``latency + (B − 1)·interval``.
+* **by_engine** (ENGINE_BUSY_BASE): cycles each engine read a weight word, ``B·SF·NF``.
+
+Exact for every run the core makes when the output FIFO does not fill up (``B ≤
+out_images`` or the host reading during the run): ``tests/test_dataflow_core.py`` compares
+every counter with this model over folds where each engine in turn is the slowest.
+"""
+from . import timing
+
+__all__ = ["run_cycles", "pipeline_latency", "hand_over", "first_beat_in"]
+
+
+def hand_over(producer, lanes):
+    """Cycles from the producer engine's last output beat of an image to the last beat of it
+    leaving a width converter that makes ``lanes``-lane beats (the next engine's S, or 1 into
+    the output FIFO), when nothing downstream waits: 0 through wires, 1 through a gathering
+    converter, and for a splitting one the time its one beat per cycle falls behind the
+    producer's beats, which come ``SF`` cycles apart (beat ``i`` splits into ``n_i``)."""
+    if producer.pe <= lanes:
+        return timing.converter_latency(producer.pe, lanes)
+    sf, nf = producer.shape.synapse_folds, producer.shape.neuron_folds
+    beats = [min(producer.pe // lanes, -(-(producer.n_out - i * producer.pe) // lanes))
+             for i in range(nf)]
+    return max((i - (nf - 1)) * sf + sum(beats[i:]) - 1 for i in range(nf))
+
+
+def first_beat_in(config):
+    """Cycles from START to the cycle after the first engine takes an image's last input beat:
+    the gate passes one input-FIFO word per cycle, which the converter gathers (one register)
+    or splits (one beat per cycle) into the engine's S-element beats."""
+    first = config.first
+    if first.simd > config.in_lanes:
+        return config.in_words + 1
+    return first.synapse_folds
+
+
+def pipeline_latency(config):
+    """Cycles from START to the first image's last result entering the output FIFO."""
+    engines = config.engines
+    total = first_beat_in(config)
+    for e in engines:
+        total += timing.mvu_last_output_latency(**config.timing_args(e))
+    for a, b in zip(engines, engines[1:]):
+        total += hand_over(a, b.simd)
+    return total + hand_over(engines[-1], 1)
+
+
+def run_cycles(config, batch):
+    """``{"total", "latency", "interval", "by_engine"}`` of a run of ``batch`` images."""
+    latency = pipeline_latency(config)
+    interval = config.interval if batch > 1 else latency
+    return {"total": latency + (batch - 1) * config.interval, "latency": latency,
+            "interval": interval, "by_engine": [batch * e.cycles for e in config.engines]}

@@ -1,0 +1,88 @@
+"""WidthConverter: lanes regrouped per image (padding never shifts the next image), stream
+rules under random gaps and stalls, and its latency (hw/dataflow/timing.py)."""
+import numpy as np
+import pytest
+
+from hw.dataflow.convert import WidthConverter
+from hw.dataflow.testing import StreamMonitor, drive_ready, rejected, send, simulate
+from hw.dataflow.timing import converter_latency
+
+
+def lanes_to_beats(lanes, per_beat, lane_bits, rng):
+    """One image's lanes as beats; padding lanes of the last beat hold random garbage."""
+    beats = []
+    for start in range(0, len(lanes), per_beat):
+        chunk = list(lanes[start:start + per_beat])
+        chunk += [int(rng.integers(1 << lane_bits)) for _ in range(per_beat - len(chunk))]
+        beats.append(sum(v << (j * lane_bits) for j, v in enumerate(chunk)))
+    return beats
+
+
+def beats_to_lanes(beats, per_beat, lane_bits):
+    mask = (1 << lane_bits) - 1
+    return [(b >> (j * lane_bits)) & mask for b in beats for j in range(per_beat)]
+
+
+def run(dut, images, rng, gap, stall):
+    beats = [b for img in images
+             for b in lanes_to_beats(img, dut.in_lanes, dut.lane_bits, rng)]
+    mon_i, mon_o = StreamMonitor(dut.i), StreamMonitor(dut.o)
+    total = len(images) * dut.out_beats
+
+    async def source(ctx):
+        await send(ctx, dut.i, beats, rng, gap)
+
+    async def sink(ctx):
+        await drive_ready(ctx, dut.o, lambda: len(mon_o.beats) >= total, rng, stall)
+        for _ in range(5):            # nothing more may come out
+            await ctx.tick()
+
+    simulate(dut, [source, sink], [mon_i.testbench, mon_o.testbench], name="convert")
+    return mon_i, mon_o
+
+
+@pytest.mark.parametrize("lane_bits, in_lanes, out_lanes, image_lanes", [
+    (1, 4, 32, 70),     # gather, partial last output beat
+    (1, 8, 8, 20),      # equal widths
+    (1, 32, 8, 70),     # split, input lanes past the last output beat dropped
+    (1, 6, 3, 10),      # split by a non-power of two
+    (4, 2, 16, 64),     # k-bit lanes (two pixels per byte → S = 16 elements)
+    (1, 3, 12, 13),     # gather by a non-power of two
+    (1, 1, 5, 5),       # one lane at a time, exact
+])
+def test_converter_regroups_lanes_per_image(lane_bits, in_lanes, out_lanes, image_lanes):
+    rng = np.random.default_rng(in_lanes * 100 + out_lanes)
+    images = [rng.integers(0, 1 << lane_bits, size=image_lanes).tolist() for _ in range(4)]
+    dut = WidthConverter(lane_bits, in_lanes, out_lanes, image_lanes)
+    _, mon_o = run(dut, images, rng, gap=0.3, stall=0.3)
+    outs = mon_o.payloads()
+    assert len(outs) == len(images) * dut.out_beats
+    for n, img in enumerate(images):
+        got = beats_to_lanes(outs[n * dut.out_beats:(n + 1) * dut.out_beats], out_lanes, lane_bits)
+        assert got[:image_lanes] == img
+
+
+@pytest.mark.parametrize("in_lanes, out_lanes", [(4, 16), (16, 4), (8, 8)])
+def test_converter_latency_equals_the_model(in_lanes, out_lanes):
+    rng = np.random.default_rng(0)
+    image_lanes = 64
+    images = [rng.integers(0, 2, size=image_lanes).tolist() for _ in range(2)]
+    dut = WidthConverter(1, in_lanes, out_lanes, image_lanes)
+    mon_i, mon_o = run(dut, images, rng, gap=0.0, stall=0.0)
+    lat = converter_latency(in_lanes, out_lanes)
+    if out_lanes >= in_lanes:
+        # output beat n is valid `lat` cycles after the input beat that completes it
+        ratio = out_lanes // in_lanes
+        completing = mon_i.cycles()[ratio - 1::ratio]
+        assert [c + lat for c in completing] == mon_o.valid_cycles
+    else:
+        # the input beat is taken together with its last output beat, the others come
+        # one per cycle before it
+        ratio = in_lanes // out_lanes
+        assert mon_o.valid_cycles[ratio - 1::ratio] == [c + lat for c in mon_i.cycles()]
+        assert np.diff(mon_o.valid_cycles[:ratio]).tolist() == [1] * (ratio - 1)
+
+
+def test_converter_rejects_widths_that_do_not_divide():
+    with rejected(), pytest.raises(ValueError, match="one must divide the other"):
+        WidthConverter(1, 6, 4, 12)

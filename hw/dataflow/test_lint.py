@@ -1,0 +1,52 @@
+"""The engines' Verilog passes `verilator --lint-only -Wall` with the waivers in
+hw/dataflow/verilator_lint.vlt (each one a property of Amaranth's Verilog writer)."""
+import os
+import subprocess
+
+import pytest
+from amaranth.back import verilog
+
+from hw.dataflow.convert import WidthConverter
+from hw.dataflow.mvu import MatrixVectorUnit
+from sw.tools import verilator_executable
+
+HERE = os.path.dirname(__file__)
+
+# Every structural variant: threshold / raw binary / raw unsigned, k-bit planes, padding,
+# SF = 1, NF = 1, one-word memories, no edge registers, the serial output stage, SPRAM-style
+# weights; the converter's three modes.
+DESIGNS = {
+    "mvu_threshold_padded": lambda: MatrixVectorUnit(37, 13, 8, 4),
+    "mvu_unsigned4_raw": lambda: MatrixVectorUnit(19, 7, 5, 2, 4, "raw"),
+    "mvu_binary_raw": lambda: MatrixVectorUnit(30, 11, 7, 2, output="raw"),
+    "mvu_sf1_no_edge_regs": lambda: MatrixVectorUnit(23, 9, 23, 3, ram_reg=False),
+    "mvu_one_word_memories": lambda: MatrixVectorUnit(8, 4, 8, 4),
+    "mvu_digits_layer1": lambda: MatrixVectorUnit(64, 256, 16, 4, 4),
+    "mvu_serial_threshold": lambda: MatrixVectorUnit(37, 13, 8, 4, output_stage="serial"),
+    "mvu_serial_three_pes": lambda: MatrixVectorUnit(27, 10, 8, 3, 4, output_stage="serial"),
+    "mvu_serial_raw_unsigned_one_pe": lambda: MatrixVectorUnit(29, 6, 9, 1, output="raw",
+                                                               input_kind="unsigned",
+                                                               output_stage="serial"),
+    "mvu_spram_weights_two_levels": lambda: MatrixVectorUnit(
+        40, 9, 16, 3, 4, levels_per_stage=2, ram_styles={"weights": "huge"}),
+    "convert_gather": lambda: WidthConverter(1, 4, 32, 70),
+    "convert_gather_odd": lambda: WidthConverter(1, 1, 5, 5),
+    "convert_split": lambda: WidthConverter(1, 32, 8, 70),
+    "convert_pass": lambda: WidthConverter(1, 8, 8, 20),
+}
+
+
+@pytest.mark.verilator
+@pytest.mark.parametrize("name", sorted(DESIGNS))
+def test_verilator_lint_clean(tmp_path, name):
+    exe = verilator_executable()
+    if exe is None:
+        pytest.skip("verilator not found")
+    src = tmp_path / f"{name}.v"
+    src.write_text(verilog.convert(DESIGNS[name](), name=name))
+    env = dict(os.environ, PATH=os.path.dirname(exe) + os.pathsep + os.environ.get("PATH", ""))
+    res = subprocess.run([exe, "--lint-only", "-Wall", os.path.join(HERE, "verilator_lint.vlt"),
+                          str(src), "--top-module", name],
+                         capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "%Warning" not in res.stderr and "%Error" not in res.stderr

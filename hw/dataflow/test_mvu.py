@@ -1,0 +1,322 @@
+"""MatrixVectorUnit against the golden model (sw/layers/dense.py), and its cycle model.
+
+Weights and channel constants reach the engine only through its write port, packed by
+sw/layers/dataflow_pack.py; images stream in back to back; the scoreboard is a monitor on
+the output wire. Shapes cover N and M that are not multiples of S and P, k = 1 and k = 4
+(and a 1-bit unsigned first layer), thresholds of both directions including saturated ones,
+raw outputs, random input gaps and output stalls, and garbage in the input's padding lanes.
+"""
+import copy
+
+import numpy as np
+import pytest
+
+from hw.dataflow.mvu import MatrixVectorUnit
+from hw.dataflow.shape import MvuShape
+from hw.dataflow.testing import StreamMonitor, drive_ready, load, rejected, send, simulate
+from hw.dataflow.timing import (mvu_cycles, mvu_fifo_depth, mvu_last_output_latency,
+                                 mvu_latency)
+from sw import bits as B
+from sw.layers.dataflow_pack import (decode_mvu_output, encode_mvu_input, mvu_shape,
+                                     pack_dense_layer)
+from sw.layers.dense import DenseLayer
+from sw.random_models import random_thresholds
+
+
+def random_layer(rng, n, m, k, output, kind=None):
+    """A DenseLayer with random ±1 weights and (threshold layers) thresholds of both
+    directions. Most thresholds are sums the layer really produces (so the output bits
+    depend on the input: thresholds drawn over the whole range ±N·(2^k − 1) would saturate
+    most channels, the sums of random inputs being near 0); about one in six is saturated at
+    the range bounds (sw.random_models) or far beyond them."""
+    kind = kind or ("binary" if k == 1 else "unsigned")
+    layer = DenseLayer(name="fc", in_features=n, out_features=m, input_kind=kind, input_bits=k,
+                       weights=B.pack_bits(rng.integers(0, 2, size=(m, n)).astype(bool)),
+                       output=output)
+    if output == "threshold":
+        lo, hi = layer.acc_range()
+        layer.threshold, layer.direction = random_thresholds(rng, lo, hi, m)
+        sums = layer.dot(random_layer_inputs(rng, layer, 16))
+        typical = rng.random(m) < 0.85
+        picked = sums[rng.integers(0, len(sums), size=m), np.arange(m)] + rng.integers(-1, 2, m)
+        layer.threshold[typical] = picked[typical]
+        far = ~typical & (rng.random(m) < 0.5)
+        layer.threshold[far] = rng.choice([lo - 1000, hi + 1000], size=int(far.sum()))
+    return layer
+
+
+def random_layer_inputs(rng, layer, batch):
+    """A batch in the layer's input format (packed bits or k-bit integers)."""
+    if layer.input_kind == "binary":
+        return B.pack_bits(rng.integers(0, 2, size=(batch, layer.in_features)).astype(bool))
+    return rng.integers(0, 1 << layer.input_bits, size=(batch, layer.in_features), dtype=np.uint8)
+
+
+def with_padding_garbage(beats, shape, rng):
+    """Set random bits in the padding lanes of every image's last beat: the engine must
+    ignore them (it clears them when it stores the beat)."""
+    pad_lo = shape.last_beat_elements * shape.input_bits
+    width = shape.in_beat_bits
+    if pad_lo == width:
+        return beats
+    out = []
+    for image in beats:
+        junk = int(rng.integers(1 << min(62, width - pad_lo))) << pad_lo
+        out.append(image[:-1] + [image[-1] | junk])
+    return out
+
+
+def run_engine(dut, writes, beats, rng=None, gap=0.0, stall=0.0, name="mvu"):
+    """Load ``writes`` through the write port, stream the images' ``beats``, collect every
+    output beat; returns (input monitor, output monitor)."""
+    mon_i, mon_o = StreamMonitor(dut.i), StreamMonitor(dut.o)
+    total = len(beats) * dut.shape.neuron_folds
+
+    async def source(ctx):
+        await load(ctx, dut.wr, writes)
+        await send(ctx, dut.i, [b for image in beats for b in image], rng, gap)
+
+    async def sink(ctx):
+        await drive_ready(ctx, dut.o, lambda: len(mon_o.beats) >= total, rng, stall)
+
+    simulate(dut, [source, sink], [mon_i.testbench, mon_o.testbench], name=name)
+    return mon_i, mon_o
+
+
+def per_image(payloads, nf):
+    return [payloads[i:i + nf] for i in range(0, len(payloads), nf)]
+
+
+def check_layer(layer, simd, pe, batch, seed, gap=0.3, stall=0.3, **options):
+    """Stream ``batch`` random images through an engine built with ``options`` (keyword
+    arguments of MatrixVectorUnit) with gaps and stalls; outputs must equal the golden."""
+    rng = np.random.default_rng(seed)
+    x = random_layer_inputs(rng, layer, batch)
+    dut = MatrixVectorUnit(layer.in_features, layer.out_features, simd, pe, layer.input_bits,
+                           layer.output, input_kind=layer.input_kind, **options)
+    shape = dut.shape
+    beats = with_padding_garbage(encode_mvu_input(x, shape), shape, rng)
+    _, mon_o = run_engine(dut, pack_dense_layer(layer, simd, pe), beats, rng, gap, stall)
+    got = decode_mvu_output(per_image(mon_o.payloads(), shape.neuron_folds), shape)
+    want = layer.forward(x)[1]
+    assert len(np.unique(want, axis=0)) > 1, "the images must not all give the same output"
+    np.testing.assert_array_equal(got, want)
+
+
+# (N, M, S, P, k, output, input kind): N, M multiples of S, P or not; SF = 1 and NF = 1.
+CASES = [
+    (16, 8, 8, 4, 1, "threshold", None),
+    (37, 13, 8, 4, 1, "threshold", None),      # padding in inputs and channels
+    (23, 9, 23, 3, 1, "threshold", None),      # SF = 1 (the whole vector in one beat)
+    (20, 5, 6, 5, 1, "threshold", None),       # NF = 1
+    (30, 11, 7, 2, 1, "raw", None),
+    (64, 16, 16, 4, 4, "threshold", None),     # the digits first layer, small M
+    (27, 10, 8, 3, 4, "threshold", None),
+    (19, 7, 5, 2, 4, "raw", None),
+    (33, 12, 16, 5, 1, "threshold", "unsigned"),  # a 1-bit unsigned first layer
+    (29, 6, 9, 4, 1, "raw", "unsigned"),
+    (12, 6, 4, 3, 8, "raw", None),             # the widest input
+]
+
+
+@pytest.mark.parametrize("n, m, simd, pe, k, output, kind", CASES)
+def test_mvu_matches_golden_with_gaps_and_stalls(n, m, simd, pe, k, output, kind):
+    rng = np.random.default_rng(n * 1000 + m * 10 + k)
+    layer = random_layer(rng, n, m, k, output, kind)
+    check_layer(layer, simd, pe, batch=5, seed=n + m)
+
+
+# Shapes for the serial output stage (P ≤ SF), P = SF included.
+SERIAL_CASES = [
+    (37, 13, 8, 4, 1, "threshold", None),
+    (27, 10, 8, 3, 4, "threshold", None),
+    (64, 16, 16, 4, 4, "threshold", None),     # P = SF
+    (30, 11, 7, 2, 1, "raw", None),
+    (19, 7, 5, 2, 4, "raw", None),
+    (33, 12, 8, 4, 1, "threshold", "unsigned"),
+    (29, 6, 9, 4, 1, "raw", "unsigned"),        # P = SF, raw unsigned
+    (24, 5, 8, 1, 1, "threshold", None),        # one PE
+]
+
+
+@pytest.mark.parametrize("ram_reg", [True, False])
+@pytest.mark.parametrize("n, m, simd, pe, k, output, kind", SERIAL_CASES)
+def test_mvu_serial_output_stage_matches_golden(n, m, simd, pe, k, output, kind, ram_reg):
+    rng = np.random.default_rng(n * 1000 + m * 10 + k + 7)
+    layer = random_layer(rng, n, m, k, output, kind)
+    check_layer(layer, simd, pe, batch=4, seed=n + m + 1, output_stage="serial",
+                ram_reg=ram_reg)
+
+
+def test_mvu_weights_in_single_port_ram_style():
+    """``ram_styles={"weights": "huge"}`` (UP5K SPRAM): one address for reads and writes;
+    loading, computing and reloading still give the golden results."""
+    rng = np.random.default_rng(21)
+    layer = random_layer(rng, 40, 9, 4, "threshold")
+    check_layer(layer, 16, 3, batch=3, seed=2, ram_styles={"weights": "huge"})
+
+
+@pytest.mark.parametrize("ram_reg", [False, True])
+def test_mvu_without_edge_registers_and_a_one_entry_fifo(ram_reg):
+    """The iCE40 setting (no RAM edge register) and the smallest FIFO under heavy stalls:
+    results depend on neither."""
+    rng = np.random.default_rng(7)
+    layer = random_layer(rng, 26, 9, 4, "threshold")
+    check_layer(layer, 8, 2, batch=4, seed=3, gap=0.5, stall=0.8, ram_reg=ram_reg, fifo_depth=1)
+
+
+def test_mvu_new_weights_of_the_same_shape_need_no_new_engine():
+    """Two layers loaded one after the other into one engine, each run over the same images."""
+    rng = np.random.default_rng(11)
+    layers = [random_layer(rng, 24, 10, 1, "threshold") for _ in range(2)]
+    x = random_layer_inputs(rng, layers[0], 3)
+    dut = MatrixVectorUnit(24, 10, 8, 4)
+    shape = dut.shape
+    beats = [b for image in encode_mvu_input(x, shape) for b in image]
+    mon_o = StreamMonitor(dut.o)
+    total = 2 * len(x) * shape.neuron_folds
+
+    async def source(ctx):
+        for layer in layers:
+            await load(ctx, dut.wr, pack_dense_layer(layer, 8, 4))
+            await send(ctx, dut.i, beats, rng, 0.2)
+            # loading is allowed only while idle: wait for the last result
+            while len(mon_o.beats) < (layers.index(layer) + 1) * len(x) * shape.neuron_folds:
+                await ctx.tick()
+
+    async def sink(ctx):
+        await drive_ready(ctx, dut.o, lambda: len(mon_o.beats) >= total, rng, 0.2)
+
+    simulate(dut, [source, sink], [mon_o.testbench])
+    got = per_image(mon_o.payloads(), shape.neuron_folds)
+    for n, layer in enumerate(layers):
+        want = layer.forward(x)[1]
+        np.testing.assert_array_equal(decode_mvu_output(got[n * len(x):(n + 1) * len(x)], shape),
+                                      want)
+    assert not np.array_equal(layers[0].forward(x)[1], layers[1].forward(x)[1])
+
+
+# Timing: (N, M, S, P, k) incl. SF = 1, NF = 1 and II = 1 (where a fold starts every cycle).
+TIMING = [(40, 12, 8, 4, 1), (64, 32, 16, 4, 4), (23, 9, 23, 3, 1), (20, 5, 6, 5, 1),
+          (8, 4, 8, 4, 1), (50, 7, 16, 3, 2)]
+
+
+TIMING_SERIAL = [(40, 12, 8, 4, 1), (64, 32, 16, 4, 4), (50, 7, 16, 3, 2)]
+
+
+@pytest.mark.parametrize("n, m, simd, pe, k, ram_reg, stage",
+                         [(*t, r, "parallel") for t in TIMING for r in (True, False)]
+                         + [(*t, r, "serial") for t in TIMING_SERIAL for r in (True, False)]
+                         + [(64, 32, 16, 4, 4, True, "parallel:2")])
+def test_mvu_latency_and_interval_equal_the_cycle_model(n, m, simd, pe, k, ram_reg, stage):
+    """Input always offered, output always ready: first-result latency, last-result latency
+    and the interval between images equal hw/dataflow/timing.py exactly, for every image
+    (``parallel:2``: two adder levels per pipeline stage)."""
+    stage, _, levels = stage.partition(":")
+    options = dict(ram_reg=ram_reg, output_stage=stage, levels_per_stage=int(levels or 1))
+    rng = np.random.default_rng(n + m)
+    layer = random_layer(rng, n, m, k, "threshold")
+    x = random_layer_inputs(rng, layer, 4)
+    dut = MatrixVectorUnit(n, m, simd, pe, k, **options)
+    shape = dut.shape
+    mon_i, mon_o = run_engine(dut, pack_dense_layer(layer, simd, pe), encode_mvu_input(x, shape))
+    got = decode_mvu_output(per_image(mon_o.payloads(), shape.neuron_folds), shape)
+    np.testing.assert_array_equal(got, layer.forward(x)[1])
+
+    sf, nf = shape.synapse_folds, shape.neuron_folds
+    last_in = mon_i.cycles()[sf - 1::sf]              # last input beat of each image
+    first_out = mon_o.cycles()[0::nf]                 # first output beat of each image
+    last_out = mon_o.cycles()[nf - 1::nf]
+    assert mon_o.valid_cycles == mon_o.cycles()       # ready was never low
+    # the first image meets an idle engine
+    assert first_out[0] - last_in[0] == mvu_latency(n, m, simd, pe, k, **options)
+    assert last_out[0] - last_in[0] == mvu_last_output_latency(n, m, simd, pe, k, **options)
+    assert np.diff(first_out).tolist() == [mvu_cycles(n, m, simd, pe, k)] * (len(x) - 1)
+    assert dut.cycles_per_image == sf * nf and dut.latency == first_out[0] - last_in[0]
+
+
+@pytest.mark.parametrize("n, m, simd, pe, k", [(40, 12, 8, 4, 1), (64, 32, 16, 4, 4)])
+def test_mvu_default_fifo_is_the_least_that_keeps_the_interval(n, m, simd, pe, k):
+    """One entry fewer than timing.mvu_fifo_depth and the engine waits for credits although
+    the output is always ready: the default is exact, not generous."""
+    rng = np.random.default_rng(9)
+    layer = random_layer(rng, n, m, k, "threshold")
+    x = random_layer_inputs(rng, layer, 3)
+    intervals = {}
+    for less in (0, 1):
+        depth = mvu_fifo_depth(n, m, simd, pe, k) - less
+        dut = MatrixVectorUnit(n, m, simd, pe, k, fifo_depth=depth)
+        _, mon_o = run_engine(dut, pack_dense_layer(layer, simd, pe),
+                              encode_mvu_input(x, dut.shape))
+        intervals[less] = np.diff(mon_o.cycles()[0::dut.shape.neuron_folds]).tolist()
+    assert intervals[0] == [mvu_cycles(n, m, simd, pe)] * 2
+    assert min(intervals[1]) > mvu_cycles(n, m, simd, pe)
+
+
+def test_mvu_stalled_output_holds_back_without_losing_a_beat():
+    """``o`` not ready for a long time: the engine fills its FIFO, stops starting folds, and
+    resumes; the payload stays stable while valid and not ready (the stream rule)."""
+    rng = np.random.default_rng(5)
+    layer = random_layer(rng, 16, 12, 1, "raw")
+    x = random_layer_inputs(rng, layer, 3)
+    dut = MatrixVectorUnit(16, 12, 8, 2, output="raw")
+    shape = dut.shape
+    mon_o = StreamMonitor(dut.o)
+    held = []
+    total = len(x) * shape.neuron_folds
+
+    async def source(ctx):
+        await load(ctx, dut.wr, pack_dense_layer(layer, 8, 2))
+        await send(ctx, dut.i, [b for image in encode_mvu_input(x, shape) for b in image])
+
+    async def sink(ctx):
+        last = None
+        for cycle in range(400):
+            ready = cycle > 150 and cycle % 3 == 0
+            ctx.set(dut.o.ready, ready)
+            _, _, valid, payload, busy = await ctx.tick().sample(dut.o.valid, dut.o.payload,
+                                                                 dut.busy)
+            if last is not None:
+                held.append(payload == last)
+            last = payload if valid and not ready else None
+            if 60 < cycle < 150:
+                assert not busy         # FIFO full of credits: no fold starts
+        assert len(mon_o.beats) == total
+
+    simulate(dut, [source, sink], [mon_o.testbench])
+    assert held and all(held)
+    got = decode_mvu_output(per_image(mon_o.payloads(), shape.neuron_folds), shape)
+    np.testing.assert_array_equal(got, layer.forward(x)[1])
+
+
+def test_mvu_shape_errors_name_the_parameter():
+    with pytest.raises(ValueError, match="simd 9 exceeds n_in 8"):
+        MvuShape(8, 4, 9, 2)
+    with pytest.raises(ValueError, match="pe 5 exceeds n_out 4"):
+        MvuShape(8, 4, 4, 5)
+    with pytest.raises(ValueError, match="acc_width 5 cannot hold"):
+        MvuShape(64, 4, 8, 2, 4, output="raw", acc_width=5)
+    with pytest.raises(ValueError, match="binary .* has 1 bit"):
+        MvuShape(8, 4, 4, 2, 2, input_kind="binary")
+    with pytest.raises(ValueError, match="input_bits must be 1..8"):
+        MvuShape(8, 4, 4, 2, 9)
+    with pytest.raises(ValueError, match="output must be one of"):
+        MvuShape(8, 4, 4, 2, output="bits")
+    with rejected(), pytest.raises(ValueError, match="fifo_depth"):
+        MatrixVectorUnit(8, 4, 4, 2, fifo_depth=0)
+    with rejected(), pytest.raises(ValueError, match="needs pe ≤"):
+        MatrixVectorUnit(16, 8, 8, 4, output_stage="serial")
+    with rejected(), pytest.raises(ValueError, match="output_stage must be one of"):
+        MatrixVectorUnit(16, 8, 8, 4, output_stage="wide")
+    with rejected(), pytest.raises(ValueError, match="unknown memory kind"):
+        MatrixVectorUnit(16, 8, 8, 4, ram_styles={"thresholds": "block"})
+
+
+def test_mvu_shape_of_a_dense_layer_follows_its_kind():
+    rng = np.random.default_rng(0)
+    layer = random_layer(rng, 64, 16, 4, "threshold")
+    shape = mvu_shape(layer, 16, 4)
+    assert (shape.synapse_folds, shape.neuron_folds, shape.in_beat_bits) == (4, 4, 64)
+    raw = copy.copy(layer)
+    raw.output, raw.input_kind, raw.input_bits = "raw", "binary", 1
+    assert not mvu_shape(raw, 16, 4).has_channel_memory

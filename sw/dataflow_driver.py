@@ -1,0 +1,138 @@
+"""The host driver of a dataflow build: identify it, load a model's weights, stream images.
+
+The same frames, transports and error handling as the overlay's driver (:mod:`sw.driver`);
+what differs is the address map (:mod:`hw.dataflow.memory_map`) and the run: images go into
+the input port, START lets COUNT of them through the pipeline back to back, the results come
+out of the output port, and the core's counters give the run's cycles, the first image's
+latency and the steady-state interval.
+"""
+import numpy as np
+
+from hw.dataflow import memory_map as mm
+from hw.dataflow.config import DataflowConfig
+from sw import dataflow_program as dp
+from sw.driver import Accelerator, DriverError
+
+__all__ = ["DataflowDevice"]
+
+_ERR_NAMES = {mm.ERR_NONE: "none", mm.ERR_COUNT: "COUNT is 0", mm.ERR_ABORTED: "aborted"}
+
+
+class DataflowDevice(Accelerator):
+    """A dataflow build behind a :class:`~sw.driver.Transport`.
+
+    Parameters
+    ----------
+    transport : Transport
+    config : DataflowConfig, str or None
+        The build's configuration; None: read from the IDENT block (``df:…``).
+    poll_limit : int
+        STATUS polls after the predicted end of a run before giving up.
+    """
+
+    def __init__(self, transport, config=None, *, poll_limit=10_000):
+        super().__init__(transport, None, poll_limit=poll_limit)
+        self._config = None if config is None else DataflowConfig.parse(config)
+        self.runs = []
+
+    def _discover_config(self):
+        text = self.ident().config
+        try:
+            return DataflowConfig.parse(text.decode("ascii"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise DriverError(f"the device is not a dataflow build (IDENT configuration "
+                              f"{text!r}: {e})") from None
+
+    def load(self, model):
+        """Write every engine's weights and channel constants; DataflowProgramError (naming
+        the layer and field) when ``model`` is not of the shape the build was made for."""
+        if self.read32(mm.REG_ID) != mm.ID_VALUE:
+            raise DriverError(f"the device does not identify as an xnorflow dataflow core "
+                              f"(ID register 0x{self.read32(mm.REG_ID):08x})")
+        reqs = [r for addr, data in dp.load_writes(model, self.config)
+                for r in self.write_requests(addr, data)]
+        self._exchange(reqs)
+        self.model = model
+        self.layers = list(model.layers)
+        # a run must fit both FIFOs: the results are read after the run ends
+        self.max_batch = min(self.config.in_images, self.config.out_images)
+        self.runs = []
+
+    def run(self, x, *, check=False, batch=None):
+        """Run inputs ``x`` (uint8 [B, N]) in runs of at most ``in_images`` images.
+
+        Returns ``(acc, predictions)`` as :meth:`sw.driver.Accelerator.run`; the counters of
+        every run are appended to :attr:`runs` (and :attr:`batches`, the overlay's name)."""
+        if self.model is None:
+            raise DriverError("no model loaded: call load(model) first")
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.layers[0].in_features:
+            raise DriverError(f"inputs must be [batch, {self.layers[0].in_features}], "
+                              f"got {list(x.shape)}")
+        step = min(batch or self.max_batch, self.max_batch)
+        outs = [self._run_batch(x[s:s + step]) for s in range(0, len(x), step)]
+        acc = np.concatenate(outs) if outs else np.zeros((0, self.layers[-1].out_features),
+                                                          np.int64)
+        if check:
+            want = self.model.forward(x)[-1][0]
+            bad = np.argwhere(acc != want)
+            if bad.size:
+                b, c = bad[0]
+                raise DriverError(f"{len(bad)} integers differ from the golden model; first: "
+                                  f"sample {b} class {c}: core {acc[b, c]}, golden {want[b, c]}")
+        return acc, self.model.head.scores(acc).argmax(axis=1)
+
+    def _run_batch(self, x):
+        cfg, n = self.config, len(x)
+        start = self.write_requests(mm.IN_BASE, dp.input_bytes(x, cfg))
+        start += self.write_requests(mm.REG_COUNT, n.to_bytes(4, "little"))
+        start += self.write_requests(mm.REG_CTRL, bytes([mm.CTRL_START, 0, 0, 0]))
+        self._exchange(start)
+        model_cycles = dp.predict_run(cfg, n)
+        predicted = {"total": model_cycles["total"], "latency": model_cycles["latency"],
+                     "interval": model_cycles["interval"],
+                     "by_layer": {layer.name: c for layer, c in
+                                  zip(self.layers, model_cycles["by_engine"])}}
+        self.transport.wait(predicted["total"])
+        status_req = self.read_requests(mm.REG_STATUS, 4 * 8)
+        for _ in range(self.poll_limit):
+            regs = b"".join(self._exchange(status_req))
+            status = int.from_bytes(regs[0:4], "little")
+            if not status & mm.STATUS_BUSY:
+                break
+            self.transport.wait(max(64, predicted["total"] // 16))
+        else:
+            raise DriverError(f"the run of {n} images is still busy after {self.poll_limit} "
+                              f"status polls (predicted {predicted['total']} cycles)")
+        word = lambda reg: int.from_bytes(regs[reg - mm.REG_STATUS:reg - mm.REG_STATUS + 4],
+                                          "little")
+        error = word(mm.REG_ERROR)
+        if status & mm.STATUS_ERROR or error:
+            raise DriverError(f"the core stopped with error {_ERR_NAMES.get(error, error)} "
+                              f"(status 0x{status:02x})")
+        n_eng = len(cfg.engines)
+        answers = self._exchange(
+            self.read_requests(mm.ENGINE_BUSY_BASE, 4 * n_eng)
+            + self.read_requests(mm.OUT_BASE, n * cfg.out_words * cfg.out_word_bytes))
+        busy = b"".join(answers[:len(self.read_requests(mm.ENGINE_BUSY_BASE, 4 * n_eng))])
+        data = b"".join(answers[len(self.read_requests(mm.ENGINE_BUSY_BASE, 4 * n_eng)):])
+        counters = {
+            "batch": n, "total": word(mm.REG_TOTAL_CYCLES), "latency": word(mm.REG_LATENCY),
+            "interval": word(mm.REG_INTERVAL), "images_done": word(mm.REG_IMAGES_DONE),
+            "by_layer": {layer.name: int.from_bytes(busy[4 * e:4 * e + 4], "little")
+                         for e, layer in enumerate(self.layers)},
+            "predicted": predicted}
+        self.last_counters = counters
+        self.runs.append(counters)
+        self.batches.append(counters)
+        return dp.decode_output_bytes(data, cfg, n)
+
+    def abort(self):
+        """Empty the pipeline and both FIFOs (CTRL_ABORT); a running run ends with ERR_ABORTED."""
+        self.write(mm.REG_CTRL, bytes([mm.CTRL_ABORT, 0, 0, 0]))
+
+    def status(self):
+        regs = self.read(mm.REG_STATUS, 8)
+        status, error = int.from_bytes(regs[:4], "little"), int.from_bytes(regs[4:], "little")
+        return {"busy": bool(status & mm.STATUS_BUSY), "done": bool(status & mm.STATUS_DONE),
+                "error": error, "error_name": _ERR_NAMES.get(error, str(error))}

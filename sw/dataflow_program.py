@@ -1,0 +1,125 @@
+"""A compiled model on a dataflow build: the bus writes that load it, the bytes of its inputs
+and outputs, and the cycle model of a run (docs/dataflow.md).
+
+The overlay's counterpart is :mod:`sw.program`; the engine-level packing is
+:mod:`sw.layers.dataflow_pack` and the address map :mod:`hw.dataflow.memory_map`.
+"""
+import numpy as np
+
+from hw.dataflow import memory_map as mm
+from hw.dataflow.config import DataflowConfig, EngineFold
+from sw.errors import XnorflowError
+from sw.layers.dataflow_pack import pack_dense_layer
+
+__all__ = ["DataflowProgramError", "check_model", "model_folds", "load_writes", "input_bytes",
+           "decode_output_bytes", "predict_run"]
+
+
+class DataflowProgramError(XnorflowError):
+    """A model does not match a dataflow build (the message names the layer and the field)."""
+
+
+def model_folds(model):
+    """(n_in, n_out, input_bits, input_kind, output) of every layer: what a build must match."""
+    from sw.layers.dense import DenseLayer
+    out = []
+    for layer in model.layers:
+        if not isinstance(layer, DenseLayer):
+            raise DataflowProgramError(f"layer {layer.name!r} is a {layer.type} layer; the "
+                                       f"dataflow target runs dense layers (issue #26 adds conv)")
+        out.append((layer.in_features, layer.out_features, layer.input_bits, layer.input_kind,
+                    layer.output))
+    return out
+
+
+def check_model(model, config):
+    """Raise DataflowProgramError unless ``model``'s layers have the shapes ``config`` was built
+    for (sizes, input bits and kind, output kind)."""
+    config = DataflowConfig.parse(config)
+    shapes = model_folds(model)
+    if len(shapes) != len(config.engines):
+        raise DataflowProgramError(f"model '{model.name}' has {len(shapes)} layers, the build "
+                                   f"{config.format()} has {len(config.engines)} engines")
+    for layer, got, engine in zip(model.layers, shapes, config.engines):
+        want = (engine.n_in, engine.n_out, engine.input_bits, engine.input_kind, engine.output)
+        for field, g, w in zip(("in_features", "out_features", "input_bits", "input_kind",
+                                "output"), got, want):
+            if g != w:
+                raise DataflowProgramError(f"layer {layer.name!r}: field '{field}' is {g!r}, the "
+                                           f"build's engine {engine.format()} has {w!r}")
+        if layer.output == "raw":
+            lo, hi = layer.acc_range()
+            width = engine.shape.acc_width
+            if lo < -(1 << (width - 1)) or hi > (1 << (width - 1)) - 1:
+                raise DataflowProgramError(f"layer {layer.name!r}: its integers [{lo}, {hi}] do "
+                                           f"not fit the engine's {width}-bit output")
+
+
+def fold_for(model, folds, **options):
+    """A :class:`DataflowConfig` for ``model`` with ``folds`` = [(simd, pe), ...] per layer."""
+    engines = tuple(EngineFold(n_in, n_out, s, p, k, kind, out)
+                    for (n_in, n_out, k, kind, out), (s, p) in zip(model_folds(model), folds))
+    return DataflowConfig(engines, **options)
+
+
+def load_writes(model, config):
+    """``[(address, bytes)]`` that write every engine's weights and channel constants."""
+    config = DataflowConfig.parse(config)
+    check_model(model, config)
+    lay = mm.layout(config)
+    writes = []
+    for e, (layer, engine) in enumerate(zip(model.layers, config.engines)):
+        size = lay.word_bytes[e]
+        by_memory = {}
+        for sel, addr, word in pack_dense_layer(layer, engine.simd, engine.pe,
+                                                engine.shape.acc_width):
+            by_memory.setdefault(sel, {})[addr] = word
+        for sel in sorted(by_memory):
+            words = by_memory[sel]
+            data = b"".join(words.get(a, 0).to_bytes(size, "little")
+                            for a in range(max(words) + 1))
+            writes.append((lay.address(e, sel, 0), data))
+    return writes
+
+
+def input_bytes(x, config):
+    """The bytes of inputs ``x`` (uint8 [B, N]: the model's input format) as the input port
+    takes them: per image ``in_words`` words of ``in_lanes`` elements (element ``j`` of a word
+    in bits ``[k·j, k·j + k)``, the last word padded with 0), each ``in_word_bytes``
+    little-endian."""
+    from sw.bits import unpack_bits
+    config = DataflowConfig.parse(config)
+    first, lanes, words = config.first, config.in_lanes, config.in_words
+    x = np.asarray(x)
+    elems = unpack_bits(x, first.n_in) if first.input_kind == "binary" else x
+    padded = np.zeros((len(x), words * lanes), dtype=np.uint8)
+    padded[:, :first.n_in] = elems
+    k = first.input_bits
+    planes = (padded[..., None] >> np.arange(k, dtype=np.uint8)) & 1       # [B, W·L, k]
+    bits = planes.reshape(len(x) * words, lanes * k).astype(np.uint8)
+    packed = np.packbits(bits, axis=1, bitorder="little")                   # [B·W, bytes]
+    size = config.in_word_bytes
+    if packed.shape[1] < size:
+        packed = np.pad(packed, ((0, 0), (0, size - packed.shape[1])))
+    return packed[:, :size].tobytes()
+
+
+def decode_output_bytes(data, config, batch):
+    """The last layer's integers (int64 [batch, M]) from the output port's bytes."""
+    config = DataflowConfig.parse(config)
+    size, m, width = config.out_word_bytes, config.out_words, config.out_word_bits
+    if len(data) != batch * m * size:
+        raise DataflowProgramError(f"{len(data)} output bytes for {batch} images, expected "
+                                   f"{batch * m * size}")
+    raw = np.frombuffer(data, dtype=np.uint8).reshape(batch * m, size).astype(np.int64)
+    values = (raw << (8 * np.arange(size))).sum(axis=1) & ((1 << width) - 1)
+    values = np.where(values >> (width - 1), values - (1 << width), values)
+    return values.reshape(batch, m)
+
+
+def predict_run(config, batch):
+    """The cycle model of one run of ``batch`` images written before START:
+    ``{"total", "latency", "interval", "by_engine"}`` as the core's counters report them."""
+    from hw.dataflow.run_timing import run_cycles
+    config = DataflowConfig.parse(config)
+    return run_cycles(config, batch)

@@ -1,0 +1,138 @@
+"""The dataflow core end to end in Amaranth's simulator: host link + core + engines, driven by
+the real driver over frames. Every image is compared with the golden model, every counter
+with the cycle model (hw/dataflow/run_timing.py), and bad requests get bus errors, never a
+wedge."""
+import numpy as np
+import pytest
+
+from hw.dataflow import memory_map as mm
+from hw.dataflow.run_timing import run_cycles
+from hw.dataflow.top import DataflowAccelerator
+from sim.amaranth_transport import AmaranthTransport
+from sw.dataflow_driver import DataflowDevice
+from sw.dataflow_program import DataflowProgramError, fold_for
+from sw.driver import DriverError
+from sw.protocol import DeviceError
+from sw.random_models import random_inputs, random_model
+
+# (layer sizes, input bits, folds): each engine in turn the slowest, wires, gathering and
+# splitting converters, sizes that are not multiples of S or P
+FOLDS = [
+    ([16, 12, 8, 5], 2, [(4, 4), (4, 4), (4, 1)], {}),    # first engine slowest
+    ([16, 12, 8, 5], 4, [(16, 4), (1, 2), (8, 5)], {}),   # middle; split 4:1, gather 2:8
+    ([16, 12, 8, 5], 2, [(16, 12), (12, 8), (1, 1)], {}),  # last; split 8:1
+    ([16, 64, 8, 5], 1, [(16, 8), (1, 4), (2, 2)], {}),   # a long split behind a fast engine
+    ([20, 9, 7], 3, [(3, 2), (2, 3)], {}),                # two engines, odd sizes
+    # the iCE40 options: serial output stages, two adder levels per stage, no RAM registers
+    ([16, 12, 8, 5], 2, [(4, 4), (4, 4), (4, 1)], {"serial": 1, "levels": 2, "ram_reg": 0}),
+    ([16, 12, 8, 5], 4, [(16, 4), (1, 2), (8, 5)], {"serial": 1, "levels": 3}),
+]
+
+
+def _device(model, folds, options=None, **kw):
+    cfg = fold_for(model, folds, in_images=5, out_images=5, **(options or {}))
+    top = DataflowAccelerator(cfg, max_payload=128, timeout=2000)
+    return cfg, AmaranthTransport(top, max_cycles=400_000, **kw)
+
+
+@pytest.mark.parametrize("sizes, bits, folds, options", FOLDS,
+                         ids=[f"{f}{o or ''}" for _, _, f, o in FOLDS])
+def test_every_image_exact_and_every_counter_equals_the_cycle_model(sizes, bits, folds, options):
+    rng = np.random.default_rng(len(sizes) * 7 + bits)
+    model = random_model(rng, sizes, input_bits=bits)
+    cfg, transport = _device(model, folds, options)
+    with transport:
+        dev = DataflowDevice(transport)
+        assert dev.config == cfg            # recovered from IDENT
+        dev.load(model)
+        for batch in (1, 2, 5):
+            x = random_inputs(rng, model, batch)
+            acc, _ = dev.run(x, check=True)
+            assert (acc == model.forward(x)[-1][0]).all()
+            got, want = dev.last_counters, run_cycles(cfg, batch)
+            assert (got["total"], got["latency"], got["interval"]) == \
+                (want["total"], want["latency"], want["interval"]), (got, want)
+            assert list(got["by_layer"].values()) == want["by_engine"]
+            assert got["images_done"] == batch
+
+
+def test_gaps_and_stalls_on_the_link_change_nothing():
+    rng = np.random.default_rng(5)
+    model = random_model(rng, [16, 12, 8, 5], input_bits=2)
+    x = random_inputs(rng, model, 7)
+    _, transport = _device(model, [(4, 4), (4, 4), (4, 1)], p_gap=0.3, p_stall=0.3, seed=3)
+    with transport:
+        dev = DataflowDevice(transport)
+        dev.load(model)
+        acc, _ = dev.run(x, check=True)
+    assert (acc == model.forward(x)[-1][0]).all()
+
+
+def test_images_written_during_a_run_queue_behind_it():
+    """The host writes run n + 1's images while run n computes (the FIFO takes them)."""
+    rng = np.random.default_rng(6)
+    model = random_model(rng, [16, 12, 8, 5], input_bits=2)
+    cfg, transport = _device(model, [(4, 4), (4, 4), (4, 1)])
+    from sw.dataflow_program import decode_output_bytes, input_bytes
+    x = random_inputs(rng, model, 4)
+    with transport:
+        dev = DataflowDevice(transport)
+        dev.load(model)
+        dev.write(mm.IN_BASE, input_bytes(x[:2], cfg))
+        dev.write(mm.REG_COUNT, (2).to_bytes(4, "little"))
+        dev.write(mm.REG_CTRL, bytes([mm.CTRL_START, 0, 0, 0]))
+        dev.write(mm.IN_BASE, input_bytes(x[2:], cfg))      # while the run goes on
+        transport.wait(1000)
+        assert not dev.status()["busy"]
+        dev.write(mm.REG_CTRL, bytes([mm.CTRL_START, 0, 0, 0]))   # the queued two
+        transport.wait(1000)
+        data = dev.read(mm.OUT_BASE, 4 * cfg.out_words * cfg.out_word_bytes)
+    assert (decode_output_bytes(data, cfg, 4) == model.forward(x)[-1][0]).all()
+
+
+def test_bad_requests_get_bus_errors_and_abort_recovers_a_starved_run():
+    rng = np.random.default_rng(7)
+    model = random_model(rng, [16, 12, 8, 5], input_bits=2)
+    cfg, transport = _device(model, [(4, 4), (4, 4), (4, 1)])
+    with transport:
+        dev = DataflowDevice(transport)
+        dev.load(model)
+        with pytest.raises(DeviceError):
+            dev.read(mm.OUT_BASE, 1)                          # nothing to read
+        with pytest.raises(DeviceError):
+            dev.write(mm.REG_ID, b"\0")                       # read-only
+        with pytest.raises(DeviceError):
+            dev.read(0x400000, 1)                             # unmapped
+        with pytest.raises(DeviceError):                      # more than the FIFO holds
+            dev.write(mm.IN_BASE, bytes(cfg.in_word_bytes * cfg.in_words * (cfg.in_images + 1)))
+        dev.abort()
+        # a run of 3 images with only one written waits for the others...
+        dev.write(mm.IN_BASE, bytes(cfg.in_word_bytes * cfg.in_words))
+        dev.write(mm.REG_COUNT, (3).to_bytes(4, "little"))
+        dev.write(mm.REG_CTRL, bytes([mm.CTRL_START, 0, 0, 0]))
+        transport.wait(500)
+        assert dev.status()["busy"]
+        with pytest.raises(DeviceError):                      # weights only while idle
+            dev.write(mm.W_BASE, bytes(4))
+        dev.abort()                                           # ...until the host aborts it
+        assert dev.status() == {"busy": False, "done": False, "error": mm.ERR_ABORTED,
+                                "error_name": "aborted"}
+        dev.write(mm.REG_COUNT, bytes(4))
+        dev.write(mm.REG_CTRL, bytes([mm.CTRL_START, 0, 0, 0]))
+        assert dev.status()["error"] == mm.ERR_COUNT
+        x = random_inputs(rng, model, 3)                      # and the core works on
+        acc, _ = dev.run(x, check=True)
+        assert dev.last_counters["total"] == run_cycles(cfg, 3)["total"]
+
+
+def test_a_model_of_another_shape_is_refused_by_layer_and_field():
+    rng = np.random.default_rng(8)
+    model = random_model(rng, [16, 12, 8, 5], input_bits=2)
+    other = random_model(rng, [16, 12, 9, 5], input_bits=2)
+    _, transport = _device(model, [(4, 4), (4, 4), (4, 1)])
+    with transport:
+        dev = DataflowDevice(transport)
+        with pytest.raises(DataflowProgramError, match="field 'out_features' is 9"):
+            dev.load(other)
+        with pytest.raises(DriverError, match="no model loaded"):
+            dev.run(random_inputs(rng, model, 1))
