@@ -105,7 +105,7 @@ def trained_cnn(dataset, method, checkpoint, fmax, images=None, jobs=1, array=DI
     ``checkpoint`` is a training checkpoint (``model.pt``: the point also reports agreement with
     PyTorch) or a compiled ``.xnf`` (the RTL checked against the golden model only, for models
     whose checkpoint is not kept, such as the committed ones under ``benchmarks/results``)."""
-    from sim.cli import simulate
+    from flow.simulate import simulate
     from sw.evaluate import dataset_inputs, torch_predictions
     if str(checkpoint).endswith(".xnf"):
         from sw import xnf
@@ -145,7 +145,7 @@ def _named_paths(text):
 
 
 def fmnist_cnv(images, fmax):
-    from sim.cli import simulate
+    from flow.simulate import simulate
     from sw.data import load_dataset, quantize_inputs
     from sw.random_models import balanced_cnn_model
     ds = load_dataset("fashion-mnist")

@@ -3,7 +3,7 @@
 An SFC-shaped model (784-256-256-256-10, 8-bit inputs, random weights and thresholds: the
 speed does not depend on what the weights are) runs Fashion-MNIST test images (random images
 if the data set is not installed) through the whole accelerator RTL, link included, via
-:func:`sim.cli.simulate`; every integer is checked against the golden model. Verilator runs the
+:func:`flow.simulate.simulate`; every integer is checked against the golden model. Verilator runs the
 whole test set by default, the Amaranth simulator a few batches (it is orders of magnitude
 slower; its per-image figures are what matters).
 
@@ -47,7 +47,7 @@ def inputs(model, images, seed=0):
 
 
 def run(engine, model, x, array, jobs=1, batch=None):
-    from sim.cli import simulate
+    from flow.simulate import simulate
     t0 = time.monotonic()
     r = simulate(model, x, None, engine=engine, config=array, progress=True, jobs=jobs,
                  batch=batch)

@@ -17,11 +17,12 @@ SUBCOMMANDS = [
     "sw.compile",
     "sw.evaluate",
     "sw.layer_table",
-    "sim.cli",
+    "flow.simulate",
     "sw.verilog",
     "sw.synth",
-    "sw.profile",
-    "sw.run",
+    "sw.fold",
+    "flow.profile",
+    "flow.run",
 ]
 
 

@@ -125,7 +125,7 @@ def check_cycles_in_simulation(model, config, batch, engine="verilator"):
     """Run one batch in simulation; the core's counters must equal the cycle model exactly."""
     import numpy as np
 
-    from sim.cli import simulate
+    from flow.simulate import simulate
     from sw.random_models import random_inputs
     x = random_inputs(np.random.default_rng(0), model, batch)
     result = simulate(model, x, engine=engine, config=config.format(), batch=batch,
@@ -157,6 +157,105 @@ def profile(model, board, array=None, batch=None, simulate=True, log=None, clock
                              report["target_clock_mhz"])
     result["host_link"] = host_link_numbers(model, config, batch, result["latency_us"] * 1e-6,
                                             uart_rate(report["target_clock_mhz"], baud))
+    result.update({"model": model.name, "board": board, "array": config.format(),
+                   "cycles_checked_in_simulation": sim is not None,
+                   "synthesis": {k: report[k] for k in ("luts", "luts_available", "ffs", "brams",
+                                                        "sprams", "dsps", "fmax_mhz",
+                                                        "target_clock_mhz", "timing_met")}})
+    return result
+
+
+def dataflow_numbers(model, config, fmax_mhz, clock_mhz, luts=None):
+    """A dataflow build's figures from its cycle model: per layer the engine's cycles per
+    image and utilisation (binary MACs over ``S·P·k`` MAC units × cycles), the pipeline's
+    interval (the slowest engine) and one image's latency, and the rates at the clock."""
+    from hw.dataflow.run_timing import pipeline_latency
+    interval, latency = config.interval, pipeline_latency(config)
+    layers = []
+    for layer, engine in zip(model.layers, config.engines):
+        units = engine.simd * engine.pe * engine.input_bits
+        macs = layer.binary_macs()
+        layers.append({"name": layer.name, "cycles": engine.cycles, "binary_macs": macs,
+                       "simd": engine.simd, "pe": engine.pe,
+                       "utilization": macs / (units * engine.cycles)})
+    peak = sum(e.simd * e.pe * e.input_bits for e in config.engines)
+    macs = sum(x["binary_macs"] for x in layers)
+    out = {"arch": "dataflow", "fold": config.format(), "batch": 1,
+           "cycles_per_run": interval, "cycles_per_inference": interval,
+           "interval_cycles": interval, "latency_cycles": latency,
+           "cycles_by_layer": {x["name"]: x["cycles"] for x in layers}, "layers": layers,
+           # busy MAC units over all MAC units in steady state (the slowest engine at 100 %)
+           "utilization": macs / (peak * interval), "peak_binary_macs_per_cycle": peak,
+           "fmax_mhz": fmax_mhz, "clock_mhz": clock_mhz,
+           "latency_us": latency / clock_mhz, "inferences_per_second": clock_mhz * 1e6 / interval}
+    if fmax_mhz:
+        out["inferences_per_second_at_fmax"] = fmax_mhz * 1e6 / interval
+    if luts:
+        out["luts"] = luts
+        out["inferences_per_second_per_lut"] = out["inferences_per_second"] / luts
+    return out
+
+
+def dataflow_link_numbers(config, compute_seconds, baud, images=None):
+    """Images streamed over a UART at ``baud`` (8N1): each run of ``images`` (the FIFOs'
+    size by default) writes its inputs, COUNT and START, polls STATUS once and reads its
+    integers (the driver's frames, sw/dataflow_driver.py)."""
+    from hw.dataflow import memory_map as mm
+    from sw import protocol as P
+    from sw.driver import read_frames, write_frames
+    n = images or min(config.in_images, config.out_images)
+    writes = (write_frames(mm.IN_BASE, bytes(n * config.in_words * config.in_word_bytes))
+              + write_frames(mm.REG_COUNT, bytes(4)) + write_frames(mm.REG_CTRL, bytes(4)))
+    reads = (read_frames(mm.REG_STATUS, 32)
+             + read_frames(mm.ENGINE_BUSY_BASE, 4 * len(config.engines))
+             + read_frames(mm.OUT_BASE, n * config.out_words * config.out_word_bytes))
+    to_device = sum(len(f) for f in writes + reads)
+    from_device = P.OVERHEAD_BYTES * len(writes + reads) + 32 + 4 * len(config.engines) \
+        + n * config.out_words * config.out_word_bytes
+    link = 10 * (to_device + from_device) / baud
+    return {"baud": baud, "images_per_run": n, "bytes_to_device": to_device,
+            "bytes_from_device": from_device, "link_seconds_per_run": link,
+            "link_share": link / (link + n * compute_seconds),
+            "inferences_per_second": n / (link + n * compute_seconds)}
+
+
+def check_dataflow_in_simulation(model, config, images=8):
+    """``images`` random inputs through the dataflow build on Verilator: every integer must
+    equal the golden model and every counter the cycle model."""
+    import numpy as np
+
+    from flow.simulate import simulate
+    from flow.targets import DataflowTarget
+    from sw.random_models import random_inputs
+    x = random_inputs(np.random.default_rng(0), model, images)
+    result = simulate(model, x, target=DataflowTarget(config), progress=False)
+    if result["mismatches"]:
+        raise XnorflowError(f"simulation of '{model.name}' on {config.format()} disagrees with "
+                            f"the golden model in {result['mismatches']} integers: this is a bug")
+    if not result["predicted_cycles_match"]:
+        raise XnorflowError(f"the dataflow core's counters differ from the cycle model: this is "
+                            f"a bug")
+    return result
+
+
+def profile_dataflow(model, board, fold=None, simulate=True, clock_mhz=None, baud=None,
+                     placer=None):
+    """Profile ``model`` on ``board``'s dataflow build (``fold``, a DataflowConfig, or the
+    fastest fold that fits): cycle model checked in simulation, then the build's figures."""
+    from sw import fold as folding
+    from sw.synth import board_clock, build_label, dataflow_top, synthesize, uart_rate
+    config = fold or folding.fold_model(model, board).config
+    from sw.dataflow_program import check_model
+    check_model(model, config)
+    clock = board_clock(board, clock_mhz or folding.DATAFLOW_CLOCK_MHZ[board])
+    uart_rate(clock, baud)
+    sim = check_dataflow_in_simulation(model, config) if simulate else None
+    report = synthesize(dataflow_top(config, clock, baud), board,
+                        build_label(config, clock, baud, placer), placer=placer, config=config)
+    result = dataflow_numbers(model, config, report["fmax_mhz"], report["target_clock_mhz"],
+                              report["luts"])
+    result["host_link"] = dataflow_link_numbers(
+        config, 1 / result["inferences_per_second"], uart_rate(report["target_clock_mhz"], baud))
     result.update({"model": model.name, "board": board, "array": config.format(),
                    "cycles_checked_in_simulation": sim is not None,
                    "synthesis": {k: report[k] for k in ("luts", "luts_available", "ffs", "brams",
@@ -200,6 +299,12 @@ def add_parser(sub):
                        description=__doc__.split("\n\n")[1].replace("\n", " "))
     p.add_argument("model", help="a compiled model (.xnf)")
     p.add_argument("--board", required=True, choices=sorted(BOARDS), help="the board to build for")
+    p.add_argument("--arch", choices=("overlay", "dataflow"), default="overlay",
+                   help="overlay: the array that runs any model that fits; dataflow: one "
+                        "folded engine per layer (default overlay)")
+    p.add_argument("--fold", default=None, metavar="FOLD.json",
+                   help="with --arch dataflow: the fold to profile (default: the fastest fold "
+                        "of the model that fits the board)")
     p.add_argument("--array", default=None, help="configuration PxQxK (default: the board's)")
     p.add_argument("--batch", type=int_range(1, 65535), default=None,
                    help="inputs per run (default: Q, or 1 for a conv model)")
@@ -220,8 +325,19 @@ def add_parser(sub):
 def run(args):
     from sw import xnf
     model = xnf.load(args.model)
-    result = profile(model, args.board, args.array, args.batch, simulate=not args.no_sim,
-                     clock_mhz=args.clock_mhz, baud=args.baud, placer=args.placer)
+    if args.arch == "dataflow":
+        if args.array is not None or args.batch is not None:
+            raise XnorflowError("--array and --batch are for --arch overlay; the dataflow build "
+                                "takes --fold")
+        from sw.fold import load_fold
+        result = profile_dataflow(model, args.board, load_fold(args.fold) if args.fold else None,
+                                  simulate=not args.no_sim, clock_mhz=args.clock_mhz,
+                                  baud=args.baud, placer=args.placer)
+    else:
+        if args.fold is not None:
+            raise XnorflowError("--fold is for --arch dataflow; the overlay takes --array")
+        result = profile(model, args.board, args.array, args.batch, simulate=not args.no_sim,
+                         clock_mhz=args.clock_mhz, baud=args.baud, placer=args.placer)
     plot = Path(args.plot) if args.plot else \
         Path(args.model).with_name(f"{Path(args.model).stem}-{args.board}-profile.png")
     plot_profile(result, plot, f"{model.name} on {args.board} ({result['array']})")

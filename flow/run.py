@@ -82,12 +82,12 @@ def run_flow(out, epochs=None, seed=0, array=None, synth=True, hidden=None):
     golden = stage("golden model vs PyTorch", evaluate, compiled, x, y, torch_model)
     torch_pred = torch_predictions(torch_model, x)
 
-    from sim.cli import simulate
+    from flow.simulate import simulate
     sim = stage(f"Verilator over all {len(x)} test images", simulate, compiled, x, y,
                 engine="verilator", config=config.format(), torch_predictions=torch_pred)
     profile_result = None
     if synth:
-        from sw.profile import plot_profile, profile
+        from flow.profile import plot_profile, profile
         profile_result = stage(f"synthesize for {BOARD} and profile", profile, compiled, BOARD,
                                config.format(), simulate=False, log=_log)
         plot_profile(profile_result, out / "profile.png", f"{compiled.name} on {BOARD}")

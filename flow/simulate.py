@@ -19,17 +19,16 @@ from sw.errors import XnorflowError
 __all__ = ["simulate", "add_parser", "run_sim"]
 
 
-def _open(engine, cfg, waves=None):
-    """A transport simulating the ``cfg`` build on ``engine``, writing a waveform to ``waves``
+def _open(engine, target, waves=None):
+    """A transport simulating ``target``'s build on ``engine``, writing a waveform to ``waves``
     when given (Verilator: VCD or FST by the suffix; Amaranth: VCD)."""
-    from sw.driver import open_transport
-    from sim.tops import accelerator_spec
+    from flow.transports import open_transport
     if engine == "amaranth":
         # The Amaranth simulator moves a whole batch in one transact_many: allow for it.
         kw = {"max_cycles": 50_000_000, **({"vcd": str(waves)} if waves else {})}
     else:
         kw = {"trace": waves} if waves else {}
-    return open_transport(engine, accelerator_spec(cfg), **kw)
+    return open_transport(engine, target.spec(), **kw)
 
 
 def check_waves(waves, engine, jobs):
@@ -46,16 +45,15 @@ def check_waves(waves, engine, jobs):
                             f".vcd file")
 
 
-def _worker(model, x, engine, cfg, step, transport, todo, done, bar, waves=None):
+def _worker(model, x, engine, target, step, transport, todo, done, bar, waves=None):
     """One simulator instance: load ``model``, then run chunks ``(start, stop)`` of ``x`` taken
     from the queue ``todo`` until it is empty, putting ``(start, ints, batch counters, cycles)``
     on ``done`` after each; an exception is put there instead, and ``None`` when finished."""
-    from sw.driver import Accelerator
     own = transport is None
     try:
         if own:
-            transport = _open(engine, cfg, waves)
-        acc = Accelerator(transport, cfg)
+            transport = _open(engine, target, waves)
+        acc = target.device(transport)
         acc.load(model)
         while True:
             try:
@@ -92,13 +90,16 @@ def _chunks(n, step, jobs, chunk):
 
 def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, progress=True,
              transport=None, torch_predictions=None, jobs=1, state=None, chunk=None,
-             waves=None):
+             waves=None, target=None):
     """Run ``x`` (uint8 [B, N]) through ``model`` on the simulated accelerator.
+
+    ``target`` (:mod:`flow.targets`): the build to simulate, overlay or dataflow; default the
+    overlay of ``config`` (an ArrayConfig or its text; None: the default build).
 
     ``jobs`` > 1 splits the images over that many simulator processes (Verilator), one per
     core: each loads the model and runs its share; the counters and cycles add up.
 
-    ``state`` (a path) makes the run resumable (:mod:`sim.journal`): the images go in chunks of
+    ``state`` (a path) makes the run resumable (:mod:`flow.journal`): the images go in chunks of
     ``chunk`` images (default 256, rounded up to whole batches), each recorded in the file when
     done, and a run given an existing file continues after the chunks it holds. The result is
     the same as an uninterrupted run's; ``wall_seconds`` and the CPU seconds are summed over
@@ -119,18 +120,14 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     (the waveform file written, or None).
     """
     import threading
-    from hw.config import ArrayConfig
-    from sw import program, xnf
-    from sim.journal import Journal, simulation_key
-    cfg = ArrayConfig() if config is None else ArrayConfig.parse(config)
+    from sw import xnf
+    from flow.journal import Journal, simulation_key
+    from flow.targets import OverlayTarget
+    target = target or OverlayTarget(config)
     check_waves(waves, engine, jobs)
     x = np.asarray(x)
     n = len(x)
-    try:
-        limit = program.max_batch(model.layers, cfg)
-        program.build_program(model.layers, cfg)  # fits? (names the layer if not)
-    except program.ProgramError as e:
-        raise XnorflowError(f"model '{model.name}' does not fit the {cfg} build: {e}") from None
+    limit = target.max_batch(model)   # XnorflowError naming the layer if it does not fit
     step = min(batch or limit, limit)
     jobs = max(1, min(jobs, -(-n // step) if n else 1))
     own_all = transport is None
@@ -141,7 +138,7 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     chunks = _chunks(n, step, jobs, chunk)
     # Hashing the model and the inputs is only needed to check a journal file.
     key = None if state is None else simulation_key(
-        xnf.to_bytes(model), x, engine=engine, config=cfg.format(), batch=step,
+        xnf.to_bytes(model), x, engine=engine, config=target.name, batch=step,
         chunk=chunks[0][1] - chunks[0][0] if chunks else 0)
     journal = Journal(state, key, chunks, model.num_classes)
     pending = journal.pending()
@@ -155,8 +152,7 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     # Builds happen before the clock starts (the cached harness is shared by the jobs).
     if engine == "verilator" and transport is None and pending:
         from sim.build import build_harness, trace_format
-        from sim.tops import accelerator_spec
-        build_harness(accelerator_spec(cfg), waves=trace_format(waves) if waves else False)
+        build_harness(target.spec(), waves=trace_format(waves) if waves else False)
     t_build = time.monotonic() - t0
     bar = None
     if progress:  # after the build, so its rate is the simulation's
@@ -175,7 +171,7 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     # Daemon threads (the simulators run in their own processes): on Ctrl-C this thread stops
     # waiting at once, and the harnesses end when their pipes close with the process.
     workers = [threading.Thread(target=_worker, daemon=True,
-                                args=(model, x, engine, cfg, step, transport, todo, done, bar,
+                                args=(model, x, engine, target, step, transport, todo, done, bar,
                                      waves))
                for _ in range(jobs if pending else 0)]
     for w in workers:
@@ -231,12 +227,12 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     total = sum(b["total"] for b in batches)
     by_layer = {layer.name: sum(b["by_layer"][layer.name] for b in batches) / max(n, 1)
                 for layer in model.layers}
-    predicted_ok = all(b["total"] == b["predicted"]["total"]
-                       and b["by_layer"] == b["predicted"]["by_layer"] for b in batches)
+    predicted_ok = all(target.counters_match(b) for b in batches)
     return {
         "model": model.name,
         "engine": engine,
-        "array": cfg.format(),
+        "arch": target.arch,
+        "array": target.name,
         "images": int(n),
         "batch": int(step),
         "jobs": jobs,
@@ -260,7 +256,15 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
         "host_cpu_seconds": round(journal.spent["host_cpu_seconds"], 3),
         "simulated_cycles_per_cpu_second": sim_cycles / sim_cpu if sim_cpu else None,
         "waves": None if waves is None or not workers else str(waves),
+        **(_dataflow_figures(batches) if target.arch == "dataflow" else {}),
     }
+
+
+def _dataflow_figures(batches):
+    """A dataflow run's one-image latency and steady-state interval, from its counters."""
+    multi = [b["interval"] for b in batches if b["batch"] > 1]
+    return {"latency_cycles": batches[0]["latency"] if batches else None,
+            "interval_cycles": multi[0] if multi else None}
 
 
 def waves_file(text):
@@ -305,9 +309,18 @@ def add_parser(sub):
                         "simulator (slow, no C++ build) (default verilator)")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N",
                    help="only the first N test images (default: all)")
+    p.add_argument("--arch", choices=("overlay", "dataflow"), default="overlay",
+                   help="overlay: one array runs every layer from a program; dataflow: one "
+                        "folded engine per layer (default overlay)")
     p.add_argument("--array", type=array_config, default=None, metavar="PxQxK[,key=value...]",
-                   help="the accelerator build to simulate; the model must fit it (default "
+                   help="the overlay build to simulate; the model must fit it (default "
                         "8x8x32 with default depths)")
+    p.add_argument("--fold", default=None, metavar="FOLD.json",
+                   help="the dataflow build to simulate: a fold written by `xnorflow fold -o` "
+                        "(default: the fastest fold of the model that fits --board)")
+    p.add_argument("--board", choices=("icebreaker", "ulx3s-85f"), default="icebreaker",
+                   help="with --arch dataflow and no --fold: the board to fold the model for "
+                        "(default icebreaker)")
     p.add_argument("--batch", type=positive_int, default=None, metavar="N",
                    help="images per run of the core (default: as many as the build's memories "
                         "hold; larger values are capped to that)")
@@ -335,6 +348,22 @@ def add_parser(sub):
     p.set_defaults(func=run_sim)
 
 
+def make_target(model, arch, array=None, fold=None, board=None):
+    """The target the options name: the overlay of ``array``, or the dataflow build of the
+    ``fold`` file, or of the fastest fold of ``model`` that fits ``board``."""
+    from flow.targets import DataflowTarget, OverlayTarget
+    if arch == "overlay":
+        if fold is not None:
+            raise XnorflowError("--fold is for --arch dataflow; the overlay takes --array")
+        return OverlayTarget(array)
+    if array is not None:
+        raise XnorflowError("--array is for --arch overlay; the dataflow build takes --fold")
+    from sw import fold as folding
+    if fold is not None:
+        return DataflowTarget(folding.load_fold(fold))
+    return DataflowTarget(folding.fold_model(model, board).config)
+
+
 def run_sim(args):
     from sw import xnf
     from sw.evaluate import dataset_inputs
@@ -346,8 +375,9 @@ def run_sim(args):
         from sw.evaluate import torch_predictions
         from sw.train.checkpoint import load_checkpoint
         torch_pred = torch_predictions(load_checkpoint(args.checkpoint)[0], x)
+    target = make_target(model, args.arch, args.array, args.fold, args.board)
     try:
-        result = simulate(model, x, y, engine=args.engine, config=args.array, batch=args.batch,
+        result = simulate(model, x, y, engine=args.engine, target=target, batch=args.batch,
                           torch_predictions=torch_pred, jobs=args.jobs, state=args.state,
                           chunk=args.chunk, waves=args.waves)
     except ValueError as e:  # ProgramError and config errors: the model does not fit

@@ -2,30 +2,10 @@
 and a host link in front of a test memory (for the harness's protocol fuzz test)."""
 from __future__ import annotations
 
-import importlib
-
 from sim.build import TopSpec
 
-__all__ = ["accelerator_spec", "SIM_TIMEOUT", "link_memory_top", "link_memory_spec"]
-
-# The host-link engineer's accelerator top (hw/top.py): byte streams i/o around link + core.
-# Looked up by name so this file does not break while hw/top.py is being written.
-_CANDIDATES = ("accelerator_top", "AcceleratorTop", "Top", "Accelerator")
-ACCELERATOR_FACTORY = None
-
-
-def _factory():
-    global ACCELERATOR_FACTORY
-    if ACCELERATOR_FACTORY is None:
-        mod = importlib.import_module("hw.top")
-        for name in _CANDIDATES:
-            if callable(getattr(mod, name, None)):
-                ACCELERATOR_FACTORY = f"hw.top:{name}"
-                break
-        else:
-            raise ImportError(f"hw.top has none of {_CANDIDATES}")
-    return ACCELERATOR_FACTORY
-
+__all__ = ["accelerator_spec", "dataflow_spec", "SIM_TIMEOUT", "link_memory_top",
+           "link_memory_spec"]
 
 #: What the accelerator top is made of (board tops and tests excluded from the cache digest).
 ACCELERATOR_SOURCES = ("hw/top.py", "hw/bus.py", "hw/config.py", "hw/core/*.py", "hw/link/*.py")
@@ -48,7 +28,30 @@ def accelerator_spec(config=None, **kw) -> TopSpec:
     extra = {k: v for k, v in kw.items() if not (k == "timeout" and v == SIM_TIMEOUT)}
     if extra:
         name += "-" + "_".join(f"{k}{v}" for k, v in sorted(extra.items()))
-    return TopSpec(_factory(), {"config": text, **kw}, name=name, sources=ACCELERATOR_SOURCES)
+    return TopSpec("hw.top:accelerator_top", {"config": text, **kw}, name=name,
+                   sources=ACCELERATOR_SOURCES)
+
+
+#: What the dataflow top is made of.
+DATAFLOW_SOURCES = ("hw/top.py", "hw/bus.py", "hw/dataflow/*.py", "hw/link/*.py",
+                    "hw/core/pipeline.py")
+
+
+def dataflow_spec(config, **kw) -> TopSpec:
+    """TopSpec of the dataflow accelerator (``hw.dataflow.top``) for a
+    :class:`~hw.dataflow.config.DataflowConfig` or its text; ``kw`` as :func:`accelerator_spec`.
+    The cache directory is named by a short hash of the configuration (it can be long)."""
+    import hashlib
+    from hw.dataflow.config import DataflowConfig
+    kw.setdefault("timeout", SIM_TIMEOUT)
+    text = DataflowConfig.parse(config).format()
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    extra = {k: v for k, v in kw.items() if not (k == "timeout" and v == SIM_TIMEOUT)}
+    name = f"dataflow-{len(DataflowConfig.parse(text).engines)}e-{digest}"
+    if extra:
+        name += "-" + "_".join(f"{k}{v}" for k, v in sorted(extra.items()))
+    return TopSpec("hw.dataflow.top:dataflow_top", {"config": text, **kw}, name=name,
+                   sources=DATAFLOW_SOURCES)
 
 
 def link_memory_top(max_payload=64, timeout=400, size=512, wait_bits=2, config=""):

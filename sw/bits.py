@@ -1,6 +1,6 @@
 """Bit packing: the one encoding shared by the golden model, the model file and the wire.
 
-Encoding (design.md contract 1): bit 1 stands for +1, bit 0 for -1.
+Encoding (docs/contracts.md, contract 1): bit 1 stands for +1, bit 0 for -1.
 
 Packed layout (also the byte order on the host link):
     A vector of ``n`` bits is stored in ``ceil(n / 8)`` bytes. Element ``i`` goes to byte

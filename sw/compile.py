@@ -1,8 +1,8 @@
 """Compiler: a trained checkpoint becomes a :class:`~sw.golden.CompiledModel` (an ``.xnf`` file).
 
 Per hidden layer and output channel, scale, bias, batch norm and sign fold into one integer
-threshold ``T`` and a direction ``d`` on the integer dot product ``acc`` (methods.md, last
-section, written on ``acc`` instead of the popcount)::
+threshold ``T`` and a direction ``d`` on the integer dot product ``acc`` (docs/contracts.md,
+"The fold")::
 
     z(acc) = ((acc·α + b) − μ) / σ · γ + β  =  a·acc + c,   a = αγ/σ,  c = γ(b − μ)/σ + β
     a > 0:  bit = acc ≥ ⌈−c/a⌉      a < 0:  bit = acc ≤ ⌊−c/a⌋      a = 0:  bit = (c ≥ 0)

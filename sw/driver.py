@@ -4,8 +4,9 @@ As in Glasgow, the driver is written against an abstract transport with hardware
 simulation implementations, so the very same code runs against
 
 * :class:`SerialTransport` - a board behind a UART (pyserial),
-* ``sim.verilator_transport.VerilatorTransport`` - the Verilator C++ harness (fast),
-* ``sim.amaranth_transport.AmaranthTransport`` - Amaranth's own simulator (no C++ build).
+* the simulated boards of ``sim/`` (the Verilator C++ harness, Amaranth's simulator), which
+  implement :class:`Transport` from the floor above; this module names none of them
+  (``flow/transports.py`` opens one by name).
 
 A transport moves whole frames: ``transact(request) -> response`` with the bytes encoded and
 decoded by :mod:`sw.protocol` (the one protocol implementation). The accelerator's memory
@@ -22,7 +23,7 @@ from sw import protocol as P
 from sw.errors import XnorflowError
 
 __all__ = ["Transport", "TransportError", "TransportTimeout", "SerialTransport",
-           "DriverError", "Accelerator", "open_transport", "write_frames", "read_frames"]
+           "DriverError", "Accelerator", "write_frames", "read_frames"]
 
 
 class TransportError(XnorflowError):
@@ -291,6 +292,8 @@ class Accelerator:
         return self._config
 
     def _discover_config(self):
+        """The build's configuration: the IDENT block's text when it carries one, else the
+        core's CONFIG and DEPTHS_* registers (:func:`hw.core.memory_map.config_from_registers`)."""
         from hw.config import ArrayConfig
         from hw.core import memory_map as mm
         text = self.ident().config
@@ -298,12 +301,13 @@ class Accelerator:
             return ArrayConfig.parse(text.decode("ascii"))
         except (UnicodeDecodeError, ValueError):
             pass
-        if self.read32(mm.REG_ID) != mm.ID_VALUE:
-            raise DriverError("the device does not identify as an xnorflow core "
-                              f"(ID register 0x{self.read32(mm.REG_ID):08x})")
-        word = self.read32(mm.REG_CONFIG)
-        p, q, logk, aw = word & 0xFF, word >> 8 & 0xFF, word >> 16 & 0xFF, word >> 24
-        return ArrayConfig(P=p, Q=q, K=1 << logk, acc_width=aw)
+        ident = self.read32(mm.REG_ID)
+        if ident != mm.ID_VALUE:
+            raise DriverError(f"the device does not identify as an xnorflow core (ID register "
+                              f"0x{ident:08x})")
+        depths = self.read(mm.REG_DEPTHS_W_IN, mm.REG_END - mm.REG_DEPTHS_W_IN)
+        words = [int.from_bytes(depths[i:i + 4], "little") for i in range(0, len(depths), 4)]
+        return mm.config_from_registers(self.read32(mm.REG_CONFIG), *words)
 
     # -- model ---------------------------------------------------------------------------------
 
@@ -421,21 +425,3 @@ _ERR_NAMES = {0: "none", 1: "batch size 0", 2: "unknown descriptor op",
 def _parse_config(config):
     from hw.config import ArrayConfig
     return ArrayConfig.parse(config)
-
-
-def open_transport(engine, top=None, **kw):
-    """A transport by name: ``"verilator"`` or ``"amaranth"`` (simulating ``top``, a
-    :class:`sim.build.TopSpec`), or ``"serial"`` (``port=``, ``baudrate=``)."""
-    if engine == "serial":
-        return SerialTransport(**kw)
-    if engine == "verilator":
-        from sim.verilator_transport import VerilatorTransport
-        return VerilatorTransport(top, **kw)
-    if engine == "amaranth":
-        try:
-            from sim.amaranth_transport import AmaranthTransport
-        except ImportError as e:
-            raise TransportError(f"the Amaranth-simulator transport is not available: {e}") \
-                from None
-        return AmaranthTransport(top.elaborate(), **kw)
-    raise TransportError(f"unknown engine {engine!r}: verilator, amaranth or serial")

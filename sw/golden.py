@@ -1,6 +1,6 @@
 """The golden model: a compiled network's forward pass in numpy, bit-exact.
 
-This is the single reference (design.md contract 6) for the compiler's checks, the RTL tests,
+This is the single reference (docs/contracts.md, contract 6) for the compiler's checks, the RTL tests,
 the cocotb scoreboards and the driver's self-checks. Each layer type computes itself
 (:mod:`sw.layers`); this module only chains layers and applies the host-side head.
 """

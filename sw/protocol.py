@@ -28,6 +28,8 @@ import enum
 import struct
 from dataclasses import dataclass
 
+from sw.errors import XnorflowError
+
 __all__ = [
     "REQ_SYNC", "RSP_SYNC", "PROTOCOL_VERSION", "IDENT_MAGIC", "HEADER_BYTES", "CRC_BYTES",
     "OVERHEAD_BYTES", "ADDR_BYTES", "DEFAULT_MAX_PAYLOAD", "CRC16_POLY", "CRC16_INIT",
@@ -111,8 +113,9 @@ def crc16(data, crc=CRC16_INIT):
 
 # --------------------------------------------------------------------------- exceptions
 
-class ProtocolError(Exception):
-    """Base class of everything this module raises about frames or device answers."""
+class ProtocolError(XnorflowError):
+    """Base class of everything this module raises about frames or device answers (an
+    :class:`~sw.errors.XnorflowError`, so the command line reports it as one line)."""
 
 
 class FrameError(ProtocolError):

@@ -12,7 +12,7 @@ import pytest
 
 import tests.bad_input_cases as cases_pkg
 from sw import xnf
-from sw.cli import main
+from flow.cli import main
 from sw.random_models import random_model
 
 AREAS = [importlib.import_module(f"{cases_pkg.__name__}.{m.name}")

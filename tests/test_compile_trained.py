@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "sw.cli", *map(str, args)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "flow.cli", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True)
 
 

@@ -142,7 +142,7 @@ def test_layer_table_shows_conv_and_pool(tmp_path, capsys):
     assert pool["cycles"] == predict_cycles(model.layers, "2x2x16", 2)["by_layer"]["pool2"]
     text = format_table(model, rows)
     assert "OR/AND 2×2" in text and "0 cycles of its own" in text
-    from sw.cli import main
+    from flow.cli import main
     path = tmp_path / "m.xnf"
     xnf.save(model, path)
     assert main(["inspect", str(path), "--json"]) == 0
@@ -152,7 +152,7 @@ def test_layer_table_shows_conv_and_pool(tmp_path, capsys):
 
 def test_profile_counts_conv_macs_per_pixel_and_runs_one_image():
     from hw.config import ArrayConfig
-    from sw.profile import profile_batch, profile_numbers
+    from flow.profile import profile_batch, profile_numbers
     model, _ = _cnn()
     from sw.program import max_batch
     cfg = ArrayConfig.parse("4x4x16")

@@ -78,7 +78,7 @@ def test_uart_figures_of_a_run():
     import numpy as np
 
     from sw.errors import XnorflowError
-    from sw.profile import host_link_numbers
+    from flow.profile import host_link_numbers
     from sw.random_models import random_model
     from sw.synth import build_label, uart_rate
     model = random_model(np.random.default_rng(0), [64, 32, 10], 4)
@@ -98,10 +98,25 @@ def test_uart_figures_of_a_run():
     assert link["link_seconds_per_run"] == pytest.approx(wire)
     assert link["inferences_per_second"] == pytest.approx(4 / (wire + 1e-4))
     from hw.config import ArrayConfig
-    from sw.profile import format_profile, profile_numbers
+    from flow.profile import format_profile, profile_numbers
     from sw.program import predict_cycles
     result = profile_numbers(model, ArrayConfig.parse("4x4x16"),
                              predict_cycles(model.layers, "4x4x16", 4), 4, 30.0, 24.0)
     result.update(model="m", board="icebreaker", array="4x4x16", cycles_checked_in_simulation=False,
                   host_link=link)
     assert f"{link['bytes_to_device']:,} bytes in" in format_profile(result)
+
+
+def test_config_comes_from_the_registers_when_ident_carries_none():
+    """A build whose IDENT block has no configuration text: the driver reads CONFIG and the
+    DEPTHS registers (hw.core.memory_map.config_from_registers) and gets the same config."""
+    from hw.config import ArrayConfig
+    from hw.link import HostLink
+    from hw.top import Accelerator as AcceleratorTop
+    from sim.amaranth_transport import AmaranthTransport
+    config = ArrayConfig.parse("2x2x8,w_depth=64,thr_depth=16,in_depth=64,act_depth=16,"
+                               "out_depth=16,desc_depth=4,acc_width=12,conv=0")
+    top = AcceleratorTop(config, max_payload=128, timeout=2000)
+    top.link = HostLink(max_payload=64, timeout=2000, config=b"")
+    with AmaranthTransport(top) as transport:
+        assert Accelerator(transport).config == config

@@ -30,8 +30,27 @@ def test_hw_gateware_imports_nothing_from_sw_or_sim():
     assert not offenders, offenders
 
 
+#: The floors, bottom up: a module may import from its own floor and those below it only.
+FLOORS = {"hw": 0, "sw": 1, "sim": 2, "flow": 3}
+
+
+def test_no_module_imports_from_a_floor_above_its_own():
+    """hw/ (gateware) ← sw/ (the library) ← sim/ (the simulated board) ← flow/ (the commands):
+    the driver names no simulator, the library runs no command (docs/architecture.md)."""
+    offenders = []
+    for floor, level in FLOORS.items():
+        for path in (ROOT / floor).rglob("*.py"):
+            if floor == "hw" and (path.name.startswith("test_") or path.name == "conftest.py"):
+                continue   # block tests may use the golden model above them
+            for mod in _imports(path):
+                top = mod.split(".")[0]
+                if FLOORS.get(top, -1) > level:
+                    offenders.append(f"{path.relative_to(ROOT)} imports {mod}")
+    assert not offenders, offenders
+
+
 def test_info_lists_every_tool_with_a_version():
-    out = subprocess.run([sys.executable, "-m", "sw.cli", "info", "--json"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "flow.cli", "info", "--json"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
     doc = json.loads(out)  # exactly one JSON document on stdout
     names = {t["name"] for t in doc["tools"]}

@@ -109,7 +109,7 @@ def test_cocotb_testbench(accel_spec):
 def test_sim_cli_json(accel_spec, accel_exe, tmp_path, capsys):
     """``xnorflow sim`` end to end on the digits data set (a random 64-32-10 model)."""
     from sw import xnf
-    from sw.cli import main
+    from flow.cli import main
     model = random_model(np.random.default_rng(3), [64, 32, 10], 4, name="digits-random")
     path = tmp_path / "m.xnf"
     xnf.save(model, path)

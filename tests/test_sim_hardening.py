@@ -2,7 +2,7 @@
 refused by name before any work, a checkout (and its virtual environment) under a directory
 whose name has a space, and ``--waves`` writing a real waveform.
 
-Every command runs as a user runs it: ``python -m sw.cli ...`` in a subprocess."""
+Every command runs as a user runs it: ``python -m flow.cli ...`` in a subprocess."""
 import json
 import os
 import shlex
@@ -25,7 +25,7 @@ CONFIG = "4x4x16,w_depth=256,thr_depth=32,in_depth=256,act_depth=64,out_depth=12
 
 def xnorflow(*argv, cwd=ROOT, env=None):
     """Run ``xnorflow ARGV`` in a fresh interpreter; the CompletedProcess (text)."""
-    return subprocess.run([sys.executable, "-m", "sw.cli", *map(str, argv)], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "flow.cli", *map(str, argv)], cwd=cwd, env=env,
                           capture_output=True, text=True)
 
 

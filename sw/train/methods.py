@@ -394,7 +394,7 @@ def _train_bwnh(ds, cfg, hidden, input_bits, epochs, seed, batch_size, lr, train
     sample = train_t[0][torch.randperm(n, generator=gen)[:min(n, cfg["hash_samples"])]]
     hash_logs = []
     for i, layer in enumerate(wo.layers):
-        # Inputs come from the already-hashed predecessors (methods.md "(check)": chosen so).
+        # Inputs come from the already-hashed predecessors (the BWNH paper leaves it open; chosen so, docs/training.md).
         xin = _layer_inputs(wo, sample)[i]
         if hasattr(wo, "hash_inputs"):  # conv layers hash their im2col patches
             xin = wo.hash_inputs(i, xin)

@@ -180,7 +180,7 @@ class RBNNWeight(_EstimatorState):
         self.register_buffer("R2", random_orthogonal(self.n2))
         if theta_init == "uniform":  # θ_c ~ U(0, π/2): xnorflow's default (docs/training.md, RBNN)
             theta = torch.rand(out) * (math.pi / 2)
-        else:  # a constant: π/2 in methods.md and the official code since May 2020
+        else:  # a constant: π/2, as the official RBNN code since May 2020 (docs/training.md)
             theta = torch.full((out,), float(theta_init))
         self.theta = nn.Parameter(theta)
         self.lam = nn.Parameter(weight.detach().reshape(out, -1).abs().mean(1).clone())

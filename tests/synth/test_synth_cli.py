@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sw.cli import main
+from flow.cli import main
 from sw.errors import XnorflowError
 from tests.bad_input_cases.synth import CASES, make_files
 
@@ -66,7 +66,7 @@ def test_helpers_other_commands_share_refuse_bad_values_too():
 def test_every_synth_option_says_what_it_does_and_its_default():
     import argparse
 
-    from sw.cli import build_parser
+    from flow.cli import build_parser
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     synth = sub.choices["synth"]
     assert len(synth.description) > 100

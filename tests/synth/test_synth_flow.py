@@ -140,7 +140,7 @@ def test_placer_reaches_nextpnr_and_unknown_placers_are_refused():
     default = build_plan(UartBridgeTop(Echo()), board).files["build_top.sh"]
     assert "--placer" not in default
     # the commands that build take it: synth, and profile (which builds the board's bitstream)
-    from sw.cli import build_parser
+    from flow.cli import build_parser
     for cmd in (["synth"], ["profile", "model.xnf"]):
         args = build_parser().parse_args(cmd + ["--board", "ulx3s-85f", "--placer", "static"])
         assert args.placer == "static"

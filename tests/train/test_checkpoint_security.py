@@ -17,7 +17,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from bad_input_cases.train_data import write_malicious_pt  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-XNORFLOW = [sys.executable, "-m", "sw.cli"]
+XNORFLOW = [sys.executable, "-m", "flow.cli"]
 EVIL = ("evil-touch.pt", "evil-system.pt", "evil-raw-pickle.pt")
 
 
@@ -70,7 +70,7 @@ def test_the_command_line_refuses_a_pickle_that_runs_code(evil):
 def test_every_command_that_loads_a_pt_refuses_a_pickle_that_runs_code(evil, capsys):
     """eval --checkpoint, train --init/--distill/--resume: one line naming the option and the file."""
     from sw import xnf
-    from sw.cli import main
+    from flow.cli import main
     from sw.random_models import random_model
     model = evil / "m.xnf"
     model.write_bytes(xnf.to_bytes(random_model(np.random.default_rng(0), [64, 16, 10], 4)))

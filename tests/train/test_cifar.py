@@ -73,7 +73,7 @@ def test_cifar10_cnn_trains_compiles_and_is_bit_exact(tmp_path, capsys):
     """Three input channels through the whole software flow: train → compile → eval."""
     import json
 
-    from sw.cli import main
+    from flow.cli import main
     _write_batches(tmp_path / "cifar", n=8)
     out = tmp_path / "run"
     assert main(["train", "--method", "irnet", "--dataset", "cifar10", "--data-dir", str(tmp_path / "cifar"),

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from sw.cli import main
+from flow.cli import main
 
 
 def test_train_writes_model_metrics_and_plot(tmp_path, capsys):

@@ -136,7 +136,7 @@ def test_parse_arch():
 
 
 def test_cli_trains_compiles_and_evaluates_a_cnn(tmp_path, capsys):
-    from sw.cli import main
+    from flow.cli import main
     out = tmp_path / "run"
     assert main(["train", "--method", "ste", "--dataset", "digits", "--arch", "cnv:4,p,8,p",
                  "--epochs", "1", "--quiet", "--out", str(out)]) == 0

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from sw.cli import main
+from flow.cli import main
 from sw.train import methods
 from sw.train.models import build_model
 from sw.train.quantizers import standardize

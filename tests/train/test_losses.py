@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from sw.cli import main
+from flow.cli import main
 from sw.train.losses import CrossEntropy, Distillation, distillation_kl
 
 

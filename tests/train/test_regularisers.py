@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from sw.cli import main
+from flow.cli import main
 from sw.train import methods
 from sw.train.conv import cnn_arch, parse_arch
 from sw.train.methods import METHOD_CONFIGS

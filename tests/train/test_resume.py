@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from sw.cli import main
+from flow.cli import main
 from sw.train import methods, schedules
 from sw.train.resume import ResumeError
 

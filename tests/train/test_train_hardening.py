@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from sw.cli import build_parser, main
+from flow.cli import build_parser, main
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from bad_input_cases import train_data  # noqa: E402
