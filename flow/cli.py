@@ -22,6 +22,7 @@ SUBCOMMANDS = [
     "sw.synth",
     "sw.fold",
     "flow.profile",
+    "sw.qonnx.cli",
     "flow.run",
 ]
 

@@ -90,11 +90,14 @@ def _chunks(n, step, jobs, chunk):
 
 def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, progress=True,
              transport=None, torch_predictions=None, jobs=1, state=None, chunk=None,
-             waves=None, target=None):
+             waves=None, target=None, outputs=None):
     """Run ``x`` (uint8 [B, N]) through ``model`` on the simulated accelerator.
 
     ``target`` (:mod:`flow.targets`): the build to simulate, overlay or dataflow; default the
     overlay of ``config`` (an ArrayConfig or its text; None: the default build).
+
+    ``outputs`` (a path): also write every image's predicted class and last-layer integers as
+    the simulated core computed them (:func:`sw.outputs.write_outputs`), for outside checks.
 
     ``jobs`` > 1 splits the images over that many simulator processes (Verilator), one per
     core: each loads the model and runs its share; the counters and cycles add up.
@@ -224,6 +227,9 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     ints = journal.ints
     golden = model.forward(x)[-1][0]
     pred = model.head.scores(ints).argmax(axis=1)
+    if outputs is not None:
+        from sw.outputs import write_outputs
+        write_outputs(outputs, pred, ints)
     total = sum(b["total"] for b in batches)
     by_layer = {layer.name: sum(b["by_layer"][layer.name] for b in batches) / max(n, 1)
                 for layer in model.layers}
@@ -342,6 +348,10 @@ def add_parser(sub):
                         "suffix (FST needs lz4's headers; Amaranth writes VCD only); one "
                         "simulator process, so --jobs 1; use --limit to keep it small "
                         "(default: none)")
+    p.add_argument("--outputs", type=output_file, default=None, metavar="FILE.npz",
+                   help="write every image's predicted class ('classes') and last-layer "
+                        "integers ('scores') as the core computed them, in test-set order "
+                        "(default: none)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON document on stdout instead of a summary line "
                         "(default: the line)")
@@ -379,7 +389,7 @@ def run_sim(args):
     try:
         result = simulate(model, x, y, engine=args.engine, target=target, batch=args.batch,
                           torch_predictions=torch_pred, jobs=args.jobs, state=args.state,
-                          chunk=args.chunk, waves=args.waves)
+                          chunk=args.chunk, waves=args.waves, outputs=args.outputs)
     except ValueError as e:  # ProgramError and config errors: the model does not fit
         raise XnorflowError(str(e)) from None
     if args.json:

@@ -96,18 +96,22 @@ def compare_with_torch(model, torch_model, x):
     }
 
 
-def evaluate(model, x, y, torch_model=None, progress=False):
+def evaluate(model, x, y, torch_model=None, progress=False, with_outputs=False):
     """Accuracy of the golden model, plus the exact comparison when a PyTorch model is given.
 
     ``progress``: a bar on stderr over the chunks of :data:`CHUNK` images (the Fashion-MNIST
-    CNV takes minutes)."""
+    CNV takes minutes). ``with_outputs``: also return every image's predicted class and
+    last-layer integers, ``(result, classes [B], scores [B, classes])``."""
     from sw.progress import progress_bar
     chunks = _chunks(x)
     bar = progress_bar(total=len(x), desc="eval", unit="img", disable=not progress)
-    preds, compared = [], []
+    preds, accs, compared = [], [], []
     with bar:
         for xb in chunks:
-            preds.append(model.predict(xb))
+            acc = model.forward(xb)[-1][0]  # what predict() computes, keeping the integers
+            preds.append(model.head.scores(acc).argmax(axis=1))
+            if with_outputs:
+                accs.append(acc)
             if torch_model is not None:
                 compared.append(compare_with_torch(model, torch_model, xb))
             bar.update(len(xb))
@@ -116,7 +120,10 @@ def evaluate(model, x, y, torch_model=None, progress=False):
               "accuracy": float((pred == y).mean()) if len(x) else 0.0}
     if torch_model is not None:
         result.update(_merge_comparisons(compared, [len(xb) for xb in chunks]))
-    return result
+    if not with_outputs:
+        return result
+    scores = np.concatenate(accs) if accs else np.zeros((0, model.num_classes), dtype=np.int64)
+    return result, pred, scores
 
 
 def _merge_comparisons(parts, sizes):
@@ -138,7 +145,7 @@ def _merge_comparisons(parts, sizes):
 
 
 def add_parser(sub):
-    from sw.argtypes import positive_int
+    from sw.argtypes import output_file, positive_int
     from sw.data import DATASETS
     p = sub.add_parser("eval", help="run the golden model on a data set (and compare with PyTorch)",
                        description="Run the compiled model's golden (numpy) computation on a data "
@@ -154,6 +161,10 @@ def add_parser(sub):
                    help="the training checkpoint (model.pt) to compare with, exactly (default: none)")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N",
                    help="only the first N test images (default: all)")
+    p.add_argument("--outputs", type=output_file, default=None, metavar="FILE.npz",
+                   help="write every image's predicted class ('classes') and last-layer "
+                        "integers ('scores') in test-set order to this .npz file, for outside "
+                        "comparisons (default: not written)")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=run_eval)
@@ -166,7 +177,13 @@ def run_eval(args):
     if args.checkpoint:
         from sw.train.checkpoint import load_checkpoint
         torch_model, _ = load_checkpoint(args.checkpoint)
-    result = evaluate(model, x, y, torch_model, progress=not args.quiet)
+    result = evaluate(model, x, y, torch_model, progress=not args.quiet,
+                      with_outputs=args.outputs is not None)
+    if args.outputs is not None:
+        from sw.outputs import write_outputs
+        result, classes, scores = result
+        write_outputs(args.outputs, classes, scores)
+        result["outputs"] = args.outputs
     if args.json:
         print(json.dumps(result, indent=2))
     else:
