@@ -17,7 +17,7 @@ fitted on are in :data:`LOGIC`'s comments and benchmarks/results/dataflow_builds
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hw.dataflow.config import DataflowConfig, EngineFold
 from hw.dataflow.run_timing import run_cycles
@@ -35,59 +35,107 @@ class FoldError(XnorflowError):
 #: measured builds with margin, docs/dataflow.md "Measured").
 DATAFLOW_CLOCK_MHZ = {"icebreaker": 30.0, "ulx3s-85f": 100.0}
 
-#: Logic model, LUT4s (placed cells on iCE40 after the family's packing factor):
-#: per engine a·S·P·k + b·P·u + c·P + d, plus `fixed` for link, run control, FIFOs, UART.
+#: Logic model, Yosys LUT4s: per engine ``mac·S·P·k + pe·P + engine`` (XNOR-popcount trees,
+#: per-PE accumulator and compare, control), plus ``fixed`` (host link, UART, run control,
+#: FIFOs, converters). Fitted on (Yosys -noflatten of the placed builds): iCE40 the digits
+#: MLP build df:64u4>256:16x4s,256>256:32x8,256>10r:16x1 (engines 1,000 / 1,230 / 154 LUT4,
+#: the rest 2,120); ECP5 benchmarks/results/mvu_probe.json (one engine alone: 32x8, 64x16,
+#: 128x16; 1,500 to 8,300 LUT4). ``packing``: placed cells (iCE40 logic cells, ECP5 LUT4s)
+#: per Yosys LUT4: 5,182 logic cells for 4,500 LUT4 in that iCE40 build.
 LOGIC = {
-    "ice40": {"a": 1.0, "b": 1.5, "c": 12.0, "d": 120.0, "fixed": 1100.0},
-    "ecp5": {"a": 0.9, "b": 1.5, "c": 12.0, "d": 120.0, "fixed": 1100.0},
+    "ice40": {"mac": 2.81, "pe": 57.5, "engine": 52.0, "fixed": 2120.0, "packing": 1.15},
+    "ecp5": {"mac": 3.52, "pe": 62.0, "engine": 103.0, "fixed": 2120.0, "packing": 1.0},
 }
 
-#: Share of the device's logic a fold may plan for (routing needs the rest).
-LUT_BUDGET = {"ice40": 0.85, "ecp5": 0.80}
+#: Build options per FPGA family (DataflowConfig fields): iCE40 registers less (a flip-flop
+#: costs a logic cell there; 2 adder levels per stage still close above 60 MHz), compares
+#: serially (one channel block RAM per engine instead of P) and keeps the input FIFO one
+#: block wide; ECP5 registers every level for 100 MHz and more.
+FAMILY_OPTIONS = {
+    "ice40": {"ram_reg": 0, "levels": 2, "serial": 1, "in_word": 16},
+    "ecp5": {"ram_reg": 1, "levels": 1, "serial": 0, "in_word": 32},
+}
+
+#: Share of the device's logic a fold may plan for. The iCE40 model is calibrated on a build
+#: that placed, routed and met 30 MHz at 98 % of the UP5K's logic cells (nextpnr packs iCE40
+#: designs to the last cell); large ECP5 designs route worse when full (docs/synthesis.md).
+LUT_BUDGET = {"ice40": 0.99, "ecp5": 0.80}
+
+
+def _engine_memories(e, fold, stage):
+    """The memories of engine ``e`` (its weights, channel constants and input buffer) as Yosys
+    sees them; ``stage`` is its output stage (serial: one channel memory addressed {p, nf})."""
+    s = fold.shape
+    mems = [R.MemorySpec(f"e{e}.weights", s.pe, s.simd, s.weight_depth,
+                         huge=fold.weights == "spram")]
+    if s.has_channel_memory:
+        nf_bits = (s.neuron_folds - 1).bit_length()
+        if stage == "serial":
+            p_bits = (s.pe - 1).bit_length()
+            mems.append(R.MemorySpec(f"e{e}.channels", 1, s.channel_word_width,
+                                     1 << (nf_bits + p_bits)))
+        else:
+            mems.append(R.MemorySpec(f"e{e}.channels", s.pe, s.channel_word_width,
+                                     max(2, s.neuron_folds)))
+    sf_bits = (s.synapse_folds - 1).bit_length()
+    mems.append(R.MemorySpec(f"e{e}.buffer", 1, s.in_beat_bits, 2 << sf_bits))
+    return mems
+
+
+def _shared_memories(config, max_payload=256):
+    """The memories outside the engines: the input and output FIFOs and the link's buffer."""
+    return [R.MemorySpec("in_fifo", 1, config.in_word_bits, config.in_images * config.in_words),
+            R.MemorySpec("out_fifo", 1, config.out_word_bits,
+                         config.out_images * config.out_words),
+            R.MemorySpec("link_buf", 1, 8, max_payload)]
 
 
 def _memories(config, max_payload=256):
     """Every memory of a dataflow board top (name, count, width, depth) as Yosys sees it."""
     mems = []
     for e, fold in enumerate(config.engines):
-        s = fold.shape
-        mems.append(R.MemorySpec(f"e{e}.weights", s.pe, s.simd, s.weight_depth,
-                                 huge=fold.weights == "spram"))
-        if s.has_channel_memory:
-            mems.append(R.MemorySpec(f"e{e}.channels", s.pe, s.channel_word_width,
-                                     s.neuron_folds))
-        sf_bits = (s.synapse_folds - 1).bit_length()
-        mems.append(R.MemorySpec(f"e{e}.buffer", 1, s.in_beat_bits, 2 << sf_bits))
-    mems.append(R.MemorySpec("in_fifo", 1, config.in_word_bits,
-                             config.in_images * config.in_words))
-    mems.append(R.MemorySpec("out_fifo", 1, config.out_word_bits,
-                             config.out_images * config.out_words))
-    mems.append(R.MemorySpec("link_buf", 1, 8, max_payload))
-    return mems
+        mems += _engine_memories(e, fold, config.output_stage(fold))
+    return mems + _shared_memories(config, max_payload)
+
+
+def _map_all(family, mems):
+    """(uses, blocks by kind, LUT4s of the memories left in logic)."""
+    uses = []
+    for mem in mems:
+        kind, blocks = R.map_memory(family, mem)
+        uses.append(R.MemoryUse(mem.name, mem.count, mem.width, mem.depth, kind, blocks))
+    count = {kind: sum(u.count * u.blocks_each for u in uses if u.kind == kind)
+             for kind in ("bram", "spram")}
+    return uses, count, sum(_memory_lut4(family, u) for u in uses)
+
+
+def _memory_lut4(family, use):
+    """LUT4s of a memory Yosys leaves out of the RAM blocks. ECP5 distributed RAM: a
+    TRELLIS_DPR16X4 (16 words × 4 bits) is 4 LUTs' worth of a slice pair, so 16 bits per
+    LUT, plus a 2:1 multiplexer per bit for every further 16 words of depth. Flip-flops: on
+    iCE40 each bit takes a logic cell (its flip-flop cannot pair with an unrelated LUT), on
+    ECP5 flip-flops are apart from the LUTs and only the read multiplexer (4 bits a LUT)
+    counts."""
+    bits = use.count * use.width * use.depth
+    if use.kind == "lutram":
+        return bits / 16 + use.count * use.width * (-(-use.depth // 16) - 1)
+    if use.kind == "logic":
+        return bits if family == "ice40" else bits / 4
+    return 0.0
 
 
 def engine_lut4(family, fold):
-    """LUT4s of one engine's logic (see :data:`LOGIC`)."""
+    """Yosys LUT4s of one engine's logic (see :data:`LOGIC`)."""
     c, s = LOGIC[family], fold.shape
-    return c["a"] * s.simd * s.pe * s.input_bits + c["b"] * s.pe * s.u_width + c["c"] * s.pe \
-        + c["d"]
+    return c["mac"] * s.simd * s.pe * s.input_bits + c["pe"] * s.pe + c["engine"]
 
 
 def estimate_dataflow(device, config):
     """:class:`sw.resources.Estimate` of a :class:`DataflowConfig` on ``device``."""
-    uses = []
-    for mem in _memories(config):
-        kind, blocks = R.map_memory(device.family, mem)
-        uses.append(R.MemoryUse(mem.name, mem.count, mem.width, mem.depth, kind, blocks))
-    count = {kind: sum(u.count * u.blocks_each for u in uses if u.kind == kind)
-             for kind in ("bram", "spram")}
-    logic_bits = sum(u.count * u.width * u.depth for u in uses if u.kind in ("logic", "lutram"))
-    lut4 = LOGIC[device.family]["fixed"] + sum(engine_lut4(device.family, f)
-                                               for f in config.engines)
-    # memories left in logic: ECP5 distributed RAM holds 16 bits per LUT (DPR16X4 in 4 LUTs
-    # + decode); iCE40 has none, a bit is a flip-flop in a logic cell
-    lut4 += logic_bits / (4.0 if device.family == "ecp5" else 1.0)
-    luts = round(lut4 * R.PACKING[device.family])
+    uses, count, memory_lut4 = _map_all(device.family, _memories(config))
+    lut4 = (LOGIC[device.family]["fixed"] + memory_lut4
+            + sum(engine_lut4(device.family, f) for f in config.engines))
+    luts = round(lut4 * LOGIC[device.family]["packing"])
     return R.Estimate(luts=luts, brams=count["bram"], sprams=count["spram"], memories=tuple(uses))
 
 
@@ -134,63 +182,157 @@ def _utilisation(est, device):
     return max(shares)
 
 
+@dataclass(frozen=True)
+class _Candidate:
+    """One way to fold one engine: the fold and what it alone costs."""
+
+    fold: EngineFold
+    lut4: float
+    brams: int
+    sprams: int
+
+
+def _candidates(device, layer, options):
+    """Every fold of one layer (S and P powers of two or the whole size; weights in block RAM,
+    and on an UltraPlus in SPRAM where they fit its four 16-bit blocks), with its cost."""
+    n_in, n_out, k, kind, out = layer
+    family = device.family
+    found = []
+    for simd in _widths(n_in):
+        for pe in _widths(n_out):
+            kinds = ["block"]
+            if device.sprams and pe * -(-simd // 16) <= device.sprams \
+                    and -(-n_in // simd) * -(-n_out // pe) <= 16384:
+                kinds.append("spram")
+            for weights in kinds:
+                fold = EngineFold(n_in, n_out, simd, pe, k, kind, out, weights=weights)
+                s = fold.shape
+                stage = ("serial" if options.get("serial") and s.pe <= s.synapse_folds
+                         else "parallel")
+                _, count, memory_lut4 = _map_all(family, _engine_memories(0, fold, stage))
+                found.append(_Candidate(fold, engine_lut4(family, fold) + memory_lut4,
+                                        count["bram"], count["spram"]))
+    return found
+
+
+def _pareto(cands):
+    """The candidates no other beats on LUTs, block RAMs and SPRAMs at once."""
+    cands = sorted(cands, key=lambda c: (c.lut4, c.brams, c.sprams))
+    front = []
+    for c in cands:
+        if not any(f.lut4 <= c.lut4 and f.brams <= c.brams and f.sprams <= c.sprams
+                   for f in front):
+            front.append(c)
+    return front
+
+
+def _cheapest(device, fronts, fixed):
+    """The combination of one candidate per engine (neighbours' P and S dividing one another)
+    whose fullest resource is least used, with that share; (None, inf) when there is none.
+    Branch and bound: a partial sum already over the best found is not continued."""
+    lut_cap = LUT_BUDGET[device.family] * device.luts / LOGIC[device.family]["packing"]
+    best = [None, math.inf]
+
+    def share(lut4, brams, sprams):
+        parts = [lut4 / lut_cap, brams / device.brams]
+        if sprams:
+            parts.append(sprams / device.sprams if device.sprams else math.inf)
+        return max(parts)
+
+    def walk(e, chosen, lut4, brams, sprams):
+        if share(lut4, brams, sprams) >= best[1]:
+            return
+        if e == len(fronts):
+            best[:] = [list(chosen), share(lut4, brams, sprams)]
+            return
+        for c in fronts[e]:
+            if chosen:
+                p, s = chosen[-1].fold.pe, c.fold.simd
+                if p % s and s % p:
+                    continue
+            walk(e + 1, chosen + [c], lut4 + c.lut4, brams + c.brams, sprams + c.sprams)
+
+    walk(0, [], *fixed)
+    return best
+
+
 def fold_model(model, board, target_ips=None, clock_mhz=None, **options):
-    """The folding of ``model`` for ``board``: the smallest that reaches ``target_ips`` at
+    """The folding of ``model`` for ``board``: the cheapest that reaches ``target_ips`` at
     ``clock_mhz`` (default :data:`DATAFLOW_CLOCK_MHZ`), or without a target the fastest that
     fits. FoldError when no folding fits.
 
-    Widening an engine is not monotone in block RAMs (one-bit-wide weight memories waste half
-    of every iCE40 block; wider ones fill them), so the search walks on while the logic still
-    fits, and keeps the fastest folding met on the way that fits in every resource."""
+    The search is exact over its space: every engine's folds (S, P powers of two or the whole
+    size, weights in block RAM or SPRAM) are costed alone (logic, block RAMs, SPRAMs); for an
+    interval T each engine keeps the Pareto-best folds that make T, and a branch-and-bound
+    picks the combination whose fullest resource is least used. Feasibility only grows with
+    T, so a bisection over the achievable intervals finds the fastest that fits."""
     device = R.get_device(board)
     clock = clock_mhz or DATAFLOW_CLOCK_MHZ[board]
     layers = _layers(model)
-    target_ii = math.floor(clock * 1e6 / target_ips) if target_ips else 1
-    folds = [[1, 1] for _ in layers]
+    options = {**FAMILY_OPTIONS[device.family], **options}
+    cands = [_candidates(device, layer, options) for layer in layers]
+    # the memories and logic outside the engines, from the smallest fold's FIFOs and link
+    smallest = DataflowConfig(tuple(min(c, key=lambda x: x.lut4).fold for c in cands), **options)
+    _, count, memory_lut4 = _map_all(device.family, _shared_memories(smallest))
+    fixed = (LOGIC[device.family]["fixed"] + memory_lut4, count["bram"], count["spram"])
 
-    def make(f):
-        engines = tuple(EngineFold(n_in, n_out, s, p, k, kind, out)
-                        for (n_in, n_out, k, kind, out), (s, p) in zip(layers, f))
-        return DataflowConfig(engines, **options)
+    def solve(interval):
+        fronts = [_pareto([c for c in cs if c.fold.cycles <= interval]) for cs in cands]
+        if not all(fronts):
+            return None
+        chosen, share = _cheapest(device, fronts, fixed)
+        if chosen is None or share > 1:
+            return None
+        config = DataflowConfig(tuple(c.fold for c in chosen), **options)
+        est = R.estimate(board, config)
+        return (config, est) if _utilisation(est, device) <= 1 else None
 
-    config = make(folds)
-    est = R.estimate(board, config)
-    best = (config, est) if _utilisation(est, device) <= 1 else None
-    limited = ""
-    while config.interval > target_ii:
-        slow = max(range(len(layers)), key=lambda e: config.engines[e].cycles)
-        moves = []
-        for axis in (0, 1):   # 0: S, 1: P
-            n = layers[slow][0] if axis == 0 else layers[slow][1]
-            bigger = [w for w in _widths(n) if w > folds[slow][axis]]
-            if not bigger:
-                continue
-            trial = [list(f) for f in folds]
-            trial[slow][axis] = bigger[0]
-            try:
-                cand = make(trial)
-            except ValueError:
-                continue      # S/P of neighbours no longer divide one another
-            cand_est = R.estimate(board, cand)
-            if cand_est.luts > LUT_BUDGET[device.family] * device.luts:
-                continue      # logic only grows from here
-            saved = config.engines[slow].cycles - cand.engines[slow].cycles
-            grown = _utilisation(cand_est, device) - _utilisation(est, device)
-            moves.append((saved / max(grown, 1e-6), trial, cand, cand_est))
-        if not moves:
-            limited = (f"layer {model.layers[slow].name!r} ({config.engines[slow].format()}) "
-                       f"cannot be widened within the board's logic")
-            break
-        _, folds, config, est = max(moves, key=lambda m: m[0])
-        if _utilisation(est, device) <= 1:
-            best = (config, est)
+    intervals = sorted({c.fold.cycles for cs in cands for c in cs})
+    if target_ips:
+        reachable = [t for t in intervals if t <= clock * 1e6 / target_ips]
+        found = solve(reachable[-1]) if reachable else None
+        if found is not None:
+            # the cheapest fold that reaches the target: the largest interval within it
+            return FoldResult(*found, clock, target_ips, "target reached")
+    lo, hi, best = 0, len(intervals) - 1, None
+    while lo <= hi:                       # the smallest interval that fits
+        mid = (lo + hi) // 2
+        found = solve(intervals[mid])
+        if found is not None:
+            best, hi = found, mid - 1
+        else:
+            lo = mid + 1
     if best is None:
-        raise FoldError(f"no folding of model '{model.name}' fits {board}: the smallest needs "
-                        f"{R.describe_misfits(board, _over(est, device))}")
+        raise FoldError(f"no folding of model '{model.name}' fits {board}, not even one synapse "
+                        f"and one channel per cycle per layer")
     config, est = best
-    if config.interval > target_ii and not limited:
-        limited = "the faster foldings met do not fit the board's block RAM"
+    limited = ("" if not target_ips else
+               f"a faster fold does not fit the board ({_binding(est, device)} binds)")
+    if not target_ips:
+        limited = f"{_binding(est, device)} binds"
     return FoldResult(config, est, clock, target_ips, limited)
+
+
+def _binding(est, device):
+    """The resource closest to its budget, named for a person."""
+    shares = {"logic": est.luts / (LUT_BUDGET[device.family] * device.luts),
+              "block RAM": est.brams / device.brams}
+    if device.sprams:
+        shares["SPRAM"] = est.sprams / device.sprams
+    return max(shares, key=shares.get)
+
+
+def _weights_to_spram(engines, device):
+    """The engines with the weight memories of the one that gains most from the UltraPlus
+    SPRAMs moved there: its P memories of S bits need P·⌈S/16⌉ of the 16-bit-wide blocks (each
+    16,384 deep), and the engine whose weights take the most block RAM bits per cycle gains
+    most (SPRAM reads 16 bits per block and cycle, like a block RAM, but holds 64 times more)."""
+    fits = [e for e, f in enumerate(engines)
+            if f.pe * -(-f.simd // 16) <= device.sprams and f.shape.weight_depth <= 16384]
+    if not fits:
+        return engines
+    best = max(fits, key=lambda e: (engines[e].n_in * engines[e].n_out, -e))
+    return [replace(f, weights="spram") if e == best else f for e, f in enumerate(engines)]
 
 
 def _over(est, device):
@@ -209,7 +351,8 @@ def fold_report(model, result, board):
         rows.append({"layer": layer.name, "n_in": fold.n_in, "n_out": fold.n_out,
                      "input_bits": fold.input_bits, "simd": s.simd, "pe": s.pe,
                      "cycles": fold.cycles, "binary_macs": fold.n_in * fold.n_out * fold.input_bits,
-                     "luts": round(engine_lut4(device.family, fold) * R.PACKING[device.family]),
+                     "luts": round(engine_lut4(device.family, fold)
+                                   * LOGIC[device.family]["packing"]),
                      "brams": sum(u.count * u.blocks_each for u in mems if u.kind == "bram"),
                      "sprams": sum(u.count * u.blocks_each for u in mems if u.kind == "spram")})
     timing = run_cycles(cfg, 1)

@@ -1,0 +1,76 @@
+"""``xnorflow fold``: the search and the resource model it trusts (issue #25)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hw.dataflow.config import DataflowConfig
+from sw import fold as F
+from sw import resources as R
+from sw import xnf
+from sw.random_models import random_model
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: The iCEBreaker build the logic model was calibrated on: placed and routed, 5,182 logic
+#: cells, 29 block RAMs, 4 SPRAMs, 30.9 MHz (docs/dataflow.md, "Measured").
+ICEBREAKER_DIGITS = ("df:64u4>256:16x4s,256>256:32x8,256>10r:16x1;"
+                     "ram_reg=0,in_word=16,levels=2,serial=1")
+
+
+@pytest.fixture(scope="module")
+def digits_mlp():
+    return random_model(np.random.default_rng(0), [64, 256, 256, 10], input_bits=4,
+                        name="digits-shape")
+
+
+def test_the_model_reproduces_the_measured_icebreaker_build():
+    est = R.estimate("icebreaker", DataflowConfig.parse(ICEBREAKER_DIGITS))
+    assert est.brams == 29 and est.sprams == 4
+    assert abs(est.luts - 5182) / 5182 < 0.02
+
+
+def test_fold_finds_the_fastest_fold_that_fits_the_icebreaker(digits_mlp):
+    result = F.fold_model(digits_mlp, "icebreaker")
+    assert result.config.format() == ICEBREAKER_DIGITS
+    assert result.config.interval == 256                       # 117,188 inferences/s at 30 MHz
+    assert F.fold_report(digits_mlp, result, "icebreaker")["inferences_per_second"] >= 100_000
+
+
+def test_a_target_gets_the_cheapest_fold_that_reaches_it(digits_mlp):
+    fast = F.fold_model(digits_mlp, "icebreaker")
+    slow = F.fold_model(digits_mlp, "icebreaker", target_ips=20_000)
+    assert 30e6 / slow.config.interval >= 20_000
+    assert slow.estimate.luts < fast.estimate.luts and slow.config.interval > fast.config.interval
+
+
+def test_every_engine_pair_divides_and_the_widths_are_the_layers(digits_mlp):
+    config = F.fold_model(digits_mlp, "ulx3s-85f").config
+    for a, b in zip(config.engines, config.engines[1:]):
+        assert a.pe % b.simd == 0 or b.simd % a.pe == 0
+    assert [(e.n_in, e.n_out) for e in config.engines] == [(64, 256), (256, 256), (256, 10)]
+
+
+def test_a_model_too_big_for_the_board_is_refused_with_the_reason():
+    big = random_model(np.random.default_rng(1), [4096, 4096, 10], input_bits=1, name="big")
+    with pytest.raises(F.FoldError, match="no folding of model 'big' fits icebreaker"):
+        F.fold_model(big, "icebreaker")
+
+
+def test_fold_command_writes_a_fold_that_sim_and_synth_read(digits_mlp, tmp_path):
+    xnf.save(digits_mlp, tmp_path / "m.xnf")
+    out = subprocess.run([sys.executable, "-m", "flow.cli", "fold", str(tmp_path / "m.xnf"),
+                          "--board", "icebreaker", "--json", "-o", str(tmp_path / "f.json")],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    doc = json.loads(out)
+    assert doc["config"] == ICEBREAKER_DIGITS and len(doc["layers"]) == 3
+    assert F.load_fold(tmp_path / "f.json") == DataflowConfig.parse(ICEBREAKER_DIGITS)
+
+
+def test_a_damaged_fold_file_is_named(tmp_path):
+    (tmp_path / "f.json").write_text('{"config": "df:nonsense"}')
+    with pytest.raises(F.XnorflowError, match="--fold .*f.json: not a fold file"):
+        F.load_fold(tmp_path / "f.json")
