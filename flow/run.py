@@ -1,8 +1,9 @@
 """``xnorflow run``: the whole flow on the embedded digits data, with one report at the end.
 
 train (IR-Net MLP) → compile (thresholds proven by brute force) → golden model vs PyTorch →
-Verilator over the whole test set (bit-exact check) → synthesize for the iCEBreaker →
-profile → ``DIR/report.md``, ``DIR/report.json`` and the plots.
+Verilator over the whole test set on the overlay and on the dataflow build (bit-exact check) →
+synthesize both for the iCEBreaker → profile, naming the architecture that serves the model
+best → ``DIR/report.md``, ``DIR/report.json`` and the plots.
 
 Every stage prints what it is doing on stderr; the command fails (exit status 1) if any
 bit-exactness check fails, because that is a bug, not a result.
@@ -66,14 +67,52 @@ def _compile(out, config):
     return compiled, torch_model, capacity
 
 
-def run_flow(out, epochs=None, seed=0, array=None, synth=True, hidden=None):
-    """Run every stage into ``out``; returns the report dict (also written as report.json)."""
+ARCHS = ("overlay", "dataflow")
+
+
+def _simulate_all(targets, compiled, x, y, torch_pred):
+    from flow.simulate import simulate
+    return {arch: simulate(compiled, x, y, engine="verilator", target=target,
+                           torch_predictions=torch_pred)
+            for arch, target in targets.items()}
+
+
+def _profile_all(targets, compiled, out):
+    """Synthesize and profile every target on the board; the overlay's chart is profile.png,
+    the dataflow build's profile-dataflow.png."""
+    from flow.profile import plot_profile, profile, profile_dataflow
+    results = {}
+    for arch, target in targets.items():
+        if arch == "overlay":
+            results[arch] = profile(compiled, BOARD, target.config.format(), simulate=False,
+                                    log=_log)
+        else:
+            results[arch] = profile_dataflow(compiled, BOARD, target.config, simulate=False)
+        name = "profile.png" if arch == "overlay" else f"profile-{arch}.png"
+        plot_profile(results[arch], out / name, f"{compiled.name} on {BOARD} ({arch})")
+    return results
+
+
+def best_arch(profiles):
+    """The architecture that serves the model best: the most inferences/s at its build's
+    clock among the builds that met timing (any build when none did)."""
+    met = {a: p for a, p in profiles.items() if p["synthesis"]["timing_met"]} or profiles
+    return max(met, key=lambda a: met[a]["inferences_per_second"])
+
+
+def run_flow(out, epochs=None, seed=0, array=None, synth=True, hidden=None, archs=ARCHS):
+    """Run every stage into ``out``; returns the report dict (also written as report.json).
+
+    ``archs``: the hardware targets to simulate (and build): the overlay of ``array`` (the
+    board's default) and the dataflow build of the fastest fold that fits the board."""
+    from flow.targets import DataflowTarget, OverlayTarget
+    from sw import fold as folding
     from sw.evaluate import dataset_inputs, evaluate, torch_predictions
     from sw.synth import board_config
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = board_config(BOARD, array)
-    stage = _Stages(5 if synth else 4)
+    stage = _Stages(4 + len(archs) if synth else 4)
     hidden = list(hidden or DEFAULT_HIDDEN)
     metrics = stage("train IR-Net on digits", _train, out, hidden, epochs, seed)
     compiled, torch_model, capacity = stage("compile and prove the thresholds", _compile, out,
@@ -81,27 +120,31 @@ def run_flow(out, epochs=None, seed=0, array=None, synth=True, hidden=None):
     x, y = dataset_inputs(compiled, "digits")
     golden = stage("golden model vs PyTorch", evaluate, compiled, x, y, torch_model)
     torch_pred = torch_predictions(torch_model, x)
-
-    from flow.simulate import simulate
-    sim = stage(f"Verilator over all {len(x)} test images", simulate, compiled, x, y,
-                engine="verilator", config=config.format(), torch_predictions=torch_pred)
-    profile_result = None
+    targets = {}
+    if "overlay" in archs:
+        targets["overlay"] = OverlayTarget(config)
+    if "dataflow" in archs:
+        targets["dataflow"] = DataflowTarget(folding.fold_model(compiled, BOARD).config)
+    sims = stage(f"Verilator over all {len(x)} test images ({', '.join(targets)})",
+                 _simulate_all, targets, compiled, x, y, torch_pred)
+    profiles = {}
     if synth:
-        from flow.profile import plot_profile, profile
-        profile_result = stage(f"synthesize for {BOARD} and profile", profile, compiled, BOARD,
-                               config.format(), simulate=False, log=_log)
-        plot_profile(profile_result, out / "profile.png", f"{compiled.name} on {BOARD}")
+        for arch in targets:
+            profiles.update(stage(f"synthesize the {arch} build for {BOARD} and profile",
+                                  _profile_all, {arch: targets[arch]}, compiled, out))
     exact = (golden["agree_with_torch"] == 1.0 and golden["hidden_bits_equal"]
-             and golden["integers_equal"] and sim["mismatches"] == 0
-             and sim["agree_with_torch"] == 1.0 and sim["predicted_cycles_match"])
+             and golden["integers_equal"]
+             and all(s["mismatches"] == 0 and s["agree_with_torch"] == 1.0
+                     and s["predicted_cycles_match"] for s in sims.values()))
     report = {
         "bit_exact": exact,
         "training": {k: metrics[k] for k in ("method", "dataset", "test_accuracy", "epochs",
                                               "train_seconds", "input_bits", "hidden")},
         "compile": {"array": config.format(), "capacity": capacity},
         "golden_vs_torch": golden,
-        "simulation": sim,
-        "profile": profile_result,
+        "simulation": sims,
+        "profile": profiles,
+        "best_arch": best_arch(profiles) if profiles else None,
         "stage_seconds": stage.seconds,
     }
     (out / "report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
@@ -110,12 +153,21 @@ def run_flow(out, epochs=None, seed=0, array=None, synth=True, hidden=None):
 
 
 def format_report(r):
-    t, g, s, p = r["training"], r["golden_vs_torch"], r["simulation"], r["profile"]
+    t, g = r["training"], r["golden_vs_torch"]
     lines = [
         "# xnorflow run: IR-Net MLP on digits",
         "",
         f"**Bit-exact end to end: {'yes' if r['bit_exact'] else 'NO (a bug)'}**",
         "",
+    ]
+    if r["best_arch"]:
+        best = r["profile"][r["best_arch"]]
+        others = ", ".join(f"{a} {p['inferences_per_second']:,.0f}/s"
+                           for a, p in r["profile"].items() if a != r["best_arch"])
+        lines += [f"**Best architecture for this model on {BOARD}: {r['best_arch']}**, "
+                  f"{best['inferences_per_second']:,.0f} inferences/s at "
+                  f"{best['clock_mhz']:g} MHz" + (f" ({others})" if others else ""), ""]
+    lines += [
         "| stage | result |",
         "| --- | --- |",
         f"| training | {t['method']} {t['dataset']}, {t['input_bits']}-bit inputs, hidden "
@@ -128,33 +180,38 @@ def format_report(r):
         f"agreement {100 * g['agree_with_torch']:.1f} %, hidden bits "
         f"{'equal' if g['hidden_bits_equal'] else 'DIFFER'}, integers "
         f"{'equal' if g['integers_equal'] else 'DIFFER'} |",
-        f"| Verilator | {s['images']} images: {s['mismatches']} integer mismatches, agreement "
-        f"with PyTorch {100 * s['agree_with_torch']:.1f} %, accuracy {100 * s['accuracy']:.2f} %, "
-        f"{s['cycles_per_inference']:.1f} cycles/inference (counters = cycle model: "
-        f"{'yes' if s['predicted_cycles_match'] else 'NO'}) |",
     ]
-    if p:
-        syn = p["synthesis"]
+    for arch, s in r["simulation"].items():
+        lines.append(
+            f"| Verilator, {arch} ({s['array']}) | {s['images']} images: {s['mismatches']} integer "
+            f"mismatches, agreement with PyTorch {100 * s['agree_with_torch']:.1f} %, accuracy "
+            f"{100 * s['accuracy']:.2f} %, {s['cycles_per_inference']:.1f} cycles/inference "
+            f"(counters = cycle model: {'yes' if s['predicted_cycles_match'] else 'NO'}) |")
+    for arch, p in r["profile"].items():
+        syn, link = p["synthesis"], p["host_link"]
         lines += [
-            f"| iCEBreaker (UP5K) | {syn['luts']}/{syn['luts_available']} LUTs, {syn['brams']} "
-            f"BRAMs, {syn['sprams']} SPRAMs, PLL clock {syn['target_clock_mhz']:g} MHz, "
-            f"post-route Fmax {syn['fmax_mhz']:.1f} MHz"
+            f"| iCEBreaker (UP5K), {arch} | {syn['luts']}/{syn['luts_available']} LUTs, "
+            f"{syn['brams']} BRAMs, {syn['sprams']} SPRAMs, PLL clock "
+            f"{syn['target_clock_mhz']:g} MHz, post-route Fmax {syn['fmax_mhz']:.1f} MHz"
             f"{'' if syn['timing_met'] else ' (TIMING NOT MET)'} |",
-            f"| profile | batch {p['batch']}: {p['cycles_per_inference']:.1f} cycles/inference, "
+            f"| profile, {arch} | {p['cycles_per_inference']:.1f} cycles/inference, "
             f"utilisation {100 * p['utilization']:.1f} %, "
             f"{p['inferences_per_second']:,.0f} inferences/s at {p['clock_mhz']:g} MHz "
-            f"({p['inferences_per_second_at_fmax']:,.0f} at Fmax) |",
-            f"| over the board's UART | {p['host_link']['baud']:,.0f} Bd 8N1: "
-            f"{p['host_link']['bytes_to_device']:,} bytes in, "
-            f"{p['host_link']['bytes_from_device']:,} out per run of {p['batch']}, "
-            f"{p['host_link']['inferences_per_second']:,.0f} inferences/s end to end "
-            f"(the wire takes {100 * p['host_link']['link_share']:.1f} % of a run) |",
+            f"({p['inferences_per_second_at_fmax']:,.0f} at Fmax)"
+            + (f", latency {p['latency_us']:.1f} µs" if "latency_cycles" in p else "") + " |",
+            f"| over the board's UART, {arch} | {link['baud']:,.0f} Bd 8N1: "
+            f"{link['bytes_to_device']:,} bytes in, {link['bytes_from_device']:,} out per run, "
+            f"{link['inferences_per_second']:,.0f} inferences/s end to end (the wire takes "
+            f"{100 * link['link_share']:.1f} % of a run) |",
         ]
-    lines += ["", "Cycles per layer (per inference, from the core's counters):", ""]
-    lines += [f"- {name}: {c:.1f}" for name, c in s["cycles_by_layer"].items()]
+    for arch, s in r["simulation"].items():
+        lines += ["", f"Cycles per layer, {arch} (per inference, from the core's counters):", ""]
+        lines += [f"- {name}: {c:.1f}" for name, c in s["cycles_by_layer"].items()]
     lines += ["", "Stage times (s): " + ", ".join(f"{k} {v}" for k, v in
                                                  r["stage_seconds"].items()), "",
-              "Plots: training.png, profile.png. Machine-readable: report.json.", ""]
+              "Plots: training.png, profile.png"
+              + (", profile-dataflow.png" if "dataflow" in r["profile"] else "")
+              + ". Machine-readable: report.json.", ""]
     return "\n".join(lines)
 
 
@@ -173,6 +230,10 @@ def add_parser(sub):
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     p.add_argument("--array", default=None, help="accelerator configuration PxQxK[,key=value...] "
                                                  "(default: the iCEBreaker's)")
+    p.add_argument("--arch", choices=("both",) + ARCHS, default="both",
+                   help="the hardware to simulate and build: the overlay, the dataflow build "
+                        "(the fastest fold that fits), or both, the report naming the faster "
+                        "(default both)")
     p.add_argument("--no-synth", action="store_true", help="skip synthesis and profiling")
     p.add_argument("--json", action="store_true", help="print report.json on stdout")
     p.set_defaults(func=run)
@@ -180,7 +241,8 @@ def add_parser(sub):
 
 def run(args):
     report = run_flow(args.out, args.epochs, args.seed, args.array, synth=not args.no_synth,
-                      hidden=args.hidden)
+                      hidden=args.hidden,
+                      archs=ARCHS if args.arch == "both" else (args.arch,))
     if args.json:
         print(json.dumps(report, indent=2, default=float))
     else:

@@ -17,9 +17,11 @@ def test_xnorflow_run_is_bit_exact_and_writes_its_report(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert report["bit_exact"] is True
-    assert report["simulation"]["images"] == 360 and report["simulation"]["mismatches"] == 0
-    assert report["simulation"]["agree_with_torch"] == 1.0
-    assert report["simulation"]["predicted_cycles_match"] is True
+    assert set(report["simulation"]) == {"overlay", "dataflow"}
+    for sim in report["simulation"].values():
+        assert sim["images"] == 360 and sim["mismatches"] == 0
+        assert sim["agree_with_torch"] == 1.0
+        assert sim["predicted_cycles_match"] is True
     assert report["golden_vs_torch"]["hidden_bits_equal"] is True
     assert report["training"]["test_accuracy"] > 0.9
     for name in ("model.pt", "model.xnf", "metrics.json", "training.png", "report.md",
