@@ -126,7 +126,7 @@ def trained_cnn(dataset, method, checkpoint, fmax, images=None, jobs=1, array=DI
 
 def digits_cnn(method, checkpoint, fmax):
     if checkpoint is None:
-        from conftest import trained_digits_model
+        from xnf_testing import trained_digits_model
         checkpoint, _ = trained_digits_model(method, cnn=True)
     return trained_cnn("digits", method, checkpoint, fmax)
 

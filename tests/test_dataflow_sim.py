@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEPLOYABLE
+from xnf_testing import DEPLOYABLE
 
 ROOT = Path(__file__).resolve().parent.parent
 

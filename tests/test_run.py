@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from xnf_testing import ROOT
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from xnf_testing import ROOT
 from sw import xnf
 from sw.random_models import random_model
 from bad_input_cases.sim_verilog import CASES

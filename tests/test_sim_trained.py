@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import DEPLOYABLE, ROOT
+from xnf_testing import DEPLOYABLE, ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.verilator]
 

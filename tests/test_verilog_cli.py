@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from xnf_testing import ROOT
 from sw.verilog import LINT_WAIVERS
 
 SMALL = "2x4x16,w_depth=64,thr_depth=16,in_depth=64,act_depth=16,out_depth=32,desc_depth=4"
