@@ -271,12 +271,22 @@ def estimate(board, config):
     """The :class:`Estimate` of ``config`` (an :class:`ArrayConfig` or its string form, or a
     registered target's configuration) on ``board``."""
     if isinstance(config, str):
-        config = ArrayConfig.parse(config)
+        config = _parse_config(config)
+    if type(config) not in _ESTIMATORS:
+        import sw.fold  # noqa: F401  (registers the dataflow target's estimator)
     try:
         estimator = _ESTIMATORS[type(config)]
     except KeyError:
         raise TypeError(f"no resource estimator for {type(config).__name__}") from None
     return estimator(get_device(board), config)
+
+
+def _parse_config(text):
+    """An ArrayConfig, or a DataflowConfig for the ``df:`` text of a dataflow build."""
+    if text.startswith("df:"):
+        from hw.dataflow.config import DataflowConfig
+        return DataflowConfig.parse(text)
+    return ArrayConfig.parse(text)
 
 
 def check_fits(board, est):

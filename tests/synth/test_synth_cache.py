@@ -89,6 +89,11 @@ def test_committed_builds_have_shell_safe_names_and_their_full_configuration(pat
     name = path.parent.name
     assert re.fullmatch(r"[a-z0-9][a-z0-9.-]*", name), name
     assert name == build_dir_name(report["board"], report["config"])
+    if report.get("arch") == "dataflow":
+        from hw.dataflow.config import DataflowConfig
+        config = DataflowConfig.parse(report["fold"])
+        assert report["config"].startswith(config.format() + "@")
+        return
     config = ArrayConfig.parse(report["array"])
     assert report["config"].startswith(config.format() + "@")
     assert find_builds(report["board"], report["array"]) != []
