@@ -12,8 +12,9 @@ each (they cannot pack with a LUT), which the JSON reports beside the totals
 (TRELLIS_COMB, which also counts LUT-RAM and carry cells).
 
 Points: ``BOARD:N,M,S,P,K[,key=value...]`` with the engine's keyword arguments (``ram_reg=0``,
-``levels_per_stage=2``, ``output_stage=serial``, ``output=raw``) and its memories' Yosys
-``ram_style`` (``weights=block``, ``channels=…``, ``buffer=…``). Builds done with the same
+``levels_per_stage=2``, ``output_stage=serial``, ``output=raw``, ``mmv=2``) and its memories'
+Yosys ``ram_style`` (``weights=block``, ``channels=…``, ``buffer=…``, ``output=…``). A MAC is
+one binary multiply-accumulate: ``S·P·k·mmv`` per cycle. Builds done with the same
 design and tools are reused (sw/synth.py's hash). Prints ONE JSON document on stdout (progress
 on stderr) and writes a plot (LUTs per binary MAC and Fmax against MACs per cycle)::
 
@@ -45,6 +46,9 @@ from design_space import repo_relative  # noqa: E402  (benchmarks/design_space.p
 # engine's defaults. 256,256,128,16 is an SFC hidden layer at II = 32 (3 M images/s at ~100 MHz);
 # its weight memories are only 32 words deep, which Yosys puts in LUT RAM unless told
 # ("weights=block"; measured without: 16,628 LUT4 and 0 EBR at 85.7 MHz).
+# The mmv=2 points each have an mmv=1 twin above with the same MACs per cycle and the same
+# cycles per image, and half its weight bits per cycle; the last is the SFC's first layer at
+# 32 cycles per image (3.1 M images/s at 100 MHz).
 _ICE40 = "ram_reg=0,levels_per_stage=2,output_stage=serial"
 DEFAULT_POINTS = [
     f"icebreaker:256,256,32,8,1,{_ICE40}",
@@ -53,13 +57,16 @@ DEFAULT_POINTS = [
     "ulx3s-85f:256,256,32,8,1",
     "ulx3s-85f:784,256,64,16,1",
     "ulx3s-85f:256,256,128,16,1,weights=block",
+    "ulx3s-85f:784,256,64,8,1,mmv=2",
+    "ulx3s-85f:256,256,128,8,1,mmv=2,weights=block",
+    "ulx3s-85f:784,256,392,8,1,mmv=2,weights=block",
 ]
 # Clocks asked of the PLL: above what the engine reaches, so nextpnr optimises for speed
 # and the report's Fmax is what the placement and routing achieved.
 PROBE_CLOCK_MHZ = {"ice40": 48.0, "ecp5": 150.0}
-_INT_KEYS = ("ram_reg", "levels_per_stage", "fifo_depth", "acc_width")
+_INT_KEYS = ("ram_reg", "levels_per_stage", "fifo_depth", "acc_width", "mmv")
 # ``weights=block`` etc.: the engine's ram_styles (Yosys ram_style per memory kind)
-_RAM_KINDS = ("weights", "channels", "buffer")
+_RAM_KINDS = MatrixVectorUnit.RAM_KINDS
 
 
 def log(msg):
@@ -132,8 +139,8 @@ def point(board_name, args, out_root):
     top = MvuProbeTop(args, PROBE_CLOCK_MHZ[board.family] * 1e6)
     log(f"{board.name}: {label(args)}")
     report = synthesize(top, board.name, label(args), out_root=out_root, log=log)
-    shape = top.mvu.shape
-    macs = shape.simd * shape.pe * shape.input_bits
+    shape, mmv = top.mvu.shape, top.mvu.mmv
+    macs = shape.simd * shape.pe * shape.input_bits * mmv
     shift_ffs = max(len(top.mvu.i.payload), len(top.mvu.wr.data))
     return {
         "board": board.name, "family": board.family, "device": report["device"],
@@ -141,9 +148,11 @@ def point(board_name, args, out_root):
         "input_bits": shape.input_bits, "output": shape.output,
         "ram_reg": top.mvu.ram_reg, "levels_per_stage": top.mvu.levels_per_stage,
         "output_stage": top.mvu.output_stage, "ram_styles": top.mvu.ram_styles,
-        "binary_macs_per_cycle": macs,
-        "cycles_per_image": mvu_cycles(shape.n_in, shape.n_out, shape.simd, shape.pe,
-                                       shape.input_bits),
+        "mmv": mmv, "binary_macs_per_cycle": macs,
+        "weight_bits_per_cycle": shape.simd * shape.pe,
+        "cycles_per_group": mvu_cycles(shape.n_in, shape.n_out, shape.simd, shape.pe,
+                                       shape.input_bits, mmv),
+        "cycles_per_image": top.mvu.cycles_per_image,
         "luts": report["luts"], "ffs": report["ffs"], "brams": report["brams"],
         "sprams": report.get("sprams", 0),
         "fmax_mhz": report["fmax_mhz"], "target_clock_mhz": report["target_clock_mhz"],
@@ -170,6 +179,7 @@ def plot(points, path):
         for n, (p, xi) in enumerate(zip(pts, x)):
             tag = f"S{p['simd']}·P{p['pe']}"
             tag += f"·k{p['input_bits']}" if p["input_bits"] > 1 else ""
+            tag += f"·m{p['mmv']}" if p.get("mmv", 1) > 1 else ""
             # points of one family often share x: stack their labels
             offset = (4, 3 + 9 * sum(1 for q in x[:n] if q == xi))
             ax_lut.annotate(tag, (xi, p["luts_per_mac"]), fontsize=7, xytext=offset,
@@ -178,7 +188,7 @@ def plot(points, path):
                           textcoords="offset points")
     for ax in (ax_lut, ax_f):
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("binary MACs per cycle (S·P·k)")
+        ax.set_xlabel("binary MACs per cycle (S·P·k·mmv)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     ax_lut.set_ylabel("LUTs per binary MAC (whole probe)")
@@ -193,7 +203,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", nargs="+", default=DEFAULT_POINTS,
                     help="BOARD:N,M,S,P,K[,key=value...] engines to build (default: three "
-                         "iCEBreaker and three ULX3S-85F points, see DEFAULT_POINTS)")
+                         "iCEBreaker and six ULX3S-85F points, see DEFAULT_POINTS)")
     ap.add_argument("--out-root", default=str(ROOT / "build" / "mvu-probe"),
                     help="build directories (default build/mvu-probe)")
     ap.add_argument("--plot", default=str(ROOT / "benchmarks" / "results" / "mvu_probe.png"),

@@ -3,32 +3,42 @@
 FINN's MVAU with xnorflow's contracts: P processing elements (output channels in parallel) ×
 S synapses per cycle, XNOR-popcount folded into one LUT level, a pipelined adder tree, one
 unsigned accumulator per PE and a threshold compare (or a raw signed integer) per PE or, with
-the serial output stage, one for the engine. The shape, the arithmetic and the memory layout
-are in :mod:`hw.dataflow.shape`; the cycle model in :mod:`hw.dataflow.timing`; the software
-packer in ``sw/layers/dataflow_pack.py``.
+the serial output stage, one for the engine. With MMV (``mmv = m``, FINN's "multiple vectors
+per weight read") each PE applies the weight word it reads to m images at once: m input
+words, m popcount trees and accumulators per PE, one weight read. The shape, the arithmetic
+and the memory layout are in :mod:`hw.dataflow.shape`; the cycle model in
+:mod:`hw.dataflow.timing`; the software packer in ``sw/layers/dataflow_pack.py`` (the same
+for every m: weights and streams do not change).
 
 Block diagram (one engine)::
 
-    i ──► mask padding ──► input buffer (ping-pong, 2 halves × SF words of k·S bits)
-                                │ word sf of the current image, every cycle
+    i ──► mask padding ──► input buffer (ping-pong, 2 halves × SF words of m·k·S bits:
+                                │          word sf of the m images of a group side by side)
+                                │ word sf of the current group, every cycle
                  ┌──────────────┼──────────────┐            (x register if ram_reg)
                  ▼              ▼              ▼
     weights_0 ─► PE 0   weights_1 ─► PE 1  … PE P−1        one S-bit word per PE per cycle
+                 │ per image (m lanes, one weight word):
                  │ k planes: LUT(x0,w0,x1,w1) → 2-bit counts, adder tree, Σ_b 2^b·pc_b
                  │ acc += U_t; a fold's sum → total register, acc cleared
                  ▼
-    parallel: per PE, channel memory word (T*, inv) or C ──► bit or integer
-    serial:   one channel memory, one compare walking total_0 … total_P−1, one per cycle
-                 └──────────────┴──────► P bits / P integers ──► output FIFO ──► o
+    parallel: per PE, channel memory word (T*, inv) or C ──► m bits or m integers
+    serial:   one channel memory, one compare walking the m·P totals, one per cycle
+                 └──────────────┴──────► beat nf of the m images (m·P bits / integers)
+                                              ──► m = 1: output FIFO ──► o
+                                              ──► m > 1: group reorder buffer ──► o
 
-Control: the writer fills one half of the buffer from ``i`` while the reader computes on the
-other; the reader walks ``nf = 0..NF−1`` (neuron folds) × ``sf = 0..SF−1`` (synapse folds),
-one word per cycle, with the weight address a single counter ``nf·SF + sf`` (no multiplier).
+Control: the writer fills one half of the buffer from ``i`` (a group: m images one after the
+other, image j into slice j of the words) while the reader computes on the other; the reader
+walks ``nf = 0..NF−1`` (neuron folds) × ``sf = 0..SF−1`` (synapse folds), one word per cycle,
+with the weight address a single counter ``nf·SF + sf`` (no multiplier).
 A fold is never interrupted once started: the reader starts fold ``nf`` only when the output
-FIFO has a free slot for its result counting every fold still in flight (credits), so the
-datapath has no clock enable and no stall net at all; backpressure on ``o`` only delays the
-start of the next fold. The FIFO depth (:func:`~hw.dataflow.timing.mvu_fifo_depth`) covers
-the pipeline so a ready ``o`` never delays anything.
+buffer has a free entry for its result counting every fold still in flight (credits: an
+entry is a FIFO slot with m = 1, a column of the reorder buffer, beat nf of the m images,
+with m > 1, free again once its last image has read it), so the datapath has no clock
+enable and no stall net at all; backpressure on ``o`` only delays the start of the next fold.
+The buffer's depth (:func:`~hw.dataflow.timing.mvu_fifo_depth`) covers the pipeline so a
+ready ``o`` never delays anything.
 
 Why these choices (measured or counted, not guessed):
 
@@ -46,11 +56,32 @@ Why these choices (measured or counted, not guessed):
 * **Padding**: input padding is forced to 0 when written into the buffer (``(S − r)·k`` AND
   gates on the last beat), weight padding is stored 0 by the packer; the padding bits then add
   a known constant that the packer folds into T*/C (contract 2, exact).
-* **Memory reads as an asynchronous port plus a register** (:meth:`_read_register`): Yosys
+* **Memory reads as an asynchronous port plus a register** (:func:`_read_register`): Yosys
   then honours ``no_rw_check`` (477 → 82 LUT4 outside the PEs of a 256→256 S32·P8 engine on
   iCE40).
 * **Accumulator cleared by the flip-flops' synchronous reset** (:class:`XnorPE`), not by a
   multiplexer in front of the adder.
+* **MMV: m images per weight read** (``mmv``). Block RAM ports, not LUTs, bind a fast ECP5
+  build: the SFC at 3 M images/s reads ~10,100 weight bits per cycle, the ECP5-85F's 208
+  EBRs give 7,488. With m images per group the same MACs per cycle read m× fewer weight
+  bits, so m× fewer weight memories (or ports) for the same rate. Shared by the m images:
+  the weight memory and its registers, all control (one reader, one credit counter, one
+  ``done``/``clear`` sideband), the channel memory read (the same T* for every image), the
+  serial stage's compare. Per image: the popcount trees, the accumulator, the total register
+  and (parallel stage) the compare. Streams stay per image, so converters, FIFOs and the
+  core see the same beats; the price is buffering: the input buffer holds two groups (the
+  cheapest that lets a group arrive while the previous one computes), and since a fold makes
+  beat nf of all m images at once while the stream wants image 0's NF beats first, the
+  output is a reorder buffer (:class:`GroupReorderBuffer`) that plays a whole group out as
+  one burst. A group's m·SF input beats and m·NF output beats must fit in its SF·NF cycles
+  (one beat per cycle on each stream), hence ``mmv ≤ NF`` and ``mmv ≤ SF`` (serial stage:
+  ``mmv·P ≤ SF``, the walk over the m·P totals fits in a fold).
+* **Whole groups only**: the engine starts a group when its m-th image is in; a run whose
+  image count is not a multiple of m leaves the last partial group waiting (as an engine
+  with part of an image waits for the rest): whoever feeds a pipeline sends whole groups of
+  every engine's m (the dataflow core pads a run with images whose results it drops). A
+  flush would cost a count per buffer half and a shorter burst in every engine, and would
+  have to travel down the chain behind the last image.
 
 Measured (``benchmarks/mvu_probe.py`` → ``benchmarks/results/mvu_probe.json``; one engine
 alone on the chip behind a PLL, an LFSR and a shift register for stimulus, whose flip-flops
@@ -58,22 +89,38 @@ alone on the chip behind a PLL, an LFSR and a shift register for stimulus, whose
 them; LUTs = logic cells on iCE40, LUT4 incl. LUT RAM and carries on ECP5)::
 
     board       N→M      k  S·P     options                 LUTs   FFs  EBR  Fmax MHz  LUT/MAC
-    UP5K        256→256  1  32·8    serial, ram_reg=0, L=2  1413   733   19     63.2     5.52
-    UP5K        64→256   4  16·4    serial, ram_reg=0, L=2  1320   764    9     61.4     5.16
-    UP5K        256→256  1  64·4    serial, ram_reg=0, L=2  1319   711   21     61.3     5.15
-    ECP5-85F    256→256  1  32·8    defaults                1603  1450    8    126.9     6.26
-    ECP5-85F    784→256  1  64·16   defaults                4804  4915   32    115.4     4.69
-    ECP5-85F    256→256  1  128·16  weights in block RAM    8400  9122   64    108.2     4.10
+    UP5K        256→256  1  32·8    serial, ram_reg=0, L=2  1413   733   19     59.4     5.52
+    UP5K        64→256   4  16·4    serial, ram_reg=0, L=2  1320   764    9     65.8     5.16
+    UP5K        256→256  1  64·4    serial, ram_reg=0, L=2  1319   711   21     59.6     5.15
+    ECP5-85F    256→256  1  32·8    defaults                1603  1450    8    130.9     6.26
+    ECP5-85F    784→256  1  64·16   defaults                4780  4915   32    112.9     4.67
+    ECP5-85F    784→256  1  64·8    mmv=2                   5292  4407   16    120.7     5.17
+    ECP5-85F    256→256  1  128·16  weights in block RAM    8408  9122   64    110.6     4.11
+    ECP5-85F    256→256  1  128·8   mmv=2, weights block    8899  8240   32    117.8     4.35
+    ECP5-85F    784→256  1  392·8   mmv=2, weights block   25434 24684   88     64.6     4.06
 
-(MAC = one binary multiply-accumulate, S·P·k per cycle; L = ``levels_per_stage``.) Also
-measured: UP5K 256→256 S32·P8 with the parallel output stage 26 EBR (8 channel memories)
+(MAC = one binary multiply-accumulate, S·P·k·mmv per cycle; L = ``levels_per_stage``;
+the mmv = 1 rows re-measured with the MMV code: LUTs within 0.5 % of before it, where Yosys' ABC met a
+reordered netlist, Fmax within ±6 %, which is placement.) MMV against its mmv = 1 twin (the row
+above it: the same MACs and cycles per image, twice the PEs): half the block RAMs for +10.7 %
+LUT4 (784→256, S64) and +5.8 % (256→256, S128), and 7 MHz more (fewer block RAMs to reach). The
+accumulators and compares are as many as the twin's (P·m); the LUTs go to buffers in LUT RAM
+(784→256: the input buffer twice as wide, +32 DPR16X4; the reorder buffer, 36 columns of 16
+bits, 12; 8 channel memories of 32 words instead of 16 of 16) and +210 LUT4 (Yosys' count) of
+their read multiplexers and the control. The SFC's first layer at 32 cycles per image (3.1 M
+images/s at 100 MHz) fits in 88 EBRs with mmv = 2 (its mmv = 1 twin needs 176 of the 208) but
+closes at 64.6 MHz: about 700 endpoints miss 100 MHz, on routing (the worst, the input
+handshake into the 784-bit buffer's write enable: 1.2 ns of logic, 14.2 ns of routing; the
+784-bit input word and the 392-bit weight words spread over 25k LUTs): at that width the fabric
+sets the clock, and a fan-out register stage (the input word per PE) is the likely next step.
+Also measured: UP5K 256→256 S32·P8 with the parallel output stage 26 EBR (8 channel memories)
 instead of 19; with ``levels_per_stage`` 1/2/3/all 1475/1402/1385/1335 logic cells at
-65.0/61.3/42.2/37.5 MHz; ECP5 256→256 S128·P16 with Yosys' own choice (32-word weight
-memories in LUT RAM) 16,628 LUT4, 0 EBR, 85.7 MHz. Yosys alone (flattened, no stimulus):
-UP5K 256→256 S32·P8 (as above) 1,065 SB_LUT4 (4.2 per MAC; nextpnr adds a logic cell for
-each flip-flop it cannot pack with a LUT and for each carry leaving a chain), 64→256 k4
-S16·P4 982 (3.8); ECP5 784→256 S64·P16 3,880 LUT4 (3.8), 256→256 S32·P8 1,189 (4.6);
-``synth_ecp5 -nowidelut`` changes those by < 1 %.
+65.0/61.3/42.2/37.5 MHz; ECP5 256→256 S128·P16 with Yosys' own choice (32-word weight memories
+in LUT RAM) 16,628 LUT4, 0 EBR, 85.7 MHz. Yosys alone (flattened, no stimulus): UP5K 256→256
+S32·P8 (as above) 1,065 SB_LUT4 (4.2 per MAC; nextpnr adds a logic cell for each flip-flop it
+cannot pack with a LUT and for each carry leaving a chain), 64→256 k4 S16·P4 982 (3.8); ECP5
+784→256 S64·P16 3,880 LUT4 (3.8), 256→256 S32·P8 1,189 (4.6); ``synth_ecp5 -nowidelut`` changes
+those by < 1 %.
 """
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
@@ -86,8 +133,8 @@ from hw.core.pipeline import delay
 from . import timing
 from .shape import MvuShape
 
-__all__ = ["MatrixVectorUnit", "XnorPE", "WriteSignature", "channel_result", "xnor_popcount",
-           "adder_tree"]
+__all__ = ["MatrixVectorUnit", "XnorPE", "GroupReorderBuffer", "WriteSignature",
+           "channel_result", "xnor_popcount", "adder_tree"]
 
 
 class WriteSignature(wiring.Signature):
@@ -177,6 +224,49 @@ def _counter(n):
     return Signal(range(max(n, 2)))
 
 
+def _next(counter, n):
+    """``counter + 1``, wrapping to 0 after ``n − 1``."""
+    return Mux(counter == n - 1, 0, counter + 1)
+
+
+def _memory(width, depth, ram_style=None):
+    """A run-time written memory of at least two words.
+
+    init=[]: written before use (by the host, or by the engine ahead of its reads).
+    no_rw_check: no read ever needs a word written in the same cycle (weights and constants
+    are written while idle; the reader never reads the buffer half or the output column being
+    written), so Yosys adds no collision logic. At least two words: a one-word memory has a
+    zero-width address, which the Verilog writer emits as an illegal [-1:0] range (only fully
+    unfolded shapes have one)."""
+    attrs = {"no_rw_check": 1}
+    if ram_style is not None:
+        attrs["ram_style"] = ram_style
+    return Memory(shape=width, depth=max(depth, 2), init=[], attrs=attrs)
+
+
+def _read_register(m, data, name, en=None):
+    """The synchronous read of a memory, written as an asynchronous read port and a register:
+    Yosys merges the register into the block RAM (memory_dff) and only then honours
+    ``no_rw_check``. A synchronous Amaranth read port reaches Yosys as a port with defined
+    read-before-write behaviour, which it emulates with a bypass register and a multiplexer
+    per bit (measured on a 256 × 32 memory: 44 LUT4 and 73 FFs on iCE40, 46 LUT4 and 106 FFs
+    on ECP5; this way none on ECP5; in a whole engine on iCE40, 477 → 82 LUT4 outside the
+    PEs)."""
+    reg = Signal.like(data, name=name, reset_less=True)
+    if en is None:
+        m.d.sync += reg.eq(data)
+    else:
+        with m.If(en):
+            m.d.sync += reg.eq(data)
+    return reg
+
+
+def _table(entries, bits):
+    """``entries`` padded to ``2**bits`` with the last one repeated: every index value is a
+    case, so the Verilog's case statement for ``Array(...)[index]`` is complete."""
+    return Array(entries + [entries[-1]] * ((1 << bits) - len(entries)))
+
+
 def _nonneg_signed(value):
     """An unsigned value as a signed one of one more bit (so subtraction stays signed)."""
     return Cat(value, Const(0, 1)).as_signed()
@@ -192,6 +282,108 @@ def channel_result(shape, total, word):
     if shape.input_kind == "binary":
         return _nonneg_signed(Cat(Const(0, 1), total)) - shape.binary_offset
     return _nonneg_signed(total) - word
+
+
+class GroupReorderBuffer(wiring.Component):
+    """Output buffer of an MMV engine: columns in fold order in, beats in image order out.
+
+    A fold of a group of m images makes beat ``nf`` of all m images at once (a *column*); the
+    output stream carries image 0's NF beats, then image 1's, and so on. This buffer stores
+    columns as they come and, once a group's last column is in, plays the group out as one
+    burst of ``m·NF`` beats, one per cycle while ``o`` is ready. A burst keeps every group's
+    schedule identical (:func:`~hw.dataflow.timing.mvu_output_offsets`); sending image 0's
+    beats as their folds end would only make image 0 earlier, never the group's last beat,
+    and would collide with the previous group's tail whenever ``(m − 1)·NF ≥ SF``.
+
+    Parameters
+    ----------
+    beat_bits : int
+        Bits of one output beat (P or P·acc_width).
+    mmv : int
+        Images per group, m ≥ 1.
+    neuron_folds : int
+        NF, columns (beats per image) per group.
+    columns : int
+        Column entries, at least NF (a group's columns are all held before its first beat
+        leaves); :func:`~hw.dataflow.timing.mvu_fifo_depth` gives the least that never delays
+        the engine's folds while ``o`` is ready.
+    ram_style : str or None
+        Yosys ``ram_style`` of the column memory (``columns`` × ``m·beat_bits``); its read is
+        registered, so block RAM, LUT RAM and flip-flops all fit.
+
+    Ports
+    -----
+    w_en : In(1)
+        Store ``w_data`` as the next column (columns arrive in order, NF per group). The
+        writer must hold a credit for it: at most ``columns`` columns written and not yet
+        released.
+    w_data : In(m·beat_bits)
+        The column: image ``j``'s beat in bits ``[j·beat_bits, (j + 1)·beat_bits)``.
+    o : Out(stream.Signature(beat_bits))
+        The beats, image after image; ``valid`` and ``payload`` come from registers.
+    release : Out(1)
+        A column was read for the last time in this cycle (by the group's last image): it may
+        be written again from the next cycle on (the writer's credit comes back).
+
+    Timing: a group's first beat is valid two cycles after the cycle its last column was
+    written (the count of whole groups, then the memory's registered read); the others follow
+    one per cycle while ``o`` is ready.
+    """
+
+    def __init__(self, beat_bits, mmv, neuron_folds, columns, ram_style=None):
+        if columns < neuron_folds:
+            raise ValueError(f"GroupReorderBuffer: {columns} columns cannot hold a group's "
+                             f"{neuron_folds}")
+        self.beat_bits, self.mmv, self.neuron_folds = beat_bits, mmv, neuron_folds
+        self.columns, self.ram_style = columns, ram_style
+        super().__init__({"w_en": In(1), "w_data": In(mmv * beat_bits),
+                          "o": Out(stream.Signature(beat_bits)), "release": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        B, M, NF, C = self.beat_bits, self.mmv, self.neuron_folds, self.columns
+        m.submodules.columns = mem = _memory(M * B, C, self.ram_style)
+        wr, rd = mem.write_port(), mem.read_port(domain="comb")
+
+        # ---- write side: the next column, in order ---------------------------------------
+        wr_col, wr_nf = _counter(C), _counter(NF)
+        m.d.comb += [wr.en.eq(self.w_en), wr.addr.eq(wr_col), wr.data.eq(self.w_data)]
+        with m.If(self.w_en):
+            m.d.sync += [wr_col.eq(_next(wr_col, C)), wr_nf.eq(_next(wr_nf, NF))]
+        group_in = self.w_en & (wr_nf == NF - 1)
+
+        # ---- read side: the group's columns once per image --------------------------------
+        # base = the group's first column; col walks base, base + 1, … (mod C) for each image
+        base, col = _counter(C), _counter(C)
+        nf, image = _counter(NF), _counter(M)
+        groups = Signal(range(C // NF + 2))     # whole groups in, not yet fully loaded
+        valid = Signal()
+        load = (groups != 0) & (~valid | self.o.ready)
+        image_end = nf == NF - 1
+        group_end = image_end & (image == M - 1)
+        with m.If(load):
+            m.d.sync += [valid.eq(1), nf.eq(_next(nf, NF))]
+            with m.If(group_end):
+                m.d.sync += [base.eq(_next(col, C)), col.eq(_next(col, C)), image.eq(0)]
+            with m.Elif(image_end):
+                m.d.sync += [col.eq(base), image.eq(image + 1)]
+            with m.Else():
+                m.d.sync += col.eq(_next(col, C))
+        with m.Elif(self.o.ready):
+            m.d.sync += valid.eq(0)
+        m.d.sync += groups.eq(groups + group_in - (load & group_end))
+        m.d.comb += [rd.addr.eq(col), self.release.eq(load & (image == M - 1))]
+
+        # the whole column is registered (the memory's read register), the image's beat picked
+        # after it: a multiplexer before the register would keep it out of a block RAM
+        word = _read_register(m, rd.data, "column", en=load)
+        picked = Signal.like(image, name="picked_image")
+        with m.If(load):
+            m.d.sync += picked.eq(image)
+        beats = [word[j * B:(j + 1) * B] for j in range(M)]
+        m.d.comb += [self.o.valid.eq(valid),
+                     self.o.payload.eq(_table(beats, len(picked))[picked])]
+        return m
 
 
 class XnorPE(wiring.Component):
@@ -257,7 +449,7 @@ class XnorPE(wiring.Component):
 
 
 class MatrixVectorUnit(wiring.Component):
-    """One dense layer as a streaming engine: P channels × S synapses per cycle.
+    """One dense layer as a streaming engine: P channels × S synapses per cycle, for m images.
 
     Parameters
     ----------
@@ -277,55 +469,75 @@ class MatrixVectorUnit(wiring.Component):
         ≤ 4 result bits from LUTs there; on iCE40 2 saves 5 % of the logic cells at 61 MHz
         instead of 65, 3 saves 6 % at 42 MHz: ``benchmarks/mvu_probe.py``).
     output_stage : ``"parallel"`` or ``"serial"``
-        ``"parallel"``: one compare (or subtract) per PE and one channel memory per PE, NF
-        words deep. ``"serial"``: one compare for the engine, walking the P fold sums one per
-        cycle, and one channel memory for all PEs (P·NF words): P − 1 block RAMs fewer, for
-        the iCE40 whose 30 EBRs bind before its logic; needs ``pe ≤ ⌈n_in/simd⌉`` (a walk
-        must end before the next fold's sums arrive) and adds ``P + ram_reg`` cycles of
-        latency. The write port's layout is the same for both.
+        ``"parallel"``: one compare (or subtract) per PE and image and one channel memory per
+        PE, NF words deep. ``"serial"``: one compare for the engine, walking the m·P fold
+        sums one per cycle, and one channel memory for all PEs (P·NF words): P − 1 block RAMs
+        fewer, for the iCE40 whose 30 EBRs bind before its logic; needs
+        ``mmv·pe ≤ ⌈n_in/simd⌉`` (a walk must end before the next fold's sums arrive) and
+        adds ``mmv·P + ram_reg`` cycles of latency. The write port's layout is the same for
+        both.
     fifo_depth : int or None
-        Output FIFO entries (one per output beat); default
-        :func:`~hw.dataflow.timing.mvu_fifo_depth`, the least that never delays a fold while
-        ``o`` is ready. More entries absorb longer stalls of ``o``.
+        Output buffer entries: beats of the output FIFO (``mmv = 1``) or columns of the
+        :class:`GroupReorderBuffer` (``mmv > 1``; one column = one beat of each of the m
+        images, at least NF of them); default :func:`~hw.dataflow.timing.mvu_fifo_depth`, the
+        least that never delays a fold while ``o`` is ready. More entries absorb longer
+        stalls of ``o``.
     ram_styles : dict or None
         Yosys ``ram_style`` per memory kind: keys ``"weights"``, ``"channels"``, ``"buffer"``
-        (default: Yosys decides: block RAM, LUT RAM on ECP5, or flip-flops). ``{"weights":
-        "huge"}`` puts the weights in the UP5K's SPRAM (16 bits wide each, single-ported:
-        the weight memories then share one address, the write port's while ``wr.en``).
+        and, with ``mmv > 1``, ``"output"`` (the reorder buffer's columns); default: Yosys
+        decides (block RAM, LUT RAM on ECP5, or flip-flops). ``{"weights": "huge"}`` puts the
+        weights in the UP5K's SPRAM (16 bits wide each, single-ported: the weight memories
+        then share one address, the write port's while ``wr.en``). ``{"weights": "block"}``
+        keeps shallow weight memories in block RAM on ECP5, where Yosys would otherwise put
+        a 32-word memory in LUT RAM (measured: twice the LUTs; "Measured" above).
+    mmv : int
+        m, images per group (FINN's MMV): every weight word read is applied to the m images
+        of a group, with m popcount trees and accumulators per PE; ``1 ≤ mmv ≤
+        min(⌈n_in/simd⌉, ⌈n_out/pe⌉)`` (a group's m·SF input beats and m·NF output beats
+        must fit in its SF·NF cycles, one beat per cycle each).
 
     Ports
     -----
     i : In(stream.Signature(k·S))
         Input beats, ``SF`` per image, element ``j`` of beat ``sf`` (input ``sf·S + j``) in bits
-        ``[k·j, k·j + k)``; padding elements are ignored. Accepted whenever a buffer half is
-        free (``ready`` depends on no other input).
+        ``[k·j, k·j + k)``; padding elements are ignored. A group's m images follow one
+        another (image 0's SF beats, then image 1's, …). Accepted whenever a buffer half is
+        free (``ready`` depends on no other input). A group is computed once its m-th image
+        is in: send whole groups.
     o : Out(stream.Signature(P or P·acc_width))
-        Output beats, ``NF`` per image: channel ``nf·P + p`` in bit ``p`` (threshold) or in bits
-        ``[p·W, p·W + W)``, two's complement, ``W = acc_width`` (raw). ``valid`` comes from a
-        register (the FIFO level); ``payload`` is stable while ``valid`` and not ``ready``.
+        Output beats, ``NF`` per image, image after image: channel ``nf·P + p`` in bit ``p``
+        (threshold) or in bits ``[p·W, p·W + W)``, two's complement, ``W = acc_width``
+        (raw). ``valid`` comes from registers (the FIFO level, or the reorder buffer's
+        state); ``payload`` is stable while ``valid`` and not ``ready``.
     wr : In(WriteSignature(shape))
         Run-time loading of the weight and channel memories (layout in
-        :mod:`hw.dataflow.shape`; ``sw/layers/dataflow_pack.py`` makes the writes). Write
-        only while the engine is idle (no image in flight): reads do not wait for writes.
+        :mod:`hw.dataflow.shape`; ``sw/layers/dataflow_pack.py`` makes the writes, the same
+        for every ``mmv``). Write only while the engine is idle (no image in flight): reads do
+        not wait for writes.
     busy : Out(1)
-        High in every cycle in which the engine consumes a weight word (utilisation counters).
+        High in every cycle in which the engine consumes a weight word (utilisation counters):
+        ``SF·NF`` cycles per group.
 
     Timing (:mod:`hw.dataflow.timing`)
     -----------------------------------
-    * initiation interval ``⌈N/S⌉·⌈M/P⌉`` cycles per image (:func:`~timing.mvu_cycles`), for
-      every k: image n + 1 is written into the other buffer half while image n computes, so
-      with input available and ``o`` ready consecutive images follow without a bubble;
-    * latency from the cycle the last input beat of an image is accepted to the cycle its
+    * initiation interval ``⌈N/S⌉·⌈M/P⌉`` cycles per group of m images
+      (:func:`~timing.mvu_cycles`), for every k: group n + 1 is written into the other buffer
+      half while group n computes, so with input available and ``o`` ready consecutive
+      groups follow without a bubble;
+    * latency from the cycle the last input beat of a group is accepted to the cycle its
       first output beat is valid: ``SF + 4 + ram_reg + popcount_stages(S) + plane_stages(k)``
-      (+ ``P + ram_reg`` with the serial output stage; :func:`~timing.mvu_latency`); beat
-      ``nf`` follows ``nf·SF`` cycles later.
+      (+ ``m·P + ram_reg`` with the serial output stage, + ``(NF − 1)·SF + 1`` with
+      ``mmv > 1``; :func:`~timing.mvu_latency`); with ``mmv = 1`` beat ``nf`` follows ``nf·SF``
+      cycles later, with ``mmv > 1`` image ``j``'s beat ``nf`` ``j·NF + nf`` cycles later
+      (:func:`~timing.mvu_output_offsets`).
     """
 
     OUTPUT_STAGES = ("parallel", "serial")
+    RAM_KINDS = ("weights", "channels", "buffer", "output")
 
     def __init__(self, n_in, n_out, simd, pe, input_bits=1, output="threshold", acc_width=None,
                  *, input_kind=None, ram_reg=True, levels_per_stage=1, output_stage="parallel",
-                 fifo_depth=None, ram_styles=None):
+                 fifo_depth=None, ram_styles=None, mmv=1):
         self.shape = s = MvuShape(n_in, n_out, simd, pe, input_bits, input_kind, output,
                                   acc_width)
         self.ram_reg = bool(ram_reg)
@@ -336,17 +548,22 @@ class MatrixVectorUnit(wiring.Component):
         if output_stage not in self.OUTPUT_STAGES:
             raise ValueError(f"MVU output_stage must be one of {self.OUTPUT_STAGES}, "
                              f"got {output_stage!r}")
-        if output_stage == "serial" and s.pe > s.synapse_folds:
-            raise ValueError(f"MVU output_stage 'serial' walks the {s.pe} PEs' sums in one "
-                             f"fold of {s.synapse_folds} cycles: needs pe ≤ ⌈n_in/simd⌉")
         self.output_stage = output_stage
+        self.mmv = self._checked_mmv(mmv)
         if fifo_depth is not None and (not isinstance(fifo_depth, int) or fifo_depth < 1):
             raise ValueError(f"MVU fifo_depth must be a positive integer, got {fifo_depth!r}")
+        if fifo_depth is not None and self.mmv > 1 and fifo_depth < s.neuron_folds:
+            raise ValueError(f"MVU fifo_depth {fifo_depth} is below the {s.neuron_folds} neuron "
+                             f"folds: with mmv > 1 it counts columns, and a group's are all "
+                             f"held before its first beat leaves")
         self.fifo_depth = fifo_depth or timing.mvu_fifo_depth(**self._timing_args())
         self.ram_styles = dict(ram_styles or {})
-        unknown = set(self.ram_styles) - {"weights", "channels", "buffer"}
+        unknown = set(self.ram_styles) - set(self.RAM_KINDS)
         if unknown:
             raise ValueError(f"MVU ram_styles: unknown memory kind(s) {sorted(unknown)}")
+        if "output" in self.ram_styles and self.mmv == 1:
+            raise ValueError("MVU ram_styles 'output' is the reorder buffer of mmv > 1; with "
+                             "mmv = 1 the output FIFO has no memory style")
         super().__init__({
             "i": In(stream.Signature(s.in_beat_bits)),
             "o": Out(stream.Signature(s.out_beat_bits)),
@@ -354,53 +571,57 @@ class MatrixVectorUnit(wiring.Component):
             "busy": Out(1),
         })
 
+    def _checked_mmv(self, mmv):
+        """``mmv`` validated against the folding (a ValueError naming the bound)."""
+        s = self.shape
+        if not isinstance(mmv, int) or isinstance(mmv, bool) or mmv < 1:
+            raise ValueError(f"MVU mmv must be a positive integer, got {mmv!r}")
+        SF, NF, P = s.synapse_folds, s.neuron_folds, s.pe
+        if mmv > NF:
+            raise ValueError(f"MVU mmv {mmv} exceeds the {NF} neuron folds ⌈n_out/pe⌉: a group's "
+                             f"{mmv}·{SF} input beats would not arrive in its {SF}·{NF} cycles")
+        if self.output_stage == "serial":
+            if mmv * P > SF:
+                sums, bound = (f"{P} PEs' sums", "pe") if mmv == 1 else \
+                    (f"mmv·pe = {mmv * P} sums", "mmv·pe")
+                raise ValueError(f"MVU output_stage 'serial' walks the {sums} in one fold of "
+                                 f"{SF} cycles: needs {bound} ≤ ⌈n_in/simd⌉")
+        elif mmv > SF:
+            raise ValueError(f"MVU mmv {mmv} exceeds the {SF} synapse folds ⌈n_in/simd⌉: a "
+                             f"group's {mmv}·{NF} output beats would not leave in its "
+                             f"{SF}·{NF} cycles")
+        return mmv
+
     # -- cycle model of this instance ------------------------------------------------------
 
     def _timing_args(self):
         s = self.shape
         return dict(n_in=s.n_in, n_out=s.n_out, simd=s.simd, pe=s.pe, input_bits=s.input_bits,
                     ram_reg=self.ram_reg, levels_per_stage=self.levels_per_stage,
-                    output_stage=self.output_stage)
+                    output_stage=self.output_stage, mmv=self.mmv)
+
+    @property
+    def cycles_per_group(self):
+        """Initiation interval: cycles per group of ``mmv`` images (:func:`timing.mvu_cycles`)."""
+        s = self.shape
+        return timing.mvu_cycles(s.n_in, s.n_out, s.simd, s.pe, s.input_bits, self.mmv)
 
     @property
     def cycles_per_image(self):
-        s = self.shape
-        return timing.mvu_cycles(s.n_in, s.n_out, s.simd, s.pe, s.input_bits)
+        """Cycles per image on average: ``cycles_per_group / mmv`` (an int when it divides)."""
+        group = self.cycles_per_group
+        return group // self.mmv if group % self.mmv == 0 else group / self.mmv
 
     @property
     def latency(self):
-        """Cycles from accepting an image's last input beat to its first output beat."""
+        """Cycles from accepting a group's last input beat to its first output beat."""
         return timing.mvu_latency(**self._timing_args())
 
     # -- gateware ---------------------------------------------------------------------------
 
     def _memory(self, kind, width, depth):
-        # init=[]: written by the host before use. no_rw_check: no read ever needs a word
-        # written in the same cycle (weights and constants are written while idle; the reader
-        # never reads the buffer half being written), so Yosys adds no collision logic.
-        # At least two words: a one-word memory has a zero-width address, which the Verilog
-        # writer emits as an illegal [-1:0] range (only fully unfolded shapes have one).
-        attrs = {"no_rw_check": 1}
-        if kind in self.ram_styles:
-            attrs["ram_style"] = self.ram_styles[kind]
-        return Memory(shape=width, depth=max(depth, 2), init=[], attrs=attrs)
-
-    @staticmethod
-    def _read_register(m, data, name, en=None):
-        """The synchronous read of a memory, written as an asynchronous read port and a
-        register: Yosys merges the register into the block RAM (memory_dff) and only then
-        honours ``no_rw_check``. A synchronous Amaranth read port reaches Yosys as a port
-        with defined read-before-write behaviour, which it emulates with a bypass register
-        and a multiplexer per bit (measured on a 256 × 32 memory: 44 LUT4 and 73 FFs on
-        iCE40, 46 LUT4 and 106 FFs on ECP5; this way none on ECP5; in a whole engine on
-        iCE40, 477 → 82 LUT4 outside the PEs)."""
-        reg = Signal.like(data, name=name, reset_less=True)
-        if en is None:
-            m.d.sync += reg.eq(data)
-        else:
-            with m.If(en):
-                m.d.sync += reg.eq(data)
-        return reg
+        """A memory of ``kind`` (a key of ``ram_styles``), with its Yosys ``ram_style``."""
+        return _memory(width, depth, self.ram_styles.get(kind))
 
     def _edge(self, m, value, name):
         """``value`` registered once more if ``ram_reg``."""
@@ -417,57 +638,80 @@ class MatrixVectorUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         s = self.shape
-        control = self._control(m)
-        x = self._edge(m, self._read_register(m, control["x"], "x_ram"), "x")
-        totals = []
+        M, width = self.mmv, s.in_beat_bits
+        release = Signal()             # an output entry came free: the reader's credit
+        control = self._control(m, release)
+        x = self._edge(m, _read_register(m, control["x"], "x_ram"), "x")
+        totals = [[] for _ in range(M)]    # totals[j][p]: image j's fold sum in PE p
         for p in range(s.pe):
-            m.submodules[f"pe{p}"] = pe = XnorPE(s, self.levels_per_stage)
-            m.d.comb += [pe.x.eq(x), pe.w.eq(self._weights(m, p, control["w_addr"])),
-                         pe.last.eq(control["done"]), pe.clear.eq(control["clear"])]
-            totals.append(pe.total)
+            w = None
+            for j in range(M):
+                name = f"pe{p}" if M == 1 else f"pe{p}_{j}"
+                m.submodules[name] = pe = XnorPE(s, self.levels_per_stage)
+                if w is None:           # one weight memory and register per PE, m lanes
+                    w = self._weights(m, p, control["w_addr"])
+                m.d.comb += [pe.x.eq(x[j * width:(j + 1) * width]), pe.w.eq(w),
+                             pe.last.eq(control["done"]), pe.clear.eq(control["clear"])]
+                totals[j].append(pe.total)
         if self.output_stage == "parallel":
             w_en, w_data = self._parallel_output(m, totals, control)
         else:
             w_en, w_data = self._serial_output(m, totals, control)
 
-        m.submodules.fifo = fifo = SyncFIFO(width=s.out_beat_bits, depth=self.fifo_depth)
-        m.d.comb += [fifo.w_en.eq(w_en), fifo.w_data.eq(w_data),
-                     self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
-                     fifo.r_en.eq(self.o.ready)]
+        if M == 1:
+            m.submodules.fifo = fifo = SyncFIFO(width=s.out_beat_bits, depth=self.fifo_depth)
+            m.d.comb += [fifo.w_en.eq(w_en), fifo.w_data.eq(w_data),
+                         self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
+                         fifo.r_en.eq(self.o.ready),
+                         release.eq(self.o.valid & self.o.ready)]
+        else:
+            m.submodules.reorder = reorder = GroupReorderBuffer(
+                s.out_beat_bits, M, s.neuron_folds, self.fifo_depth, self.ram_styles.get("output"))
+            m.d.comb += [reorder.w_en.eq(w_en), reorder.w_data.eq(w_data),
+                         release.eq(reorder.release)]
+            wiring.connect(m, reorder.o, wiring.flipped(self.o))
         return m
 
-    def _control(self, m):
-        """Input buffer, reader and credits. Returns a dict: ``x`` the buffer's read data
-        (before its read register), ``w_addr`` the weight address, and the sideband at the
-        accumulators: ``done`` (a fold's last count arrives), ``clear`` (restart them) and
-        ``done_early`` (``done`` ``ram_reg`` cycles earlier, to read channel words in time)."""
+    def _control(self, m, release):
+        """Input buffer, reader and credits (one per output entry, back with ``release``).
+        Returns a dict: ``x`` the buffer's read data (before its read register: word sf of
+        the m images), ``w_addr`` the weight address, and the sideband at the accumulators:
+        ``done`` (a fold's last count arrives), ``clear`` (restart them) and ``done_early``
+        (``done`` ``ram_reg`` cycles earlier, to read channel words in time)."""
         s = self.shape
-        S, k, SF, NF = s.simd, s.input_bits, s.synapse_folds, s.neuron_folds
+        S, k, SF, NF, M = s.simd, s.input_bits, s.synapse_folds, s.neuron_folds, self.mmv
 
-        # ---- input buffer: two halves of SF words; address = {half, sf} -----------------
+        # ---- input buffer: two halves of SF words of m images; address = {half, sf} -------
         sf_bits = (SF - 1).bit_length()
-        m.submodules.buffer = buf = self._memory("buffer", k * S, 2 << sf_bits)
-        buf_w = buf.write_port()
+        m.submodules.buffer = buf = self._memory("buffer", M * k * S, 2 << sf_bits)
+        # image j of a group writes slice j of the words (one write enable per image)
+        buf_w = buf.write_port(granularity=k * S) if M > 1 else buf.write_port()
         buf_r = buf.read_port(domain="comb")
 
-        full = Signal(2)                       # half h holds a whole image not yet computed
+        full = Signal(2)                       # half h holds a whole group not yet computed
         wr_half, wr_sf = Signal(), _counter(SF)
+        wr_image = _counter(M) if M > 1 else Const(0, 1)   # which image of the group
         rd_half, sf = Signal(), _counter(SF)
         w_addr = _counter(NF * SF)             # nf·SF + sf, the weight word of every PE
-        inflight = Signal(range(self.fifo_depth + 1))  # folds started, beat not yet taken
+        inflight = Signal(range(self.fifo_depth + 1))  # entries taken by folds, not yet free
 
         wr_last = wr_sf == SF - 1
+        group_in = wr_last & (wr_image == M - 1)
         accept = self.i.valid & self.i.ready
         m.d.comb += self.i.ready.eq(~full.bit_select(wr_half, 1))
         # Padding elements of the last beat are cleared, so they always agree with the
         # (zero) padding weights, whatever the producer put there.
         keep = Cat(Const(-1, k) if j < s.last_beat_elements else (~wr_last).replicate(k)
                    for j in range(S))
-        m.d.comb += [buf_w.en.eq(accept), buf_w.addr.eq(Cat(wr_sf[:sf_bits], wr_half)),
-                     buf_w.data.eq(self.i.payload & keep)]
+        en = Cat(accept & (wr_image == j) for j in range(M)) if M > 1 else accept
+        m.d.comb += [buf_w.en.eq(en), buf_w.addr.eq(Cat(wr_sf[:sf_bits], wr_half)),
+                     buf_w.data.eq((self.i.payload & keep).replicate(M))]
         with m.If(accept):
             m.d.sync += wr_sf.eq(Mux(wr_last, 0, wr_sf + 1))
-            with m.If(wr_last):
+            if M > 1:
+                with m.If(wr_last):
+                    m.d.sync += wr_image.eq(_next(wr_image, M))
+            with m.If(group_in):
                 m.d.sync += wr_half.eq(~wr_half)
 
         # ---- reader: one word per cycle; a fold starts only with a free output credit -----
@@ -476,19 +720,18 @@ class MatrixVectorUnit(wiring.Component):
         go = Signal()
         m.d.comb += go.eq(Mux(fold_start, can_start, 1))
         fold_end = sf == SF - 1
-        image_end = go & (w_addr == NF * SF - 1)
+        group_end = go & (w_addr == NF * SF - 1)
         with m.If(go):
             m.d.sync += [sf.eq(Mux(fold_end, 0, sf + 1)),
                          w_addr.eq(Mux(w_addr == NF * SF - 1, 0, w_addr + 1))]
-        with m.If(image_end):
+        with m.If(group_end):
             m.d.sync += rd_half.eq(~rd_half)
         # The writer completes half wr_half and the reader frees half rd_half, never the same
         # half in one cycle (the writer writes only a free half, the reader reads a full one).
-        set_full = Mux(accept & wr_last, Mux(wr_half, 0b10, 0b01), 0)
-        clr_full = Mux(image_end, Mux(rd_half, 0b10, 0b01), 0)
+        set_full = Mux(accept & group_in, Mux(wr_half, 0b10, 0b01), 0)
+        clr_full = Mux(group_end, Mux(rd_half, 0b10, 0b01), 0)
         m.d.sync += full.eq((full | set_full) & ~clr_full)
-        leave = self.o.valid & self.o.ready
-        m.d.sync += inflight.eq(inflight + (go & fold_start) - leave)
+        m.d.sync += inflight.eq(inflight + (go & fold_start) - release)
         m.d.comb += [buf_r.addr.eq(Cat(sf[:sf_bits], rd_half)), self.busy.eq(go)]
 
         # ---- sideband at the accumulators -------------------------------------------------
@@ -513,17 +756,17 @@ class MatrixVectorUnit(wiring.Component):
             # SPRAM has one address for reading and writing; the read pauses while writing
             addr = Mux(self.wr.en, self.wr.addr, w_addr)
             m.d.comb += [rd.addr.eq(addr), wr.addr.eq(addr)]
-            word = self._read_register(m, rd.data, f"w{p}_ram", en=~self.wr.en)
+            word = _read_register(m, rd.data, f"w{p}_ram", en=~self.wr.en)
         else:
             m.d.comb += [rd.addr.eq(w_addr), wr.addr.eq(self.wr.addr)]
-            word = self._read_register(m, rd.data, f"w{p}_ram")
+            word = _read_register(m, rd.data, f"w{p}_ram")
         return self._edge(m, word, f"w{p}")
 
     def _channel_word(self, m, mem, addr, name):
         """A channel memory's word at ``addr``, ready ``1 + ram_reg`` cycles later."""
         rd = mem.read_port(domain="comb")
         m.d.comb += rd.addr.eq(addr)
-        return self._edge(m, self._read_register(m, rd.data, f"{name}_ram"), name)
+        return self._edge(m, _read_register(m, rd.data, f"{name}_ram"), name)
 
     def _result_signal(self, name):
         s = self.shape
@@ -531,17 +774,18 @@ class MatrixVectorUnit(wiring.Component):
                       reset_less=True)
 
     def _parallel_output(self, m, totals, control):
-        """One result per PE in the cycle after the fold's last add (``done``), each from
-        its own channel memory of NF words; returns the FIFO's (write enable, data)."""
+        """One result per PE and image in the cycle after the fold's last add (``done``), each
+        PE's from its own channel memory of NF words (one read for the m images); returns
+        the output buffer's (write enable, data): beat nf of image j in slice j."""
         s = self.shape
-        NF = s.neuron_folds
+        NF, M = s.neuron_folds, self.mmv
         # read ram_reg cycles before `done` so the word is ready (registered) with the total
         read = control["done_early"]
         t_addr = _counter(NF)
         with m.If(read):
             m.d.sync += t_addr.eq(Mux(t_addr == NF - 1, 0, t_addr + 1))
-        results = []
-        for p, total in enumerate(totals):
+        results = [[] for _ in range(M)]
+        for p in range(s.pe):
             word = None
             if s.has_channel_memory:
                 m.submodules[f"channels{p}"] = mem = self._memory(
@@ -550,36 +794,53 @@ class MatrixVectorUnit(wiring.Component):
                 m.d.comb += [wr.en.eq(self._selected(s.channel_select(p))),
                              wr.addr.eq(self.wr.addr), wr.data.eq(self.wr.data)]
                 word = self._channel_word(m, mem, t_addr, f"cw{p}")
-            result = self._result_signal(f"result{p}")
-            m.d.sync += result.eq(channel_result(s, total, word))
-            results.append(result)
-        return delay(m, control["done"], 2, "out_valid"), Cat(results)
+            for j in range(M):
+                result = self._result_signal(f"result{p}" if M == 1 else f"result{p}_{j}")
+                m.d.sync += result.eq(channel_result(s, totals[j][p], word))
+                results[j].append(result)
+        return delay(m, control["done"], 2, "out_valid"), Cat(Cat(r) for r in results)
 
     def _serial_output(self, m, totals, control):
-        """One compare for the engine: from the cycle after ``done`` it walks the P fold sums,
-        one per cycle, each with its channel word from one memory addressed {p, nf} (the
-        write port's select P + p and address nf, concatenated); the results shift into
-        the output beat, written to the FIFO with the last. Returns (write enable, data)."""
+        """One compare for the engine: from the cycle after ``done`` it walks the m·P fold
+        sums (image 0's P, then image 1's, …), one per cycle, each with its channel word from
+        one memory addressed {p, nf} (the write port's select P + p and address nf,
+        concatenated); the results shift into the m output beats, written to the output
+        buffer with the last. Returns (write enable, data)."""
         s = self.shape
-        P, NF = s.pe, s.neuron_folds
+        P, NF, M = s.pe, s.neuron_folds, self.mmv
         nf_bits, p_bits = (NF - 1).bit_length(), (P - 1).bit_length()
         start = delay(m, control["done"], 1, "walk_start")    # the totals are valid
         step, stepping = _counter(P), Signal()
         index = Signal(range(max(P, 2)))
         m.d.comb += index.eq(Mux(stepping, step, 0))
         active = start | stepping
-        last = active & (index == P - 1)
+        pe_last = index == P - 1
+        if M == 1:
+            image = Const(0, 1)
+            last = active & pe_last
+        else:
+            image_step = _counter(M)
+            image = Signal(range(M), name="walk_image")
+            m.d.comb += image.eq(Mux(stepping, image_step, 0))
+            last = active & pe_last & (image == M - 1)
+            with m.If(active):
+                m.d.sync += image_step.eq(Mux(pe_last, Mux(last, 0, image + 1), image))
         with m.If(active):
-            m.d.sync += [stepping.eq(~last), step.eq(Mux(last, 0, index + 1))]
+            m.d.sync += [stepping.eq(~last), step.eq(Mux(pe_last, 0, index + 1))]
         nf = _counter(NF)
         with m.If(last):
             m.d.sync += nf.eq(Mux(nf == NF - 1, 0, nf + 1))
 
         picked = Signal(s.u_width, name="picked", reset_less=True)
-        # a full power-of-two table (the last sum repeated): every index value is a case,
-        # so the Verilog's case statement is complete
-        table = totals + [totals[-1]] * ((1 << len(index)) - P)
-        m.d.sync += picked.eq(Array(table)[index] if P > 1 else totals[0])
+        if M * P == 1:
+            m.d.sync += picked.eq(totals[0][0])
+        elif M == 1:
+            m.d.sync += picked.eq(_table(totals[0], len(index))[index])
+        else:
+            # entry {image, p}: a full power-of-two table (see _table)
+            table = [totals[min(j, M - 1)][min(p, P - 1)]
+                     for j in range(1 << len(image)) for p in range(1 << len(index))]
+            m.d.sync += picked.eq(Array(table)[Cat(index, image)])
         picked = self._edge(m, picked, "picked_edge")   # waits for the word's edge register
         word = None
         if s.has_channel_memory:
@@ -597,7 +858,7 @@ class MatrixVectorUnit(wiring.Component):
         result_valid = delay(m, active, lag, "result_valid")
         result_last = delay(m, last, lag, "result_last")
         width = len(result)
-        beat = Signal(P * width, name="beat", reset_less=True)
+        beat = Signal(M * P * width, name="beat", reset_less=True)
         with m.If(result_valid):
             m.d.sync += beat.eq(Cat(beat[width:], result))
         return result_last, Cat(beat[width:], result)

@@ -58,6 +58,11 @@ Stream formats
 
 A threshold engine's output (P bits per beat) feeds the next engine's input (S bits per beat)
 through :class:`hw.dataflow.convert.WidthConverter` (one of P, S must divide the other).
+
+MMV (the engine's ``mmv``: m images per weight read) is not part of the shape: it changes
+none of the above (the memories, their layout and the per-image streams are the same for
+every m), only the engine's internal buffers and its cycle model (:mod:`hw.dataflow.timing`),
+so the packer's shape and the engine's are one and the same.
 """
 from dataclasses import dataclass
 

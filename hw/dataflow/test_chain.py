@@ -1,6 +1,8 @@
 """Three engines chained by streams (the digits MLP 64 (4-bit) → 256 → 256 → 10 raw, small
 folds) equal the golden model image for image, with gaps on the input and stalls on the
-output; with neither, images leave one slowest-engine interval apart."""
+output; with neither, images leave one slowest-engine interval apart. With MMV on the middle
+engine (two images per weight read, half the PEs of the same rate) likewise, the images
+leaving in pairs."""
 import numpy as np
 import pytest
 from amaranth.hdl import Module
@@ -19,6 +21,10 @@ from sw.random_models import random_inputs, random_model
 
 # (simd, pe) per layer of 64-256-256-10: cycles per image 4·64, 8·32, 16·5 = 256, 256, 80
 FOLDS = [(16, 4), (32, 8), (16, 2)]
+# the middle engine with mmv = 2: 16·32 = 512 cycles per group of two, 256 per image, with
+# half the weight bits per cycle of FOLDS' (16·8 instead of 32·8)
+MMV_FOLDS = [(16, 4), (16, 8), (16, 2)]
+MMV_OPTIONS = [{}, {"mmv": 2}, {}]
 SIZES = [64, 256, 256, 10]
 
 
@@ -26,11 +32,12 @@ class Chain(wiring.Component):
     """Engines in a row: engine → FIFO → width converter → next engine (test fixture; the
     pipeline top with its host-link adapter is built on the same parts)."""
 
-    def __init__(self, model, folds, fifo_depth=8, **options):
+    def __init__(self, model, folds, fifo_depth=8, engine_options=None, **options):
+        engine_options = engine_options or [{}] * len(folds)
         self.engines = [MatrixVectorUnit(layer.in_features, layer.out_features, s, p,
                                          layer.input_bits, layer.output,
-                                         input_kind=layer.input_kind, **options)
-                        for layer, (s, p) in zip(model.layers, folds)]
+                                         input_kind=layer.input_kind, **options, **extra)
+                        for layer, (s, p), extra in zip(model.layers, folds, engine_options)]
         self.fifo_depth = fifo_depth
         first, last = self.engines[0].shape, self.engines[-1].shape
         super().__init__({"i": In(stream.Signature(first.in_beat_bits)),
@@ -71,8 +78,8 @@ def informative_model(rng):
     return model
 
 
-def run_chain(model, x, rng, gap, stall, **options):
-    dut = Chain(model, FOLDS, **options)
+def run_chain(model, x, rng, gap, stall, folds=FOLDS, engine_options=None, **options):
+    dut = Chain(model, folds, engine_options=engine_options, **options)
     shapes = [e.shape for e in dut.engines]
     beats = [b for image in encode_mvu_input(x, shapes[0]) for b in image]
     mon_o = StreamMonitor(dut.o)
@@ -86,7 +93,7 @@ def run_chain(model, x, rng, gap, stall, **options):
     async def source(ctx):
         # every engine is loaded before the first image arrives (loaders run in parallel)
         longest = max(len(pack_dense_layer(layer, s, p))
-                      for layer, (s, p) in zip(model.layers, FOLDS))
+                      for layer, (s, p) in zip(model.layers, folds))
         await ctx.tick().repeat(longest + 1)
         await send(ctx, dut.i, beats, rng, gap)
 
@@ -94,7 +101,7 @@ def run_chain(model, x, rng, gap, stall, **options):
         await drive_ready(ctx, dut.o, lambda: len(mon_o.beats) >= total, rng, stall)
 
     loaders = [loader(e, layer, s, p)
-               for e, layer, (s, p) in zip(dut.engines, model.layers, FOLDS)]
+               for e, layer, (s, p) in zip(dut.engines, model.layers, folds)]
     simulate(dut, [*loaders, source, sink], [mon_o.testbench], name="chain")
     nf = shapes[-1].neuron_folds
     outs = mon_o.payloads()
@@ -132,3 +139,33 @@ def test_digits_mlp_chain_runs_at_the_slowest_engines_interval():
     interval = max(mvu_cycles(sh.n_in, sh.n_out, sh.simd, sh.pe) for sh in shapes)
     first = mon_o.cycles()[0::shapes[-1].neuron_folds]
     assert np.diff(first).tolist() == [interval] * (len(x) - 1)
+
+
+@pytest.mark.slow
+def test_digits_mlp_chain_with_mmv_equals_golden():
+    rng = np.random.default_rng(4)
+    model = informative_model(rng)
+    x = random_inputs(rng, model, 4)
+    got, _ = run_chain(model, x, rng, gap=0.3, stall=0.3, folds=MMV_FOLDS,
+                       engine_options=MMV_OPTIONS)
+    np.testing.assert_array_equal(got, model.forward(x)[-1][0])
+
+
+@pytest.mark.slow
+def test_digits_mlp_chain_with_mmv_leaves_in_pairs_at_the_group_interval():
+    """The MMV engine makes a pair every 512 cycles (256 per image, as fast as the others
+    with half their weight bits per MAC); the last engine computes the pair's images one
+    after the other, its own interval apart."""
+    rng = np.random.default_rng(5)
+    model = informative_model(rng)
+    x = random_inputs(rng, model, 6)
+    got, mon_o = run_chain(model, x, rng, gap=0.0, stall=0.0, folds=MMV_FOLDS,
+                           engine_options=MMV_OPTIONS)
+    np.testing.assert_array_equal(got, model.forward(x)[-1][0])
+    shapes = [mvu_shape(layer, s, p) for layer, (s, p) in zip(model.layers, MMV_FOLDS)]
+    group = mvu_cycles(shapes[1].n_in, shapes[1].n_out, shapes[1].simd, shapes[1].pe, mmv=2)
+    last = shapes[-1]
+    first = np.array(mon_o.cycles()[0::last.neuron_folds])
+    assert np.diff(first[0::2]).tolist() == [group] * (len(x) // 2 - 1) == [512, 512]
+    assert (first[1::2] - first[0::2]).tolist() == \
+        [mvu_cycles(last.n_in, last.n_out, last.simd, last.pe)] * (len(x) // 2)

@@ -14,7 +14,7 @@ HERE = os.path.dirname(__file__)
 
 # Every structural variant: threshold / raw binary / raw unsigned, k-bit planes, padding,
 # SF = 1, NF = 1, one-word memories, no edge registers, the serial output stage, SPRAM-style
-# weights; the converter's three modes.
+# weights, MMV; the converter's three modes.
 DESIGNS = {
     "mvu_threshold_padded": lambda: MatrixVectorUnit(37, 13, 8, 4),
     "mvu_unsigned4_raw": lambda: MatrixVectorUnit(19, 7, 5, 2, 4, "raw"),
@@ -29,6 +29,19 @@ DESIGNS = {
                                                                output_stage="serial"),
     "mvu_spram_weights_two_levels": lambda: MatrixVectorUnit(
         40, 9, 16, 3, 4, levels_per_stage=2, ram_styles={"weights": "huge"}),
+    # MMV: the input buffer's per-image write enables, the m lanes per PE, the reorder buffer
+    # (column counts that are and are not powers of two, 3 images), both output stages
+    "mvu_mmv2_threshold_padded": lambda: MatrixVectorUnit(37, 13, 8, 4, mmv=2),
+    "mvu_mmv3_unsigned4_raw": lambda: MatrixVectorUnit(27, 10, 8, 3, 4, "raw", mmv=3),
+    "mvu_mmv4_binary_raw_no_edge_regs": lambda: MatrixVectorUnit(32, 8, 8, 2, output="raw",
+                                                                 ram_reg=False, mmv=4),
+    "mvu_mmv2_fewest_columns": lambda: MatrixVectorUnit(32, 8, 8, 2, fifo_depth=4, mmv=2),
+    "mvu_mmv3_serial": lambda: MatrixVectorUnit(40, 12, 4, 2, output_stage="serial", mmv=3),
+    "mvu_mmv4_serial_raw_unsigned_one_pe": lambda: MatrixVectorUnit(
+        45, 8, 5, 1, 4, "raw", input_kind="unsigned", output_stage="serial", mmv=4),
+    "mvu_mmv2_spram_weights_block_output": lambda: MatrixVectorUnit(
+        40, 9, 16, 3, 4, levels_per_stage=2, mmv=2,
+        ram_styles={"weights": "huge", "output": "block"}),
     "convert_gather": lambda: WidthConverter(1, 4, 32, 70),
     "convert_gather_odd": lambda: WidthConverter(1, 1, 5, 5),
     "convert_split": lambda: WidthConverter(1, 32, 8, 70),

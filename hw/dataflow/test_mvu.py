@@ -4,7 +4,9 @@ Weights and channel constants reach the engine only through its write port, pack
 sw/layers/dataflow_pack.py; images stream in back to back; the scoreboard is a monitor on
 the output wire. Shapes cover N and M that are not multiples of S and P, k = 1 and k = 4
 (and a 1-bit unsigned first layer), thresholds of both directions including saturated ones,
-raw outputs, random input gaps and output stalls, and garbage in the input's padding lanes.
+raw outputs, random input gaps and output stalls, and garbage in the input's padding lanes;
+with MMV (m = 2, 3, 4 images per weight read) the same, for both output stages, and the cycle
+of every output beat of a group.
 """
 import copy
 
@@ -15,7 +17,7 @@ from hw.dataflow.mvu import MatrixVectorUnit
 from hw.dataflow.shape import MvuShape
 from hw.dataflow.testing import StreamMonitor, drive_ready, load, rejected, send, simulate
 from hw.dataflow.timing import (mvu_cycles, mvu_fifo_depth, mvu_last_output_latency,
-                                 mvu_latency)
+                                 mvu_latency, mvu_output_cycles, mvu_output_offsets)
 from sw import bits as B
 from sw.layers.dataflow_pack import (decode_mvu_output, encode_mvu_input, mvu_shape,
                                      pack_dense_layer)
@@ -320,3 +322,266 @@ def test_mvu_shape_of_a_dense_layer_follows_its_kind():
     raw = copy.copy(layer)
     raw.output, raw.input_kind, raw.input_bits = "raw", "binary", 1
     assert not mvu_shape(raw, 16, 4).has_channel_memory
+
+
+# ---- MMV: m images per weight read -----------------------------------------------------------
+
+# (N, M, S, P, k, output, input kind, mmv): mmv ≤ NF and mmv ≤ SF; N, M multiples of S, P or
+# not; SF = mmv and NF = mmv (a stream busy in every cycle of a group).
+MMV_CASES = [
+    (37, 13, 8, 4, 1, "threshold", None, 2),   # padding in inputs and channels
+    (37, 13, 8, 4, 1, "threshold", None, 4),   # NF = mmv: the input stream never rests
+    (27, 10, 8, 3, 4, "threshold", None, 3),
+    (64, 16, 16, 4, 4, "threshold", None, 4),  # SF = NF = mmv: neither stream rests
+    (30, 11, 7, 2, 1, "raw", None, 3),
+    (19, 7, 5, 2, 4, "raw", None, 2),
+    (33, 12, 8, 4, 1, "threshold", "unsigned", 3),
+    (29, 6, 9, 4, 1, "raw", "unsigned", 2),
+    (12, 6, 4, 3, 8, "raw", None, 2),          # the widest input
+]
+
+
+@pytest.mark.parametrize("n, m, simd, pe, k, output, kind, mmv", MMV_CASES)
+def test_mvu_mmv_matches_golden_with_gaps_and_stalls(n, m, simd, pe, k, output, kind, mmv):
+    rng = np.random.default_rng(n * 1000 + m * 10 + k + 100 * mmv)
+    layer = random_layer(rng, n, m, k, output, kind)
+    check_layer(layer, simd, pe, batch=3 * mmv, seed=n + m + mmv, mmv=mmv)
+
+
+# Serial output stage with MMV: mmv·P ≤ SF (mmv·P = SF included), one PE.
+MMV_SERIAL_CASES = [
+    (40, 12, 4, 2, 1, "threshold", None, 3),
+    (40, 12, 4, 2, 1, "threshold", None, 4),   # walk 8 of 10 cycles
+    (50, 9, 5, 3, 2, "raw", None, 3),          # walk 9 of 10
+    (64, 32, 16, 2, 4, "threshold", None, 2),  # walk 4 = SF
+    (45, 8, 5, 1, 4, "raw", "unsigned", 4),    # one PE
+]
+
+
+@pytest.mark.parametrize("ram_reg", [True, False])
+@pytest.mark.parametrize("n, m, simd, pe, k, output, kind, mmv", MMV_SERIAL_CASES)
+def test_mvu_mmv_serial_output_stage_matches_golden(n, m, simd, pe, k, output, kind, mmv,
+                                                    ram_reg):
+    rng = np.random.default_rng(n * 1000 + m * 10 + k + 100 * mmv + 7)
+    layer = random_layer(rng, n, m, k, output, kind)
+    check_layer(layer, simd, pe, batch=2 * mmv, seed=n + m + 1, output_stage="serial",
+                ram_reg=ram_reg, mmv=mmv)
+
+
+@pytest.mark.parametrize("output_stage", ["parallel", "serial"])
+def test_mvu_mmv_smallest_buffer_and_heavy_stalls(output_stage):
+    """The fewest columns the reorder buffer may have (NF: a group holds all of them before
+    its first beat leaves), the iCE40 settings and an output stalled 80 % of the time,
+    weights in SPRAM style: results depend on none of it."""
+    rng = np.random.default_rng(17)
+    layer = random_layer(rng, 26, 9, 4, "threshold")
+    check_layer(layer, 4, 3, batch=6, seed=4, gap=0.5, stall=0.8, ram_reg=False,
+                levels_per_stage=2, fifo_depth=3, mmv=2, output_stage=output_stage,
+                ram_styles={"weights": "huge", "output": "block"})
+
+
+def group_beats(mon_o, shape, mmv):
+    """Output beat cycles per group: ``[group][image][nf]``."""
+    nf = shape.neuron_folds
+    cycles = mon_o.cycles()
+    per_group = mmv * nf
+    return [[cycles[g + j * nf:g + (j + 1) * nf] for j in range(mmv)]
+            for g in range(0, len(cycles), per_group)]
+
+
+# (N, M, S, P, k, stage, mmv): SF = NF = mmv (both streams busy in every cycle), SF > mmv,
+# mmv·P = SF for the serial stage.
+MMV_TIMING = [
+    (40, 12, 8, 4, 1, "parallel", 2),
+    (40, 12, 8, 4, 1, "parallel", 3),
+    (32, 8, 8, 2, 1, "parallel", 4),           # SF = NF = mmv
+    (64, 32, 16, 4, 4, "parallel", 4),
+    (50, 7, 16, 3, 2, "parallel:2", 3),        # two adder levels per stage
+    (40, 12, 4, 2, 1, "serial", 3),
+    (64, 32, 16, 2, 4, "serial", 2),           # the walk fills the fold
+]
+
+
+@pytest.mark.parametrize("ram_reg", [True, False])
+@pytest.mark.parametrize("n, m, simd, pe, k, stage, mmv", MMV_TIMING)
+def test_mvu_mmv_beat_times_equal_the_cycle_model(n, m, simd, pe, k, stage, mmv, ram_reg):
+    """Input always offered, output always ready: every output beat of the first group (an
+    idle engine) comes exactly timing.mvu_output_offsets after the group's last input beat,
+    and every later group's beats exactly mvu_cycles = SF·NF later than the previous
+    group's, beat for beat."""
+    stage, _, levels = stage.partition(":")
+    options = dict(ram_reg=ram_reg, output_stage=stage, levels_per_stage=int(levels or 1),
+                   mmv=mmv)
+    rng = np.random.default_rng(n + m + mmv)
+    layer = random_layer(rng, n, m, k, "threshold")
+    groups = 4
+    x = random_layer_inputs(rng, layer, groups * mmv)
+    dut = MatrixVectorUnit(n, m, simd, pe, k, **options)
+    shape = dut.shape
+    mon_i, mon_o = run_engine(dut, pack_dense_layer(layer, simd, pe), encode_mvu_input(x, shape))
+    got = decode_mvu_output(per_image(mon_o.payloads(), shape.neuron_folds), shape)
+    np.testing.assert_array_equal(got, layer.forward(x)[1])
+    assert mon_o.valid_cycles == mon_o.cycles()       # ready was never low
+
+    sf = shape.synapse_folds
+    last_in = mon_i.cycles()[mmv * sf - 1]            # last input beat of the first group
+    beats = group_beats(mon_o, shape, mmv)
+    offsets = [[c - last_in for c in image] for image in beats[0]]
+    assert offsets == mvu_output_offsets(n, m, simd, pe, k, **options)
+    assert offsets[0][0] == mvu_latency(n, m, simd, pe, k, **options) == dut.latency
+    assert offsets[-1][-1] == mvu_last_output_latency(n, m, simd, pe, k, **options)
+    interval = mvu_cycles(n, m, simd, pe, k, mmv)
+    for g in range(1, groups):
+        assert (np.array(beats[g]) - np.array(beats[g - 1]) == interval).all(), g
+    assert dut.cycles_per_group == interval and dut.cycles_per_image * mmv == interval
+
+
+@pytest.mark.parametrize("n, m, simd, pe, k, stage, mmv", [
+    (40, 12, 8, 4, 1, "parallel", 1), (40, 12, 8, 4, 1, "serial", 1),
+    (40, 12, 8, 4, 1, "parallel", 2), (32, 8, 8, 2, 1, "parallel", 4),
+    (40, 12, 4, 2, 1, "serial", 3)])
+def test_mvu_beat_times_of_groups_arriving_early_and_late(n, m, simd, pe, k, stage, mmv):
+    """Groups whose input comes back to back (they wait for the previous group) and groups
+    whose input comes slowly (the engine waits for them), output always ready: every beat
+    of every group at timing.mvu_output_cycles of the groups' last input beats."""
+    rng = np.random.default_rng(23)
+    layer = random_layer(rng, n, m, k, "threshold")
+    gaps = [0.0, 0.9, 0.0, 0.0, 0.8, 0.3]
+    x = random_layer_inputs(rng, layer, len(gaps) * mmv)
+    dut = MatrixVectorUnit(n, m, simd, pe, k, output_stage=stage, mmv=mmv)
+    shape = dut.shape
+    beats = encode_mvu_input(x, shape)
+    mon_i, mon_o = StreamMonitor(dut.i), StreamMonitor(dut.o)
+    total = len(x) * shape.neuron_folds
+
+    async def source(ctx):
+        await load(ctx, dut.wr, pack_dense_layer(layer, simd, pe))
+        for g, gap in enumerate(gaps):
+            group = beats[g * mmv:(g + 1) * mmv]
+            await send(ctx, dut.i, [b for image in group for b in image], rng, gap)
+
+    async def sink(ctx):
+        await drive_ready(ctx, dut.o, lambda: len(mon_o.beats) >= total)
+
+    simulate(dut, [source, sink], [mon_i.testbench, mon_o.testbench])
+    got = decode_mvu_output(per_image(mon_o.payloads(), shape.neuron_folds), shape)
+    np.testing.assert_array_equal(got, layer.forward(x)[1])
+    group_in = mmv * shape.synapse_folds
+    last_inputs = mon_i.cycles()[group_in - 1::group_in]
+    want = mvu_output_cycles(last_inputs, n, m, simd, pe, k, output_stage=stage, mmv=mmv)
+    assert group_beats(mon_o, shape, mmv) == want
+    # both regimes happened: a group that waited for the previous one, one the engine waited for
+    period = mvu_cycles(n, m, simd, pe)
+    starts = [g[0][0] for g in want]
+    waits = [b - a == period for a, b in zip(starts, starts[1:])]
+    assert any(waits) and not all(waits)
+
+
+@pytest.mark.parametrize("n, m, simd, pe, k, stage, mmv", [
+    (40, 12, 8, 4, 1, "parallel", 2), (32, 8, 8, 2, 1, "parallel", 4),
+    (40, 12, 4, 2, 1, "serial", 3)])
+def test_mvu_mmv_default_buffer_is_the_least_that_keeps_the_interval(n, m, simd, pe, k, stage,
+                                                                     mmv):
+    """One column fewer than timing.mvu_fifo_depth and a fold waits for a credit although
+    the output is always ready: the default is exact, not generous."""
+    rng = np.random.default_rng(19)
+    layer = random_layer(rng, n, m, k, "threshold")
+    x = random_layer_inputs(rng, layer, 4 * mmv)
+    intervals = {}
+    for less in (0, 1):
+        depth = mvu_fifo_depth(n, m, simd, pe, k, output_stage=stage, mmv=mmv) - less
+        dut = MatrixVectorUnit(n, m, simd, pe, k, output_stage=stage, fifo_depth=depth, mmv=mmv)
+        _, mon_o = run_engine(dut, pack_dense_layer(layer, simd, pe),
+                              encode_mvu_input(x, dut.shape))
+        first = [group[0][0] for group in group_beats(mon_o, dut.shape, mmv)]
+        intervals[less] = np.diff(first).tolist()
+    assert intervals[0] == [mvu_cycles(n, m, simd, pe)] * 3
+    assert max(intervals[1]) > mvu_cycles(n, m, simd, pe)
+
+
+def test_mvu_mmv_stalled_output_holds_back_without_losing_a_beat():
+    """``o`` not ready for a long time with mmv = 2: the reorder buffer fills, folds stop
+    (no credit), and everything resumes; the payload stays stable while valid and not
+    ready."""
+    rng = np.random.default_rng(6)
+    layer = random_layer(rng, 32, 12, 1, "raw")
+    x = random_layer_inputs(rng, layer, 6)
+    dut = MatrixVectorUnit(32, 12, 8, 2, output="raw", mmv=2)
+    shape = dut.shape
+    mon_o = StreamMonitor(dut.o)
+    held = []
+    total = len(x) * shape.neuron_folds
+
+    async def source(ctx):
+        await load(ctx, dut.wr, pack_dense_layer(layer, 8, 2))
+        await send(ctx, dut.i, [b for image in encode_mvu_input(x, shape) for b in image])
+
+    async def sink(ctx):
+        last = None
+        for cycle in range(700):
+            ready = cycle > 300 and cycle % 3 == 0
+            ctx.set(dut.o.ready, ready)
+            _, _, valid, payload, busy = await ctx.tick().sample(dut.o.valid, dut.o.payload,
+                                                                 dut.busy)
+            if last is not None:
+                held.append(payload == last)
+            last = payload if valid and not ready else None
+            busy_stalled.append(busy and cycle <= 300)
+        assert len(mon_o.beats) == total
+
+    busy_stalled = []
+    simulate(dut, [source, sink], [mon_o.testbench])
+    assert held and all(held)
+    # while o is stalled exactly fifo_depth folds start (one column each), then none
+    assert sum(busy_stalled) == dut.fifo_depth * shape.synapse_folds \
+        < len(x) // 2 * dut.cycles_per_group
+    got = decode_mvu_output(per_image(mon_o.payloads(), shape.neuron_folds), shape)
+    np.testing.assert_array_equal(got, layer.forward(x)[1])
+
+
+def test_mvu_mmv_partial_group_waits_for_its_last_image():
+    """A group starts only with its m-th image (whole groups only): with one image of a
+    group of 2 in, the engine stays idle and emits nothing; the second image completes the
+    group and both results come out, image 0's first."""
+    rng = np.random.default_rng(8)
+    layer = random_layer(rng, 24, 10, 1, "threshold")
+    x = random_layer_inputs(rng, layer, 2)
+    dut = MatrixVectorUnit(24, 10, 8, 4, mmv=2)
+    shape = dut.shape
+    mon_o = StreamMonitor(dut.o)
+    beats = encode_mvu_input(x, shape)
+    busy_before = []
+
+    async def source(ctx):
+        await load(ctx, dut.wr, pack_dense_layer(layer, 8, 4))
+        await send(ctx, dut.i, beats[0])
+        for _ in range(100):
+            _, _, busy = await ctx.tick().sample(dut.busy)
+            busy_before.append(busy)
+        assert not mon_o.valid_cycles
+        await send(ctx, dut.i, beats[1])
+
+    async def sink(ctx):
+        await drive_ready(ctx, dut.o, lambda: len(mon_o.beats) >= 2 * shape.neuron_folds)
+
+    simulate(dut, [source, sink], [mon_o.testbench])
+    assert not any(busy_before)
+    got = decode_mvu_output(per_image(mon_o.payloads(), shape.neuron_folds), shape)
+    np.testing.assert_array_equal(got, layer.forward(x)[1])
+
+
+def test_mvu_mmv_errors_name_the_bound():
+    with rejected(), pytest.raises(ValueError, match="mmv must be a positive integer"):
+        MatrixVectorUnit(16, 8, 4, 2, mmv=0)
+    with rejected(), pytest.raises(ValueError, match="mmv must be a positive integer"):
+        MatrixVectorUnit(16, 8, 4, 2, mmv=True)
+    with rejected(), pytest.raises(ValueError, match="mmv 3 exceeds the 2 neuron folds"):
+        MatrixVectorUnit(16, 8, 4, 4, mmv=3)
+    with rejected(), pytest.raises(ValueError, match="mmv 3 exceeds the 2 synapse folds"):
+        MatrixVectorUnit(16, 8, 8, 2, mmv=3)
+    with rejected(), pytest.raises(ValueError, match="needs mmv·pe ≤"):
+        MatrixVectorUnit(32, 8, 8, 2, output_stage="serial", mmv=3)
+    with rejected(), pytest.raises(ValueError, match="fifo_depth 3 is below the 4 neuron folds"):
+        MatrixVectorUnit(32, 8, 8, 2, fifo_depth=3, mmv=2)
+    with rejected(), pytest.raises(ValueError, match="'output' is the reorder buffer"):
+        MatrixVectorUnit(32, 8, 8, 2, ram_styles={"output": "block"})

@@ -4,7 +4,8 @@ Stream drivers and a cycle-stamped monitor for Amaranth's simulator (async testb
 
 * :func:`load` writes ``(select, address, word)`` tuples through an engine's ``wr`` port;
 * :func:`send` offers beats on a stream with random gaps (valid held until ready);
-* :func:`drive_ready` toggles a stream's ``ready`` at random (stalls);
+* :func:`drive_ready` toggles a stream's ``ready`` at random (stalls) until the test has
+  its output (or fails after a cycle limit: a wedged design fails, not hangs);
 * :class:`StreamMonitor` records every handshake and every valid cycle of a stream, with the
   cycle number, from one background testbench (the scoreboard's view of the wire).
 
@@ -70,12 +71,16 @@ async def send(ctx, stream, beats, rng=None, gap=0.0):
     ctx.set(stream.valid, 0)
 
 
-async def drive_ready(ctx, stream, done, rng=None, stall=0.0):
+async def drive_ready(ctx, stream, done, rng=None, stall=0.0, max_cycles=100_000):
     """Hold ``stream.ready`` high except, with probability ``stall`` per cycle, low; return
-    when ``done()`` is true."""
-    while not done():
+    when ``done()`` is true. A design that stops producing fails the test (``TimeoutError``
+    after ``max_cycles``) instead of hanging it."""
+    for _ in range(max_cycles):
+        if done():
+            return
         ctx.set(stream.ready, int(rng is None or not stall or rng.random() >= stall))
         await ctx.tick()
+    raise TimeoutError(f"drive_ready: {max_cycles} cycles without the expected output")
 
 
 class StreamMonitor:

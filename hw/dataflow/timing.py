@@ -2,31 +2,47 @@
 
 The gateware builds its pipelines with the same stage counts (:mod:`hw.dataflow.mvu` asserts
 that its trees have exactly :func:`popcount_stages` and :func:`plane_stages` registers), and
-``hw/dataflow/test_mvu.py`` measures both numbers below in simulation and requires equality.
+``hw/dataflow/test_mvu.py`` measures every number below in simulation and requires equality.
 
-Definitions (one engine, ``SF = ⌈N/S⌉``, ``NF = ⌈M/P⌉``):
+Definitions (one engine, ``SF = ⌈N/S⌉``, ``NF = ⌈M/P⌉``, ``m = mmv`` images per group; an
+engine with ``mmv = 1`` computes groups of one image):
 
 * **Initiation interval** :func:`mvu_cycles`: with input available and the output ready, the
-  first output beats of consecutive images are exactly ``SF·NF`` cycles apart. k-bit layers
-  read all k bit-planes in the same cycle (the weight word is reused for every plane), so
-  ``input_bits`` does not appear.
-* **Latency** :func:`mvu_latency`: from the cycle in which an image's *last* input beat is
-  accepted (``i.valid & i.ready``) to the first cycle in which its *first* output beat is valid
-  on ``o``, for an engine that is idle with ``o`` ready::
+  first output beats of consecutive groups are exactly ``SF·NF`` cycles apart, i.e.
+  ``SF·NF/m`` cycles per image. k-bit layers read all k bit-planes in the same cycle (the
+  weight word is reused for every plane), so ``input_bits`` does not appear, and with MMV
+  the weight word is reused for the m images of a group, so ``mmv`` does not either.
+* **Latency** :func:`mvu_latency`: from the cycle in which a group's *last* input beat (the
+  last beat of its last image) is accepted (``i.valid & i.ready``) to the first cycle in
+  which the group's *first* output beat (beat 0 of image 0) is valid on ``o``, for an
+  engine that is idle with ``o`` ready::
 
       latency = 1 (start) + (SF − 1) (rest of fold 0) + 1 (RAM read) + ram_reg
                 + popcount_stages(S, L) + plane_stages(k, L) (datapath)
                 + 3 (accumulate, compare/offset, output FIFO)
-                [+ P + ram_reg with the serial output stage: the walk over the P sums]
+                [+ m·P + ram_reg with the serial output stage: the walk over the m·P sums]
+                [+ (NF − 1)·SF + 1 with m > 1: the group's last fold, the buffer's read]
 
   with ``L = levels_per_stage``, the adder levels between two pipeline registers.
+* **Beat times** :func:`mvu_output_offsets`, from the same cycle, ``o`` never stalling:
 
-  Output beat ``nf`` follows ``nf·SF`` cycles after the first (:func:`mvu_last_output_latency`
-  for the last one) when ``o`` does not stall.
+  - ``m = 1``: beat ``nf`` ``latency + nf·SF`` (each beat leaves as its fold ends);
+  - ``m > 1``: image ``j``'s beat ``nf`` ``latency + j·NF + nf``: the group leaves in one
+    burst of ``m·NF`` consecutive beats once its last fold has ended (the folds compute beat
+    ``nf`` of all m images at once, the stream wants image 0's beats first; a burst keeps
+    every group's schedule the same, since ``m·NF ≤ SF·NF`` cycles never overlap the next
+    group's burst).
+
+  :func:`mvu_last_output_latency` is the last of them.
+* **A stream of groups** :func:`mvu_output_cycles`: group ``g``'s first fold starts at
+  ``s_g = max(a_g + 1, s_{g−1} + SF·NF)`` (``a_g`` the cycle its last input beat is
+  accepted: the reader waits for the whole group, and for the previous group's last fold),
+  and its beats follow at ``s_g − 1 + mvu_output_offsets``; exact whenever ``o`` never
+  stalls (the default buffer depth then never delays a fold).
 """
 __all__ = ["adder_tree_stages", "popcount_stages", "plane_stages", "datapath_stages",
-           "mvu_cycles", "mvu_latency", "mvu_last_output_latency", "mvu_fifo_depth",
-           "converter_latency"]
+           "mvu_cycles", "mvu_latency", "mvu_output_offsets", "mvu_last_output_latency",
+           "mvu_output_cycles", "mvu_fifo_depth", "converter_latency"]
 
 
 def _ceil_div(a, b):
@@ -57,41 +73,97 @@ def datapath_stages(simd, input_bits=1, levels_per_stage=1):
             + plane_stages(input_bits, levels_per_stage))
 
 
-def mvu_cycles(n_in, n_out, simd, pe, input_bits=1):
-    """Initiation interval of one engine: ⌈N/S⌉·⌈M/P⌉ cycles per image (any k)."""
-    del input_bits  # all planes are read in parallel
+def mvu_cycles(n_in, n_out, simd, pe, input_bits=1, mmv=1):
+    """Initiation interval of one engine: ⌈N/S⌉·⌈M/P⌉ cycles per group of ``mmv`` images
+    (per image when ``mmv`` = 1), for any k."""
+    del input_bits, mmv  # all planes are read in parallel; the m images share a weight read
     return _ceil_div(n_in, simd) * _ceil_div(n_out, pe)
 
 
 def mvu_latency(n_in, n_out, simd, pe, input_bits=1, ram_reg=True, levels_per_stage=1,
-                output_stage="parallel"):
-    """Cycles from accepting an image's last input beat to its first output beat valid."""
-    del n_out
-    sf = _ceil_div(n_in, simd)
+                output_stage="parallel", mmv=1):
+    """Cycles from accepting a group's last input beat to its first output beat valid."""
+    sf, nf = _ceil_div(n_in, simd), _ceil_div(n_out, pe)
     latency = sf + 4 + int(ram_reg) + datapath_stages(simd, input_bits, levels_per_stage)
     if output_stage == "serial":
-        latency += pe + int(ram_reg)     # the walk over the P sums, the word's edge register
+        latency += mmv * pe + int(ram_reg)   # the walk over the m·P sums, the word's edge
+    if mmv > 1:
+        latency += (nf - 1) * sf + 1         # every fold of the group, the buffer's read
     return latency
 
 
-def mvu_last_output_latency(n_in, n_out, simd, pe, input_bits=1, ram_reg=True,
-                            levels_per_stage=1, output_stage="parallel"):
-    """Cycles from accepting an image's last input beat to its last output beat valid."""
+def mvu_output_offsets(n_in, n_out, simd, pe, input_bits=1, ram_reg=True, levels_per_stage=1,
+                       output_stage="parallel", mmv=1):
+    """Cycle of every output beat of a group, counted from the cycle its last input beat is
+    accepted, for an idle engine whose ``o`` never stalls: ``offsets[j][nf]`` for image ``j``
+    of the group (``mmv`` lists of ``NF``)."""
     sf, nf = _ceil_div(n_in, simd), _ceil_div(n_out, pe)
     first = mvu_latency(n_in, n_out, simd, pe, input_bits, ram_reg, levels_per_stage,
-                        output_stage)
-    return first + (nf - 1) * sf
+                        output_stage, mmv)
+    if mmv == 1:
+        return [[first + b * sf for b in range(nf)]]
+    return [[first + j * nf + b for b in range(nf)] for j in range(mmv)]
+
+
+def mvu_last_output_latency(n_in, n_out, simd, pe, input_bits=1, ram_reg=True,
+                            levels_per_stage=1, output_stage="parallel", mmv=1):
+    """Cycles from accepting a group's last input beat to its last output beat valid."""
+    return mvu_output_offsets(n_in, n_out, simd, pe, input_bits, ram_reg, levels_per_stage,
+                              output_stage, mmv)[-1][-1]
+
+
+def mvu_output_cycles(last_inputs, n_in, n_out, simd, pe, input_bits=1, ram_reg=True,
+                      levels_per_stage=1, output_stage="parallel", mmv=1):
+    """Cycle of every output beat, ``[group][image][nf]``, of groups whose last input beats
+    are accepted in cycles ``last_inputs`` (increasing), for an engine idle before the first
+    and whose ``o`` never stalls."""
+    offsets = mvu_output_offsets(n_in, n_out, simd, pe, input_bits, ram_reg, levels_per_stage,
+                                 output_stage, mmv)
+    period = mvu_cycles(n_in, n_out, simd, pe, input_bits, mmv)
+    beats, start = [], None
+    for accepted in last_inputs:
+        start = accepted + 1 if start is None else max(accepted + 1, start + period)
+        beats.append([[start - 1 + t for t in image] for image in offsets])
+    return beats
 
 
 def mvu_fifo_depth(n_in, n_out, simd, pe, input_bits=1, ram_reg=True, levels_per_stage=1,
-                   output_stage="parallel"):
-    """Output FIFO entries an engine needs to issue a fold every SF cycles without waiting
-    while ``o`` is ready: a fold holds a credit for ``latency`` cycles (start to the cycle
-    after its beat leaves), and folds start SF cycles apart."""
-    sf = _ceil_div(n_in, simd)
+                   output_stage="parallel", mmv=1):
+    """Output buffer entries an engine needs to start a fold every SF cycles without waiting
+    while ``o`` is ready.
+
+    ``mmv = 1``: FIFO beats; a fold holds a credit for ``latency`` cycles (start to the cycle
+    after its beat leaves), and folds start SF cycles apart.
+
+    ``mmv > 1``: columns (one entry = beat ``nf`` of each of the m images). A fold takes a
+    column when it starts; the column comes back in the cycle after the group's last image
+    has read its beat from it. The most columns held at any fold start in the steady state
+    (:func:`_columns_held`), plus the one that fold takes.
+    """
+    sf, nf = _ceil_div(n_in, simd), _ceil_div(n_out, pe)
     latency = mvu_latency(n_in, n_out, simd, pe, input_bits, ram_reg, levels_per_stage,
-                          output_stage)
-    return _ceil_div(latency, sf)
+                          output_stage, mmv)
+    if mmv == 1:
+        return _ceil_div(latency, sf)
+    # relative to the start of the group's fold 0 (one cycle after its last input beat), the
+    # group's last image reads column nf at latency − 2 + (m − 1)·NF + nf; free a cycle later
+    release = latency - 1 + (mmv - 1) * nf
+    return 1 + _columns_held(sf, nf, release)
+
+
+def _columns_held(sf, nf, release):
+    """Most columns held when a fold starts, folds starting every ``sf`` cycles and fold
+    ``nf`` of group ``g`` (started at ``g·sf·nf + nf·sf``) returning its column at
+    ``g·sf·nf + release + nf``, in the steady state (earlier groups all exist)."""
+    period = sf * nf
+    groups = _ceil_div(release, period) + 1     # groups still holding a column
+    worst = 0
+    for start_fold in range(nf):
+        now = groups * period + start_fold * sf
+        held = sum(1 for g in range(groups + 1) for f in range(nf)
+                   if g * period + f * sf < now < g * period + release + f)
+        worst = max(worst, held)
+    return worst
 
 
 def converter_latency(in_lanes, out_lanes):
