@@ -6,7 +6,6 @@ the input port, START lets COUNT of them through the pipeline back to back, the 
 out of the output port, and the core's counters give the run's cycles, the first image's
 latency and the steady-state interval.
 """
-import numpy as np
 
 from hw.dataflow import memory_map as mm
 from hw.dataflow.config import DataflowConfig
@@ -58,29 +57,8 @@ class DataflowDevice(Accelerator):
         self.max_batch = min(self.config.in_images, self.config.out_images)
         self.runs = []
 
-    def run(self, x, *, check=False, batch=None):
-        """Run inputs ``x`` (uint8 [B, N]) in runs of at most ``in_images`` images.
-
-        Returns ``(acc, predictions)`` as :meth:`sw.driver.Accelerator.run`; the counters of
-        every run are appended to :attr:`runs` (and :attr:`batches`, the overlay's name)."""
-        if self.model is None:
-            raise DriverError("no model loaded: call load(model) first")
-        x = np.asarray(x)
-        if x.ndim != 2 or x.shape[1] != self.layers[0].in_features:
-            raise DriverError(f"inputs must be [batch, {self.layers[0].in_features}], "
-                              f"got {list(x.shape)}")
-        step = min(batch or self.max_batch, self.max_batch)
-        outs = [self._run_batch(x[s:s + step]) for s in range(0, len(x), step)]
-        acc = np.concatenate(outs) if outs else np.zeros((0, self.layers[-1].out_features),
-                                                          np.int64)
-        if check:
-            want = self.model.forward(x)[-1][0]
-            bad = np.argwhere(acc != want)
-            if bad.size:
-                b, c = bad[0]
-                raise DriverError(f"{len(bad)} integers differ from the golden model; first: "
-                                  f"sample {b} class {c}: core {acc[b, c]}, golden {want[b, c]}")
-        return acc, self.model.head.scores(acc).argmax(axis=1)
+    # run(x, check=, batch=) is the overlay driver's: runs of at most max_batch images through
+    # _run_batch below, the integers checked against the golden model on request.
 
     def _run_batch(self, x):
         cfg, n = self.config, len(x)
