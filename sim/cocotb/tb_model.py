@@ -1,0 +1,278 @@
+"""cocotb bench running a compiled model's images through a simulated build, checked against
+the golden model: ``xnorflow sim --engine cocotb`` (:func:`sim.cocotb_runner.run_model`).
+
+The host side is the project's own driver (``sw.driver.Accelerator`` for the overlay,
+``sw.dataflow_driver.DataflowDevice`` for a dataflow build: the class the job names), run in a
+:func:`cocotb.task.bridge` thread over :class:`CocotbTransport`, whose every frame goes through
+the cycle-level bench of :mod:`sim.testbench`: a driver feeding the request bytes with random
+idle gaps, a monitor taking the response bytes with random backpressure and decoding them with
+``sw.protocol``, a scoreboard checking each response is an OK answer. :class:`OutputScoreboard`
+compares every output integer of every run with ``CompiledModel.forward`` (the golden model)
+and every cycle counter with the cycle model the driver reports.
+
+Everything comes through files named by ``XNF_TB_JOB`` (a JSON job: the ``.xnf`` model, an
+``.npz`` of the images, the device class and configuration, the batch, gaps, backpressure and
+seed) and the results go back the same way (``result.json``: the integers, the per-run
+counters, the simulated cycles, the scoreboards' findings, or the error that stopped the run),
+written before the test passes or fails so the caller always learns what happened.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import random
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.simtime import get_sim_time
+from cocotb.task import bridge, resume
+from cocotb.triggers import (ClockCycles, Event, FallingEdge, ReadOnly, RisingEdge,
+                             SimTimeoutError, with_timeout)
+
+from sim.testbench import ByteStreamDriver, ByteStreamMonitor, Scoreboard
+from sw import xnf
+from sw.driver import Transport, TransportTimeout
+
+JOB_ENV = "XNF_TB_JOB"
+CLOCK_NS = 10
+
+#: Cycles a transaction may take before the transport gives up (as the Verilator transport:
+#: a base plus a bound per request byte), so a design that stops answering fails, never hangs.
+BASE_CYCLES = 200_000
+CYCLES_PER_BYTE = 16
+
+
+class SleepingDriver(ByteStreamDriver):
+    """:class:`~sim.testbench.ByteStreamDriver` that sleeps while it has nothing to send, so
+    a core's run costs no Python per cycle (the same timing, gaps and stream rule)."""
+
+    def __init__(self, *args, **kwargs):
+        self._work = Event()
+        super().__init__(*args, **kwargs)
+
+    def send(self, data):
+        super().send(data)
+        self._work.set()
+
+    async def _run(self):
+        current = None
+        while True:
+            await FallingEdge(self.clk)
+            if current is None and not self._pending:
+                self.valid.value = 0
+                self._work.clear()
+                await self._work.wait()
+                await FallingEdge(self.clk)
+            if current is None and self._pending and not (self.gap and
+                                                          self.rng.random() < self.gap):
+                current = self._pending[0]
+            self.valid.value = current is not None
+            self.payload.value = current if current is not None else 0
+            await ReadOnly()
+            if current is not None and int(self.ready.value):
+                self._pending.popleft()  # taken at the coming rising edge
+                self.sent += 1
+                current = None
+
+
+class SleepingMonitor(ByteStreamMonitor):
+    """:class:`~sim.testbench.ByteStreamMonitor` that sleeps while the design offers nothing
+    (``o.valid`` low at a falling edge) instead of sampling every cycle, with ``ready`` low
+    meanwhile so that no byte can pass unseen; random backpressure while it offers."""
+
+    async def _run(self):
+        await FallingEdge(self.clk)
+        while True:
+            if not int(self.valid.value):
+                self.ready.value = 0
+                await RisingEdge(self.valid)
+                await FallingEdge(self.clk)
+                continue
+            take = not (self.backpressure and self.rng.random() < self.backpressure)
+            self.ready.value = take
+            await ReadOnly()
+            if take and int(self.valid.value):
+                byte = int(self.payload.value)
+                self.received.append(byte)
+                for resp in self.decoder.feed(bytes([byte])):
+                    if self.callback:
+                        self.callback(resp)
+                    self.responses.put_nowait(resp)
+            await FallingEdge(self.clk)
+
+
+class ModelBench:
+    """Driver + monitor + scoreboard around the top (:class:`~sim.testbench.TopBench`'s
+    parts, sleeping while idle): random idle gaps on ``i``, random backpressure on ``o``."""
+
+    def __init__(self, dut, *, gap, backpressure, seed):
+        self.dut, self.clk = dut, dut.clk
+        rng = random.Random(seed)
+        self.scoreboard = Scoreboard(dut._log)
+        self.driver = SleepingDriver(dut, self.clk, gap=gap, rng=random.Random(rng.random()))
+        self.monitor = SleepingMonitor(dut, self.clk, backpressure=backpressure,
+                                       rng=random.Random(rng.random()),
+                                       callback=self.scoreboard.on_response)
+
+    async def reset(self, cycles=4):
+        self.dut.rst.value = 1
+        await ClockCycles(self.clk, cycles)
+        await FallingEdge(self.clk)
+        self.dut.rst.value = 0
+
+    def send(self, frame, expect=None):
+        self.scoreboard.expect(expect)
+        self.driver.send(frame)
+
+    async def responses(self, count):
+        return [await self.monitor.responses.get() for _ in range(count)]
+
+
+def _ok(response):
+    """The link scoreboard's expectation for every request of a run: an OK answer."""
+    return None if response.ok else f"answer {response}"
+
+
+class CocotbTransport(Transport):
+    """:class:`sw.driver.Transport` over a :class:`ModelBench`, for a driver
+    running in a :func:`cocotb.task.bridge` thread: each call resumes the simulation until the
+    answers are in (the simulation does not advance while the driver computes)."""
+
+    def __init__(self, bench):
+        self.bench = bench
+        self._transact_many = resume(self._exchange)
+        self._wait = resume(self._idle)
+
+    async def _exchange(self, requests):
+        for frame in requests:
+            self.bench.send(frame, _ok)
+        bound = BASE_CYCLES + CYCLES_PER_BYTE * sum(len(f) for f in requests)
+        try:
+            answers = await with_timeout(self.bench.responses(len(requests)), bound * CLOCK_NS,
+                                         "ns")
+        except SimTimeoutError:
+            raise TransportTimeout(f"cocotb bench: {len(requests)} requests not all answered "
+                                   f"within {bound} cycles") from None
+        return [a.encode() for a in answers]
+
+    async def _idle(self, cycles):
+        await ClockCycles(self.bench.clk, int(cycles))
+
+    def transact(self, request):
+        return self.transact_many([request])[0]
+
+    def transact_many(self, requests):
+        return self._transact_many(list(requests))
+
+    def wait(self, cycles):
+        if cycles > 0:
+            self._wait(cycles)
+
+    def close(self):
+        pass
+
+
+class OutputScoreboard:
+    """Every output integer of every run against the golden model, every counter against the
+    cycle model; findings are collected so one run reports them all."""
+
+    def __init__(self, model):
+        self.model = model
+        self.integers = 0
+        self.mismatches = 0
+        self.counter_errors = []
+        self.errors = []
+
+    def check_run(self, start, x, ints, counters):
+        """Images ``start..`` (``x``) came back as ``ints`` with ``counters`` (the driver's
+        record of the run, holding the cycle model's ``predicted`` values)."""
+        golden = self.model.forward(x)[-1][0]
+        bad = np.argwhere(ints != golden)
+        self.integers += ints.size
+        self.mismatches += len(bad)
+        if len(bad) and len(self.errors) < 5:
+            b, c = bad[0]
+            self.errors.append(f"images {start}..{start + len(x) - 1}: {len(bad)} integers "
+                               f"differ from the golden model; first: image {start + b} class "
+                               f"{c}: design {ints[b, c]}, golden {golden[b, c]}")
+        predicted = counters.get("predicted", {})
+        wrong = {k: (counters[k], v) for k, v in predicted.items()
+                 if k in counters and counters[k] != v}
+        if wrong:
+            self.counter_errors.append(f"images {start}..: counters (design, model) {wrong}")
+
+    def summary(self):
+        return {"integers_checked": self.integers, "mismatches": self.mismatches,
+                "errors": self.errors, "counter_errors": self.counter_errors[:5]}
+
+    def result(self):
+        """Raise AssertionError with the first findings, if any."""
+        problems = self.errors + self.counter_errors
+        assert not problems, f"{len(problems)} scoreboard findings: {problems[:3]}"
+
+
+def _device_class(path):
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _run_images(job, transport, model, x, scoreboard):
+    """In the bridge thread: the driver loads the model and runs ``x`` batch by batch."""
+    device = _device_class(job["device"])(transport, job["config"])
+    device.load(model)
+    step, outs = job["batch"], []
+    for start in range(0, len(x), step):
+        chunk = x[start:start + step]
+        ints, _ = device.run(chunk, batch=step)
+        scoreboard.check_run(start, chunk, ints, device.batches[-1])
+        outs.append(ints)
+    ints = np.concatenate(outs) if outs else np.zeros((0, model.num_classes), np.int64)
+    return ints, device.batches
+
+
+def _write(path, result):
+    """The result file, atomically: the caller never reads half of it."""
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(result, default=_json_default))
+    os.replace(tmp, path)
+
+
+def _json_default(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+@cocotb.test()
+async def run_images(dut):
+    """The job's images through the driver and the bench; every integer and counter checked."""
+    job = json.loads(Path(os.environ[JOB_ENV]).read_text())
+    model = xnf.load(job["model"])
+    x = np.load(job["inputs"])["x"]
+    Clock(dut.clk, CLOCK_NS, unit="ns").start()
+    bench = ModelBench(dut, gap=job["gap"], backpressure=job["backpressure"], seed=job["seed"])
+    await bench.reset()
+    scoreboard = OutputScoreboard(model)
+    result = {"images": int(len(x)), "ints": None, "batches": [], "cycles": None,
+              "error": None}
+    try:
+        ints, batches = await bridge(_run_images)(job, CocotbTransport(bench), model, x,
+                                                  scoreboard)
+        result.update(ints=ints, batches=batches)
+    except Exception as e:  # noqa: BLE001 - reported to the caller, then re-raised
+        result["error"] = f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        result["cycles"] = int(get_sim_time("ns") // CLOCK_NS)
+        result["scoreboard"] = scoreboard.summary()
+        result["link_errors"] = bench.scoreboard.errors[:5]
+        _write(job["result"], result)
+    bench.scoreboard.result()
+    scoreboard.result()
+    dut._log.info(f"{len(x)} images, {scoreboard.integers} integers checked, "
+                  f"{result['cycles']} cycles")
