@@ -121,6 +121,16 @@ def profile_batch(model, config, batch=None):
     return batch
 
 
+#: What a profile keeps of a build's report.
+SYNTHESIS_KEYS = ("luts", "luts_available", "ffs", "brams", "sprams", "dsps", "fmax_mhz",
+                  "target_clock_mhz", "timing_met")
+
+
+def synthesis_summary(report):
+    """The figures of a build's ``report.json`` a profile reports."""
+    return {k: report[k] for k in SYNTHESIS_KEYS}
+
+
 def check_cycles_in_simulation(model, config, batch, engine="verilator"):
     """Run one batch in simulation; the core's counters must equal the cycle model exactly."""
     import numpy as np
@@ -159,9 +169,7 @@ def profile(model, board, array=None, batch=None, simulate=True, log=None, clock
                                             uart_rate(report["target_clock_mhz"], baud))
     result.update({"model": model.name, "board": board, "array": config.format(),
                    "cycles_checked_in_simulation": sim is not None,
-                   "synthesis": {k: report[k] for k in ("luts", "luts_available", "ffs", "brams",
-                                                        "sprams", "dsps", "fmax_mhz",
-                                                        "target_clock_mhz", "timing_met")}})
+                   "synthesis": synthesis_summary(report)})
     return result
 
 
@@ -258,9 +266,7 @@ def profile_dataflow(model, board, fold=None, simulate=True, clock_mhz=None, bau
         config, 1 / result["inferences_per_second"], uart_rate(report["target_clock_mhz"], baud))
     result.update({"model": model.name, "board": board, "array": config.format(),
                    "cycles_checked_in_simulation": sim is not None,
-                   "synthesis": {k: report[k] for k in ("luts", "luts_available", "ffs", "brams",
-                                                        "sprams", "dsps", "fmax_mhz",
-                                                        "target_clock_mhz", "timing_met")}})
+                   "synthesis": synthesis_summary(report)})
     return result
 
 

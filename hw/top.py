@@ -8,7 +8,8 @@ from hw.config import ArrayConfig
 from hw.core.core import Core
 from hw.link import HostLink
 
-__all__ = ["Accelerator", "accelerator_top", "DEFAULT_MAX_PAYLOAD", "DEFAULT_TIMEOUT"]
+__all__ = ["LinkedCore", "Accelerator", "accelerator_top", "DEFAULT_MAX_PAYLOAD",
+           "DEFAULT_TIMEOUT"]
 
 DEFAULT_MAX_PAYLOAD = 256
 #: Idle cycles after which a partial request frame is dropped (answered TIMEOUT): about 87 ms
@@ -16,7 +17,47 @@ DEFAULT_MAX_PAYLOAD = 256
 DEFAULT_TIMEOUT = 1 << 20
 
 
-class Accelerator(wiring.Component):
+class LinkedCore(wiring.Component):
+    """A host link in front of a core that is a bus target: the shape both accelerators (the
+    overlay's and the dataflow build's) share.
+
+    Parameters
+    ----------
+    core : wiring.Component
+        Any component with a ``bus : In(BusSignature(ADDR_WIDTH))`` port.
+    ident_config : bytes
+        The IDENT block's configuration bytes (the core's configuration text).
+    max_payload, timeout : int
+        The link's largest request/response payload and its idle timeout in cycles.
+
+    Ports
+    -----
+    i : In(stream.Signature(8))
+        Request bytes (frames of ``docs/protocol.md``).
+    o : Out(stream.Signature(8))
+        Response bytes.
+
+    Attributes ``link`` and ``core``; latency: see ``HostLink`` and the core's bus timing.
+    """
+
+    def __init__(self, core, ident_config, *, max_payload=DEFAULT_MAX_PAYLOAD,
+                 timeout=DEFAULT_TIMEOUT):
+        self.core = core
+        self.link = HostLink(max_payload=max_payload, timeout=timeout, addr_width=ADDR_WIDTH,
+                             config=ident_config)
+        super().__init__({"i": In(stream.Signature(8)), "o": Out(stream.Signature(8))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.link = self.link
+        m.submodules.core = self.core
+        wiring.connect(m, wiring.flipped(self.i), self.link.i)
+        wiring.connect(m, self.link.o, wiring.flipped(self.o))
+        wiring.connect(m, self.link.bus, self.core.bus)
+        return m
+
+
+class Accelerator(LinkedCore):
     """``HostLink`` joined to the ``Core`` over the register bus (``hw/bus.py``).
 
     The IDENT answer's configuration bytes are ``config.format()`` as ASCII (e.g.
@@ -50,19 +91,8 @@ class Accelerator(wiring.Component):
 
     def __init__(self, config=None, *, max_payload=DEFAULT_MAX_PAYLOAD, timeout=DEFAULT_TIMEOUT):
         self.config = ArrayConfig() if config is None else ArrayConfig.parse(config)
-        self.core = Core(self.config)
-        self.link = HostLink(max_payload=max_payload, timeout=timeout, addr_width=ADDR_WIDTH,
-                             config=self.config.format().encode("ascii"))
-        super().__init__({"i": In(stream.Signature(8)), "o": Out(stream.Signature(8))})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.link = self.link
-        m.submodules.core = self.core
-        wiring.connect(m, wiring.flipped(self.i), self.link.i)
-        wiring.connect(m, self.link.o, wiring.flipped(self.o))
-        wiring.connect(m, self.link.bus, self.core.bus)
-        return m
+        super().__init__(Core(self.config), self.config.format().encode("ascii"),
+                         max_payload=max_payload, timeout=timeout)
 
 
 def accelerator_top(config=None, **kw):

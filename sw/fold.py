@@ -17,7 +17,7 @@ fitted on are in :data:`LOGIC`'s comments and benchmarks/results/dataflow_builds
 import json
 import math
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from hw.dataflow.config import DataflowConfig, EngineFold
 from hw.dataflow.run_timing import run_cycles
@@ -306,10 +306,8 @@ def fold_model(model, board, target_ips=None, clock_mhz=None, **options):
         raise FoldError(f"no folding of model '{model.name}' fits {board}, not even one synapse "
                         f"and one channel per cycle per layer")
     config, est = best
-    limited = ("" if not target_ips else
-               f"a faster fold does not fit the board ({_binding(est, device)} binds)")
-    if not target_ips:
-        limited = f"{_binding(est, device)} binds"
+    binds = f"{_binding(est, device)} binds"
+    limited = f"a faster fold does not fit the board ({binds})" if target_ips else binds
     return FoldResult(config, est, clock, target_ips, limited)
 
 
@@ -320,24 +318,6 @@ def _binding(est, device):
     if device.sprams:
         shares["SPRAM"] = est.sprams / device.sprams
     return max(shares, key=shares.get)
-
-
-def _weights_to_spram(engines, device):
-    """The engines with the weight memories of the one that gains most from the UltraPlus
-    SPRAMs moved there: its P memories of S bits need P·⌈S/16⌉ of the 16-bit-wide blocks (each
-    16,384 deep), and the engine whose weights take the most block RAM bits per cycle gains
-    most (SPRAM reads 16 bits per block and cycle, like a block RAM, but holds 64 times more)."""
-    fits = [e for e, f in enumerate(engines)
-            if f.pe * -(-f.simd // 16) <= device.sprams and f.shape.weight_depth <= 16384]
-    if not fits:
-        return engines
-    best = max(fits, key=lambda e: (engines[e].n_in * engines[e].n_out, -e))
-    return [replace(f, weights="spram") if e == best else f for e, f in enumerate(engines)]
-
-
-def _over(est, device):
-    return [(r, need, getattr(device, r)) for r, need in est.as_dict().items()
-            if need > getattr(device, r)]
 
 
 def fold_report(model, result, board):

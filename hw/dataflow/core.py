@@ -204,7 +204,6 @@ class DataflowCore(wiring.Component):
         w_word = Signal(8 * max(lay.word_bytes))
         w_shifted = Cat(w_word[8:], data)
         w_full = Signal.like(w_word)
-        w_byte = Signal(range(max(2, max(lay.word_bytes))))
         w_addr = Signal(max(1, lay.select_shift))
         w_last, w_known = Signal(), Signal()
         with m.Switch(w_engine):
@@ -212,15 +211,15 @@ class DataflowCore(wiring.Component):
                 shape, shift = fold.shape, lay.word_shifts[e]
                 byte = a & ((1 << shift) - 1)
                 word = (a >> shift) & ((1 << (lay.select_shift - shift)) - 1)
-                # a mapped word: a select of this engine, an address inside that memory, a
-                # byte inside the word (anything else is a bus error, never a stray write)
+                # a mapped word: a select of this engine and an address inside that memory
+                # (anything else is a bus error, never a stray write); every byte of a word's
+                # slot is mapped, the slot being the word rounded up to a power of two of bytes
                 depth = Mux(w_sel < shape.pe, shape.weight_depth, shape.neuron_folds)
                 with m.Case(e):
                     m.d.comb += [w_full.eq(w_shifted[len(w_word) - 8 * lay.word_bytes[e]:]),
-                                 w_byte.eq(byte), w_addr.eq(word),
+                                 w_addr.eq(word),
                                  w_last.eq(byte == lay.word_bytes[e] - 1),
-                                 w_known.eq((w_sel < shape.selects) & (word < depth)
-                                            & (byte < lay.word_bytes[e]))]
+                                 w_known.eq((w_sel < shape.selects) & (word < depth))]
         w_write = act & hit_w & we & w_known & ~busy
         with m.If(w_write):
             m.d.sync += w_word.eq(w_shifted)

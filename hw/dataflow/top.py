@@ -1,11 +1,5 @@
 """The dataflow accelerator as the host sees it: byte streams in and out, host link + core."""
-from amaranth.hdl import Module
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
-
-from hw.bus import ADDR_WIDTH
-from hw.link import HostLink
-from hw.top import DEFAULT_MAX_PAYLOAD, DEFAULT_TIMEOUT
+from hw.top import DEFAULT_MAX_PAYLOAD, DEFAULT_TIMEOUT, LinkedCore
 
 from .config import DataflowConfig
 from .core import DataflowCore
@@ -13,8 +7,8 @@ from .core import DataflowCore
 __all__ = ["DataflowAccelerator", "dataflow_top"]
 
 
-class DataflowAccelerator(wiring.Component):
-    """``HostLink`` joined to a :class:`~hw.dataflow.core.DataflowCore` over the register bus.
+class DataflowAccelerator(LinkedCore):
+    """:class:`hw.top.LinkedCore` around a :class:`~hw.dataflow.core.DataflowCore`.
 
     The IDENT answer's configuration bytes are ``config.format()`` as ASCII (``df:…``), from
     which the driver recovers the build's :class:`~hw.dataflow.config.DataflowConfig`.
@@ -38,19 +32,8 @@ class DataflowAccelerator(wiring.Component):
 
     def __init__(self, config, *, max_payload=DEFAULT_MAX_PAYLOAD, timeout=DEFAULT_TIMEOUT):
         self.config = DataflowConfig.parse(config)
-        self.core = DataflowCore(self.config)
-        self.link = HostLink(max_payload=max_payload, timeout=timeout, addr_width=ADDR_WIDTH,
-                             config=self.config.format().encode("ascii"))
-        super().__init__({"i": In(stream.Signature(8)), "o": Out(stream.Signature(8))})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.link = self.link
-        m.submodules.core = self.core
-        wiring.connect(m, wiring.flipped(self.i), self.link.i)
-        wiring.connect(m, self.link.o, wiring.flipped(self.o))
-        wiring.connect(m, self.link.bus, self.core.bus)
-        return m
+        super().__init__(DataflowCore(self.config), self.config.format().encode("ascii"),
+                         max_payload=max_payload, timeout=timeout)
 
 
 def dataflow_top(config, **kw):
