@@ -70,8 +70,8 @@ def count(cells, family):
 
 def yosys_stat(top, board):
     """Run the board's Yosys script on ``top`` with ``-noflatten``; return ``stat -json``'s modules."""
-    from sw.synth import build_plan
-    from sw.tools import ensure_tools_on_path
+    from xnorflow.sw.synth import build_plan
+    from xnorflow.sw.tools import ensure_tools_on_path
     ensure_tools_on_path()
     plan = build_plan(top, board)
     script = plan.files["top.ys"]
@@ -125,7 +125,7 @@ def plot(blocks, total, title, path):
 
 
 def main(argv=None):
-    from sw.synth import accelerator_top, board_clock, board_config, get_board
+    from xnorflow.sw.synth import accelerator_top, board_clock, board_config, get_board
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--board", default="icebreaker")
     ap.add_argument("--array", help="configuration (default: the board's)")

@@ -19,7 +19,7 @@ Every run goes through the driver into the Verilator-simulated accelerator (link
 the core's counters must equal the cycle model (``predicted_cycles_match``). Inferences per
 second use ``--fmax-mhz``, by default the post-route Fmax of the model's array on the ULX3S
 (the ``bitstreams/ulx3s-85f-…/report.json`` whose ``array`` is the model's, found by
-``sw.synth.find_builds``; the board clock when it was not built).
+``xnorflow.sw.synth.find_builds``; the board clock when it was not built).
 
 Prints ONE JSON document on stdout (progress on stderr) and writes a bar chart of cycles per
 layer::
@@ -56,8 +56,8 @@ def build_fmax(array):
     """(Fmax in MHz, where it came from): the post-route Fmax of the ULX3S build of ``array``
     (``xnorflow synth --board ulx3s-85f --array ARRAY`` writes its report.json), else the
     board's clock."""
-    from hw.config import ArrayConfig
-    from sw.synth import board_clock, find_builds
+    from xnorflow.hw.config import ArrayConfig
+    from xnorflow.sw.synth import board_clock, find_builds
     cfg = ArrayConfig.parse(array).format()
     for path, report in find_builds("ulx3s-85f", cfg, root=ROOT / "bitstreams"):
         return float(report["fmax_mhz"]), str(path.relative_to(ROOT))
@@ -67,8 +67,8 @@ def build_fmax(array):
 
 
 def summarise(name, result, model, config, fmax=None):
-    from sw.program import predict_cycles
-    from hw.config import ArrayConfig
+    from xnorflow.sw.program import predict_cycles
+    from xnorflow.hw.config import ArrayConfig
     cfg = ArrayConfig.parse(config)
     cycles = predict_cycles(model.layers, cfg, 1)
     # The conv stack: the layers whose output is an image (its fused pools add 0 cycles, 0 MACs).
@@ -105,13 +105,13 @@ def trained_cnn(dataset, method, checkpoint, fmax, images=None, jobs=1, array=DI
     ``checkpoint`` is a training checkpoint (``model.pt``: the point also reports agreement with
     PyTorch) or a compiled ``.xnf`` (the RTL checked against the golden model only, for models
     whose checkpoint is not kept, such as the committed ones under ``benchmarks/results``)."""
-    from flow.simulate import simulate
-    from sw.evaluate import dataset_inputs, torch_predictions
+    from xnorflow.simulate import simulate
+    from xnorflow.sw.evaluate import dataset_inputs, torch_predictions
     if str(checkpoint).endswith(".xnf"):
-        from sw import xnf
+        from xnorflow.sw import xnf
         model, torch_model = xnf.load(checkpoint), None
     else:
-        from sw.compile import compile_checkpoint
+        from xnorflow.sw.compile import compile_checkpoint
         model, torch_model, _ = compile_checkpoint(checkpoint)
     x, y = dataset_inputs(model, dataset, None, images)
     torch_pred = None if torch_model is None else torch_predictions(torch_model, x)
@@ -145,9 +145,9 @@ def _named_paths(text):
 
 
 def fmnist_cnv(images, fmax):
-    from flow.simulate import simulate
-    from sw.data import load_dataset, quantize_inputs
-    from sw.random_models import balanced_cnn_model
+    from xnorflow.simulate import simulate
+    from xnorflow.sw.data import load_dataset, quantize_inputs
+    from xnorflow.sw.random_models import balanced_cnn_model
     ds = load_dataset("fashion-mnist")
     x = quantize_inputs(ds.x_test[:images], 8, ds.max_value)
     rng = np.random.default_rng(28)

@@ -23,10 +23,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hw.config import ArrayConfig  # noqa: E402
-from sw.program import max_batch, predict_cycles  # noqa: E402
-from sw.random_models import random_model  # noqa: E402
-from sw.synth import PLACERS, accelerator_top, build_label, synthesize  # noqa: E402
+from xnorflow.hw.config import ArrayConfig  # noqa: E402
+from xnorflow.sw.program import max_batch, predict_cycles  # noqa: E402
+from xnorflow.sw.random_models import random_model  # noqa: E402
+from xnorflow.sw.synth import PLACERS, accelerator_top, build_label, synthesize  # noqa: E402
 
 from merge import merge_points  # noqa: E402  (benchmarks/merge.py, beside this script)
 

@@ -32,10 +32,10 @@ from amaranth.vendor import LatticeICE40Platform
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hw.board.clocking import PllClock  # noqa: E402
-from hw.dataflow.mvu import MatrixVectorUnit  # noqa: E402
-from hw.dataflow.timing import mvu_cycles  # noqa: E402
-from sw.synth import get_board, synthesize  # noqa: E402
+from xnorflow.hw.board.clocking import PllClock  # noqa: E402
+from xnorflow.hw.dataflow.mvu import MatrixVectorUnit  # noqa: E402
+from xnorflow.hw.dataflow.timing import mvu_cycles  # noqa: E402
+from xnorflow.sw.synth import get_board, synthesize  # noqa: E402
 
 from design_space import repo_relative  # noqa: E402  (benchmarks/design_space.py)
 

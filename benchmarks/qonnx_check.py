@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "qonnx"))  # the Brevitas model builders
 
-from sw.argtypes import nonnegative_int, output_dir, positive_int  # noqa: E402
+from xnorflow.sw.argtypes import nonnegative_int, output_dir, positive_int  # noqa: E402
 
 DEFAULT_XNF = [ROOT / "benchmarks/results/fmnist_cnn/cnv/rbnn.xnf",
                ROOT / "benchmarks/results/fmnist_cnn/cnv/irnet_ft.xnf"]
@@ -37,9 +37,9 @@ def log(message):
 
 
 def check(imported, onnx_path, ds, limit):
-    """The comparison of :func:`sw.qonnx.check.compare` on the test set, with accuracies."""
-    from sw.progress import progress_bar
-    from sw.qonnx.check import Executor, compare
+    """The comparison of :func:`xnorflow.sw.qonnx.check.compare` on the test set, with accuracies."""
+    from xnorflow.sw.progress import progress_bar
+    from xnorflow.sw.qonnx.check import Executor, compare
     raw = ds.x_test[:limit] if limit else ds.x_test
     labels = ds.y_test[:len(raw)]
     executor = Executor(onnx_path)
@@ -58,7 +58,7 @@ def brevitas_model(kind, ds, epochs, out_dir):
     import brevitas_models as bm
     import torch
 
-    from sw.qonnx.importer import import_details
+    from xnorflow.sw.qonnx.importer import import_details
     torch.manual_seed(0)
     model = bm.tfc(hidden=(64, 64, 64), image=(28, 28)) if kind == "tfc" else \
         bm.cnv(channels=(32, 64), hidden=128, image=(28, 28))
@@ -83,9 +83,9 @@ def brevitas_model(kind, ds, epochs, out_dir):
 
 def exported_model(xnf_path, out_dir):
     """Export an xnorflow model and import the export (for the trace); returns (entry, import)."""
-    from sw import xnf
-    from sw.qonnx.exporter import export_onnx
-    from sw.qonnx.importer import import_details
+    from xnorflow.sw import xnf
+    from xnorflow.sw.qonnx.exporter import export_onnx
+    from xnorflow.sw.qonnx.importer import import_details
     model = xnf.load(xnf_path)
     path = Path(out_dir) / (Path(xnf_path).stem + ".onnx")
     export_onnx(model, path)
@@ -115,7 +115,7 @@ def main(argv=None):
 
     import torch
 
-    from sw.data import load_dataset
+    from xnorflow.sw.data import load_dataset
     torch.set_num_threads(1)
     ds = load_dataset("fashion-mnist", args.data_dir)
     out_dir = args.out_dir or tempfile.mkdtemp(prefix="qonnx-check-")

@@ -3,7 +3,7 @@
 An SFC-shaped model (784-256-256-256-10, 8-bit inputs, random weights and thresholds: the
 speed does not depend on what the weights are) runs Fashion-MNIST test images (random images
 if the data set is not installed) through the whole accelerator RTL, link included, via
-:func:`flow.simulate.simulate`; every integer is checked against the golden model. Verilator runs the
+:func:`xnorflow.simulate.simulate`; every integer is checked against the golden model. Verilator runs the
 whole test set by default, the Amaranth simulator a few batches (it is orders of magnitude
 slower; its per-image figures are what matters).
 
@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 
 def sfc_model(seed=0, input_bits=8):
-    from sw.random_models import random_model
+    from xnorflow.sw.random_models import random_model
     return random_model(np.random.default_rng(seed), [784, 256, 256, 256, 10], input_bits,
                         name="sfc-random")
 
@@ -36,18 +36,18 @@ def sfc_model(seed=0, input_bits=8):
 def inputs(model, images, seed=0):
     """Fashion-MNIST test images quantised for ``model`` (random ones if not installed)."""
     try:
-        from sw.evaluate import dataset_inputs
+        from xnorflow.sw.evaluate import dataset_inputs
         x, y = dataset_inputs(model, "fashion-mnist", None, images)
         source = "fashion-mnist"
     except Exception as e:  # noqa: BLE001 - any data problem: fall back, and say so
         print(f"[bench] Fashion-MNIST unavailable ({e}); using random images", file=sys.stderr)
-        from sw.random_models import random_inputs
+        from xnorflow.sw.random_models import random_inputs
         x, y, source = random_inputs(np.random.default_rng(seed), model, images), None, "random"
     return x, y, source
 
 
 def run(engine, model, x, array, jobs=1, batch=None):
-    from flow.simulate import simulate
+    from xnorflow.simulate import simulate
     t0 = time.monotonic()
     r = simulate(model, x, None, engine=engine, config=array, progress=True, jobs=jobs,
                  batch=batch)
@@ -86,12 +86,12 @@ def amaranth_rate(model, array, seconds):
     """Simulated cycles/s of the Amaranth simulator on the same top, measured on a prefix of
     the same work (loading ``model``) for about ``seconds``: the whole SFC model would take
     it far too long (its load alone is ~0.4 M cycles)."""
-    from sim.amaranth_transport import AmaranthTransport
-    from sim.tops import accelerator_spec
-    from sw import program
-    from sw.driver import Accelerator
+    from xnorflow.sim.amaranth_transport import AmaranthTransport
+    from xnorflow.sim.tops import accelerator_spec
+    from xnorflow.sw import program
+    from xnorflow.sw.driver import OverlayDevice
     t = AmaranthTransport(accelerator_spec(array).elaborate(), max_cycles=10**8)
-    acc = Accelerator(t, array)
+    acc = OverlayDevice(t, array)
     acc.ident()
     frames = [f for addr, data in program.build_program(model.layers, acc.config)
               for f in acc.write_requests(addr, data)]
@@ -122,7 +122,7 @@ def main(argv=None):
     ap.add_argument("--plot", default=str(REPO / "build" / "sim_speed.png"))
     args = ap.parse_args(argv)
 
-    from sw.tools import ensure_tools_on_path
+    from xnorflow.sw.tools import ensure_tools_on_path
     ensure_tools_on_path()
     model = sfc_model(input_bits=args.input_bits)
     x, _, source = inputs(model, args.images)
@@ -149,7 +149,7 @@ def main(argv=None):
     doc["sfc"] = sfc
     if args.small_images:
         # A small model both engines verify completely (digits-sized, 4-bit inputs).
-        from sw.random_models import random_inputs, random_model
+        from xnorflow.sw.random_models import random_inputs, random_model
         small = random_model(np.random.default_rng(1), [64, 32, 10], 4, name="small-random")
         xs = random_inputs(np.random.default_rng(2), small, args.small_images)
         doc["small"] = {"model": "small-random 64-32-10, 4-bit inputs",

@@ -9,7 +9,7 @@ interrupted still leaves its measurements behind. Parts can be run separately::
     python benchmarks/train_methods.py --from-log runs.jsonl   # table + chart from a log only
 
 The Fashion-MNIST shape is the SFC network 784-256-256-256-10 (``--hidden``/``--input-bits``
-default to the dataset defaults of :mod:`sw.train.methods`).
+default to the dataset defaults of :mod:`xnorflow.sw.train.methods`).
 """
 import argparse
 import json
@@ -35,17 +35,17 @@ RECIPE_ARGS = ("batch_size", "lr", "init", "distill", "distill_alpha", "distill_
 def run_one(method, dataset, seed, epochs, hidden, input_bits, ds, augment_shift=None, recipe=None, save_dir=None):
     """Train one (method, dataset, seed); return a flat result dict.
 
-    ``recipe``: keyword arguments of :func:`sw.train.methods.train` from :data:`RECIPE_ARGS`
+    ``recipe``: keyword arguments of :func:`xnorflow.sw.train.methods.train` from :data:`RECIPE_ARGS`
     (missing or ``None`` = the dataset default). ``save_dir``: also write the checkpoint to
     ``save_dir/<dataset>-<method>-s<seed>/model.pt`` (for ``xnorflow compile``).
     """
-    from sw.train import methods
+    from xnorflow.sw.train import methods
     kw = {k: v for k, v in (recipe or {}).items() if v is not None}
     model, meta, m = methods.train(method, dataset, hidden=hidden, input_bits=input_bits, epochs=epochs,
                                    seed=seed, progress="epochs", ds=ds,
                                    augment_shift=augment_shift, **kw)
     if save_dir:
-        from sw.train.checkpoint import save_checkpoint
+        from xnorflow.sw.train.checkpoint import save_checkpoint
         save_checkpoint(os.path.join(save_dir, f"{dataset}-{method}-s{seed}", "model.pt"), model, meta)
     keep = ("method", "dataset", "seed", "test_accuracy", "train_accuracy", "train_seconds", "epochs", "input_bits",
             "hidden", "deployable", "weight_only_accuracy", "deployable_accuracy", "soft_test_accuracy",
@@ -166,7 +166,7 @@ def main(argv=None):
 
     import torch
     torch.set_num_threads(args.threads)
-    from sw import data as datamod
+    from xnorflow.sw import data as datamod
 
     runs = []
     if args.from_log:

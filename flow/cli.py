@@ -7,30 +7,31 @@ errors into a one-line message and exit status 2.
 import argparse
 import importlib
 import sys
+from importlib.metadata import PackageNotFoundError, version
 
-from sw.errors import XnorflowError
+from xnorflow.sw.errors import XnorflowError
+from xnorflow.sw.tools import ensure_tools_on_path
 
 # (module, purpose) in the order they appear in --help.
 SUBCOMMANDS = [
-    "sw.info",
-    "sw.train.cli",
-    "sw.compile",
-    "sw.evaluate",
-    "sw.layer_table",
-    "flow.simulate",
-    "sw.verilog",
-    "sw.synth",
-    "sw.fold",
-    "flow.profile",
-    "sw.qonnx.cli",
-    "flow.run",
+    "xnorflow.sw.info",
+    "xnorflow.sw.train.cli",
+    "xnorflow.sw.compile",
+    "xnorflow.sw.evaluate",
+    "xnorflow.sw.layer_table",
+    "xnorflow.simulate",
+    "xnorflow.sw.verilog",
+    "xnorflow.sw.synth",
+    "xnorflow.sw.fold",
+    "xnorflow.profile",
+    "xnorflow.sw.qonnx.cli",
+    "xnorflow.run",
 ]
 
 
 def _version():
     """The installed distribution's version (pyproject.toml's), or 'unknown' when run from a
     source tree that was never installed."""
-    from importlib.metadata import PackageNotFoundError, version
     try:
         return version("xnorflow")
     except PackageNotFoundError:
@@ -51,7 +52,6 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from sw.tools import ensure_tools_on_path
     ensure_tools_on_path()
     try:
         return args.func(args) or 0

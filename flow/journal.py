@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sw.errors import XnorflowError
+from xnorflow.sw.errors import XnorflowError
+from xnorflow.sw.xnf import atomic_write
 
 __all__ = ["Journal", "JournalError", "simulation_key"]
 
@@ -146,7 +147,6 @@ class Journal:
     def save(self):
         if self.path is None:
             return
-        from sw.xnf import atomic_write
         buf = io.BytesIO()
         np.savez(buf, key=np.array(json.dumps(self.key)), ints=self.ints, done=self.done,
                  batches=np.array(json.dumps(self.batches, default=_plain)), cycles=self.cycles,

@@ -1,7 +1,7 @@
 """``xnorflow profile``: where an inference's cycles go, and what that means on a board.
 
 For a compiled model and an accelerator configuration: cycles per layer from the cycle model
-(each layer type's ``overlay_cycles`` in :mod:`sw.layers`), confirmed equal to the hardware
+(each layer type's ``overlay_cycles`` in :mod:`xnorflow.sw.layers`), confirmed equal to the hardware
 counters by running the model in simulation; array utilisation (ideal binary MACs over
 ``P·Q·K·cycles``); latency and inferences per second at the clock the bitstream runs at (the
 board's PLL output, below the post-route Fmax from ``xnorflow synth``; the figures at Fmax
@@ -13,7 +13,24 @@ import sys
 import textwrap
 from pathlib import Path
 
-from sw.errors import XnorflowError
+import numpy as np
+
+from xnorflow.hw.dataflow import memory_map as mm
+from xnorflow.hw.dataflow.run_timing import pipeline_latency
+from xnorflow.simulate import simulate
+from xnorflow.sw import fold as folding
+from xnorflow.sw import protocol as P
+from xnorflow.sw import xnf
+from xnorflow.sw.argtypes import int_range, output_file, positive_float
+from xnorflow.sw.dataflow_program import check_model
+from xnorflow.sw.driver import read_frames, run_frames, write_frames
+from xnorflow.sw.errors import XnorflowError
+from xnorflow.sw.fold import load_fold
+from xnorflow.sw.program import ProgramError, check_batch, check_fits, max_batch, predict_cycles
+from xnorflow.sw.random_models import random_inputs
+from xnorflow.sw.synth import (BOARDS, PLACERS, accelerator_top, board_clock, board_config,
+                               build_label, dataflow_top, synthesize, uart_rate)
+from xnorflow.targets import DataflowTarget
 
 
 def ideal_macs(layer):
@@ -61,13 +78,11 @@ def host_link_numbers(model, config, batch, compute_seconds, baud):
     """One run of ``batch`` inputs seen from the host over a UART at ``baud`` (8N1: 10 bits
     per byte; the link is half duplex, one frame at a time, so every byte's time adds up).
 
-    Bytes are those of the driver's frames for the run (:func:`sw.driver.run_frames`: inputs,
+    Bytes are those of the driver's frames for the run (:func:`xnorflow.sw.driver.run_frames`: inputs,
     start, one status poll, counters, outputs); the driver waits for the core between them,
     so a run takes the link time plus ``compute_seconds``.
     """
-    import numpy as np
 
-    from sw.driver import run_frames
     x = np.zeros((batch, model.layers[0].in_features), np.uint8)
     traffic = run_frames(model.layers, config, x).traffic()
     link_seconds = 10 * (traffic["to_device"] + traffic["from_device"]) / baud
@@ -107,7 +122,6 @@ def plot_profile(result, path, title):
 def profile_batch(model, config, batch=None):
     """The batch to profile: ``batch`` if one run takes it (else XnorflowError naming the
     limit), by default one column group, or 1 for a conv model (one image per run)."""
-    from sw.program import ProgramError, check_batch, check_fits, max_batch
     try:
         check_fits(model.layers, config)
     except ProgramError as e:
@@ -133,10 +147,7 @@ def synthesis_summary(report):
 
 def check_cycles_in_simulation(model, config, batch, engine="verilator"):
     """Run one batch in simulation; the core's counters must equal the cycle model exactly."""
-    import numpy as np
 
-    from flow.simulate import simulate
-    from sw.random_models import random_inputs
     x = random_inputs(np.random.default_rng(0), model, batch)
     result = simulate(model, x, engine=engine, config=config.format(), batch=batch,
                       progress=False)
@@ -152,9 +163,6 @@ def check_cycles_in_simulation(model, config, batch, engine="verilator"):
 def profile(model, board, array=None, batch=None, simulate=True, log=None, clock_mhz=None,
             baud=None, placer=None):
     """Profile ``model`` on ``board``: cycles (model, checked in simulation) and board figures."""
-    from sw.program import predict_cycles
-    from sw.synth import (accelerator_top, board_clock, board_config, build_label, synthesize,
-                          uart_rate)
     config = board_config(board, array)
     clock = board_clock(board, clock_mhz)
     uart_rate(clock, baud)
@@ -177,7 +185,6 @@ def dataflow_numbers(model, config, fmax_mhz, clock_mhz, luts=None):
     """A dataflow build's figures from its cycle model: per layer the engine's cycles per
     image and utilisation (binary MACs over ``S·P·k`` MAC units × cycles), the pipeline's
     interval (the slowest engine) and one image's latency, and the rates at the clock."""
-    from hw.dataflow.run_timing import pipeline_latency
     interval, latency = config.interval, pipeline_latency(config)
     layers = []
     for layer, engine in zip(model.layers, config.engines):
@@ -208,9 +215,6 @@ def dataflow_link_numbers(config, compute_seconds, baud, images=None):
     """Images streamed over a UART at ``baud`` (8N1): each run of ``images`` (the FIFOs'
     size by default) writes its inputs, COUNT and START, polls STATUS once and reads its
     integers (the driver's frames, sw/dataflow_driver.py)."""
-    from hw.dataflow import memory_map as mm
-    from sw import protocol as P
-    from sw.driver import read_frames, write_frames
     n = images or min(config.in_images, config.out_images)
     writes = (write_frames(mm.IN_BASE, bytes(n * config.in_words * config.in_word_bytes))
               + write_frames(mm.REG_COUNT, bytes(4)) + write_frames(mm.REG_CTRL, bytes(4)))
@@ -230,11 +234,7 @@ def dataflow_link_numbers(config, compute_seconds, baud, images=None):
 def check_dataflow_in_simulation(model, config, images=8):
     """``images`` random inputs through the dataflow build on Verilator: every integer must
     equal the golden model and every counter the cycle model."""
-    import numpy as np
 
-    from flow.simulate import simulate
-    from flow.targets import DataflowTarget
-    from sw.random_models import random_inputs
     x = random_inputs(np.random.default_rng(0), model, images)
     result = simulate(model, x, target=DataflowTarget(config), progress=False)
     if result["mismatches"]:
@@ -250,10 +250,7 @@ def profile_dataflow(model, board, fold=None, simulate=True, clock_mhz=None, bau
                      placer=None):
     """Profile ``model`` on ``board``'s dataflow build (``fold``, a DataflowConfig, or the
     fastest fold that fits): cycle model checked in simulation, then the build's figures."""
-    from sw import fold as folding
-    from sw.synth import board_clock, build_label, dataflow_top, synthesize, uart_rate
     config = fold or folding.fold_model(model, board).config
-    from sw.dataflow_program import check_model
     check_model(model, config)
     clock = board_clock(board, clock_mhz or folding.DATAFLOW_CLOCK_MHZ[board])
     uart_rate(clock, baud)
@@ -299,8 +296,6 @@ def format_profile(result):
 
 
 def add_parser(sub):
-    from sw.argtypes import int_range, output_file, positive_float
-    from sw.synth import BOARDS, PLACERS
     p = sub.add_parser("profile", help="cycles per layer, utilisation and inferences/s on a board",
                        description=__doc__.split("\n\n")[1].replace("\n", " "))
     p.add_argument("model", help="a compiled model (.xnf)")
@@ -329,13 +324,11 @@ def add_parser(sub):
 
 
 def run(args):
-    from sw import xnf
     model = xnf.load(args.model)
     if args.arch == "dataflow":
         if args.array is not None or args.batch is not None:
             raise XnorflowError("--array and --batch are for --arch overlay; the dataflow build "
                                 "takes --fold")
-        from sw.fold import load_fold
         result = profile_dataflow(model, args.board, load_fold(args.fold) if args.fold else None,
                                   simulate=not args.no_sim, clock_mhz=args.clock_mhz,
                                   baud=args.baud, placer=args.placer)

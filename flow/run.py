@@ -13,7 +13,17 @@ import sys
 import time
 from pathlib import Path
 
-from sw.errors import XnorflowError
+from xnorflow.profile import plot_profile, profile, profile_dataflow
+from xnorflow.simulate import simulate
+from xnorflow.sw import fold as folding
+from xnorflow.sw import xnf
+from xnorflow.sw.argtypes import output_dir, positive_int
+from xnorflow.sw.compile import check_fit, compile_checkpoint
+from xnorflow.sw.errors import XnorflowError
+from xnorflow.sw.evaluate import dataset_inputs, evaluate, torch_predictions
+from xnorflow.sw.synth import board_config
+from xnorflow.sw.train.cli import parse_hidden
+from xnorflow.targets import DataflowTarget, OverlayTarget
 
 DEFAULT_OUT = "runs/digits-irnet"
 BOARD = "icebreaker"
@@ -42,10 +52,12 @@ class _Stages:
 
 
 def _train(out, hidden, epochs, seed):
-    from sw.train import methods
-    from sw.train.checkpoint import save_checkpoint
-    from sw.train.plots import plot_history
     import torch
+
+    from xnorflow.sw.train import methods
+    from xnorflow.sw.train.checkpoint import save_checkpoint
+    from xnorflow.sw.train.plots import plot_history
+
     # A 64-128-128-10 MLP gains nothing from a second thread, and OpenMP workers spinning on a
     # busy 2-core machine slowed epochs from 0.6 s to 10 s (measured).
     torch.set_num_threads(1)
@@ -59,8 +71,6 @@ def _train(out, hidden, epochs, seed):
 
 
 def _compile(out, config):
-    from sw import xnf
-    from sw.compile import check_fit, compile_checkpoint
     compiled, torch_model, _ = compile_checkpoint(out / "model.pt")
     capacity = check_fit(compiled, config)
     xnf.save(compiled, out / "model.xnf")
@@ -71,7 +81,6 @@ ARCHS = ("overlay", "dataflow")
 
 
 def _simulate_all(targets, compiled, x, y, torch_pred):
-    from flow.simulate import simulate
     return {arch: simulate(compiled, x, y, engine="verilator", target=target,
                            torch_predictions=torch_pred)
             for arch, target in targets.items()}
@@ -80,7 +89,6 @@ def _simulate_all(targets, compiled, x, y, torch_pred):
 def _profile_all(targets, compiled, out):
     """Synthesize and profile every target on the board; the overlay's chart is profile.png,
     the dataflow build's profile-dataflow.png."""
-    from flow.profile import plot_profile, profile, profile_dataflow
     results = {}
     for arch, target in targets.items():
         if arch == "overlay":
@@ -105,10 +113,6 @@ def run_flow(out, epochs=None, seed=0, array=None, synth=True, hidden=None, arch
 
     ``archs``: the hardware targets to simulate (and build): the overlay of ``array`` (the
     board's default) and the dataflow build of the fastest fold that fits the board."""
-    from flow.targets import DataflowTarget, OverlayTarget
-    from sw import fold as folding
-    from sw.evaluate import dataset_inputs, evaluate, torch_predictions
-    from sw.synth import board_config
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = board_config(BOARD, array)
@@ -216,8 +220,6 @@ def format_report(r):
 
 
 def add_parser(sub):
-    from sw.argtypes import output_dir, positive_int
-    from sw.train.cli import parse_hidden
     p = sub.add_parser("run", help="the whole flow on the digits data, with a report",
                        description=__doc__.split("\n\n")[0] + " Writes DIR/report.md, report.json, "
                        "training.png and profile.png.")

@@ -1,23 +1,41 @@
 """``xnorflow sim``: run a compiled model on the simulated accelerator, check it bit-exactly.
 
 Every image goes through the RTL (Verilator's C++ harness, the cocotb bench or Amaranth's
-simulator) or, with ``--netlist``, through what Yosys synthesises of it (:mod:`sim.netlist`), via
-the same :class:`sw.driver.Accelerator` code a board uses; the integers that come back are
-compared with the golden model (:mod:`sw.golden`), all of them, and the predictions with
+simulator) or, with ``--netlist``, through what Yosys synthesises of it (:mod:`xnorflow.sim.netlist`), via
+the same :class:`xnorflow.sw.driver.OverlayDevice` code a board uses; the integers that come back are
+compared with the golden model (:mod:`xnorflow.sw.golden`), all of them, and the predictions with
 PyTorch when a checkpoint is given. One JSON document on stdout with ``--json``; progress on
 stderr.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import queue
+import resource
 import sys
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
-from sw.errors import XnorflowError
+from xnorflow.journal import Journal, simulation_key
+from xnorflow.sim.build import build_harness, fst_available, trace_format
+from xnorflow.sim.cocotb_runner import build_cocotb, run_model
+from xnorflow.sim.netlist import FAMILIES as NETLIST_FAMILIES
+from xnorflow.sw import fold as folding
+from xnorflow.sw import xnf
+from xnorflow.sw.argtypes import check_writable_file, output_file, positive_int
+from xnorflow.sw.data import DATASETS
+from xnorflow.sw.errors import XnorflowError
+from xnorflow.sw.evaluate import dataset_inputs, torch_predictions
+from xnorflow.sw.outputs import write_outputs
+from xnorflow.sw.progress import progress_bar
+from xnorflow.sw.verilog import array_config
+from xnorflow.targets import DataflowTarget, NetlistTarget, OverlayTarget
+from xnorflow.transports import open_transport
 
 __all__ = ["simulate", "add_parser", "run_sim"]
 
@@ -25,7 +43,6 @@ __all__ = ["simulate", "add_parser", "run_sim"]
 def _open(engine, target, waves=None):
     """A transport simulating ``target``'s build on ``engine``, writing a waveform to ``waves``
     when given (Verilator: VCD or FST by the suffix; Amaranth: VCD)."""
-    from flow.transports import open_transport
     if engine == "amaranth":
         # The Amaranth simulator moves a whole batch in one transact_many: allow for it.
         kw = {"max_cycles": 50_000_000, **({"vcd": str(waves)} if waves else {})}
@@ -39,7 +56,6 @@ def check_waves(waves, engine, jobs):
     process writes one file, and Amaranth's simulator writes VCD only."""
     if waves is None:
         return
-    from pathlib import Path
     if engine == "cocotb":
         raise XnorflowError(f"--waves {waves}: the cocotb engine writes no waveform file; use "
                             f"--engine verilator (or XNORFLOW_WAVES=1 for cocotb's own dump)")
@@ -51,8 +67,8 @@ def check_waves(waves, engine, jobs):
                             f".vcd file")
 
 
-def _worker(model, x, engine, target, step, transport, todo, done, bar, waves=None):
-    """One simulator instance: load ``model``, then run chunks ``(start, stop)`` of ``x`` taken
+def _worker(model, x, engine, target, step, transport, todo, done, bar, waves=None, writes=None):
+    """One simulator instance: load ``model`` (its bus ``writes``, built once for all workers), then run chunks ``(start, stop)`` of ``x`` taken
     from the queue ``todo`` until it is empty, putting ``(start, ints, batch counters, cycles)``
     on ``done`` after each; an exception is put there instead, and ``None`` when finished."""
     own = transport is None
@@ -60,7 +76,7 @@ def _worker(model, x, engine, target, step, transport, todo, done, bar, waves=No
         if own:
             transport = _open(engine, target, waves)
         acc = target.device(transport)
-        acc.load(model)
+        acc.load(model, writes)
         while True:
             try:
                 start, stop = todo.get_nowait()
@@ -82,12 +98,13 @@ def _worker(model, x, engine, target, step, transport, todo, done, bar, waves=No
         done.put(None)
 
 
-def _cocotb_worker(model, x, engine, target, step, transport, todo, done, bar, waves=None):
-    """The cocotb engine's worker (the arguments of :func:`_worker`, ``transport`` and ``waves``
-    unused): each chunk ``(start, stop)`` of ``x`` is one run of the cocotb bench
-    (``sim/cocotb/tb_model.py``) in its own simulator process, the project's driver running
-    ``step`` images per run of the core, every integer scoreboarded against the golden model."""
-    from sim.cocotb_runner import run_model
+def _cocotb_worker(model, x, engine, target, step, transport, todo, done, bar, waves=None,
+                   writes=None):
+    """The cocotb engine's worker (the arguments of :func:`_worker`; ``transport``, ``waves`` and
+    ``writes`` unused: the bench loads the model itself): each chunk ``(start, stop)`` of ``x``
+    is one run of the cocotb bench (``sim/cocotb/tb_model.py``) in its own simulator process,
+    the project's driver running ``step`` images per run of the core, every integer
+    scoreboarded against the golden model."""
     try:
         device = type(target.device(None))  # the driver class, built inside the bench
         while True:
@@ -142,8 +159,8 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
              waves=None, target=None, outputs=None):
     """Run ``x`` (uint8 [B, N]) through ``model`` on the simulated accelerator.
 
-    ``target`` (:mod:`flow.targets`): the build to simulate, overlay or dataflow, or its
-    netlist (:class:`flow.targets.NetlistTarget`); default the overlay of ``config`` (an
+    ``target`` (:mod:`xnorflow.targets`): the build to simulate, overlay or dataflow, or its
+    netlist (:class:`xnorflow.targets.NetlistTarget`); default the overlay of ``config`` (an
     ArrayConfig or its text; None: the default build).
 
     ``engine``: ``"verilator"`` (the pipe harness), ``"cocotb"`` (the cocotb bench: random
@@ -151,12 +168,12 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     chunk) or ``"amaranth"``.
 
     ``outputs`` (a path): also write every image's predicted class and last-layer integers as
-    the simulated core computed them (:func:`sw.outputs.write_outputs`), for outside checks.
+    the simulated core computed them (:func:`xnorflow.sw.outputs.write_outputs`), for outside checks.
 
     ``jobs`` > 1 splits the images over that many simulator processes (Verilator), one per
     core: each loads the model and runs its share; the counters and cycles add up.
 
-    ``state`` (a path) makes the run resumable (:mod:`flow.journal`): the images go in chunks of
+    ``state`` (a path) makes the run resumable (:mod:`xnorflow.journal`): the images go in chunks of
     ``chunk`` images (default 256, rounded up to whole batches), each recorded in the file when
     done, and a run given an existing file continues after the chunks it holds. The result is
     the same as an uninterrupted run's; ``wall_seconds`` and the CPU seconds are summed over
@@ -171,20 +188,17 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     differing from the golden model), ``mismatched_images``, ``accuracy`` (None without
     labels), ``agree_with_torch`` (None without ``torch_predictions``), ``cycles_per_inference``
     (the core's own counters, mean over images), ``cycles_by_layer`` (per inference),
-    ``predicted_cycles_match`` (the counters equal ``sw.program.predict_cycles``),
+    ``predicted_cycles_match`` (the counters equal ``xnorflow.sw.program.predict_cycles``),
     ``simulated_cycles`` (every clock cycle, link traffic included, all jobs),
     ``wall_seconds``, ``simulated_cycles_per_second``, ``images_per_second`` and ``waves``
     (the waveform file written, or None).
     """
-    import threading
-    from sw import xnf
-    from flow.journal import Journal, simulation_key
-    from flow.targets import OverlayTarget
     target = target or OverlayTarget(config)
     check_waves(waves, engine, jobs)
     x = np.asarray(x)
     n = len(x)
-    limit = target.max_batch(model)   # XnorflowError naming the layer if it does not fit
+    writes = target.program(model)    # XnorflowError naming the layer if it does not fit
+    limit = target.max_batch(model)
     step = min(batch or limit, limit)
     jobs = max(1, min(jobs, -(-n // step) if n else 1))
     own_all = transport is None
@@ -209,18 +223,14 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     t0 = time.monotonic()
     # Builds happen before the clock starts (the cached harness is shared by the jobs).
     if engine == "verilator" and transport is None and pending:
-        from sim.build import build_harness, trace_format
         build_harness(target.spec(), waves=trace_format(waves) if waves else False)
     elif engine == "cocotb" and pending:
-        from sim.cocotb_runner import build_cocotb
         build_cocotb(target.spec(), False)
     t_build = time.monotonic() - t0
     bar = None
     if progress:  # after the build, so its rate is the simulation's
-        from sw.progress import progress_bar
         bar = progress_bar(total=n, initial=journal.resumed_images, unit="img",
                            desc=f"sim {engine}")
-    import resource
     # CPU time is the load-independent figure on a shared machine: the simulator processes
     # (children, counted once they have exited) and this process (framing, golden model).
     ru_children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -234,7 +244,7 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     workers = [threading.Thread(target=_cocotb_worker if engine == "cocotb" else _worker,
                                 daemon=True,
                                 args=(model, x, engine, target, step, transport, todo, done, bar,
-                                     waves))
+                                      waves, writes))
                for _ in range(jobs if pending else 0)]
     for w in workers:
         w.start()
@@ -288,7 +298,6 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     golden = model.forward(x)[-1][0]
     pred = model.head.scores(ints).argmax(axis=1)
     if outputs is not None:
-        from sw.outputs import write_outputs
         write_outputs(outputs, pred, ints)
     total = sum(b["total"] for b in batches)
     by_layer = {layer.name: sum(b["by_layer"][layer.name] for b in batches) / max(n, 1)
@@ -337,11 +346,7 @@ def _dataflow_figures(batches):
 def waves_file(text):
     """argparse type of ``--waves``: a writable ``.vcd`` or ``.fst`` file (the format follows
     the suffix); FST only where Verilator's FST writer can be built (lz4's C headers)."""
-    import argparse
-    from pathlib import Path
 
-    from sim.build import fst_available
-    from sw.argtypes import check_writable_file
     check_writable_file(text)
     suffix = Path(text).suffix.lower()
     if suffix not in (".vcd", ".fst"):
@@ -354,11 +359,6 @@ def waves_file(text):
 
 
 def add_parser(sub):
-    import argparse
-    from sim.netlist import FAMILIES as NETLIST_FAMILIES
-    from sw.argtypes import output_file, positive_int
-    from sw.data import DATASETS
-    from sw.verilog import array_config
     p = sub.add_parser(
         "sim", help="run a compiled model on the simulated accelerator (RTL), checked "
                     "bit-exactly against the golden model",
@@ -440,14 +440,12 @@ def add_parser(sub):
 def make_target(model, arch, array=None, fold=None, board=None):
     """The target the options name: the overlay of ``array``, or the dataflow build of the
     ``fold`` file, or of the fastest fold of ``model`` that fits ``board``."""
-    from flow.targets import DataflowTarget, OverlayTarget
     if arch == "overlay":
         if fold is not None:
             raise XnorflowError("--fold is for --arch dataflow; the overlay takes --array")
         return OverlayTarget(array)
     if array is not None:
         raise XnorflowError("--array is for --arch overlay; the dataflow build takes --fold")
-    from sw import fold as folding
     if fold is not None:
         return DataflowTarget(folding.load_fold(fold))
     return DataflowTarget(folding.fold_model(model, board).config)
@@ -471,22 +469,18 @@ def netlist_target(target, netlist, x_random=None, x_seed=None):
     """``target``, or its netlist for ``--netlist`` (X random unless ``x_random`` is False)."""
     if netlist is None:
         return target
-    from flow.targets import NetlistTarget
     return NetlistTarget(target, netlist, x_random=x_random is not False,
                          seed=1 if x_seed is None else x_seed)
 
 
 def run_sim(args):
-    from sw import xnf
-    from sw.evaluate import dataset_inputs
     check_waves(args.waves, args.engine, args.jobs)
     check_netlist_options(args.netlist, args.x_random, args.x_seed, args.engine)
     model = xnf.load(args.model)
     x, y = dataset_inputs(model, args.dataset, args.data_dir, args.limit)
     torch_pred = None
     if args.checkpoint:
-        from sw.evaluate import torch_predictions
-        from sw.train.checkpoint import load_checkpoint
+        from xnorflow.sw.train.checkpoint import load_checkpoint
         torch_pred = torch_predictions(load_checkpoint(args.checkpoint)[0], x)
     target = netlist_target(make_target(model, args.arch, args.array, args.fold, args.board),
                             args.netlist, args.x_random, args.x_seed)

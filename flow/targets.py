@@ -2,24 +2,31 @@
 array shared by every layer, a run-time program) and the dataflow build (one engine per
 layer), behind one small interface that ``xnorflow sim`` and ``profile`` use.
 
-A target knows its configuration, the top the simulators build (:class:`sim.build.TopSpec`),
+A target knows its configuration, the top the simulators build (:class:`xnorflow.sim.build.TopSpec`),
 the driver that runs it, whether a model fits (and how many images one run takes), and how
 to compare the counters of a run with its cycle model.
 """
 from __future__ import annotations
 
-from sw.errors import XnorflowError
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.hw.dataflow.config import DataflowConfig
+from xnorflow.sim.netlist import netlist_spec
+from xnorflow.sim.tops import accelerator_spec, dataflow_spec
+from xnorflow.sw import program
+from xnorflow.sw.dataflow_driver import DataflowDevice
+from xnorflow.sw.dataflow_program import check_model, load_writes
+from xnorflow.sw.driver import OverlayDevice
+from xnorflow.sw.errors import XnorflowError
 
 __all__ = ["OverlayTarget", "DataflowTarget", "NetlistTarget", "target_for"]
 
 
 class OverlayTarget:
-    """The overlay core (``hw/core``) of an :class:`hw.config.ArrayConfig`."""
+    """The overlay core (``hw/core``) of an :class:`xnorflow.hw.config.ArrayConfig`."""
 
     arch = "overlay"
 
     def __init__(self, config=None):
-        from hw.config import ArrayConfig
         self.config = ArrayConfig() if config is None else ArrayConfig.parse(config)
 
     @property
@@ -27,22 +34,23 @@ class OverlayTarget:
         return self.config.format()
 
     def spec(self):
-        from sim.tops import accelerator_spec
         return accelerator_spec(self.config)
 
     def device(self, transport):
-        from sw.driver import Accelerator
-        return Accelerator(transport, self.config)
+        return OverlayDevice(transport, self.config)
 
-    def max_batch(self, model):
-        """Images one run takes; XnorflowError naming the layer when the model does not fit."""
-        from sw import program
+    def program(self, model):
+        """The bus writes loading ``model`` (built once per simulation, shared by every
+        device); XnorflowError naming the layer when the model does not fit."""
         try:
-            program.build_program(model.layers, self.config)
-            return program.max_batch(model.layers, self.config)
+            return program.build_program(model.layers, self.config)
         except program.ProgramError as e:
             raise XnorflowError(f"model '{model.name}' does not fit the {self.name} build: "
                                 f"{e}") from None
+
+    def max_batch(self, model):
+        """Images one run of ``model`` (which fits: :meth:`program`) takes."""
+        return program.max_batch(model.layers, self.config)
 
     @staticmethod
     def counters_match(batch):
@@ -52,12 +60,11 @@ class OverlayTarget:
 
 
 class DataflowTarget:
-    """The dataflow build (``hw/dataflow``) of a :class:`hw.dataflow.config.DataflowConfig`."""
+    """The dataflow build (``hw/dataflow``) of a :class:`xnorflow.hw.dataflow.config.DataflowConfig`."""
 
     arch = "dataflow"
 
     def __init__(self, config):
-        from hw.dataflow.config import DataflowConfig
         self.config = DataflowConfig.parse(config)
 
     @property
@@ -65,16 +72,19 @@ class DataflowTarget:
         return self.config.format()
 
     def spec(self):
-        from sim.tops import dataflow_spec
         return dataflow_spec(self.config)
 
     def device(self, transport):
-        from sw.dataflow_driver import DataflowDevice
         return DataflowDevice(transport, self.config)
 
-    def max_batch(self, model):
-        from sw.dataflow_program import check_model
+    def program(self, model):
+        """The bus writes loading ``model``; the error names the layer and field when the
+        model is not of the shape the build was made for."""
         check_model(model, self.config)
+        return load_writes(model, self.config)
+
+    def max_batch(self, model):
+        """Images one run takes: a run's images and results must fit the FIFOs."""
         return min(self.config.in_images, self.config.out_images)
 
     @staticmethod
@@ -87,7 +97,7 @@ class DataflowTarget:
 
 class NetlistTarget:
     """Another target's build as Yosys synthesises it for ``family`` (``xnorflow sim
-    --netlist``, :mod:`sim.netlist`): the same driver, batch limits and cycle model; the
+    --netlist``, :mod:`xnorflow.sim.netlist`): the same driver, batch limits and cycle model; the
     simulators build the netlist, its undefined values random (``x_random``, from ``seed``)
     or zero."""
 
@@ -102,12 +112,14 @@ class NetlistTarget:
     config = property(lambda self: self.target.config)
 
     def spec(self):
-        from sim.netlist import netlist_spec
         return netlist_spec(self.target.spec(), self.family, x_random=self.x_random,
                             seed=self.seed)
 
     def device(self, transport):
         return self.target.device(transport)
+
+    def program(self, model):
+        return self.target.program(model)
 
     def max_batch(self, model):
         return self.target.max_batch(model)

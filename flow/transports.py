@@ -1,9 +1,11 @@
 """Opening a transport by name: the board on a serial port, or one of the simulated boards.
 
-The driver (``sw/driver.py``) is written against :class:`sw.driver.Transport` and names no
+The driver (``sw/driver.py``) is written against :class:`xnorflow.sw.driver.Transport` and names no
 backend; this is the one place that knows them all.
 """
-from sw.driver import SerialTransport, TransportError
+from xnorflow.sim.amaranth_transport import AmaranthTransport
+from xnorflow.sim.verilator_transport import VerilatorTransport
+from xnorflow.sw.driver import SerialTransport, TransportError
 
 __all__ = ["open_transport", "ENGINES"]
 
@@ -13,17 +15,11 @@ ENGINES = ("verilator", "amaranth")
 
 def open_transport(engine, top=None, **kw):
     """A transport by name: ``"verilator"`` or ``"amaranth"`` (simulating ``top``, a
-    :class:`sim.build.TopSpec`), or ``"serial"`` (``port=``, ``baudrate=``)."""
+    :class:`xnorflow.sim.build.TopSpec`), or ``"serial"`` (``port=``, ``baudrate=``)."""
     if engine == "serial":
         return SerialTransport(**kw)
     if engine == "verilator":
-        from sim.verilator_transport import VerilatorTransport
         return VerilatorTransport(top, **kw)
     if engine == "amaranth":
-        try:
-            from sim.amaranth_transport import AmaranthTransport
-        except ImportError as e:
-            raise TransportError(f"the Amaranth-simulator transport is not available: {e}") \
-                from None
         return AmaranthTransport(top.elaborate(), **kw)
     raise TransportError(f"unknown engine {engine!r}: verilator, amaranth or serial")

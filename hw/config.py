@@ -2,7 +2,7 @@
 
 This module is plain Python (no Amaranth import) so that the compiler, the cycle model and the
 driver can share one description of a bitstream with the gateware. The latencies it reports
-(``write_delay``, ``desc_fetch``, ...) are defined once, in :mod:`hw.core.timing`.
+(``write_delay``, ``desc_fetch``, ...) are defined once, in :mod:`xnorflow.hw.core.timing`.
 
 Compact string form: ``"PxQxK"`` (e.g. ``"8x8x32"``) sets the array shape and keeps every other
 field at its default; the full form appends ``key=value`` pairs separated by commas, e.g.
@@ -18,7 +18,7 @@ the iCEBreaker (iCE40 UP5K, core + host link) fits a 4-PE array, "2x2x16" with S
 """
 from dataclasses import dataclass, fields, replace
 
-from hw.core import timing
+from xnorflow.hw.core import timing
 
 __all__ = ["ArrayConfig", "DEFAULT"]
 
@@ -139,12 +139,12 @@ class ArrayConfig:
 
     @property
     def popcount_latency(self):
-        """:func:`hw.core.timing.popcount_latency` of K."""
+        """:func:`xnorflow.hw.core.timing.popcount_latency` of K."""
         return timing.popcount_latency(self.K)
 
     @property
     def pe_latency(self):
-        """:func:`hw.core.timing.pe_latency` of K."""
+        """:func:`xnorflow.hw.core.timing.pe_latency` of K."""
         return timing.pe_latency(self.K)
 
     @property
@@ -154,17 +154,17 @@ class ArrayConfig:
 
     @property
     def drain_latency(self):
-        """:func:`hw.core.timing.drain_latency` of Q."""
+        """:func:`xnorflow.hw.core.timing.drain_latency` of Q."""
         return timing.drain_latency(self.Q)
 
     @property
     def desc_fetch(self):
-        """:data:`hw.core.timing.DESC_FETCH`: extra cycles of a run's first layer."""
+        """:data:`xnorflow.hw.core.timing.DESC_FETCH`: extra cycles of a run's first layer."""
         return timing.DESC_FETCH
 
     @property
     def write_delay(self):
-        """:func:`hw.core.timing.write_delay` of this build: cycles from the issue of a
+        """:func:`xnorflow.hw.core.timing.write_delay` of this build: cycles from the issue of a
         layer's last word to its last write."""
         return timing.write_delay(self)
 

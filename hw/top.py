@@ -3,12 +3,12 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.bus import ADDR_WIDTH
-from hw.config import ArrayConfig
-from hw.core.core import Core
-from hw.link import HostLink
+from xnorflow.hw.bus import ADDR_WIDTH
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.hw.core.core import Core
+from xnorflow.hw.link import HostLink
 
-__all__ = ["LinkedCore", "Accelerator", "accelerator_top", "DEFAULT_MAX_PAYLOAD",
+__all__ = ["LinkedCore", "OverlayAccelerator", "accelerator_top", "DEFAULT_MAX_PAYLOAD",
            "DEFAULT_TIMEOUT"]
 
 DEFAULT_MAX_PAYLOAD = 256
@@ -57,7 +57,7 @@ class LinkedCore(wiring.Component):
         return m
 
 
-class Accelerator(LinkedCore):
+class OverlayAccelerator(LinkedCore):
     """``HostLink`` joined to the ``Core`` over the register bus (``hw/bus.py``).
 
     The IDENT answer's configuration bytes are ``config.format()`` as ASCII (e.g.
@@ -96,5 +96,5 @@ class Accelerator(LinkedCore):
 
 
 def accelerator_top(config=None, **kw):
-    """Factory (``"hw.top:accelerator_top"``) taking the config's string form."""
-    return Accelerator(config, **kw)
+    """Factory (``"xnorflow.hw.top:accelerator_top"``) taking the config's string form."""
+    return OverlayAccelerator(config, **kw)

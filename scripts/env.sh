@@ -1,5 +1,5 @@
 # Sourced by ./xnorflow and ./run-tests: create or reuse .venv and keep it in sync with
-# pyproject.toml. Re-installs only when pyproject.toml changed (a stamp holds its hash).
+# pyproject.toml and setup.py. Re-installs only when either changed (a stamp holds its hash).
 set -euo pipefail
 XNF_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 XNF_VENV="${XNORFLOW_VENV:-$XNF_ROOT/.venv}"
@@ -10,7 +10,7 @@ if [ ! -x "$XNF_VENV/bin/python" ]; then
     "$_py" -m venv "$XNF_VENV"
 fi
 _stamp="$XNF_VENV/.xnorflow-installed"
-_want="$(sha256sum "$XNF_ROOT/pyproject.toml" | cut -d' ' -f1)"
+_want="$(cat "$XNF_ROOT/pyproject.toml" "$XNF_ROOT/setup.py" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$_stamp" ] || [ "$(cat "$_stamp")" != "$_want" ]; then
     echo "xnorflow: installing dependencies into $XNF_VENV (first run takes about a minute)" >&2
     # pip's notes about this machine's local package mirrors are noise to a user: drop them.

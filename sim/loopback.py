@@ -40,5 +40,5 @@ class Loopback(wiring.Component):
 
 
 def loopback(depth=16):
-    """Factory for :class:`sim.build.TopSpec` (``"sim.loopback:loopback"``)."""
+    """Factory for :class:`xnorflow.sim.build.TopSpec` (``"xnorflow.sim.loopback:loopback"``)."""
     return Loopback(depth)

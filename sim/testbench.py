@@ -20,7 +20,7 @@ import cocotb
 from cocotb.queue import Queue
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
-from sw import protocol as P
+from xnorflow.sw import protocol as P
 
 __all__ = ["ByteStreamDriver", "ByteStreamMonitor", "Scoreboard", "TopBench"]
 
@@ -71,8 +71,8 @@ class ByteStreamDriver:
 
 class ByteStreamMonitor:
     """Takes bytes from ``<prefix>__payload``/``__valid`` (``__ready`` low with probability
-    ``backpressure`` in each cycle), decodes response frames with :mod:`sw.protocol` and hands
-    each :class:`~sw.protocol.Response` to ``callback`` and to the ``responses`` queue."""
+    ``backpressure`` in each cycle), decodes response frames with :mod:`xnorflow.sw.protocol` and hands
+    each :class:`~xnorflow.sw.protocol.Response` to ``callback`` and to the ``responses`` queue."""
 
     def __init__(self, dut, clk, prefix="o", *, backpressure=0.0, rng=None, callback=None):
         self.payload = getattr(dut, f"{prefix}__payload")
@@ -106,7 +106,7 @@ class ByteStreamMonitor:
 class Scoreboard:
     """Checks every response against the expectation queued for its request, in order.
 
-    An expectation is a :class:`~sw.protocol.Response` (compared exactly), a callable
+    An expectation is a :class:`~xnorflow.sw.protocol.Response` (compared exactly), a callable
     ``check(response)`` returning an error message or None, or None (anything goes: e.g. a
     status poll). Errors are collected (:attr:`errors`) so one run reports them all; the test
     asserts :meth:`result` at the end.

@@ -2,7 +2,17 @@
 and a host link in front of a test memory (for the harness's protocol fuzz test)."""
 from __future__ import annotations
 
-from sim.build import TopSpec
+import hashlib
+
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.hw.dataflow.config import DataflowConfig
+from xnorflow.hw.link.hostlink import HostLink
+from xnorflow.hw.link.testing import BusMemory
+from xnorflow.sim.build import TopSpec
 
 __all__ = ["accelerator_spec", "dataflow_spec", "SIM_TIMEOUT", "link_memory_top",
            "link_memory_spec"]
@@ -10,17 +20,16 @@ __all__ = ["accelerator_spec", "dataflow_spec", "SIM_TIMEOUT", "link_memory_top"
 #: What the accelerator top is made of (board tops and tests excluded from the cache digest).
 ACCELERATOR_SOURCES = ("hw/top.py", "hw/bus.py", "hw/config.py", "hw/core/*.py", "hw/link/*.py")
 
-#: The link's idle timeout in simulation builds (cycles). Boards use hw.top's default (about
+#: The link's idle timeout in simulation builds (cycles). Boards use xnorflow.hw.top's default (about
 #: 87 ms at 12 MHz, above a UART byte time); the simulated host never pauses inside a frame, so
 #: a short timeout only makes truncated frames (fuzz tests) end quickly. Nothing else differs.
 SIM_TIMEOUT = 4096
 
 
 def accelerator_spec(config=None, **kw) -> TopSpec:
-    """TopSpec of the accelerator (``hw.top``) for ``config`` (ArrayConfig, its string form,
+    """TopSpec of the accelerator (``xnorflow.hw.top``) for ``config`` (ArrayConfig, its string form,
     or None for the default); ``kw`` go to the top (``max_payload``, ``timeout``: the link's,
     :data:`SIM_TIMEOUT` unless given). The cache key holds the canonical config string."""
-    from hw.config import ArrayConfig
     kw.setdefault("timeout", SIM_TIMEOUT)
     cfg = ArrayConfig() if config is None else ArrayConfig.parse(config)
     text = cfg.format()
@@ -28,7 +37,7 @@ def accelerator_spec(config=None, **kw) -> TopSpec:
     extra = {k: v for k, v in kw.items() if not (k == "timeout" and v == SIM_TIMEOUT)}
     if extra:
         name += "-" + "_".join(f"{k}{v}" for k, v in sorted(extra.items()))
-    return TopSpec("hw.top:accelerator_top", {"config": text, **kw}, name=name,
+    return TopSpec("xnorflow.hw.top:accelerator_top", {"config": text, **kw}, name=name,
                    sources=ACCELERATOR_SOURCES)
 
 
@@ -38,11 +47,9 @@ DATAFLOW_SOURCES = ("hw/top.py", "hw/bus.py", "hw/dataflow/*.py", "hw/link/*.py"
 
 
 def dataflow_spec(config, **kw) -> TopSpec:
-    """TopSpec of the dataflow accelerator (``hw.dataflow.top``) for a
-    :class:`~hw.dataflow.config.DataflowConfig` or its text; ``kw`` as :func:`accelerator_spec`.
+    """TopSpec of the dataflow accelerator (``xnorflow.hw.dataflow.top``) for a
+    :class:`~xnorflow.hw.dataflow.config.DataflowConfig` or its text; ``kw`` as :func:`accelerator_spec`.
     The cache directory is named by a short hash of the configuration (it can be long)."""
-    import hashlib
-    from hw.dataflow.config import DataflowConfig
     kw.setdefault("timeout", SIM_TIMEOUT)
     text = DataflowConfig.parse(config).format()
     digest = hashlib.sha256(text.encode()).hexdigest()[:10]
@@ -50,20 +57,15 @@ def dataflow_spec(config, **kw) -> TopSpec:
     name = f"dataflow-{len(DataflowConfig.parse(text).engines)}e-{digest}"
     if extra:
         name += "-" + "_".join(f"{k}{v}" for k, v in sorted(extra.items()))
-    return TopSpec("hw.dataflow.top:dataflow_top", {"config": text, **kw}, name=name,
+    return TopSpec("xnorflow.hw.dataflow.top:dataflow_top", {"config": text, **kw}, name=name,
                    sources=DATAFLOW_SOURCES)
 
 
 def link_memory_top(max_payload=64, timeout=400, size=512, wait_bits=2, config=""):
-    """HostLink + the link engineer's test memory (``hw.link.testing.BusMemory``): a top with
-    byte streams ``i``/``o`` whose exact behaviour is ``sw.protocol.ReferenceLink(mem_size=
+    """HostLink + the link engineer's test memory (``xnorflow.hw.link.testing.BusMemory``): a top with
+    byte streams ``i``/``o`` whose exact behaviour is ``xnorflow.sw.protocol.ReferenceLink(mem_size=
     size)``, the oracle of the harness fuzz test. ``timeout`` is short so truncated frames are
     answered quickly in simulation."""
-    from amaranth.hdl import Module
-    from amaranth.lib import stream, wiring
-    from amaranth.lib.wiring import In, Out
-    from hw.link.hostlink import HostLink
-    from hw.link.testing import BusMemory
 
     class _Top(wiring.Component):
         def __init__(self):
@@ -84,5 +86,5 @@ def link_memory_top(max_payload=64, timeout=400, size=512, wait_bits=2, config="
 
 def link_memory_spec(**kw) -> TopSpec:
     """TopSpec of :func:`link_memory_top` (depends on hw/link and hw/bus.py only)."""
-    return TopSpec("sim.tops:link_memory_top", kw, name="linkmem",
+    return TopSpec("xnorflow.sim.tops:link_memory_top", kw, name="linkmem",
                    sources=("hw/link/*.py", "hw/bus.py", "sim/tops.py"))

@@ -14,8 +14,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sw.driver import Transport, TransportError, TransportTimeout
-from sim.build import TopSpec, build_harness, trace_format, waves_requested
+from xnorflow.sim.build import (BUILD_ROOT, TopSpec, build_harness, trace_format, wave_suffix,
+                                waves_requested)
+from xnorflow.sw.driver import Transport, TransportError, TransportTimeout
 
 __all__ = ["VerilatorTransport", "Exchange", "DEFAULT_MAX_CYCLES", "CYCLES_PER_BYTE"]
 
@@ -51,12 +52,12 @@ class Exchange:
 
 
 class VerilatorTransport(Transport):
-    """:class:`~sw.driver.Transport` over the Verilator harness of a top.
+    """:class:`~xnorflow.sw.driver.Transport` over the Verilator harness of a top.
 
     Parameters
     ----------
     spec : TopSpec or path
-        The top to simulate (built and cached by :func:`sim.build.build_harness`), or the path
+        The top to simulate (built and cached by :func:`xnorflow.sim.build.build_harness`), or the path
         of an already built harness executable.
     gaps : (in_permille, out_permille)
         Probability (per mille) of an idle cycle on ``i.valid`` after each accepted byte and of
@@ -65,16 +66,15 @@ class VerilatorTransport(Transport):
     max_cycles : int or None
         Default cycle bound per transaction (see :data:`DEFAULT_MAX_CYCLES`).
     trace : path or None
-        Write a waveform there, FST or VCD by its suffix (:func:`sim.build.trace_format`;
+        Write a waveform there, FST or VCD by its suffix (:func:`xnorflow.sim.build.trace_format`;
         default: ``build/sim/waves/<name>-<pid>.fst`` when ``XNORFLOW_WAVES=1``, else none;
-        ``.vcd`` where the FST writer cannot be built, see :func:`sim.build.fst_available`).
+        ``.vcd`` where the FST writer cannot be built, see :func:`xnorflow.sim.build.fst_available`).
         Needs a tracing build, made on demand.
     """
 
     def __init__(self, spec, *, gaps=(0, 0), seed=1, max_cycles=None, trace=None):
         if isinstance(spec, TopSpec):
             if trace is None and waves_requested():
-                from sim.build import BUILD_ROOT, wave_suffix
                 trace = BUILD_ROOT / "waves" / f"{spec.name}-{os.getpid()}{wave_suffix()}"
             exe = build_harness(spec, waves=False if trace is None else trace_format(trace))
         else:
@@ -160,7 +160,7 @@ class VerilatorTransport(Transport):
 
     def transact(self, request, max_cycles=None):
         """Send one request frame, return its response frame (bytes). Raises
-        :class:`~sw.driver.TransportTimeout` if no complete frame came within the bound."""
+        :class:`~xnorflow.sw.driver.TransportTimeout` if no complete frame came within the bound."""
         return self.transact_many([request], max_cycles=max_cycles)[0]
 
     def transact_many(self, requests, max_cycles=None):
@@ -177,7 +177,7 @@ class VerilatorTransport(Transport):
 
     def wait(self, cycles):
         """Skip ``cycles`` idle cycles in C++ (a run is in progress); frames that arrive
-        meanwhile would be unexpected and raise :class:`~sw.driver.TransportError`."""
+        meanwhile would be unexpected and raise :class:`~xnorflow.sw.driver.TransportError`."""
         if cycles > 0:
             ex = self.idle(int(cycles))
             if ex.out:

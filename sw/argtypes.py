@@ -8,6 +8,7 @@ number, got inf``).
 import argparse
 import math
 import os
+import tempfile
 
 
 def bounded(kind, accept, expected):
@@ -98,7 +99,6 @@ def check_writable_dir(path):
 def _probe_writable(directory):
     """Create and remove a file in ``directory``: permission bits alone do not tell (root
     ignores them; a read-only mount or /proc refuses anyway). Leaves nothing behind."""
-    import tempfile
     try:
         with tempfile.TemporaryFile(dir=directory):
             pass

@@ -1,4 +1,4 @@
-"""Compiler: a trained checkpoint becomes a :class:`~sw.golden.CompiledModel` (an ``.xnf`` file).
+"""Compiler: a trained checkpoint becomes a :class:`~xnorflow.sw.golden.CompiledModel` (an ``.xnf`` file).
 
 Per hidden layer and output channel, scale, bias, batch norm and sign fold into one integer
 threshold ``T`` and a direction ``d`` on the integer dot product ``acc`` (docs/contracts.md,
@@ -17,18 +17,25 @@ Conv layers (``type: conv3x3`` in the deploy contract) fold exactly like dense o
 channel over their accumulator range ``±9·C_in·(2^k − 1)``. A ``maxpool2x2`` after a conv
 becomes an OR of bits for the conv's channels with direction +1 and an AND for direction −1:
 training pools the integers before batch norm and sign, and the folded threshold is monotone
-in ``acc`` with that direction (:mod:`sw.layers.conv`).
+in ``acc`` with that direction (:mod:`xnorflow.sw.layers.conv`).
 
 The last layer keeps its raw integers; its scale, bias and batch norm become the host-side
-:class:`~sw.golden.Head`, evaluated in the same operation order as the PyTorch model.
+:class:`~xnorflow.sw.golden.Head`, evaluated in the same operation order as the PyTorch model.
 """
+import json
+import sys
+
 import numpy as np
 
-from sw.golden import CompiledModel, Head, InputSpec
-from sw.layers import LAYER_TYPES, layer_class
-from sw.layers.base import CompileError
-from sw.layers.dense import DenseLayer
-from sw.layers.weighted import WeightedLayer, threshold_bits
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.sw import xnf
+from xnorflow.sw.argtypes import output_file
+from xnorflow.sw.golden import CompiledModel, Head, InputSpec
+from xnorflow.sw.layers import LAYER_TYPES, layer_class
+from xnorflow.sw.layers.base import CompileError
+from xnorflow.sw.layers.dense import DenseLayer
+from xnorflow.sw.layers.weighted import WeightedLayer, threshold_bits
+from xnorflow.sw.program import ProgramError, build_program, max_batch
 
 # Brute-force check in blocks of about this many (channel, value) pairs.
 _CHECK_BLOCK = 1 << 22
@@ -156,8 +163,8 @@ def compile_layers(exported, input_bits, max_value, name="model", meta=None):
 
 def compile_checkpoint(path):
     """Load a training checkpoint (``model.pt``) and compile it. Returns (CompiledModel, torch model, meta)."""
-    from sw.train.checkpoint import load_checkpoint
-    from sw.train.models import NotDeployableError
+    from xnorflow.sw.train.checkpoint import load_checkpoint
+    from xnorflow.sw.train.models import NotDeployableError
 
     model, meta = load_checkpoint(path)
     try:
@@ -180,8 +187,6 @@ def check_fit(model, array):
     "max_batch"}``; words are per row bank (weights, thresholds) or per column bank and sample
     (activations), the units the configuration's depths are given in.
     """
-    from hw.config import ArrayConfig
-    from sw.program import ProgramError, build_program, max_batch
     try:
         config = array if isinstance(array, ArrayConfig) else ArrayConfig.parse(array)
     except ValueError as e:
@@ -206,7 +211,6 @@ def add_parser(sub):
                        description="Fold batch norm, scales and sign into integer thresholds, "
                                    "pack the weights, prove the fold exact by brute force and "
                                    "write the model file.")
-    from sw.argtypes import output_file
     p.add_argument("checkpoint", help="a checkpoint written by `xnorflow train` (DIR/model.pt)")
     p.add_argument("-o", "--out", required=True, type=output_file,
                    help="the .xnf file to write (its directory must exist)")
@@ -218,10 +222,7 @@ def add_parser(sub):
 
 
 def run_compile(args):
-    import json
-    import sys
 
-    from sw import xnf
     compiled, _, _ = compile_checkpoint(args.checkpoint)
     report = {"out": args.out, "name": compiled.name,
               "layers": [{"name": lyr.name, "in": lyr.in_features, "out": lyr.out_features,

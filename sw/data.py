@@ -25,7 +25,7 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-from sw.errors import XnorflowError
+from xnorflow.sw.errors import XnorflowError
 
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_FRACTION = 0.2

@@ -1,24 +1,23 @@
 """The host driver of a dataflow build: identify it, load a model's weights, stream images.
 
-The same frames, transports and error handling as the overlay's driver (:mod:`sw.driver`);
-what differs is the address map (:mod:`hw.dataflow.memory_map`) and the run: images go into
+The same frames, transports and error handling as the overlay's driver (:mod:`xnorflow.sw.driver`);
+what differs is the address map (:mod:`xnorflow.hw.dataflow.memory_map`) and the run: images go into
 the input port, START lets COUNT of them through the pipeline back to back, the results come
 out of the output port, and the core's counters give the run's cycles, the first image's
 latency and the steady-state interval.
 """
 
-from hw.dataflow import memory_map as mm
-from hw.dataflow.config import DataflowConfig
-from sw import dataflow_program as dp
-from sw.driver import Accelerator, DriverError
+from xnorflow.hw.dataflow import memory_map as mm
+from xnorflow.hw.dataflow.config import DataflowConfig
+from xnorflow.sw import dataflow_program as dp
+from xnorflow.sw.driver import DriverError, OverlayDevice
 
 __all__ = ["DataflowDevice"]
 
-_ERR_NAMES = {mm.ERR_NONE: "none", mm.ERR_COUNT: "COUNT is 0", mm.ERR_ABORTED: "aborted"}
 
 
-class DataflowDevice(Accelerator):
-    """A dataflow build behind a :class:`~sw.driver.Transport`.
+class DataflowDevice(OverlayDevice):
+    """A dataflow build behind a :class:`~xnorflow.sw.driver.Transport`.
 
     Parameters
     ----------
@@ -42,14 +41,16 @@ class DataflowDevice(Accelerator):
             raise DriverError(f"the device is not a dataflow build (IDENT configuration "
                               f"{text!r}: {e})") from None
 
-    def load(self, model):
+    def load(self, model, writes=None):
         """Write every engine's weights and channel constants; DataflowProgramError (naming
-        the layer and field) when ``model`` is not of the shape the build was made for."""
+        the layer and field) when ``model`` is not of the shape the build was made for.
+        ``writes``: :func:`~xnorflow.sw.dataflow_program.load_writes` already computed."""
         if self.read32(mm.REG_ID) != mm.ID_VALUE:
             raise DriverError(f"the device does not identify as an xnorflow dataflow core "
                               f"(ID register 0x{self.read32(mm.REG_ID):08x})")
-        reqs = [r for addr, data in dp.load_writes(model, self.config)
-                for r in self.write_requests(addr, data)]
+        if writes is None:
+            writes = dp.load_writes(model, self.config)
+        reqs = [r for addr, data in writes for r in self.write_requests(addr, data)]
         self._exchange(reqs)
         self.model = model
         self.layers = list(model.layers)
@@ -86,7 +87,7 @@ class DataflowDevice(Accelerator):
                                           "little")
         error = word(mm.REG_ERROR)
         if status & mm.STATUS_ERROR or error:
-            raise DriverError(f"the core stopped with error {_ERR_NAMES.get(error, error)} "
+            raise DriverError(f"the core stopped with error {mm.ERROR_NAMES.get(error, error)} "
                               f"(status 0x{status:02x})")
         n_eng = len(cfg.engines)
         answers = self._exchange(
@@ -113,4 +114,4 @@ class DataflowDevice(Accelerator):
         regs = self.read(mm.REG_STATUS, 8)
         status, error = int.from_bytes(regs[:4], "little"), int.from_bytes(regs[4:], "little")
         return {"busy": bool(status & mm.STATUS_BUSY), "done": bool(status & mm.STATUS_DONE),
-                "error": error, "error_name": _ERR_NAMES.get(error, str(error))}
+                "error": error, "error_name": mm.ERROR_NAMES.get(error, str(error))}

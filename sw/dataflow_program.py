@@ -1,15 +1,18 @@
 """A compiled model on a dataflow build: the bus writes that load it, the bytes of its inputs
 and outputs, and the cycle model of a run (docs/dataflow.md).
 
-The overlay's counterpart is :mod:`sw.program`; the engine-level packing is
-:mod:`sw.layers.dataflow_pack` and the address map :mod:`hw.dataflow.memory_map`.
+The overlay's counterpart is :mod:`xnorflow.sw.program`; the engine-level packing is
+:mod:`xnorflow.sw.layers.dataflow_pack` and the address map :mod:`xnorflow.hw.dataflow.memory_map`.
 """
 import numpy as np
 
-from hw.dataflow import memory_map as mm
-from hw.dataflow.config import DataflowConfig, EngineFold
-from sw.errors import XnorflowError
-from sw.layers.dataflow_pack import pack_dense_layer
+from xnorflow.hw.dataflow import memory_map as mm
+from xnorflow.hw.dataflow.config import DataflowConfig, EngineFold
+from xnorflow.hw.dataflow.run_timing import run_cycles
+from xnorflow.sw.bits import unpack_bits
+from xnorflow.sw.errors import XnorflowError
+from xnorflow.sw.layers.dataflow_pack import pack_dense_layer
+from xnorflow.sw.layers.dense import DenseLayer
 
 __all__ = ["DataflowProgramError", "check_model", "model_folds", "load_writes", "input_bytes",
            "decode_output_bytes", "predict_run"]
@@ -21,7 +24,6 @@ class DataflowProgramError(XnorflowError):
 
 def model_folds(model):
     """(n_in, n_out, input_bits, input_kind, output) of every layer: what a build must match."""
-    from sw.layers.dense import DenseLayer
     out = []
     for layer in model.layers:
         if not isinstance(layer, DenseLayer):
@@ -87,7 +89,6 @@ def input_bytes(x, config):
     takes them: per image ``in_words`` words of ``in_lanes`` elements (element ``j`` of a word
     in bits ``[k·j, k·j + k)``, the last word padded with 0), each ``in_word_bytes``
     little-endian."""
-    from sw.bits import unpack_bits
     config = DataflowConfig.parse(config)
     first, lanes, words = config.first, config.in_lanes, config.in_words
     x = np.asarray(x)
@@ -120,6 +121,5 @@ def decode_output_bytes(data, config, batch):
 def predict_run(config, batch):
     """The cycle model of one run of ``batch`` images written before START:
     ``{"total", "latency", "interval", "by_engine"}`` as the core's counters report them."""
-    from hw.dataflow.run_timing import run_cycles
     config = DataflowConfig.parse(config)
     return run_cycles(config, batch)

@@ -1,4 +1,4 @@
-"""The host driver: one :class:`Accelerator` API over any :class:`Transport`.
+"""The host driver: one :class:`OverlayDevice` API over any :class:`Transport`.
 
 As in Glasgow, the driver is written against an abstract transport with hardware and
 simulation implementations, so the very same code runs against
@@ -9,9 +9,9 @@ simulation implementations, so the very same code runs against
   (``flow/transports.py`` opens one by name).
 
 A transport moves whole frames: ``transact(request) -> response`` with the bytes encoded and
-decoded by :mod:`sw.protocol` (the one protocol implementation). The accelerator's memory
-layout, descriptors, input encoding and output decoding come from :mod:`sw.program`, its
-address map and control registers from :mod:`hw.core.memory_map`.
+decoded by :mod:`xnorflow.sw.protocol` (the one protocol implementation). The accelerator's memory
+layout, descriptors, input encoding and output decoding come from :mod:`xnorflow.sw.program`, its
+address map and control registers from :mod:`xnorflow.hw.core.memory_map`.
 """
 from __future__ import annotations
 
@@ -19,11 +19,16 @@ import abc
 import time
 from dataclasses import dataclass
 
-from sw import protocol as P
-from sw.errors import XnorflowError
+import numpy as np
+
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.hw.core import memory_map as mm
+from xnorflow.sw import program
+from xnorflow.sw import protocol as P
+from xnorflow.sw.errors import XnorflowError
 
 __all__ = ["Transport", "TransportError", "TransportTimeout", "SerialTransport",
-           "DriverError", "Accelerator", "write_frames", "read_frames"]
+           "DriverError", "OverlayDevice", "write_frames", "read_frames"]
 
 
 class TransportError(XnorflowError):
@@ -84,7 +89,7 @@ class SerialTransport(Transport):
         Line rate; must match the bitstream's UART.
     timeout : float
         Seconds to wait for a complete response frame (per transaction; a run waits longer,
-        see ``Accelerator``'s ``run_timeout``).
+        see ``OverlayDevice``'s ``run_timeout``).
     """
 
     def __init__(self, port, baudrate=115200, timeout=2.0):
@@ -133,7 +138,7 @@ class SerialTransport(Transport):
 
 def _split_frame(buf):
     """The first complete response frame in ``buf`` (bytes before a sync byte dropped), or
-    None. Only the length field is read here; decoding is sw.protocol's job."""
+    None. Only the length field is read here; decoding is xnorflow.sw.protocol's job."""
     start = buf.find(P.RSP_SYNC)
     if start < 0:
         buf.clear()
@@ -198,8 +203,6 @@ def _read_count(frame):
 
 def run_frames(layers, config, x, max_payload=P.DEFAULT_MAX_PAYLOAD):
     """:class:`RunFrames` running inputs ``x`` (uint8 [B, N], one run) through loaded ``layers``."""
-    from hw.core import memory_map as mm
-    from sw import program
     n = len(x)
     start = [r for addr, data in program.encode_model_inputs(layers, x, config)
              for r in write_frames(addr, data, max_payload)]
@@ -213,7 +216,7 @@ def run_frames(layers, config, x, max_payload=P.DEFAULT_MAX_PAYLOAD):
         outputs=read_frames(out_addr, out_len, max_payload))
 
 
-class Accelerator:
+class OverlayDevice:
     """The accelerator behind a :class:`Transport`: identify, load a model, run inputs.
 
     Parameters
@@ -222,14 +225,14 @@ class Accelerator:
     config : ArrayConfig, str or None
         The build's array configuration (memory sizes decide batch limits and layout). None:
         taken from the IDENT block's configuration bytes when they carry the ``PxQxK,...``
-        text of :meth:`hw.config.ArrayConfig.format`, else from the core's CONFIG register
+        text of :meth:`xnorflow.hw.config.ArrayConfig.format`, else from the core's CONFIG register
         (P, Q, K, acc_width) with default memory depths.
     poll_limit : int
         STATUS polls after the predicted run time before giving up (each poll is a full
         request/response round trip on the link).
 
-    Every response is decoded with :mod:`sw.protocol`; anything but an OK answer raises
-    :class:`~sw.protocol.DeviceError` (a bus error, a CRC error on the way in, ...).
+    Every response is decoded with :mod:`xnorflow.sw.protocol`; anything but an OK answer raises
+    :class:`~xnorflow.sw.protocol.DeviceError` (a bus error, a CRC error on the way in, ...).
     """
 
     def __init__(self, transport, config=None, *, poll_limit=10_000):
@@ -257,7 +260,7 @@ class Accelerator:
         return self.ident().max_payload
 
     def ident(self):
-        """The link's :class:`~sw.protocol.Ident` block (read once, then cached)."""
+        """The link's :class:`~xnorflow.sw.protocol.Ident` block (read once, then cached)."""
         if self._ident is None:
             (payload,) = self._exchange([P.ident_request()])
             self._ident = P.Ident.decode(payload)
@@ -286,16 +289,14 @@ class Accelerator:
 
     @property
     def config(self):
-        """The build's :class:`hw.config.ArrayConfig` (see the class parameters)."""
+        """The build's :class:`xnorflow.hw.config.ArrayConfig` (see the class parameters)."""
         if self._config is None:
             self._config = self._discover_config()
         return self._config
 
     def _discover_config(self):
         """The build's configuration: the IDENT block's text when it carries one, else the
-        core's CONFIG and DEPTHS_* registers (:func:`hw.core.memory_map.config_from_registers`)."""
-        from hw.config import ArrayConfig
-        from hw.core import memory_map as mm
+        core's CONFIG and DEPTHS_* registers (:func:`xnorflow.hw.core.memory_map.config_from_registers`)."""
         text = self.ident().config
         try:
             return ArrayConfig.parse(text.decode("ascii"))
@@ -311,14 +312,16 @@ class Accelerator:
 
     # -- model ---------------------------------------------------------------------------------
 
-    def load(self, model):
-        """Write ``model``'s descriptors, weights and thresholds (``sw.program.build_program``).
+    def load(self, model, writes=None):
+        """Write ``model``'s descriptors, weights and thresholds (``xnorflow.sw.program.build_program``).
 
-        ``model`` is a :class:`~sw.golden.CompiledModel`; raises ``sw.program.ProgramError``
-        naming the layer if it does not fit this build.
+        ``model`` is a :class:`~xnorflow.sw.golden.CompiledModel`; raises
+        ``xnorflow.sw.program.ProgramError`` naming the layer if it does not fit this build.
+        ``writes``: the program already built for this model and build (several devices
+        loading one model build it once).
         """
-        from sw import program
-        writes = program.build_program(model.layers, self.config)
+        if writes is None:
+            writes = program.build_program(model.layers, self.config)
         reqs = [r for addr, data in writes for r in self.write_requests(addr, data)]
         self._exchange(reqs)
         self.model = model
@@ -334,7 +337,6 @@ class Accelerator:
         the build's memories take several runs. With ``check``, every integer is compared with
         the golden model and a mismatch raises :class:`DriverError`.
         """
-        import numpy as np
         if self.model is None:
             raise DriverError("no model loaded: call load(model) first")
         x = np.asarray(x)
@@ -355,8 +357,6 @@ class Accelerator:
         return acc, self.model.head.scores(acc).argmax(axis=1)
 
     def _run_batch(self, x):
-        from hw.core import memory_map as mm
-        from sw import program
         cfg, layers, n = self.config, self.layers, len(x)
         frames = run_frames(layers, cfg, x, self.max_payload)
         self._exchange(frames.start)
@@ -379,7 +379,7 @@ class Accelerator:
                               f"status polls (predicted {predicted['total']} cycles)")
         error = int.from_bytes(regs[4:8], "little")
         if status & mm.STATUS_ERROR or error:
-            raise DriverError(f"the core stopped with error {_ERR_NAMES.get(error, error)} "
+            raise DriverError(f"the core stopped with error {mm.ERROR_NAMES.get(error, error)} "
                               f"(status 0x{status:02x})")
         answers = self._exchange(lc_req + out_req)
         lc = b"".join(answers[:len(lc_req)])
@@ -396,18 +396,15 @@ class Accelerator:
 
     def status(self):
         """``{"busy", "done", "error", "error_name"}`` from the STATUS and ERROR registers."""
-        from hw.core import memory_map as mm
         regs = self.read(mm.REG_STATUS, 8)
         status = int.from_bytes(regs[:4], "little")
         error = int.from_bytes(regs[4:], "little")
         return {"busy": bool(status & mm.STATUS_BUSY), "done": bool(status & mm.STATUS_DONE),
-                "error": error, "error_name": _ERR_NAMES.get(error, str(error))}
+                "error": error, "error_name": mm.ERROR_NAMES.get(error, str(error))}
 
     def counters(self):
         """Cycle counters of the last run, read from the core:
         ``{"total", "layers_done", "by_layer": {layer name or index: cycles}}``."""
-        from hw.core import memory_map as mm
-        from sw import program
         total = self.read32(mm.REG_TOTAL_CYCLES)
         done = self.read32(mm.REG_LAYERS_DONE)
         n = len(program.hw_steps(self.layers)) if self.layers else done
@@ -418,10 +415,5 @@ class Accelerator:
         return {"total": total, "layers_done": done, "by_layer": by_layer}
 
 
-_ERR_NAMES = {0: "none", 1: "batch size 0", 2: "unknown descriptor op",
-              3: "no last-layer descriptor"}
-
-
 def _parse_config(config):
-    from hw.config import ArrayConfig
     return ArrayConfig.parse(config)

@@ -9,13 +9,17 @@ import sys
 
 import numpy as np
 
-from sw import xnf
-from sw.errors import XnorflowError
+from xnorflow.sw import xnf
+from xnorflow.sw.argtypes import output_file, positive_int
+from xnorflow.sw.bits import unpack_bits
+from xnorflow.sw.data import DATASETS, DatasetError, load_dataset, quantize_inputs
+from xnorflow.sw.errors import XnorflowError
+from xnorflow.sw.outputs import write_outputs
+from xnorflow.sw.progress import progress_bar
 
 
 def dataset_inputs(model, dataset, data_dir=None, limit=None):
     """(uint8 inputs [B, N] quantised for ``model``, labels [B]) of a data set's test split."""
-    from sw.data import DatasetError, load_dataset, quantize_inputs
     try:
         ds = load_dataset(dataset, data_dir)
     except DatasetError as e:
@@ -56,7 +60,6 @@ def _compare_chunk(model, torch_model, x):
     outs = model.forward(x)
     with torch.no_grad():
         trace = torch_model.trace(torch.from_numpy(x.astype(np.float32)))
-    from sw.bits import unpack_bits
     layers = []
     for layer, (acc, out), t in zip(model.layers, outs, trace):
         entry = {"name": layer.name, "integer_mismatches": 0}
@@ -102,7 +105,6 @@ def evaluate(model, x, y, torch_model=None, progress=False, with_outputs=False):
     ``progress``: a bar on stderr over the chunks of :data:`CHUNK` images (the Fashion-MNIST
     CNV takes minutes). ``with_outputs``: also return every image's predicted class and
     last-layer integers, ``(result, classes [B], scores [B, classes])``."""
-    from sw.progress import progress_bar
     chunks = _chunks(x)
     bar = progress_bar(total=len(x), desc="eval", unit="img", disable=not progress)
     preds, accs, compared = [], [], []
@@ -145,8 +147,6 @@ def _merge_comparisons(parts, sizes):
 
 
 def add_parser(sub):
-    from sw.argtypes import output_file, positive_int
-    from sw.data import DATASETS
     p = sub.add_parser("eval", help="run the golden model on a data set (and compare with PyTorch)",
                        description="Run the compiled model's golden (numpy) computation on a data "
                                    "set's test split and report its accuracy; with --checkpoint, "
@@ -175,12 +175,11 @@ def run_eval(args):
     x, y = dataset_inputs(model, args.dataset, args.data_dir, args.limit)
     torch_model = None
     if args.checkpoint:
-        from sw.train.checkpoint import load_checkpoint
+        from xnorflow.sw.train.checkpoint import load_checkpoint
         torch_model, _ = load_checkpoint(args.checkpoint)
     result = evaluate(model, x, y, torch_model, progress=not args.quiet,
                       with_outputs=args.outputs is not None)
     if args.outputs is not None:
-        from sw.outputs import write_outputs
         result, classes, scores = result
         write_outputs(args.outputs, classes, scores)
         result["outputs"] = args.outputs

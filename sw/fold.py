@@ -19,10 +19,14 @@ import math
 import sys
 from dataclasses import dataclass
 
-from hw.dataflow.config import DataflowConfig, EngineFold
-from hw.dataflow.run_timing import run_cycles
-from sw import resources as R
-from sw.errors import XnorflowError
+from xnorflow.hw.dataflow.config import DataflowConfig, EngineFold
+from xnorflow.hw.dataflow.run_timing import run_cycles
+from xnorflow.sw import resources as R
+from xnorflow.sw import xnf
+from xnorflow.sw.argtypes import output_file, positive_float
+from xnorflow.sw.dataflow_program import model_folds
+from xnorflow.sw.errors import XnorflowError
+from xnorflow.sw.xnf import atomic_write
 
 __all__ = ["FoldError", "estimate_dataflow", "fold_model", "fold_report", "DATAFLOW_CLOCK_MHZ"]
 
@@ -131,7 +135,7 @@ def engine_lut4(family, fold):
 
 
 def estimate_dataflow(device, config):
-    """:class:`sw.resources.Estimate` of a :class:`DataflowConfig` on ``device``."""
+    """:class:`xnorflow.sw.resources.Estimate` of a :class:`DataflowConfig` on ``device``."""
     uses, count, memory_lut4 = _map_all(device.family, _memories(config))
     lut4 = (LOGIC[device.family]["fixed"] + memory_lut4
             + sum(engine_lut4(device.family, f) for f in config.engines))
@@ -170,7 +174,6 @@ class FoldResult:
 
 
 def _layers(model):
-    from sw.dataflow_program import model_folds
     return model_folds(model)
 
 
@@ -378,7 +381,6 @@ def format_fold(report):
 
 
 def add_parser(sub):
-    from sw.argtypes import output_file, positive_float
     p = sub.add_parser("fold", help="choose PE and SIMD per layer for the dataflow target",
                        description="Pick every layer's PE (channels in parallel) and SIMD "
                                    "(synapses per cycle) for the dataflow target: balanced so "
@@ -400,8 +402,6 @@ def add_parser(sub):
 
 
 def run_fold(args):
-    from sw import xnf
-    from sw.xnf import atomic_write
     model = xnf.load(args.model)
     result = fold_model(model, args.board, args.target_ips, args.clock_mhz)
     report = fold_report(model, result, args.board)

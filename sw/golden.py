@@ -2,7 +2,7 @@
 
 This is the single reference (docs/contracts.md, contract 6) for the compiler's checks, the RTL tests,
 the cocotb scoreboards and the driver's self-checks. Each layer type computes itself
-(:mod:`sw.layers`); this module only chains layers and applies the host-side head.
+(:mod:`xnorflow.sw.layers`); this module only chains layers and applies the host-side head.
 """
 from dataclasses import dataclass, field
 
@@ -64,7 +64,7 @@ class CompiledModel:
 
     name: str
     input: InputSpec
-    layers: list  # sw.layers.base.Layer objects, each of a type in sw.layers.LAYER_TYPES
+    layers: list  # xnorflow.sw.layers.base.Layer objects, each of a type in xnorflow.sw.layers.LAYER_TYPES
     head: Head
     meta: dict = field(default_factory=dict)
 

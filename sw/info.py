@@ -2,7 +2,7 @@
 import json
 import sys
 
-from sw.tools import TOOLS, describe
+from xnorflow.sw.tools import TOOLS, describe
 
 
 def add_parser(sub):

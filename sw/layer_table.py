@@ -7,7 +7,10 @@ predicted cycles.
 """
 import json
 
-from sw import xnf
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.sw import xnf
+from xnorflow.sw.argtypes import int_range
+from xnorflow.sw.program import predict_cycles
 
 
 def layer_rows(model, config=None, batch=1):
@@ -15,7 +18,6 @@ def layer_rows(model, config=None, batch=1):
     ``table_row``, plus the cycle model's cycles on ``config``)."""
     cycles = None
     if config is not None:
-        from sw.program import predict_cycles
         cycles = predict_cycles(model.layers, config, batch)["by_layer"]
     rows = []
     for layer in model.layers:
@@ -59,7 +61,6 @@ def format_table(model, rows):
 
 
 def add_parser(sub):
-    from sw.argtypes import int_range
     p = sub.add_parser("inspect", help="print a compiled model's layer table",
                        description="Print a compiled model's layers: shapes, input and output "
                                    "kinds, parameter bytes and, with --array, the cycle model's "
@@ -78,7 +79,6 @@ def run(args):
     model = xnf.load(args.model)
     config = None
     if args.array:
-        from hw.config import ArrayConfig
         config = ArrayConfig.parse(args.array)
     rows = layer_rows(model, config, args.batch)
     if args.json:

@@ -9,12 +9,12 @@ import io
 
 import numpy as np
 
-from sw.errors import XnorflowError
+from xnorflow.sw.errors import XnorflowError
+from xnorflow.sw.xnf import atomic_write
 
 
 def write_outputs(path, classes, scores):
     """Write ``classes`` [N] and ``scores`` [N, C] (both integers) to the ``.npz`` ``path``."""
-    from sw.xnf import atomic_write
     classes = np.asarray(classes)
     scores = np.asarray(scores)
     if classes.ndim != 1 or scores.ndim != 2 or len(classes) != len(scores):

@@ -1,6 +1,6 @@
 """A compiled model as the accelerator core sees it: memory images, inputs, outputs, cycles.
 
-``build_program`` turns a list of golden layers (:mod:`sw.layers`) into
+``build_program`` turns a list of golden layers (:mod:`xnorflow.sw.layers`) into
 ``(byte address, bytes)`` writes for the core's bus (descriptors, weights, thresholds);
 ``encode_inputs`` does the same for a batch of inputs, ``decode_outputs`` turns the bytes read
 from the output region back into the last layer's integers, and ``predict_cycles`` is the cycle
@@ -13,15 +13,15 @@ max-pool after a conv is fused into that conv's descriptor (it has no descriptor
 of its own), and a model with conv layers runs one image per run.
 
 What is particular to a layer type — its shape on the array, its rules, its descriptor, images
-and cycles — is the layer's (the ``overlay_*`` methods of :class:`sw.layers.base.Layer`); this
+and cycles — is the layer's (the ``overlay_*`` methods of :class:`xnorflow.sw.layers.base.Layer`); this
 module allocates the memories, places the writes on the bus and checks the whole program.
 """
 import numpy as np
 
-from hw.config import ArrayConfig
-from hw.core import memory_map as mm
-from sw import bits as B
-from sw.layers.base import OverlayStep, ProgramError
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.hw.core import memory_map as mm
+from xnorflow.sw import bits as B
+from xnorflow.sw.layers.base import OverlayStep, ProgramError
 
 __all__ = ["build_program", "encode_inputs", "encode_model_inputs", "decode_outputs",
            "output_region", "predict_cycles", "max_batch", "check_batch", "hw_steps",

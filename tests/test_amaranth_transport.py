@@ -1,10 +1,10 @@
 """sim/amaranth_transport.py: frames through the Amaranth simulation, alone and with the core."""
 import pytest
 
-from hw.link.testing import LinkWithMemory
-from sim.amaranth_transport import AmaranthTransport
-from sw import protocol as P
-from sw.driver import TransportTimeout
+from xnorflow.hw.link.testing import LinkWithMemory
+from xnorflow.sim.amaranth_transport import AmaranthTransport
+from xnorflow.sw import protocol as P
+from xnorflow.sw.driver import TransportTimeout
 
 
 def test_transport_over_link_and_test_memory():
@@ -32,16 +32,16 @@ SMALL = "2x2x8,w_depth=64,thr_depth=16,in_depth=64,act_depth=16,out_depth=64,des
 
 def test_driver_runs_a_model_bit_exactly_through_the_amaranth_accelerator():
     import numpy as np
-    from hw.config import ArrayConfig
-    from hw.core import memory_map as mm
-    from sw.driver import Accelerator
-    from sw.random_models import random_inputs, random_model
+    from xnorflow.hw.config import ArrayConfig
+    from xnorflow.hw.core import memory_map as mm
+    from xnorflow.sw.driver import OverlayDevice
+    from xnorflow.sw.random_models import random_inputs, random_model
 
     rng = np.random.default_rng(7)
     model = random_model(rng, [12, 6, 3], 2)
     x = random_inputs(rng, model, 3)
     with AmaranthTransport(config=SMALL, max_payload=128, p_gap=0.1, p_stall=0.1) as t:
-        acc = Accelerator(t)
+        acc = OverlayDevice(t)
         assert acc.config == ArrayConfig.parse(SMALL)        # from the IDENT config bytes
         assert acc.read32(mm.REG_ID) == mm.ID_VALUE
         acc.load(model)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import tests.bad_input_cases as cases_pkg
-from sw import xnf
-from flow.cli import main
-from sw.random_models import random_model
+from xnorflow.sw import xnf
+from xnorflow.cli import main
+from xnorflow.sw.random_models import random_model
 
 AREAS = [importlib.import_module(f"{cases_pkg.__name__}.{m.name}")
          for m in pkgutil.iter_modules(cases_pkg.__path__)]

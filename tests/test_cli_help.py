@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from flow.cli import build_parser
+from xnorflow.cli import build_parser
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
@@ -48,6 +48,6 @@ def test_every_option_says_what_it_does_and_its_default(name, parser):
 
 
 def test_version():
-    out = subprocess.run([sys.executable, "-m", "flow.cli", "--version"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "xnorflow.cli", "--version"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
     assert re.fullmatch(r"xnorflow \d+\.\d+\.\d+\S*\n", out), out

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from sw.compile import CompileError, check_fold, compile_layers, fold_thresholds
-from sw.train.models import reference_forward
+from xnorflow.sw.compile import CompileError, check_fold, compile_layers, fold_thresholds
+from xnorflow.sw.train.models import reference_forward
 
 
 def exported_layer(rng, name, n, m, output, spread=1.0):
@@ -44,7 +44,7 @@ def test_compiled_model_equals_float64_reference(seed, k):
     for layer, (acc, out), r in zip(model.layers, outs, ref):
         assert (acc == r["dot"]).all(), layer.name
         if r["bits"] is not None:
-            from sw.bits import unpack_bits
+            from xnorflow.sw.bits import unpack_bits
             assert (unpack_bits(out, layer.out_features) == r["bits"]).all(), layer.name
     # host scores are bit-identical, not merely close
     assert (model.logits(x) == ref[-1]["scores"]).all()

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "flow.cli", *map(str, args)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "xnorflow.cli", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True)
 
 
@@ -36,7 +36,7 @@ def test_compile_cli_writes_a_loadable_model_and_reports_capacity(digits_models,
     report = json.loads(run.stdout)
     assert report["capacity"]["config"] == "8x8x32"
     assert [r["weight_words"] for r in report["capacity"]["layers"]] == [2 * 32, 8 * 32, 8 * 2]
-    from sw import xnf
+    from xnorflow.sw import xnf
     assert xnf.load(out).layers[0].input_bits == 4
 
 
@@ -89,9 +89,9 @@ def test_per_sample_activation_centring_is_refused(tmp_path):
     threshold, so the compiler must refuse it and say what to change."""
     import copy
 
-    from sw.train.checkpoint import save_checkpoint
-    from sw.train.methods import METHOD_CONFIGS
-    from sw.train.models import build_model
+    from xnorflow.sw.train.checkpoint import save_checkpoint
+    from xnorflow.sw.train.methods import METHOD_CONFIGS
+    from xnorflow.sw.train.models import build_model
     cfg = copy.deepcopy(METHOD_CONFIGS["rbnn"])
     cfg["act_centring"] = True
     model = build_model(64, [32], 10, 4, cfg)

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from hw.config import ArrayConfig
-from hw.core import memory_map as mm
-from sw import bits as B
-from sw.layers import LAYER_TYPES
-from sw.layers.conv import PAD_BIT, ConvLayer, ConvNotOnCoreError, MaxPoolLayer, pool_bits
-from sw.layers.dense import threshold_bits
-from sw.random_models import random_thresholds
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.hw.core import memory_map as mm
+from xnorflow.sw import bits as B
+from xnorflow.sw.layers import LAYER_TYPES
+from xnorflow.sw.layers.conv import PAD_BIT, ConvLayer, ConvNotOnCoreError, MaxPoolLayer, pool_bits
+from xnorflow.sw.layers.dense import threshold_bits
+from xnorflow.sw.random_models import random_thresholds
 
 EXAMPLES = settings(max_examples=60, deadline=None)
 seeds = st.integers(0, 2**32 - 1)

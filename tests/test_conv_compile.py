@@ -4,13 +4,13 @@ import json
 import numpy as np
 import pytest
 
-from sw import bits as B
-from sw import xnf
-from sw.compile import CompileError, check_fit, compile_layers, layer_scores
-from sw.errors import XnorflowError
-from sw.layer_table import format_table, layer_rows
-from sw.program import ProgramError, build_program, predict_cycles
-from sw.random_models import random_cnn_model, random_inputs
+from xnorflow.sw import bits as B
+from xnorflow.sw import xnf
+from xnorflow.sw.compile import CompileError, check_fit, compile_layers, layer_scores
+from xnorflow.sw.errors import XnorflowError
+from xnorflow.sw.layer_table import format_table, layer_rows
+from xnorflow.sw.program import ProgramError, build_program, predict_cycles
+from xnorflow.sw.random_models import random_cnn_model, random_inputs
 
 
 def _cnn(seed=0, k=3):
@@ -142,7 +142,7 @@ def test_layer_table_shows_conv_and_pool(tmp_path, capsys):
     assert pool["cycles"] == predict_cycles(model.layers, "2x2x16", 2)["by_layer"]["pool2"]
     text = format_table(model, rows)
     assert "OR/AND 2×2" in text and "0 cycles of its own" in text
-    from flow.cli import main
+    from xnorflow.cli import main
     path = tmp_path / "m.xnf"
     xnf.save(model, path)
     assert main(["inspect", str(path), "--json"]) == 0
@@ -151,10 +151,10 @@ def test_layer_table_shows_conv_and_pool(tmp_path, capsys):
 
 
 def test_profile_counts_conv_macs_per_pixel_and_runs_one_image():
-    from hw.config import ArrayConfig
-    from flow.profile import profile_batch, profile_numbers
+    from xnorflow.hw.config import ArrayConfig
+    from xnorflow.profile import profile_batch, profile_numbers
     model, _ = _cnn()
-    from sw.program import max_batch
+    from xnorflow.sw.program import max_batch
     cfg = ArrayConfig.parse("4x4x16")
     assert max_batch(model.layers, cfg) == 1
     # this model's pool sees a 7x6 map, which the core does not pool: profile names that

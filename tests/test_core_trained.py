@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from hw.config import ArrayConfig
-from hw.core.test_core import check, run_core
-from sw import xnf
-from sw.evaluate import dataset_inputs
-from sw.program import decode_outputs
-from sw.train.checkpoint import load_checkpoint
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.hw.core.test_core import check, run_core
+from xnorflow.sw import xnf
+from xnorflow.sw.evaluate import dataset_inputs
+from xnorflow.sw.program import decode_outputs
+from xnorflow.sw.train.checkpoint import load_checkpoint
 
 # Small array, memories deep enough for 64-256-256-10 with 4-bit inputs and 4 images.
 CONFIG = ArrayConfig.parse("2x2x8,w_depth=8192,thr_depth=256,in_depth=64,act_depth=64,"

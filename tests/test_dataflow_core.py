@@ -5,15 +5,15 @@ wedge."""
 import numpy as np
 import pytest
 
-from hw.dataflow import memory_map as mm
-from hw.dataflow.run_timing import run_cycles
-from hw.dataflow.top import DataflowAccelerator
-from sim.amaranth_transport import AmaranthTransport
-from sw.dataflow_driver import DataflowDevice
-from sw.dataflow_program import DataflowProgramError, fold_for
-from sw.driver import DriverError
-from sw.protocol import DeviceError
-from sw.random_models import random_inputs, random_model
+from xnorflow.hw.dataflow import memory_map as mm
+from xnorflow.hw.dataflow.run_timing import run_cycles
+from xnorflow.hw.dataflow.top import DataflowAccelerator
+from xnorflow.sim.amaranth_transport import AmaranthTransport
+from xnorflow.sw.dataflow_driver import DataflowDevice
+from xnorflow.sw.dataflow_program import DataflowProgramError, fold_for
+from xnorflow.sw.driver import DriverError
+from xnorflow.sw.protocol import DeviceError
+from xnorflow.sw.random_models import random_inputs, random_model
 
 # (layer sizes, input bits, folds): each engine in turn the slowest, wires, gathering and
 # splitting converters, sizes that are not multiples of S or P
@@ -73,7 +73,7 @@ def test_images_written_during_a_run_queue_behind_it():
     rng = np.random.default_rng(6)
     model = random_model(rng, [16, 12, 8, 5], input_bits=2)
     cfg, transport = _device(model, [(4, 4), (4, 4), (4, 1)])
-    from sw.dataflow_program import decode_output_bytes, input_bytes
+    from xnorflow.sw.dataflow_program import decode_output_bytes, input_bytes
     x = random_inputs(rng, model, 4)
     with transport:
         dev = DataflowDevice(transport)

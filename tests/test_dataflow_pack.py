@@ -4,12 +4,12 @@ over many random shapes (fast; the gateware itself is checked in hw/dataflow/tes
 import numpy as np
 import pytest
 
-from hw.dataflow.shape import MvuShape
-from sw import bits as B
-from sw.layers.dataflow_pack import (decode_mvu_output, encode_mvu_input, mvu_shape,
+from xnorflow.hw.dataflow.shape import MvuShape
+from xnorflow.sw import bits as B
+from xnorflow.sw.layers.dataflow_pack import (decode_mvu_output, encode_mvu_input, mvu_shape,
                                      pack_dense_layer, pack_mvu_channels, pack_mvu_weights)
-from sw.layers.dense import DenseLayer
-from sw.random_models import random_thresholds
+from xnorflow.sw.layers.dense import DenseLayer
+from xnorflow.sw.random_models import random_thresholds
 
 
 def engine_model(shape, writes, beats):

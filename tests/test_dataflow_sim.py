@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_trained_digits_models_are_exact_on_the_icebreaker_fold(method, digits_models):
     checkpoint, model = digits_models(method)
     proc = subprocess.run(
-        [sys.executable, "-m", "flow.cli", "sim", str(model), "--dataset", "digits",
+        [sys.executable, "-m", "xnorflow.cli", "sim", str(model), "--dataset", "digits",
          "--arch", "dataflow", "--board", "icebreaker", "--checkpoint", str(checkpoint),
          "--json"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -2,12 +2,12 @@
 model and pyserial's loop:// port."""
 import pytest
 
-from sw import protocol as P
-from sw.driver import Accelerator, SerialTransport, Transport, TransportError, TransportTimeout
+from xnorflow.sw import protocol as P
+from xnorflow.sw.driver import OverlayDevice, SerialTransport, Transport, TransportError, TransportTimeout
 
 
 class ReferenceTransport(Transport):
-    """sw.protocol.ReferenceLink (the device model) behind the Transport API."""
+    """xnorflow.sw.protocol.ReferenceLink (the device model) behind the Transport API."""
 
     def __init__(self, **kw):
         self.link = P.ReferenceLink(**kw)
@@ -24,7 +24,7 @@ class ReferenceTransport(Transport):
 
 def test_reads_and_writes_are_split_to_the_max_payload():
     t = ReferenceTransport(max_payload=32, mem_size=4096)
-    acc = Accelerator(t, config="4x4x16")
+    acc = OverlayDevice(t, config="4x4x16")
     assert acc.ident().max_payload == 32
     data = bytes(range(256)) * 3
     acc.write(100, data)
@@ -34,14 +34,14 @@ def test_reads_and_writes_are_split_to_the_max_payload():
 
 
 def test_device_errors_surface_with_the_failing_offset():
-    acc = Accelerator(ReferenceTransport(mem_size=64), config="4x4x16")
+    acc = OverlayDevice(ReferenceTransport(mem_size=64), config="4x4x16")
     with pytest.raises(P.DeviceError, match="BUS_ERROR at byte offset 4"):
         acc.write(60, bytes(8))
 
 
 def test_run_without_a_model_is_a_clear_error():
-    acc = Accelerator(ReferenceTransport(), config="4x4x16")
-    from sw.driver import DriverError
+    acc = OverlayDevice(ReferenceTransport(), config="4x4x16")
+    from xnorflow.sw.driver import DriverError
     with pytest.raises(DriverError, match="no model loaded"):
         acc.run([[0]])
 
@@ -60,7 +60,7 @@ def test_serial_transport_bad_port():
 
 
 def test_cocotb_scoreboard_reports_every_kind_of_difference():
-    from sim.testbench import Scoreboard
+    from xnorflow.sim.testbench import Scoreboard
     sb = Scoreboard()
     sb.expect(P.Response(P.Status.OK, b"\x01"))
     sb.expect(lambda r: None if r.payload == b"ok" else "wrong payload")
@@ -77,16 +77,16 @@ def test_uart_figures_of_a_run():
     """A run's wire time at the board's baud: bytes from the driver's frames, 10 bits each."""
     import numpy as np
 
-    from sw.errors import XnorflowError
-    from flow.profile import host_link_numbers
-    from sw.random_models import random_model
-    from sw.synth import build_label, uart_rate
+    from xnorflow.sw.errors import XnorflowError
+    from xnorflow.profile import host_link_numbers
+    from xnorflow.sw.random_models import random_model
+    from xnorflow.sw.synth import build_label, uart_rate
     model = random_model(np.random.default_rng(0), [64, 32, 10], 4)
     assert uart_rate(24.0) == 24e6 / 208  # divisor round(24 MHz / 115,200 Bd) = 208
     assert uart_rate(24.0, 3_000_000) == 3e6  # divisor 8
     with pytest.raises(XnorflowError, match="--baud 8000000: a 24 MHz clock makes at most 6,000,000 Bd"):
         uart_rate(24.0, 8_000_000)
-    from hw.config import ArrayConfig
+    from xnorflow.hw.config import ArrayConfig
     assert build_label(ArrayConfig(), 50.0) == "8x8x32@50MHz"  # default builds keep their names
     assert build_label(ArrayConfig(), 50.0, 3_000_000) == "8x8x32@50MHz-3000000Bd"
     assert build_label(ArrayConfig(), 50.0, placer="heap") == "8x8x32@50MHz"
@@ -97,9 +97,9 @@ def test_uart_figures_of_a_run():
     wire = 10 * (link["bytes_to_device"] + link["bytes_from_device"]) / 115_200
     assert link["link_seconds_per_run"] == pytest.approx(wire)
     assert link["inferences_per_second"] == pytest.approx(4 / (wire + 1e-4))
-    from hw.config import ArrayConfig
-    from flow.profile import format_profile, profile_numbers
-    from sw.program import predict_cycles
+    from xnorflow.hw.config import ArrayConfig
+    from xnorflow.profile import format_profile, profile_numbers
+    from xnorflow.sw.program import predict_cycles
     result = profile_numbers(model, ArrayConfig.parse("4x4x16"),
                              predict_cycles(model.layers, "4x4x16", 4), 4, 30.0, 24.0)
     result.update(model="m", board="icebreaker", array="4x4x16", cycles_checked_in_simulation=False,
@@ -109,14 +109,14 @@ def test_uart_figures_of_a_run():
 
 def test_config_comes_from_the_registers_when_ident_carries_none():
     """A build whose IDENT block has no configuration text: the driver reads CONFIG and the
-    DEPTHS registers (hw.core.memory_map.config_from_registers) and gets the same config."""
-    from hw.config import ArrayConfig
-    from hw.link import HostLink
-    from hw.top import Accelerator as AcceleratorTop
-    from sim.amaranth_transport import AmaranthTransport
+    DEPTHS registers (xnorflow.hw.core.memory_map.config_from_registers) and gets the same config."""
+    from xnorflow.hw.config import ArrayConfig
+    from xnorflow.hw.link import HostLink
+    from xnorflow.hw.top import OverlayAccelerator
+    from xnorflow.sim.amaranth_transport import AmaranthTransport
     config = ArrayConfig.parse("2x2x8,w_depth=64,thr_depth=16,in_depth=64,act_depth=16,"
                                "out_depth=16,desc_depth=4,acc_width=12,conv=0")
-    top = AcceleratorTop(config, max_payload=128, timeout=2000)
+    top = OverlayAccelerator(config, max_payload=128, timeout=2000)
     top.link = HostLink(max_payload=64, timeout=2000, config=b"")
     with AmaranthTransport(top) as transport:
-        assert Accelerator(transport).config == config
+        assert OverlayDevice(transport).config == config

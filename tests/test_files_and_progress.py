@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sw import xnf
-from sw.progress import LineProgress, progress_bar
-from sw.random_models import random_model
+from xnorflow.sw import xnf
+from xnorflow.sw.progress import LineProgress, progress_bar
+from xnorflow.sw.random_models import random_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,7 +57,7 @@ def test_progress_on_a_pipe_is_whole_lines_without_carriage_returns():
 def test_eval_shows_progress_on_stderr_and_keeps_stdout_one_json(tmp_path):
     model = random_model(np.random.default_rng(0), [64, 16, 10], input_bits=4)
     xnf.save(model, tmp_path / "m.xnf")
-    proc = subprocess.run([sys.executable, "-m", "flow.cli", "eval", str(tmp_path / "m.xnf"),
+    proc = subprocess.run([sys.executable, "-m", "xnorflow.cli", "eval", str(tmp_path / "m.xnf"),
                            "--dataset", "digits", "--json"], cwd=ROOT, capture_output=True,
                           text=True, check=True)
     import json

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hw.dataflow.config import DataflowConfig
-from sw import fold as F
-from sw import resources as R
-from sw import xnf
-from sw.random_models import random_model
+from xnorflow.hw.dataflow.config import DataflowConfig
+from xnorflow.sw import fold as F
+from xnorflow.sw import resources as R
+from xnorflow.sw import xnf
+from xnorflow.sw.random_models import random_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,7 +62,7 @@ def test_a_model_too_big_for_the_board_is_refused_with_the_reason():
 
 def test_fold_command_writes_a_fold_that_sim_and_synth_read(digits_mlp, tmp_path):
     xnf.save(digits_mlp, tmp_path / "m.xnf")
-    out = subprocess.run([sys.executable, "-m", "flow.cli", "fold", str(tmp_path / "m.xnf"),
+    out = subprocess.run([sys.executable, "-m", "xnorflow.cli", "fold", str(tmp_path / "m.xnf"),
                           "--board", "icebreaker", "--json", "-o", str(tmp_path / "f.json")],
                          cwd=ROOT, capture_output=True, text=True, check=True).stdout
     doc = json.loads(out)

@@ -2,9 +2,9 @@
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from sw import bits as B
-from sw.layers.dense import binary_dot, threshold_bits, unsigned_dot
-from sw.random_models import random_inputs, random_model
+from xnorflow.sw import bits as B
+from xnorflow.sw.layers.dense import binary_dot, threshold_bits, unsigned_dot
+from xnorflow.sw.random_models import random_inputs, random_model
 
 EXAMPLES = settings(max_examples=200, deadline=None)
 seeds = st.integers(0, 2**32 - 1)

@@ -1,21 +1,21 @@
 """One place per layer type: each type is one class in sw/layers/ implementing the whole
-interface of sw.layers.base.Layer, and nothing else switches on type strings."""
+interface of xnorflow.sw.layers.base.Layer, and nothing else switches on type strings."""
 import ast
 import inspect
 from pathlib import Path
 
 import numpy as np
 
-from sw import xnf
-from sw.layers import LAYER_TYPES, layer_class
-from sw.layers.base import Layer
-from sw.random_models import random_cnn_model, random_model
+from xnorflow.sw import xnf
+from xnorflow.sw.layers import LAYER_TYPES, layer_class
+from xnorflow.sw.layers.base import Layer
+from xnorflow.sw.random_models import random_cnn_model, random_model
 
 ROOT = Path(__file__).resolve().parent.parent
 SCANNED = ("sw", "sim", "benchmarks")
 LAYERS_DIR = ROOT / "sw" / "layers"
 
-# What every layer instance carries (documented on sw.layers.base.Layer).
+# What every layer instance carries (documented on xnorflow.sw.layers.base.Layer).
 ATTRIBUTES = ("name", "type", "in_features", "out_features", "out_channels", "out_image",
               "input_kind", "input_bits", "output", "extra", "classifier", "table_note",
               "overlay_one_image")
@@ -84,7 +84,7 @@ if layer.type == other.type: pass
 
 def test_no_layer_type_switch_outside_sw_layers():
     """sw/xnf.py, sw/program.py, the tables, the compiler, the simulator and the benchmarks ask
-    the layer (or sw.layers.LAYER_TYPES); only sw/layers/<type>.py knows a type by name."""
+    the layer (or xnorflow.sw.layers.LAYER_TYPES); only sw/layers/<type>.py knows a type by name."""
     names = set(LAYER_TYPES)
     offenders = [f"{path.relative_to(ROOT)}:{line}: {what}"
                  for path in _scanned_files()
@@ -105,7 +105,7 @@ def test_every_registered_type_implements_the_whole_interface():
         assert cls.type == name and layer_class(name) is cls
         assert issubclass(cls, Layer) and not inspect.isabstract(cls), \
             f"{cls.__name__} leaves {sorted(getattr(cls, '__abstractmethods__', ()))} open"
-        assert cls.__module__.startswith("sw.layers."), cls.__module__
+        assert cls.__module__.startswith("xnorflow.sw.layers."), cls.__module__
     assert layer_class("bogus") is None and layer_class(["dense"]) is None
 
 
@@ -113,7 +113,7 @@ def test_every_registered_type_is_exercised_and_answers_every_question():
     """Random models hold every registered type (so the suites that use them cover a new
     type), and every instance has the attributes and gives a table row, a file entry that
     loads back, and an overlay shape and memory use."""
-    from hw.config import ArrayConfig
+    from xnorflow.hw.config import ArrayConfig
     layers = _instances()
     assert {layer.type for layer in layers} == set(LAYER_TYPES)
     config = ArrayConfig.parse("4x4x16")

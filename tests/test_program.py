@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from hw.config import ArrayConfig
-from hw.core import memory_map as mm
-from sw import bits as B
-from sw.layers.dense import DenseLayer
-from sw.program import ProgramError, build_program, decode_outputs, encode_inputs, \
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.hw.core import memory_map as mm
+from xnorflow.sw import bits as B
+from xnorflow.sw.layers.dense import DenseLayer
+from xnorflow.sw.program import ProgramError, build_program, decode_outputs, encode_inputs, \
     max_batch, predict_cycles
 
 
@@ -111,7 +111,7 @@ def test_digits_mlp_fits_the_icebreaker_default():
     """64-256-256-10 with 4-bit inputs (the digits MLP) loads on the iCEBreaker's default
     build: 1328 weight words per row bank at P = 4 (2640 at P = 2), in SPRAM-sized
     (w_depth ≥ 4096) banks."""
-    from sw.synth import BOARD_DEFAULT_ARRAY
+    from xnorflow.sw.synth import BOARD_DEFAULT_ARRAY
     config = ArrayConfig.parse(BOARD_DEFAULT_ARRAY["icebreaker"])
     rng = np.random.default_rng(64)
     layers = [dense("fc0", 64, 256, kind="unsigned", k=4, rng=rng),

@@ -4,7 +4,7 @@ import random
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from sw import protocol as p
+from xnorflow.sw import protocol as p
 
 payloads = st.binary(max_size=300)
 

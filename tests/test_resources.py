@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from hw.config import ArrayConfig
-from sw import resources
-from sw.resources import CALIBRATION, Estimate, check_fits, describe_misfits, estimate
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.sw import resources
+from xnorflow.sw.resources import CALIBRATION, Estimate, check_fits, describe_misfits, estimate
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = sorted((ROOT / "bitstreams").glob("*/report.json"))
@@ -81,9 +81,9 @@ def test_the_memory_list_is_the_gateware_s(array):
     # The model counts the memories the board top really has: the core's and the link's buffer.
     from amaranth.hdl import Shape
 
-    from hw.top import Accelerator
+    from xnorflow.hw.top import OverlayAccelerator
     config = ArrayConfig.parse(array)
-    accel = Accelerator(config)
+    accel = OverlayAccelerator(config)
     real = {}
     for name, mems in accel.core.memories.items():
         mems = mems if isinstance(mems, list) else [mems]

@@ -12,7 +12,7 @@ from xnf_testing import ROOT
 @pytest.mark.verilator
 def test_xnorflow_run_is_bit_exact_and_writes_its_report(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "flow.cli", "run", "--out", str(out), "--epochs",
+    proc = subprocess.run([sys.executable, "-m", "xnorflow.cli", "run", "--out", str(out), "--epochs",
                            "8", "--no-synth", "--json"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)

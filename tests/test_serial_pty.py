@@ -1,5 +1,5 @@
-"""The real driver path: ``sw.driver.SerialTransport`` (pyserial, unmodified) on a pseudo-terminal
-whose other end is the simulated board top (``hw.board.top.UartBridgeTop``: the accelerator
+"""The real driver path: ``xnorflow.sw.driver.SerialTransport`` (pyserial, unmodified) on a pseudo-terminal
+whose other end is the simulated board top (``xnorflow.hw.board.top.UartBridgeTop``: the accelerator
 behind ``UartRx``/``UartTx``, the logic of the bitstreams) with its UART pins driven bit by bit
 by the Verilator harness ``sim/pty_harness/uart_pty.cpp`` (``sim/pty_board.py``).
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sw import protocol as P
-from sw.random_models import random_inputs, random_model
+from xnorflow.sw import protocol as P
+from xnorflow.sw.random_models import random_inputs, random_model
 
 pytestmark = pytest.mark.verilator
 
@@ -26,33 +26,33 @@ CONFIG = "4x4x16,w_depth=256,thr_depth=32,in_depth=256,act_depth=64,out_depth=12
 
 @pytest.fixture(scope="session")
 def pty_exe():
-    from sim.pty_board import build_pty_harness, pty_board_spec
+    from xnorflow.sim.pty_board import build_pty_harness, pty_board_spec
     return build_pty_harness(pty_board_spec(CONFIG))
 
 
 @pytest.fixture
 def port(pty_exe):
-    from sim.pty_board import pty_board
+    from xnorflow.sim.pty_board import pty_board
     with pty_board(CONFIG, exe=pty_exe) as path:
         yield path
 
 
 @pytest.fixture
 def transport(port):
-    from sw.driver import SerialTransport
+    from xnorflow.sw.driver import SerialTransport
     with SerialTransport(port, baudrate=115200, timeout=10.0) as t:
         yield t
 
 
 def _accelerator(transport):
-    from sw.driver import Accelerator
-    return Accelerator(transport)  # config discovered from the IDENT block, as on a board
+    from xnorflow.sw.driver import OverlayDevice
+    return OverlayDevice(transport)  # config discovered from the IDENT block, as on a board
 
 
 def _check_run(acc, model, x):
     """Integers bit-exact against the golden model, the core's cycle counters equal to
-    sw.program.predict_cycles for every batch the driver ran."""
-    from sw import program
+    xnorflow.sw.program.predict_cycles for every batch the driver ran."""
+    from xnorflow.sw import program
     acc.batches = []
     ints, pred = acc.run(x)
     assert ints.dtype == np.int64 and ints.shape == (len(x), model.layers[-1].out_features)
@@ -68,8 +68,8 @@ def _check_run(acc, model, x):
 
 
 def test_ident_over_the_serial_port(transport):
-    from hw.config import ArrayConfig
-    from hw.core import memory_map as mm
+    from xnorflow.hw.config import ArrayConfig
+    from xnorflow.hw.core import memory_map as mm
     acc = _accelerator(transport)
     ident = acc.ident()
     assert ident.version == P.PROTOCOL_VERSION and ident.max_payload == 256
@@ -84,7 +84,7 @@ def test_ident_over_the_serial_port(transport):
     ([33, 40, 10], 8, 40),             # 8-bit input, a batch larger than one run holds
 ], ids=["ragged", "binary-input", "multi-run"])
 def test_random_model_over_the_serial_port_is_bit_exact(transport, sizes, bits, batch):
-    from sw import program
+    from xnorflow.sw import program
     acc = _accelerator(transport)
     rng = np.random.default_rng(sum(sizes) * 7 + bits)
     model = random_model(rng, sizes, bits)
@@ -101,8 +101,8 @@ def _raw(transport, frame, timeout=10.0):
 
 
 def test_corrupted_frames_get_error_answers_and_the_next_request_works(transport):
-    from hw.core import memory_map as mm
-    from sw.driver import TransportTimeout
+    from xnorflow.hw.core import memory_map as mm
+    from xnorflow.sw.driver import TransportTimeout
     acc = _accelerator(transport)
     acc.write(mm.REG_BATCH, (3).to_bytes(4, "little"))
 
@@ -140,8 +140,8 @@ def test_corrupted_frames_get_error_answers_and_the_next_request_works(transport
 
 
 def test_the_port_can_be_opened_again_and_again(port):
-    from hw.core import memory_map as mm
-    from sw.driver import SerialTransport
+    from xnorflow.hw.core import memory_map as mm
+    from xnorflow.sw.driver import SerialTransport
     for _ in range(3):
         with SerialTransport(port, timeout=10.0) as t:
             assert _accelerator(t).read32(mm.REG_ID) == mm.ID_VALUE
@@ -162,7 +162,7 @@ def _gone(pid):
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 def test_harness_sleeps_when_idle_and_stops_with_its_user(pty_exe, transport, port, tmp_path):
-    from hw.core import memory_map as mm
+    from xnorflow.hw.core import memory_map as mm
     assert _accelerator(transport).read32(mm.REG_ID) == mm.ID_VALUE
     # Past its idle window (PTY_IDLE_CYCLES after the last byte) the harness sleeps in poll():
     # a whole second then costs it (almost) no CPU. Spinning, it would take a core's worth.
@@ -178,8 +178,8 @@ def test_harness_sleeps_when_idle_and_stops_with_its_user(pty_exe, transport, po
 
     # Closing the context stops it on its own (stdin closed: exit status 0, not killed); a
     # requested symlink points at the pty while it runs and is removed afterwards.
-    from sim.pty_board import pty_board
-    from sw.driver import SerialTransport
+    from xnorflow.sim.pty_board import pty_board
+    from xnorflow.sw.driver import SerialTransport
     link = tmp_path / "board"
     with pty_board(CONFIG, exe=pty_exe, link=link) as p:
         assert p == str(link) and os.readlink(link) == p.device
@@ -190,7 +190,7 @@ def test_harness_sleeps_when_idle_and_stops_with_its_user(pty_exe, transport, po
 
     # Its user dies without cleaning up (SIGKILL): the harness must not outlive it.
     code = ("import sys, time\n"
-            "from sim.pty_board import pty_board\n"
+            "from xnorflow.sim.pty_board import pty_board\n"
             f"with pty_board({CONFIG!r}, exe={str(pty_exe)!r}) as p:\n"
             "    print(p.process.pid, flush=True)\n"
             "    time.sleep(60)\n")
@@ -217,10 +217,10 @@ TRAINED_CONFIG = "4x4x16,w_depth=2048,thr_depth=128,in_depth=256,act_depth=64,ou
 @pytest.mark.slow
 def test_trained_model_over_the_serial_port_is_bit_exact(digits_models):
     """A really trained IR-Net digits model, loaded over the serial port, on 40 test images."""
-    from sim.pty_board import pty_board
-    from sw import xnf
-    from sw.driver import SerialTransport
-    from sw.evaluate import dataset_inputs
+    from xnorflow.sim.pty_board import pty_board
+    from xnorflow.sw import xnf
+    from xnorflow.sw.driver import SerialTransport
+    from xnorflow.sw.evaluate import dataset_inputs
     _, compiled = digits_models("irnet")
     model = xnf.load(compiled)
     x, _ = dataset_inputs(model, "digits", limit=40)

@@ -1,5 +1,5 @@
 """The whole accelerator (hw/top.py: host link + core) on Verilator, bit-exact against the golden
-model: the fast C++ harness driven by sw.driver.Accelerator, a protocol fuzz interleaved with
+model: the fast C++ harness driven by xnorflow.sw.driver.OverlayDevice, a protocol fuzz interleaved with
 inferences, the cocotb test bench, and ``xnorflow sim``.
 
 One small configuration for everything (one Verilog generation, one harness build and one
@@ -11,8 +11,8 @@ import random
 import numpy as np
 import pytest
 
-from sw import protocol as P
-from sw.random_models import random_inputs, random_model
+from xnorflow.sw import protocol as P
+from xnorflow.sw.random_models import random_inputs, random_model
 
 pytestmark = pytest.mark.verilator
 
@@ -21,27 +21,27 @@ CONFIG = "4x4x16,w_depth=256,thr_depth=32,in_depth=256,act_depth=64,out_depth=12
 
 @pytest.fixture(scope="session")
 def accel_spec():
-    from sim.tops import accelerator_spec
+    from xnorflow.sim.tops import accelerator_spec
     return accelerator_spec(CONFIG)  # the very build `xnorflow sim --array CONFIG` uses
 
 
 @pytest.fixture(scope="session")
 def accel_exe(accel_spec):
-    from sim.build import build_harness
+    from xnorflow.sim.build import build_harness
     return build_harness(accel_spec, waves=False)
 
 
 @pytest.fixture
 def accel(accel_exe):
-    from sim.verilator_transport import VerilatorTransport
-    from sw.driver import Accelerator
+    from xnorflow.sim.verilator_transport import VerilatorTransport
+    from xnorflow.sw.driver import OverlayDevice
     with VerilatorTransport(accel_exe) as t:
-        yield Accelerator(t)  # config discovered from the IDENT block
+        yield OverlayDevice(t)  # config discovered from the IDENT block
 
 
 def test_ident_reports_the_build(accel):
-    from hw.config import ArrayConfig
-    from hw.core import memory_map as mm
+    from xnorflow.hw.config import ArrayConfig
+    from xnorflow.hw.core import memory_map as mm
     assert accel.config == ArrayConfig.parse(CONFIG)
     assert accel.read32(mm.REG_ID) == mm.ID_VALUE
     assert accel.status() == {"busy": False, "done": False, "error": 0, "error_name": "none"}
@@ -54,7 +54,7 @@ def test_ident_reports_the_build(accel):
     ([20, 8, 8, 8, 8, 3], 2, 1),       # deep and narrow, batch of one
 ], ids=["ragged", "binary-input", "multi-run", "deep"])
 def test_random_models_are_bit_exact_and_counters_match_the_model(accel, sizes, bits, batch):
-    from sw import program
+    from xnorflow.sw import program
     rng = np.random.default_rng(sum(sizes) + bits)
     model = random_model(rng, sizes, bits)
     accel.load(model)
@@ -73,8 +73,8 @@ def test_random_models_are_bit_exact_and_counters_match_the_model(accel, sizes, 
 def test_fuzz_interleaved_with_inferences(accel):
     """≥1,000 malformed and valid frames between inferences: every frame answered as the
     reference link answers it (within its cycle bound), every inference still bit-exact."""
-    from sim.fuzz import RefuseBus, fuzz_items, run_fuzz
-    from sim.tops import SIM_TIMEOUT
+    from xnorflow.sim.fuzz import RefuseBus, fuzz_items, run_fuzz
+    from xnorflow.sim.tops import SIM_TIMEOUT
     t = accel.transport
     ident = accel.ident()
     rng = random.Random(6)
@@ -100,16 +100,16 @@ def test_fuzz_interleaved_with_inferences(accel):
 def test_cocotb_testbench(accel_spec):
     """Driver/monitor/scoreboard bench: registers, bad frames and an inference, with random
     idle gaps and backpressure, checked against the golden model (sim/cocotb/)."""
-    from sim.cocotb_runner import run_cocotb
-    passed, failed = run_cocotb(accel_spec, "sim.cocotb.tb_accelerator", env={"XNF_TB_SEED": 3})
+    from xnorflow.sim.cocotb_runner import run_cocotb
+    passed, failed = run_cocotb(accel_spec, "xnorflow.sim.cocotb.tb_accelerator", env={"XNF_TB_SEED": 3})
     assert passed == 2 and failed == 0
 
 
 @pytest.mark.slow
 def test_sim_cli_json(accel_spec, accel_exe, tmp_path, capsys):
     """``xnorflow sim`` end to end on the digits data set (a random 64-32-10 model)."""
-    from sw import xnf
-    from flow.cli import main
+    from xnorflow.sw import xnf
+    from xnorflow.cli import main
     model = random_model(np.random.default_rng(3), [64, 32, 10], 4, name="digits-random")
     path = tmp_path / "m.xnf"
     xnf.save(model, path)
@@ -144,7 +144,7 @@ class _CountingTransport:
 def test_run_frames_count_the_bytes_a_run_puts_on_the_wire(accel):
     """profile's end-to-end UART figures rest on RunFrames.traffic: it must equal what the
     driver really sends and receives in a run."""
-    from sw.driver import run_frames
+    from xnorflow.sw.driver import run_frames
     rng = np.random.default_rng(7)
     model = random_model(rng, [50, 20, 7], 4)
     accel.load(model)

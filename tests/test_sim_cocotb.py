@@ -23,7 +23,7 @@ def test_trained_model_on_the_cocotb_bench_is_bit_exact_on_the_whole_test_set(me
                                                                              digits_models):
     ckpt, compiled = digits_models(method)
     proc = subprocess.run(
-        [sys.executable, "-m", "flow.cli", "sim", str(compiled), "--dataset", "digits",
+        [sys.executable, "-m", "xnorflow.cli", "sim", str(compiled), "--dataset", "digits",
          "--engine", "cocotb", "--array", CONFIG, "--checkpoint", str(ckpt), "--json"],
         cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -43,15 +43,15 @@ def test_trained_model_on_the_cocotb_bench_is_bit_exact_on_the_whole_test_set(me
 def test_the_bench_stalls_the_streams_and_still_gets_every_integer(digits_models):
     """The same images with and without random gaps and backpressure: the same integers, every
     one scoreboarded, and the stalls cost cycles (they really happened)."""
-    from sim.cocotb_runner import run_model
-    from sim.tops import accelerator_spec
-    from sw import xnf
-    from sw.evaluate import dataset_inputs
+    from xnorflow.sim.cocotb_runner import run_model
+    from xnorflow.sim.tops import accelerator_spec
+    from xnorflow.sw import xnf
+    from xnorflow.sw.evaluate import dataset_inputs
     model = xnf.load(digits_models("irnet")[1])
     x, _ = dataset_inputs(model, "digits", None, 20)
     runs = {}
     for gap in (0.0, 0.3):
-        runs[gap] = run_model(accelerator_spec(CONFIG), model, x, device="sw.driver:Accelerator",
+        runs[gap] = run_model(accelerator_spec(CONFIG), model, x, device="xnorflow.sw.driver:OverlayDevice",
                               config=CONFIG, batch=16, gap=gap, backpressure=gap,
                               run_id=f"test-gaps-{gap}")
     (ints0, batches0, cycles0, checks0), (ints1, batches1, cycles1, checks1) = runs.values()
@@ -65,8 +65,8 @@ def test_the_bench_stalls_the_streams_and_still_gets_every_integer(digits_models
 
 
 def test_output_scoreboard_reports_every_wrong_integer_and_counter():
-    from sim.cocotb.tb_model import OutputScoreboard
-    from sw.random_models import random_inputs, random_model
+    from xnorflow.sim.cocotb.tb_model import OutputScoreboard
+    from xnorflow.sw.random_models import random_inputs, random_model
     rng = np.random.default_rng(29)
     model = random_model(rng, [40, 24, 10], 4)
     x = random_inputs(rng, model, 8)
@@ -94,7 +94,7 @@ def test_output_scoreboard_reports_every_wrong_integer_and_counter():
 ])
 def test_cocotb_engine_refuses_what_it_cannot_do_by_name(tmp_path, args, message):
     args = [a.format(tmp=tmp_path) for a in args]
-    proc = subprocess.run([sys.executable, "-m", "flow.cli", "sim", str(tmp_path / "none.xnf"),
+    proc = subprocess.run([sys.executable, "-m", "xnorflow.cli", "sim", str(tmp_path / "none.xnf"),
                            "--dataset", "digits", *args], cwd=ROOT, capture_output=True,
                           text=True)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr

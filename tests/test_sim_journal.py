@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from sw.random_models import random_inputs, random_model
+from xnorflow.sw.random_models import random_inputs, random_model
 
 pytestmark = pytest.mark.verilator
 
@@ -28,13 +28,13 @@ def case():
 
 
 def _sim(case, **kw):
-    from flow.simulate import simulate
+    from xnorflow.simulate import simulate
     model, x, y = case
     return simulate(model, x, y, config=CONFIG, batch=4, progress=False, **kw)
 
 
 def test_an_interrupted_run_resumes_to_the_uninterrupted_result(case, tmp_path, monkeypatch):
-    from flow.journal import Journal
+    from xnorflow.journal import Journal
     straight = _sim(case)
     state = tmp_path / "sim.npz"
     record = Journal.record
@@ -67,7 +67,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(case, tmp_path, 
 
 
 def test_a_journal_of_another_run_is_refused_by_field(case, tmp_path):
-    from flow.journal import JournalError
+    from xnorflow.journal import JournalError
     model, x, y = case
     state = tmp_path / "sim.npz"
     _sim((model, x[:8], y[:8]), state=state, chunk=4)

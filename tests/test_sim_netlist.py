@@ -24,8 +24,8 @@ CONFIG = ("2x2x16,w_depth=4096,in_depth=64,act_depth=64,out_depth=64,desc_depth=
 # --------------------------------------------------------------------------- recipes (fast)
 
 def test_board_family_scripts_run_the_synth_flow_of_their_board():
-    from sim.netlist import yosys_script
-    from sw.synth import BOARDS
+    from xnorflow.sim.netlist import yosys_script
+    from xnorflow.sw.synth import BOARDS
     for board in BOARDS.values():
         script = yosys_script(board.family)
         lines = script.splitlines()
@@ -40,7 +40,7 @@ def test_board_family_scripts_run_the_synth_flow_of_their_board():
 
 
 def test_generic_script_keeps_memories_as_arrays_without_initial_contents():
-    from sim.netlist import yosys_script
+    from xnorflow.sim.netlist import yosys_script
     lines = yosys_script("generic").splitlines()
     assert "delete t:$meminit_v2" in lines
     assert "synth -flatten -top top -run :fine" in lines  # synth up to memory -nomap
@@ -48,7 +48,7 @@ def test_generic_script_keeps_memories_as_arrays_without_initial_contents():
 
 
 def test_cell_library_puts_the_project_models_in_place_of_yosys_stubs():
-    from sim.netlist import cell_library, project_cells
+    from xnorflow.sim.netlist import cell_library, project_cells
     ecp5 = cell_library("ecp5")
     modules = re.findall(r"^\s*module\s+\\?([\w$]+)", ecp5, re.M)
     assert len(modules) == len(set(modules)), "a cell defined twice"
@@ -65,8 +65,8 @@ def test_cell_library_puts_the_project_models_in_place_of_yosys_stubs():
 
 def _lint(tmp_path, instance):
     """Verilator's verdict on a one-cell design with the ECP5 library (netlist build flags)."""
-    from sim.netlist import cell_library, verilator_args
-    from sw.tools import ensure_tools_on_path
+    from xnorflow.sim.netlist import cell_library, verilator_args
+    from xnorflow.sw.tools import ensure_tools_on_path
     ensure_tools_on_path()
     (tmp_path / "cells.v").write_text(cell_library("ecp5"))
     (tmp_path / "top.v").write_text(f"module top(input a, output y);\n{instance}\nendmodule\n")
@@ -96,9 +96,9 @@ def test_cell_models_accept_the_settings_yosys_uses(tmp_path):
 
 
 def test_random_and_zero_builds_share_one_synthesis_and_seeds_share_one_build():
-    from sim.build import build_dir
-    from sim.netlist import netlist_spec, synthesis_spec
-    from sim.tops import accelerator_spec
+    from xnorflow.sim.build import build_dir
+    from xnorflow.sim.netlist import netlist_spec, synthesis_spec
+    from xnorflow.sim.tops import accelerator_spec
     rtl = accelerator_spec(CONFIG)
     zero = netlist_spec(rtl, "ice40", x_random=False)
     seed1 = netlist_spec(rtl, "ice40", x_random=True, seed=1)
@@ -111,7 +111,7 @@ def test_random_and_zero_builds_share_one_synthesis_and_seeds_share_one_build():
 
 
 def _sim_cli(*args):
-    return subprocess.run([sys.executable, "-m", "flow.cli", "sim", *map(str, args)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "xnorflow.cli", "sim", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True)
 
 
@@ -135,10 +135,10 @@ def test_netlist_options_that_mean_nothing_are_refused_by_name(tmp_path, args, m
 # --------------------------------------------------------------------------- trained models
 
 def _simulate(xnf_path, family, x_random, seed=1):
-    from flow.simulate import simulate
-    from flow.targets import NetlistTarget, OverlayTarget
-    from sw import xnf
-    from sw.evaluate import dataset_inputs
+    from xnorflow.simulate import simulate
+    from xnorflow.targets import NetlistTarget, OverlayTarget
+    from xnorflow.sw import xnf
+    from xnorflow.sw.evaluate import dataset_inputs
     model = xnf.load(xnf_path)
     x, y = dataset_inputs(model, "digits", None, None)
     target = NetlistTarget(OverlayTarget(CONFIG), family, x_random=x_random, seed=seed)
@@ -190,14 +190,14 @@ def test_x_random_fills_what_the_design_never_initialises(family, region):
     generic: the input banks, arrays without initial contents): all zero in the zero build,
     random with X random, and a different draw for another seed; so a design that read such
     a word before writing it would compute with garbage."""
-    from flow.targets import NetlistTarget, OverlayTarget
-    from sim.verilator_transport import VerilatorTransport
-    from sw.driver import Accelerator
+    from xnorflow.targets import NetlistTarget, OverlayTarget
+    from xnorflow.sim.verilator_transport import VerilatorTransport
+    from xnorflow.sw.driver import OverlayDevice
 
     def unwritten(x_random, seed=1):
         spec = NetlistTarget(OverlayTarget(CONFIG), family, x_random=x_random, seed=seed).spec()
         with VerilatorTransport(spec) as t:
-            return Accelerator(t, CONFIG).read(region, 16)
+            return OverlayDevice(t, CONFIG).read(region, 16)
 
     zero, seed1, seed2 = unwritten(False), unwritten(True, 1), unwritten(True, 2)
     assert zero == bytes(16)

@@ -5,7 +5,7 @@ A small circuit (``MEMS_V``) holds memories of every shape Yosys maps to a famil
 (widths 1 to 36, mixed read/write widths, byte enables, read-first, write-first and no-change
 ports, synchronous and asynchronous read resets, a falling-edge port, initial contents, the
 iCE40's SPRAM) and multipliers of every signedness. It is synthesised with the family's netlist
-flow (:func:`sim.netlist.yosys_script`, as ``xnorflow sim --netlist`` runs it) and simulated on
+flow (:func:`xnorflow.sim.netlist.yosys_script`, as ``xnorflow sim --netlist`` runs it) and simulated on
 Verilator beside its own RTL, random inputs every cycle, every output bit compared after every
 clock edge. The ECP5 bench also carries a copy of the netlist on a deliberately broken DP16KD
 (the 9-bit halves of a row moved by one bit), which must be caught.
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from sim.build import BUILD_ROOT, MAKE_FIXES, _locked
-from sim.netlist import cell_library, run_yosys, verilator_args, yosys_script
-from sw.tools import ensure_tools_on_path
+from xnorflow.sim.build import BUILD_ROOT, MAKE_FIXES, _locked
+from xnorflow.sim.netlist import cell_library, run_yosys, verilator_args, yosys_script
+from xnorflow.sw.tools import ensure_tools_on_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.synth, pytest.mark.verilator]
 

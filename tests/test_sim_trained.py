@@ -20,7 +20,7 @@ CONFIG = "4x4x16,w_depth=2048,thr_depth=128,in_depth=256,act_depth=64,out_depth=
 def _sim_whole_test_set(ckpt, compiled):
     """``xnorflow sim --json`` of a trained digits model on Verilator, checked bit-exact."""
     proc = subprocess.run(
-        [sys.executable, "-m", "flow.cli", "sim", str(compiled), "--dataset", "digits", "--engine",
+        [sys.executable, "-m", "xnorflow.cli", "sim", str(compiled), "--dataset", "digits", "--engine",
          "verilator", "--array", CONFIG, "--checkpoint", str(ckpt), "--json"],
         cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]

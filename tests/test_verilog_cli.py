@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from xnf_testing import ROOT
-from sw.verilog import LINT_WAIVERS
+from xnorflow.sw.verilog import LINT_WAIVERS
 
 SMALL = "2x4x16,w_depth=64,thr_depth=16,in_depth=64,act_depth=16,out_depth=32,desc_depth=4"
 
@@ -17,11 +17,11 @@ SMALL = "2x4x16,w_depth=64,thr_depth=16,in_depth=64,act_depth=16,out_depth=32,de
                                         ("core", "xnorflow_core")])
 def test_verilog_command_output_is_lint_clean(tmp_path, top, module):
     out = tmp_path / f"{top}.v"
-    proc = subprocess.run([sys.executable, "-m", "flow.cli", "verilog", "--array", SMALL, "--top",
+    proc = subprocess.run([sys.executable, "-m", "xnorflow.cli", "verilog", "--array", SMALL, "--top",
                            top, "-o", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert f"module {module}" in out.read_text()
-    from sw.tools import ensure_tools_on_path
+    from xnorflow.sw.tools import ensure_tools_on_path
     ensure_tools_on_path()
     lint = subprocess.run(["verilator", "--lint-only", "-Wall", str(LINT_WAIVERS), str(out),
                            "--top-module", module], cwd=tmp_path, capture_output=True, text=True)
@@ -30,7 +30,7 @@ def test_verilog_command_output_is_lint_clean(tmp_path, top, module):
 
 
 def test_verilog_command_rejects_a_bad_configuration(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "flow.cli", "verilog", "--array", "3x4x16", "-o",
+    proc = subprocess.run([sys.executable, "-m", "xnorflow.cli", "verilog", "--array", "3x4x16", "-o",
                            str(tmp_path / "x.v")], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "--array" in proc.stderr and "power of two" in proc.stderr
@@ -45,7 +45,7 @@ def test_verilog_command_with_its_defaults(tmp_path, argv, module):
     """``xnorflow verilog -o FILE`` alone (the default build, 8x8x32, as its help says)
     writes the whole module; it once failed with "--array '': empty array config"."""
     out = tmp_path / "core.v"
-    proc = subprocess.run([sys.executable, "-m", "flow.cli", "verilog", *argv, "-o", "core.v"],
+    proc = subprocess.run([sys.executable, "-m", "xnorflow.cli", "verilog", *argv, "-o", "core.v"],
                           cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert f"module {module}" in proc.stderr

@@ -5,8 +5,8 @@ import struct
 import numpy as np
 import pytest
 
-from sw import bits as B, xnf
-from sw.random_models import random_inputs, random_model
+from xnorflow.sw import bits as B, xnf
+from xnorflow.sw.random_models import random_inputs, random_model
 
 
 @pytest.fixture

@@ -42,10 +42,10 @@ CNN_ARCH, CNN_HIDDEN, CNN_EPOCHS = "cnv:16,p,32,p", [64], 30
 def trained_digits_model(method, seed=0, cnn=False):
     """(checkpoint path, compiled .xnf path or None for the non-deployable fp) for ``method``;
     ``cnn``: the digits CNN above instead of the 64-256-256-10 MLP."""
-    from sw import xnf
-    from sw.compile import compile_checkpoint
-    from sw.train.checkpoint import save_checkpoint
-    from sw.train.methods import train
+    from xnorflow.sw import xnf
+    from xnorflow.sw.compile import compile_checkpoint
+    from xnorflow.sw.train.checkpoint import save_checkpoint
+    from xnorflow.sw.train.methods import train
 
     epochs = CNN_EPOCHS if cnn else TEST_EPOCHS[method]
     arch = f"-{CNN_ARCH.replace(':', '_').replace(',', '_')}" if cnn else ""
@@ -61,7 +61,7 @@ def trained_digits_model(method, seed=0, cnn=False):
             out.mkdir(exist_ok=True)
             kw = {}
             if cnn:
-                from sw.train.conv import cnn_overrides, parse_arch
+                from xnorflow.sw.train.conv import cnn_overrides, parse_arch
                 kw = dict(hidden=CNN_HIDDEN, method_overrides=cnn_overrides(
                     method, parse_arch(CNN_ARCH), (8, 8, 1)))
             model, meta, metrics = train(method, "digits", epochs=epochs, seed=seed,
@@ -74,3 +74,31 @@ def trained_digits_model(method, seed=0, cnn=False):
     return ckpt, (compiled if compiled.exists() else None)
 
 
+
+
+def installed_copy(dest, packages=("flow", "hw", "sw", "sim"), ignore=("__pycache__",)):
+    """A copy of the checkout's ``packages`` at ``dest`` with its own virtual environment
+    (``dest/.venv``) holding an editable install of the copy, as a second checkout set up by
+    ``./xnorflow`` would have: ``xnorflow.*`` imports the copy's folders. The dependencies come
+    from this environment's site-packages (a path line in a .pth file), so nothing is
+    downloaded. Returns the copy's Python executable."""
+    import shutil
+    import subprocess
+    import site
+    import sys
+    import venv
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in packages:
+        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns(*ignore))
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, dest / name)
+    venv.EnvBuilder(with_pip=False).create(dest / ".venv")
+    python = dest / ".venv" / "bin" / "python"
+    own_site = subprocess.run([python, "-c", "import site; print(site.getsitepackages()[0])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    (Path(own_site) / "xnorflow_test_deps.pth").write_text(
+        "\n".join(site.getsitepackages()) + "\n")
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                    "--no-build-isolation", "--disable-pip-version-check", "-e", str(dest)],
+                   capture_output=True, text=True, check=True, cwd=dest)
+    return python

@@ -8,8 +8,8 @@ from amaranth.lib.wiring import In, Out
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
-from hw.board.clocking import ecp5_pll_params, ice40_pll_params
-from hw.board.top import UartBridgeTop
+from xnorflow.hw.board.clocking import ecp5_pll_params, ice40_pll_params
+from xnorflow.hw.board.top import UartBridgeTop
 
 
 @pytest.mark.parametrize("want", [18e6, 24e6, 30e6, 36e6, 48e6, 96e6])

@@ -4,7 +4,7 @@ import random
 from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
-from hw.board.uart import UartRx, UartTx
+from xnorflow.hw.board.uart import UartRx, UartTx
 
 
 def test_uart_loopback_with_random_stalls():

@@ -8,8 +8,8 @@ from amaranth.lib import io, wiring
 
 from amaranth.vendor import LatticeICE40Platform
 
-from hw.board.clocking import PllClock
-from hw.board.uart import UartRx, UartTx
+from xnorflow.hw.board.clocking import PllClock
+from xnorflow.hw.board.uart import UartRx, UartTx
 
 DEFAULT_BAUD = 115_200
 
@@ -31,7 +31,7 @@ class UartBridgeTop(Elaboratable):
         Serial rate; the divisor is the platform's default clock over ``baud``.
     clock_hz : float or None
         Run the design at this frequency (or the closest lower one the FPGA's PLL makes,
-        :class:`hw.board.clocking.PllClock`) instead of the board oscillator's. ``None``:
+        :class:`xnorflow.hw.board.clocking.PllClock`) instead of the board oscillator's. ``None``:
         the oscillator clocks the design directly.
     divisor : int or None
         Clock cycles per bit when elaborated *without* a platform (``platform is None``, e.g.

@@ -4,10 +4,10 @@ from amaranth.hdl import Cat, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.core import timing
-from hw.core.interfaces import ArrayEdgeSignature, ArraySumsSignature
-from hw.core.pe import PE, popcount_pipeline
-from hw.core.pipeline import delay
+from xnorflow.hw.core import timing
+from xnorflow.hw.core.interfaces import ArrayEdgeSignature, ArraySumsSignature
+from xnorflow.hw.core.pe import PE, popcount_pipeline
+from xnorflow.hw.core.pipeline import delay
 
 __all__ = ["SystolicArray"]
 

@@ -3,9 +3,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.bus import BusSignature
-from hw.core import memory_map as mm
-from hw.core.interfaces import RunControlSignature, read_port, write_port
+from xnorflow.hw.bus import BusSignature
+from xnorflow.hw.core import memory_map as mm
+from xnorflow.hw.core.interfaces import RunControlSignature, read_port, write_port
 
 __all__ = ["BusTarget"]
 
@@ -69,7 +69,7 @@ class BusTarget(wiring.Component):
     written while idle. The memories are written and read back by the host only while idle:
     during a run the core (hw/core/core.py) hands their shared ports to the sequencer side, and
     a request to them is refused. The read-only layer-cycle counters may be read at any time.
-    Every address is decoded from :mod:`hw.core.memory_map` (:data:`~memory_map.WINDOWS`,
+    Every address is decoded from :mod:`xnorflow.hw.core.memory_map` (:data:`~memory_map.WINDOWS`,
     :func:`~memory_map.interleave`, :func:`~memory_map.regions`).
 
     Parameters

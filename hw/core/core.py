@@ -5,15 +5,15 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, connect
 
-from hw.bus import BusSignature
-from hw.config import ArrayConfig
-from hw.core import memory_map as mm
-from hw.core.array import SystolicArray
-from hw.core.bus_target import BusTarget
-from hw.core.feed import ArrayFeed
-from hw.core.sequencer import Sequencer
-from hw.core.threshold import ThresholdStage
-from hw.core.writer import ActivationWriter
+from xnorflow.hw.bus import BusSignature
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.hw.core import memory_map as mm
+from xnorflow.hw.core.array import SystolicArray
+from xnorflow.hw.core.bus_target import BusTarget
+from xnorflow.hw.core.feed import ArrayFeed
+from xnorflow.hw.core.sequencer import Sequencer
+from xnorflow.hw.core.threshold import ThresholdStage
+from xnorflow.hw.core.writer import ActivationWriter
 
 __all__ = ["Core", "verilog"]
 
@@ -25,10 +25,10 @@ class Core(wiring.Component):
     batch size and starts a run; the sequencer executes the descriptor table layer by layer on
     the systolic array; the last layer's raw integers land in the output buffer, and the cycle
     counters record the run. docs/core.md has the block diagram and the dataflow;
-    docs/memory_map.md (and :mod:`hw.core.memory_map`) the address map.
+    docs/memory_map.md (and :mod:`xnorflow.hw.core.memory_map`) the address map.
 
     The core holds the memories and joins its components (``wiring.connect``, signatures in
-    :mod:`hw.core.interfaces`)::
+    :mod:`xnorflow.hw.core.interfaces`)::
 
         bus ─► BusTarget ─control─► Sequencer ─issue─► ArrayFeed ─edge─► SystolicArray
                    │                    └──layer──► (feed, ThresholdStage, ActivationWriter)
@@ -57,7 +57,7 @@ class Core(wiring.Component):
     Latency and throughput
     ----------------------
     The array consumes one K-bit word per row and column per cycle while a layer issues; a
-    layer takes :func:`hw.core.timing.layer_cycles` cycles, ``1 + (G·m_tiles − 1)·max(W, Q) +
+    layer takes :func:`xnorflow.hw.core.timing.layer_cycles` cycles, ``1 + (G·m_tiles − 1)·max(W, Q) +
     W + write_delay`` (plus ``DESC_FETCH`` for a run's first layer) with ``G = ceil(B / Q)``
     and ``W = in_words·input_bits``: the cycle model (sw/layers/) uses the same definition,
     and the counters count exactly this.

@@ -3,10 +3,10 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect
 
-from hw.core import timing
-from hw.core.interfaces import ArrayEdgeSignature, IssueSignature, LayerSignature, read_port
-from hw.core.pipeline import delay
-from hw.core.pixel_walker import PixelWalker
+from xnorflow.hw.core import timing
+from xnorflow.hw.core.interfaces import ArrayEdgeSignature, IssueSignature, LayerSignature, read_port
+from xnorflow.hw.core.pipeline import delay
+from xnorflow.hw.core.pixel_walker import PixelWalker
 
 __all__ = ["ArrayFeed"]
 

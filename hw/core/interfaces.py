@@ -25,7 +25,7 @@ from amaranth.lib.memory import ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from hw.core import memory_map as mm
+from xnorflow.hw.core import memory_map as mm
 
 __all__ = ["RunControlSignature", "DescriptorReadSignature", "IssueSignature",
            "ConvWalkSignature", "LayerSignature", "ArrayEdgeSignature", "ArraySumsSignature",

@@ -3,7 +3,7 @@
 The host driver imports these constants; the gateware decodes addresses and descriptors with
 them alone (hw/core/bus_target.py: :data:`WINDOWS`, :func:`interleave`; hw/core/interfaces.py:
 :data:`DESCRIPTOR_FIELDS`, :data:`OP_FIELDS`). All multi-byte values are little-endian. Region
-bases are fixed; a region's used size depends on the :class:`hw.config.ArrayConfig` (see
+bases are fixed; a region's used size depends on the :class:`xnorflow.hw.config.ArrayConfig` (see
 :func:`regions`). Plain Python: nothing here imports Amaranth.
 """
 __all__ = [
@@ -14,7 +14,7 @@ __all__ = [
     "DESC_BASE", "DESC_BYTES", "THR_BASE", "IN_BASE", "W_BASE", "OUT_BASE", "ADDR_SPACE",
     "PAGE_BYTES", "WINDOWS", "window_bits", "interleave", "region_of",
     "ID_VALUE", "CTRL_START", "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR",
-    "ERR_NONE", "ERR_BATCH", "ERR_OPCODE", "ERR_NO_END",
+    "ERR_NONE", "ERR_BATCH", "ERR_OPCODE", "ERR_NO_END", "ERROR_NAMES",
     "OP_NONE", "OP_DENSE", "OP_CONV3X3", "OP_MAXPOOL", "FLAG_UNSIGNED", "FLAG_RAW", "FLAG_LAST",
     "FLAG_POOL", "DESC_WORDS", "OP_FIELDS", "DESCRIPTOR_FIELDS",
     "THR_DOWN_BIT", "regions", "encode_descriptor", "decode_descriptor",
@@ -48,6 +48,9 @@ ERR_NONE = 0
 ERR_BATCH = 1      # batch size 0
 ERR_OPCODE = 2     # a descriptor's op is not one this build executes
 ERR_NO_END = 3     # the table ended (desc_depth layers) without a FLAG_LAST descriptor
+#: what the host says for each REG_ERROR code
+ERROR_NAMES = {ERR_NONE: "none", ERR_BATCH: "batch size 0", ERR_OPCODE: "unknown descriptor op",
+               ERR_NO_END: "no last-layer descriptor"}
 
 # -- memories (RW*: written and read back by the host only while the core is idle) ----------
 DESC_BASE = 0x001000  # RW* descriptor l at DESC_BASE + DESC_BYTES·l
@@ -228,8 +231,8 @@ def config_registers(config):
 
 
 def config_from_registers(config_word, depths_w_in, depths_act_out, depths_thr_desc):
-    """The build's :class:`hw.config.ArrayConfig` from the registers CONFIG and DEPTHS_*."""
-    from hw.config import ArrayConfig
+    """The build's :class:`xnorflow.hw.config.ArrayConfig` from the registers CONFIG and DEPTHS_*."""
+    from xnorflow.hw.config import ArrayConfig
     lo, hi = (lambda w: w & 0xFFFF), (lambda w: w >> 16 & 0xFFFF)
     return ArrayConfig(P=config_word & 0xFF, Q=config_word >> 8 & 0xFF,
                        K=1 << (config_word >> 16 & 0xFF), acc_width=config_word >> 24 & 0xFF,

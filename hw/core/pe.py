@@ -27,7 +27,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.core.timing import pe_latency, popcount_latency
+from xnorflow.hw.core.timing import pe_latency, popcount_latency
 
 __all__ = ["PE", "popcount_pipeline", "popcount_latency"]
 
@@ -38,7 +38,7 @@ def popcount_pipeline(m, word, name):
     Stage 1 registers the popcounts of 8-bit chunks (a 6-input-LUT-sized function each); then a
     binary adder tree sums the chunk counts with a register after every second level (and
     after the last), so no path holds more than two adders: the popcount must not set Fmax.
-    Returns the result signal; its latency is :func:`hw.core.timing.popcount_latency`.
+    Returns the result signal; its latency is :func:`xnorflow.hw.core.timing.popcount_latency`.
     """
     width = len(word)
     assert width % 8 == 0 and ((width // 8) & (width // 8 - 1)) == 0, width

@@ -3,7 +3,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.core.interfaces import ConvWalkSignature
+from xnorflow.hw.core.interfaces import ConvWalkSignature
 
 __all__ = ["PixelWalker"]
 

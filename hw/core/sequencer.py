@@ -5,9 +5,9 @@ from amaranth.lib.memory import WritePort
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from hw.core import memory_map as mm
-from hw.core import timing
-from hw.core.interfaces import (DESCRIPTOR_LAYOUT, DescriptorReadSignature, IssueSignature,
+from xnorflow.hw.core import memory_map as mm
+from xnorflow.hw.core import timing
+from xnorflow.hw.core.interfaces import (DESCRIPTOR_LAYOUT, DescriptorReadSignature, IssueSignature,
                                 LayerSignature, RunControlSignature)
 
 __all__ = ["Sequencer"]
@@ -125,7 +125,7 @@ class Sequencer(wiring.Component):
     Latency and throughput
     ----------------------
     One word per cycle during ISSUE. Cycles of a layer (exactly what ``layer_cycles`` records)
-    are :func:`hw.core.timing.layer_cycles`: ``1 + (G·m_tiles − 1)·max(W, Q) + W +
+    are :func:`xnorflow.hw.core.timing.layer_cycles`: ``1 + (G·m_tiles − 1)·max(W, Q) + W +
     write_delay`` with ``G = ceil(B / Q)`` (conv: the descriptor's ``groups``), plus
     ``DESC_FETCH`` (7) for the first layer of a run.
     """

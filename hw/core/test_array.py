@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from hw.core.array import SystolicArray
-from hw.core.testing import run
-from sw import bits as B
-from sw.layers.dense import binary_dot, unsigned_dot
+from xnorflow.hw.core.array import SystolicArray
+from xnorflow.hw.core.testing import run
+from xnorflow.sw import bits as B
+from xnorflow.sw.layers.dense import binary_dot, unsigned_dot
 
 
 def to_words(packed_row, K):

@@ -2,10 +2,10 @@
 every region's edges decode to the right error, bank, word and byte lane, idle and busy."""
 import pytest
 
-from hw.config import ArrayConfig
-from hw.core import memory_map as mm
-from hw.core.bus_target import BusTarget
-from hw.core.testing import run
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.hw.core import memory_map as mm
+from xnorflow.hw.core.bus_target import BusTarget
+from xnorflow.hw.core.testing import run
 
 CONFIG = ArrayConfig.parse("2x4x16,w_depth=64,thr_depth=16,in_depth=32,act_depth=16,"
                            "out_depth=32,desc_depth=4,acc_width=16")

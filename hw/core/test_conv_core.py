@@ -3,11 +3,11 @@ dense classifier) through the bus, bit-exact against the golden model and cycle-
 import numpy as np
 import pytest
 
-from hw.config import ArrayConfig
-from hw.core.test_core import run_core
-from hw.core import memory_map as mm
-from sw.program import counters_by_layer, decode_outputs, hw_steps, predict_cycles
-from sw.random_models import balanced_cnn_model
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.hw.core.test_core import run_core
+from xnorflow.hw.core import memory_map as mm
+from xnorflow.sw.program import counters_by_layer, decode_outputs, hw_steps, predict_cycles
+from xnorflow.sw.random_models import balanced_cnn_model
 
 
 CASES = {

@@ -2,13 +2,13 @@
 import numpy as np
 import pytest
 
-from hw.config import ArrayConfig
-from hw.core import memory_map as mm
-from hw.core.core import Core
-from hw.core.testing import run
-from sw import bits as B
-from sw.layers.dense import DenseLayer
-from sw.program import build_program, decode_outputs, encode_inputs, encode_model_inputs, \
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.hw.core import memory_map as mm
+from xnorflow.hw.core.core import Core
+from xnorflow.hw.core.testing import run
+from xnorflow.sw import bits as B
+from xnorflow.sw.layers.dense import DenseLayer
+from xnorflow.sw.program import build_program, decode_outputs, encode_inputs, encode_model_inputs, \
     hw_steps, output_region, predict_cycles
 
 
@@ -283,7 +283,7 @@ def test_core_deep_weight_banks_ask_for_huge_ram():
 def test_core_icebreaker_default_runs_the_digits_mlp():
     """The iCEBreaker's default build (SPRAM-sized weight banks) runs 64-256-256-10 with
     4-bit inputs bit-exactly, its counters equal to the cycle model."""
-    from sw.synth import BOARD_DEFAULT_ARRAY
+    from xnorflow.sw.synth import BOARD_DEFAULT_ARRAY
     config = ArrayConfig.parse(BOARD_DEFAULT_ARRAY["icebreaker"])
     rng = np.random.default_rng(64)
     k, batch = 4, config.Q + 1

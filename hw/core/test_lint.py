@@ -5,9 +5,9 @@ import subprocess
 
 import pytest
 
-from sw.tools import verilator_executable
+from xnorflow.sw.tools import verilator_executable
 
-from hw.core.core import verilog
+from xnorflow.hw.core.core import verilog
 
 HERE = os.path.dirname(__file__)
 

@@ -2,14 +2,14 @@
 import numpy as np
 import pytest
 
-from hw.core.pe import PE, popcount_latency
-from hw.core.testing import run
-from sw import bits as B
-from sw.layers.dense import binary_dot, unsigned_dot
+from xnorflow.hw.core.pe import PE, popcount_latency
+from xnorflow.hw.core.testing import run
+from xnorflow.sw import bits as B
+from xnorflow.sw.layers.dense import binary_dot, unsigned_dot
 
 
 def words_of(packed, K):
-    """uint8 [nb] packed bits → list of K-bit ints (little-endian words, contract of sw.bits)."""
+    """uint8 [nb] packed bits → list of K-bit ints (little-endian words, contract of xnorflow.sw.bits)."""
     nb = K // 8
     packed = np.pad(packed, (0, (-len(packed)) % nb))
     return [int.from_bytes(packed[i:i + nb].tobytes(), "little") for i in range(0, len(packed), nb)]

@@ -1,8 +1,8 @@
 """PixelWalker alone: each column's pixel, word address and border flags over a layer."""
 import pytest
 
-from hw.core.pixel_walker import PixelWalker
-from hw.core.testing import run
+from xnorflow.hw.core.pixel_walker import PixelWalker
+from xnorflow.hw.core.testing import run
 
 
 def expected_pixels(j, Q, H, W, pool, groups):

@@ -1,10 +1,10 @@
 """Sequencer alone: issue order and addresses, tile padding, layer cycle counts, errors."""
 import pytest
 
-from hw.config import ArrayConfig
-from hw.core import memory_map as mm
-from hw.core.sequencer import Sequencer
-from hw.core.testing import run
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.hw.core import memory_map as mm
+from xnorflow.hw.core.sequencer import Sequencer
+from xnorflow.hw.core.testing import run
 
 
 def expected_issue(d, batch, Q):

@@ -1,9 +1,9 @@
 """Threshold-compare unit against threshold_bits, incl. saturated and d = −1 channels."""
 import numpy as np
 
-from hw.core.testing import run
-from hw.core.threshold import ThresholdUnit
-from sw.layers.dense import threshold_bits
+from xnorflow.hw.core.testing import run
+from xnorflow.hw.core.threshold import ThresholdUnit
+from xnorflow.sw.layers.dense import threshold_bits
 
 
 def test_threshold_vs_golden():

@@ -4,11 +4,11 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.core import memory_map as mm
-from hw.core import timing
-from hw.core.interfaces import (ArraySumsSignature, LayerSignature, ThresholdBitsSignature,
+from xnorflow.hw.core import memory_map as mm
+from xnorflow.hw.core import timing
+from xnorflow.hw.core.interfaces import (ArraySumsSignature, LayerSignature, ThresholdBitsSignature,
                                 read_port, write_port)
-from hw.core.pipeline import delay
+from xnorflow.hw.core.pipeline import delay
 
 __all__ = ["ThresholdUnit", "ThresholdStage"]
 

@@ -5,7 +5,7 @@ The gateware is built from these numbers (the PE's popcount pipeline checks its 
 cycles after their last word, the column feed delays its sideband by :data:`MEMORY_READ`, the
 threshold stage waits :data:`THRESHOLD_READ`), the sequencer waits :func:`write_delay` cycles
 after a layer's last issue before it ends the layer, and the cycle model (``sw/layers/``,
-``sw.program.predict_cycles``) and docs/core.md quote :func:`layer_cycles`. A layer counter
+``xnorflow.sw.program.predict_cycles``) and docs/core.md quote :func:`layer_cycles`. A layer counter
 and its prediction therefore cannot drift apart; the core tests check them equal, and the
 bit-exact outputs check that :func:`write_delay` really covers the last write.
 
@@ -28,7 +28,7 @@ compare                    :data:`THRESHOLD_COMPARE`   ThresholdUnit (registered
 Plain Python (no Amaranth import): the compiler, the cycle model and the driver use it
 without the gateware.
 """
-from hw.core.memory_map import DESC_WORDS
+from xnorflow.hw.core.memory_map import DESC_WORDS
 
 __all__ = ["MEMORY_READ", "EDGE_REGISTER", "THRESHOLD_READ", "THRESHOLD_COMPARE",
            "PE_REGISTERS", "LOAD", "DESC_FETCH", "popcount_latency", "pe_latency",

@@ -3,7 +3,7 @@ from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
-from hw.core.interfaces import LayerSignature, ThresholdBitsSignature, write_port
+from xnorflow.hw.core.interfaces import LayerSignature, ThresholdBitsSignature, write_port
 
 __all__ = ["ActivationWriter"]
 

@@ -2,6 +2,6 @@
 layer, chained by streams, each with its own weight and threshold memories.
 
 Gateware only: nothing here imports from ``sw`` or ``sim``. The shape, memory layout and
-stream formats are :mod:`hw.dataflow.shape`; the cycle model :mod:`hw.dataflow.timing`; the
+stream formats are :mod:`xnorflow.hw.dataflow.shape`; the cycle model :mod:`xnorflow.hw.dataflow.timing`; the
 software packer ``sw/layers/dataflow_pack.py``.
 """

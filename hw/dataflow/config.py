@@ -25,7 +25,7 @@ _WEIGHT_RAMS = {"block": ("", None), "spram": ("s", "huge"), "lutram": ("l", "di
 
 @dataclass(frozen=True)
 class EngineFold:
-    """One dense layer's engine: its shape and folding (:class:`~hw.dataflow.shape.MvuShape`).
+    """One dense layer's engine: its shape and folding (:class:`~xnorflow.hw.dataflow.shape.MvuShape`).
 
     ``acc_width``: bits of a raw output integer (None: the narrowest that holds the layer).
     ``weights``: where the weight memory lives: ``"block"`` (Yosys chooses, block RAM for
@@ -172,7 +172,7 @@ class DataflowConfig:
         return "serial" if self.serial and s.pe <= s.synapse_folds else "parallel"
 
     def timing_args(self, engine):
-        """The keyword arguments of :mod:`hw.dataflow.timing`'s functions for ``engine``."""
+        """The keyword arguments of :mod:`xnorflow.hw.dataflow.timing`'s functions for ``engine``."""
         return {"n_in": engine.n_in, "n_out": engine.n_out, "simd": engine.simd,
                 "pe": engine.pe, "input_bits": engine.input_bits,
                 "ram_reg": bool(self.ram_reg), "levels_per_stage": self.levels,

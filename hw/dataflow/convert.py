@@ -45,7 +45,7 @@ class WidthConverter(wiring.Component):
     the input beat that completes it; one input beat per cycle (``i.ready = ~o.valid | o.ready``).
     Splitting (``out_lanes < in_lanes``): combinational, one output beat per cycle; the input
     beat is taken with its last output beat. Equal widths: wires.
-    (:func:`hw.dataflow.timing.converter_latency`.)
+    (:func:`xnorflow.hw.dataflow.timing.converter_latency`.)
     """
 
     def __init__(self, lane_bits, in_lanes, out_lanes, image_lanes):

@@ -1,12 +1,12 @@
 """Byte address map of the dataflow core (docs/dataflow.md, "Address map"); plain Python.
 
-The host driver and the gateware (:mod:`hw.dataflow.core`) both take every address from here.
+The host driver and the gateware (:mod:`xnorflow.hw.dataflow.core`) both take every address from here.
 Registers are 32-bit little-endian words. The input and output ports are windows: every
 byte written anywhere in ``[IN_BASE, IN_BASE + PORT_WINDOW)`` is the next input byte, every
 byte read anywhere in the output window is the next output byte (a WRITE or READ frame
 addresses consecutive bytes, so one frame moves up to a payload of bytes).
 
-Engine memories: engine ``e``'s memory ``sel`` (:class:`~hw.dataflow.shape.MvuShape`'s write
+Engine memories: engine ``e``'s memory ``sel`` (:class:`~xnorflow.hw.dataflow.shape.MvuShape`'s write
 selects: PE ``p``'s weights at ``p``, its channel constants at ``P + p``) holds words of
 ``word_bytes[e]`` bytes (the memory's width rounded up to a power of two of bytes; the
 bytes past the width are written and ignored); word ``a``'s byte ``b`` is at::
@@ -22,7 +22,7 @@ __all__ = ["REG_ID", "REG_CTRL", "REG_COUNT", "REG_STATUS", "REG_ERROR", "REG_TO
            "REG_LATENCY", "REG_INTERVAL", "REG_IMAGES_DONE", "REG_IN_FREE", "REG_OUT_LEVEL",
            "REG_ENGINES", "REG_END", "ENGINE_BUSY_BASE", "IN_BASE", "OUT_BASE", "PORT_WINDOW",
            "W_BASE", "ID_VALUE", "CTRL_START", "CTRL_ABORT", "STATUS_BUSY", "STATUS_DONE",
-           "STATUS_ERROR", "ERR_NONE", "ERR_COUNT", "ERR_ABORTED", "MemoryLayout", "layout"]
+           "STATUS_ERROR", "ERR_NONE", "ERR_COUNT", "ERR_ABORTED", "ERROR_NAMES", "MemoryLayout", "layout"]
 
 REG_ID = 0x000            # RO  ID_VALUE ("XDF1")
 REG_CTRL = 0x008          # W   byte 0: CTRL_START starts a run of COUNT images, CTRL_ABORT
@@ -54,6 +54,8 @@ STATUS_ERROR = 0x04
 ERR_NONE = 0
 ERR_COUNT = 1       # START with COUNT = 0
 ERR_ABORTED = 2     # the run was aborted by CTRL_ABORT
+#: what the host says for each REG_ERROR code
+ERROR_NAMES = {ERR_NONE: "none", ERR_COUNT: "COUNT is 0", ERR_ABORTED: "aborted"}
 
 
 def _ceil_log2(v):
@@ -76,7 +78,7 @@ class MemoryLayout:
 
 
 def layout(config):
-    """The :class:`MemoryLayout` of a :class:`hw.dataflow.config.DataflowConfig`; ValueError
+    """The :class:`MemoryLayout` of a :class:`xnorflow.hw.dataflow.config.DataflowConfig`; ValueError
     when the build's memories do not fit the 8 MiB weight window."""
     shapes = [e.shape for e in config.engines]
     # A word's slot is a power of two of bytes and every byte of it is written (bytes past

@@ -6,8 +6,8 @@ unsigned accumulator per PE and a threshold compare (or a raw signed integer) pe
 the serial output stage, one for the engine. With MMV (``mmv = m``, FINN's "multiple vectors
 per weight read") each PE applies the weight word it reads to m images at once: m input
 words, m popcount trees and accumulators per PE, one weight read. The shape, the arithmetic
-and the memory layout are in :mod:`hw.dataflow.shape`; the cycle model in
-:mod:`hw.dataflow.timing`; the software packer in ``sw/layers/dataflow_pack.py`` (the same
+and the memory layout are in :mod:`xnorflow.hw.dataflow.shape`; the cycle model in
+:mod:`xnorflow.hw.dataflow.timing`; the software packer in ``sw/layers/dataflow_pack.py`` (the same
 for every m: weights and streams do not change).
 
 Block diagram (one engine)::
@@ -37,7 +37,7 @@ buffer has a free entry for its result counting every fold still in flight (cred
 entry is a FIFO slot with m = 1, a column of the reorder buffer, beat nf of the m images,
 with m > 1, free again once its last image has read it), so the datapath has no clock
 enable and no stall net at all; backpressure on ``o`` only delays the start of the next fold.
-The buffer's depth (:func:`~hw.dataflow.timing.mvu_fifo_depth`) covers the pipeline so a
+The buffer's depth (:func:`~xnorflow.hw.dataflow.timing.mvu_fifo_depth`) covers the pipeline so a
 ready ``o`` never delays anything.
 
 Why these choices (measured or counted, not guessed):
@@ -128,7 +128,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.core.pipeline import delay
+from xnorflow.hw.core.pipeline import delay
 
 from . import timing
 from .shape import MvuShape
@@ -291,7 +291,7 @@ class GroupReorderBuffer(wiring.Component):
     output stream carries image 0's NF beats, then image 1's, and so on. This buffer stores
     columns as they come and, once a group's last column is in, plays the group out as one
     burst of ``m·NF`` beats, one per cycle while ``o`` is ready. A burst keeps every group's
-    schedule identical (:func:`~hw.dataflow.timing.mvu_output_offsets`); sending image 0's
+    schedule identical (:func:`~xnorflow.hw.dataflow.timing.mvu_output_offsets`); sending image 0's
     beats as their folds end would only make image 0 earlier, never the group's last beat,
     and would collide with the previous group's tail whenever ``(m − 1)·NF ≥ SF``.
 
@@ -305,7 +305,7 @@ class GroupReorderBuffer(wiring.Component):
         NF, columns (beats per image) per group.
     columns : int
         Column entries, at least NF (a group's columns are all held before its first beat
-        leaves); :func:`~hw.dataflow.timing.mvu_fifo_depth` gives the least that never delays
+        leaves); :func:`~xnorflow.hw.dataflow.timing.mvu_fifo_depth` gives the least that never delays
         the engine's folds while ``o`` is ready.
     ram_style : str or None
         Yosys ``ram_style`` of the column memory (``columns`` × ``m·beat_bits``); its read is
@@ -454,7 +454,7 @@ class MatrixVectorUnit(wiring.Component):
     Parameters
     ----------
     n_in, n_out, simd, pe, input_bits, input_kind, output, acc_width
-        The layer and its folding: :class:`~hw.dataflow.shape.MvuShape` (validated there;
+        The layer and its folding: :class:`~xnorflow.hw.dataflow.shape.MvuShape` (validated there;
         ``simd ≤ n_in``, ``pe ≤ n_out``, any N and M: padding is exact).
     ram_reg : bool
         Register the weight, input-buffer and channel-memory read data once in the fabric
@@ -479,7 +479,7 @@ class MatrixVectorUnit(wiring.Component):
     fifo_depth : int or None
         Output buffer entries: beats of the output FIFO (``mmv = 1``) or columns of the
         :class:`GroupReorderBuffer` (``mmv > 1``; one column = one beat of each of the m
-        images, at least NF of them); default :func:`~hw.dataflow.timing.mvu_fifo_depth`, the
+        images, at least NF of them); default :func:`~xnorflow.hw.dataflow.timing.mvu_fifo_depth`, the
         least that never delays a fold while ``o`` is ready. More entries absorb longer
         stalls of ``o``.
     ram_styles : dict or None
@@ -511,14 +511,14 @@ class MatrixVectorUnit(wiring.Component):
         state); ``payload`` is stable while ``valid`` and not ``ready``.
     wr : In(WriteSignature(shape))
         Run-time loading of the weight and channel memories (layout in
-        :mod:`hw.dataflow.shape`; ``sw/layers/dataflow_pack.py`` makes the writes, the same
+        :mod:`xnorflow.hw.dataflow.shape`; ``sw/layers/dataflow_pack.py`` makes the writes, the same
         for every ``mmv``). Write only while the engine is idle (no image in flight): reads do
         not wait for writes.
     busy : Out(1)
         High in every cycle in which the engine consumes a weight word (utilisation counters):
         ``SF·NF`` cycles per group.
 
-    Timing (:mod:`hw.dataflow.timing`)
+    Timing (:mod:`xnorflow.hw.dataflow.timing`)
     -----------------------------------
     * initiation interval ``⌈N/S⌉·⌈M/P⌉`` cycles per group of m images
       (:func:`~timing.mvu_cycles`), for every k: group n + 1 is written into the other buffer

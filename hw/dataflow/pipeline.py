@@ -1,8 +1,8 @@
 """The engines of a dataflow build chained into one stream pipeline.
 
 ``i`` → engine 0 → width converter → engine 1 → … → engine L−1 → ``o``: each engine is a
-:class:`~hw.dataflow.mvu.MatrixVectorUnit`; between two engines a
-:class:`~hw.dataflow.convert.WidthConverter` regroups the producer's P-bit beats into the
+:class:`~xnorflow.hw.dataflow.mvu.MatrixVectorUnit`; between two engines a
+:class:`~xnorflow.hw.dataflow.convert.WidthConverter` regroups the producer's P-bit beats into the
 consumer's S-bit beats. No FIFO is needed between them: an engine's own output FIFO covers
 its pipeline (credits) and its ping-pong input buffer holds the next image while the current
 one computes, so the slowest engine sets the rate (docs/dataflow.md, "Timing").
@@ -20,7 +20,7 @@ __all__ = ["Pipeline", "PipelineWriteSignature"]
 
 class PipelineWriteSignature(wiring.Signature):
     """The run-time write port of a whole pipeline, seen from its driver: ``engine`` selects
-    which engine's :class:`~hw.dataflow.mvu.WriteSignature` port gets ``sel``, ``addr``,
+    which engine's :class:`~xnorflow.hw.dataflow.mvu.WriteSignature` port gets ``sel``, ``addr``,
     ``data`` and ``en`` (widths: the widest engine's)."""
 
     def __init__(self, config):
@@ -47,7 +47,7 @@ class Pipeline(wiring.Component):
     Ports
     -----
     i : In(stream.Signature(k·S of engine 0))
-        The first engine's input beats (its stream format, :mod:`hw.dataflow.shape`).
+        The first engine's input beats (its stream format, :mod:`xnorflow.hw.dataflow.shape`).
     o : Out(stream.Signature(P·W of the last engine))
         The last engine's raw output beats.
     wr : In(PipelineWriteSignature(config))
@@ -56,7 +56,7 @@ class Pipeline(wiring.Component):
         Bit ``e``: engine ``e`` consumed a weight word this cycle.
 
     Timing: initiation interval ``config.interval`` (the slowest engine's ``SF·NF``); the
-    latency is the sum over the chain (docs/dataflow.md, :mod:`sw.layers.dataflow_timing`).
+    latency is the sum over the chain (docs/dataflow.md, :mod:`xnorflow.sw.layers.dataflow_timing`).
     """
 
     def __init__(self, config, ram_styles=None):

@@ -6,7 +6,7 @@ A run of ``B`` images written into the input FIFO before START:
   FIFO. The gate passes one input-FIFO word per cycle from the first cycle of the run, and a
   converter turns the words into the first engine's beats (:func:`first_beat_in`); each
   engine then delivers
-  its last output beat :func:`~hw.dataflow.timing.mvu_last_output_latency` cycles after its
+  its last output beat :func:`~xnorflow.hw.dataflow.timing.mvu_last_output_latency` cycles after its
   last input beat, and the next engine has its last input beat :func:`hand_over` cycles
   later (0 through wires, 1 through a gathering width converter, more where a splitting
   converter's one beat per cycle falls behind)::

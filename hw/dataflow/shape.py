@@ -1,7 +1,7 @@
 """Shape of one matrix-vector unit (MVU) and where its weights, inputs and outputs sit.
 
-Plain Python (no Amaranth): the gateware (:mod:`hw.dataflow.mvu`), its cycle model
-(:mod:`hw.dataflow.timing`) and the software packer (``sw/layers/dataflow_pack.py``) all derive
+Plain Python (no Amaranth): the gateware (:mod:`xnorflow.hw.dataflow.mvu`), its cycle model
+(:mod:`xnorflow.hw.dataflow.timing`) and the software packer (``sw/layers/dataflow_pack.py``) all derive
 every width, depth and address from one :class:`MvuShape`, so they cannot disagree.
 
 Folding (FINN's terms)
@@ -57,11 +57,11 @@ Stream formats
   when packed by the packer), unspecified (raw).
 
 A threshold engine's output (P bits per beat) feeds the next engine's input (S bits per beat)
-through :class:`hw.dataflow.convert.WidthConverter` (one of P, S must divide the other).
+through :class:`xnorflow.hw.dataflow.convert.WidthConverter` (one of P, S must divide the other).
 
 MMV (the engine's ``mmv``: m images per weight read) is not part of the shape: it changes
 none of the above (the memories, their layout and the per-image streams are the same for
-every m), only the engine's internal buffers and its cycle model (:mod:`hw.dataflow.timing`),
+every m), only the engine's internal buffers and its cycle model (:mod:`xnorflow.hw.dataflow.timing`),
 so the packer's shape and the engine's are one and the same.
 """
 from dataclasses import dataclass

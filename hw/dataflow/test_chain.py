@@ -10,14 +10,14 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from hw.dataflow.convert import WidthConverter
-from hw.dataflow.mvu import MatrixVectorUnit
-from hw.dataflow.testing import StreamMonitor, drive_ready, load, send, simulate
-from hw.dataflow.timing import mvu_cycles
-from sw import bits as B
-from sw.layers.dataflow_pack import (decode_mvu_output, encode_mvu_input, mvu_shape,
+from xnorflow.hw.dataflow.convert import WidthConverter
+from xnorflow.hw.dataflow.mvu import MatrixVectorUnit
+from xnorflow.hw.dataflow.testing import StreamMonitor, drive_ready, load, send, simulate
+from xnorflow.hw.dataflow.timing import mvu_cycles
+from xnorflow.sw import bits as B
+from xnorflow.sw.layers.dataflow_pack import (decode_mvu_output, encode_mvu_input, mvu_shape,
                                      pack_dense_layer)
-from sw.random_models import random_inputs, random_model
+from xnorflow.sw.random_models import random_inputs, random_model
 
 # (simd, pe) per layer of 64-256-256-10: cycles per image 4·64, 8·32, 16·5 = 256, 256, 80
 FOLDS = [(16, 4), (32, 8), (16, 2)]
@@ -63,7 +63,7 @@ class Chain(wiring.Component):
 def informative_model(rng):
     """A random digits-shaped model whose hidden thresholds are sums the layers really
     produce for random inputs (uniform thresholds over ±N·(2^k − 1) would make most hidden
-    bits constant), with one channel in ten left saturated (sw.random_models' corner cases)."""
+    bits constant), with one channel in ten left saturated (xnorflow.sw.random_models' corner cases)."""
     model = random_model(rng, SIZES, 4)
     h = random_inputs(rng, model, 16)
     for layer in model.layers:

@@ -3,9 +3,9 @@ rules under random gaps and stalls, and its latency (hw/dataflow/timing.py)."""
 import numpy as np
 import pytest
 
-from hw.dataflow.convert import WidthConverter
-from hw.dataflow.testing import StreamMonitor, drive_ready, rejected, send, simulate
-from hw.dataflow.timing import converter_latency
+from xnorflow.hw.dataflow.convert import WidthConverter
+from xnorflow.hw.dataflow.testing import StreamMonitor, drive_ready, rejected, send, simulate
+from xnorflow.hw.dataflow.timing import converter_latency
 
 
 def lanes_to_beats(lanes, per_beat, lane_bits, rng):

@@ -6,9 +6,9 @@ import subprocess
 import pytest
 from amaranth.back import verilog
 
-from hw.dataflow.convert import WidthConverter
-from hw.dataflow.mvu import MatrixVectorUnit
-from sw.tools import verilator_executable
+from xnorflow.hw.dataflow.convert import WidthConverter
+from xnorflow.hw.dataflow.mvu import MatrixVectorUnit
+from xnorflow.sw.tools import verilator_executable
 
 HERE = os.path.dirname(__file__)
 

@@ -13,16 +13,16 @@ import copy
 import numpy as np
 import pytest
 
-from hw.dataflow.mvu import MatrixVectorUnit
-from hw.dataflow.shape import MvuShape
-from hw.dataflow.testing import StreamMonitor, drive_ready, load, rejected, send, simulate
-from hw.dataflow.timing import (mvu_cycles, mvu_fifo_depth, mvu_last_output_latency,
+from xnorflow.hw.dataflow.mvu import MatrixVectorUnit
+from xnorflow.hw.dataflow.shape import MvuShape
+from xnorflow.hw.dataflow.testing import StreamMonitor, drive_ready, load, rejected, send, simulate
+from xnorflow.hw.dataflow.timing import (mvu_cycles, mvu_fifo_depth, mvu_last_output_latency,
                                  mvu_latency, mvu_output_cycles, mvu_output_offsets)
-from sw import bits as B
-from sw.layers.dataflow_pack import (decode_mvu_output, encode_mvu_input, mvu_shape,
+from xnorflow.sw import bits as B
+from xnorflow.sw.layers.dataflow_pack import (decode_mvu_output, encode_mvu_input, mvu_shape,
                                      pack_dense_layer)
-from sw.layers.dense import DenseLayer
-from sw.random_models import random_thresholds
+from xnorflow.sw.layers.dense import DenseLayer
+from xnorflow.sw.random_models import random_thresholds
 
 
 def random_layer(rng, n, m, k, output, kind=None):
@@ -30,7 +30,7 @@ def random_layer(rng, n, m, k, output, kind=None):
     directions. Most thresholds are sums the layer really produces (so the output bits
     depend on the input: thresholds drawn over the whole range ±N·(2^k − 1) would saturate
     most channels, the sums of random inputs being near 0); about one in six is saturated at
-    the range bounds (sw.random_models) or far beyond them."""
+    the range bounds (xnorflow.sw.random_models) or far beyond them."""
     kind = kind or ("binary" if k == 1 else "unsigned")
     layer = DenseLayer(name="fc", in_features=n, out_features=m, input_kind=kind, input_bits=k,
                        weights=B.pack_bits(rng.integers(0, 2, size=(m, n)).astype(bool)),

@@ -1,6 +1,6 @@
 """Cycle model of the dataflow engines: pure functions of the shape, no Amaranth.
 
-The gateware builds its pipelines with the same stage counts (:mod:`hw.dataflow.mvu` asserts
+The gateware builds its pipelines with the same stage counts (:mod:`xnorflow.hw.dataflow.mvu` asserts
 that its trees have exactly :func:`popcount_stages` and :func:`plane_stages` registers), and
 ``hw/dataflow/test_mvu.py`` measures every number below in simulation and requires equality.
 
@@ -167,6 +167,6 @@ def _columns_held(sf, nf, release):
 
 
 def converter_latency(in_lanes, out_lanes):
-    """Cycles a :class:`~hw.dataflow.convert.WidthConverter` adds: 1 when it gathers several
+    """Cycles a :class:`~xnorflow.hw.dataflow.convert.WidthConverter` adds: 1 when it gathers several
     input beats into one output beat (registered), 0 when it splits or passes beats."""
     return 1 if out_lanes > in_lanes else 0

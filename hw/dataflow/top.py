@@ -1,5 +1,5 @@
 """The dataflow accelerator as the host sees it: byte streams in and out, host link + core."""
-from hw.top import DEFAULT_MAX_PAYLOAD, DEFAULT_TIMEOUT, LinkedCore
+from xnorflow.hw.top import DEFAULT_MAX_PAYLOAD, DEFAULT_TIMEOUT, LinkedCore
 
 from .config import DataflowConfig
 from .core import DataflowCore
@@ -8,16 +8,16 @@ __all__ = ["DataflowAccelerator", "dataflow_top"]
 
 
 class DataflowAccelerator(LinkedCore):
-    """:class:`hw.top.LinkedCore` around a :class:`~hw.dataflow.core.DataflowCore`.
+    """:class:`xnorflow.hw.top.LinkedCore` around a :class:`~xnorflow.hw.dataflow.core.DataflowCore`.
 
     The IDENT answer's configuration bytes are ``config.format()`` as ASCII (``df:…``), from
-    which the driver recovers the build's :class:`~hw.dataflow.config.DataflowConfig`.
+    which the driver recovers the build's :class:`~xnorflow.hw.dataflow.config.DataflowConfig`.
 
     Parameters
     ----------
     config : DataflowConfig or str
     max_payload, timeout : int
-        The link's largest payload and idle timeout (as :class:`hw.top.Accelerator`).
+        The link's largest payload and idle timeout (as :class:`xnorflow.hw.top.OverlayAccelerator`).
 
     Ports
     -----
@@ -37,5 +37,5 @@ class DataflowAccelerator(LinkedCore):
 
 
 def dataflow_top(config, **kw):
-    """Factory (``"hw.dataflow.top:dataflow_top"``) taking the config's string form."""
+    """Factory (``"xnorflow.hw.dataflow.top:dataflow_top"``) taking the config's string form."""
     return DataflowAccelerator(config, **kw)

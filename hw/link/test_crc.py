@@ -1,10 +1,10 @@
-"""The CRC unit against sw.protocol's bitwise reference."""
+"""The CRC unit against xnorflow.sw.protocol's bitwise reference."""
 import random
 
 from amaranth.sim import Simulator
 
-from hw.link.crc import Crc16, crc16_next
-from sw import protocol
+from xnorflow.hw.link.crc import Crc16, crc16_next
+from xnorflow.sw import protocol
 
 
 def test_expression_matches_reference_on_ints():

@@ -1,6 +1,6 @@
-"""The gateware's protocol constants equal sw.protocol's."""
-from hw.link import defs
-from sw import protocol as p
+"""The gateware's protocol constants equal xnorflow.sw.protocol's."""
+from xnorflow.hw.link import defs
+from xnorflow.sw import protocol as p
 
 
 def test_constants_agree():

@@ -6,11 +6,11 @@ from amaranth.hdl import Module
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
-from hw.link.defs import ident_block
-from hw.link.executor import CommandExecutor
-from hw.link.testing import BusMemory, ByteStreamBench
-from hw.link.transmitter import ResponseTransmitter
-from sw import protocol as p
+from xnorflow.hw.link.defs import ident_block
+from xnorflow.hw.link.executor import CommandExecutor
+from xnorflow.hw.link.testing import BusMemory, ByteStreamBench
+from xnorflow.hw.link.transmitter import ResponseTransmitter
+from xnorflow.sw import protocol as p
 
 MAX, MEM, AW = 24, 40, 12
 

@@ -1,12 +1,12 @@
-"""HostLink against sw.protocol's ReferenceLink, with a real bus target and random stalls."""
+"""HostLink against xnorflow.sw.protocol's ReferenceLink, with a real bus target and random stalls."""
 import os
 import random
 
 import pytest
 from amaranth.sim import Simulator
 
-from hw.link.testing import ByteStreamBench, LinkWithMemory
-from sw import protocol as p
+from xnorflow.hw.link.testing import ByteStreamBench, LinkWithMemory
+from xnorflow.sw import protocol as p
 
 MAX_PAYLOAD = 48
 TIMEOUT = 40

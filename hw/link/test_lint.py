@@ -4,10 +4,10 @@ import subprocess
 
 import pytest
 
-from sw.tools import verilator_executable
+from xnorflow.sw.tools import verilator_executable
 from amaranth.back import verilog
 
-from hw.link import HostLink
+from xnorflow.hw.link import HostLink
 
 WAIVERS = os.path.join(os.path.dirname(__file__), "..", "core", "verilator_lint.vlt")
 

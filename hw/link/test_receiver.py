@@ -3,8 +3,8 @@ import random
 
 from amaranth.sim import Simulator
 
-from hw.link.receiver import FrameReceiver
-from sw import protocol as p
+from xnorflow.hw.link.receiver import FrameReceiver
+from xnorflow.sw import protocol as p
 
 MAX, TIMEOUT = 16, 12
 

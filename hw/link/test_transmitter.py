@@ -3,9 +3,9 @@ import random
 
 from amaranth.sim import Simulator
 
-from hw.link.testing import ByteStreamBench
-from hw.link.transmitter import ResponseTransmitter
-from sw import protocol as p
+from xnorflow.hw.link.testing import ByteStreamBench
+from xnorflow.hw.link.transmitter import ResponseTransmitter
+from xnorflow.sw import protocol as p
 
 
 def test_transmitter_frames_responses():

@@ -1,9 +1,9 @@
 """cocotb tests of the whole accelerator top (host link + core), bit-exact against the golden
-model. Run by tests/test_sim_accelerator.py through :func:`sim.cocotb_runner.run_cocotb`; the
+model. Run by tests/test_sim_accelerator.py through :func:`xnorflow.sim.cocotb_runner.run_cocotb`; the
 array configuration comes from ``XNF_TB_SPEC``, the random seed from ``XNF_TB_SEED``.
 
-The request frames come from the same helpers the driver uses (``sw.driver.write_frames``,
-``read_frames``, ``sw.program``); responses are decoded by the monitor with ``sw.protocol``
+The request frames come from the same helpers the driver uses (``xnorflow.sw.driver.write_frames``,
+``read_frames``, ``xnorflow.sw.program``); responses are decoded by the monitor with ``xnorflow.sw.protocol``
 and judged by the scoreboard: OK answers to every load write, exact register values, and the
 output integers equal to ``CompiledModel.forward`` (the golden model), all of them.
 """
@@ -15,13 +15,13 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 
-from hw.config import ArrayConfig
-from hw.core import memory_map as mm
-from sim.testbench import TopBench
-from sw import program
-from sw import protocol as P
-from sw.driver import read_frames, write_frames
-from sw.random_models import random_inputs, random_model
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.hw.core import memory_map as mm
+from xnorflow.sim.testbench import TopBench
+from xnorflow.sw import program
+from xnorflow.sw import protocol as P
+from xnorflow.sw.driver import read_frames, write_frames
+from xnorflow.sw.random_models import random_inputs, random_model
 
 OK = P.Response(P.Status.OK, b"")
 

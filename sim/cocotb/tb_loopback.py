@@ -5,8 +5,8 @@ import random
 import cocotb
 from cocotb.clock import Clock
 
-from sim.testbench import TopBench
-from sw import protocol as P
+from xnorflow.sim.testbench import TopBench
+from xnorflow.sw import protocol as P
 
 
 @cocotb.test()

@@ -1,12 +1,12 @@
 """cocotb bench running a compiled model's images through a simulated build, checked against
-the golden model: ``xnorflow sim --engine cocotb`` (:func:`sim.cocotb_runner.run_model`).
+the golden model: ``xnorflow sim --engine cocotb`` (:func:`xnorflow.sim.cocotb_runner.run_model`).
 
-The host side is the project's own driver (``sw.driver.Accelerator`` for the overlay,
-``sw.dataflow_driver.DataflowDevice`` for a dataflow build: the class the job names), run in a
+The host side is the project's own driver (``xnorflow.sw.driver.OverlayDevice`` for the overlay,
+``xnorflow.sw.dataflow_driver.DataflowDevice`` for a dataflow build: the class the job names), run in a
 :func:`cocotb.task.bridge` thread over :class:`CocotbTransport`, whose every frame goes through
-the cycle-level bench of :mod:`sim.testbench`: a driver feeding the request bytes with random
+the cycle-level bench of :mod:`xnorflow.sim.testbench`: a driver feeding the request bytes with random
 idle gaps, a monitor taking the response bytes with random backpressure and decoding them with
-``sw.protocol``, a scoreboard checking each response is an OK answer. :class:`OutputScoreboard`
+``xnorflow.sw.protocol``, a scoreboard checking each response is an OK answer. :class:`OutputScoreboard`
 compares every output integer of every run with ``CompiledModel.forward`` (the golden model)
 and every cycle counter with the cycle model the driver reports.
 
@@ -32,9 +32,9 @@ from cocotb.task import bridge, resume
 from cocotb.triggers import (ClockCycles, Event, FallingEdge, ReadOnly, RisingEdge,
                              SimTimeoutError, with_timeout)
 
-from sim.testbench import ByteStreamDriver, ByteStreamMonitor, Scoreboard
-from sw import xnf
-from sw.driver import Transport, TransportTimeout
+from xnorflow.sim.testbench import ByteStreamDriver, ByteStreamMonitor, Scoreboard
+from xnorflow.sw import xnf
+from xnorflow.sw.driver import Transport, TransportTimeout
 
 JOB_ENV = "XNF_TB_JOB"
 CLOCK_NS = 10
@@ -46,7 +46,7 @@ CYCLES_PER_BYTE = 16
 
 
 class SleepingDriver(ByteStreamDriver):
-    """:class:`~sim.testbench.ByteStreamDriver` that sleeps while it has nothing to send, so
+    """:class:`~xnorflow.sim.testbench.ByteStreamDriver` that sleeps while it has nothing to send, so
     a core's run costs no Python per cycle (the same timing, gaps and stream rule)."""
 
     def __init__(self, *args, **kwargs):
@@ -79,7 +79,7 @@ class SleepingDriver(ByteStreamDriver):
 
 
 class SleepingMonitor(ByteStreamMonitor):
-    """:class:`~sim.testbench.ByteStreamMonitor` that sleeps while the design offers nothing
+    """:class:`~xnorflow.sim.testbench.ByteStreamMonitor` that sleeps while the design offers nothing
     (``o.valid`` low at a falling edge) instead of sampling every cycle, with ``ready`` low
     meanwhile so that no byte can pass unseen; random backpressure while it offers."""
 
@@ -105,7 +105,7 @@ class SleepingMonitor(ByteStreamMonitor):
 
 
 class ModelBench:
-    """Driver + monitor + scoreboard around the top (:class:`~sim.testbench.TopBench`'s
+    """Driver + monitor + scoreboard around the top (:class:`~xnorflow.sim.testbench.TopBench`'s
     parts, sleeping while idle): random idle gaps on ``i``, random backpressure on ``o``."""
 
     def __init__(self, dut, *, gap, backpressure, seed):
@@ -137,7 +137,7 @@ def _ok(response):
 
 
 class CocotbTransport(Transport):
-    """:class:`sw.driver.Transport` over a :class:`ModelBench`, for a driver
+    """:class:`xnorflow.sw.driver.Transport` over a :class:`ModelBench`, for a driver
     running in a :func:`cocotb.task.bridge` thread: each call resumes the simulation until the
     answers are in (the simulation does not advance while the driver computes)."""
 

@@ -1,23 +1,23 @@
 """What every layer type implements: the one place the file loader, the compiler, the golden
 model, the layer table and the program builder ask about a layer.
 
-A layer type is one class in one module of :mod:`sw.layers` (registered in
-``sw.layers.LAYER_TYPES`` under its ``type`` string). Nothing outside ``sw/layers/`` compares
+A layer type is one class in one module of :mod:`xnorflow.sw.layers` (registered in
+``xnorflow.sw.layers.LAYER_TYPES`` under its ``type`` string). Nothing outside ``sw/layers/`` compares
 type strings: callers ask the layer object (or the registry) instead, so a new layer type is
 one new module and one registry line. ``tests/test_layer_types.py`` checks both.
 
 The methods come in groups, one per part of xnorflow that uses them:
 
-* **model file** (:mod:`sw.xnf`): :meth:`Layer.from_manifest` validates a manifest entry
+* **model file** (:mod:`xnorflow.sw.xnf`): :meth:`Layer.from_manifest` validates a manifest entry
   through the loader's helper (``reader``: ``get``, ``array``, ``positive_ints``, ``fail``; every
   failure names the file, layer and field) and :meth:`Layer.check_follows` how it chains to the
   layer before it; :meth:`Layer.manifest` and :meth:`Layer.arrays` are what the writer stores.
-* **compiler** (:mod:`sw.compile`): :meth:`Layer.from_deploy` builds the layer from the training
+* **compiler** (:mod:`xnorflow.sw.compile`): :meth:`Layer.from_deploy` builds the layer from the training
   deploy contract's dict (before any threshold is folded).
-* **golden model** (:mod:`sw.golden`): :meth:`Layer.forward`, :meth:`Layer.acc_range`,
+* **golden model** (:mod:`xnorflow.sw.golden`): :meth:`Layer.forward`, :meth:`Layer.acc_range`,
   :meth:`Layer.binary_macs`, :meth:`Layer.derive_from`.
-* **tables** (:mod:`sw.layer_table`): :meth:`Layer.table_row` and ``table_note``.
-* **overlay** — the time-multiplexed core of ``hw/core`` (:mod:`sw.program`): every method
+* **tables** (:mod:`xnorflow.sw.layer_table`): :meth:`Layer.table_row` and ``table_note``.
+* **overlay** — the time-multiplexed core of ``hw/core`` (:mod:`xnorflow.sw.program`): every method
   and attribute named ``overlay_*``: shape on the array, memory use, the core's rules, pool
   fusion, descriptor fields, memory images, input rows, cycles and utilisation. A second
   hardware target adds its own prefixed group beside it.
@@ -25,18 +25,18 @@ The methods come in groups, one per part of xnorflow that uses them:
 from abc import ABC, abstractmethod
 from typing import ClassVar, NamedTuple
 
-from sw.errors import XnorflowError
+from xnorflow.sw.errors import XnorflowError
 
 
 class CompileError(XnorflowError):
     """The network cannot be compiled; the message names the layer (and channel) and why.
     (Defined here because each layer type builds itself from the deploy contract;
-    :mod:`sw.compile` raises it too.)"""
+    :mod:`xnorflow.sw.compile` raises it too.)"""
 
 
 class ProgramError(XnorflowError, ValueError):
     """The model does not fit or does not suit the core; the message names the layer.
-    (Defined here because each layer type checks its own rules on the core; :mod:`sw.program`
+    (Defined here because each layer type checks its own rules on the core; :mod:`xnorflow.sw.program`
     raises it too.)"""
 
 
@@ -186,7 +186,7 @@ class Layer(ABC):
 
     @abstractmethod
     def overlay_descriptor(self, config, w_base, t_base, last, fused=None):
-        """Descriptor fields (``hw.core.memory_map.encode_descriptor``) of this layer."""
+        """Descriptor fields (``xnorflow.hw.core.memory_map.encode_descriptor``) of this layer."""
 
     @abstractmethod
     def overlay_weight_image(self, config):

@@ -4,7 +4,7 @@ Geometry and layout (the conventions every part of xnorflow uses for conv; docs/
 
 * **Activations are HWC.** An image of ``H×W`` pixels and ``C`` channels is one flat vector of
   ``H·W·C`` elements, element ``(y·W + x)·C + c``: binary activations packed as bits
-  (:mod:`sw.bits`, ``uint8 [B, ceil(H·W·C/8)]``), unsigned first-layer inputs as integers
+  (:mod:`xnorflow.sw.bits`, ``uint8 [B, ceil(H·W·C/8)]``), unsigned first-layer inputs as integers
   (``uint8 [B, H·W·C]``; for one channel this is the plain row-major image). A dense layer
   after a conv stack therefore takes the HWC flattening, and layers chain on ``in_features``
   / ``out_features`` exactly like dense ones.
@@ -41,12 +41,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw.core import memory_map as mm
-from hw.core import timing
-from sw import bits as B
-from sw.errors import XnorflowError
-from sw.layers.base import CompileError, Layer, OverlayMemory, OverlayShape, ProgramError
-from sw.layers.weighted import WeightedLayer, binary_dot, threshold_bits, unsigned_dot
+from xnorflow.hw.core import memory_map as mm
+from xnorflow.hw.core import timing
+from xnorflow.sw import bits as B
+from xnorflow.sw.errors import XnorflowError
+from xnorflow.sw.layers.base import CompileError, Layer, OverlayMemory, OverlayShape, ProgramError
+from xnorflow.sw.layers.weighted import WeightedLayer, binary_dot, threshold_bits, unsigned_dot
 
 
 KERNEL = 3
@@ -331,7 +331,7 @@ class ConvLayer(WeightedLayer):
                                f"in_depth={config.in_depth}")
 
     def overlay_descriptor(self, config, w_base, t_base, last, fused=None):
-        """Descriptor fields (hw.core.memory_map.encode_descriptor) of a conv layer; ``pool``: the
+        """Descriptor fields (xnorflow.hw.core.memory_map.encode_descriptor) of a conv layer; ``pool``: the
         2×2 max-pool after it is fused into its writer.
 
         The compiler computes every product the column walkers need: ``pix_words`` words per input
@@ -379,8 +379,8 @@ class ConvLayer(WeightedLayer):
 
         ``fetch + 1 + (G·m_tiles − 1)·max(W, Q) + W + write_delay`` with ``G = ceil(batch·H·W/Q)``
         column groups of output pixels, ``m_tiles = ceil(C_out/P)``, ``W`` from
-        :meth:`overlay_shape` and ``write_delay``/``desc_fetch`` of :mod:`hw.core.timing`: the
-        dense formula (:func:`hw.core.timing.layer_cycles`) with pixels for samples. The tap
+        :meth:`overlay_shape` and ``write_delay``/``desc_fetch`` of :mod:`xnorflow.hw.core.timing`: the
+        dense formula (:func:`xnorflow.hw.core.timing.layer_cycles`) with pixels for samples. The tap
         walk issues one word per cycle with no bubbles (the border taps are injected, not
         skipped), and a fused max-pool costs nothing.
         """
@@ -547,7 +547,7 @@ class MaxPoolLayer(Layer):
         return OverlayMemory(0, 0, 0)
 
     def overlay_check(self, index, fused, prev, config, last):
-        """A pool is never a descriptor of its own (:func:`sw.program.hw_steps` fuses it into
+        """A pool is never a descriptor of its own (:func:`xnorflow.sw.program.hw_steps` fuses it into
         the conv before it)."""
         raise ProgramError(f"layer {self.name!r} ({self.type}): the core pools only right after "
                            f"a conv layer (the pool is fused into the conv's writer)")

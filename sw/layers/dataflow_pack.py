@@ -1,5 +1,5 @@
 """Packing a dense layer for a dataflow engine (hw/dataflow/mvu.py): memory writes, input
-beats, output decoding. Pure numpy; the layout itself is :class:`hw.dataflow.shape.MvuShape`
+beats, output decoding. Pure numpy; the layout itself is :class:`xnorflow.hw.dataflow.shape.MvuShape`
 (one definition shared with the gateware), documented in hw/dataflow/shape.py.
 
 A write is ``(select, address, word)`` for the engine's write port (``wr.sel``, ``wr.addr``,
@@ -16,15 +16,15 @@ Typical use::
 """
 import numpy as np
 
-from hw.dataflow.shape import MvuShape
-from sw import bits as B
+from xnorflow.hw.dataflow.shape import MvuShape
+from xnorflow.sw import bits as B
 
 __all__ = ["mvu_shape", "pack_mvu_weights", "weight_zeros", "pack_mvu_channels",
            "pack_dense_layer", "encode_mvu_input", "decode_mvu_output"]
 
 
 def mvu_shape(layer, simd, pe, acc_width=None):
-    """The :class:`MvuShape` of a :class:`sw.layers.dense.DenseLayer` folded to (simd, pe)."""
+    """The :class:`MvuShape` of a :class:`xnorflow.sw.layers.dense.DenseLayer` folded to (simd, pe)."""
     return MvuShape(layer.in_features, layer.out_features, simd, pe, layer.input_bits,
                     layer.input_kind, layer.output, acc_width)
 

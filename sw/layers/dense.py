@@ -12,18 +12,18 @@ Arithmetic (docs/contracts.md, contracts 2-5):
   reachable range of ``acc`` give saturated channels (always 0 or always 1); they are legal.
 * ``raw`` output (last layer): the integers ``acc`` leave as they are.
 
-Data formats: binary activations are packed bits (:mod:`sw.bits`), ``uint8 [B, ceil(N/8)]``;
+Data formats: binary activations are packed bits (:mod:`xnorflow.sw.bits`), ``uint8 [B, ceil(N/8)]``;
 unsigned inputs are ``uint8 [B, N]`` integers; weights are packed bits ``uint8 [M, ceil(N/8)]``.
 """
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw.core import memory_map as mm
-from hw.core import timing
-from sw import bits as B
-from sw.layers.base import OverlayShape, ProgramError
-from sw.layers.weighted import WeightedLayer, binary_dot, threshold_bits, unsigned_dot
+from xnorflow.hw.core import memory_map as mm
+from xnorflow.hw.core import timing
+from xnorflow.sw import bits as B
+from xnorflow.sw.layers.base import OverlayShape, ProgramError
+from xnorflow.sw.layers.weighted import WeightedLayer, binary_dot, threshold_bits, unsigned_dot
 
 
 @dataclass(eq=False)
@@ -98,7 +98,7 @@ class DenseLayer(WeightedLayer):
         check is all it needs."""
 
     # -- overlay: the core (hw/core). Layout and formula: docs/core.md and docs/memory_map.md;
-    # address constants: hw.core.memory_map. The golden methods above remain the reference. --
+    # address constants: xnorflow.hw.core.memory_map. The golden methods above remain the reference. --
 
     def overlay_shape(self, config):
         """:class:`OverlayShape` of this layer on ``config``: ``in_words = ceil(N/K)``, the
@@ -135,7 +135,7 @@ class DenseLayer(WeightedLayer):
                                f"{config} has act_depth={config.act_depth}")
 
     def overlay_descriptor(self, config, w_base, t_base, last, fused=None):
-        """Descriptor fields of this layer (see hw.core.memory_map.encode_descriptor); a dense
+        """Descriptor fields of this layer (see xnorflow.hw.core.memory_map.encode_descriptor); a dense
         layer fuses nothing (``fused`` is None)."""
         shape = self.overlay_shape(config)
         op = mm.OP_DENSE
@@ -158,11 +158,11 @@ class DenseLayer(WeightedLayer):
 
         ``1 + (G·m_tiles − 1)·max(W, Q) + W + write_delay`` where ``G = ceil(batch / Q)`` column
         groups, ``W = ceil(N / K)·input_bits`` words per output tile, and ``write_delay`` is
-        :func:`hw.core.timing.write_delay` (``ArrayConfig.write_delay``): 1 cycle to latch the
+        :func:`xnorflow.hw.core.timing.write_delay` (``ArrayConfig.write_delay``): 1 cycle to latch the
         descriptor, one tile every ``max(W, Q)`` cycles (a row drains one value per cycle), and the
         last tile's trip through the array, drain, threshold unit and writer. The first layer of a
         run adds ``ArrayConfig.desc_fetch`` (7) cycles to read its descriptor; later layers' are
-        read during the previous layer's drain. (:func:`hw.core.timing.layer_cycles`.)
+        read during the previous layer's drain. (:func:`xnorflow.hw.core.timing.layer_cycles`.)
         """
         shape = self.overlay_shape(config)
         groups = self.overlay_groups(config, batch)

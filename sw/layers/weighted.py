@@ -16,8 +16,8 @@ from abc import abstractmethod
 
 import numpy as np
 
-from sw import bits as B
-from sw.layers.base import CompileError, Layer, OverlayMemory, ProgramError
+from xnorflow.sw import bits as B
+from xnorflow.sw.layers.base import CompileError, Layer, OverlayMemory, ProgramError
 
 INPUT_KINDS = ("binary", "unsigned")
 OUTPUT_KINDS = ("threshold", "raw")

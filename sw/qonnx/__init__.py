@@ -1,18 +1,20 @@
 """QONNX in and out: binary networks from Brevitas/FINN as xnorflow models, and back.
 
-* :mod:`sw.qonnx.importer` — ``import_onnx``: a QONNX graph (``Quant``/``BipolarQuant``/
+* :mod:`xnorflow.sw.qonnx.importer` — ``import_onnx``: a QONNX graph (``Quant``/``BipolarQuant``/
   ``MultiThreshold``, ``MatMul``/``Gemm``/``Conv``, ``BatchNormalization``, ``MaxPool``, …)
   folded into the contracts of ``xnorflow compile``: integer thresholds proven against the
   ONNX executor itself over every reachable accumulator value, the last affine as the host head.
-* :mod:`sw.qonnx.exporter` — ``export_onnx``: a compiled model as a QONNX graph that
+* :mod:`xnorflow.sw.qonnx.exporter` — ``export_onnx``: a compiled model as a QONNX graph that
   ``qonnx``'s executor runs with the golden model's integers and classes.
-* :mod:`sw.qonnx.check` — golden model against ``qonnx.core.onnx_exec.execute_onnx``, per image.
-* :mod:`sw.qonnx.cli` — ``xnorflow import`` and ``xnorflow export``.
+* :mod:`xnorflow.sw.qonnx.check` — golden model against ``qonnx.core.onnx_exec.execute_onnx``, per image.
+* :mod:`xnorflow.sw.qonnx.cli` — ``xnorflow import`` and ``xnorflow export``.
 
 The ONNX packages are an optional extra; :func:`require_extra` turns their absence into a
 one-line user error instead of a traceback. docs/qonnx.md describes the op mapping.
 """
-from sw.errors import XnorflowError
+import importlib
+
+from xnorflow.sw.errors import XnorflowError
 
 EXTRA_HINT = "install the onnx extra: pip install 'xnorflow[onnx]'"
 
@@ -27,7 +29,6 @@ class MissingExtraError(XnorflowError):
 def require_extra():
     """Raise :class:`MissingExtraError` (naming the missing module) unless onnx, onnxruntime and
     qonnx import."""
-    import importlib
     for name in _REQUIRED:
         try:
             importlib.import_module(name)

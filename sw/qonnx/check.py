@@ -1,19 +1,20 @@
 """The golden model against qonnx's executor, image by image.
 
 :func:`compare` feeds the same raw images to both — the golden model through
-:func:`sw.data.quantize_inputs`, the ONNX graph as ``raw/S`` (:func:`sw.qonnx.inputs.onnx_input`)
+:func:`xnorflow.sw.data.quantize_inputs`, the ONNX graph as ``raw/S`` (:func:`xnorflow.sw.qonnx.inputs.onnx_input`)
 run by :func:`qonnx.core.onnx_exec.execute_onnx` — and counts, with no tolerance, the images
 whose class differs, the last layer's integers that differ, and the hidden integers and bits
 that differ wherever the graph has a tensor for them (the import's trace says where and how:
 ``gain·acc + offset``, NCHW against HWC). Used by the tests and ``benchmarks/qonnx_check.py``.
 """
 import copy
+import warnings
 
 import numpy as np
 
-from sw.bits import unpack_bits
-from sw.data import quantize_inputs
-from sw.qonnx.inputs import onnx_input
+from xnorflow.sw.bits import unpack_bits
+from xnorflow.sw.data import quantize_inputs
+from xnorflow.sw.qonnx.inputs import onnx_input
 
 CHUNK = 100
 
@@ -53,8 +54,8 @@ class Executor:
     def _try_batch(self, size, cleaned):
         from qonnx.core.modelwrapper import ModelWrapper
         from qonnx.transformation.change_batchsize import ChangeBatchSize
-        from qonnx.transformation.infer_shapes import InferShapes
         from qonnx.transformation.fold_constants import FoldConstants
+        from qonnx.transformation.infer_shapes import InferShapes
         try:
             with _quiet():
                 m = ModelWrapper(copy.deepcopy(self.model.model))
@@ -94,7 +95,6 @@ class _quiet:
     """Silence qonnx's shape warnings and onnxruntime's error log while trying a graph."""
 
     def __enter__(self):
-        import warnings
 
         import onnxruntime
         self._warnings = warnings.catch_warnings()
@@ -120,7 +120,7 @@ def _hwc(a, image):
 
 def compare(imported, onnx_path, raw, progress=None, executor=None):
     """Counts of differences between the golden model of ``imported`` (an
-    :class:`~sw.qonnx.importer.Imported`) and the executor on ``onnx_path`` for raw images
+    :class:`~xnorflow.sw.qonnx.importer.Imported`) and the executor on ``onnx_path`` for raw images
     ``raw`` [B, features]; ``progress``: a bar to update per chunk."""
     model = imported.model
     executor = executor or Executor(onnx_path)

@@ -7,7 +7,13 @@ them until a command runs, so ``xnorflow --help`` works without the extra.
 import json
 import sys
 
-from sw.argtypes import bounded, int_range, output_file
+from xnorflow.sw import xnf
+from xnorflow.sw.argtypes import bounded, int_range, output_file
+from xnorflow.sw.compile import compile_checkpoint
+from xnorflow.sw.errors import XnorflowError
+from xnorflow.sw.qonnx import require_extra
+from xnorflow.sw.qonnx.exporter import default_input_scale, export_onnx
+from xnorflow.sw.qonnx.importer import import_details
 
 #: The graph's input is raw/S; raw values are the integers 0..ceil(S) (sw/qonnx/inputs.py).
 input_scale_type = bounded(float, lambda v: 1.0 <= v <= 65535.0, "a number in [1, 65535]")
@@ -55,10 +61,7 @@ def layer_rows(model):
 
 
 def run_import(args):
-    from sw import xnf
-    from sw.qonnx import require_extra
     require_extra()
-    from sw.qonnx.importer import import_details
     imported = import_details(args.model, args.input_bits, args.input_scale)
     model = imported.model
     xnf.save(model, args.out)
@@ -85,20 +88,15 @@ def run_import(args):
 
 def load_model(path):
     """A compiled model from a ``.xnf`` file, or compiled from a training checkpoint."""
-    from sw import xnf
     with open(path, "rb") as f:
         magic = f.read(len(xnf.MAGIC))
     if magic == xnf.MAGIC:
         return xnf.load(path)
-    from sw.compile import compile_checkpoint
     return compile_checkpoint(path)[0]
 
 
 def run_export(args):
-    from sw.errors import XnorflowError
-    from sw.qonnx import require_extra
     require_extra()
-    from sw.qonnx.exporter import default_input_scale, export_onnx
     try:
         model = load_model(args.model)
     except OSError as e:

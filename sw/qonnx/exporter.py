@@ -4,8 +4,8 @@ The graph computes what the golden model computes, in the ONNX ops FINN and qonn
 
 * input ``x = raw/S`` (float32, [1, N] or NCHW [1, C, H, W]; ``S`` the model's
   ``max_value``, or the input scale an imported model came with) → ``MultiThreshold`` with
-  ``2^k − 1`` thresholds: the count is exactly :func:`sw.data.quantize_inputs`'s level for
-  every raw value (:func:`sw.qonnx.inputs.input_thresholds`);
+  ``2^k − 1`` thresholds: the count is exactly :func:`xnorflow.sw.data.quantize_inputs`'s level for
+  every raw value (:func:`xnorflow.sw.qonnx.inputs.input_thresholds`);
 * per weighted layer, ``BipolarQuant``-quantized ±1 weights (scale 1) and ``MatMul`` or
   ``Conv`` (the first conv zero-pads: input level 0; later convs ``Pad`` with −1, bit 0, then
   an unpadded ``Conv``): the float32 accumulator equals xnorflow's integer exactly;
@@ -16,7 +16,7 @@ The graph computes what the golden model computes, in the ONNX ops FINN and qonn
 * a dense layer after the conv stack reads ``Flatten``'s CHW order (its weights reordered);
 * the last layer's integers ``Cast`` to double, then the head's six operations in float64,
   ``((acc·alpha + bias) − mean) / sigma · gamma + beta``: the scores are bit-identical to
-  :meth:`sw.golden.Head.scores`.
+  :meth:`xnorflow.sw.golden.Head.scores`.
 
 Names, metadata and input scale are kept as ``metadata_props`` (``xnorflow.*``), so that
 importing the file gives back the same ``.xnf`` bytes.
@@ -25,11 +25,12 @@ import json
 
 import numpy as np
 
-from sw import bits as B
-from sw.layers.conv import ConvLayer, MaxPoolLayer
-from sw.qonnx import require_extra
-from sw.qonnx.execute import QONNX_DOMAIN
-from sw.qonnx.inputs import input_thresholds
+from xnorflow.sw import bits as B
+from xnorflow.sw.layers.conv import ConvLayer, MaxPoolLayer
+from xnorflow.sw.qonnx import require_extra
+from xnorflow.sw.qonnx.execute import QONNX_DOMAIN
+from xnorflow.sw.qonnx.inputs import input_thresholds
+from xnorflow.sw.xnf import atomic_write
 
 ONNX_OPSET = 13
 IR_VERSION = 10  # what onnxruntime and qonnx read; newer onnx releases default higher
@@ -38,13 +39,12 @@ HEAD_ORDER = (("Mul", "alpha"), ("Add", "bias"), ("Sub", "mean"), ("Div", "sigma
 
 
 def export_onnx(model, path, input_scale=None):
-    """Write ``model`` (a :class:`~sw.golden.CompiledModel`) to ``path`` as QONNX (atomically).
+    """Write ``model`` (a :class:`~xnorflow.sw.golden.CompiledModel`) to ``path`` as QONNX (atomically).
 
     input_scale : S of the graph's input ``raw/S`` (default: the scale the model was imported
         with, else its ``max_value``). Returns the ONNX ModelProto.
     """
     require_extra()
-    from sw.xnf import atomic_write
     proto = build_model(model, input_scale)
     atomic_write(path, proto.SerializeToString())
     return proto

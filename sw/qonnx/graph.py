@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sw.errors import XnorflowError
-from sw.qonnx.execute import CUSTOM_OPS, run_nodes
+from xnorflow.sw.errors import XnorflowError
+from xnorflow.sw.qonnx.execute import CUSTOM_OPS, run_nodes
 
 ELEMENTWISE = ("Identity", "Mul", "Add", "Sub", "Div", "BatchNormalization", "Quant",
                "BipolarQuant", "MultiThreshold", "Cast")

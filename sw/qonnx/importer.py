@@ -1,16 +1,16 @@
 """``import_onnx``: a QONNX binary network folded into the contracts of ``xnorflow compile``.
 
-The graph (:mod:`sw.qonnx.graph`) is one chain: pre-processing and input quantizer, then per
+The graph (:mod:`xnorflow.sw.qonnx.graph`) is one chain: pre-processing and input quantizer, then per
 layer a ``MatMul``/``Gemm``/``Conv`` with binary weights followed by element-wise nodes
 (``BatchNormalization``, ``Mul``/``Add``/``Sub``/``Div``, a 1-bit ``Quant``/``BipolarQuant``/
 one-threshold ``MultiThreshold``), at most one 2×2 ``MaxPool`` after a conv, and the layout
 nodes before the next layer (``Pad``, ``Reshape``/``Flatten``); the last layer's element-wise
 nodes are the host head.
 
-Nothing is emulated: every number is read off qonnx's executor (:mod:`sw.qonnx.execute`).
+Nothing is emulated: every number is read off qonnx's executor (:mod:`xnorflow.sw.qonnx.execute`).
 
 * **Input.** The pre-processing and input quantizer run on every raw value ``0..ceil(S)``
-  (``x = raw/S``, :mod:`sw.qonnx.inputs`); their output must be equally spaced levels
+  (``x = raw/S``, :mod:`xnorflow.sw.qonnx.inputs`); their output must be equally spaced levels
   ``q = a + b·u``, and an ``M`` must exist with ``quantize_inputs(raw, k, M) = u`` for all.
 * **Accumulators.** With weights ``±s_c`` and inputs ``a + b·u`` (first layer) or the two
   levels ``l0 < l1`` of the previous quantizer (``l0`` = bit 0 = xnorflow's −1), the ONNX
@@ -21,10 +21,10 @@ Nothing is emulated: every number is read off qonnx's executor (:mod:`sw.qonnx.e
   ``acc`` from one below to one above the accumulator's range and every channel; its output
   bits must be monotone in ``acc``: the first (or last) 1 is the threshold, the direction
   its slope. The derived ``(T, d)`` are then checked against those bits with the threshold
-  unit itself (:func:`sw.layers.weighted.threshold_bits`). A max-pool is exact when the
+  unit itself (:func:`xnorflow.sw.layers.weighted.threshold_bits`). A max-pool is exact when the
   threshold is taken at the window's largest ``acc`` (xnorflow's pool); a channel whose
   part before the pool decreases is flipped (its weights negated) to make it so.
-* **Head.** The last layer's element-wise nodes become :class:`sw.golden.Head` fields in
+* **Head.** The last layer's element-wise nodes become :class:`xnorflow.sw.golden.Head` fields in
   their own order where they fit (``Mul, Add, Sub, Div, Mul, Add`` or a BatchNormalization),
   else one affine. Its float64 scores are compared with the executor's over every
   accumulator value: identical scores, or at least the same argmax for every pair of
@@ -37,15 +37,15 @@ from fractions import Fraction
 
 import numpy as np
 
-from sw import bits as B
-from sw.golden import CompiledModel, Head, InputSpec
-from sw.layers.base import CompileError
-from sw.layers.conv import ConvLayer, MaxPoolLayer
-from sw.layers.dense import DenseLayer
-from sw.layers.weighted import threshold_bits
-from sw.qonnx import require_extra
-from sw.qonnx.graph import ELEMENTWISE, LAYOUT, WEIGHTED, UnsupportedModelError, load_graph
-from sw.qonnx.inputs import DEFAULT_INPUT_SCALE, find_max_value, raw_domain, scaled
+from xnorflow.sw import bits as B
+from xnorflow.sw.golden import CompiledModel, Head, InputSpec
+from xnorflow.sw.layers.base import CompileError
+from xnorflow.sw.layers.conv import ConvLayer, MaxPoolLayer
+from xnorflow.sw.layers.dense import DenseLayer
+from xnorflow.sw.layers.weighted import threshold_bits
+from xnorflow.sw.qonnx import require_extra
+from xnorflow.sw.qonnx.graph import ELEMENTWISE, LAYOUT, WEIGHTED, UnsupportedModelError, load_graph
+from xnorflow.sw.qonnx.inputs import DEFAULT_INPUT_SCALE, find_max_value, raw_domain, scaled
 
 QUANTIZERS = ("Quant", "BipolarQuant", "MultiThreshold")
 _FLOAT32_MANTISSA = 24
@@ -86,13 +86,13 @@ class Imported:
 
 
 def import_onnx(path, input_bits=None, input_scale=None):
-    """Read a QONNX model into a :class:`~sw.golden.CompiledModel` (see the module docstring).
+    """Read a QONNX model into a :class:`~xnorflow.sw.golden.CompiledModel` (see the module docstring).
 
     input_bits : k of xnorflow's input (default: the input quantizer's bit width; required
         when the graph has no input quantizer).
     input_scale : S, the graph's input is ``raw / S`` (default: the exporter's recorded scale,
         else 255).
-    Raises :class:`~sw.qonnx.graph.UnsupportedModelError` or CompileError naming the node.
+    Raises :class:`~xnorflow.sw.qonnx.graph.UnsupportedModelError` or CompileError naming the node.
     """
     return import_details(path, input_bits, input_scale).model
 

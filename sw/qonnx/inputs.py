@@ -6,7 +6,7 @@ An ONNX graph takes ``x = float32(raw) / float32(S)``: raw pixel values (the int
 (docs/conv.md), so :func:`onnx_input` also reorders them.
 
 xnorflow's first layer takes ``u = clip(floor(raw/M·(2^k − 1) + 0.5), 0, 2^k − 1)``
-(:func:`sw.data.quantize_inputs`, ``M`` the model's ``max_value``). The importer reads which
+(:func:`xnorflow.sw.data.quantize_inputs`, ``M`` the model's ``max_value``). The importer reads which
 level ``u(raw)`` the graph's pre-processing and input quantizer give every raw value and
 looks for an ``M`` reproducing them all (:func:`find_max_value`); the exporter writes the
 thresholds that give exactly ``u(raw)`` back (:func:`input_thresholds`).
@@ -16,7 +16,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from sw.data import quantize_inputs
+from xnorflow.sw.data import quantize_inputs
 
 DEFAULT_INPUT_SCALE = 255.0
 

@@ -6,7 +6,7 @@ Format (version 1)::
      "in_features", "hidden", "num_classes", "max_value", "method_config", "state_dict",
      "metrics"}
 
-``max_value`` is the raw input value that :func:`sw.data.quantize_inputs` maps to full scale.
+``max_value`` is the raw input value that :func:`xnorflow.sw.data.quantize_inputs` maps to full scale.
 
 Every ``.pt`` xnorflow writes (checkpoints, training states, cached teachers) holds only
 tensors and plain Python values (dict, list, tuple, str, int, float, bool, None), so it is read
@@ -52,7 +52,7 @@ def save_checkpoint(path, model, meta):
 
 
 def atomic_torch_save(obj, path):
-    """``torch.save(obj)`` to ``path`` atomically (:func:`sw.xnf.atomic_write`), so an
+    """``torch.save(obj)`` to ``path`` atomically (:func:`xnorflow.sw.xnf.atomic_write`), so an
     interrupted write never leaves a truncated file behind."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)  # e.g. a new teacher cache
     buffer = io.BytesIO()

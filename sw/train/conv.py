@@ -6,19 +6,19 @@ What trains here is exactly what ``sw/layers/conv.py`` computes (docs/conv.md):
   model's ``PAD_BIT``: −1 for binary inputs, the integer 0 for the unsigned k-bit first layer.
   Its latent weight is stored **flattened**, ``[C_out, C_in·9]`` in PyTorch's ``(c, ky, kx)``
   order, so the weight quantizers, the schedules and BWNH's hashing see a 2-D ``[filters,
-  filter length]`` tensor exactly as for :class:`~sw.train.models.BinaryLinear` (the
+  filter length]`` tensor exactly as for :class:`~xnorflow.sw.train.models.BinaryLinear` (the
   quantizer API is unchanged); only :meth:`BinaryConv2d.dot` is conv-specific.
 * A conv block is ``dot = conv(pad(x), sign(w))`` → optional 2×2 max-pool **of the integer
   dot** → ``alpha·dot + bias`` → batch norm → sign. Pooling the integers before the monotone
   threshold is what makes the hardware's OR/AND-by-direction pool on bits exact.
 * :class:`BinaryCNN` — conv blocks, then the HWC-flattened image into dense blocks (the
-  :class:`~sw.train.models.BinaryMLP` arithmetic, float64 after the dot in eval mode).
+  :class:`~xnorflow.sw.train.models.BinaryMLP` arithmetic, float64 after the dot in eval mode).
 
-Inputs are the flat ``[B, H·W·C]`` k-bit integers of :func:`sw.data.quantize_inputs` in HWC
+Inputs are the flat ``[B, H·W·C]`` k-bit integers of :func:`xnorflow.sw.data.quantize_inputs` in HWC
 order (for one channel: the row-major image), the same vector the golden model takes.
 The architecture lives in ``method_config["arch"]`` (``{"kind": "cnn", "image": [H, W, C],
 "conv": [64, 64, "pool", …]}``), so a checkpoint rebuilds it through
-:func:`sw.train.models.build_model` like any other model.
+:func:`xnorflow.sw.train.models.build_model` like any other model.
 """
 
 import numpy as np
@@ -87,7 +87,7 @@ every layer's hashing runs the model forward on them and keeps each layer's acti
 
 
 def cnn_overrides(method, stack, image):
-    """``method_overrides`` for :func:`sw.train.methods.train` that make ``method`` train a CNN:
+    """``method_overrides`` for :func:`xnorflow.sw.train.methods.train` that make ``method`` train a CNN:
     the ``arch`` entry (:func:`cnn_arch`), and for BWNH a CNN-sized ``hash_samples``."""
     overrides = {"arch": cnn_arch(stack, image)}
     if method == "bwnh":
@@ -108,7 +108,7 @@ class BinaryConv2d(BinaryLinear):
     Parameters
     ----------
     in_channels, out_channels : C_in, C_out.
-    make_quantizer : as for :class:`~sw.train.models.BinaryLinear`; it receives the flattened
+    make_quantizer : as for :class:`~xnorflow.sw.train.models.BinaryLinear`; it receives the flattened
         ``[C_out, C_in·9]`` initial weight (dim 0 = filter).
     pad : the border value (:func:`pad_value`).
 
@@ -145,16 +145,16 @@ def _per_channel(v, like):
 
 class BinaryCNN(nn.Module):
     """Conv blocks (:class:`BinaryConv2d` + ``BatchNorm2d``, optional 2×2 max-pool of the dot)
-    followed by dense blocks (:class:`~sw.train.models.BinaryLinear` + ``BatchNorm1d``).
+    followed by dense blocks (:class:`~xnorflow.sw.train.models.BinaryLinear` + ``BatchNorm1d``).
 
     Parameters
     ----------
     in_features : H·W·C of the flat HWC input.
     hidden : widths of the dense hidden layers after the conv stack.
-    num_classes, input_bits, method_config : as :class:`~sw.train.models.BinaryMLP`;
+    num_classes, input_bits, method_config : as :class:`~xnorflow.sw.train.models.BinaryMLP`;
         ``method_config["arch"]`` = :func:`cnn_arch` (image shape and conv stack).
 
-    Attributes shared with :class:`~sw.train.models.BinaryMLP` (what schedules, the trainer
+    Attributes shared with :class:`~xnorflow.sw.train.models.BinaryMLP` (what schedules, the trainer
     and BWNH use): ``layers`` (every weight layer, input to output), ``bns``, ``acts`` (one
     per hidden layer), ``_run(x, record)``, ``trace``, ``deploy_layers``, ``after_step``.
     """
@@ -304,7 +304,7 @@ class BinaryCNN(nn.Module):
         Conv dicts carry ``type: conv3x3``, the geometry and ``weight_sign`` ``[C_out, 9·C_in]``
         in the golden **tap-major** order ``(ky, kx, c)``; pools carry ``type: maxpool2x2`` and
         the geometry (their directions come from the folded conv); dense dicts are
-        :func:`~sw.train.models.export_weight_layer`'s, as in :meth:`BinaryMLP.deploy_layers`.
+        :func:`~xnorflow.sw.train.models.export_weight_layer`'s, as in :meth:`BinaryMLP.deploy_layers`.
         """
         reason = self.not_deployable()
         if reason:

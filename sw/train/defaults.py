@@ -1,6 +1,6 @@
 """Default hyper-parameters per data set and method: plain data, no torch, so ``xnorflow
-train --help`` can quote them without importing the training code (:mod:`sw.train.methods`
-uses them; an explicit argument to :func:`sw.train.methods.train` always wins)."""
+train --help`` can quote them without importing the training code (:mod:`xnorflow.sw.train.methods`
+uses them; an explicit argument to :func:`xnorflow.sw.train.methods.train` always wins)."""
 import copy
 
 # Per-dataset defaults (chosen to reach the accuracy targets in docs/training.md).

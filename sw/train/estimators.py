@@ -4,7 +4,7 @@ Every binariser in xnorflow has the same forward, ``sign`` with ``sign(0) = +1``
 contract 1: bit 1 is +1, and a zero must map to the same bit in training and in hardware),
 and differs only in the backward pass. An *estimator* is a small object that knows the
 surrogate derivative ``d sign(u)/du`` it stands for; its parameters (``k``, ``t``) are plain
-attributes that :mod:`sw.train.schedules` objects change at the start of each epoch.
+attributes that :mod:`xnorflow.sw.train.schedules` objects change at the start of each epoch.
 
 Estimators act element-wise, so they work unchanged on dense weights ``[out, in]``, conv
 weights ``[out, c, kh, kw]`` and activations of any shape.
@@ -72,7 +72,7 @@ class STE(Estimator):
 class EDE(Estimator):
     """IR-Net's Error Decay Estimator: the derivative of ``k·tanh(t·u)``, i.e. ``k·t·(1 − tanh²(t·u))``.
 
-    ``t`` and ``k`` are set each epoch by :class:`sw.train.schedules.TKSchedule`.
+    ``t`` and ``k`` are set each epoch by :class:`xnorflow.sw.train.schedules.TKSchedule`.
     """
 
     name = "ede"

@@ -1,6 +1,6 @@
 """Training losses: plain cross-entropy and knowledge distillation from a float teacher.
 
-A loss object is called by :func:`sw.train.trainer.fit` as ``loss(scores, xb, yb)`` with the
+A loss object is called by :func:`xnorflow.sw.train.trainer.fit` as ``loss(scores, xb, yb)`` with the
 student's class scores, the (augmented) input batch and the labels; it returns a scalar tensor.
 Losses only change what the student is *trained* towards: the student model, its eval forward
 and therefore what the accelerator computes are unchanged.
@@ -45,7 +45,7 @@ class Distillation:
     """``(1 − alpha)·CE(s, y) + alpha·T²·KL(softmax(teacher/T) ‖ softmax(s/T))``.
 
     ``teacher`` is any module mapping the input batch to class scores (e.g. a float
-    :class:`sw.train.models.BinaryMLP` loaded from a checkpoint); it is put in eval mode,
+    :class:`xnorflow.sw.train.models.BinaryMLP` loaded from a checkpoint); it is put in eval mode,
     frozen and evaluated under ``torch.no_grad``.
     """
 

@@ -2,7 +2,7 @@
 
 ``train(method, dataset, ...)`` is the entry point used by the CLI and the benchmark. Each
 recipe only assembles a model configuration, the callbacks (schedules) and stages; the loop
-itself is :func:`sw.train.trainer.fit`.
+itself is :func:`xnorflow.sw.train.trainer.fit`.
 """
 import copy
 import hashlib
@@ -42,7 +42,7 @@ METHOD_CONFIGS = {
 }
 
 def tensors(ds, input_bits):
-    """Quantise a :class:`sw.data.Dataset` into float tensors of k-bit integers + label tensors."""
+    """Quantise a :class:`xnorflow.sw.data.Dataset` into float tensors of k-bit integers + label tensors."""
     def t(x):
         return torch.from_numpy(datamod.quantize_inputs(x, input_bits, ds.max_value).astype(np.float32))
     return (t(ds.x_train), torch.from_numpy(ds.y_train)), (t(ds.x_test), torch.from_numpy(ds.y_test))
@@ -131,7 +131,7 @@ def load_or_train_teacher(spec, dataset, ds, hidden, input_bits, epochs, seed, b
     or ``"binact"``), e.g. ``"fp"``: a full-precision network of
     width ``hidden`` trained with :func:`train` (method ``fp``, the student's seed, batch and
     augmentation, learning rate ``lr``, ``epochs`` epochs; a CNN of the student's ``arch`` when
-    given, see :func:`sw.train.conv.cnn_arch`). ``"fp"`` teachers are cached in ``cache_dir`` under a
+    given, see :func:`xnorflow.sw.train.conv.cnn_arch`). ``"fp"`` teachers are cached in ``cache_dir`` under a
     key of all those settings; a cache hit costs no training time, and the returned dict then
     reports the seconds the cached teacher took when it was trained.
     """
@@ -192,9 +192,9 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
           resume=False, on_epoch=None, state_every=600.0):
     """Train ``method`` on ``dataset``; return ``(model, meta, metrics)``.
 
-    ``meta`` is what :func:`sw.train.checkpoint.save_checkpoint` needs beside the model;
+    ``meta`` is what :func:`xnorflow.sw.train.checkpoint.save_checkpoint` needs beside the model;
     ``metrics`` is the content of ``metrics.json`` (summary + per-epoch history).
-    ``ds`` may pass an already loaded :class:`sw.data.Dataset` (benchmarks reuse it).
+    ``ds`` may pass an already loaded :class:`xnorflow.sw.data.Dataset` (benchmarks reuse it).
     ``augment_shift``: random image shifts of up to this many pixels during training (0 = off).
     ``augment_flip``: mirror half of each training batch left-right (square single-channel images).
 
@@ -202,7 +202,7 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
     ``distill`` = ``None`` (plain cross-entropy), ``"fp"`` (distil from a full-precision net of
     width ``teacher_hidden``, default the student's, trained for ``teacher_epochs`` at ``teacher_lr`` and cached in
     ``teacher_cache``) or a checkpoint path; ``distill_alpha``/``distill_temperature`` as in
-    :class:`sw.train.losses.Distillation`; ``label_smoothing`` for the cross-entropy term;
+    :class:`xnorflow.sw.train.losses.Distillation`; ``label_smoothing`` for the cross-entropy term;
     ``weight_decay`` Adam's L2 on all float parameters. Only the training loss changes: the
     trained model computes exactly what it did before.
     ``init`` = ``None`` (random initialisation), ``"fp"`` (start from the full-precision network
@@ -214,11 +214,11 @@ def train(method, dataset, hidden=None, input_bits=None, epochs=None, seed=0, ba
     between layers / on the input pixels (MLP and CNN; the eval forward and the deployed model are
     unchanged). ``bn_recalibrate``: after training, recompute every batch norm's running statistics
     as the average over the whole training set with the final binary weights and no dropout
-    (:func:`sw.train.trainer.recalibrate_bn`); metrics then also hold
+    (:func:`xnorflow.sw.train.trainer.recalibrate_bn`); metrics then also hold
     ``test_accuracy_before_recalibration``.
     ``state_path``/``resume``: the training state (after every epoch, and every ``state_every``
-    seconds within one) and whether to continue from it (:func:`sw.train.trainer.fit`,
-    :mod:`sw.train.resume`); an ``"fp"``/``"binact"`` teacher
+    seconds within one) and whether to continue from it (:func:`xnorflow.sw.train.trainer.fit`,
+    :mod:`xnorflow.sw.train.resume`); an ``"fp"``/``"binact"`` teacher
     trained here always keeps and resumes its own state beside its cache file. BWNH trains in
     three stages and does not resume. ``on_epoch(history)``: called after every epoch of the
     student (all stages), e.g. to redraw a plot while a long run goes on.

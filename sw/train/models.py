@@ -35,7 +35,7 @@ class BinaryLinear(nn.Module):
     """A dense layer with a pluggable weight quantizer: returns the integer ``dot`` and ``alpha``.
 
     The dot product is the only dense-specific part (:meth:`dot`):
-    :class:`~sw.train.conv.BinaryConv2d` subclasses this layer and overrides only that, with its
+    :class:`~xnorflow.sw.train.conv.BinaryConv2d` subclasses this layer and overrides only that, with its
     weight flattened to ``[C_out, C_in·9]`` (quantizers treat dim 0 as the filter).
     """
 
@@ -297,7 +297,7 @@ def reference_forward(layers, x):
 
 
 def build_model(in_features, hidden, num_classes, input_bits, method_config):
-    """Construct a :class:`BinaryMLP`, or a :class:`~sw.train.conv.BinaryCNN` (conv stack, then
+    """Construct a :class:`BinaryMLP`, or a :class:`~xnorflow.sw.train.conv.BinaryCNN` (conv stack, then
     dense layers of widths ``hidden``) when ``method_config["arch"]`` describes one: the single
     constructor used by training and checkpoints, so a checkpoint rebuilds its architecture."""
     if (method_config.get("arch") or {}).get("kind") == "cnn":

@@ -1,4 +1,4 @@
-"""Resumable training: the state :func:`sw.train.trainer.fit` writes after every epoch.
+"""Resumable training: the state :func:`xnorflow.sw.train.trainer.fit` writes after every epoch.
 
 A Fashion-MNIST CNV epoch takes ~20 minutes on one core here, so a run outlives a working
 session; after an interruption (Ctrl-C, a killed process, a reboot) ``xnorflow train … --resume``

@@ -26,7 +26,7 @@ class Callback:
 
     def on_epoch_resume(self, epoch, num_epochs, model):
         """Called instead of :meth:`on_epoch_start` when training resumes in the middle of
-        ``epoch`` (:func:`sw.train.trainer.fit`): restore what ``on_epoch_start`` sets outside
+        ``epoch`` (:func:`xnorflow.sw.train.trainer.fit`): restore what ``on_epoch_start`` sets outside
         the model's ``state_dict`` (the training state restores the rest; its logs too). The
         default repeats ``on_epoch_start``, right for schedules that only set values."""
         self.on_epoch_start(epoch, num_epochs, model)

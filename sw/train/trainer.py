@@ -1,7 +1,7 @@
 """The one training loop: Adam + per-step cosine learning rate, epoch callbacks, history.
 
 Nothing here knows about methods: schedules and method-specific logs come from callbacks
-(:mod:`sw.train.schedules`), per-step hooks from ``model.after_step()``.
+(:mod:`xnorflow.sw.train.schedules`), per-step hooks from ``model.after_step()``.
 """
 import math
 import os
@@ -120,11 +120,11 @@ def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0
     ``lr`` to 0 over all steps. Batches are drawn from a generator seeded with ``seed``.
     Each history entry holds ``stage, epoch, loss, train_acc, test_acc, seconds`` plus what
     the callbacks returned. ``augment(xb, generator)`` optionally transforms each training batch.
-    ``loss(scores, xb, yb)`` is the training loss (:mod:`sw.train.losses`; default plain
+    ``loss(scores, xb, yb)`` is the training loss (:mod:`xnorflow.sw.train.losses`; default plain
     cross-entropy); ``weight_decay`` is Adam's L2 term on every trainable parameter.
 
     ``state_path``: after every epoch the model, optimiser, schedule, batch-order generator,
-    global RNG and this stage's history are written there (:mod:`sw.train.resume`). With
+    global RNG and this stage's history are written there (:mod:`xnorflow.sw.train.resume`). With
     ``resume`` and that file present, training continues from its last saved point (its
     ``run_key`` and ``stage`` must be this run's) and ends exactly where an uninterrupted run
     would; the first epoch run after resuming is marked ``resumed: True`` in the history.
@@ -132,7 +132,7 @@ def fit(model, train, test, epochs, lr=1e-3, batch_size=64, callbacks=(), seed=0
     boundary, with the epoch's batch order, step and running sums; None = at epoch ends only),
     so a run stopped mid-epoch loses at most that much work; callbacks then get
     ``on_epoch_resume`` instead of ``on_epoch_start`` for the epoch it continues. ``notes``
-    are stored in every state as they are (:func:`sw.train.resume.save_fit_state`).
+    are stored in every state as they are (:func:`xnorflow.sw.train.resume.save_fit_state`).
     ``on_epoch(history)`` is called after every epoch (the CLI redraws ``training.png``).
     """
     criterion = loss if loss is not None else CrossEntropy()

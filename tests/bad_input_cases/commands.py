@@ -34,8 +34,8 @@ def make_files(tmp):
     """A file where a directory is expected, and a model file with two layers named alike."""
     import numpy as np
 
-    from sw import xnf
-    from sw.random_models import random_model
+    from xnorflow.sw import xnf
+    from xnorflow.sw.random_models import random_model
     (tmp / "afile").write_text("not a directory")
     model = random_model(np.random.default_rng(3), [64, 16, 10], input_bits=4, name="dup")
     model.layers[1].name = model.layers[0].name

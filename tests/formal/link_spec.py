@@ -11,7 +11,7 @@ import re
 from amaranth.hdl import Signal, Value
 from amaranth.lib import enum
 
-from hw.link.defs import REQ_SYNC, Status
+from xnorflow.hw.link.defs import REQ_SYNC, Status
 from tests.formal.harness import free
 
 __all__ = ["Rq", "Rs", "RequestTracker", "ResponseTracker", "bus_target", "stream_rule",

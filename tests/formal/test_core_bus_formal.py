@@ -11,11 +11,11 @@ once and within those 4 cycles, whatever its state.
 import pytest
 from amaranth.hdl import Signal
 
-from hw.config import ArrayConfig
-from hw.core import bus_target as bus_target_module
-from hw.core import core as core_module
-from hw.core.core import Core
-from hw.dataflow.core import DataflowCore
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.hw.core import bus_target as bus_target_module
+from xnorflow.hw.core import core as core_module
+from xnorflow.hw.core.core import Core
+from xnorflow.hw.dataflow.core import DataflowCore
 from tests.formal.harness import Harness, free, run_proof
 from tests.formal.test_link_formal import BUS_LATENCY
 

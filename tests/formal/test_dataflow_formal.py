@@ -9,9 +9,9 @@ a ``lib.fifo.SyncFIFO`` whose only shape-dependent parts are its width and depth
 """
 import pytest
 
-from hw.dataflow import convert as convert_module
-from hw.dataflow import mvu as mvu_module
-from hw.dataflow.mvu import MatrixVectorUnit
+from xnorflow.hw.dataflow import convert as convert_module
+from xnorflow.hw.dataflow import mvu as mvu_module
+from xnorflow.hw.dataflow.mvu import MatrixVectorUnit
 from tests.formal.harness import Harness, Internals, free, run_proof
 from tests.formal.link_spec import assume_stream_rule, stream_rule
 

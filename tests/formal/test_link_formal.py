@@ -15,14 +15,14 @@ from dataclasses import dataclass
 import pytest
 from amaranth.hdl import Signal, Value
 
-from hw.bus import ADDR_WIDTH
-from hw.link import hostlink as hostlink_module
-from hw.link.hostlink import HostLink
-from hw.link.defs import RSP_SYNC, Cmd, Status
-from hw.link.executor import CommandExecutor
-from hw.link.receiver import FrameReceiver
-from hw.link.transmitter import ResponseTransmitter
-from hw.top import DEFAULT_MAX_PAYLOAD, DEFAULT_TIMEOUT
+from xnorflow.hw.bus import ADDR_WIDTH
+from xnorflow.hw.link import hostlink as hostlink_module
+from xnorflow.hw.link.hostlink import HostLink
+from xnorflow.hw.link.defs import RSP_SYNC, Cmd, Status
+from xnorflow.hw.link.executor import CommandExecutor
+from xnorflow.hw.link.receiver import FrameReceiver
+from xnorflow.hw.link.transmitter import ResponseTransmitter
+from xnorflow.hw.top import DEFAULT_MAX_PAYLOAD, DEFAULT_TIMEOUT
 from tests.formal.harness import Harness, Internals, free, run_proof
 from tests.formal.link_spec import (ANY_STATUS, RequestTracker, ResponseTracker, Rq, Rs,
                                     bus_hold_rule, bus_target, stream_rule)

@@ -16,8 +16,8 @@ written as the signed dot product it stands for, bit by bit, not through a popco
 import pytest
 from amaranth.hdl import Cat, Const, Mux, Signal, signed
 
-from hw.core import pe as pe_module
-from hw.core.pe import PE, popcount_latency
+from xnorflow.hw.core import pe as pe_module
+from xnorflow.hw.core.pe import PE, popcount_latency
 from tests.formal.harness import Harness, Internals, free, run_proof
 
 pytestmark = pytest.mark.formal

@@ -9,8 +9,8 @@ so it cannot overflow), not a comparator.
 import pytest
 from amaranth.hdl import Mux, Signal, signed
 
-from hw.core import threshold as threshold_module
-from hw.core.threshold import ThresholdUnit
+from xnorflow.hw.core import threshold as threshold_module
+from xnorflow.hw.core.threshold import ThresholdUnit
 from tests.formal.harness import Harness, free, run_proof
 
 pytestmark = pytest.mark.formal

@@ -43,7 +43,7 @@ def brevitas_model(kind, dynamo=True):
     on digits; both exporters export the same trained weights (seed 0)."""
     import brevitas_models as bm
     import torch
-    from sw.data import load_dataset
+    from xnorflow.sw.data import load_dataset
 
     out = CACHE / _key(kind, dynamo)
     onnx_path, info = out / "model.onnx", out / "info.json"
@@ -66,7 +66,7 @@ def brevitas_model(kind, dynamo=True):
 
 @pytest.fixture(scope="session")
 def digits():
-    from sw.data import load_dataset
+    from xnorflow.sw.data import load_dataset
     return load_dataset("digits")
 
 

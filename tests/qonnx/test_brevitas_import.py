@@ -3,11 +3,11 @@ on every digits test image: classes, last-layer integers and hidden bits identic
 import numpy as np
 import pytest
 
-from sw import xnf
-from sw.data import quantize_inputs
-from sw.qonnx.check import compare
-from sw.qonnx.exporter import export_onnx
-from sw.qonnx.importer import import_details
+from xnorflow.sw import xnf
+from xnorflow.sw.data import quantize_inputs
+from xnorflow.sw.qonnx.check import compare
+from xnorflow.sw.qonnx.exporter import export_onnx
+from xnorflow.sw.qonnx.importer import import_details
 
 pytestmark = pytest.mark.slow  # training and exporting (cached per machine), the executor
 
@@ -60,7 +60,7 @@ def test_cnv_flips_pooled_channels_and_finds_the_q17_input(brevitas_models):
     # the import negates its filter so that xnorflow's pool (threshold at the largest acc) is it
     flips = [t.flip.sum() for t in imported.trace if t.flip is not None and t.image]
     assert all(f > 0 for f in flips)
-    from sw.layers.weighted import threshold_bits
+    from xnorflow.sw.layers.weighted import threshold_bits
     for layer in model.layers:
         if layer.type == "conv3x3":   # falling channels left only where the bit is constant
             lo, hi = layer.acc_range()
@@ -91,8 +91,8 @@ def test_torchscript_export_matches_the_executor(brevitas_models, digits):
 def test_imported_model_is_an_ordinary_model(kind, brevitas_models, tmp_path):
     """It saves and loads as .xnf, the core's program builder takes it for the default array,
     and export → import gives the same file bytes."""
-    from hw.config import ArrayConfig
-    from sw.program import build_program
+    from xnorflow.hw.config import ArrayConfig
+    from xnorflow.sw.program import build_program
 
     path, _ = brevitas_models(kind)
     model = import_details(path, input_scale=16).model
@@ -131,7 +131,7 @@ def test_bnn_pynq_cnv_is_refused_for_its_unpadded_convolutions(tmp_path):
     from brevitas.export import export_qonnx
     from brevitas_examples.bnn_pynq.models import cnv_1w1a
 
-    from sw.qonnx.graph import UnsupportedModelError
+    from xnorflow.sw.qonnx.graph import UnsupportedModelError
     path = tmp_path / "cnv_1w1a.onnx"
     export_qonnx(cnv_1w1a(pretrained=False).eval(), torch.rand(1, 3, 32, 32),
                  export_path=str(path), dynamo=False)

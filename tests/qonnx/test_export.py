@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from sw import xnf
-from sw.qonnx.check import Executor, compare
-from sw.qonnx.exporter import export_onnx
-from sw.qonnx.importer import import_details
-from sw.random_models import random_cnn_model, random_model
+from xnorflow.sw import xnf
+from xnorflow.sw.qonnx.check import Executor, compare
+from xnorflow.sw.qonnx.exporter import export_onnx
+from xnorflow.sw.qonnx.importer import import_details
+from xnorflow.sw.random_models import random_cnn_model, random_model
 
 
 def _exact(result, images):
@@ -34,7 +34,7 @@ def test_trained_model_exports_exactly(method, cnn, digits_models, digits, tmp_p
     assert xnf.to_bytes(imported.model) == xnf.to_bytes(model)  # the round trip
     result = compare(imported, onnx_path, digits.x_test)
     _exact(result, 360)
-    from sw.data import quantize_inputs
+    from xnorflow.sw.data import quantize_inputs
     golden = model.predict(quantize_inputs(digits.x_test, model.input.bits, model.input.max_value))
     assert np.array_equal(result["classes"], golden)
 
@@ -63,7 +63,7 @@ def test_exported_graph_runs_one_image_at_a_time_too(tmp_path):
     path = tmp_path / "m.onnx"
     export_onnx(model, path)
     ex = Executor(path)
-    from sw.qonnx.inputs import onnx_input
+    from xnorflow.sw.qonnx.inputs import onnx_input
     x = onnx_input(rng.integers(0, 4, size=(5, 36)), model.input.max_value, ex.shape)
     batched = ex.run(x, [ex.output])[ex.output]
     single = np.concatenate([ex._execute(ex.model, x[i:i + 1], [ex.output])[ex.output]

@@ -7,13 +7,13 @@ import sys
 import numpy as np
 import pytest
 
-from sw.outputs import read_outputs, write_outputs
-from sw.qonnx.check import Executor
-from sw.qonnx.inputs import onnx_input
+from xnorflow.sw.outputs import read_outputs, write_outputs
+from xnorflow.sw.qonnx.check import Executor
+from xnorflow.sw.qonnx.inputs import onnx_input
 
 def xnorflow(*argv):
     """``xnorflow ARGV`` through the real entry point, in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "flow.cli", *map(str, argv)],
+    return subprocess.run([sys.executable, "-m", "xnorflow.cli", *map(str, argv)],
                           capture_output=True, text=True)
 
 
@@ -99,7 +99,7 @@ def test_write_outputs_is_atomic_and_checked(tmp_path):
     write_outputs(path, [1, 2], [[3, 4], [5, 6]])
     classes, scores = read_outputs(path)
     assert classes.tolist() == [1, 2] and scores.tolist() == [[3, 4], [5, 6]]
-    from sw.errors import XnorflowError
+    from xnorflow.sw.errors import XnorflowError
     with pytest.raises(XnorflowError, match="classes \\[N\\] and scores \\[N, C\\]"):
         write_outputs(tmp_path / "bad.npz", [1, 2, 3], [[3, 4], [5, 6]])
     assert not (tmp_path / "bad.npz").exists()

@@ -15,11 +15,11 @@ import pytest
 from onnx import TensorProto, helper
 
 import graph_edits as E
-from sw.errors import XnorflowError
-from sw.qonnx.exporter import export_onnx
-from sw.qonnx.graph import UnsupportedModelError
-from sw.qonnx.importer import import_details
-from sw.random_models import random_cnn_model, random_model
+from xnorflow.sw.errors import XnorflowError
+from xnorflow.sw.qonnx.exporter import export_onnx
+from xnorflow.sw.qonnx.graph import UnsupportedModelError
+from xnorflow.sw.qonnx.importer import import_details
+from xnorflow.sw.random_models import random_cnn_model, random_model
 
 
 @pytest.fixture(scope="module")
@@ -310,7 +310,7 @@ def test_graph_level_refusals(bases, tmp_path):
 
 def test_a_signed_input_quantizer_without_ties_imports_exactly(bases, tmp_path):
     """The same 2-bit BNN-PYNQ input on raw/15 has no ties: levels of raw/M for M in (22, 24]."""
-    from sw.qonnx.check import compare
+    from xnorflow.sw.qonnx.check import compare
     proto = onnx.ModelProto()
     proto.CopyFrom(bases["mlp"])
     half_even_input(proto)
@@ -324,8 +324,8 @@ def test_a_signed_input_quantizer_without_ties_imports_exactly(bases, tmp_path):
 def _cli(argv, tmp_path):
     """Run the import/export commands the way sw/cli.py does (its parser and error handling)."""
     code = ("import sys, argparse\n"
-            "from sw.errors import XnorflowError\n"
-            "from sw.qonnx.cli import add_parser\n"
+            "from xnorflow.sw.errors import XnorflowError\n"
+            "from xnorflow.sw.qonnx.cli import add_parser\n"
             "p = argparse.ArgumentParser(prog='xnorflow')\n"
             "sub = p.add_subparsers(dest='command', required=True)\n"
             "add_parser(sub)\n"
@@ -352,7 +352,7 @@ def test_cli_refusal_is_one_line_and_writes_nothing(bases, tmp_path):
 
 def test_without_the_extra_the_commands_say_which_to_install(tmp_path, monkeypatch):
     """With onnx unimportable, import and export stop before any work with the extra's name."""
-    from sw.qonnx import cli
+    from xnorflow.sw.qonnx import cli
     monkeypatch.setitem(sys.modules, "onnx", None)
     parser = argparse.ArgumentParser(prog="xnorflow")
     cli.add_parser(parser.add_subparsers(dest="command", required=True))
@@ -368,7 +368,7 @@ def test_without_the_extra_the_commands_say_which_to_install(tmp_path, monkeypat
 def test_zero_one_activations_import_exactly(bases, tmp_path):
     """A hidden quantizer with levels {0, 1} (out_scale 1, out_bias 0): the next layer's
     accumulator is (acc + ΣW)/2, a per-channel offset folded into its thresholds."""
-    from sw.qonnx.check import compare
+    from xnorflow.sw.qonnx.check import compare
     proto = onnx.ModelProto()
     proto.CopyFrom(bases["mlp"])
     mt = E.node(proto, "fc1_threshold")
@@ -403,7 +403,7 @@ def _float32_head(p, ops):
 def test_float32_heads_keep_the_executors_classes(order, bases, tmp_path):
     """BNN-PYNQ's TensorNorm order (Sub, Div, Mul, Add) fills the head's own fields; another
     order becomes one affine map; both give the executor's class on every input."""
-    from sw.qonnx.check import compare
+    from xnorflow.sw.qonnx.check import compare
     rng = np.random.default_rng(5)
     proto = onnx.ModelProto()
     proto.CopyFrom(bases["mlp"])

@@ -2,17 +2,15 @@
 machine or run facts (issue #23, item 11); build directories have shell-safe names with the
 full configuration in the report (issue #24, item 7). No tool runs here."""
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from hw.config import ArrayConfig
-from sw.synth import build_dir_name, build_label, find_builds
+from xnorflow.hw.config import ArrayConfig
+from xnorflow.sw.synth import build_dir_name, build_label, find_builds
+from xnf_testing import installed_copy
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = sorted((ROOT / "bitstreams").glob("*/report.json"))
@@ -26,8 +24,8 @@ import hashlib, json
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
-import sw.synth as s
-from hw.board.top import UartBridgeTop
+import xnorflow.sw.synth as s
+from xnorflow.hw.board.top import UartBridgeTop
 
 class Loopback(wiring.Component):
     i: In(stream.Signature(8))
@@ -48,23 +46,17 @@ print(json.dumps({"module": s.__file__, "key": s.cache_key(plan, board),
 """
 
 
-def _copy_checkout(dest):
-    """The Python sources the build plan comes from (hw/ and sw/), copied to ``dest``."""
-    for name in ("hw", "sw"):
-        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-    return dest
-
-
 def _key_in(checkout):
-    done = subprocess.run([sys.executable, "-c", _KEY_OF_THIS_CHECKOUT], cwd=checkout,
-                          env={**os.environ, "PYTHONPATH": str(checkout)},
+    """The key computed by a second checkout at ``checkout``, installed in its own environment."""
+    python = installed_copy(checkout)
+    done = subprocess.run([python, "-c", _KEY_OF_THIS_CHECKOUT], cwd=checkout,
                           capture_output=True, text=True, check=True)
     return json.loads(done.stdout.splitlines()[-1])
 
 
 def test_cache_key_is_the_same_for_two_checkouts_at_different_paths(tmp_path):
-    one = _key_in(_copy_checkout(tmp_path / "one"))
-    two = _key_in(_copy_checkout(tmp_path / "elsewhere" / "second checkout"))
+    one = _key_in(tmp_path / "one")
+    two = _key_in(tmp_path / "elsewhere" / "second checkout")
     # each copy really built its own plan, and that plan names its own absolute paths ...
     assert one["module"].startswith(str(tmp_path / "one"))
     assert two["module"].startswith(str(tmp_path / "elsewhere" / "second checkout"))
@@ -90,7 +82,7 @@ def test_committed_builds_have_shell_safe_names_and_their_full_configuration(pat
     assert re.fullmatch(r"[a-z0-9][a-z0-9.-]*", name), name
     assert name == build_dir_name(report["board"], report["config"])
     if report.get("arch") == "dataflow":
-        from hw.dataflow.config import DataflowConfig
+        from xnorflow.hw.dataflow.config import DataflowConfig
         config = DataflowConfig.parse(report["fold"])
         assert report["config"].startswith(config.format() + "@")
         return

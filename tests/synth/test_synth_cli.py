@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from flow.cli import main
-from sw.errors import XnorflowError
+from xnorflow.cli import main
+from xnorflow.sw.errors import XnorflowError
 from tests.bad_input_cases.synth import CASES, make_files
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,8 +40,8 @@ def test_bad_synth_input_is_refused_by_name_before_any_work(argv, expected, tmp_
 
 def test_force_builds_what_does_not_fit_with_a_warning():
     # (the build itself is not run: check_resources is what synthesize calls first)
-    from hw.config import ArrayConfig
-    from sw.synth import check_resources
+    from xnorflow.hw.config import ArrayConfig
+    from xnorflow.sw.synth import check_resources
     config = ArrayConfig.parse("64x64x64")
     with pytest.raises(XnorflowError, match="--force builds it anyway"):
         check_resources("icebreaker", config, log=lambda msg: None)
@@ -52,7 +52,7 @@ def test_force_builds_what_does_not_fit_with_a_warning():
 
 def test_helpers_other_commands_share_refuse_bad_values_too():
     # profile calls these with its own options: 0 Bd is not "the default", nan is no clock
-    from sw.synth import board_clock, board_config, uart_rate
+    from xnorflow.sw.synth import board_clock, board_config, uart_rate
     with pytest.raises(XnorflowError, match="--baud must be positive, got 0"):
         uart_rate(24.0, 0)
     for bad in (math.nan, math.inf, -1.0, 0.0, 300.0):
@@ -66,7 +66,7 @@ def test_helpers_other_commands_share_refuse_bad_values_too():
 def test_every_synth_option_says_what_it_does_and_its_default():
     import argparse
 
-    from flow.cli import build_parser
+    from xnorflow.cli import build_parser
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     synth = sub.choices["synth"]
     assert len(synth.description) > 100
@@ -79,8 +79,8 @@ def test_every_synth_option_says_what_it_does_and_its_default():
 def test_json_summary_of_a_cached_build_is_one_document(tmp_path, capsys):
     # An up-to-date build is answered from its report without running any tool: write one
     # (report.json with the current cache key, a bitstream file) and ask for it with --json.
-    from hw.config import ArrayConfig
-    from sw.synth import (accelerator_top, build_dir_name, build_label, build_plan, cache_key,
+    from xnorflow.hw.config import ArrayConfig
+    from xnorflow.sw.synth import (accelerator_top, build_dir_name, build_label, build_plan, cache_key,
                           get_board)
     board = get_board("icebreaker")
     config = ArrayConfig.parse("2x2x16,w_depth=1024,in_depth=64,act_depth=64,out_depth=64,"

@@ -9,8 +9,8 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.board.top import UartBridgeTop
-from sw.synth import build_dir_name, synthesize
+from xnorflow.hw.board.top import UartBridgeTop
+from xnorflow.sw.synth import build_dir_name, synthesize
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,8 +67,8 @@ def test_icebreaker_echo_builds_reports_shows_progress_and_skips_rebuild(capsys)
 @pytest.mark.synth
 def test_a_failed_build_names_its_stage_and_leaves_no_stale_bitstream(tmp_path, capsys):
     # A real tool failure after Yosys has run: nextpnr refuses an option (exit status 1).
-    from sw.errors import XnorflowError
-    from sw.synth import BOARDS, Board
+    from xnorflow.sw.errors import XnorflowError
+    from xnorflow.sw.synth import BOARDS, Board
     board = BOARDS["icebreaker"]
     broken = Board(**{**board.__dict__, "name": "icebreaker-broken",
                       "nextpnr_opts": "--no-such-option"})
@@ -112,7 +112,7 @@ class DeepMemory(wiring.Component):
 def test_ecp5_maps_huge_memory_to_block_ram(tmp_path):
     # Yosys has huge RAM only for iCE40 UltraPlus; the ULX3S board drops the attribute so a
     # deep weight bank maps to DP16KD instead of failing in memory_libmap.
-    from sw.synth import ensure_tools_on_path, get_board, build_plan
+    from xnorflow.sw.synth import ensure_tools_on_path, get_board, build_plan
     ensure_tools_on_path()
     out = ROOT / "build" / "test-synth" / "ecp5-huge"
     plan = build_plan(UartBridgeTop(DeepMemory()), get_board("ulx3s-85f"))
@@ -132,15 +132,15 @@ def test_ecp5_maps_huge_memory_to_block_ram(tmp_path):
 def test_placer_reaches_nextpnr_and_unknown_placers_are_refused():
     # Only the script is written here (no tools run): the default keeps nextpnr's placer, so
     # default builds keep their design hashes.
-    from sw.errors import XnorflowError
-    from sw.synth import build_plan, get_board
+    from xnorflow.sw.errors import XnorflowError
+    from xnorflow.sw.synth import build_plan, get_board
     board = get_board("ulx3s-85f")
     script = build_plan(UartBridgeTop(Echo()), board, placer="static").files["build_top.sh"]
     assert "--placer static" in script and "--router router2" in script
     default = build_plan(UartBridgeTop(Echo()), board).files["build_top.sh"]
     assert "--placer" not in default
     # the commands that build take it: synth, and profile (which builds the board's bitstream)
-    from flow.cli import build_parser
+    from xnorflow.cli import build_parser
     for cmd in (["synth"], ["profile", "model.xnf"]):
         args = build_parser().parse_args(cmd + ["--board", "ulx3s-85f", "--placer", "static"])
         assert args.placer == "static"
@@ -153,8 +153,8 @@ def test_placer_reaches_nextpnr_and_unknown_placers_are_refused():
 def test_icebreaker_default_fits_and_meets_its_clock():
     # `xnorflow run` (the README's main job) builds exactly this; the UP5K is nearly full
     # (docs/synthesis.md), so a core change that no longer fits must fail here, not there.
-    from hw.config import ArrayConfig
-    from sw.synth import (BOARD_DEFAULT_ARRAY, BOARD_DEFAULT_CLOCK_MHZ, accelerator_top,
+    from xnorflow.hw.config import ArrayConfig
+    from xnorflow.sw.synth import (BOARD_DEFAULT_ARRAY, BOARD_DEFAULT_CLOCK_MHZ, accelerator_top,
                           build_label, ensure_tools_on_path)
     ensure_tools_on_path()
     config = ArrayConfig.parse(BOARD_DEFAULT_ARRAY["icebreaker"])

@@ -3,7 +3,7 @@ lines of real nextpnr 0.11 logs, and the display on a terminal and on a pipe. Th
 that shows them end to end is tests/synth/test_synth_flow.py's echo build."""
 import io
 
-from sw.synth import BuildLogs, _StageBars
+from xnorflow.sw.synth import BuildLogs, _StageBars
 
 # Lines as nextpnr 0.11 writes them to --log (iCE40 HeAP + router1; ECP5 static + router2).
 HEAP_ROUTER1 = """Info: Packing constants..

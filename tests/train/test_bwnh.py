@@ -1,7 +1,7 @@
 """BWNH hashing: the objective never increases and the closed-form scale is the least-squares one."""
 import torch
 
-from sw.train import bwnh
+from xnorflow.sw.train import bwnh
 
 
 def test_hashing_objective_never_increases_on_real_inputs(digits_tensors):

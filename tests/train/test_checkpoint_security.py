@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from sw.train import checkpoint as ck
-from sw.train import methods
-from sw.train.resume import ResumeError, load_fit_state
+from xnorflow.sw.train import checkpoint as ck
+from xnorflow.sw.train import methods
+from xnorflow.sw.train.resume import ResumeError, load_fit_state
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from bad_input_cases.train_data import write_malicious_pt  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-XNORFLOW = [sys.executable, "-m", "flow.cli"]
+XNORFLOW = [sys.executable, "-m", "xnorflow.cli"]
 EVIL = ("evil-touch.pt", "evil-system.pt", "evil-raw-pickle.pt")
 
 
@@ -69,9 +69,9 @@ def test_the_command_line_refuses_a_pickle_that_runs_code(evil):
 
 def test_every_command_that_loads_a_pt_refuses_a_pickle_that_runs_code(evil, capsys):
     """eval --checkpoint, train --init/--distill/--resume: one line naming the option and the file."""
-    from sw import xnf
-    from flow.cli import main
-    from sw.random_models import random_model
+    from xnorflow.sw import xnf
+    from xnorflow.cli import main
+    from xnorflow.sw.random_models import random_model
     model = evil / "m.xnf"
     model.write_bytes(xnf.to_bytes(random_model(np.random.default_rng(0), [64, 16, 10], 4)))
     train = ["train", "--method", "ste", "--dataset", "digits", "--epochs", "1", "--hidden", "16", "--quiet"]
@@ -120,7 +120,7 @@ def test_numpy_values_in_the_metadata_are_saved_as_plain_numbers(tmp_path, digit
 def test_every_kind_of_file_xnorflow_writes_loads_with_weights_only(tmp_path, digits, method):
     """model.pt of every method (MLP and CNN), the epoch-end training state, and the cached
     'fp'/'binact' networks --distill/--init train, all loaded with ``weights_only=True``."""
-    from sw.train.conv import cnn_overrides, parse_arch
+    from xnorflow.sw.train.conv import cnn_overrides, parse_arch
     for cnn in (False, True):
         kw = (dict(hidden=[8], method_overrides=cnn_overrides(method, parse_arch("cnv:4,p"), (8, 8, 1))) if cnn
               else dict(hidden=[16]))

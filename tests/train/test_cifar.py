@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
-from sw import data
+from xnorflow.sw import data
 
 
 def _write_batches(directory, n=4, protocol=2, str_keys=False):
@@ -73,7 +73,7 @@ def test_cifar10_cnn_trains_compiles_and_is_bit_exact(tmp_path, capsys):
     """Three input channels through the whole software flow: train → compile → eval."""
     import json
 
-    from flow.cli import main
+    from xnorflow.cli import main
     _write_batches(tmp_path / "cifar", n=8)
     out = tmp_path / "run"
     assert main(["train", "--method", "irnet", "--dataset", "cifar10", "--data-dir", str(tmp_path / "cifar"),
@@ -85,6 +85,6 @@ def test_cifar10_cnn_trains_compiles_and_is_bit_exact(tmp_path, capsys):
                  "--checkpoint", str(out / "model.pt"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["images"] == 8 and result["agree_with_torch"] == 1.0 and result["integers_equal"]
-    from sw import xnf
+    from xnorflow.sw import xnf
     first = xnf.load(tmp_path / "c.xnf").layers[0]
     assert (first.type, first.height, first.in_channels, first.input_bits) == ("conv3x3", 32, 3, 3)

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from flow.cli import main
+from xnorflow.cli import main
 
 
 def test_train_writes_model_metrics_and_plot(tmp_path, capsys):
@@ -17,7 +17,7 @@ def test_train_writes_model_metrics_and_plot(tmp_path, capsys):
     assert m["input_bits"] == 3 and m["hidden"] == [32] and len(m["history"]) == 2
     assert {"loss", "train_acc", "test_acc", "t", "k"} <= set(m["history"][0])
     assert (out / "training.png").read_bytes()[:4] == b"\x89PNG"
-    from sw.train.checkpoint import load_checkpoint
+    from xnorflow.sw.train.checkpoint import load_checkpoint
     model, meta = load_checkpoint(str(out / "model.pt"))
     assert meta["input_bits"] == 3 and meta["max_value"] == 16 and model.input_bits == 3
 

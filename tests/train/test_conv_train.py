@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from sw import bits as B
-from sw.compile import compile_checkpoint, compile_layers
-from sw.data import Dataset, quantize_inputs
-from sw.evaluate import compare_with_torch
-from sw.layers.conv import ConvLayer
-from sw.train import methods
-from sw.train.checkpoint import load_checkpoint, save_checkpoint
-from sw.train.conv import (CNV_STACK, BinaryCNN, BinaryConv2d, cnn_arch, pad_value,
+from xnorflow.sw import bits as B
+from xnorflow.sw.compile import compile_checkpoint, compile_layers
+from xnorflow.sw.data import Dataset, quantize_inputs
+from xnorflow.sw.evaluate import compare_with_torch
+from xnorflow.sw.layers.conv import ConvLayer
+from xnorflow.sw.train import methods
+from xnorflow.sw.train.checkpoint import load_checkpoint, save_checkpoint
+from xnorflow.sw.train.conv import (CNV_STACK, BinaryCNN, BinaryConv2d, cnn_arch, pad_value,
                            parse_arch)
-from sw.train.models import NotDeployableError, build_model
+from xnorflow.sw.train.models import NotDeployableError, build_model
 
 STACK = [6, "pool", 8, 8, "pool"]
 
@@ -120,7 +120,7 @@ def test_bwnh_hashes_a_bounded_sample_of_conv_patches():
     flat = model.hash_inputs(2, torch.arange(2 * 6 * 16.).reshape(2, 6, 4, 4))
     assert flat.shape == (2, 96) and flat[0, 1] == 16          # HWC: channel 1 of pixel 0
     assert methods.METHOD_CONFIGS["bwnh"]["hash_samples"] == 10000
-    from sw.train.conv import CNN_HASH_SAMPLES, cnn_overrides
+    from xnorflow.sw.train.conv import CNN_HASH_SAMPLES, cnn_overrides
     assert cnn_overrides("bwnh", [4], (8, 8, 1))["hash_samples"] == CNN_HASH_SAMPLES
     assert "hash_samples" not in cnn_overrides("irnet", [4], (8, 8, 1))
 
@@ -136,7 +136,7 @@ def test_parse_arch():
 
 
 def test_cli_trains_compiles_and_evaluates_a_cnn(tmp_path, capsys):
-    from flow.cli import main
+    from xnorflow.cli import main
     out = tmp_path / "run"
     assert main(["train", "--method", "ste", "--dataset", "digits", "--arch", "cnv:4,p,8,p",
                  "--epochs", "1", "--quiet", "--out", str(out)]) == 0

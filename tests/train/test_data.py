@@ -5,7 +5,7 @@ import struct
 import numpy as np
 import pytest
 
-from sw import data
+from xnorflow.sw import data
 
 
 def _write_idx(path, arr, gz):
@@ -77,7 +77,7 @@ def test_quantize_inputs():
 
 def test_random_shift_moves_pixels_and_keeps_integers():
     import torch
-    from sw.train.trainer import random_shift
+    from xnorflow.sw.train.trainer import random_shift
     img = torch.zeros(50, 6, 6)
     img[:, 2, 3] = 7.0
     out = random_shift(6, 1)(img.reshape(50, 36), torch.Generator().manual_seed(0)).reshape(50, 6, 6)
@@ -90,7 +90,7 @@ def test_random_shift_moves_pixels_and_keeps_integers():
 
 def test_random_flip_mirrors_about_half_the_batch_and_chains_with_shift():
     import torch
-    from sw.train.trainer import chain, random_flip, random_shift
+    from xnorflow.sw.train.trainer import chain, random_flip, random_shift
     img = torch.zeros(200, 6, 6)
     img[:, 2, 1] = 5.0
     out = random_flip(6)(img.reshape(200, 36), torch.Generator().manual_seed(0)).reshape(200, 6, 6)

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from sw import data
+from xnorflow.sw import data
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from bad_input_cases.train_data import (DAMAGED_IDX, good_idx_files, idx_bytes, write_damaged_idx,  # noqa: E402

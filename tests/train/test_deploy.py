@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from sw.train import checkpoint as ck
-from sw.train.methods import METHOD_CONFIGS
-from sw.train.models import NotDeployableError, build_model, reference_forward
+from xnorflow.sw.train import checkpoint as ck
+from xnorflow.sw.train.methods import METHOD_CONFIGS
+from xnorflow.sw.train.models import NotDeployableError, build_model, reference_forward
 from tests.train.conftest import trained
 
 DEPLOYABLE = ["irnet", "rbnn", "ste", "bwnh", "sbn"]

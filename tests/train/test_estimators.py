@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from sw.train import estimators as est
-from sw.train import schedules
+from xnorflow.sw.train import estimators as est
+from xnorflow.sw.train import schedules
 
 U = torch.linspace(-3, 3, 241, dtype=torch.float64)
 
@@ -87,8 +87,8 @@ def test_tk_schedule_values():
 
 
 def test_schedules_drive_estimators_through_the_epoch_callback():
-    from sw.train.methods import METHOD_CONFIGS
-    from sw.train.models import build_model
+    from xnorflow.sw.train.methods import METHOD_CONFIGS
+    from xnorflow.sw.train.models import build_model
     m = build_model(8, [6], 3, 2, METHOD_CONFIGS["irnet"])
     logs = schedules.TKSchedule(0.1, 10.0).on_epoch_start(3, 6, m)
     assert m.layers[0].quantizer.estimator.t == pytest.approx(logs["t"]) == pytest.approx(10 ** 0.0)

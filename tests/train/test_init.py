@@ -4,10 +4,10 @@ import json
 import pytest
 import torch
 
-from flow.cli import main
-from sw.train import methods
-from sw.train.models import build_model
-from sw.train.quantizers import standardize
+from xnorflow.cli import main
+from xnorflow.sw.train import methods
+from xnorflow.sw.train.models import build_model
+from xnorflow.sw.train.quantizers import standardize
 
 
 def _pair(method, hidden=(24, 16), seed=0):
@@ -25,8 +25,8 @@ def _pair(method, hidden=(24, 16), seed=0):
 
 def _random_start_accuracy(method, hidden):
     """Digits test accuracy of a randomly initialised student, BN recalibrated as after --init."""
-    from sw.data import load_dataset
-    from sw.train.trainer import evaluate, recalibrate_bn
+    from xnorflow.sw.data import load_dataset
+    from xnorflow.sw.train.trainer import evaluate, recalibrate_bn
     ds = load_dataset("digits")
     train, test = methods.tensors(ds, 4)
     torch.manual_seed(0)
@@ -115,7 +115,7 @@ def test_init_with_another_shape_exits_2(tmp_path, capsys):
 
 
 def test_init_binact_is_a_cached_float_weight_binary_activation_stage(tmp_path):
-    from sw.train.checkpoint import load_checkpoint
+    from xnorflow.sw.train.checkpoint import load_checkpoint
     common = ["--dataset", "digits", "--hidden", "64,64", "--quiet", "--teacher-epochs", "15",
               "--teacher-cache", str(tmp_path / "cache"), "--distill", "none", "--epochs", "1"]
     assert main(["train", "--method", "irnet", "--init", "binact", *common, "--out", str(tmp_path / "a")]) == 0

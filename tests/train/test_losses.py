@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from flow.cli import main
-from sw.train.losses import CrossEntropy, Distillation, distillation_kl
+from xnorflow.cli import main
+from xnorflow.sw.train.losses import CrossEntropy, Distillation, distillation_kl
 
 
 class _Fixed(torch.nn.Module):
@@ -59,7 +59,7 @@ def test_kl_is_zero_for_identical_scores_and_ce_matches_torch():
 
 
 def test_distill_option_round_trips_through_metrics_and_checkpoint(tmp_path):
-    from sw.train.checkpoint import load_checkpoint
+    from xnorflow.sw.train.checkpoint import load_checkpoint
     cache = tmp_path / "cache"
     common = ["--dataset", "digits", "--epochs", "2", "--hidden", "32", "--quiet", "--teacher-epochs", "2",
               "--teacher-cache", str(cache), "--distill", "fp", "--distill-alpha", "0.7",

@@ -1,7 +1,7 @@
 """RBNN bi-rotation: the objective never decreases and the weight/sign angle shrinks on real layers."""
 import torch
 
-from sw.train import quantizers as q
+from xnorflow.sw.train import quantizers as q
 
 
 def _real_layer_filters():

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from flow.cli import main
-from sw.train import methods
-from sw.train.conv import cnn_arch, parse_arch
-from sw.train.methods import METHOD_CONFIGS
-from sw.train.models import bn_eval64, build_model, reference_forward
-from sw.train.trainer import recalibrate_bn
+from xnorflow.cli import main
+from xnorflow.sw.train import methods
+from xnorflow.sw.train.conv import cnn_arch, parse_arch
+from xnorflow.sw.train.methods import METHOD_CONFIGS
+from xnorflow.sw.train.models import bn_eval64, build_model, reference_forward
+from xnorflow.sw.train.trainer import recalibrate_bn
 
 
 def _model(method, dropout=0.0, input_dropout=0.0, hidden=(32, 32), seed=0, arch=None):
@@ -129,7 +129,7 @@ def test_recalibration_averages_training_statistics_without_dropout_and_stays_de
 
 
 def test_options_round_trip_and_teacher_has_no_dropout(tmp_path):
-    from sw.train.checkpoint import load_checkpoint
+    from xnorflow.sw.train.checkpoint import load_checkpoint
     out = tmp_path / "a"
     assert main(["train", "--method", "rbnn", "--dataset", "digits", "--epochs", "2", "--hidden", "32", "--quiet",
                  "--dropout", "0.2", "--input-dropout", "0.1", "--bn-recalibrate", "--distill", "fp",

@@ -6,9 +6,9 @@ import os
 import pytest
 import torch
 
-from flow.cli import main
-from sw.train import methods, schedules
-from sw.train.resume import ResumeError
+from xnorflow.cli import main
+from xnorflow.sw.train import methods, schedules
+from xnorflow.sw.train.resume import ResumeError
 
 # RBNN exercises every kind of state: Adam moments, the cosine schedule, the rotation buffers
 # (updated by an epoch callback), the batch-order generator (with shift augmentation) and the
@@ -82,7 +82,7 @@ def test_a_run_killed_mid_epoch_resumes_from_the_step_it_saved(tmp_path, monkeyp
     and sums; stopped right after the one at step 5 of the second epoch, the run resumes there
     and still ends bit for bit as the uninterrupted one (RBNN: the rotation of that epoch is
     not applied twice, the (t, k) schedule is set again)."""
-    from sw.train import trainer
+    from xnorflow.sw.train import trainer
     straight, _, m_straight = methods.train("rbnn", "digits", **RUN)
     state = str(tmp_path / "train_state.pt")
     save = trainer.save_fit_state
@@ -169,7 +169,7 @@ def test_bwnh_refuses_resume():
 
 
 def test_a_cached_teacher_leaves_no_state_behind(tmp_path):
-    from sw.data import load_dataset
+    from xnorflow.sw.data import load_dataset
     ds = load_dataset("digits")
     _, info = methods.load_or_train_teacher("fp", "digits", ds, [16], 4, 1, 0, 64, 2e-3, 0,
                                             cache_dir=str(tmp_path), progress=False)

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from flow.cli import build_parser, main
+from xnorflow.cli import build_parser, main
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from bad_input_cases import train_data  # noqa: E402
@@ -21,8 +21,8 @@ TRAIN = ["train", "--method", "ste", "--dataset", "digits", "--epochs", "1", "--
 @pytest.fixture(scope="module")
 def table_files(tmp_path_factory):
     """The files the table's rows name, and a compiled digits-shaped model for ``{model}``."""
-    from sw import xnf
-    from sw.random_models import random_model
+    from xnorflow.sw import xnf
+    from xnorflow.sw.random_models import random_model
     tmp = tmp_path_factory.mktemp("bad-input")
     train_data.make_files(tmp)
     model = tmp / "model.xnf"
@@ -96,12 +96,12 @@ def test_a_finished_model_in_out_is_replaced_when_the_new_run_ends(tmp_path):
     assert main([*TRAIN, "--seed", "0", "--out", str(out)]) == 0
     assert main([*TRAIN, "--seed", "1", "--out", str(out)]) == 0
     assert json.loads((out / "metrics.json").read_text())["seed"] == 1
-    from sw.train.checkpoint import load_checkpoint
+    from xnorflow.sw.train.checkpoint import load_checkpoint
     assert load_checkpoint(str(out / "model.pt"))[1]["metrics"]["seed"] == 1
 
 
 def test_a_network_larger_than_memory_is_refused_before_allocation(tmp_path, capsys):
-    from sw.train.cli import physical_memory
+    from xnorflow.sw.train.cli import physical_memory
     widths = [65536] * 3
     need = 16 * (64 * widths[0] + sum(a * b for a, b in zip(widths, widths[1:])))
     if physical_memory() is None or physical_memory() >= need:
@@ -116,7 +116,7 @@ def test_a_network_larger_than_memory_is_refused_before_allocation(tmp_path, cap
 
 def _write_cifar(directory):
     """Six CIFAR-10 batch files of two images each (the loader's real format)."""
-    from sw import data
+    from xnorflow.sw import data
     directory.mkdir()
     rng = np.random.default_rng(0)
     for name in data.CIFAR10_TRAIN_FILES + (data.CIFAR10_TEST_FILE,):
