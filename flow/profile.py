@@ -303,9 +303,10 @@ def add_parser(sub):
     p.add_argument("--arch", choices=("overlay", "dataflow"), default="overlay",
                    help="overlay: the array that runs any model that fits; dataflow: one "
                         "folded engine per layer (default overlay)")
-    p.add_argument("--fold", default=None, metavar="FOLD.json",
-                   help="with --arch dataflow: the fold to profile (default: the fastest fold "
-                        "of the model that fits the board)")
+    p.add_argument("--fold", default=None, metavar="FOLD.json|df:…",
+                   help="with --arch dataflow: the fold to profile, a file of `xnorflow fold -o` "
+                        "or its text form (default: the fastest fold of the model that fits "
+                        "the board)")
     p.add_argument("--array", default=None, help="configuration PxQxK (default: the board's)")
     p.add_argument("--batch", type=int_range(1, 65535), default=None,
                    help="inputs per run (default: Q, or 1 for a conv model)")

@@ -337,8 +337,11 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
 
 
 def _dataflow_figures(batches):
-    """A dataflow run's one-image latency and steady-state interval, from its counters."""
-    multi = [b["interval"] for b in batches if b["batch"] > 1]
+    """A dataflow run's one-image latency and steady-state interval, from its counters: the
+    interval is the mean over a run's images after the first (an MMV engine makes its group's
+    images in a burst, so the last two completions alone would not tell the rate)."""
+    multi = [(b["total"] - b["latency"]) / (b["batch"] - 1) for b in batches if b["batch"] > 1]
+    multi = [int(v) if v == int(v) else v for v in multi]
     return {"latency_cycles": batches[0]["latency"] if batches else None,
             "interval_cycles": multi[0] if multi else None}
 
@@ -400,9 +403,10 @@ def add_parser(sub):
     p.add_argument("--array", type=array_config, default=None, metavar="PxQxK[,key=value...]",
                    help="the overlay build to simulate; the model must fit it (default "
                         "8x8x32 with default depths)")
-    p.add_argument("--fold", default=None, metavar="FOLD.json",
+    p.add_argument("--fold", default=None, metavar="FOLD.json|df:…",
                    help="the dataflow build to simulate: a fold written by `xnorflow fold -o` "
-                        "(default: the fastest fold of the model that fits --board)")
+                        "or its text form, e.g. 'df:64u4>256:16x4,256>10r:16x1' (default: the "
+                        "fastest fold of the model that fits --board)")
     p.add_argument("--board", choices=("icebreaker", "ulx3s-85f"), default="icebreaker",
                    help="with --arch dataflow and no --fold: the board to fold the model for "
                         "(default icebreaker)")

@@ -7,6 +7,8 @@ out of the output port, and the core's counters give the run's cycles, the first
 latency and the steady-state interval.
 """
 
+import numpy as np
+
 from xnorflow.hw.dataflow import memory_map as mm
 from xnorflow.hw.dataflow.config import DataflowConfig
 from xnorflow.sw import dataflow_program as dp
@@ -62,7 +64,12 @@ class DataflowDevice(OverlayDevice):
     # _run_batch below, the integers checked against the golden model on request.
 
     def _run_batch(self, x):
-        cfg, n = self.config, len(x)
+        cfg, images = self.config, len(x)
+        # A run is whole groups of the MMV engines: zero images fill the last group and
+        # their results are dropped (the counters are those of the run the core made).
+        n = -(-images // cfg.group) * cfg.group
+        if n > images:
+            x = np.concatenate([x, np.zeros((n - images, *x.shape[1:]), x.dtype)])
         start = self.write_requests(mm.IN_BASE, dp.input_bytes(x, cfg))
         start += self.write_requests(mm.REG_COUNT, n.to_bytes(4, "little"))
         start += self.write_requests(mm.REG_CTRL, bytes([mm.CTRL_START, 0, 0, 0]))
@@ -104,7 +111,7 @@ class DataflowDevice(OverlayDevice):
         self.last_counters = counters
         self.runs.append(counters)
         self.batches.append(counters)
-        return dp.decode_output_bytes(data, cfg, n)
+        return dp.decode_output_bytes(data, cfg, n)[:images]
 
     def abort(self):
         """Empty the pipeline and both FIFOs (CTRL_ABORT); a running run ends with ERR_ABORTED."""

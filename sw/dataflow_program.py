@@ -58,9 +58,11 @@ def check_model(model, config):
 
 
 def fold_for(model, folds, **options):
-    """A :class:`DataflowConfig` for ``model`` with ``folds`` = [(simd, pe), ...] per layer."""
-    engines = tuple(EngineFold(n_in, n_out, s, p, k, kind, out)
-                    for (n_in, n_out, k, kind, out), (s, p) in zip(model_folds(model), folds))
+    """A :class:`DataflowConfig` for ``model`` with ``folds`` = [(simd, pe) or (simd, pe,
+    mmv), ...] per layer."""
+    engines = tuple(EngineFold(n_in, n_out, fold[0], fold[1], k, kind, out,
+                               mmv=fold[2] if len(fold) > 2 else 1)
+                    for (n_in, n_out, k, kind, out), fold in zip(model_folds(model), folds))
     return DataflowConfig(engines, **options)
 
 

@@ -19,6 +19,7 @@ import math
 import sys
 from dataclasses import dataclass
 
+from xnorflow.hw.dataflow import timing
 from xnorflow.hw.dataflow.config import DataflowConfig, EngineFold
 from xnorflow.hw.dataflow.run_timing import run_cycles
 from xnorflow.sw import resources as R
@@ -82,7 +83,13 @@ def _engine_memories(e, fold, stage):
             mems.append(R.MemorySpec(f"e{e}.channels", s.pe, s.channel_word_width,
                                      max(2, s.neuron_folds)))
     sf_bits = (s.synapse_folds - 1).bit_length()
-    mems.append(R.MemorySpec(f"e{e}.buffer", 1, s.in_beat_bits, 2 << sf_bits))
+    # the ping-pong input buffer holds a group: m images' beats side by side in one word
+    mems.append(R.MemorySpec(f"e{e}.buffer", 1, fold.mmv * s.in_beat_bits, 2 << sf_bits))
+    if fold.mmv > 1:
+        # the reorder buffer: a column (beat nf of each of the m images) per entry
+        depth = timing.mvu_fifo_depth(fold.n_in, fold.n_out, fold.simd, fold.pe,
+                                      fold.input_bits, output_stage=stage, mmv=fold.mmv)
+        mems.append(R.MemorySpec(f"e{e}.reorder", 1, fold.mmv * s.out_beat_bits, depth))
     return mems
 
 
@@ -129,9 +136,10 @@ def _memory_lut4(family, use):
 
 
 def engine_lut4(family, fold):
-    """Yosys LUT4s of one engine's logic (see :data:`LOGIC`)."""
-    c, s = LOGIC[family], fold.shape
-    return c["mac"] * s.simd * s.pe * s.input_bits + c["pe"] * s.pe + c["engine"]
+    """Yosys LUT4s of one engine's logic (see :data:`LOGIC`): an MMV engine has a popcount
+    tree, an accumulator and a compare per PE for each of its ``mmv`` images."""
+    c, s, m = LOGIC[family], fold.shape, fold.mmv
+    return c["mac"] * s.simd * s.pe * s.input_bits * m + c["pe"] * s.pe * m + c["engine"]
 
 
 def estimate_dataflow(device, config):
@@ -195,11 +203,19 @@ class _Candidate:
     sprams: int
 
 
+#: Images per weight read the search tries (MMV): 2 and 4 halve and quarter the weight
+#: bandwidth a rate needs, for m times the popcount trees (docs/dataflow.md, "MMV").
+MMV_CHOICES = (1, 2, 4)
+
+
 def _candidates(device, layer, options):
-    """Every fold of one layer (S and P powers of two or the whole size; weights in block RAM,
-    and on an UltraPlus in SPRAM where they fit its four 16-bit blocks), with its cost."""
+    """Every fold of one layer (S and P powers of two or the whole size; MMV 1, 2 or 4 where
+    the fold allows it and the FIFOs hold whole groups; weights in block RAM, and on an
+    UltraPlus in SPRAM where they fit its four 16-bit blocks), with its cost."""
     n_in, n_out, k, kind, out = layer
     family = device.family
+    images = [options.get(f, DataflowConfig.__dataclass_fields__[f].default)
+              for f in ("in_images", "out_images")]
     found = []
     for simd in _widths(n_in):
         for pe in _widths(n_out):
@@ -207,10 +223,16 @@ def _candidates(device, layer, options):
             if device.sprams and pe * -(-simd // 16) <= device.sprams \
                     and -(-n_in // simd) * -(-n_out // pe) <= 16384:
                 kinds.append("spram")
-            for weights in kinds:
-                fold = EngineFold(n_in, n_out, simd, pe, k, kind, out, weights=weights)
+            for weights, mmv in ((w, m) for w in kinds for m in MMV_CHOICES):
+                if any(n % mmv for n in images):
+                    continue
+                try:
+                    fold = EngineFold(n_in, n_out, simd, pe, k, kind, out, weights=weights,
+                                      mmv=mmv)
+                except ValueError:   # more images per read than the folds allow
+                    continue
                 s = fold.shape
-                stage = ("serial" if options.get("serial") and s.pe <= s.synapse_folds
+                stage = ("serial" if options.get("serial") and mmv * s.pe <= s.synapse_folds
                          else "parallel")
                 _, count, memory_lut4 = _map_all(family, _engine_memories(0, fold, stage))
                 found.append(_Candidate(fold, engine_lut4(family, fold) + memory_lut4,
@@ -251,7 +273,7 @@ def _cheapest(device, fronts, fixed):
         for c in fronts[e]:
             if chosen:
                 p, s = chosen[-1].fold.pe, c.fold.simd
-                if p % s and s % p:
+                if p % s and s % p or chosen[-1].fold.mmv > 1 and p > s:
                     continue
             walk(e + 1, chosen + [c], lut4 + c.lut4, brams + c.brams, sprams + c.sprams)
 
@@ -333,12 +355,12 @@ def fold_report(model, result, board):
         mems = [u for u in result.estimate.memories if u.name.startswith(f"e{len(rows)}.")]
         rows.append({"layer": layer.name, "n_in": fold.n_in, "n_out": fold.n_out,
                      "input_bits": fold.input_bits, "simd": s.simd, "pe": s.pe,
-                     "cycles": fold.cycles, "binary_macs": fold.n_in * fold.n_out * fold.input_bits,
+                     "mmv": fold.mmv, "cycles": fold.cycles, "binary_macs": fold.n_in * fold.n_out * fold.input_bits,
                      "luts": round(engine_lut4(device.family, fold)
                                    * LOGIC[device.family]["packing"]),
                      "brams": sum(u.count * u.blocks_each for u in mems if u.kind == "bram"),
                      "sprams": sum(u.count * u.blocks_each for u in mems if u.kind == "spram")})
-    timing = run_cycles(cfg, 1)
+    timing = run_cycles(cfg, cfg.group)   # the smallest run: one group of the MMV engines
     interval = cfg.interval
     return {"model": model.name, "board": board, "config": cfg.format(), "clock_mhz": clock,
             "interval_cycles": interval, "latency_cycles": timing["latency"],
@@ -351,7 +373,13 @@ def fold_report(model, result, board):
 
 
 def load_fold(path):
-    """The DataflowConfig of a FOLD.json written by ``xnorflow fold -o``."""
+    """The DataflowConfig of a FOLD.json written by ``xnorflow fold -o``, or of a fold's text
+    form itself (``df:…``, :meth:`DataflowConfig.format`)."""
+    if str(path).startswith("df:"):
+        try:
+            return DataflowConfig.parse(path)
+        except ValueError as e:
+            raise XnorflowError(f"--fold {path}: {e}") from None
     try:
         with open(path) as f:
             doc = json.load(f)
@@ -364,11 +392,13 @@ def load_fold(path):
 
 def format_fold(report):
     lines = [f"{report['model']} on {report['board']}: {report['config']}",
-             f"{'layer':<8}{'N':>6}{'M':>6}{'k':>3}{'S':>6}{'P':>5}{'cycles':>9}{'LUTs':>8}"
+             f"{'layer':<8}{'N':>6}{'M':>6}{'k':>3}{'S':>6}{'P':>5}{'MMV':>4}{'cycles':>9}"
+             f"{'LUTs':>8}"
              f"{'BRAM':>6}{'SPRAM':>6}"]
     for r in report["layers"]:
         lines.append(f"{r['layer']:<8}{r['n_in']:>6}{r['n_out']:>6}{r['input_bits']:>3}"
-                     f"{r['simd']:>6}{r['pe']:>5}{r['cycles']:>9}{r['luts']:>8}{r['brams']:>6}"
+                     f"{r['simd']:>6}{r['pe']:>5}{r['mmv']:>4}{r['cycles']:>9g}{r['luts']:>8}"
+                     f"{r['brams']:>6}"
                      f"{r['sprams']:>6}")
     est, dev = report["estimate"], report["device"]
     lines.append(f"estimate: {est['luts']:,}/{dev['luts']:,} LUTs, {est['brams']}/{dev['brams']} "

@@ -734,9 +734,9 @@ def add_parser(sub):
                    help="overlay: one array that runs any model that fits (--array); dataflow: "
                         "one folded engine per layer of a model's shape (--fold or --model) "
                         "(default overlay)")
-    p.add_argument("--fold", default=None, metavar="FOLD.json",
+    p.add_argument("--fold", default=None, metavar="FOLD.json|df:…",
                    help="with --arch dataflow: the fold to build, written by `xnorflow fold -o` "
-                        "(default: fold --model for the board)")
+                        "or its text form (default: fold --model for the board)")
     p.add_argument("--model", default=None, metavar="MODEL.xnf",
                    help="with --arch dataflow and no --fold: the model whose shape to build, "
                         "folded to the fastest fit for the board (default: none)")

@@ -26,11 +26,18 @@ FOLDS = [
     # the iCE40 options: serial output stages, two adder levels per stage, no RAM registers
     ([16, 12, 8, 5], 2, [(4, 4), (4, 4), (4, 1)], {"serial": 1, "levels": 2, "ram_reg": 0}),
     ([16, 12, 8, 5], 4, [(16, 4), (1, 2), (8, 5)], {"serial": 1, "levels": 3}),
+    # MMV (images per weight read, third item): runs are whole groups, the driver pads
+    ([16, 12, 8, 5], 2, [(4, 4), (4, 2, 2), (4, 1)], {"in_images": 6, "out_images": 6}),
+    ([16, 12, 8, 5], 2, [(4, 2, 2), (4, 4), (4, 1)], {"in_images": 6, "out_images": 6}),
+    ([16, 12, 8, 5], 2, [(4, 4), (4, 4), (2, 1, 4)], {"in_images": 8, "out_images": 8}),
+    ([16, 12, 8, 5], 2, [(4, 4), (4, 2, 2), (4, 1)],
+     {"in_images": 6, "out_images": 6, "serial": 1, "levels": 2, "ram_reg": 0}),
+    ([20, 9, 7], 3, [(2, 1, 2), (1, 7)], {"in_images": 6, "out_images": 6}),
 ]
 
 
 def _device(model, folds, options=None, **kw):
-    cfg = fold_for(model, folds, in_images=5, out_images=5, **(options or {}))
+    cfg = fold_for(model, folds, **{"in_images": 5, "out_images": 5, **(options or {})})
     top = DataflowAccelerator(cfg, max_payload=128, timeout=2000)
     return cfg, AmaranthTransport(top, max_cycles=400_000, **kw)
 
@@ -49,11 +56,12 @@ def test_every_image_exact_and_every_counter_equals_the_cycle_model(sizes, bits,
             x = random_inputs(rng, model, batch)
             acc, _ = dev.run(x, check=True)
             assert (acc == model.forward(x)[-1][0]).all()
-            got, want = dev.last_counters, run_cycles(cfg, batch)
+            ran = -(-batch // cfg.group) * cfg.group     # whole MMV groups
+            got, want = dev.last_counters, run_cycles(cfg, ran)
             assert (got["total"], got["latency"], got["interval"]) == \
                 (want["total"], want["latency"], want["interval"]), (got, want)
             assert list(got["by_layer"].values()) == want["by_engine"]
-            assert got["images_done"] == batch
+            assert got["images_done"] == got["batch"] == ran
 
 
 def test_gaps_and_stalls_on_the_link_change_nothing():
@@ -136,3 +144,27 @@ def test_a_model_of_another_shape_is_refused_by_layer_and_field():
             dev.load(other)
         with pytest.raises(DriverError, match="no model loaded"):
             dev.run(random_inputs(rng, model, 1))
+
+
+def test_a_run_that_is_not_whole_mmv_groups_is_refused_not_wedged():
+    """An MMV engine waits for a whole group: START with COUNT not a multiple of the group
+    ends at once with ERR_COUNT (it would otherwise wait forever for the missing image); the
+    driver pads its runs with zero images, so odd batches work."""
+    rng = np.random.default_rng(8)
+    model = random_model(rng, [16, 12, 8, 5], input_bits=2)
+    cfg, transport = _device(model, [(4, 4), (4, 2, 2), (4, 1)],
+                             {"in_images": 6, "out_images": 6})
+    assert cfg.group == 2
+    with transport:
+        dev = DataflowDevice(transport)
+        dev.load(model)
+        dev.write(mm.IN_BASE, bytes(cfg.in_word_bytes * cfg.in_words))
+        dev.write(mm.REG_COUNT, (1).to_bytes(4, "little"))
+        dev.write(mm.REG_CTRL, bytes([mm.CTRL_START, 0, 0, 0]))
+        transport.wait(50)
+        assert dev.status() == {"busy": False, "done": True, "error": mm.ERR_COUNT,
+                                "error_name": mm.ERROR_NAMES[mm.ERR_COUNT]}
+        dev.abort()                                   # empties the FIFO of the odd image
+        x = random_inputs(rng, model, 3)
+        acc, _ = dev.run(x, check=True)               # padded to 4 by the driver
+        assert (acc == model.forward(x)[-1][0]).all() and len(acc) == 3

@@ -74,3 +74,21 @@ def test_a_damaged_fold_file_is_named(tmp_path):
     (tmp_path / "f.json").write_text('{"config": "df:nonsense"}')
     with pytest.raises(F.XnorflowError, match="--fold .*f.json: not a fold file"):
         F.load_fold(tmp_path / "f.json")
+
+
+def test_the_sfc_reaches_3m_per_second_on_the_ecp5_only_with_mmv(monkeypatch):
+    """784-256-256-256-10 at ≤ 33 cycles per image needs more weight bits per cycle than the
+    ECP5-85F's block RAMs read: the fold reads each weight word for several images (MMV), and
+    without MMV the search cannot reach the target."""
+    sfc = random_model(np.random.default_rng(2), [784, 256, 256, 256, 10], input_bits=1,
+                       name="sfc-shape")
+    result = F.fold_model(sfc, "ulx3s-85f", target_ips=3_000_000)
+    config = result.config
+    assert result.limited_by == "target reached" and 100e6 / config.interval >= 3_000_000
+    assert max(e.mmv for e in config.engines) > 1
+    assert config.in_images % config.group == 0 and config.out_images % config.group == 0
+    for a, b in zip(config.engines, config.engines[1:]):
+        assert a.mmv == 1 or a.pe <= b.simd
+    monkeypatch.setattr(F, "MMV_CHOICES", (1,))
+    without = F.fold_model(sfc, "ulx3s-85f", target_ips=3_000_000)
+    assert 100e6 / without.config.interval < 3_000_000

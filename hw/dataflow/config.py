@@ -6,18 +6,23 @@ writes them at run time (new weights of the same shape need no new bitstream).
 
 Compact text form (the IDENT block carries it, so the driver recovers the build)::
 
-    df:64u4>256:16x32,256>256:32x16,256>10r:32x2;in=16,out=16
+    df:64u4>256:16x32,256>256:32x16m2,256>10r:32x2;in_images=16
 
-one ``N[u k]>M[r]:SxP`` item per engine (``u k``: unsigned k-bit input, else binary ±1;
-``r``: raw integer output, else threshold bits; ``S`` synapses per cycle, ``P`` channels in
-parallel), then ``;key=value`` build options (:class:`DataflowConfig`'s fields).
+one ``N[u k]>M[r]:SxP[m M][s|l]`` item per engine (``u k``: unsigned k-bit input, else binary
+±1; ``r``: raw integer output, else threshold bits; ``S`` synapses per cycle, ``P`` channels
+in parallel; ``m M``: M images per weight read (MMV); ``s``/``l``: weights in SPRAM/LUT RAM),
+then ``;key=value`` build options (:class:`DataflowConfig`'s fields).
 """
+import re
 from dataclasses import dataclass, replace
 
 from .shape import MvuShape
 from . import timing
 
 __all__ = ["EngineFold", "DataflowConfig"]
+
+#: The folding part of an engine's text: S x P, MMV, weight memory.
+_FOLD_TEXT = re.compile(r"(?P<simd>\d+)x(?P<pe>\d+)(?:m(?P<mmv>\d+))?(?P<ram>[sl]?)")
 
 #: Weight memory kinds: (text suffix, Yosys ram_style).
 _WEIGHT_RAMS = {"block": ("", None), "spram": ("s", "huge"), "lutram": ("l", "distributed")}
@@ -28,6 +33,12 @@ class EngineFold:
     """One dense layer's engine: its shape and folding (:class:`~xnorflow.hw.dataflow.shape.MvuShape`).
 
     ``acc_width``: bits of a raw output integer (None: the narrowest that holds the layer).
+    ``mmv``: images per weight read (FINN's MMV, :class:`~xnorflow.hw.dataflow.mvu.MatrixVectorUnit`):
+    a power of two, at most ``NF = ⌈n_out/pe⌉`` and ``SF = ⌈n_in/simd⌉``; the engine computes
+    groups of ``mmv`` images in ``SF·NF`` cycles, so its cycles per image are ``SF·NF/mmv``
+    with the weight-memory bandwidth of ``SF·NF`` (block RAM ports, not LUTs, bind a fast
+    ECP5 build). Powers of two because a run must be whole groups and the core checks COUNT
+    with a mask (docs/dataflow.md, "MMV").
     ``weights``: where the weight memory lives: ``"block"`` (Yosys chooses, block RAM for
     anything large), ``"spram"`` (iCE40 UltraPlus SPRAM, ``ram_style = "huge"``: 16 bits wide
     each, S·P/16 of the four 256 kbit blocks side by side; text suffix ``s``) or ``"lutram"``
@@ -44,12 +55,25 @@ class EngineFold:
     output: str = "threshold"
     acc_width: int | None = None
     weights: str = "block"
+    mmv: int = 1
 
     def __post_init__(self):
-        self.shape  # validates (MvuShape raises ValueError naming the field)
+        s = self.shape  # validates (MvuShape raises ValueError naming the field)
         if self.weights not in _WEIGHT_RAMS:
             raise ValueError(f"engine weights must be one of {', '.join(_WEIGHT_RAMS)}, got "
                              f"{self.weights!r}")
+        m = self.mmv
+        if not isinstance(m, int) or isinstance(m, bool) or m < 1 or m & (m - 1):
+            raise ValueError(f"engine {self.format()}: mmv must be a power of two (1, 2, 4, "
+                             f"...), got {m!r}")
+        if m > s.neuron_folds:
+            raise ValueError(f"engine {self.format()}: mmv {m} exceeds its {s.neuron_folds} "
+                             f"neuron folds ⌈{self.n_out}/{self.pe}⌉ (a group's inputs would "
+                             f"not arrive in time)")
+        if m > s.synapse_folds:
+            raise ValueError(f"engine {self.format()}: mmv {m} exceeds its {s.synapse_folds} "
+                             f"synapse folds ⌈{self.n_in}/{self.simd}⌉ (a group's outputs "
+                             f"would not leave in time)")
 
     @property
     def ram_style(self):
@@ -62,14 +86,24 @@ class EngineFold:
                         self.input_kind, self.output, self.acc_width)
 
     @property
+    def group_cycles(self):
+        """Initiation interval of this engine alone: cycles per group of ``mmv`` images
+        (:func:`timing.mvu_cycles`)."""
+        return timing.mvu_cycles(self.n_in, self.n_out, self.simd, self.pe, self.input_bits,
+                                 self.mmv)
+
+    @property
     def cycles(self):
-        """Initiation interval of this engine alone (:func:`timing.mvu_cycles`)."""
-        return timing.mvu_cycles(self.n_in, self.n_out, self.simd, self.pe, self.input_bits)
+        """Cycles per image: ``group_cycles / mmv`` (an int when it divides, else a float)."""
+        group = self.group_cycles
+        return group // self.mmv if group % self.mmv == 0 else group / self.mmv
 
     def format(self):
         k = f"u{self.input_bits}" if self.input_kind == "unsigned" else ""
         r = "r" if self.output == "raw" else ""
-        return f"{self.n_in}{k}>{self.n_out}{r}:{self.simd}x{self.pe}{_WEIGHT_RAMS[self.weights][0]}"
+        m = f"m{self.mmv}" if self.mmv != 1 else ""
+        return (f"{self.n_in}{k}>{self.n_out}{r}:{self.simd}x{self.pe}{m}"
+                f"{_WEIGHT_RAMS[self.weights][0]}")
 
     @classmethod
     def parse(cls, text):
@@ -83,14 +117,18 @@ class EngineFold:
                 kind = "unsigned"
             else:
                 n_in, k, kind = int(src), 1, "binary"
-            weights = next((name for name, (suffix, _) in _WEIGHT_RAMS.items()
-                            if suffix and fold.endswith(suffix)), "block")
-            simd, pe = (int(v) for v in fold.rstrip("sl").split("x"))
+            match = _FOLD_TEXT.fullmatch(fold)
+            if match is None:
+                raise ValueError(fold)
+            simd, pe = int(match["simd"]), int(match["pe"])
+            mmv = int(match["mmv"]) if match["mmv"] else 1
+            weights = next(name for name, (suffix, _) in _WEIGHT_RAMS.items()
+                           if suffix == match["ram"])
         except ValueError:
-            raise ValueError(f"engine {text!r}: expected N[uK]>M[r]:SxP, e.g. 64u4>256:16x32") \
-                from None
+            raise ValueError(f"engine {text!r}: expected N[uK]>M[r]:SxP[mM][s|l], e.g. "
+                             f"64u4>256:16x32 or 256>256:32x8m2") from None
         return cls(n_in, n_out, simd, pe, k, kind, "raw" if raw else "threshold",
-                   weights=weights)
+                   weights=weights, mmv=mmv)
 
 
 @dataclass(frozen=True)
@@ -161,22 +199,38 @@ class DataflowConfig:
             if a.pe % b.simd and b.simd % a.pe:
                 raise ValueError(f"{where}: its S={b.simd} and engine {e}'s P={a.pe} must "
                                  f"divide one another")
+            if a.mmv > 1 and a.pe > b.simd:
+                # an MMV engine's beats come one per cycle: a converter splitting each into
+                # P/S beats would fall behind it
+                raise ValueError(f"{where}: its S={b.simd} is below engine {e}'s P={a.pe}, "
+                                 f"which computes {a.mmv} images per weight read: an MMV "
+                                 f"engine's next S must be at least its P")
         if engines[-1].output != "raw":
             raise ValueError(f"the last engine ({engines[-1].format()}) must have raw output")
+        for name in ("in_images", "out_images"):
+            if getattr(self, name) % self.group:
+                raise ValueError(f"{name} must be a multiple of {self.group}, the largest mmv "
+                                 f"(a run is whole groups), got {getattr(self, name)}")
 
     # -- derived figures -------------------------------------------------------------------
 
     def output_stage(self, engine):
         """``"serial"`` or ``"parallel"``: the output stage of one of :attr:`engines`."""
         s = engine.shape
-        return "serial" if self.serial and s.pe <= s.synapse_folds else "parallel"
+        fits = engine.mmv * s.pe <= s.synapse_folds   # the walk over m·P sums fits in a fold
+        return "serial" if self.serial and fits else "parallel"
 
     def timing_args(self, engine):
         """The keyword arguments of :mod:`xnorflow.hw.dataflow.timing`'s functions for ``engine``."""
         return {"n_in": engine.n_in, "n_out": engine.n_out, "simd": engine.simd,
                 "pe": engine.pe, "input_bits": engine.input_bits,
                 "ram_reg": bool(self.ram_reg), "levels_per_stage": self.levels,
-                "output_stage": self.output_stage(engine)}
+                "output_stage": self.output_stage(engine), "mmv": engine.mmv}
+
+    @property
+    def group(self):
+        """Images a run is a multiple of: the largest ``mmv`` (all are powers of two)."""
+        return max(e.mmv for e in self.engines)
 
     @property
     def first(self):
@@ -188,8 +242,18 @@ class DataflowConfig:
 
     @property
     def interval(self):
-        """Initiation interval of the pipeline: its slowest engine's cycles per image."""
-        return max(e.cycles for e in self.engines)
+        """Initiation interval of the pipeline, cycles per image: its slowest stage's: an
+        engine's ``SF·NF`` (over ``mmv`` for an MMV engine; a float when that does not
+        divide), the gate's input words (one per cycle) or the output converter's integers
+        (one per cycle into the output FIFO)."""
+        return max(max(e.cycles for e in self.engines), self.gate_cycles, self.out_words)
+
+    @property
+    def gate_cycles(self):
+        """Cycles the gate needs per image: one input-FIFO word per cycle, regrouped into the
+        first engine's beats (a splitting converter passes one beat per cycle)."""
+        first = self.first
+        return self.in_words if first.simd > self.in_lanes else first.synapse_folds
 
     # The host's side of the FIFOs is narrow (a word of a few elements or one integer), so
     # a wide first-engine beat or last-engine beat costs no wide FIFO memory: width
@@ -277,7 +341,8 @@ class DataflowConfig:
         return {"config": self.format(),
                 "engines": [{"n_in": e.n_in, "n_out": e.n_out, "simd": e.simd, "pe": e.pe,
                              "input_bits": e.input_bits, "input_kind": e.input_kind,
-                             "output": e.output, "weights": e.weights, "cycles": e.cycles}
+                             "output": e.output, "weights": e.weights, "mmv": e.mmv,
+                             "cycles": e.cycles}
                             for e in self.engines]}
 
 

@@ -279,8 +279,12 @@ class DataflowCore(wiring.Component):
                 for b in range(2):
                     with m.Case(b):
                         m.d.sync += run.count.word_select(b, 8).eq(req.data)
+        # a run is whole groups of the MMV engines (G a power of two: a mask, no divider)
+        group = self.config.group
+        bad_count = (run.count == 0) | ((run.count & (group - 1)) != 0) if group > 1 \
+            else run.count == 0
         with m.If(start):
-            with m.If(run.count == 0):
+            with m.If(bad_count):
                 m.d.sync += [run.error.eq(mm.ERR_COUNT), run.done.eq(1)]
             with m.Else():
                 m.d.sync += [run.busy.eq(1), run.done.eq(0), run.error.eq(mm.ERR_NONE),

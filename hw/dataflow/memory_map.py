@@ -52,10 +52,10 @@ STATUS_BUSY = 0x01
 STATUS_DONE = 0x02
 STATUS_ERROR = 0x04
 ERR_NONE = 0
-ERR_COUNT = 1       # START with COUNT = 0
+ERR_COUNT = 1       # START with COUNT = 0 or not whole groups of the MMV engines
 ERR_ABORTED = 2     # the run was aborted by CTRL_ABORT
 #: what the host says for each REG_ERROR code
-ERROR_NAMES = {ERR_NONE: "none", ERR_COUNT: "COUNT is 0", ERR_ABORTED: "aborted"}
+ERROR_NAMES = {ERR_NONE: "none", ERR_COUNT: "COUNT is 0 or not a multiple of the MMV group", ERR_ABORTED: "aborted"}
 
 
 def _ceil_log2(v):

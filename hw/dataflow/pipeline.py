@@ -55,8 +55,9 @@ class Pipeline(wiring.Component):
     busy : Out(number of engines)
         Bit ``e``: engine ``e`` consumed a weight word this cycle.
 
-    Timing: initiation interval ``config.interval`` (the slowest engine's ``SF·NF``); the
-    latency is the sum over the chain (docs/dataflow.md, :mod:`xnorflow.sw.layers.dataflow_timing`).
+    Timing: initiation interval ``config.interval`` (the slowest engine's ``SF·NF`` per
+    image, ``SF·NF/mmv`` for an MMV engine); the latency is the sum over the chain
+    (docs/dataflow.md, :mod:`xnorflow.hw.dataflow.run_timing`).
     """
 
     def __init__(self, config, ram_styles=None):
@@ -70,7 +71,8 @@ class Pipeline(wiring.Component):
                 fold.n_in, fold.n_out, fold.simd, fold.pe, fold.input_bits, fold.output,
                 fold.acc_width, input_kind=fold.input_kind, ram_reg=bool(self.config.ram_reg),
                 levels_per_stage=self.config.levels,
-                output_stage=self.config.output_stage(fold), ram_styles=styles))
+                output_stage=self.config.output_stage(fold), ram_styles=styles,
+                mmv=fold.mmv))
         self.converters = [
             WidthConverter(1, a.pe, b.simd, a.n_out)
             for a, b in zip(self.config.engines, self.config.engines[1:])]

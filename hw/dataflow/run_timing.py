@@ -18,7 +18,12 @@ A run of ``B`` images written into the input FIFO before START:
   engine's ``SF·NF`` (:attr:`DataflowConfig.interval`); a run of one image reports its
   latency there.
 * **total** (REG_TOTAL_CYCLES): ``latency + (B − 1)·interval``.
-* **by_engine** (ENGINE_BUSY_BASE): cycles each engine read a weight word, ``B·SF·NF``.
+* **by_engine** (ENGINE_BUSY_BASE): cycles each engine read a weight word, ``B·SF·NF``
+  (``B/m·SF·NF`` for an engine of ``mmv = m``).
+
+With MMV engines the images do not leave evenly: an MMV engine starts a group when its last
+image is in and makes the group's beats back to back, so :func:`run_cycles` follows every
+image through the chain (:func:`completions`); the closed form above is its special case.
 
 Exact for every run the core makes when the output FIFO does not fill up (``B ≤
 out_images`` or the host reading during the run): ``tests/test_dataflow_core.py`` compares
@@ -26,7 +31,8 @@ every counter with this model over folds where each engine in turn is the slowes
 """
 from . import timing
 
-__all__ = ["run_cycles", "pipeline_latency", "hand_over", "first_beat_in"]
+__all__ = ["run_cycles", "completions", "pipeline_latency", "hand_over", "handed_over",
+           "first_beat_in"]
 
 
 def hand_over(producer, lanes):
@@ -65,8 +71,49 @@ def pipeline_latency(config):
 
 
 def run_cycles(config, batch):
-    """``{"total", "latency", "interval", "by_engine"}`` of a run of ``batch`` images."""
-    latency = pipeline_latency(config)
-    interval = config.interval if batch > 1 else latency
-    return {"total": latency + (batch - 1) * config.interval, "latency": latency,
-            "interval": interval, "by_engine": [batch * e.cycles for e in config.engines]}
+    """``{"total", "latency", "interval", "by_engine"}`` of a run of ``batch`` images (a
+    multiple of ``config.group``): :func:`completions` gives each image's cycle."""
+    done = completions(config, batch)
+    latency = done[0] + 1
+    return {"total": done[-1] + 1, "latency": latency,
+            "interval": done[-1] - done[-2] if batch > 1 else latency,
+            "by_engine": [batch // e.mmv * e.group_cycles for e in config.engines]}
+
+
+def completions(config, batch):
+    """The cycle (from START, counted from 0) in which each image's last integer enters the
+    output FIFO, image by image through the chain: the gate's words, each engine's groups
+    (:func:`~xnorflow.hw.dataflow.timing.mvu_output_cycles`: a group starts when its last
+    input beat is in and the engine has finished the group before), the converters between
+    them (:func:`handed_over`). With every ``mmv = 1`` this is ``pipeline_latency − 1 +
+    i·interval`` for image ``i`` (tests/test_dataflow_timing.py checks both forms agree)."""
+    accepted = [first_beat_in(config) - 1 + i * config.gate_cycles for i in range(batch)]
+    engines = config.engines
+    for e, engine in enumerate(engines):
+        m = engine.mmv
+        groups = timing.mvu_output_cycles(
+            [accepted[g * m + m - 1] for g in range(batch // m)], **config.timing_args(engine))
+        beats = [image for group in groups for image in group]
+        lanes = engines[e + 1].simd if e + 1 < len(engines) else 1
+        accepted = handed_over(engine, lanes, beats)
+    return accepted
+
+
+def handed_over(producer, lanes, beats):
+    """The cycle each image's last ``lanes``-lane beat leaves the width converter behind
+    ``producer``, given the cycles of the producer's output beats (``beats[i][nf]``): a
+    gathering converter adds its register, a splitting one passes one beat per cycle, so its
+    queue carries over from beat to beat and image to image."""
+    if producer.pe <= lanes:
+        delay = timing.converter_latency(producer.pe, lanes)
+        return [image[-1] + delay for image in beats]
+    nf = producer.shape.neuron_folds
+    split = [min(producer.pe // lanes, -(-(producer.n_out - i * producer.pe) // lanes))
+             for i in range(nf)]
+    free, out = None, []
+    for image in beats:
+        for t, n in zip(image, split):
+            start = t if free is None else max(t, free + 1)
+            free = start + n - 1
+        out.append(free)
+    return out

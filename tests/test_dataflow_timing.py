@@ -1,0 +1,80 @@
+"""The dataflow run model (hw/dataflow/run_timing.py): the image-by-image form equals the
+closed form for every fold without MMV, and MMV folds are whole groups."""
+import random
+
+import pytest
+
+from xnorflow.hw.dataflow.config import DataflowConfig, EngineFold
+from xnorflow.hw.dataflow.run_timing import completions, pipeline_latency, run_cycles
+
+
+def _random_config(rng, mmv=False):
+    sizes = [rng.choice([12, 16, 20, 33, 64]) for _ in range(rng.randint(2, 4))]
+    engines = []
+    for e, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        simd = rng.choice([d for d in (1, 2, 4, 8, 16) if d <= n_in])
+        if engines:   # S and the previous P divide one another
+            prev = engines[-1].pe
+            simd = rng.choice([d for d in (1, 2, 4, 8, 16) if d <= n_in
+                               and (d % prev == 0 or prev % d == 0)] or [prev])
+        pe = rng.choice([d for d in (1, 2, 4, 8) if d <= n_out])
+        last = e == len(sizes) - 2
+        engines.append(EngineFold(n_in, n_out, simd, pe,
+                                  input_bits=2 if e == 0 else 1,
+                                  input_kind="unsigned" if e == 0 else "binary",
+                                  output="raw" if last else "threshold"))
+    options = {"serial": rng.choice([0, 1]), "levels": rng.choice([1, 2]),
+               "ram_reg": rng.choice([0, 1])}
+    return DataflowConfig(tuple(engines), in_images=8, out_images=8, **options)
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_image_by_image_equals_the_closed_form_without_mmv(seed):
+    rng = random.Random(seed)
+    try:
+        config = _random_config(rng)
+    except ValueError:
+        pytest.skip("an invalid random fold")
+    for batch in (1, 2, 5):
+        done = completions(config, batch)
+        latency = pipeline_latency(config)
+        assert done == [latency - 1 + i * config.interval for i in range(batch)]
+
+
+def test_an_mmv_engine_makes_its_group_in_a_burst():
+    config = DataflowConfig.parse("df:64u4>256:16x4,256>256:16x8m2,256>10r:16x2;"
+                                  "in_images=6,out_images=6")
+    run = run_cycles(config, 6)
+    done = completions(config, 6)
+    # the middle engine: a pair every 16·32 = 512 cycles; the last engine makes each pair's
+    # images its own 16·5 = 80 cycles apart
+    assert [b - a for a, b in zip(done[0::2], done[2::2])] == [512, 512]
+    assert [b - a for a, b in zip(done[0::2], done[1::2])] == [80, 80, 80]
+    assert run["by_engine"] == [6 * 4 * 64, 3 * 16 * 32, 6 * 16 * 5]
+    assert config.interval == 256
+
+
+@pytest.mark.parametrize("text, message", [
+    ("df:64u4>256:16x4m3,256>10r:16x1", "mmv must be a power of two"),
+    ("df:64u4>256:16x4m128,256>10r:16x1", "exceeds its 64 neuron folds"),
+    ("df:64u4>256:32x4m4,256>10r:16x1", "exceeds its 2 synapse folds"),
+    ("df:64u4>256:16x8m2,256>10r:4x1", "an MMV engine's next S must be at least its P"),
+    ("df:64u4>256:16x4m2,256>10r:16x1;in_images=5", "in_images must be a multiple of 2"),
+    ("df:64u4>256:16x4m2,256>10r:16x1;out_images=3", "out_images must be a multiple of 2"),
+])
+def test_mmv_folds_that_cannot_work_are_refused_by_name(text, message):
+    with pytest.raises(ValueError, match=message):
+        DataflowConfig.parse(text)
+
+
+def test_mmv_round_trips_through_the_text_form():
+    text = "df:64u4>256:16x4m2s,256>256:32x8m4,256>10r:16x1;in_images=8,out_images=8"
+    config = DataflowConfig.parse(text)
+    assert config.format() == text
+    assert [e.mmv for e in config.engines] == [2, 4, 1] and config.group == 4
+    # a serial output stage walks m·P sums in one fold: only where they fit
+    serial = DataflowConfig.parse(text + ",serial=1")
+    assert [serial.output_stage(e) for e in serial.engines] == ["parallel", "parallel", "serial"]
+    # 64u4>256:16x4: SF = 4 holds P = 4 sums alone, not the 2·4 of two images
+    plain = DataflowConfig.parse("df:64u4>256:16x4,256>10r:16x1;serial=1")
+    assert plain.output_stage(plain.engines[0]) == "serial"
