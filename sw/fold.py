@@ -38,7 +38,7 @@ class FoldError(XnorflowError):
 
 #: The clock a dataflow build runs at by default on each board (post-route Fmax of the
 #: measured builds with margin, docs/dataflow.md "Measured").
-DATAFLOW_CLOCK_MHZ = {"icebreaker": 30.0, "ulx3s-85f": 100.0}
+DATAFLOW_CLOCK_MHZ = {"icebreaker": 28.0, "ulx3s-85f": 100.0}
 
 #: Logic model, Yosys LUT4s: per engine ``mac·S·P·k + pe·P + engine`` (XNOR-popcount trees,
 #: per-PE accumulator and compare, control), plus ``fixed`` (host link, UART, run control,

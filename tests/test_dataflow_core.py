@@ -111,6 +111,8 @@ def test_bad_requests_get_bus_errors_and_abort_recovers_a_starved_run():
             dev.write(mm.REG_ID, b"\0")                       # read-only
         with pytest.raises(DeviceError):
             dev.read(0x400000, 1)                             # unmapped
+        with pytest.raises(DeviceError):                      # below the ports, beyond the
+            dev.read(0x8000 + mm.REG_ID, 1)                   # registers: REG_ID's low bits
         with pytest.raises(DeviceError):                      # more than the FIFO holds
             dev.write(mm.IN_BASE, bytes(cfg.in_word_bytes * cfg.in_words * (cfg.in_images + 1)))
         dev.abort()

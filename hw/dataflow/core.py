@@ -117,11 +117,18 @@ class DataflowCore(wiring.Component):
         return io
 
     def _decode(self, m):
-        """Bus request, stage 0: address, data and the window hit into registers; ``act`` is
-        stage 1 (the action), ``ack`` stage 2."""
+        """Bus request, stage 0: address, data, the window hit and the control register's
+        predicates into registers; ``act`` is stage 1 (the action), ``ack`` stage 2.
+
+        The CTRL/COUNT predicates and CTRL's START/ABORT bits are decoded here, from the bus,
+        not in stage 1 from the registered address: ABORT resets both FIFOs and the pipeline,
+        and decoding it from ``a`` put eight logic levels before those resets, the iCE40
+        build's critical path (29.1 MHz); registered, ABORT is one gate of ``act``."""
         bus = self.bus
         req = _named(act=Signal(), a=Signal(ADDR_WIDTH), we=Signal(), data=Signal(8),
-                     hit_reg=Signal(), hit_in=Signal(), hit_out=Signal(), hit_w=Signal())
+                     hit_reg=Signal(), hit_in=Signal(), hit_out=Signal(), hit_w=Signal(),
+                     ctrl_reg=Signal(), count_reg=Signal(), ctrl_write=Signal(),
+                     start_bit=Signal(), abort_bit=Signal(), reg_near=Signal())
         ack = Signal(name="ack")
         start = bus.stb & ~req.act & ~ack
         m.d.sync += [req.act.eq(start), ack.eq(req.act)]
@@ -132,10 +139,25 @@ class DataflowCore(wiring.Component):
                                        & (bus.addr < mm.IN_BASE + mm.PORT_WINDOW)),
                          req.hit_out.eq((bus.addr >= mm.OUT_BASE)
                                         & (bus.addr < mm.OUT_BASE + mm.PORT_WINDOW)),
-                         req.hit_w.eq(bus.addr >= mm.W_BASE)]
+                         req.hit_w.eq(bus.addr >= mm.W_BASE),
+                         req.ctrl_reg.eq(bus.addr >> 2 == mm.REG_CTRL >> 2),
+                         req.count_reg.eq(bus.addr >> 2 == mm.REG_COUNT >> 2),
+                         req.ctrl_write.eq(bus.we & (bus.addr == mm.REG_CTRL)),
+                         req.start_bit.eq((bus.w_data & mm.CTRL_START).any()),
+                         req.abort_bit.eq((bus.w_data & mm.CTRL_ABORT).any()),
+                         req.reg_near.eq(bus.addr < 4 << self._reg_index_bits)]
         m.d.comb += bus.ack.eq(ack)
-        req.reg_index, req.reg_byte = req.a >> 2, req.a & 3
+        # the register file decodes only the index bits its registers use (a 22-bit compare
+        # per register was the next critical path); reg_near says the rest are zero
+        req.reg_index = req.a[2:2 + self._reg_index_bits]
+        req.reg_byte = req.a[:2]
         return req
+
+    @property
+    def _reg_index_bits(self):
+        """Bits of a register's word index: enough for the last engine's busy counter."""
+        last = mm.ENGINE_BUSY_BASE + 4 * (len(self.config.engines) - 1)
+        return (last >> 2).bit_length()
 
     def _run_control(self, m, io):
         """The gate (exactly COUNT images' words enter the pipeline), the results (every
@@ -199,9 +221,9 @@ class DataflowCore(wiring.Component):
         with m.Switch(req.reg_index):
             for addr, value in regs.items():
                 with m.Case(addr >> 2):
-                    m.d.comb += [reg_read.eq(value), reg_mapped.eq(1)]
+                    m.d.comb += [reg_read.eq(value), reg_mapped.eq(req.reg_near)]
             with m.Case(mm.REG_CTRL >> 2):
-                m.d.comb += reg_mapped.eq(1)
+                m.d.comb += reg_mapped.eq(req.reg_near)
         return reg_read, reg_mapped
 
     def _output_port(self, m, req, io):
@@ -270,11 +292,10 @@ class DataflowCore(wiring.Component):
     def _control(self, m, req, run, abort, resets):
         """CTRL starts or aborts a run; COUNT is written while idle. ``resets``: the port byte
         counters, cleared by an abort with the run state."""
-        reg_write = req.act & req.hit_reg & req.we
-        ctrl = reg_write & (req.reg_index == mm.REG_CTRL >> 2) & (req.reg_byte == 0)
-        m.d.comb += abort.eq(ctrl & (req.data & mm.CTRL_ABORT).any())
-        start = ctrl & (req.data & mm.CTRL_START).any() & ~run.busy & ~abort
-        with m.If(reg_write & (req.reg_index == mm.REG_COUNT >> 2) & ~run.busy):
+        ctrl = req.act & req.ctrl_write
+        m.d.comb += abort.eq(ctrl & req.abort_bit)
+        start = ctrl & req.start_bit & ~run.busy & ~req.abort_bit
+        with m.If(req.act & req.we & req.count_reg & ~run.busy):
             with m.Switch(req.reg_byte):
                 for b in range(2):
                     with m.Case(b):
@@ -303,8 +324,7 @@ class DataflowCore(wiring.Component):
         """The read byte and the error of the request in stage 1, registered for the ack."""
         r_byte, err = Signal(8, name="r_byte"), Signal(name="err")
         m.d.comb += [self.bus.r_data.eq(r_byte), self.bus.err.eq(err)]
-        writable = (req.reg_index == mm.REG_CTRL >> 2) \
-            | ((req.reg_index == mm.REG_COUNT >> 2) & ~run.busy)
+        writable = req.ctrl_reg | (req.count_reg & ~run.busy)
         bad = Signal()
         with m.If(req.hit_reg):
             m.d.comb += bad.eq(~reg_mapped | (req.we & ~writable))
