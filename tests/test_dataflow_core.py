@@ -170,3 +170,26 @@ def test_a_run_that_is_not_whole_mmv_groups_is_refused_not_wedged():
         x = random_inputs(rng, model, 3)
         acc, _ = dev.run(x, check=True)               # padded to 4 by the driver
         assert (acc == model.forward(x)[-1][0]).all() and len(acc) == 3
+
+
+def test_an_abort_at_any_cycle_of_a_run_leaves_nothing_behind():
+    """CTRL_ABORT at every cycle of a run (beats inside the engines and the converters, results
+    leaving into the output FIFO, the datapath reset a cycle after the run state) empties
+    everything: the next run is exact and counts its images from the first."""
+    rng = np.random.default_rng(9)
+    model = random_model(rng, [16, 12, 8, 5], input_bits=2)
+    cfg, transport = _device(model, [(16, 4), (1, 2), (8, 5)])
+    from xnorflow.sw.dataflow_program import input_bytes
+    x = random_inputs(rng, model, 2)
+    with transport:
+        dev = DataflowDevice(transport)
+        dev.load(model)
+        for wait in range(0, 260, 13):   # from the first beats to the results leaving
+            dev.write(mm.IN_BASE, input_bytes(random_inputs(rng, model, 2), cfg))
+            dev.write(mm.REG_COUNT, (2).to_bytes(4, "little"))
+            dev.write(mm.REG_CTRL, bytes([mm.CTRL_START, 0, 0, 0]))
+            transport.wait(wait)
+            dev.abort()
+            acc, _ = dev.run(x, check=True)
+            assert (acc == model.forward(x)[-1][0]).all(), wait
+            assert dev.last_counters["images_done"] == 2, wait

@@ -83,7 +83,10 @@ class DataflowCore(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        abort = Signal()   # CTRL_ABORT: a synchronous reset of the pipeline and both FIFOs
+        # CTRL_ABORT: a synchronous reset of the pipeline and both FIFOs, from a register one
+        # cycle after the request's action (it fans out to every register of the engines:
+        # tens of thousands on a large ECP5 build, whose route alone takes most of a cycle)
+        abort = Signal(name="abort_reset")
         io = self._datapath(m, abort)
         req = self._decode(m)
         run = self._run_control(m, io)
@@ -289,11 +292,14 @@ class DataflowCore(wiring.Component):
                      pipe.wr.sel.eq(w_sel), pipe.wr.addr.eq(w_addr), pipe.wr.data.eq(w_full)]
         return w_known
 
-    def _control(self, m, req, run, abort, resets):
+    def _control(self, m, req, run, abort_reset, resets):
         """CTRL starts or aborts a run; COUNT is written while idle. ``resets``: the port byte
         counters, cleared by an abort with the run state."""
         ctrl = req.act & req.ctrl_write
-        m.d.comb += abort.eq(ctrl & req.abort_bit)
+        abort = ctrl & req.abort_bit
+        # the datapath's reset follows a cycle later; the run state is cleared now, so the
+        # gate is shut and the next bus request (three cycles away) finds everything empty
+        m.d.sync += abort_reset.eq(abort)
         start = ctrl & req.start_bit & ~run.busy & ~req.abort_bit
         with m.If(req.act & req.we & req.count_reg & ~run.busy):
             with m.Switch(req.reg_byte):
@@ -313,9 +319,11 @@ class DataflowCore(wiring.Component):
                              run.images_done.eq(0), run.cycles.eq(0), run.latency.eq(0),
                              run.interval.eq(0), run.since_done.eq(0)]
                 m.d.sync += [c.eq(0) for c in run.engine_busy]
+        with m.If(abort | abort_reset):
+            # word_in_image also in the reset cycle: a beat leaving the pipeline then is dropped
+            m.d.sync += run.word_in_image.eq(0)
         with m.If(abort):
-            m.d.sync += [run.busy.eq(0), run.done.eq(0), run.in_left.eq(0),
-                         run.word_in_image.eq(0)]
+            m.d.sync += [run.busy.eq(0), run.done.eq(0), run.in_left.eq(0)]
             m.d.sync += [r.eq(0) for r in resets]
             with m.If(run.busy):
                 m.d.sync += run.error.eq(mm.ERR_ABORTED)
