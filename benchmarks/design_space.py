@@ -1,20 +1,27 @@
 """Design space on the ECP5-85F: array shape vs LUTs, Fmax, cycles and inferences per second.
 
 For the SFC-shaped Fashion-MNIST model (784-256-256-256-10, 1-bit input) each array shape is
-synthesized for the ULX3S-85F (post-route, nextpnr), and its cycles per inference come from the
-cycle model (equal to the hardware counters: tests/test_sim_*.py) at the largest batch one run
-takes. Builds already done with the same design and tools are reused (``xnorflow synth``'s
-hash), so re-running is cheap.
+synthesized for the ULX3S-85F (post-route, nextpnr; ``--board`` picks another board), and its
+cycles per inference come from the cycle model (equal to the hardware counters:
+tests/test_sim_*.py) at the largest batch one run takes. Builds already done with the same
+design and tools are reused (``xnorflow synth``'s hash), so re-running is cheap.
+
+Each synthesis point (board x array configuration x placer) is one build: ``--jobs`` builds at
+once on this machine, or, with ``--cluster``, one Dask task each on a cluster's workers
+(docs/scale-out.md), each writing its ``<out-root>/<build>/report.json``; the table and the plot
+come from the reports the builds return.
 
 Prints ONE JSON document on stdout (progress on stderr) and writes a Pareto plot (LUTs vs
 inferences/s). Usage::
 
     .venv/bin/python benchmarks/design_space.py --jobs 1 \\
         --plot benchmarks/results/design_space.png > benchmarks/results/design_space.json
+    .venv/bin/python benchmarks/design_space.py --cluster tcp://scheduler:8786 ...
 """
 import argparse
 import json
 import sys
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,10 +30,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from xnorflow.cluster import (TaskProgress, add_cluster_argument, completed,  # noqa: E402
+                              open_client)
 from xnorflow.hw.config import ArrayConfig  # noqa: E402
 from xnorflow.sw.program import max_batch, predict_cycles  # noqa: E402
+from xnorflow.sw.errors import XnorflowError  # noqa: E402
 from xnorflow.sw.random_models import random_model  # noqa: E402
-from xnorflow.sw.synth import PLACERS, accelerator_top, build_label, synthesize  # noqa: E402
+from xnorflow.sw.synth import (BOARDS, PLACERS, accelerator_top, build_label,  # noqa: E402
+                               synthesize)
 
 from merge import merge_points  # noqa: E402  (benchmarks/merge.py, beside this script)
 
@@ -57,11 +68,27 @@ def split_placer(array, placer=None):
     return array, own or placer
 
 
-def point(array, out_root, model, placer=None):
-    """One build of ``array`` with nextpnr's ``placer``, and its figures."""
+def check_holds_an_image(array, model):
+    """Refuse, before any build, an array whose memories cannot take one batch of ``model``
+    (its cycles per inference would be undefined)."""
+    if max_batch(model.layers, ArrayConfig.parse(array)) < 1:
+        raise SystemExit(f"design_space: {array}: its in_depth/act_depth/out_depth cannot hold "
+                         f"one image of {model.name} ({'-'.join(map(str, SFC))})")
+
+
+def build(array, board, out_root, placer=None, progress=True):
+    """Synthesize ``array`` for ``board`` with nextpnr's ``placer`` (or reuse the build in
+    ``out_root`` made from the same design and tools): its report. One synthesis point; with
+    ``--cluster`` one Dask task (``progress`` off there: the workers' stage bars would mix)."""
     config = ArrayConfig.parse(array)
-    report = synthesize(accelerator_top(config), "ulx3s-85f", build_label(config, placer=placer),
-                        out_root=out_root, log=log, placer=placer)
+    return synthesize(accelerator_top(config), board, build_label(config, placer=placer),
+                      out_root=out_root, log=log, placer=placer, progress=progress)
+
+
+def figures(array, report, model):
+    """A synthesis point's row: the build's resources and Fmax (``report``) with the cycles of
+    ``model`` on ``array``."""
+    config = ArrayConfig.parse(array)
     # The largest batch the input and activation banks take: a throughput user fills them
     # (the array fills and drains once per layer whatever the batch).
     batch = max_batch(model.layers, config)
@@ -76,6 +103,36 @@ def point(array, out_root, model, placer=None):
             "inferences_per_second": fmax * 1e6 / per_inf,
             "inferences_per_second_per_klut": fmax * 1e6 / per_inf / (report["luts"] / 1000),
             "build_seconds": report.get("build_seconds"), "reused_build": report["skipped"]}
+
+
+def point(array, board, out_root, model, placer=None):
+    """One build of ``array`` with nextpnr's ``placer`` in this process, and its figures."""
+    return figures(array, build(array, board, out_root, placer), model)
+
+
+def points_on_cluster(spec, builds, board, out_root, model):
+    """Every ``(array, placer)`` of ``builds`` as one Dask task on the cluster ``spec``; the
+    rows in the order of ``builds``. A failed build does not stop the others (their reports
+    are kept); its error is raised once they are done."""
+    token = uuid.uuid4().hex[:8]   # another client's tasks never share our keys
+    with open_client(spec) as client:
+        futures = [client.submit(build, array, board, out_root, placer, False, pure=False,
+                                 key=f"synth-{board}-{i}-{array}:{placer or 'heap'}-{token}")
+                   for i, (array, placer) in enumerate(builds)]
+        order = {f.key: i for i, f in enumerate(futures)}
+        progress = TaskProgress(client, futures, desc="design_space builds", unit="build")
+        finished = completed(futures, progress, keep_going=True)
+        del futures   # only completed() holds them: a result is freed once read
+        rows = {}
+        try:
+            for future, report in finished:
+                i = order[future.key]
+                rows[i] = figures(builds[i][0], report, model)
+                log(f"{rows[i]['array']}: {report['luts']} LUTs, Fmax {report['fmax_mhz']:.1f} "
+                    f"MHz{' (reused)' if report['skipped'] else ''}")
+        finally:
+            progress.close()
+    return [rows[i] for i in sorted(rows)]
 
 
 def pareto(points):
@@ -95,7 +152,7 @@ def point_label(p):
             + f"\n{p['fmax_mhz']:.1f} MHz, {p['inferences_per_second'] / 1e3:,.0f}k/s")
 
 
-def plot(points, front, path):
+def plot(points, front, path, board="ulx3s-85f"):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -110,11 +167,11 @@ def plot(points, front, path):
     ax.plot([p["luts"] for p in fr], [p["inferences_per_second"] for p in fr], color="#cc3311",
             lw=1, zorder=2, label="Pareto front")
     ax.axhline(1e6, color="grey", ls="--", lw=1, label="target 1 M/s")
-    ax.set_xlabel("LUTs (ECP5-85F, post-route)")
+    ax.set_xlabel(f"LUTs ({BOARDS[board].family.upper()}, {board}, post-route)")
     ax.set_ylabel("inferences / s at Fmax")
     ax.set_yscale("log")
     ax.margins(x=0.15, y=0.25)   # room for the labels above and left of the points
-    ax.set_title("SFC 784-256-256-256-10 (1-bit input) on the ULX3S-85F", fontsize=10)
+    ax.set_title(f"SFC 784-256-256-256-10 (1-bit input) on the {board}", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -135,12 +192,21 @@ def main(argv=None):
     ap.add_argument("--arrays", nargs="+", default=DEFAULT_ARRAYS,
                     help="array configurations, each PxQxK[,key=value...][:PLACER] "
                          "(space-separated; PLACER heap or static overrides --placer)")
-    ap.add_argument("--jobs", type=int, default=2, help="builds at once (nextpnr is single-threaded)")
+    ap.add_argument("--board", choices=tuple(BOARDS), default="ulx3s-85f",
+                    help="the board every point is built for (default ulx3s-85f)")
+    ap.add_argument("--jobs", type=int, default=2,
+                    help="builds at once in this process, without --cluster (nextpnr is "
+                         "single-threaded) (default 2)")
     ap.add_argument("--placer", choices=PLACERS, default=None,
                     help="nextpnr placer of the builds without their own (default: nextpnr's, "
                          "heap)")
-    ap.add_argument("--out-root", default=str(ROOT / "build" / "design-space"))
-    ap.add_argument("--plot", default=str(ROOT / "benchmarks" / "results" / "design_space.png"))
+    add_cluster_argument(ap, "each synthesis point is one build on a worker, reused when "
+                             "its report exists in --out-root there")
+    ap.add_argument("--out-root", default=str(ROOT / "build" / "design-space"),
+                    help="where the builds go, one directory each (default build/design-space)")
+    ap.add_argument("--plot", default=str(ROOT / "benchmarks" / "results" / "design_space.png"),
+                    help="the Pareto plot written (default "
+                         "benchmarks/results/design_space.png)")
     ap.add_argument("--update", default=None, metavar="JSON",
                     help="an earlier output of this benchmark: print its points with this run's "
                          "added (a point of the same array replaced), e.g. to add one new shape "
@@ -148,13 +214,22 @@ def main(argv=None):
     args = ap.parse_args(argv)
     model = random_model(np.random.default_rng(0), SFC, input_bits=1, name="sfc-1bit")
     builds = [split_placer(a, args.placer) for a in args.arrays]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        points = list(pool.map(lambda b: point(b[0], args.out_root, model, b[1]), builds))
+    for array, _ in builds:
+        check_holds_an_image(array, model)
+    if args.cluster is not None:
+        try:
+            points = points_on_cluster(args.cluster, builds, args.board, args.out_root, model)
+        except XnorflowError as e:   # no Dask, no scheduler, a build that failed
+            raise SystemExit(f"design_space: {e}") from None
+    else:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            points = list(pool.map(lambda b: point(b[0], args.board, args.out_root, model, b[1]),
+                                   builds))
     if args.update:
         points = merge_points(args.update, points, "array")
     front = pareto(points)
-    plot(points, front, args.plot)
-    print(json.dumps({"benchmark": "design_space", "board": "ulx3s-85f",
+    plot(points, front, args.plot, args.board)
+    print(json.dumps({"benchmark": "design_space", "board": args.board,
                       "model": "SFC 784-256-256-256-10, 1-bit input", "points": points,
                       "pareto": front, "plot": repo_relative(args.plot)}, indent=2))
 

