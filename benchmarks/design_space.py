@@ -6,7 +6,7 @@ cycles per inference come from the cycle model (equal to the hardware counters:
 tests/test_sim_*.py) at the largest batch one run takes. Builds already done with the same
 design and tools are reused (``xnorflow synth``'s hash), so re-running is cheap.
 
-Each synthesis point (board x array configuration x placer) is one build: ``--jobs`` builds at
+Each synthesis point (board x array configuration x placer x seed) is one build: ``--jobs`` builds at
 once on this machine, or, with ``--cluster``, one Dask task each on a cluster's workers
 (docs/scale-out.md), each writing its ``<out-root>/<build>/report.json``; the table and the plot
 come from the reports the builds return.
@@ -34,6 +34,7 @@ from xnorflow.cluster import (TaskProgress, add_cluster_argument, completed,  # 
                               open_client)
 from xnorflow.hw.config import ArrayConfig  # noqa: E402
 from xnorflow.sw.program import max_batch, predict_cycles  # noqa: E402
+from xnorflow.sw.argtypes import nonnegative_int  # noqa: E402
 from xnorflow.sw.errors import XnorflowError  # noqa: E402
 from xnorflow.sw.random_models import random_model  # noqa: E402
 from xnorflow.sw.synth import (BOARDS, PLACERS, accelerator_top, build_label,  # noqa: E402
@@ -76,13 +77,15 @@ def check_holds_an_image(array, model):
                          f"one image of {model.name} ({'-'.join(map(str, SFC))})")
 
 
-def build(array, board, out_root, placer=None, progress=True):
-    """Synthesize ``array`` for ``board`` with nextpnr's ``placer`` (or reuse the build in
-    ``out_root`` made from the same design and tools): its report. One synthesis point; with
-    ``--cluster`` one Dask task (``progress`` off there: the workers' stage bars would mix)."""
+def build(array, board, out_root, placer=None, progress=True, seed=None):
+    """Synthesize ``array`` for ``board`` with nextpnr's ``placer`` and placement ``seed`` (or
+    reuse the build in ``out_root`` made from the same design and tools): its report. One
+    synthesis point; with ``--cluster`` one Dask task (``progress`` off there: the workers'
+    stage bars would mix)."""
     config = ArrayConfig.parse(array)
-    return synthesize(accelerator_top(config), board, build_label(config, placer=placer),
-                      out_root=out_root, log=log, placer=placer, progress=progress)
+    return synthesize(accelerator_top(config), board,
+                      build_label(config, placer=placer, seed=seed), out_root=out_root, log=log,
+                      placer=placer, progress=progress, seed=seed)
 
 
 def figures(array, report, model):
@@ -95,7 +98,8 @@ def figures(array, report, model):
     cycles = predict_cycles(model.layers, config, batch)
     per_inf = cycles["total"] / batch
     fmax = report["fmax_mhz"]
-    return {"array": config.format(), "placer": report["placer"], "luts": report["luts"],
+    return {"array": config.format(), "placer": report["placer"],
+            **({"seed": report["seed"]} if "seed" in report else {}), "luts": report["luts"],
             "ffs": report["ffs"],
             "brams": report["brams"], "fmax_mhz": fmax, "batch": batch,
             "cycles_per_inference": per_inf,
@@ -105,20 +109,21 @@ def figures(array, report, model):
             "build_seconds": report.get("build_seconds"), "reused_build": report["skipped"]}
 
 
-def point(array, board, out_root, model, placer=None):
-    """One build of ``array`` with nextpnr's ``placer`` in this process, and its figures."""
-    return figures(array, build(array, board, out_root, placer), model)
+def point(array, board, out_root, model, placer=None, seed=None):
+    """One build of ``array`` with nextpnr's ``placer`` and ``seed`` in this process, and its
+    figures."""
+    return figures(array, build(array, board, out_root, placer, seed=seed), model)
 
 
 def points_on_cluster(spec, builds, board, out_root, model):
-    """Every ``(array, placer)`` of ``builds`` as one Dask task on the cluster ``spec``; the
+    """Every ``(array, placer, seed)`` of ``builds`` as one Dask task on the cluster ``spec``; the
     rows in the order of ``builds``. A failed build does not stop the others (their reports
     are kept); its error is raised once they are done."""
     token = uuid.uuid4().hex[:8]   # another client's tasks never share our keys
     with open_client(spec) as client:
-        futures = [client.submit(build, array, board, out_root, placer, False, pure=False,
-                                 key=f"synth-{board}-{i}-{array}:{placer or 'heap'}-{token}")
-                   for i, (array, placer) in enumerate(builds)]
+        futures = [client.submit(build, array, board, out_root, placer, False, seed, pure=False,
+                                 key=f"synth-{board}-{i}-{array}:{placer or 'heap'}:{seed}-{token}")
+                   for i, (array, placer, seed) in enumerate(builds)]
         order = {f.key: i for i, f in enumerate(futures)}
         progress = TaskProgress(client, futures, desc="design_space builds", unit="build")
         finished = completed(futures, progress, keep_going=True)
@@ -148,6 +153,8 @@ def point_label(p):
     extra = [o for o in opts if o.split("=")[0] in ("row_groups", "issue_reg")]
     if p.get("placer", "heap") != "heap":
         extra.append(f"{p['placer']} placer")
+    if p.get("seed") is not None:
+        extra.append(f"seed {p['seed']}")
     return (shape + (f" ({', '.join(extra)})" if extra else "")
             + f"\n{p['fmax_mhz']:.1f} MHz, {p['inferences_per_second'] / 1e3:,.0f}k/s")
 
@@ -202,6 +209,10 @@ def main(argv=None):
                          "heap)")
     add_cluster_argument(ap, "each synthesis point is one build on a worker, reused when "
                              "its report exists in --out-root there")
+    ap.add_argument("--seeds", nargs="+", type=nonnegative_int, default=[None],
+                    metavar="SEED",
+                    help="nextpnr placement seeds: each array is built once per seed, every "
+                         "build a point of the table and the plot (default: nextpnr's seed)")
     ap.add_argument("--out-root", default=str(ROOT / "build" / "design-space"),
                     help="where the builds go, one directory each (default build/design-space)")
     ap.add_argument("--plot", default=str(ROOT / "benchmarks" / "results" / "design_space.png"),
@@ -213,8 +224,8 @@ def main(argv=None):
                          "without rebuilding the others")
     args = ap.parse_args(argv)
     model = random_model(np.random.default_rng(0), SFC, input_bits=1, name="sfc-1bit")
-    builds = [split_placer(a, args.placer) for a in args.arrays]
-    for array, _ in builds:
+    builds = [(*split_placer(a, args.placer), seed) for a in args.arrays for seed in args.seeds]
+    for array, _, _ in builds:
         check_holds_an_image(array, model)
     if args.cluster is not None:
         try:
@@ -223,8 +234,8 @@ def main(argv=None):
             raise SystemExit(f"design_space: {e}") from None
     else:
         with ThreadPoolExecutor(args.jobs) as pool:
-            points = list(pool.map(lambda b: point(b[0], args.board, args.out_root, model, b[1]),
-                                   builds))
+            points = list(pool.map(
+                lambda b: point(b[0], args.board, args.out_root, model, b[1], b[2]), builds))
     if args.update:
         points = merge_points(args.update, points, "array")
     front = pareto(points)

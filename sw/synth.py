@@ -48,7 +48,8 @@ from xnorflow.hw.dataflow.top import DataflowAccelerator
 from xnorflow.hw.top import OverlayAccelerator
 from xnorflow.sw import fold as folding
 from xnorflow.sw import resources, xnf
-from xnorflow.sw.argtypes import check_writable_dir, output_dir, positive_float, positive_int
+from xnorflow.sw.argtypes import (check_writable_dir, nonnegative_int, output_dir, positive_float,
+                                  positive_int)
 from xnorflow.sw.errors import XnorflowError
 from xnorflow.sw.fold import DATAFLOW_CLOCK_MHZ
 from xnorflow.sw.progress import progress_bar
@@ -176,10 +177,13 @@ def cache_key(plan, board):
 
 def build_dir_name(board_name, label):
     """A build's directory name: the board, the label's array shape, clock and suffixes
-    (placer, UART rate) in lower case, and 8 hex digits of the label's hash, e.g.
+    (UART rate, placer, seed) in lower case, and 8 hex digits of the label's hash, e.g.
     ``icebreaker-2x4x16-24mhz-3f9a1c2e``: no commas, ``=`` or ``@`` for shells to trip on. The
     full label (every configuration field) is in the directory's ``report.json``."""
     head, _, tail = label.partition("@")
+    if not tail:   # no clock: the suffixes (UART rate, placer, seed) end the last field
+        tail = re.search(r"(?:-\d+Bd)?(?:-(?:heap|static))?(?:-seed\d+)?$", head).group(0)
+        tail = tail[1:]
     short = head.split(",")[0] + (f"-{tail}" if tail else "")
     short = re.sub(r"[^a-z0-9.]+", "-", short.lower()).strip("-") or "build"
     return f"{board_name}-{short}-{hashlib.sha256(label.encode()).hexdigest()[:8]}"
@@ -502,9 +506,10 @@ def _cached_build(out_dir, key, bitstream):
 
 
 def synthesize(top, board_name, label, out_root=None, force=False, log=None, placer=None,
-               config=None, check_fit=True, progress=True):
+               config=None, check_fit=True, progress=True, seed=None):
     """Build ``top`` for a board into ``<out_root>/<build_dir_name(board, label)>/`` with
-    nextpnr's ``placer`` (None: nextpnr's default, HeAP) and return its report: what
+    nextpnr's ``placer`` (None: nextpnr's default, HeAP) and placement ``seed`` (None:
+    nextpnr's default) and return its report: what
     ``report.json`` holds plus this run's facts (``skipped``, ``build_seconds``,
     ``build_dir``). ``config``: the top's ArrayConfig, when it is the accelerator: recorded
     as ``array`` and, with ``check_fit``, checked against the board's resources first
@@ -517,7 +522,7 @@ def synthesize(top, board_name, label, out_root=None, force=False, log=None, pla
     ensure_tools_on_path()
     out_dir = Path(out_root or DEFAULT_OUT_ROOT) / build_dir_name(board.name, label)
     platform = board.make_platform()
-    plan = build_plan(top, board, REPORT_FILE, placer)
+    plan = build_plan(top, board, REPORT_FILE, placer, seed)
     key = cache_key(plan, board)
     bitstream = out_dir / f"top{board.bitstream}"
     cached = None if force else _cached_build(out_dir, key, bitstream)
@@ -534,6 +539,8 @@ def synthesize(top, board_name, label, out_root=None, force=False, log=None, pla
     seconds = time.monotonic() - start
     report = _build_report(top, board, platform, label, placer, config or _array_of(top),
                            out_dir, key)
+    if seed is not None:
+        report["seed"] = seed
     run = {"build_seconds": round(seconds, 1), "build_dir": str(out_dir.resolve()),
            "finished": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
     _write_json(out_dir / "report.json", report)
@@ -595,15 +602,17 @@ def _write_json(path, data):
 PLACERS = ("heap", "static")
 
 
-def build_plan(top, board, report_file=REPORT_FILE, placer=None):
+def build_plan(top, board, report_file=REPORT_FILE, placer=None, seed=None):
     """Amaranth's build plan (the files and the tool script) of ``top`` for ``board``, with
-    the board's tool options and, if given, nextpnr's ``placer``; :func:`synthesize` executes
-    it."""
+    the board's tool options and, if given, nextpnr's ``placer`` and placement ``seed``;
+    :func:`synthesize` executes it."""
     if placer is not None and placer not in PLACERS:
         raise XnorflowError(f"unknown placer {placer!r}; choose one of {', '.join(PLACERS)}")
     opts = f"--timing-allow-fail --report {report_file} {board.nextpnr_opts}"
     if placer is not None:
         opts += f" --placer {placer}"
+    if seed is not None:
+        opts += f" --seed {int(seed)}"
     return board.make_platform().build(
         top, name="top", do_build=False, debug_verilog=False, nextpnr_opts=opts.strip(),
         **dict(board.overrides))
@@ -626,13 +635,14 @@ def dataflow_top(config, clock_mhz=None, baud=None):
                          clock_hz=clock_mhz * 1e6 if clock_mhz is not None else None)
 
 
-def build_label(config, clock_mhz=None, baud=None, placer=None):
+def build_label(config, clock_mhz=None, baud=None, placer=None, seed=None):
     """Label of a build (``report.json``'s ``config``): the config's compact form, the clock
-    if a PLL makes it, the UART rate if it is not the default and the placer if it is not
-    nextpnr's default."""
+    if a PLL makes it, the UART rate if it is not the default, the placer if it is not
+    nextpnr's default and the placement seed if one was given."""
     return (config.format() + (f"@{clock_mhz:g}MHz" if clock_mhz is not None else "")
             + (f"-{baud}Bd" if baud and baud != DEFAULT_BAUD else "")
-            + (f"-{placer}" if placer and placer != "heap" else ""))
+            + (f"-{placer}" if placer and placer != "heap" else "")
+            + (f"-seed{seed}" if seed is not None else ""))
 
 
 def uart_rate(clock_mhz, baud=None):
@@ -757,6 +767,9 @@ def add_parser(sub):
     p.add_argument("--placer", choices=PLACERS, default=None,
                    help="nextpnr placer (default: nextpnr's, heap); 'static' spreads large "
                         "arrays that heap packs too densely to route (docs/synthesis.md)")
+    p.add_argument("--seed", type=nonnegative_int, default=None,
+                   help="nextpnr's placement seed (default: nextpnr's); builds with other seeds "
+                        "are other points of a design-space sweep, in their own directories")
     p.add_argument("--out", type=output_dir, default=None,
                    help="output root, created if missing (default: bitstreams/ in the checkout)")
     p.add_argument("--force", action="store_true",
@@ -798,8 +811,9 @@ def run_synth(args):
     out_root = out_root_argument(args.out)
     check_resources(args.board, config, args.force)    # before the top is even made
     report = synthesize(make_top(config, clock, args.baud), args.board,
-                        build_label(config, clock, args.baud, args.placer), out_root=out_root,
-                        force=args.force, placer=args.placer, config=config, check_fit=False)
+                        build_label(config, clock, args.baud, args.placer, args.seed),
+                        out_root=out_root, force=args.force, placer=args.placer, config=config,
+                        check_fit=False, seed=args.seed)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

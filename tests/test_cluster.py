@@ -188,10 +188,13 @@ def _reports(out_root):
 @pytest.mark.synth
 @pytest.mark.slow
 def test_a_synthesis_sweep_on_the_cluster_writes_the_serial_reports(tmp_path):
-    serial, _ = _sweep(tmp_path / "serial", "--jobs", "1")
-    swept, err = _sweep(tmp_path / "cluster", "--cluster", "local:2")
+    serial, _ = _sweep(tmp_path / "serial", "--jobs", "1", "--seeds", "3")
+    swept, err = _sweep(tmp_path / "cluster", "--cluster", "local:2", "--seeds", "3")
     assert "tasks 2/2 done, 0 running, 0 failed" in err
     assert len(_reports(tmp_path / "serial")) == 2
+    # the placement seed is a point's coordinate: in the label, the directory and the report
+    assert all("-seed3-" in name and json.loads(text)["seed"] == 3
+               for name, text in _reports(tmp_path / "serial").items())
     assert _reports(tmp_path / "cluster") == _reports(tmp_path / "serial")
 
     def row(p):
@@ -200,7 +203,7 @@ def test_a_synthesis_sweep_on_the_cluster_writes_the_serial_reports(tmp_path):
     assert [p["array"] for p in swept["points"]] == SWEEP       # in the order asked
     assert swept["pareto"] == serial["pareto"] and (tmp_path / "cluster" / "plot.png").exists()
     assert not any(p["reused_build"] for p in swept["points"])
-    again, _ = _sweep(tmp_path / "cluster", "--cluster", "local:2")   # the reports exist
+    again, _ = _sweep(tmp_path / "cluster", "--cluster", "local:2", "--seeds", "3")  # exist
     assert all(p["reused_build"] for p in again["points"])
     assert [row(p) for p in again["points"]] == [row(p) for p in serial["points"]]
 

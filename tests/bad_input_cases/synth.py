@@ -25,6 +25,7 @@ CASES = [
     (_SYNTH + ["--array", "64x64x64,w_depth=65000"],
      "argument --array: w region of 64x64x64,w_depth=65000 needs"),
     (_SYNTH + ["--placer", "annealing"], "argument --placer: invalid choice"),
+    (_SYNTH + ["--seed", "-1"], "argument --seed: must be a non-negative integer"),
     (["synth", "--board", "nexys"], "argument --board: invalid choice"),
     (["synth"], "the following arguments are required: --board"),
     # item 8: a configuration that cannot fit is refused with the numbers, before any build

@@ -104,3 +104,21 @@ def test_build_dir_names():
     spread = build_dir_name("ulx3s-85f", build_label(ArrayConfig(), 45.0, placer="static"))
     assert re.fullmatch(r"ulx3s-85f-8x8x32-45mhz-static-[0-9a-f]{8}", spread), spread
     assert build_dir_name("icebreaker", "echo").startswith("icebreaker-echo-")
+
+
+def test_a_placement_seed_reaches_nextpnr_and_names_its_own_build():
+    """``synth --seed N`` passes ``--seed N`` to nextpnr, so it is part of the cache key, and
+    the build has its own label and directory (a sweep's seeds never overwrite each other)."""
+    from xnorflow.hw.config import ArrayConfig as Config
+    from xnorflow.sw.synth import accelerator_top, build_plan, cache_key, get_board
+    board = get_board("icebreaker")
+    config = Config.parse("1x1x8,w_depth=256,thr_depth=32,in_depth=128,act_depth=64,"
+                          "out_depth=64,desc_depth=4,conv=0")
+    plans = {seed: build_plan(accelerator_top(config), board, seed=seed) for seed in (None, 7)}
+    scripts = {seed: "\n".join(str(v) for k, v in plan.files.items() if k.endswith((".sh", ".bat")))
+               for seed, plan in plans.items()}
+    assert "--seed 7" in scripts[7] and "--seed" not in scripts[None]
+    assert cache_key(plans[7], board) != cache_key(plans[None], board)
+    labels = {seed: build_label(config, seed=seed) for seed in (None, 7)}
+    assert labels[7] == labels[None] + "-seed7"
+    assert build_dir_name("icebreaker", labels[7]) != build_dir_name("icebreaker", labels[None])
