@@ -58,10 +58,12 @@ LOGIC = {
 #: block wide; ECP5 registers every level for 100 MHz and more, and takes runs of 512 images:
 #: a run pays the pipeline's latency once (650 cycles for the SFC at 32 per image), so runs of
 #: 16 would reach only 45 % of the interval's rate, runs of 512 reach 96 %, for ~25 block RAMs
-#: of FIFO (the iCE40 has none to spare).
+#: of FIFO (the iCE40 has none to spare). Its input FIFO is 256 bits wide, so 512 images stay
+#: one block deep: a 32-bit FIFO was 26 blocks deep, and their read multiplexer was the
+#: critical path of the 3 M/s SFC build (benchmarks/results/dataflow_sfc/ecp5_builds.json).
 FAMILY_OPTIONS = {
     "ice40": {"ram_reg": 0, "levels": 2, "serial": 1, "in_word": 16},
-    "ecp5": {"ram_reg": 1, "levels": 1, "serial": 0, "in_word": 32, "in_images": 512,
+    "ecp5": {"ram_reg": 1, "levels": 1, "serial": 0, "in_word": 256, "in_images": 512,
              "out_images": 512},
 }
 

@@ -24,6 +24,9 @@ __all__ = ["EngineFold", "DataflowConfig"]
 #: The folding part of an engine's text: S x P, MMV, weight memory.
 _FOLD_TEXT = re.compile(r"(?P<simd>\d+)x(?P<pe>\d+)(?:m(?P<mmv>\d+))?(?P<ram>[sl]?)")
 
+#: Input-FIFO word widths (bits) a config may ask for (the host writes a word byte by byte).
+IN_WORDS = (8, 16, 32, 64, 128, 256, 512, 1024)
+
 #: Weight memory kinds: (text suffix, Yosys ram_style).
 _WEIGHT_RAMS = {"block": ("", None), "spram": ("s", "huge"), "lutram": ("l", "distributed")}
 
@@ -147,11 +150,13 @@ class DataflowConfig:
         ``out_images`` results unread before the pipeline waits.
     ram_reg : int
         1 to register every block RAM's read data once (ECP5: its clock-to-out meets the
-        first popcount level otherwise); 0 saves a logic cell per bit on iCE40.
+        first popcount level otherwise), the input FIFO's through a register slice (one
+        cycle more of latency); 0 saves a logic cell per bit on iCE40.
     in_word : int
-        Most bits of an input-FIFO word (a power of two, 8..64): narrow words keep the FIFO in
-        one block RAM (16 on iCE40, whose blocks are at most 16 wide), wide ones feed a
-        first engine that reads many input bits per cycle.
+        Most bits of an input-FIFO word (a power of two, 8..1024): narrow words keep the FIFO
+        in one block RAM (16 on iCE40, whose blocks are at most 16 wide), wide ones feed a
+        first engine that reads many input bits per cycle, and keep a deep FIFO one block
+        deep (no depth multiplexer after the block RAMs' read: ECP5 at 100 MHz).
     levels : int
         Adder levels between pipeline registers in the popcount trees (1: every level
         registered, for ECP5 at 100 MHz and more; 2 on iCE40 saves a logic cell per register
@@ -185,8 +190,9 @@ class DataflowConfig:
                 raise ValueError(f"{name} must be 0 or 1, got {getattr(self, name)!r}")
         if not isinstance(self.levels, int) or not 1 <= self.levels <= 8:
             raise ValueError(f"levels must be an integer in 1..8, got {self.levels!r}")
-        if self.in_word not in (8, 16, 32, 64):
-            raise ValueError(f"in_word must be 8, 16, 32 or 64 bits, got {self.in_word!r}")
+        if self.in_word not in IN_WORDS:
+            raise ValueError(f"in_word must be one of {', '.join(map(str, IN_WORDS))} bits, "
+                             f"got {self.in_word!r}")
         for e, (a, b) in enumerate(zip(engines, engines[1:])):
             where = f"engine {e + 1} ({b.format()})"
             if a.output != "threshold":

@@ -4,7 +4,7 @@ run control and cycle counters (docs/dataflow.md).
 ::
 
     bus ─► decode ─┬─► registers (CTRL, COUNT) ─► run control ─► gate
-                   ├─► input bytes ─► word ─► input FIFO ─► gate ─► converter ─► Pipeline.i
+                   ├─► input bytes ─► word ─► input FIFO ─► gate ─► [slice] ─► converter ─► Pipeline.i
                    ├─► weight bytes ─► word ───────────────────────────────────► Pipeline.wr
                    └─◄ output bytes ◄─ output FIFO ◄─ converter (one integer a word) ◄─ .o
 
@@ -30,6 +30,7 @@ from . import memory_map as mm
 from .config import DataflowConfig
 from .convert import WidthConverter
 from .pipeline import Pipeline
+from .register_slice import RegisterSlice
 
 __all__ = ["DataflowCore"]
 
@@ -106,15 +107,24 @@ class DataflowCore(wiring.Component):
         io = SimpleNamespace(
             pipe=self.pipeline,
             in_depth=cfg.in_images * cfg.in_words,
+            # ram_reg: the FIFO's block-RAM read (and, when the FIFO is deeper than a block,
+            # its depth multiplexer) gets a cycle of its own before the converter
+            in_slice=RegisterSlice(cfg.in_word_bits) if cfg.ram_reg else None,
             to_first=WidthConverter(cfg.first.input_bits, cfg.in_lanes, cfg.first.simd,
                                     cfg.first.n_in),
             from_last=WidthConverter(cfg.last.acc_width, cfg.last.pe, 1, cfg.last.n_out))
         io.in_fifo = SyncFIFOBuffered(width=cfg.in_word_bits, depth=io.in_depth)
         io.out_fifo = SyncFIFOBuffered(width=cfg.out_word_bits,
                                        depth=cfg.out_images * cfg.out_words)
-        for name in ("pipe", "in_fifo", "out_fifo", "to_first", "from_last"):
-            m.submodules[name if name != "pipe" else "pipeline"] = \
-                ResetInserter(abort)(getattr(io, name))
+        for name in ("pipe", "in_fifo", "out_fifo", "in_slice", "to_first", "from_last"):
+            if getattr(io, name) is not None:
+                m.submodules[name if name != "pipe" else "pipeline"] = \
+                    ResetInserter(abort)(getattr(io, name))
+        # the gate (run control) feeds `gated`: the slice when there is one, else the converter
+        io.gated = io.to_first.i
+        if io.in_slice is not None:
+            wiring.connect(m, io.in_slice.o, io.to_first.i)
+            io.gated = io.in_slice.i
         wiring.connect(m, io.to_first.o, io.pipe.i)
         wiring.connect(m, io.pipe.o, io.from_last.i)
         return io
@@ -179,11 +189,11 @@ class DataflowCore(wiring.Component):
         m.d.comb += self.busy.eq(run.busy)
 
         gate_open = run.busy & (run.in_left != 0)
-        to_first, in_fifo = io.to_first, io.in_fifo
-        m.d.comb += [to_first.i.payload.eq(in_fifo.r_data),
-                     to_first.i.valid.eq(in_fifo.r_rdy & gate_open),
-                     in_fifo.r_en.eq(to_first.i.ready & gate_open)]
-        with m.If(to_first.i.valid & to_first.i.ready):
+        gated, in_fifo = io.gated, io.in_fifo
+        m.d.comb += [gated.payload.eq(in_fifo.r_data),
+                     gated.valid.eq(in_fifo.r_rdy & gate_open),
+                     in_fifo.r_en.eq(gated.ready & gate_open)]
+        with m.If(gated.valid & gated.ready):
             m.d.sync += run.in_left.eq(run.in_left - 1)
 
         from_last, out_fifo = io.from_last, io.out_fifo

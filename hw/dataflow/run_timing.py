@@ -51,12 +51,13 @@ def hand_over(producer, lanes):
 
 def first_beat_in(config):
     """Cycles from START to the cycle after the first engine takes an image's last input beat:
-    the gate passes one input-FIFO word per cycle, which the converter gathers (one register)
-    or splits (one beat per cycle) into the engine's S-element beats."""
-    first = config.first
+    the gate passes one input-FIFO word per cycle, through the register slice when
+    ``ram_reg`` (one cycle), which the converter gathers (one register) or splits (one beat
+    per cycle) into the engine's S-element beats."""
+    first, slice_ = config.first, int(config.ram_reg)
     if first.simd > config.in_lanes:
-        return config.in_words + 1
-    return first.synapse_folds
+        return config.in_words + 1 + slice_
+    return first.synapse_folds + slice_
 
 
 def pipeline_latency(config):
