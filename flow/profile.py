@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from xnorflow.hw.dataflow import memory_map as mm
-from xnorflow.hw.dataflow.run_timing import pipeline_latency
+from xnorflow.hw.dataflow.run_timing import run_cycles
 from xnorflow.simulate import simulate
 from xnorflow.sw import fold as folding
 from xnorflow.sw import protocol as P
 from xnorflow.sw import xnf
 from xnorflow.sw.argtypes import int_range, output_file, positive_float
-from xnorflow.sw.dataflow_program import check_model
+from xnorflow.sw.dataflow_program import check_model, engine_layers
 from xnorflow.sw.driver import read_frames, run_frames, write_frames
 from xnorflow.sw.errors import XnorflowError
 from xnorflow.sw.fold import load_fold
@@ -185,9 +185,10 @@ def dataflow_numbers(model, config, fmax_mhz, clock_mhz, luts=None):
     """A dataflow build's figures from its cycle model: per layer the engine's cycles per
     image and utilisation (binary MACs over ``S·P·k`` MAC units × cycles), the pipeline's
     interval (the slowest engine) and one image's latency, and the rates at the clock."""
-    interval, latency = config.interval, pipeline_latency(config)
+    # one group's latency from the run model (the closed form is only for mmv = 1)
+    interval, latency = config.interval, run_cycles(config, config.group)["latency"]
     layers = []
-    for layer, engine in zip(model.layers, config.engines):
+    for (layer, _), engine in zip(engine_layers(model), config.engines):
         units = engine.simd * engine.pe * engine.input_bits
         macs = layer.binary_macs()
         layers.append({"name": layer.name, "cycles": engine.cycles, "binary_macs": macs,

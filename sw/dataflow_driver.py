@@ -55,7 +55,8 @@ class DataflowDevice(OverlayDevice):
         reqs = [r for addr, data in writes for r in self.write_requests(addr, data)]
         self._exchange(reqs)
         self.model = model
-        self.layers = list(model.layers)
+        # one counter per engine: a conv's pool runs in its engine
+        self.layers = [layer for layer, _ in dp.engine_layers(model)]
         # a run must fit both FIFOs: the results are read after the run ends
         self.max_batch = min(self.config.in_images, self.config.out_images)
         self.runs = []

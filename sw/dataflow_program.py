@@ -11,10 +11,10 @@ from xnorflow.hw.dataflow.config import DataflowConfig, EngineFold
 from xnorflow.hw.dataflow.run_timing import run_cycles
 from xnorflow.sw.bits import unpack_bits
 from xnorflow.sw.errors import XnorflowError
-from xnorflow.sw.layers.dataflow_pack import pack_dense_layer
-from xnorflow.sw.layers.dense import DenseLayer
+from xnorflow.sw.layers.dataflow_pack import pack_layer
 
-__all__ = ["DataflowProgramError", "check_model", "model_folds", "load_writes", "input_bytes",
+__all__ = ["DataflowProgramError", "ENGINE_FIELDS", "engine_layers", "check_model", "model_folds",
+           "load_writes", "input_bytes",
            "decode_output_bytes", "predict_run"]
 
 
@@ -22,33 +22,55 @@ class DataflowProgramError(XnorflowError):
     """A model does not match a dataflow build (the message names the layer and the field)."""
 
 
-def model_folds(model):
-    """(n_in, n_out, input_bits, input_kind, output) of every layer: what a build must match."""
+#: The fields of an engine a build must match, in the order messages name them.
+ENGINE_FIELDS = ("n_in", "n_out", "input_bits", "input_kind", "output", "image", "pool")
+
+
+def engine_layers(model):
+    """``[(layer, pooled)]``: the layers that are engines (dense, conv), each with whether the
+    next layer is a 2×2 pool the engine runs after its threshold (a ``maxpool2x2`` has no
+    engine of its own: hw/dataflow/pool.py)."""
     out = []
     for layer in model.layers:
-        if not isinstance(layer, DenseLayer):
-            raise DataflowProgramError(f"layer {layer.name!r} is a {layer.type} layer; the "
-                                       f"dataflow target runs dense layers (issue #26 adds conv)")
-        out.append((layer.in_features, layer.out_features, layer.input_bits, layer.input_kind,
-                    layer.output))
+        if layer.dataflow_pools:
+            if not out or out[-1][1] or out[-1][0].dataflow_image is None:
+                raise DataflowProgramError(f"layer {layer.name!r}: a {layer.type} layer runs "
+                                           f"in the conv engine before it, and there is none")
+            out[-1] = (out[-1][0], True)
+        else:
+            out.append((layer, False))
     return out
+
+
+def model_folds(model):
+    """Every engine's geometry (a dict of :data:`ENGINE_FIELDS`): what a build must match."""
+    folds = []
+    for layer, pooled in engine_layers(model):
+        try:
+            folds.append({**layer.dataflow_engine(), "pool": pooled})
+        except XnorflowError as e:
+            raise DataflowProgramError(str(e)) from None
+    return folds
 
 
 def check_model(model, config):
     """Raise DataflowProgramError unless ``model``'s layers have the shapes ``config`` was built
-    for (sizes, input bits and kind, output kind)."""
+    for (sizes, input bits and kind, output kind, a conv's image and pool)."""
     config = DataflowConfig.parse(config)
-    shapes = model_folds(model)
-    if len(shapes) != len(config.engines):
-        raise DataflowProgramError(f"model '{model.name}' has {len(shapes)} layers, the build "
-                                   f"{config.format()} has {len(config.engines)} engines")
-    for layer, got, engine in zip(model.layers, shapes, config.engines):
-        want = (engine.n_in, engine.n_out, engine.input_bits, engine.input_kind, engine.output)
-        for field, g, w in zip(("in_features", "out_features", "input_bits", "input_kind",
-                                "output"), got, want):
+    folds = model_folds(model)
+    if len(folds) != len(config.engines):
+        raise DataflowProgramError(f"model '{model.name}' has {len(folds)} engine layers, the "
+                                   f"build {config.format()} has {len(config.engines)} engines")
+    for (layer, _), got, engine in zip(engine_layers(model), folds, config.engines):
+        # the layer's own names for the engine's sizes
+        names = ({"n_in": "filter_len", "n_out": "out_channels"} if got["image"] is not None
+                 else {"n_in": "in_features", "n_out": "out_features"})
+        for field in ENGINE_FIELDS:
+            g, w = got[field], getattr(engine, field)
             if g != w:
-                raise DataflowProgramError(f"layer {layer.name!r}: field '{field}' is {g!r}, the "
-                                           f"build's engine {engine.format()} has {w!r}")
+                raise DataflowProgramError(f"layer {layer.name!r}: field "
+                                           f"'{names.get(field, field)}' is {g!r}, the build's "
+                                           f"engine {engine.format()} has {w!r}")
         if layer.output == "raw":
             lo, hi = layer.acc_range()
             width = engine.shape.acc_width
@@ -59,10 +81,10 @@ def check_model(model, config):
 
 def fold_for(model, folds, **options):
     """A :class:`DataflowConfig` for ``model`` with ``folds`` = [(simd, pe) or (simd, pe,
-    mmv), ...] per layer."""
-    engines = tuple(EngineFold(n_in, n_out, fold[0], fold[1], k, kind, out,
+    mmv), ...] per engine (a pool runs in the conv engine before it)."""
+    engines = tuple(EngineFold(**geometry, simd=fold[0], pe=fold[1],
                                mmv=fold[2] if len(fold) > 2 else 1)
-                    for (n_in, n_out, k, kind, out), fold in zip(model_folds(model), folds))
+                    for geometry, fold in zip(model_folds(model), folds))
     return DataflowConfig(engines, **options)
 
 
@@ -72,10 +94,10 @@ def load_writes(model, config):
     check_model(model, config)
     lay = mm.layout(config)
     writes = []
-    for e, (layer, engine) in enumerate(zip(model.layers, config.engines)):
+    for e, ((layer, _), engine) in enumerate(zip(engine_layers(model), config.engines)):
         size = lay.word_bytes[e]
         by_memory = {}
-        for sel, addr, word in pack_dense_layer(layer, engine.simd, engine.pe,
+        for sel, addr, word in pack_layer(layer, engine.simd, engine.pe,
                                                 engine.shape.acc_width):
             by_memory.setdefault(sel, {})[addr] = word
         for sel in sorted(by_memory):
@@ -93,10 +115,11 @@ def input_bytes(x, config):
     little-endian."""
     config = DataflowConfig.parse(config)
     first, lanes, words = config.first, config.in_lanes, config.in_words
+    n = config.engines[0].in_features     # a conv's whole HWC image: the window unit walks it
     x = np.asarray(x)
-    elems = unpack_bits(x, first.n_in) if first.input_kind == "binary" else x
+    elems = unpack_bits(x, n) if first.input_kind == "binary" else x
     padded = np.zeros((len(x), words * lanes), dtype=np.uint8)
-    padded[:, :first.n_in] = elems
+    padded[:, :n] = elems
     k = first.input_bits
     planes = (padded[..., None] >> np.arange(k, dtype=np.uint8)) & 1       # [B, W·L, k]
     bits = planes.reshape(len(x) * words, lanes * k).astype(np.uint8)

@@ -25,7 +25,7 @@ from xnorflow.hw.dataflow.run_timing import run_cycles
 from xnorflow.sw import resources as R
 from xnorflow.sw import xnf
 from xnorflow.sw.argtypes import output_file, positive_float
-from xnorflow.sw.dataflow_program import model_folds
+from xnorflow.sw.dataflow_program import engine_layers, model_folds
 from xnorflow.sw.errors import XnorflowError
 from xnorflow.sw.xnf import atomic_write
 
@@ -188,7 +188,15 @@ class FoldResult:
 
 
 def _layers(model):
-    return model_folds(model)
+    """``(n_in, n_out, k, kind, output)`` of every engine; the search covers dense engines."""
+    folds = model_folds(model)
+    for fold, (layer, _) in zip(folds, engine_layers(model)):
+        if fold["image"] is not None:
+            raise FoldError(f"layer {layer.name!r}: the fold search covers dense layers; give "
+                            f"a conv model's fold as text (--fold 'df:HxWxC>M[p]:SxP,…', "
+                            f"docs/dataflow.md)")
+    return [tuple(f[k] for k in ("n_in", "n_out", "input_bits", "input_kind", "output"))
+            for f in folds]
 
 
 def _utilisation(est, device):

@@ -7,7 +7,7 @@ import pytest
 from xnorflow.hw.dataflow.shape import MvuShape
 from xnorflow.sw import bits as B
 from xnorflow.sw.layers.dataflow_pack import (decode_mvu_output, encode_mvu_input, mvu_shape,
-                                     pack_dense_layer, pack_mvu_channels, pack_mvu_weights)
+                                     pack_layer, pack_mvu_channels, pack_mvu_weights)
 from xnorflow.sw.layers.dense import DenseLayer
 from xnorflow.sw.random_models import random_thresholds
 
@@ -89,7 +89,7 @@ def test_packed_layer_through_the_engine_model_equals_golden():
         # garbage in the last beat's padding lanes: the engine ignores it
         pad_lo = shape.last_beat_elements * shape.input_bits
         beats = [b[:-1] + [b[-1] | (int(rng.integers(1 << 30)) << pad_lo)] for b in beats]
-        got = decode_mvu_output(engine_model(shape, pack_dense_layer(layer, simd, pe), beats),
+        got = decode_mvu_output(engine_model(shape, pack_layer(layer, simd, pe), beats),
                                 shape)
         np.testing.assert_array_equal(got, layer.forward(x)[1], err_msg=str(shape))
 

@@ -13,6 +13,7 @@ one ``N[u k]>M[r]:SxP[m M][s|l]`` item per engine (``u k``: unsigned k-bit input
 in parallel; ``m M``: M images per weight read (MMV); ``s``/``l``: weights in SPRAM/LUT RAM),
 then ``;key=value`` build options (:class:`DataflowConfig`'s fields).
 """
+import math
 import re
 from dataclasses import dataclass, replace
 
@@ -23,6 +24,9 @@ __all__ = ["EngineFold", "DataflowConfig"]
 
 #: The folding part of an engine's text: S x P, MMV, weight memory.
 _FOLD_TEXT = re.compile(r"(?P<simd>\d+)x(?P<pe>\d+)(?:m(?P<mmv>\d+))?(?P<ram>[sl]?)")
+
+#: Taps of a 3×3 convolution window (docs/conv.md).
+KERNEL_TAPS = 9
 
 #: Input-FIFO word widths (bits) a config may ask for (the host writes a word byte by byte).
 IN_WORDS = (8, 16, 32, 64, 128, 256, 512, 1024)
@@ -42,6 +46,14 @@ class EngineFold:
     with the weight-memory bandwidth of ``SF·NF`` (block RAM ports, not LUTs, bind a fast
     ECP5 build). Powers of two because a run must be whole groups and the core checks COUNT
     with a mask (docs/dataflow.md, "MMV").
+    ``image``: ``(H, W, C)`` for a 3×3 convolution (stride 1, one pixel of padding, HWC
+    activations: docs/conv.md): a :class:`~xnorflow.hw.dataflow.window.SlidingWindowUnit` makes
+    each output pixel's window of ``n_in = 9·C`` elements (tap-major) and the matrix-vector
+    unit computes its ``n_out`` channels, pixel after pixel; ``pool``: a 2×2 max-pool follows
+    the threshold (:class:`~xnorflow.hw.dataflow.pool.MaxPool2x2`). Text
+    ``HxWxC[uK]>M[p]:SxP``, e.g. ``28x28x1u4>64:9x8`` or ``28x28x64>64p:576x8``. A conv engine
+    thresholds, has ``P`` dividing ``M`` (its output stream has no padding inside an image)
+    and ``mmv = 1``.
     ``weights``: where the weight memory lives: ``"block"`` (Yosys chooses, block RAM for
     anything large), ``"spram"`` (iCE40 UltraPlus SPRAM, ``ram_style = "huge"``: 16 bits wide
     each, S·P/16 of the four 256 kbit blocks side by side; text suffix ``s``) or ``"lutram"``
@@ -59,8 +71,16 @@ class EngineFold:
     acc_width: int | None = None
     weights: str = "block"
     mmv: int = 1
+    image: tuple | None = None
+    pool: bool = False
 
     def __post_init__(self):
+        if isinstance(self.image, list):      # from JSON
+            object.__setattr__(self, "image", tuple(self.image))
+        if self.image is not None:
+            self._check_conv()
+        elif self.pool:
+            raise ValueError(f"engine {self.format()}: only a conv engine (HxWxC>…) can pool")
         s = self.shape  # validates (MvuShape raises ValueError naming the field)
         if self.weights not in _WEIGHT_RAMS:
             raise ValueError(f"engine weights must be one of {', '.join(_WEIGHT_RAMS)}, got "
@@ -78,6 +98,72 @@ class EngineFold:
                              f"synapse folds ⌈{self.n_in}/{self.simd}⌉ (a group's outputs "
                              f"would not leave in time)")
 
+    def _check_conv(self):
+        image = self.image
+        if (not isinstance(image, tuple) or len(image) != 3
+                or not all(isinstance(v, int) and v >= 1 for v in image)):
+            raise ValueError(f"a conv engine's image must be (H, W, C) positive integers, got "
+                             f"{image!r}")
+        h, w, c = image
+        where = f"engine {self.format()}"
+        if self.n_in != KERNEL_TAPS * c:
+            raise ValueError(f"{where}: a 3×3 conv over {c} channels takes {KERNEL_TAPS * c} "
+                             f"inputs per pixel, not {self.n_in}")
+        if self.output != "threshold":
+            raise ValueError(f"{where}: a conv engine thresholds (the raw last layer is dense)")
+        if self.n_out % self.pe:
+            raise ValueError(f"{where}: P={self.pe} must divide the {self.n_out} output "
+                             f"channels (a conv's output stream has no padding inside an image)")
+        if self.mmv != 1:
+            raise ValueError(f"{where}: a conv engine has mmv 1")
+        if self.pool and (h < 2 or w < 2):
+            raise ValueError(f"{where}: a 2×2 pool needs an image of at least 2×2, got {h}×{w}")
+
+    @property
+    def is_conv(self):
+        return self.image is not None
+
+    @property
+    def in_features(self):
+        """Elements of one image into the engine: ``H·W·C`` (conv) or ``n_in``."""
+        if self.is_conv:
+            h, w, c = self.image
+            return h * w * c
+        return self.n_in
+
+    @property
+    def out_image(self):
+        """``(H, W, M)`` of a conv engine's output, ``(⌊H/2⌋, ⌊W/2⌋, M)`` pooled; None for dense."""
+        if not self.is_conv:
+            return None
+        h, w, _ = self.image
+        return (h // 2, w // 2, self.n_out) if self.pool else (h, w, self.n_out)
+
+    @property
+    def out_features(self):
+        """Elements of one image out of the engine."""
+        if self.is_conv:
+            h, w, c = self.out_image
+            return h * w * c
+        return self.n_out
+
+    @property
+    def in_lanes(self):
+        """Elements per beat into the engine: its S (dense), or its window unit's lanes
+        ``gcd(C, S)`` (conv: a window beat never straddles two taps, and the converter into
+        the matrix-vector unit gathers whole beats)."""
+        return math.gcd(self.image[2], self.simd) if self.is_conv else self.simd
+
+    @property
+    def in_beats(self):
+        """Input beats per image, ``⌈in_features/in_lanes⌉`` (``SF`` of a dense engine)."""
+        return -(-self.in_features // self.in_lanes)
+
+    @property
+    def pixels(self):
+        """Vectors the matrix-vector unit computes per image: ``H·W`` (conv) or 1."""
+        return self.image[0] * self.image[1] if self.is_conv else 1
+
     @property
     def ram_style(self):
         """The Yosys ``ram_style`` of the weight memory (None: Yosys decides)."""
@@ -86,14 +172,28 @@ class EngineFold:
     @property
     def shape(self):
         return MvuShape(self.n_in, self.n_out, self.simd, self.pe, self.input_bits,
-                        self.input_kind, self.output, self.acc_width)
+                        self.input_kind, self.output, self.acc_width, flags=self.pool)
+
+    @property
+    def window_beats(self):
+        """Beats the window unit makes per output pixel, ``9·C/lanes`` (conv; 0 for dense)."""
+        return self.n_in // self.in_lanes if self.is_conv else 0
 
     @property
     def group_cycles(self):
         """Initiation interval of this engine alone: cycles per group of ``mmv`` images
-        (:func:`timing.mvu_cycles`)."""
-        return timing.mvu_cycles(self.n_in, self.n_out, self.simd, self.pe, self.input_bits,
-                                 self.mmv)
+        (:func:`timing.mvu_cycles`); a conv engine's pixels each take the longer of the
+        matrix-vector unit's ``SF·NF`` and the window unit's beats (one per cycle)."""
+        mvu = timing.mvu_cycles(self.n_in, self.n_out, self.simd, self.pe, self.input_bits,
+                                self.mmv)
+        return self.pixels * max(mvu, self.window_beats)
+
+    @property
+    def busy_cycles(self):
+        """Cycles per group in which the engine reads a weight word (its ``busy`` counter):
+        ``SF·NF`` per pixel."""
+        return self.pixels * timing.mvu_cycles(self.n_in, self.n_out, self.simd, self.pe,
+                                               self.input_bits, self.mmv)
 
     @property
     def cycles(self):
@@ -103,9 +203,10 @@ class EngineFold:
 
     def format(self):
         k = f"u{self.input_bits}" if self.input_kind == "unsigned" else ""
-        r = "r" if self.output == "raw" else ""
+        r = "r" if self.output == "raw" else "p" if self.pool else ""
         m = f"m{self.mmv}" if self.mmv != 1 else ""
-        return (f"{self.n_in}{k}>{self.n_out}{r}:{self.simd}x{self.pe}{m}"
+        src = "x".join(map(str, self.image)) if self.is_conv else str(self.n_in)
+        return (f"{src}{k}>{self.n_out}{r}:{self.simd}x{self.pe}{m}"
                 f"{_WEIGHT_RAMS[self.weights][0]}")
 
     @classmethod
@@ -113,13 +214,17 @@ class EngineFold:
         try:
             layer, fold = text.split(":")
             src, dst = layer.split(">")
-            raw = dst.endswith("r")
-            n_out = int(dst[:-1] if raw else dst)
+            raw, pool = dst.endswith("r"), dst.endswith("p")
+            n_out = int(dst[:-1] if raw or pool else dst)
             if "u" in src:
-                n_in, k = (int(v) for v in src.split("u"))
-                kind = "unsigned"
+                src, k = src.split("u")
+                k, kind = int(k), "unsigned"
             else:
-                n_in, k, kind = int(src), 1, "binary"
+                k, kind = 1, "binary"
+            image = tuple(int(v) for v in src.split("x")) if "x" in src else None
+            if image is not None and len(image) != 3:
+                raise ValueError(src)
+            n_in = KERNEL_TAPS * image[2] if image else int(src)
             match = _FOLD_TEXT.fullmatch(fold)
             if match is None:
                 raise ValueError(fold)
@@ -128,10 +233,11 @@ class EngineFold:
             weights = next(name for name, (suffix, _) in _WEIGHT_RAMS.items()
                            if suffix == match["ram"])
         except ValueError:
-            raise ValueError(f"engine {text!r}: expected N[uK]>M[r]:SxP[mM][s|l], e.g. "
-                             f"64u4>256:16x32 or 256>256:32x8m2") from None
+            raise ValueError(f"engine {text!r}: expected N[uK]>M[r]:SxP[mM][s|l] (dense) or "
+                             f"HxWxC[uK]>M[p]:SxP (conv), e.g. 64u4>256:16x32, "
+                             f"256>256:32x8m2 or 28x28x1u4>64p:9x8") from None
         return cls(n_in, n_out, simd, pe, k, kind, "raw" if raw else "threshold",
-                   weights=weights, mmv=mmv)
+                   weights=weights, mmv=mmv, image=image, pool=pool)
 
 
 @dataclass(frozen=True)
@@ -200,12 +306,16 @@ class DataflowConfig:
                                  f"output")
             if b.input_kind != "binary":
                 raise ValueError(f"{where}: only the first engine may take unsigned inputs")
-            if b.n_in != a.n_out:
-                raise ValueError(f"{where}: takes {b.n_in} inputs, engine {e} makes {a.n_out}")
-            if a.pe % b.simd and b.simd % a.pe:
-                raise ValueError(f"{where}: its S={b.simd} and engine {e}'s P={a.pe} must "
-                                 f"divide one another")
-            if a.mmv > 1 and a.pe > b.simd:
+            if b.in_features != a.out_features:
+                raise ValueError(f"{where}: takes {b.in_features} inputs, engine {e} makes "
+                                 f"{a.out_features}")
+            if b.is_conv and b.image != a.out_image:
+                raise ValueError(f"{where}: a conv engine takes the {a.out_image or 'vector'} "
+                                 f"map engine {e} makes as an image of {b.image}")
+            if a.pe % b.in_lanes and b.in_lanes % a.pe:
+                raise ValueError(f"{where}: its {b.in_lanes} input lanes and engine {e}'s "
+                                 f"P={a.pe} must divide one another")
+            if a.mmv > 1 and a.pe > b.in_lanes:
                 # an MMV engine's beats come one per cycle: a converter splitting each into
                 # P/S beats would fall behind it
                 raise ValueError(f"{where}: its S={b.simd} is below engine {e}'s P={a.pe}, "
@@ -258,8 +368,8 @@ class DataflowConfig:
     def gate_cycles(self):
         """Cycles the gate needs per image: one input-FIFO word per cycle, regrouped into the
         first engine's beats (a splitting converter passes one beat per cycle)."""
-        first = self.first
-        return self.in_words if first.simd > self.in_lanes else first.synapse_folds
+        first = self.engines[0]
+        return self.in_words if first.in_lanes > self.in_lanes else first.in_beats
 
     # The host's side of the FIFOs is narrow (a word of a few elements or one integer), so
     # a wide first-engine beat or last-engine beat costs no wide FIFO memory: width
@@ -269,9 +379,9 @@ class DataflowConfig:
     def in_lanes(self):
         """Input elements per input-FIFO word: the most (a power of two) in ``in_word`` bits
         that the first engine's S and it divide one another (the converter regroups them)."""
-        k, simd = self.first.input_bits, self.first.simd
+        k, simd = self.first.input_bits, self.engines[0].in_lanes
         lanes = 1
-        while (2 * lanes * k <= self.in_word and 2 * lanes <= self.first.n_in
+        while (2 * lanes * k <= self.in_word and 2 * lanes <= self.engines[0].in_features
                and (simd % (2 * lanes) == 0 or (2 * lanes) % simd == 0)):
             lanes *= 2
         return lanes
@@ -288,7 +398,7 @@ class DataflowConfig:
     @property
     def in_words(self):
         """Input words per image (the last one padded)."""
-        return -(-self.first.n_in // self.in_lanes)
+        return -(-self.engines[0].in_features // self.in_lanes)
 
     @property
     def out_word_bits(self):

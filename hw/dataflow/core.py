@@ -110,8 +110,8 @@ class DataflowCore(wiring.Component):
             # ram_reg: the FIFO's block-RAM read (and, when the FIFO is deeper than a block,
             # its depth multiplexer) gets a cycle of its own before the converter
             in_slice=RegisterSlice(cfg.in_word_bits) if cfg.ram_reg else None,
-            to_first=WidthConverter(cfg.first.input_bits, cfg.in_lanes, cfg.first.simd,
-                                    cfg.first.n_in),
+            to_first=WidthConverter(cfg.first.input_bits, cfg.in_lanes,
+                                    cfg.engines[0].in_lanes, cfg.engines[0].in_features),
             from_last=WidthConverter(cfg.last.acc_width, cfg.last.pe, 1, cfg.last.n_out))
         io.in_fifo = SyncFIFOBuffered(width=cfg.in_word_bits, depth=io.in_depth)
         io.out_fifo = SyncFIFOBuffered(width=cfg.out_word_bits,

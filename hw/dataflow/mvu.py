@@ -131,6 +131,7 @@ from amaranth.lib.wiring import In, Out
 from xnorflow.hw.core.pipeline import delay
 
 from . import timing
+from .counters import counter, wrapped_next
 from .shape import MvuShape
 
 __all__ = ["MatrixVectorUnit", "XnorPE", "GroupReorderBuffer", "WriteSignature",
@@ -218,15 +219,6 @@ def xnor_popcount(m, x, w, name, levels_per_stage=1):
     return count, 1 + stages
 
 
-def _counter(n):
-    """A counter register for 0..n−1, at least one bit wide (a zero-width signal becomes
-    an illegal ``[-1:0]`` range in the Verilog)."""
-    return Signal(range(max(n, 2)))
-
-
-def _next(counter, n):
-    """``counter + 1``, wrapping to 0 after ``n − 1``."""
-    return Mux(counter == n - 1, 0, counter + 1)
 
 
 def _memory(width, depth, ram_style=None):
@@ -346,29 +338,29 @@ class GroupReorderBuffer(wiring.Component):
         wr, rd = mem.write_port(), mem.read_port(domain="comb")
 
         # ---- write side: the next column, in order ---------------------------------------
-        wr_col, wr_nf = _counter(C), _counter(NF)
+        wr_col, wr_nf = counter(C), counter(NF)
         m.d.comb += [wr.en.eq(self.w_en), wr.addr.eq(wr_col), wr.data.eq(self.w_data)]
         with m.If(self.w_en):
-            m.d.sync += [wr_col.eq(_next(wr_col, C)), wr_nf.eq(_next(wr_nf, NF))]
+            m.d.sync += [wr_col.eq(wrapped_next(wr_col, C)), wr_nf.eq(wrapped_next(wr_nf, NF))]
         group_in = self.w_en & (wr_nf == NF - 1)
 
         # ---- read side: the group's columns once per image --------------------------------
         # base = the group's first column; col walks base, base + 1, … (mod C) for each image
-        base, col = _counter(C), _counter(C)
-        nf, image = _counter(NF), _counter(M)
+        base, col = counter(C), counter(C)
+        nf, image = counter(NF), counter(M)
         groups = Signal(range(C // NF + 2))     # whole groups in, not yet fully loaded
         valid = Signal()
         load = (groups != 0) & (~valid | self.o.ready)
         image_end = nf == NF - 1
         group_end = image_end & (image == M - 1)
         with m.If(load):
-            m.d.sync += [valid.eq(1), nf.eq(_next(nf, NF))]
+            m.d.sync += [valid.eq(1), nf.eq(wrapped_next(nf, NF))]
             with m.If(group_end):
-                m.d.sync += [base.eq(_next(col, C)), col.eq(_next(col, C)), image.eq(0)]
+                m.d.sync += [base.eq(wrapped_next(col, C)), col.eq(wrapped_next(col, C)), image.eq(0)]
             with m.Elif(image_end):
                 m.d.sync += [col.eq(base), image.eq(image + 1)]
             with m.Else():
-                m.d.sync += col.eq(_next(col, C))
+                m.d.sync += col.eq(wrapped_next(col, C))
         with m.Elif(self.o.ready):
             m.d.sync += valid.eq(0)
         m.d.sync += groups.eq(groups + group_in - (load & group_end))
@@ -495,6 +487,11 @@ class MatrixVectorUnit(wiring.Component):
         of a group, with m popcount trees and accumulators per PE; ``1 ≤ mmv ≤
         min(⌈n_in/simd⌉, ⌈n_out/pe⌉)`` (a group's m·SF input beats and m·NF output beats
         must fit in its SF·NF cycles, one beat per cycle each).
+    flags : bool
+        Threshold output only: every beat carries its P channels' ``inv`` bits (1: direction
+        −1) above their P result bits, for a 2×2 max-pool behind a conv engine
+        (hw/dataflow/pool.py: OR for +1, AND for −1). One register per PE (parallel) or one
+        shift register (serial); no change to the timing.
 
     Ports
     -----
@@ -504,11 +501,12 @@ class MatrixVectorUnit(wiring.Component):
         another (image 0's SF beats, then image 1's, …). Accepted whenever a buffer half is
         free (``ready`` depends on no other input). A group is computed once its m-th image
         is in: send whole groups.
-    o : Out(stream.Signature(P or P·acc_width))
+    o : Out(stream.Signature(P, 2·P with flags, or P·acc_width))
         Output beats, ``NF`` per image, image after image: channel ``nf·P + p`` in bit ``p``
         (threshold) or in bits ``[p·W, p·W + W)``, two's complement, ``W = acc_width``
-        (raw). ``valid`` comes from registers (the FIFO level, or the reorder buffer's
-        state); ``payload`` is stable while ``valid`` and not ``ready``.
+        (raw); with ``flags`` channel ``nf·P + p``'s inv in bit ``P + p``. ``valid`` comes
+        from registers (the FIFO level, or the reorder buffer's state); ``payload`` is
+        stable while ``valid`` and not ``ready``.
     wr : In(WriteSignature(shape))
         Run-time loading of the weight and channel memories (layout in
         :mod:`xnorflow.hw.dataflow.shape`; ``sw/layers/dataflow_pack.py`` makes the writes, the same
@@ -537,9 +535,9 @@ class MatrixVectorUnit(wiring.Component):
 
     def __init__(self, n_in, n_out, simd, pe, input_bits=1, output="threshold", acc_width=None,
                  *, input_kind=None, ram_reg=True, levels_per_stage=1, output_stage="parallel",
-                 fifo_depth=None, ram_styles=None, mmv=1):
+                 fifo_depth=None, ram_styles=None, mmv=1, flags=False):
         self.shape = s = MvuShape(n_in, n_out, simd, pe, input_bits, input_kind, output,
-                                  acc_width)
+                                  acc_width, flags)
         self.ram_reg = bool(ram_reg)
         if not isinstance(levels_per_stage, int) or levels_per_stage < 1:
             raise ValueError(f"MVU levels_per_stage must be a positive integer, "
@@ -689,10 +687,10 @@ class MatrixVectorUnit(wiring.Component):
         buf_r = buf.read_port(domain="comb")
 
         full = Signal(2)                       # half h holds a whole group not yet computed
-        wr_half, wr_sf = Signal(), _counter(SF)
-        wr_image = _counter(M) if M > 1 else Const(0, 1)   # which image of the group
-        rd_half, sf = Signal(), _counter(SF)
-        w_addr = _counter(NF * SF)             # nf·SF + sf, the weight word of every PE
+        wr_half, wr_sf = Signal(), counter(SF)
+        wr_image = counter(M) if M > 1 else Const(0, 1)   # which image of the group
+        rd_half, sf = Signal(), counter(SF)
+        w_addr = counter(NF * SF)             # nf·SF + sf, the weight word of every PE
         inflight = Signal(range(self.fifo_depth + 1))  # entries taken by folds, not yet free
 
         wr_last = wr_sf == SF - 1
@@ -710,7 +708,7 @@ class MatrixVectorUnit(wiring.Component):
             m.d.sync += wr_sf.eq(Mux(wr_last, 0, wr_sf + 1))
             if M > 1:
                 with m.If(wr_last):
-                    m.d.sync += wr_image.eq(_next(wr_image, M))
+                    m.d.sync += wr_image.eq(wrapped_next(wr_image, M))
             with m.If(group_in):
                 m.d.sync += wr_half.eq(~wr_half)
 
@@ -781,10 +779,11 @@ class MatrixVectorUnit(wiring.Component):
         NF, M = s.neuron_folds, self.mmv
         # read ram_reg cycles before `done` so the word is ready (registered) with the total
         read = control["done_early"]
-        t_addr = _counter(NF)
+        t_addr = counter(NF)
         with m.If(read):
             m.d.sync += t_addr.eq(Mux(t_addr == NF - 1, 0, t_addr + 1))
         results = [[] for _ in range(M)]
+        flags = []
         for p in range(s.pe):
             word = None
             if s.has_channel_memory:
@@ -798,7 +797,12 @@ class MatrixVectorUnit(wiring.Component):
                 result = self._result_signal(f"result{p}" if M == 1 else f"result{p}_{j}")
                 m.d.sync += result.eq(channel_result(s, totals[j][p], word))
                 results[j].append(result)
-        return delay(m, control["done"], 2, "out_valid"), Cat(Cat(r) for r in results)
+            if s.flags:    # the channel's inv, the same for the m images
+                flag = Signal(name=f"flag{p}", reset_less=True)
+                m.d.sync += flag.eq(word[s.threshold_width])
+                flags.append(flag)
+        beats = [Cat(*r, *flags) for r in results]
+        return delay(m, control["done"], 2, "out_valid"), Cat(*beats)
 
     def _serial_output(self, m, totals, control):
         """One compare for the engine: from the cycle after ``done`` it walks the m·P fold
@@ -810,7 +814,7 @@ class MatrixVectorUnit(wiring.Component):
         P, NF, M = s.pe, s.neuron_folds, self.mmv
         nf_bits, p_bits = (NF - 1).bit_length(), (P - 1).bit_length()
         start = delay(m, control["done"], 1, "walk_start")    # the totals are valid
-        step, stepping = _counter(P), Signal()
+        step, stepping = counter(P), Signal()
         index = Signal(range(max(P, 2)))
         m.d.comb += index.eq(Mux(stepping, step, 0))
         active = start | stepping
@@ -819,7 +823,7 @@ class MatrixVectorUnit(wiring.Component):
             image = Const(0, 1)
             last = active & pe_last
         else:
-            image_step = _counter(M)
+            image_step = counter(M)
             image = Signal(range(M), name="walk_image")
             m.d.comb += image.eq(Mux(stepping, image_step, 0))
             last = active & pe_last & (image == M - 1)
@@ -827,7 +831,7 @@ class MatrixVectorUnit(wiring.Component):
                 m.d.sync += image_step.eq(Mux(pe_last, Mux(last, 0, image + 1), image))
         with m.If(active):
             m.d.sync += [stepping.eq(~last), step.eq(Mux(pe_last, 0, index + 1))]
-        nf = _counter(NF)
+        nf = counter(NF)
         with m.If(last):
             m.d.sync += nf.eq(Mux(nf == NF - 1, 0, nf + 1))
 
@@ -861,4 +865,16 @@ class MatrixVectorUnit(wiring.Component):
         beat = Signal(M * P * width, name="beat", reset_less=True)
         with m.If(result_valid):
             m.d.sync += beat.eq(Cat(beat[width:], result))
-        return result_last, Cat(beat[width:], result)
+        values = Cat(beat[width:], result)
+        if not s.flags:
+            return result_last, values
+        # the channel's inv walks beside its bit; each image's beat is its P bits, then
+        # their P flags
+        flag = Signal(name="flag", reset_less=True)
+        m.d.sync += flag.eq(word[s.threshold_width])
+        flag_beat = Signal(M * P, name="flag_beat", reset_less=True)
+        with m.If(result_valid):
+            m.d.sync += flag_beat.eq(Cat(flag_beat[1:], flag))
+        flag_values = Cat(flag_beat[1:], flag)
+        return result_last, Cat(*(Cat(values[j * P:(j + 1) * P], flag_values[j * P:(j + 1) * P])
+                                  for j in range(M)))

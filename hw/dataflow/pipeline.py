@@ -1,7 +1,8 @@
 """The engines of a dataflow build chained into one stream pipeline.
 
 ``i`` → engine 0 → width converter → engine 1 → … → engine L−1 → ``o``: each engine is a
-:class:`~xnorflow.hw.dataflow.mvu.MatrixVectorUnit`; between two engines a
+:class:`~xnorflow.hw.dataflow.mvu.MatrixVectorUnit` (dense) or a
+:class:`~xnorflow.hw.dataflow.conv_engine.ConvEngine` (conv, with its pool); between two engines a
 :class:`~xnorflow.hw.dataflow.convert.WidthConverter` regroups the producer's P-bit beats into the
 consumer's S-bit beats. No FIFO is needed between them: an engine's own output FIFO covers
 its pipeline (credits) and its ping-pong input buffer holds the next image while the current
@@ -12,6 +13,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import DataflowConfig
+from .conv_engine import ConvEngine
 from .convert import WidthConverter
 from .mvu import MatrixVectorUnit
 
@@ -67,17 +69,23 @@ class Pipeline(wiring.Component):
             styles = (ram_styles or {}).get(index)
             if styles is None and fold.ram_style:
                 styles = {"weights": fold.ram_style}
-            self.engines.append(MatrixVectorUnit(
-                fold.n_in, fold.n_out, fold.simd, fold.pe, fold.input_bits, fold.output,
-                fold.acc_width, input_kind=fold.input_kind, ram_reg=bool(self.config.ram_reg),
-                levels_per_stage=self.config.levels,
-                output_stage=self.config.output_stage(fold), ram_styles=styles,
-                mmv=fold.mmv))
+            options = dict(ram_reg=bool(self.config.ram_reg),
+                           levels_per_stage=self.config.levels,
+                           output_stage=self.config.output_stage(fold), ram_styles=styles)
+            if fold.is_conv:
+                self.engines.append(ConvEngine(fold, **options))
+            else:
+                self.engines.append(MatrixVectorUnit(
+                    fold.n_in, fold.n_out, fold.simd, fold.pe, fold.input_bits, fold.output,
+                    fold.acc_width, input_kind=fold.input_kind, mmv=fold.mmv, **options))
+        # a conv engine's output has no padding inside an image (P divides M), so every
+        # stream regroups over the image's whole map
         self.converters = [
-            WidthConverter(1, a.pe, b.simd, a.n_out)
+            WidthConverter(1, a.pe, b.in_lanes, a.out_features)
             for a, b in zip(self.config.engines, self.config.engines[1:])]
+        first = self.config.engines[0]
         super().__init__({
-            "i": In(stream.Signature(self.config.first.in_beat_bits)),
+            "i": In(stream.Signature(first.in_lanes * first.input_bits)),
             "o": Out(stream.Signature(self.config.last.out_beat_bits)),
             "wr": In(PipelineWriteSignature(self.config)),
             "busy": Out(len(self.engines)),

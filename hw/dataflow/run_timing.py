@@ -19,7 +19,7 @@ A run of ``B`` images written into the input FIFO before START:
   latency there.
 * **total** (REG_TOTAL_CYCLES): ``latency + (B − 1)·interval``.
 * **by_engine** (ENGINE_BUSY_BASE): cycles each engine read a weight word, ``B·SF·NF``
-  (``B/m·SF·NF`` for an engine of ``mmv = m``).
+  (``B/m·SF·NF`` for an engine of ``mmv = m``; ``B·H·W·SF·NF`` for a conv engine).
 
 With MMV engines the images do not leave evenly: an MMV engine starts a group when its last
 image is in and makes the group's beats back to back, so :func:`run_cycles` follows every
@@ -54,10 +54,10 @@ def first_beat_in(config):
     the gate passes one input-FIFO word per cycle, through the register slice when
     ``ram_reg`` (one cycle), which the converter gathers (one register) or splits (one beat
     per cycle) into the engine's S-element beats."""
-    first, slice_ = config.first, int(config.ram_reg)
-    if first.simd > config.in_lanes:
+    first, slice_ = config.engines[0], int(config.ram_reg)
+    if first.in_lanes > config.in_lanes:
         return config.in_words + 1 + slice_
-    return first.synapse_folds + slice_
+    return first.in_beats + slice_
 
 
 def pipeline_latency(config):
@@ -78,7 +78,7 @@ def run_cycles(config, batch):
     latency = done[0] + 1
     return {"total": done[-1] + 1, "latency": latency,
             "interval": done[-1] - done[-2] if batch > 1 else latency,
-            "by_engine": [batch // e.mmv * e.group_cycles for e in config.engines]}
+            "by_engine": [batch // e.mmv * e.busy_cycles for e in config.engines]}
 
 
 def completions(config, batch):

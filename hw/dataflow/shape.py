@@ -54,7 +54,8 @@ Stream formats
 * **Output** ``o``: ``NF`` beats per image, beat ``nf`` carrying channels ``nf·P .. nf·P+P−1``:
   channel ``nf·P + p`` in bit ``p`` (threshold) or in bits ``[p·W, p·W + W)`` as a two's
   complement integer of ``W = acc_width`` bits (raw). Padding channels: bit 0 (threshold,
-  when packed by the packer), unspecified (raw).
+  when packed by the packer), unspecified (raw). With ``flags`` (threshold), bit ``P + p``
+  carries the channel's ``inv`` (1: direction −1; 0 for padding channels).
 
 A threshold engine's output (P bits per beat) feeds the next engine's input (S bits per beat)
 through :class:`xnorflow.hw.dataflow.convert.WidthConverter` (one of P, S must divide the other).
@@ -98,6 +99,10 @@ class MvuShape:
     acc_width : W, bits of a raw output integer (two's complement); default (None) the
         narrowest that holds the layer's range ``±N·(2^k − 1)``. Threshold layers do not use
         it (their accumulator is sized from the shape: :attr:`u_width`).
+    flags : threshold output only: each beat also carries every channel's ``inv`` (1 for
+        direction −1), which a 2×2 max-pool behind a conv engine needs (OR for +1, AND for
+        −1; the directions are run-time data in the channel memory, so they travel with the
+        bits rather than live in the pool).
     """
 
     n_in: int
@@ -108,6 +113,7 @@ class MvuShape:
     input_kind: str | None = None
     output: str = "threshold"
     acc_width: int | None = None
+    flags: bool = False
 
     def __post_init__(self):
         for name in ("n_in", "n_out", "simd", "pe", "input_bits"):
@@ -128,6 +134,9 @@ class MvuShape:
         if self.pe > self.n_out:
             raise ValueError(f"MVU pe {self.pe} exceeds n_out {self.n_out}: "
                              f"{self.pe - self.n_out} PEs would compute only padding channels")
+        if self.flags and self.output != "threshold":
+            raise ValueError("MVU flags (each channel's direction beside its bit) need "
+                             "threshold output")
         need = self.min_acc_width
         if self.acc_width is None:
             object.__setattr__(self, "acc_width", need)
@@ -256,8 +265,11 @@ class MvuShape:
 
     @property
     def out_beat_bits(self):
-        """Bits of an output beat: P bits (threshold) or P integers of acc_width bits (raw)."""
-        return self.pe * (1 if self.output == "threshold" else self.acc_width)
+        """Bits of an output beat: P bits (threshold; 2·P with :attr:`flags`) or P integers of
+        acc_width bits (raw)."""
+        if self.output == "threshold":
+            return 2 * self.pe if self.flags else self.pe
+        return self.pe * self.acc_width
 
     # -- the constants the hardware compares or subtracts --------------------------------------
 

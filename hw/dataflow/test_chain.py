@@ -16,7 +16,7 @@ from xnorflow.hw.dataflow.testing import StreamMonitor, drive_ready, load, send,
 from xnorflow.hw.dataflow.timing import mvu_cycles
 from xnorflow.sw import bits as B
 from xnorflow.sw.layers.dataflow_pack import (decode_mvu_output, encode_mvu_input, mvu_shape,
-                                     pack_dense_layer)
+                                     pack_layer)
 from xnorflow.sw.random_models import random_inputs, random_model
 
 # (simd, pe) per layer of 64-256-256-10: cycles per image 4·64, 8·32, 16·5 = 256, 256, 80
@@ -87,12 +87,12 @@ def run_chain(model, x, rng, gap, stall, folds=FOLDS, engine_options=None, **opt
 
     def loader(engine, layer, simd, pe):
         async def tb(ctx):
-            await load(ctx, engine.wr, pack_dense_layer(layer, simd, pe))
+            await load(ctx, engine.wr, pack_layer(layer, simd, pe))
         return tb
 
     async def source(ctx):
         # every engine is loaded before the first image arrives (loaders run in parallel)
-        longest = max(len(pack_dense_layer(layer, s, p))
+        longest = max(len(pack_layer(layer, s, p))
                       for layer, (s, p) in zip(model.layers, folds))
         await ctx.tick().repeat(longest + 1)
         await send(ctx, dut.i, beats, rng, gap)

@@ -8,13 +8,16 @@ from amaranth.back import verilog
 
 from xnorflow.hw.dataflow.convert import WidthConverter
 from xnorflow.hw.dataflow.mvu import MatrixVectorUnit
+from xnorflow.hw.dataflow.pool import MaxPool2x2
+from xnorflow.hw.dataflow.window import SlidingWindowUnit
 from xnorflow.sw.tools import verilator_executable
 
 HERE = os.path.dirname(__file__)
 
 # Every structural variant: threshold / raw binary / raw unsigned, k-bit planes, padding,
 # SF = 1, NF = 1, one-word memories, no edge registers, the serial output stage, SPRAM-style
-# weights, MMV; the converter's three modes.
+# weights, MMV; the converter's three modes; the sliding window (binary, k-bit one-channel,
+# and a one-pixel image: zero-width counters, a one-word ring stored as two).
 DESIGNS = {
     "mvu_threshold_padded": lambda: MatrixVectorUnit(37, 13, 8, 4),
     "mvu_unsigned4_raw": lambda: MatrixVectorUnit(19, 7, 5, 2, 4, "raw"),
@@ -46,6 +49,12 @@ DESIGNS = {
     "convert_gather_odd": lambda: WidthConverter(1, 1, 5, 5),
     "convert_split": lambda: WidthConverter(1, 32, 8, 70),
     "convert_pass": lambda: WidthConverter(1, 8, 8, 20),
+    # the pool: odd geometry with three folds; one word per row with the forwarding register
+    "pool_odd_three_folds": lambda: MaxPool2x2(5, 7, 12, 4),
+    "pool_one_window_forwarding": lambda: MaxPool2x2(3, 2, 16, 16),
+    "window_binary": lambda: SlidingWindowUnit(5, 3, 8, 1, 4),
+    "window_unsigned4_one_channel": lambda: SlidingWindowUnit(4, 4, 1, 4, 1),
+    "window_one_pixel": lambda: SlidingWindowUnit(1, 1, 2, 1, 2),
 }
 
 

@@ -20,7 +20,7 @@ from xnorflow.hw.dataflow.timing import (mvu_cycles, mvu_fifo_depth, mvu_last_ou
                                  mvu_latency, mvu_output_cycles, mvu_output_offsets)
 from xnorflow.sw import bits as B
 from xnorflow.sw.layers.dataflow_pack import (decode_mvu_output, encode_mvu_input, mvu_shape,
-                                     pack_dense_layer)
+                                     pack_layer)
 from xnorflow.sw.layers.dense import DenseLayer
 from xnorflow.sw.random_models import random_thresholds
 
@@ -98,7 +98,7 @@ def check_layer(layer, simd, pe, batch, seed, gap=0.3, stall=0.3, **options):
                            layer.output, input_kind=layer.input_kind, **options)
     shape = dut.shape
     beats = with_padding_garbage(encode_mvu_input(x, shape), shape, rng)
-    _, mon_o = run_engine(dut, pack_dense_layer(layer, simd, pe), beats, rng, gap, stall)
+    _, mon_o = run_engine(dut, pack_layer(layer, simd, pe), beats, rng, gap, stall)
     got = decode_mvu_output(per_image(mon_o.payloads(), shape.neuron_folds), shape)
     want = layer.forward(x)[1]
     assert len(np.unique(want, axis=0)) > 1, "the images must not all give the same output"
@@ -150,6 +150,31 @@ def test_mvu_serial_output_stage_matches_golden(n, m, simd, pe, k, output, kind,
                 ram_reg=ram_reg)
 
 
+@pytest.mark.parametrize("stage, mmv, k", [("parallel", 1, 1), ("serial", 1, 1),
+                                             ("parallel", 2, 4), ("serial", 2, 1)])
+def test_mvu_flags_carry_each_channels_direction_beside_its_bit(stage, mmv, k):
+    """``flags=True`` (a conv engine a 2×2 pool follows): beat ``nf``'s low P bits are the
+    golden bits, its high P bits the channels' inv (1 for direction −1, 0 for padding
+    channels), for every image of a group and both output stages."""
+    rng = np.random.default_rng(31 + mmv + k)
+    n, m_out, simd, pe = 36, 11, 6, 3          # SF = 6, NF = 4: padding channel 11
+    layer = random_layer(rng, n, m_out, k, "threshold")
+    x = random_layer_inputs(rng, layer, 4)
+    dut = MatrixVectorUnit(n, m_out, simd, pe, k, "threshold", input_kind=layer.input_kind,
+                           output_stage=stage, mmv=mmv, flags=True)
+    shape = dut.shape
+    assert shape.out_beat_bits == 2 * pe
+    _, mon_o = run_engine(dut, pack_layer(layer, simd, pe), encode_mvu_input(x, shape),
+                          rng, gap=0.3, stall=0.3)
+    images = per_image(mon_o.payloads(), shape.neuron_folds)
+    values = [[b & ((1 << pe) - 1) for b in image] for image in images]
+    np.testing.assert_array_equal(decode_mvu_output(values, mvu_shape(layer, simd, pe)),
+                                  layer.forward(x)[1])
+    inv = [(b >> (pe + p)) & 1 for b in images[0] for p in range(pe)]
+    assert inv == [int(d < 0) for d in layer.direction] + [0] * (len(inv) - m_out)
+    assert all([b >> pe for b in image] == [b >> pe for b in images[0]] for image in images)
+
+
 def test_mvu_weights_in_single_port_ram_style():
     """``ram_styles={"weights": "huge"}`` (UP5K SPRAM): one address for reads and writes;
     loading, computing and reloading still give the golden results."""
@@ -180,7 +205,7 @@ def test_mvu_new_weights_of_the_same_shape_need_no_new_engine():
 
     async def source(ctx):
         for layer in layers:
-            await load(ctx, dut.wr, pack_dense_layer(layer, 8, 4))
+            await load(ctx, dut.wr, pack_layer(layer, 8, 4))
             await send(ctx, dut.i, beats, rng, 0.2)
             # loading is allowed only while idle: wait for the last result
             while len(mon_o.beats) < (layers.index(layer) + 1) * len(x) * shape.neuron_folds:
@@ -221,7 +246,7 @@ def test_mvu_latency_and_interval_equal_the_cycle_model(n, m, simd, pe, k, ram_r
     x = random_layer_inputs(rng, layer, 4)
     dut = MatrixVectorUnit(n, m, simd, pe, k, **options)
     shape = dut.shape
-    mon_i, mon_o = run_engine(dut, pack_dense_layer(layer, simd, pe), encode_mvu_input(x, shape))
+    mon_i, mon_o = run_engine(dut, pack_layer(layer, simd, pe), encode_mvu_input(x, shape))
     got = decode_mvu_output(per_image(mon_o.payloads(), shape.neuron_folds), shape)
     np.testing.assert_array_equal(got, layer.forward(x)[1])
 
@@ -248,7 +273,7 @@ def test_mvu_default_fifo_is_the_least_that_keeps_the_interval(n, m, simd, pe, k
     for less in (0, 1):
         depth = mvu_fifo_depth(n, m, simd, pe, k) - less
         dut = MatrixVectorUnit(n, m, simd, pe, k, fifo_depth=depth)
-        _, mon_o = run_engine(dut, pack_dense_layer(layer, simd, pe),
+        _, mon_o = run_engine(dut, pack_layer(layer, simd, pe),
                               encode_mvu_input(x, dut.shape))
         intervals[less] = np.diff(mon_o.cycles()[0::dut.shape.neuron_folds]).tolist()
     assert intervals[0] == [mvu_cycles(n, m, simd, pe)] * 2
@@ -268,7 +293,7 @@ def test_mvu_stalled_output_holds_back_without_losing_a_beat():
     total = len(x) * shape.neuron_folds
 
     async def source(ctx):
-        await load(ctx, dut.wr, pack_dense_layer(layer, 8, 2))
+        await load(ctx, dut.wr, pack_layer(layer, 8, 2))
         await send(ctx, dut.i, [b for image in encode_mvu_input(x, shape) for b in image])
 
     async def sink(ctx):
@@ -418,7 +443,7 @@ def test_mvu_mmv_beat_times_equal_the_cycle_model(n, m, simd, pe, k, stage, mmv,
     x = random_layer_inputs(rng, layer, groups * mmv)
     dut = MatrixVectorUnit(n, m, simd, pe, k, **options)
     shape = dut.shape
-    mon_i, mon_o = run_engine(dut, pack_dense_layer(layer, simd, pe), encode_mvu_input(x, shape))
+    mon_i, mon_o = run_engine(dut, pack_layer(layer, simd, pe), encode_mvu_input(x, shape))
     got = decode_mvu_output(per_image(mon_o.payloads(), shape.neuron_folds), shape)
     np.testing.assert_array_equal(got, layer.forward(x)[1])
     assert mon_o.valid_cycles == mon_o.cycles()       # ready was never low
@@ -455,7 +480,7 @@ def test_mvu_beat_times_of_groups_arriving_early_and_late(n, m, simd, pe, k, sta
     total = len(x) * shape.neuron_folds
 
     async def source(ctx):
-        await load(ctx, dut.wr, pack_dense_layer(layer, simd, pe))
+        await load(ctx, dut.wr, pack_layer(layer, simd, pe))
         for g, gap in enumerate(gaps):
             group = beats[g * mmv:(g + 1) * mmv]
             await send(ctx, dut.i, [b for image in group for b in image], rng, gap)
@@ -491,7 +516,7 @@ def test_mvu_mmv_default_buffer_is_the_least_that_keeps_the_interval(n, m, simd,
     for less in (0, 1):
         depth = mvu_fifo_depth(n, m, simd, pe, k, output_stage=stage, mmv=mmv) - less
         dut = MatrixVectorUnit(n, m, simd, pe, k, output_stage=stage, fifo_depth=depth, mmv=mmv)
-        _, mon_o = run_engine(dut, pack_dense_layer(layer, simd, pe),
+        _, mon_o = run_engine(dut, pack_layer(layer, simd, pe),
                               encode_mvu_input(x, dut.shape))
         first = [group[0][0] for group in group_beats(mon_o, dut.shape, mmv)]
         intervals[less] = np.diff(first).tolist()
@@ -513,7 +538,7 @@ def test_mvu_mmv_stalled_output_holds_back_without_losing_a_beat():
     total = len(x) * shape.neuron_folds
 
     async def source(ctx):
-        await load(ctx, dut.wr, pack_dense_layer(layer, 8, 2))
+        await load(ctx, dut.wr, pack_layer(layer, 8, 2))
         await send(ctx, dut.i, [b for image in encode_mvu_input(x, shape) for b in image])
 
     async def sink(ctx):
@@ -553,7 +578,7 @@ def test_mvu_mmv_partial_group_waits_for_its_last_image():
     busy_before = []
 
     async def source(ctx):
-        await load(ctx, dut.wr, pack_dense_layer(layer, 8, 4))
+        await load(ctx, dut.wr, pack_layer(layer, 8, 4))
         await send(ctx, dut.i, beats[0])
         for _ in range(100):
             _, _, busy = await ctx.tick().sample(dut.busy)

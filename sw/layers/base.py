@@ -209,3 +209,15 @@ class Layer(ABC):
     @abstractmethod
     def overlay_utilisation(self, config, batch):
         """Fraction of this layer's cycles in which the array consumes a word."""
+
+    # -- dataflow target (hw/dataflow, sw/dataflow_program.py) ---------------------------------
+
+    dataflow_pools: ClassVar[bool] = False
+    """True when the dataflow target runs this layer as the 2×2 pool of the conv engine before
+    it (no engine of its own)."""
+
+    def dataflow_engine(self):
+        """The geometry of this layer's dataflow engine: the fields of
+        :class:`~xnorflow.hw.dataflow.config.EngineFold` a build must match (``n_in``,
+        ``n_out``, ``input_bits``, ``input_kind``, ``output``, ``image``)."""
+        raise ProgramError(f"layer {self.name!r}: a {self.type} layer has no dataflow engine")

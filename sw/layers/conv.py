@@ -145,6 +145,11 @@ class ConvLayer(WeightedLayer):
         return self.height, self.width, self.out_channels
 
     @property
+    def dataflow_image(self):
+        """The image the dataflow conv engine's window unit walks (hw/dataflow/window.py)."""
+        return self.height, self.width, self.in_channels
+
+    @property
     def filter_len(self):
         """N, the length of one filter (the im2col vector of a pixel): ``9·C_in``."""
         return TAPS * self.in_channels
@@ -409,6 +414,7 @@ class MaxPoolLayer(Layer):
     extra: dict = field(default_factory=dict)
 
     type = "maxpool2x2"
+    dataflow_pools = True
     input_kind = "binary"
     input_bits = 1
     output = "bits"

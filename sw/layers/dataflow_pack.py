@@ -9,7 +9,7 @@ Python ints (a weight word is S bits, up to hundreds).
 Typical use::
 
     shape = mvu_shape(layer, simd=32, pe=8)
-    writes = pack_dense_layer(layer, simd=32, pe=8)       # weights, then channel constants
+    writes = pack_layer(layer, simd=32, pe=8)       # weights, then channel constants
     beats = encode_mvu_input(x, shape)                    # [B][SF] input beats
     ... run the engine ...
     out = decode_mvu_output(out_beats, shape)             # layer.forward(x)[1]'s format
@@ -20,12 +20,13 @@ from xnorflow.hw.dataflow.shape import MvuShape
 from xnorflow.sw import bits as B
 
 __all__ = ["mvu_shape", "pack_mvu_weights", "weight_zeros", "pack_mvu_channels",
-           "pack_dense_layer", "encode_mvu_input", "decode_mvu_output"]
+           "pack_layer", "encode_mvu_input", "decode_mvu_output"]
 
 
 def mvu_shape(layer, simd, pe, acc_width=None):
-    """The :class:`MvuShape` of a :class:`xnorflow.sw.layers.dense.DenseLayer` folded to (simd, pe)."""
-    return MvuShape(layer.in_features, layer.out_features, simd, pe, layer.input_bits,
+    """The :class:`MvuShape` of a dense or conv layer folded to (simd, pe): its filters
+    (``filter_len`` inputs: a conv's 9·C_in window) and ``out_channels``."""
+    return MvuShape(layer.filter_len, layer.out_channels, simd, pe, layer.input_bits,
                     layer.input_kind, layer.output, acc_width)
 
 
@@ -104,10 +105,11 @@ def pack_mvu_channels(shape, w_packed, threshold=None, direction=None):
     return writes
 
 
-def pack_dense_layer(layer, simd, pe, acc_width=None):
-    """Every write that loads ``layer`` (a DenseLayer) into an engine folded to (simd, pe)."""
+def pack_layer(layer, simd, pe, acc_width=None):
+    """Every write that loads ``layer`` (a DenseLayer, or a ConvLayer: its tap-major filters
+    are the window vectors' weights) into an engine folded to (simd, pe)."""
     shape = mvu_shape(layer, simd, pe, acc_width)
-    return (pack_mvu_weights(layer.weights, layer.in_features, layer.out_features, simd, pe)
+    return (pack_mvu_weights(layer.weights, shape.n_in, shape.n_out, simd, pe)
             + pack_mvu_channels(shape, layer.weights, layer.threshold, layer.direction))
 
 

@@ -86,6 +86,15 @@ class WeightedLayer(Layer):
     """Base of the layer types with packed ±1 weights ``[out_channels, ceil(filter_len/8)]``
     and, for threshold output, a threshold and a direction per output channel."""
 
+    #: ``(H, W, C_in)`` of the image a conv engine walks; None: one vector per image.
+    dataflow_image = None
+
+    def dataflow_engine(self):
+        """A matrix-vector unit over the filters (``filter_len`` inputs, a conv's window)."""
+        return {"n_in": self.filter_len, "n_out": self.out_channels,
+                "input_bits": self.input_bits, "input_kind": self.input_kind,
+                "output": self.output, "image": self.dataflow_image}
+
     # -- hooks of a subclass (besides the Layer interface's per-type methods) -----------------
 
     @classmethod

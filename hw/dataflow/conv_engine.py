@@ -1,0 +1,86 @@
+"""A 3×3 convolution as a dataflow engine: window unit → matrix-vector unit → [2×2 pool]."""
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .convert import WidthConverter
+from .mvu import MatrixVectorUnit, WriteSignature
+from .pool import MaxPool2x2
+from .window import SlidingWindowUnit
+
+__all__ = ["ConvEngine"]
+
+
+class ConvEngine(wiring.Component):
+    """One conv layer (an :class:`~xnorflow.hw.dataflow.config.EngineFold` with ``image``):
+    the image stream in, the (pooled) feature map out, the same ports as a
+    :class:`~xnorflow.hw.dataflow.mvu.MatrixVectorUnit` so the pipeline chains either.
+
+    ``i`` → :class:`SlidingWindowUnit` (``H×W×C``, ``fold.in_lanes`` elements per beat) →
+    :class:`WidthConverter` (window beats → the unit's ``S``) → :class:`MatrixVectorUnit`
+    (``9·C`` inputs per output pixel, threshold output; with ``pool`` each beat also carries its
+    channels' directions) → :class:`MaxPool2x2` (with ``pool``) → ``o``.
+
+    Parameters
+    ----------
+    fold : EngineFold
+        The layer and its folding (``image``, ``pool``, ``simd``, ``pe``; ``mmv = 1``).
+    **mvu_options
+        Passed to the MatrixVectorUnit (``ram_reg``, ``levels_per_stage``,
+        ``output_stage``, ``ram_styles``).
+
+    Ports
+    -----
+    i : In(stream.Signature(k·lanes))
+        ``H·W·C/lanes`` beats per image, HWC order (``lanes = fold.in_lanes``).
+    o : Out(stream.Signature(P))
+        The output map in HWC order, ``P`` channels per beat: ``H·W·M/P`` beats per image, or
+        ``⌊H/2⌋·⌊W/2⌋·M/P`` pooled.
+    wr : In(WriteSignature(shape))
+        The matrix-vector unit's weight and channel memories (the dense layout, filters
+        tap-major: sw/layers/dataflow_pack.py).
+    busy : Out(1)
+        The matrix-vector unit read a weight word in this cycle.
+
+    Timing: per image ``H·W·max(SF·NF, 9·C/lanes)`` cycles when neither side waits
+    (:attr:`EngineFold.group_cycles`): the window unit makes one beat per cycle, the unit
+    takes ``SF·NF`` cycles per pixel, the pool one beat per cycle; latency: the window
+    unit's (two input rows, :func:`~xnorflow.hw.dataflow.window.window_timing`) plus the
+    unit's (:func:`~xnorflow.hw.dataflow.timing.mvu_latency`) plus one cycle of the pool.
+    """
+
+    def __init__(self, fold, **mvu_options):
+        if not fold.is_conv:
+            raise ValueError(f"ConvEngine needs a conv fold (HxWxC>…), got {fold.format()}")
+        self.fold = fold
+        h, w, c = fold.image
+        k, lanes = fold.input_bits, fold.in_lanes
+        self.window = SlidingWindowUnit(h, w, c, lane_bits=k, lanes=lanes)
+        self.gather = WidthConverter(k, lanes, fold.simd, fold.n_in)
+        self.mvu = MatrixVectorUnit(fold.n_in, fold.n_out, fold.simd, fold.pe, k, "threshold",
+                                    input_kind=fold.input_kind, flags=fold.pool,
+                                    **mvu_options)
+        self.pool = MaxPool2x2(h, w, fold.n_out, fold.pe) if fold.pool else None
+        self.shape = self.mvu.shape
+        super().__init__({"i": In(stream.Signature(k * lanes)),
+                          "o": Out(stream.Signature(fold.pe)),
+                          "wr": In(WriteSignature(self.shape)),
+                          "busy": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.window = self.window
+        m.submodules.gather = self.gather
+        m.submodules.mvu = self.mvu
+        wiring.connect(m, wiring.flipped(self.i), self.window.i)
+        wiring.connect(m, self.window.o, self.gather.i)
+        wiring.connect(m, self.gather.o, self.mvu.i)
+        wiring.connect(m, wiring.flipped(self.wr), self.mvu.wr)
+        m.d.comb += self.busy.eq(self.mvu.busy)
+        if self.pool is None:
+            wiring.connect(m, self.mvu.o, wiring.flipped(self.o))
+        else:
+            m.submodules.pool = self.pool
+            wiring.connect(m, self.mvu.o, self.pool.i)
+            wiring.connect(m, self.pool.o, wiring.flipped(self.o))
+        return m
