@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from xnorflow.hw.dataflow import timing
 from xnorflow.hw.dataflow.config import DataflowConfig, EngineFold
 from xnorflow.hw.dataflow.run_timing import run_cycles
+from xnorflow.hw.dataflow.window import default_rows
 from xnorflow.sw import resources as R
 from xnorflow.sw import xnf
 from xnorflow.sw.argtypes import output_file, positive_float
@@ -52,6 +53,16 @@ LOGIC = {
     "ecp5": {"mac": 3.52, "pe": 62.0, "engine": 103.0, "fixed": 2120.0, "packing": 1.0},
 }
 
+#: A conv engine's control besides its matrix-vector unit, Yosys LUT4s: the window unit's
+#: row and tap counters and address arithmetic, the pool's counters (a first estimate from
+#: the blocks' Yosys statistics, to be fitted on a placed conv build).
+CONV_LOGIC = {"window": 150.0, "pool": 60.0}
+
+#: Images a conv model's FIFOs hold: a CNV image is thousands of cycles, so a run of 16 pays
+#: its few-interval latency once at ~85 % of the interval's rate, while 512 images of 784
+#: 4-bit pixels would take 88 of the ECP5's 208 block RAMs.
+CONV_RUN_IMAGES = 16
+
 #: Build options per FPGA family (DataflowConfig fields): iCE40 registers less (a flip-flop
 #: costs a logic cell there; 2 adder levels per stage still close above 60 MHz), compares
 #: serially (one channel block RAM per engine instead of P) and keeps the input FIFO one
@@ -73,12 +84,28 @@ FAMILY_OPTIONS = {
 LUT_BUDGET = {"ice40": 0.99, "ecp5": 0.80}
 
 
+def _conv_memories(e, fold):
+    """A conv engine's memories besides its matrix-vector unit's: the window unit's ring of
+    line buffers and the pool's row of partial results (hw/dataflow/window.py, pool.py)."""
+    h, w, c = fold.image
+    lanes = fold.in_lanes
+    mems = [R.MemorySpec(f"e{e}.window", 1, lanes * fold.input_bits,
+                         max(2, default_rows(h) * w * c // lanes))]
+    if fold.pool:
+        mems.append(R.MemorySpec(f"e{e}.pool", 1, fold.pe,
+                                 max(2, (w // 2) * fold.n_out // fold.pe)))
+    return mems
+
+
 def _engine_memories(e, fold, stage):
-    """The memories of engine ``e`` (its weights, channel constants and input buffer) as Yosys
-    sees them; ``stage`` is its output stage (serial: one channel memory addressed {p, nf})."""
+    """The memories of engine ``e`` (its weights, channel constants and input buffer; a conv
+    engine's line buffers and pool row) as Yosys sees them; ``stage`` is its output stage
+    (serial: one channel memory addressed {p, nf})."""
     s = fold.shape
     mems = [R.MemorySpec(f"e{e}.weights", s.pe, s.simd, s.weight_depth,
                          huge=fold.weights == "spram")]
+    if fold.is_conv:
+        mems += _conv_memories(e, fold)
     if s.has_channel_memory:
         nf_bits = (s.neuron_folds - 1).bit_length()
         if stage == "serial":
@@ -143,9 +170,16 @@ def _memory_lut4(family, use):
 
 def engine_lut4(family, fold):
     """Yosys LUT4s of one engine's logic (see :data:`LOGIC`): an MMV engine has a popcount
-    tree, an accumulator and a compare per PE for each of its ``mmv`` images."""
+    tree, an accumulator and a compare per PE for each of its ``mmv`` images; a conv engine
+    adds its window unit's and pool's control (:data:`CONV_LOGIC`, not yet fitted on a
+    build) and, on iCE40, the flip-flops of the converter gathering window beats into S."""
     c, s, m = LOGIC[family], fold.shape, fold.mmv
-    return c["mac"] * s.simd * s.pe * s.input_bits * m + c["pe"] * s.pe * m + c["engine"]
+    lut4 = c["mac"] * s.simd * s.pe * s.input_bits * m + c["pe"] * s.pe * m + c["engine"]
+    if fold.is_conv:
+        lut4 += CONV_LOGIC["window"] + (CONV_LOGIC["pool"] + fold.pe if fold.pool else 0)
+        if family == "ice40" and fold.in_lanes < s.simd:
+            lut4 += s.simd * s.input_bits
+    return lut4
 
 
 def estimate_dataflow(device, config):
@@ -188,15 +222,8 @@ class FoldResult:
 
 
 def _layers(model):
-    """``(n_in, n_out, k, kind, output)`` of every engine; the search covers dense engines."""
-    folds = model_folds(model)
-    for fold, (layer, _) in zip(folds, engine_layers(model)):
-        if fold["image"] is not None:
-            raise FoldError(f"layer {layer.name!r}: the fold search covers dense layers; give "
-                            f"a conv model's fold as text (--fold 'df:HxWxC>M[p]:SxP,…', "
-                            f"docs/dataflow.md)")
-    return [tuple(f[k] for k in ("n_in", "n_out", "input_bits", "input_kind", "output"))
-            for f in folds]
+    """Every engine's geometry (:data:`xnorflow.sw.dataflow_program.ENGINE_FIELDS`)."""
+    return model_folds(model)
 
 
 def _utilisation(est, device):
@@ -222,27 +249,47 @@ class _Candidate:
 MMV_CHOICES = (1, 2, 4)
 
 
+def _simd_choices(layer):
+    """S candidates: powers of two and the whole size; a conv also its window's multiples of
+    C (C, 3·C, 9·C: a window beat is then a whole tap, the converter into S wires or a
+    gather of whole taps)."""
+    widths = _widths(layer["n_in"])
+    if layer["image"] is not None:
+        c = layer["image"][2]
+        widths = sorted(set(widths) | {c, 3 * c, 9 * c})
+    return widths
+
+
+def _pe_choices(layer):
+    """P candidates: powers of two and the whole size; a conv's must divide its channels."""
+    widths = _widths(layer["n_out"])
+    if layer["image"] is not None:
+        widths = [p for p in widths if layer["n_out"] % p == 0]
+    return widths
+
+
 def _candidates(device, layer, options):
-    """Every fold of one layer (S and P powers of two or the whole size; MMV 1, 2 or 4 where
-    the fold allows it and the FIFOs hold whole groups; weights in block RAM, and on an
-    UltraPlus in SPRAM where they fit its four 16-bit blocks), with its cost."""
-    n_in, n_out, k, kind, out = layer
+    """Every fold of one layer (S and P powers of two or the whole size, a conv's S also its
+    window's multiples of C; MMV 1, 2 or 4 where the fold allows it and the FIFOs hold whole
+    groups, 1 for conv; weights in block RAM, and on an UltraPlus in SPRAM where they fit its
+    four 16-bit blocks), with its cost."""
+    n_in, n_out = layer["n_in"], layer["n_out"]
     family = device.family
     images = [options.get(f, DataflowConfig.__dataclass_fields__[f].default)
               for f in ("in_images", "out_images")]
+    mmvs = (1,) if layer["image"] is not None else MMV_CHOICES
     found = []
-    for simd in _widths(n_in):
-        for pe in _widths(n_out):
+    for simd in _simd_choices(layer):
+        for pe in _pe_choices(layer):
             kinds = ["block"]
             if device.sprams and pe * -(-simd // 16) <= device.sprams \
                     and -(-n_in // simd) * -(-n_out // pe) <= 16384:
                 kinds.append("spram")
-            for weights, mmv in ((w, m) for w in kinds for m in MMV_CHOICES):
+            for weights, mmv in ((w, m) for w in kinds for m in mmvs):
                 if any(n % mmv for n in images):
                     continue
                 try:
-                    fold = EngineFold(n_in, n_out, simd, pe, k, kind, out, weights=weights,
-                                      mmv=mmv)
+                    fold = EngineFold(**layer, simd=simd, pe=pe, weights=weights, mmv=mmv)
                 except ValueError:   # more images per read than the folds allow
                     continue
                 s = fold.shape
@@ -286,7 +333,7 @@ def _cheapest(device, fronts, fixed):
             return
         for c in fronts[e]:
             if chosen:
-                p, s = chosen[-1].fold.pe, c.fold.simd
+                p, s = chosen[-1].fold.pe, c.fold.in_lanes
                 if p % s and s % p or chosen[-1].fold.mmv > 1 and p > s:
                     continue
             walk(e + 1, chosen + [c], lut4 + c.lut4, brams + c.brams, sprams + c.sprams)
@@ -308,7 +355,10 @@ def fold_model(model, board, target_ips=None, clock_mhz=None, **options):
     device = R.get_device(board)
     clock = clock_mhz or DATAFLOW_CLOCK_MHZ[board]
     layers = _layers(model)
-    options = {**FAMILY_OPTIONS[device.family], **options}
+    defaults = dict(FAMILY_OPTIONS[device.family])
+    if any(layer["image"] is not None for layer in layers):
+        defaults.update(in_images=CONV_RUN_IMAGES, out_images=CONV_RUN_IMAGES)
+    options = {**defaults, **options}
     cands = [_candidates(device, layer, options) for layer in layers]
     # the memories and logic outside the engines, from the smallest fold's FIFOs and link
     smallest = DataflowConfig(tuple(min(c, key=lambda x: x.lut4).fold for c in cands), **options)
@@ -364,12 +414,14 @@ def fold_report(model, result, board):
     device = R.get_device(board)
     cfg, clock = result.config, result.clock_mhz
     rows = []
-    for layer, fold in zip(model.layers, cfg.engines):
+    for (layer, _), fold in zip(engine_layers(model), cfg.engines):
         s = fold.shape
         mems = [u for u in result.estimate.memories if u.name.startswith(f"e{len(rows)}.")]
-        rows.append({"layer": layer.name, "n_in": fold.n_in, "n_out": fold.n_out,
+        rows.append({"layer": layer.name, "engine": fold.format(), "n_in": fold.n_in,
+                     "n_out": fold.n_out, "pixels": fold.pixels,
                      "input_bits": fold.input_bits, "simd": s.simd, "pe": s.pe,
-                     "mmv": fold.mmv, "cycles": fold.cycles, "binary_macs": fold.n_in * fold.n_out * fold.input_bits,
+                     "mmv": fold.mmv, "cycles": fold.cycles,
+                     "binary_macs": fold.pixels * fold.n_in * fold.n_out * fold.input_bits,
                      "luts": round(engine_lut4(device.family, fold)
                                    * LOGIC[device.family]["packing"]),
                      "brams": sum(u.count * u.blocks_each for u in mems if u.kind == "bram"),

@@ -162,7 +162,8 @@ def test_an_interrupted_cluster_run_resumes_from_its_state(cnn, serial_cnn, tmp_
 
 # -- synthesis sweep ----------------------------------------------------------------------------
 
-# The two smallest overlay builds whose memories hold an SFC image (the sweep's cycle model):
+# The two smallest overlay builds whose memories hold an image of the sweep's model (on the
+# iCEBreaker the digits MLP, batches of 2 and 4):
 # about 30 s each on the iCEBreaker.
 SWEEP = ["1x1x8,w_depth=256,thr_depth=32,in_depth=128,act_depth=64,out_depth=64,desc_depth=4,"
          "conv=0",

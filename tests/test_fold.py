@@ -11,7 +11,7 @@ from xnorflow.hw.dataflow.config import DataflowConfig
 from xnorflow.sw import fold as F
 from xnorflow.sw import resources as R
 from xnorflow.sw import xnf
-from xnorflow.sw.random_models import random_model
+from xnorflow.sw.random_models import balanced_cnn_model, random_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,3 +92,43 @@ def test_the_sfc_reaches_3m_per_second_on_the_ecp5_only_with_mmv(monkeypatch):
     monkeypatch.setattr(F, "MMV_CHOICES", (1,))
     without = F.fold_model(sfc, "ulx3s-85f", target_ips=3_000_000)
     assert 100e6 / without.config.interval < 3_000_000
+
+
+# -- conv models (issue #26) --------------------------------------------------------------------
+
+def _digits_cnn():
+    """The digits CNN's shape (--arch cnv:16,p,32,p --hidden 64): 8×8×1 4-bit."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 16, size=(8, 64), dtype=np.uint8)
+    return balanced_cnn_model(rng, (8, 8, 1), [16, "pool", 32, "pool"], [64, 10], 4, x)
+
+
+def test_a_conv_model_folds_with_its_pools_inside_the_conv_engines():
+    model = _digits_cnn()
+    result = F.fold_model(model, "icebreaker")
+    cfg = result.config
+    assert [e.is_conv for e in cfg.engines] == [True, True, False, False]
+    assert [e.pool for e in cfg.engines] == [True, True, False, False]
+    assert cfg.engines[0].image == (8, 8, 1) and cfg.engines[1].image == (4, 4, 16)
+    for a, b in zip(cfg.engines, cfg.engines[1:]):
+        assert a.pe % b.in_lanes == 0 or b.in_lanes % a.pe == 0
+    for e in cfg.engines[:2]:
+        assert e.n_out % e.pe == 0 and e.mmv == 1
+    assert DataflowConfig.parse(cfg.format()) == cfg          # the text round-trips
+    assert cfg.in_images == F.CONV_RUN_IMAGES                 # a CNV image is long: short runs
+    report = F.fold_report(model, result, "icebreaker")
+    assert [r["layer"] for r in report["layers"]] == ["conv0", "conv2", "fc0", "fc1"]
+    assert report["layers"][0]["pixels"] == 64
+    # a conv engine's pixels each take the longer of the unit's SF·NF and the window's beats
+    first = cfg.engines[0]
+    assert first.cycles == 64 * max(first.shape.synapse_folds * first.shape.neuron_folds,
+                                    9 // first.in_lanes)
+    assert report["inferences_per_second"] >= 10_000          # issue #26's iCE40 target
+
+
+def test_the_fashion_cnv_folds_to_10k_per_second_on_the_ecp5():
+    model = xnf.load(ROOT / "benchmarks/results/fmnist_cnn/cnv/rbnn.xnf")
+    result = F.fold_model(model, "ulx3s-85f", target_ips=10_000)
+    assert result.limited_by == "target reached"
+    assert result.config.interval <= 100e6 / 10_000
+    assert result.estimate.brams <= 208
