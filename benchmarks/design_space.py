@@ -61,10 +61,10 @@ from xnorflow.cluster import (TaskProgress, add_cluster_argument, completed,  # 
                               open_client)
 from xnorflow.hw.config import ArrayConfig  # noqa: E402
 from xnorflow.hw.dataflow.config import DataflowConfig  # noqa: E402
-from xnorflow.hw.dataflow.run_timing import run_cycles  # noqa: E402
+from xnorflow.hw.dataflow.run_timing import run_cycles, steady_interval  # noqa: E402
 from xnorflow.profile import dataflow_link_numbers, host_link_numbers  # noqa: E402
 from xnorflow.sw.argtypes import check_writable_dir, nonnegative_int, positive_int  # noqa: E402
-from xnorflow.sw.dataflow_program import check_model  # noqa: E402
+from xnorflow.sw.dataflow_program import check_model, engine_layers  # noqa: E402
 from xnorflow.sw import resources  # noqa: E402
 from xnorflow.sw.errors import XnorflowError  # noqa: E402
 from xnorflow.sw.fold import fold_model  # noqa: E402
@@ -355,9 +355,9 @@ def dataflow_cycles(config, model):
     run = run_cycles(config, batch)
     return {"batch": batch, "total": run["total"],
             "by_layer": {layer.name: busy / batch
-                         for layer, busy in zip(model.layers, run["by_engine"])},
+                         for (layer, _), busy in zip(engine_layers(model), run["by_engine"])},
             "latency": run_cycles(config, config.group)["latency"],
-            "interval": config.interval}
+            "interval": steady_interval(config)}
 
 
 def uart_link(board, clock_mhz):

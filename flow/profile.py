@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from xnorflow.hw.dataflow import memory_map as mm
-from xnorflow.hw.dataflow.run_timing import run_cycles
+from xnorflow.hw.dataflow.run_timing import run_cycles, steady_interval
 from xnorflow.simulate import simulate
 from xnorflow.sw import fold as folding
 from xnorflow.sw import protocol as P
@@ -185,8 +185,8 @@ def dataflow_numbers(model, config, fmax_mhz, clock_mhz, luts=None):
     """A dataflow build's figures from its cycle model: per layer the engine's cycles per
     image and utilisation (binary MACs over ``S·P·k`` MAC units × cycles), the pipeline's
     interval (the slowest engine) and one image's latency, and the rates at the clock."""
-    # one group's latency from the run model (the closed form is only for mmv = 1)
-    interval, latency = config.interval, run_cycles(config, config.group)["latency"]
+    # the run model's steady state and one group's latency (the closed forms are lower bounds)
+    interval, latency = steady_interval(config), run_cycles(config, config.group)["latency"]
     layers = []
     for (layer, _), engine in zip(engine_layers(model), config.engines):
         units = engine.simd * engine.pe * engine.input_bits

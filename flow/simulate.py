@@ -364,7 +364,8 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     ``predicted_cycles_match`` (the counters equal ``xnorflow.sw.program.predict_cycles``),
     ``simulated_cycles`` (every clock cycle, link traffic included, all jobs),
     ``wall_seconds``, ``simulated_cycles_per_second``, ``images_per_second`` and ``waves``
-    (the waveform file written, or None).
+    (the waveform file written, or None); a dataflow build on the cocotb bench adds
+    ``engine_beats``, ``engine_mismatches`` and ``engine_errors`` (:func:`_engine_figures`).
     """
     target = target or OverlayTarget(config)
     check_waves(waves, engine, jobs, client)
@@ -513,7 +514,27 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
         "simulated_cycles_per_cpu_second": sim_cycles / sim_cpu if sim_cpu else None,
         "waves": None if waves is None or not ran else str(waves),
         **(_dataflow_figures(batches) if target.arch == "dataflow" else {}),
+        **(_engine_figures(batches) if engine == "cocotb" and target.arch == "dataflow"
+           else {}),
     }
+
+
+def _engine_figures(batches):
+    """The cocotb bench's per-engine stream checks of a dataflow run (each run's record
+    carries its own, ``sim/cocotb/tb_model.py``), summed over the runs: every engine's output
+    beats (``engine_beats``) and outputs differing from the golden model's output of its layer
+    (``engine_mismatches``), keyed by the engine's layer, and the first findings
+    (``engine_errors``, naming engine, layer, image and element)."""
+    beats, mismatches, errors = {}, {}, []
+    for b in batches:
+        found = b.get("engines") or {}
+        for name, n in found.get("beats", {}).items():
+            beats[name] = beats.get(name, 0) + n
+        for name, n in found.get("mismatches", {}).items():
+            mismatches[name] = mismatches.get(name, 0) + n
+        errors += found.get("errors", [])
+    return {"engine_beats": beats, "engine_mismatches": mismatches,
+            "engine_errors": errors[:5]}
 
 
 def _dataflow_figures(batches):
@@ -705,8 +726,12 @@ def run_sim(args):
         if torch_pred is not None:
             line += f", agreement with PyTorch {100 * result['agree_with_torch']:.2f} %"
         print(line)
-    ok = result["mismatches"] == 0 and (torch_pred is None or result["agree_with_torch"] == 1.0)
+    engines_ok = not any(result.get("engine_mismatches", {}).values())
+    ok = (result["mismatches"] == 0 and engines_ok
+          and (torch_pred is None or result["agree_with_torch"] == 1.0))
     if not ok:
         print("xnorflow sim: the RTL disagrees with the golden model or PyTorch: this is a bug",
               file=sys.stderr)
+        for error in result.get("engine_errors", []):
+            print(f"xnorflow sim: {error}", file=sys.stderr)
     return 0 if ok else 1

@@ -22,6 +22,7 @@ import numpy as np
 from xnorflow.sim.build import (MAKE_FIXES, BuildError, TopSpec, _compile_dir, _install, _locked,
                                 build_dir, fst_available, generate_verilog, wave_suffix,
                                 waves_requested)
+from xnorflow.sim.tops import engine_taps_spec
 from xnorflow.sw import xnf
 from xnorflow.sw.driver import TransportError
 from xnorflow.sw.tools import ensure_tools_on_path
@@ -56,7 +57,10 @@ def _build_in(where: Path, verilog_file: Path, waves: bool, log: Path):
 
 
 def build_cocotb(spec: TopSpec, waves: bool | None = None) -> Path:
-    """Build ``spec`` for cocotb (once per digest); returns the build directory."""
+    """Build ``spec`` for cocotb (once per digest); returns the build directory. A dataflow
+    top is built with its engine taps (:func:`xnorflow.sim.tops.engine_taps_spec`), so the
+    bench can watch every engine's output stream."""
+    spec = engine_taps_spec(spec)
     waves = waves_requested() if waves is None else waves
     d = build_dir(spec)
     out = d / (f"cocotb-{wave_suffix()[1:]}" if waves else "cocotb")
@@ -87,6 +91,7 @@ def run_cocotb(spec: TopSpec, test_module: str, *, testcase=None, env=None, seed
     a test failed, naming the results file, unless ``check`` is False."""
     if spec.netlist is not None:
         raise BuildError("cocotb runs the RTL; netlists run on the pipe harness (xnorflow.sim.netlist)")
+    spec = engine_taps_spec(spec)   # what build_cocotb builds: the tests see its ports
     waves = waves_requested() if waves is None else waves
     out = build_cocotb(spec, waves)
     from cocotb_tools.check_results import get_results
@@ -99,10 +104,19 @@ def run_cocotb(spec: TopSpec, test_module: str, *, testcase=None, env=None, seed
     extra = {"XNF_TB_SPEC": json.dumps({"factory": spec.factory, "kwargs": spec.kwargs,
                                         "name": spec.name}),
              **{k: str(v) for k, v in (env or {}).items()}}
-    results = runner.test(test_module=test_module, hdl_toplevel="top", build_dir=out,
-                          hdl_toplevel_lang="verilog",
-                          test_dir=test_dir, testcase=testcase, seed=seed, extra_env=extra,
-                          waves=waves, log_file=test_dir / "sim.log")
+    results = test_dir / "results.xml"
+    results.unlink(missing_ok=True)
+    try:
+        runner.test(test_module=test_module, hdl_toplevel="top", build_dir=out,
+                    hdl_toplevel_lang="verilog", results_xml=str(results),
+                    test_dir=test_dir, testcase=testcase, seed=seed, extra_env=extra,
+                    waves=waves, log_file=test_dir / "sim.log")
+    except SystemExit as e:
+        # cocotb's runner exits instead of returning when a test failed under pytest or the
+        # simulator failed; the results file, when written, still says which tests failed
+        if not results.exists():
+            raise RuntimeError(f"the simulator exited with status {e.code} and wrote no "
+                               f"results; see {test_dir / 'sim.log'}") from None
     total, failed = get_results(results)
     assert not check or failed == 0, \
         f"{failed} of {total} cocotb tests failed; see {test_dir / 'sim.log'}"
@@ -116,7 +130,7 @@ MODEL_BACKPRESSURE = 0.2
 
 
 def run_model(spec: TopSpec, model, x, *, device, config, batch, gap=MODEL_GAP,
-              backpressure=MODEL_BACKPRESSURE, seed=1, run_id=None):
+              backpressure=MODEL_BACKPRESSURE, seed=1, run_id=None, reference=None):
     """Run images ``x`` (uint8 [B, N]) through ``model`` (a compiled model) on the cocotb bench
     of ``spec`` (``sim/cocotb/tb_model.py``), ``batch`` images per run of the core, with the
     driver class ``device`` (``"module:Class"``) for the build's ``config`` (its text).
@@ -126,19 +140,31 @@ def run_model(spec: TopSpec, model, x, *, device, config, batch, gap=MODEL_GAP,
     bench writes ``result.json`` there; ``sim.log`` is the simulator's log. Returns
     ``(ints, batches, cycles, checks)``: the output integers (int64 [B, C]), the driver's
     record of every run (counters and the cycle model's prediction), the simulated clock cycles
-    and the bench's own findings (``scoreboard``, ``link_errors``). A run the bench could not
-    finish raises :class:`xnorflow.sw.driver.TransportError` with its reason and the log."""
+    and the bench's own findings (``scoreboard``, ``link_errors``, and ``engines`` for a
+    dataflow build: :meth:`EngineScoreboard.summary` of ``sim/cocotb/tb_model.py``, every
+    engine's beats and mismatches; None for the overlay). A dataflow build is simulated with
+    its engine taps (:func:`xnorflow.sim.tops.engine_taps_spec`): every engine's output stream
+    is checked against the golden model's output of its layer, and each run's record in
+    ``batches`` carries its per-engine findings (``engines``). ``reference`` (a compiled
+    model, default ``model``) is what those streams are compared with; a different one only
+    serves to show that a wrong golden is caught. A run the bench could not finish raises
+    :class:`xnorflow.sw.driver.TransportError` with its reason and the log."""
+    spec = engine_taps_spec(spec)
     out = build_cocotb(spec, False)
     run_dir = out / "runs" / f"model-{run_id if run_id is not None else os.getpid()}"
     run_dir.mkdir(parents=True, exist_ok=True)
     result_file = run_dir / "result.json"
     result_file.unlink(missing_ok=True)
     xnf.save(model, run_dir / "model.xnf")
+    (run_dir / "reference.xnf").unlink(missing_ok=True)
+    if reference is not None:
+        xnf.save(reference, run_dir / "reference.xnf")
     np.savez(run_dir / "inputs.npz", x=np.ascontiguousarray(x, dtype=np.uint8))
     job = {"model": str(run_dir / "model.xnf"), "inputs": str(run_dir / "inputs.npz"),
            "result": str(result_file), "device": device, "config": str(config),
            "batch": int(batch), "gap": float(gap), "backpressure": float(backpressure),
-           "seed": int(seed)}
+           "seed": int(seed), "taps": bool(spec.kwargs.get("taps")),
+           "reference": str(run_dir / "reference.xnf") if reference is not None else None}
     (run_dir / "job.json").write_text(json.dumps(job, indent=1) + "\n")
     log = run_dir / "sim.log"
     try:
@@ -152,5 +178,6 @@ def run_model(spec: TopSpec, model, x, *, device, config, batch, gap=MODEL_GAP,
     if result["error"] is not None:
         raise TransportError(f"the cocotb bench stopped: {result['error']} (log: {log})")
     ints = np.asarray(result["ints"], dtype=np.int64).reshape(len(x), -1)
-    checks = {"scoreboard": result["scoreboard"], "link_errors": result["link_errors"]}
+    checks = {"scoreboard": result["scoreboard"], "link_errors": result["link_errors"],
+              "engines": result["engines"]}
     return ints, result["batches"], int(result["cycles"]), checks

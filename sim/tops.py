@@ -2,6 +2,7 @@
 and a host link in front of a test memory (for the harness's protocol fuzz test)."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 from amaranth.hdl import Module
@@ -14,8 +15,8 @@ from xnorflow.hw.link.hostlink import HostLink
 from xnorflow.hw.link.testing import BusMemory
 from xnorflow.sim.build import TopSpec
 
-__all__ = ["accelerator_spec", "dataflow_spec", "SIM_TIMEOUT", "link_memory_top",
-           "link_memory_spec"]
+__all__ = ["accelerator_spec", "dataflow_spec", "engine_taps_spec", "SIM_TIMEOUT",
+           "link_memory_top", "link_memory_spec"]
 
 #: What the accelerator top is made of (board tops and tests excluded from the cache digest).
 ACCELERATOR_SOURCES = ("hw/top.py", "hw/bus.py", "hw/config.py", "hw/core/*.py", "hw/link/*.py")
@@ -57,8 +58,24 @@ def dataflow_spec(config, **kw) -> TopSpec:
     name = f"dataflow-{len(DataflowConfig.parse(text).engines)}e-{digest}"
     if extra:
         name += "-" + "_".join(f"{k}{v}" for k, v in sorted(extra.items()))
-    return TopSpec("xnorflow.hw.dataflow.top:dataflow_top", {"config": text, **kw}, name=name,
+    return TopSpec(DATAFLOW_FACTORY, {"config": text, **kw}, name=name,
                    sources=DATAFLOW_SOURCES)
+
+
+#: The factory of the dataflow top (:func:`xnorflow.hw.dataflow.top.dataflow_top`).
+DATAFLOW_FACTORY = "xnorflow.hw.dataflow.top:dataflow_top"
+
+
+def engine_taps_spec(spec: TopSpec) -> TopSpec:
+    """``spec`` as the cocotb bench builds it: a dataflow top (:func:`dataflow_spec`) with its
+    engine taps on (``taps=True``: every engine's output stream as ports ``engine{e}_o__*``,
+    :class:`xnorflow.hw.dataflow.top.TappedDataflowAccelerator`), in a cache directory of its
+    own; any other spec (the overlay, a netlist, a test top) unchanged. The Verilator harness
+    and synthesis build the untapped top."""
+    if spec.factory != DATAFLOW_FACTORY or spec.netlist is not None or spec.kwargs.get("taps"):
+        return spec
+    return dataclasses.replace(spec, kwargs={**spec.kwargs, "taps": True},
+                               name=spec.name + "-taps")
 
 
 def link_memory_top(max_payload=64, timeout=400, size=512, wait_bits=2, config=""):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from xnorflow.hw.dataflow import timing
 from xnorflow.hw.dataflow.config import DataflowConfig, EngineFold
-from xnorflow.hw.dataflow.run_timing import run_cycles
+from xnorflow.hw.dataflow.run_timing import run_cycles, steady_interval
 from xnorflow.hw.dataflow.window import default_rows
 from xnorflow.sw import resources as R
 from xnorflow.sw import xnf
@@ -428,7 +428,7 @@ def fold_report(model, result, board):
                      "sprams": sum(u.count * u.blocks_each for u in mems if u.kind == "spram")})
     timing = run_cycles(cfg, cfg.group)   # the smallest run: one group of the MMV engines
     full = run_cycles(cfg, cfg.in_images)  # the largest run: every run pays the latency once
-    interval = cfg.interval
+    interval = steady_interval(cfg)   # the run model's; the search's closed form bounds it
     return {"model": model.name, "board": board, "config": cfg.format(), "clock_mhz": clock,
             "interval_cycles": interval, "latency_cycles": timing["latency"],
             "inferences_per_second": clock * 1e6 / interval,

@@ -93,7 +93,7 @@ def balanced_cnn_model(rng, image, stack, dense, input_bits, x, name="random-cnn
             pick = acc[rng.integers(0, len(acc), channels), np.arange(channels)]
             layer.threshold = (pick + rng.integers(-1, 2, channels)).astype(np.int32)
             lo, hi = layer.acc_range()
-            layer.threshold[0], layer.threshold[-1] = hi + 3, lo - 3
+            layer.threshold[0], layer.threshold[-1] = hi + 1, lo - 1   # xnf keeps ±1 beyond the range
             layer.direction = rng.choice([-1, 1], channels).astype(np.int8)
         act = layer.forward(act)[1]
     return model

@@ -29,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 
 from .counters import counter, wrapped_next
 
-__all__ = ["MaxPool2x2", "pool_timing"]
+__all__ = ["MaxPool2x2", "pool_timing", "PoolModel"]
 
 POOL = 2
 
@@ -85,6 +85,33 @@ def pool_timing(height, width, channels, lanes, offered):
     return accepted, emitted
 
 
+class PoolModel:
+    """Stage model of :class:`MaxPool2x2` in a chain with backpressure
+    (:mod:`xnorflow.hw.dataflow.timing`, "stream models"): a beat that completes no window is
+    taken as soon as it is offered; one that completes a window (pixel ``(2Y+1, 2X+1)``)
+    only while the output register is empty or its beat leaves (``i.ready = ¬emits ∨
+    ¬o.valid ∨ o.ready``); the window's output beat is valid the cycle after.
+    """
+
+    def __init__(self, height, width, channels, lanes):
+        check_pool_geometry(height, width, channels, lanes)
+        kinds = _beat_kinds(height, width, channels // lanes)
+        self.in_beats = len(kinds)
+        self.emitting = [b for b, kind in enumerate(kinds) if kind == "emit"]
+        self.out_beats = len(self.emitting)
+        self.output_of = {b: k for k, b in enumerate(self.emitting)}
+        self.i = self.o = None
+
+    def accept(self, n, valid):
+        image, beat = divmod(n, self.in_beats)
+        k = self.output_of.get(beat)
+        if k is None or (image == 0 and k == 0):     # no window beat waiting before it
+            return valid
+        return max(valid, self.o.taken(image * self.out_beats + k - 1))
+
+    def valid(self, n):
+        image, k = divmod(n, self.out_beats)
+        return self.i.taken(image * self.in_beats + self.emitting[k]) + 1
 
 
 class MaxPool2x2(wiring.Component):

@@ -6,8 +6,9 @@ import bisect
 import numpy as np
 import pytest
 
-from xnorflow.hw.dataflow.pool import MaxPool2x2, pool_timing
+from xnorflow.hw.dataflow.pool import MaxPool2x2, PoolModel, pool_timing
 from xnorflow.hw.dataflow.testing import StreamMonitor, drive_ready, rejected, send, simulate
+from xnorflow.hw.dataflow.timing import SinkModel, SourceModel, connect_chain
 
 
 def pool_reference(bits, and_flags):
@@ -58,7 +59,19 @@ class StreamRules:
             cycle += 1
 
 
-def run(dut, beats, rng, gap, stall):
+async def record_ready(ctx, stream, done, rng, stall, ready):
+    """Drive ``stream.ready`` low with probability ``stall`` per cycle, appending each cycle's
+    value to ``ready``, until ``done()``."""
+    while not done():
+        ready.append(int(rng.random() >= stall))
+        ctx.set(stream.ready, ready[-1])
+        await ctx.tick()
+        assert len(ready) < 100_000, "the pool stopped producing"
+
+
+def run(dut, beats, rng, gap, stall, ready=None):
+    """Stream ``beats`` through ``dut``; returns the monitors. With a list ``ready``,
+    ``o.ready`` is recorded there cycle by cycle."""
     mon_i, mon_o, rules = StreamMonitor(dut.i), StreamMonitor(dut.o), StreamRules(dut.o)
     total = len(beats) // dut.in_beats * dut.out_beats
 
@@ -66,7 +79,13 @@ def run(dut, beats, rng, gap, stall):
         await send(ctx, dut.i, beats, rng, gap)
 
     async def sink(ctx):
-        await drive_ready(ctx, dut.o, lambda: len(mon_o.beats) >= total, rng, stall)
+        def done():
+            return len(mon_o.beats) >= total
+
+        if ready is None:
+            await drive_ready(ctx, dut.o, done, rng, stall)
+        else:
+            await record_ready(ctx, dut.o, done, rng, stall, ready)
         for _ in range(5):            # nothing more may come out
             await ctx.tick()
 
@@ -168,6 +187,36 @@ def test_pool_timing_equals_the_hardware(height, width, channels, lanes, gap):
     if gap == 0.0:                                   # one beat per cycle, latency 1
         assert accepted == list(range(len(accepted)))
         assert emitted == [i + 1 for i in sorted(emitting_beats(dut, 2))]
+
+
+@pytest.mark.parametrize("height, width, channels, lanes, gap, stall", [
+    (4, 4, 8, 8, 0.0, 0.7),      # the input never waits: every window's beat meets a stall
+    (5, 7, 4, 2, 0.3, 0.5),      # odd: dropped beats never wait
+    (2, 2, 1, 1, 0.0, 0.9),
+    (6, 6, 32, 8, 0.2, 0.4),
+])
+def test_stream_model_equals_the_hardware_under_gaps_and_stalls(height, width, channels, lanes,
+                                                                gap, stall):
+    """PoolModel with backpressure: every input and output handshake at the simulated cycle,
+    whatever cycles ``o`` is ready in."""
+    rng = np.random.default_rng([height, width, lanes, int(10 * stall)])
+    bits, and_flags = random_images(rng, 3, height, width, channels)
+    dut, ready = MaxPool2x2(height, width, channels, lanes), []
+    mon_i, mon_o = run(dut, encode_beats(bits, and_flags, lanes), rng, gap, stall, ready)
+    assert all(ready[c] for c in mon_o.cycles())          # the record is cycle-aligned
+    pool = PoolModel(height, width, channels, lanes)
+    connect_chain([SourceModel(offered_cycles(mon_i)), pool, SinkModel(ready)])
+    assert [pool.i.taken(n) for n in range(3 * dut.in_beats)] == mon_i.cycles()
+    assert [pool.o.taken(n) for n in range(3 * dut.out_beats)] == mon_o.cycles()
+
+
+def test_stream_model_with_o_always_ready_is_pool_timing():
+    offered = np.cumsum(np.random.default_rng(3).integers(0, 3, 2 * 5 * 7 * 2)).tolist()
+    accepted, emitted = pool_timing(5, 7, 4, 2, offered)
+    pool = PoolModel(5, 7, 4, 2)
+    connect_chain([SourceModel(offered), pool, SinkModel()])
+    assert [pool.i.taken(n) for n in range(len(offered))] == accepted
+    assert [pool.o.taken(n) for n in range(len(emitted))] == emitted
 
 
 def test_pool_timing_takes_one_beat_per_cycle_when_all_are_offered_at_once():

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from xnorflow.hw.dataflow.testing import StreamMonitor, drive_ready, rejected, send, simulate
-from xnorflow.hw.dataflow.window import SlidingWindowUnit, window_timing
+from xnorflow.hw.dataflow.timing import SinkModel, SourceModel, connect_chain
+from xnorflow.hw.dataflow.window import SlidingWindowUnit, WindowModel, window_timing
 
 
 def im2col(img):
@@ -37,8 +38,19 @@ async def check_output_holds(ctx, o):
         held = payload if valid and not ready else None
 
 
-def run(dut, images, rng, gap, stall):
-    """Stream ``images`` through ``dut``; returns the input and output monitors."""
+async def record_ready(ctx, stream, done, rng, stall, ready):
+    """Drive ``stream.ready`` low with probability ``stall`` per cycle, appending each cycle's
+    value to ``ready``, until ``done()``."""
+    while not done():
+        ready.append(int(rng.random() >= stall))
+        ctx.set(stream.ready, ready[-1])
+        await ctx.tick()
+        assert len(ready) < 100_000, "the unit stopped producing"
+
+
+def run(dut, images, rng, gap, stall, ready=None):
+    """Stream ``images`` through ``dut``; returns the input and output monitors. With a list
+    ``ready``, ``o.ready`` is recorded there cycle by cycle."""
     beats = [b for img in images for b in to_beats(img.ravel(), dut.lanes, dut.lane_bits)]
     mon_i, mon_o = StreamMonitor(dut.i), StreamMonitor(dut.o)
 
@@ -50,7 +62,10 @@ def run(dut, images, rng, gap, stall):
         await send(ctx, dut.i, beats, rng, gap)
 
     async def sink(ctx):
-        await drive_ready(ctx, dut.o, lambda: len(mon_o.beats) >= total, rng, stall)
+        if ready is None:
+            await drive_ready(ctx, dut.o, lambda: len(mon_o.beats) >= total, rng, stall)
+        else:
+            await record_ready(ctx, dut.o, lambda: len(mon_o.beats) >= total, rng, stall, ready)
         ctx.set(dut.o.ready, 1)
         for _ in range(2 * dut.row_beats + 5):     # nothing more may come out
             await ctx.tick()
@@ -127,6 +142,52 @@ def test_cycle_model_equals_the_hardware(height, width, channels, lane_bits, lan
                                       offered_cycles(mon_i))
     assert accepted == mon_i.cycles()
     assert emitted == mon_o.valid_cycles
+
+
+def stream_model(stage, offered, ready, inputs, outputs):
+    """``stage`` (a stage model) between a source offering beat n from ``offered[n]`` and a
+    sink whose ready is ``ready[t]``: the cycles its input and output beats are taken."""
+    connect_chain([SourceModel(offered), stage, SinkModel(ready)])
+    return ([stage.i.taken(n) for n in range(inputs)],
+            [stage.o.taken(n) for n in range(outputs)])
+
+
+@pytest.mark.parametrize("height, width, channels, lanes, rows, gap, stall", [
+    (4, 4, 1, 1, None, 0.3, 0.5),
+    (5, 3, 8, 4, None, 0.0, 0.8),    # the writer runs into the reader all the time
+    (5, 3, 8, 4, 3, 0.1, 0.3),       # the smallest ring
+    (2, 5, 4, 2, None, 0.2, 0.5),    # rows = H < 3
+    (1, 1, 2, 1, None, 0.0, 0.5),
+    (1, 4, 2, 2, None, 0.0, 0.6),    # one row: its slot is released by its own last beat
+    (6, 3, 4, 2, 7, 0.1, 0.4),
+    (3, 4, 4, 2, None, 0.8, 0.2),    # input much slower than the reader
+])
+def test_stream_model_equals_the_hardware_under_gaps_and_stalls(height, width, channels, lanes,
+                                                                rows, gap, stall):
+    """WindowModel with backpressure: every input and output handshake at the simulated
+    cycle, whatever cycles ``o`` is ready in."""
+    rng = np.random.default_rng(int(100 * (gap + stall)) + height)
+    dut = SlidingWindowUnit(height, width, channels, 1, lanes, rows)
+    images, ready = random_images(dut, 3, rng), []
+    mon_i, mon_o = run(dut, images, rng, gap=gap, stall=stall, ready=ready)
+    assert all(ready[c] for c in mon_o.cycles())          # the record is cycle-aligned
+    model = WindowModel(height, width, channels, lanes, rows)
+    accepted, taken = stream_model(model, offered_cycles(mon_i), ready, len(mon_i.beats),
+                                   3 * dut.out_beats)
+    assert accepted == mon_i.cycles()
+    assert taken == mon_o.cycles()
+
+
+@pytest.mark.parametrize("height, width, channels, lanes, rows", [
+    (4, 4, 1, 1, None), (5, 3, 8, 4, 3), (2, 5, 4, 2, None), (1, 1, 2, 1, None)])
+def test_stream_model_with_o_always_ready_is_window_timing(height, width, channels, lanes, rows):
+    rng = np.random.default_rng(height)
+    in_beats = 4 * height * width * channels // lanes
+    offered = np.cumsum(rng.integers(0, 3, in_beats)).tolist()
+    accepted, emitted = window_timing(height, width, channels, lanes, rows, offered)
+    got_in, got_out = stream_model(WindowModel(height, width, channels, lanes, rows), offered,
+                                   None, in_beats, 9 * in_beats)
+    assert got_in == accepted and got_out == emitted
 
 
 @pytest.mark.parametrize("height, width, channels, lanes", [

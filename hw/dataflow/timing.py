@@ -1,4 +1,4 @@
-"""Cycle model of the dataflow engines: pure functions of the shape, no Amaranth.
+"""Cycle model of the dataflow engines: pure Python, no Amaranth.
 
 The gateware builds its pipelines with the same stage counts (:mod:`xnorflow.hw.dataflow.mvu` asserts
 that its trees have exactly :func:`popcount_stages` and :func:`plane_stages` registers), and
@@ -39,10 +39,18 @@ engine with ``mmv = 1`` computes groups of one image):
   accepted: the reader waits for the whole group, and for the previous group's last fold),
   and its beats follow at ``s_g − 1 + mvu_output_offsets``; exact whenever ``o`` never
   stalls (the default buffer depth then never delays a fold).
+* **With backpressure** (a block after the engine that does not take every beat at once):
+  the stream models at the end of this module (:class:`MvuModel`, :class:`ConverterModel`,
+  :class:`RegisterSliceModel`; the window unit's and the pool's in their modules) give the
+  cycle of every handshake of a chain of blocks (``hw/dataflow/test_stream_timing.py``
+  requires equality with the simulated blocks under random stalls;
+  :mod:`xnorflow.hw.dataflow.run_timing` chains them into a whole core).
 """
 __all__ = ["adder_tree_stages", "popcount_stages", "plane_stages", "datapath_stages",
            "mvu_cycles", "mvu_latency", "mvu_output_offsets", "mvu_last_output_latency",
-           "mvu_output_cycles", "mvu_fifo_depth", "converter_latency"]
+           "mvu_output_cycles", "mvu_fifo_depth", "converter_latency",
+           "OnDemand", "Handshakes", "connect_chain", "SourceModel", "SinkModel",
+           "RegisterSliceModel", "ConverterModel", "MvuModel"]
 
 
 def _ceil_div(a, b):
@@ -160,8 +168,13 @@ def _columns_held(sf, nf, release):
     worst = 0
     for start_fold in range(nf):
         now = groups * period + start_fold * sf
-        held = sum(1 for g in range(groups + 1) for f in range(nf)
-                   if g * period + f * sf < now < g * period + release + f)
+        held = 0
+        for g in range(groups + 1):
+            # folds f of group g started (f·sf < x) and not yet returned (f > x − release),
+            # x = now − g·period: a range of f, counted without walking it
+            x = now - g * period
+            lo, hi = max(0, x - release + 1), min(nf - 1, _ceil_div(x, sf) - 1)
+            held += max(0, hi - lo + 1)
         worst = max(worst, held)
     return worst
 
@@ -170,3 +183,241 @@ def converter_latency(in_lanes, out_lanes):
     """Cycles a :class:`~xnorflow.hw.dataflow.convert.WidthConverter` adds: 1 when it gathers several
     input beats into one output beat (registered), 0 when it splits or passes beats."""
     return 1 if out_lanes > in_lanes else 0
+
+
+# ---- stream models: every handshake of a chain of blocks, with backpressure -----------------
+#
+# The functions above time one engine whose output is always taken. In a chain a slower block
+# downstream holds the faster ones before it back (a full ring, a busy buffer half, no output
+# credit), so the cycle of each beat depends on both sides of its stream. The classes below
+# model a chain beat by beat: every block is a *stage model* with
+#
+# * ``valid(n)``: the first cycle its output beat ``n`` is valid (``o.valid`` high), and
+# * ``accept(n, valid)``: the cycle it takes input beat ``n`` offered from cycle ``valid`` on,
+#
+# and a :class:`Handshakes` between two stages is ``accept(n, valid(n))`` of its consumer and
+# producer: the cycle beat ``n`` crosses (``valid & ready``). Each is a max-plus recurrence
+# over *earlier* beats of the same or of neighbouring streams (a ready that is a register,
+# or that is combinational only from a ready downstream), so every value is computed on
+# demand, when first asked for, in causal order: a circular request is a modelling error
+# and raises. Cycles are counted from 0 in the stream's clock, as the simulator's monitors
+# count them.
+
+
+class OnDemand:
+    """A sequence whose element ``n`` is ``element(n, values)``, computed when first asked
+    for (``values`` then holds elements ``0 … n − 1``)."""
+
+    __slots__ = ("values", "element", "_filling")
+
+    def __init__(self, element):
+        self.values, self.element, self._filling = [], element, False
+
+    def at(self, n):
+        values = self.values
+        if n < len(values):
+            return values[n]
+        if self._filling:
+            raise RuntimeError(f"cycle model: element {n} of a sequence still being computed "
+                               f"depends on itself (a causality error in the model)")
+        self._filling = True
+        try:
+            element = self.element
+            for k in range(len(values), n + 1):
+                values.append(element(k, values))
+        finally:
+            self._filling = False
+        return values[n]
+
+
+class Handshakes(OnDemand):
+    """The stream from ``producer`` to ``consumer`` (stage models): :meth:`taken` is the
+    cycle beat ``n`` is transferred, ``consumer.accept(n, producer.valid(n))``. Connecting
+    sets ``producer.o`` and ``consumer.i`` to this object."""
+
+    __slots__ = ("producer", "consumer")
+
+    def __init__(self, producer, consumer):
+        super().__init__(lambda n, _: consumer.accept(n, producer.valid(n)))
+        self.producer, self.consumer = producer, consumer
+        producer.o, consumer.i = self, self
+
+    taken = OnDemand.at
+
+
+def connect_chain(stages):
+    """Connect consecutive stage models by :class:`Handshakes`; returns the streams."""
+    return [Handshakes(a, b) for a, b in zip(stages, stages[1:])]
+
+
+class SourceModel:
+    """A source that offers beat ``n`` from cycle ``offered[n]`` on (all from cycle 0 when
+    ``offered`` is None: a FIFO holding the whole run) and holds it until taken, after beat
+    ``n − 1`` has gone; ``count`` beats at most (asking for more is a modelling error: a beat
+    of an image that is not in the run)."""
+
+    def __init__(self, offered=None, count=None):
+        self.offered = offered
+        self.count = len(offered) if count is None and offered is not None else count
+        self.o = None
+
+    def valid(self, n):
+        if self.count is not None and n >= self.count:
+            raise RuntimeError(f"cycle model: beat {n} asked of a source of {self.count}")
+        first = 0 if self.offered is None else self.offered[n]
+        return max(first, self.o.taken(n - 1) + 1) if n else first
+
+
+class SinkModel:
+    """A consumer whose ``ready`` is ``ready[t]`` in cycle ``t`` (high for ever after the
+    list; always high when None): it takes beat ``n`` the first ready cycle from its valid."""
+
+    def __init__(self, ready=None):
+        self.ready, self.i = ready, None
+        if ready is not None:
+            self._ready_cycles = [t for t, r in enumerate(ready) if r]
+
+    def accept(self, n, valid):
+        if self.ready is None or valid >= len(self.ready):
+            return valid
+        cycles = self._ready_cycles
+        k = _first_at_least(cycles, valid)
+        return cycles[k] if k < len(cycles) else max(valid, len(self.ready))
+
+
+def _first_at_least(sorted_values, value):
+    """Index of the first element ``≥ value`` of an increasing list (bisect_left)."""
+    lo, hi = 0, len(sorted_values)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if sorted_values[mid] < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+class RegisterSliceModel:
+    """:class:`~xnorflow.hw.dataflow.register_slice.RegisterSlice`: a beat taken in cycle t is
+    valid from t + 1; it takes a beat when empty or while its beat leaves
+    (``i.ready = ~o.valid | o.ready``)."""
+
+    def __init__(self):
+        self.i = self.o = None
+
+    def accept(self, n, valid):
+        return max(valid, self.o.taken(n - 1)) if n else valid
+
+    def valid(self, n):
+        return self.i.taken(n) + 1
+
+
+class ConverterModel:
+    """:class:`~xnorflow.hw.dataflow.convert.WidthConverter` from ``in_lanes`` to
+    ``out_lanes`` lanes per beat, per image of ``image_lanes`` lanes.
+
+    Gathering: an output beat is a register, valid the cycle after the input beat that
+    completes it (the ``ratio``-th, or the image's last); an input is taken while no
+    completed beat waits or while it leaves (``i.ready = ~o.valid | o.ready``). Splitting:
+    combinational, output beat ``s`` of an input beat valid with it (``s = 0``) or the cycle
+    after beat ``s − 1`` left; the input is taken with its last output beat (a whole ratio,
+    or fewer for the image's last). Equal widths: wires (a split by one)."""
+
+    def __init__(self, in_lanes, out_lanes, image_lanes):
+        self.gather = out_lanes > in_lanes
+        self.ratio = out_lanes // in_lanes if self.gather else in_lanes // out_lanes
+        self.in_beats = _ceil_div(image_lanes, in_lanes)
+        self.out_beats = _ceil_div(image_lanes, out_lanes)
+        self.i = self.o = None
+
+    def accept(self, n, valid):
+        image, beat = divmod(n, self.in_beats)
+        r = self.ratio
+        if self.gather:
+            # the input after one that completed an output beat waits for that beat to leave
+            if beat % r == 0 and n:
+                return max(valid, self.o.taken(image * self.out_beats + beat // r - 1))
+            return valid
+        last = min(beat * r + r - 1, self.out_beats - 1)
+        return self.o.taken(image * self.out_beats + last)
+
+    def valid(self, n):
+        image, beat = divmod(n, self.out_beats)
+        r = self.ratio
+        if self.gather:
+            completing = min(beat * r + r - 1, self.in_beats - 1)
+            return self.i.taken(image * self.in_beats + completing) + 1
+        source, part = divmod(beat, r)
+        if part == 0:
+            return self.i.producer.valid(image * self.in_beats + source)
+        return self.o.taken(n - 1) + 1
+
+
+class MvuModel:
+    """:class:`~xnorflow.hw.dataflow.mvu.MatrixVectorUnit` of ``SF`` synapse and ``NF``
+    neuron folds, ``mmv`` images per group, whose first output beat of a group is valid
+    ``latency`` cycles (:func:`mvu_latency`) after its last input beat when nothing waits,
+    with ``depth`` output entries (:func:`mvu_fifo_depth`). With backpressure
+    (``hw/dataflow/mvu.py``, ``_control``):
+
+    * **input**: a beat is taken whenever the buffer half its group goes to is free: the
+      group two before it has ended its last fold (the half is free the cycle after);
+    * **fold f** starts (``go`` with ``sf = 0``) ``SF`` cycles after fold f − 1 started, not
+      before the cycle after its group's last input beat (fold 0) and only with a credit:
+      the output entry of fold ``f − depth`` released in an earlier cycle;
+    * **mmv = 1**: fold f's beat enters the output FIFO ``latency − 2`` cycles after it
+      starts, valid the next cycle (behind the beat before it); its entry is released when
+      it leaves;
+    * **mmv > 1**: the group's last column enters the reorder buffer ``latency − (NF −
+      1)·SF − 3`` cycles after its fold started; the buffer loads a beat (valid the cycle
+      after) once the group is in, one per cycle while ``o`` takes them; a column is
+      released when the group's last image loads its beat.
+    """
+
+    def __init__(self, synapse_folds, neuron_folds, latency, depth, mmv=1):
+        self.sf, self.nf, self.mmv, self.latency, self.depth = \
+            synapse_folds, neuron_folds, mmv, latency, depth
+        # fold start → its column written into the reorder buffer (mmv > 1)
+        self.column_lag = latency - (neuron_folds - 1) * synapse_folds - 3
+        self.starts = OnDemand(self._start)
+        self.loads = OnDemand(self._load)
+        self.i = self.o = None
+
+    def accept(self, n, valid):
+        per_group = self.mmv * self.sf
+        # a group's first beat waits for its half; the rest of the group finds it still free
+        if n % per_group == 0 and n >= 2 * per_group:
+            group = n // per_group - 2
+            last_fold_end = self.starts.at(group * self.nf + self.nf - 1) + self.sf - 1
+            return max(valid, last_fold_end + 1)
+        return valid
+
+    def _start(self, f, starts):
+        sf, nf = self.sf, self.nf
+        t = starts[f - 1] + sf if f else 0
+        if f % nf == 0:
+            last_beat = (f // nf + 1) * self.mmv * sf - 1
+            t = max(t, self.i.taken(last_beat) + 1)
+        if f >= self.depth:
+            t = max(t, self._released(f - self.depth) + 1)
+        return t
+
+    def _released(self, column):
+        if self.mmv == 1:
+            return self.o.taken(column)
+        group, nf = divmod(column, self.nf)
+        return self.loads.at((group * self.mmv + self.mmv - 1) * self.nf + nf)
+
+    def _load(self, n, loads):
+        t = self.o.taken(n - 1) if n else 0
+        group, beat = divmod(n, self.mmv * self.nf)
+        if beat == 0:
+            written = self.starts.at(group * self.nf + self.nf - 1) + self.column_lag
+            t = max(t, written + 1)
+        return t
+
+    def valid(self, n):
+        if self.mmv > 1:
+            return self.loads.at(n) + 1
+        t = self.starts.at(n) + self.latency - 1
+        return max(t, self.o.taken(n - 1) + 1) if n else t

@@ -6,7 +6,9 @@ output pixels' windows (docs/conv.md): 3×3 kernel, stride 1, one pixel of paddi
 (output ``H×W``). The window of output pixel ``(y, x)`` lists its nine taps in tap-major order,
 element ``(ky·3 + kx)·C + c`` = input ``(y + ky − 1, x + kx − 1, c)``; a tap outside the image is
 all-zero bits (PAD_BIT = 0: −1 in binary layers, the integer 0 in the unsigned k-bit first
-layer). :func:`window_timing` is the unit's exact cycle model in pure Python.
+layer). :func:`window_timing` is the unit's exact cycle model in pure Python with ``o`` always
+ready; :class:`WindowModel` the same with backpressure, a stage of a chain's model
+(:mod:`xnorflow.hw.dataflow.timing`, "stream models").
 """
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
@@ -14,8 +16,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .counters import counter, wrapped_next
+from .timing import OnDemand
 
-__all__ = ["KERNEL", "SlidingWindowUnit", "default_rows", "window_timing"]
+__all__ = ["KERNEL", "SlidingWindowUnit", "default_rows", "window_timing", "WindowModel"]
 
 KERNEL = 3
 """Kernel side: the unit produces 3×3 windows (stride 1, one pixel of padding)."""
@@ -326,3 +329,49 @@ def window_timing(height, width, channels, lanes, rows, offered):
     start_reader_rows(total_rows - 1)
     emitted = [s + 1 + k for s in starts for k in range(walk)]
     return accepted, emitted
+
+
+class WindowModel:
+    """Stage model of :class:`SlidingWindowUnit` in a chain with backpressure
+    (:mod:`xnorflow.hw.dataflow.timing`, "stream models"): the cycle model of
+    :func:`window_timing` with ``o`` taken whenever the stage after it takes it.
+
+    * **input** beat of stream row ``r`` (rows counted over images) is taken once the slot of
+      row ``r − rows`` is free: the cycle after the last beat of the output row that releases
+      it (output row ``min(q + 1, H − 1)`` of the same image releases row ``q``) is *issued*;
+    * output beat ``n`` is **issued** when the one before it has left (``advance``: the
+      output register is empty or leaves in that cycle) and, at an output row's first beat,
+      once the last input row it reads is written (the cycle after its last beat is taken);
+      it is valid from the cycle after it is issued.
+    """
+
+    def __init__(self, height, width, channels, lanes, rows=None):
+        self.rows = _check_geometry("WindowModel", height, width, channels, lanes, rows)
+        self.height = height
+        self.row_beats = width * (channels // lanes)
+        self.walk = KERNEL * KERNEL * self.row_beats       # output beats per output row
+        self.issues = OnDemand(self._issue)
+        self.i = self.o = None
+
+    def _clipped_next_row(self, n):
+        """Stream row n + 1 of the same image, or n at its last row: the last input row output
+        row n reads, and the last output row that reads input row n."""
+        return n - n % self.height + min(n % self.height + 1, self.height - 1)
+
+    def accept(self, n, valid):
+        row, beat = divmod(n, self.row_beats)
+        if beat or row < self.rows:     # the slot, once free, stays free for the whole row
+            return valid
+        releasing = self._clipped_next_row(row - self.rows)
+        return max(valid, self.issues.at((releasing + 1) * self.walk - 1) + 1)
+
+    def _issue(self, n, issues):
+        t = self.o.taken(n - 1) if n else 0
+        row, beat = divmod(n, self.walk)
+        if beat == 0:
+            last_read = self._clipped_next_row(row)
+            t = max(t, self.i.taken((last_read + 1) * self.row_beats - 1) + 1)
+        return t
+
+    def valid(self, n):
+        return self.issues.at(n) + 1
