@@ -274,27 +274,28 @@ class DataflowCore(wiring.Component):
         anything else is a bus error, never a stray write)."""
         cfg, lay, a, pipe = self.config, self.layout, req.a, self.pipeline
         w_engine = (a - mm.W_BASE) >> lay.engine_shift
-        w_sel = (a >> lay.select_shift) & ((1 << (lay.engine_shift - lay.select_shift)) - 1)
         # Word bytes arrive lowest first and are shifted in at the top: after engine e's last
         # byte its word is the top word_bytes[e] bytes (one multiplexer over the engines).
         w_word = Signal(8 * max(lay.word_bytes))
         w_shifted = Cat(w_word[8:], req.data)
         w_full = Signal.like(w_word)
-        w_addr = Signal(max(1, lay.select_shift))
+        w_addr = Signal(max(1, max(lay.select_shifts)))
+        w_sel = Signal(max(1, lay.engine_shift - min(lay.select_shifts)), name="w_sel")
         w_last, w_known = Signal(name="w_last"), Signal(name="w_known")
         with m.Switch(w_engine):
             for e, fold in enumerate(cfg.engines):
-                shape, shift = fold.shape, lay.word_shifts[e]
+                shape, shift, sel_shift = fold.shape, lay.word_shifts[e], lay.select_shifts[e]
                 byte = a & ((1 << shift) - 1)
-                word = (a >> shift) & ((1 << (lay.select_shift - shift)) - 1)
+                word = (a >> shift) & ((1 << (sel_shift - shift)) - 1)
+                sel = (a >> sel_shift) & ((1 << (lay.engine_shift - sel_shift)) - 1)
                 # every byte of a word's slot is mapped, the slot being the word rounded up
                 # to a power of two of bytes
-                depth = Mux(w_sel < shape.pe, shape.weight_depth, shape.neuron_folds)
+                depth = Mux(sel < shape.pe, shape.weight_depth, shape.neuron_folds)
                 with m.Case(e):
                     m.d.comb += [w_full.eq(w_shifted[len(w_word) - 8 * lay.word_bytes[e]:]),
-                                 w_addr.eq(word),
+                                 w_addr.eq(word), w_sel.eq(sel),
                                  w_last.eq(byte == lay.word_bytes[e] - 1),
-                                 w_known.eq((w_sel < shape.selects) & (word < depth))]
+                                 w_known.eq((sel < shape.selects) & (word < depth))]
         w_write = req.act & req.hit_w & req.we & w_known & ~run.busy
         with m.If(w_write):
             m.d.sync += w_word.eq(w_shifted)

@@ -11,7 +11,10 @@ selects: PE ``p``'s weights at ``p``, its channel constants at ``P + p``) holds 
 ``word_bytes[e]`` bytes (the memory's width rounded up to a power of two of bytes; the
 bytes past the width are written and ignored); word ``a``'s byte ``b`` is at::
 
-    W_BASE + (e << engine_shift) + (sel << select_shift) + (a << word_shift(e)) + b
+    W_BASE + (e << engine_shift) + (sel << select_shift(e)) + (a << word_shift(e)) + b
+
+(each engine's select field sits just above its own deepest memory, so a build whose engines
+differ widely in depth and width, a CNV's, still fits the window).
 
 A word is written into the memory when its last byte (``b = word_bytes(e) − 1``) arrives, so
 the host writes whole words, lowest byte first (one WRITE frame of consecutive bytes does).
@@ -67,13 +70,13 @@ class MemoryLayout:
     """Where engine memories sit in the weight window of one build (see the module text)."""
 
     engine_shift: int
-    select_shift: int
+    select_shifts: tuple  # per engine
     word_shifts: tuple    # per engine
     word_bytes: tuple     # per engine
     depths: tuple         # per engine: the deepest memory's words
 
     def address(self, engine, select, word, byte=0):
-        return (W_BASE + (engine << self.engine_shift) + (select << self.select_shift)
+        return (W_BASE + (engine << self.engine_shift) + (select << self.select_shifts[engine])
                 + (word << self.word_shifts[engine]) + byte)
 
 
@@ -86,10 +89,10 @@ def layout(config):
     word_shifts = tuple(_ceil_log2(-(-s.write_data_width // 8)) for s in shapes)
     word_bytes = tuple(1 << ws for ws in word_shifts)
     depths = tuple(s.weight_depth for s in shapes)
-    select_shift = max(_ceil_log2(d) + ws for d, ws in zip(depths, word_shifts))
-    engine_shift = select_shift + _ceil_log2(max(s.selects for s in shapes))
+    select_shifts = tuple(_ceil_log2(d) + ws for d, ws in zip(depths, word_shifts))
+    engine_shift = max(ss + _ceil_log2(s.selects) for ss, s in zip(select_shifts, shapes))
     if _ceil_log2(len(shapes)) + engine_shift > 23:
         raise ValueError(f"the engine memories of {config.format()} need "
                          f"{1 << (_ceil_log2(len(shapes)) + engine_shift)} bytes of address "
                          f"space; the weight window has {1 << 23}")
-    return MemoryLayout(engine_shift, select_shift, word_shifts, word_bytes, depths)
+    return MemoryLayout(engine_shift, select_shifts, word_shifts, word_bytes, depths)
