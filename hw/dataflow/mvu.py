@@ -508,8 +508,7 @@ class MatrixVectorUnit(wiring.Component):
         from registers (the FIFO level, or the reorder buffer's state); ``payload`` is
         stable while ``valid`` and not ``ready``.
     wr : In(WriteSignature(shape))
-        Run-time loading of the weight and channel memories (with ``ram_reg`` a weight write
-        lands a cycle later, from registers per PE; layout in
+        Run-time loading of the weight and channel memories (layout in
         :mod:`xnorflow.hw.dataflow.shape`; ``sw/layers/dataflow_pack.py`` makes the writes, the same
         for every ``mmv``). Write only while the engine is idle (no image in flight): reads do
         not wait for writes.
@@ -756,17 +755,6 @@ class MatrixVectorUnit(wiring.Component):
             addr = Mux(self.wr.en, self.wr.addr, w_addr)
             m.d.comb += [rd.addr.eq(addr), wr.addr.eq(addr)]
             word = _read_register(m, rd.data, f"w{p}_ram", en=~self.wr.en)
-        elif self.ram_reg:
-            # every PE's memory takes its writes from registers of its own, a cycle later: the
-            # write port otherwise fans out to every block RAM of a wide engine (64 of them for
-            # 256x8m4) across the die; writes happen only while the engine is idle
-            en = Signal(name=f"w{p}_wen")
-            addr = Signal.like(self.wr.addr, name=f"w{p}_waddr", reset_less=True)
-            data = Signal(s.simd, name=f"w{p}_wdata", reset_less=True)
-            m.d.sync += [en.eq(self._selected(s.weight_select(p))), addr.eq(self.wr.addr),
-                         data.eq(self.wr.data)]
-            m.d.comb += [rd.addr.eq(w_addr), wr.en.eq(en), wr.addr.eq(addr), wr.data.eq(data)]
-            word = _read_register(m, rd.data, f"w{p}_ram")
         else:
             m.d.comb += [rd.addr.eq(w_addr), wr.addr.eq(self.wr.addr)]
             word = _read_register(m, rd.data, f"w{p}_ram")
