@@ -137,10 +137,8 @@ def test_a_worker_killed_mid_run_loses_nothing(cnn, serial_cnn, tmp_path):
         assert sum(len(chunk) for chunk in json.loads(str(f["batches"]))) == 360  # batch 1
 
 
-@pytest.mark.verilator
-def test_an_interrupted_cluster_run_resumes_from_its_state(cnn, serial_cnn, tmp_path):
-    state = tmp_path / "run.npz"
-    argv = _sim_argv(cnn, "--cluster", "local:2", "--state", str(state), "--chunk", "2")
+def _interrupt_after_a_chunk(argv, state):
+    """Run ``argv``, Ctrl-C it once its journal holds a chunk: (returncode, stdout, stderr)."""
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
@@ -150,7 +148,22 @@ def test_an_interrupted_cluster_run_resumes_from_its_state(cnn, serial_cnn, tmp_
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err[-3000:]
+    return proc.returncode, out, err
+
+
+@pytest.mark.verilator
+def test_an_interrupted_cluster_run_resumes_from_its_state(cnn, serial_cnn, tmp_path):
+    state = tmp_path / "run.npz"
+    argv = _sim_argv(cnn, "--cluster", "local:2", "--state", str(state), "--chunk", "2")
+    # The whole run takes a few seconds: on a loaded machine this test's process may not get
+    # the signal out before the run has finished (seen once in CI: exit 0, all 180 chunks
+    # done). Such a try tests nothing and is made again; an interrupt must take within three.
+    for _ in range(3):
+        code, out, err = _interrupt_after_a_chunk(argv, state)
+        if not (code == 0 and _chunks_done(state) == 180):
+            break
+        state.unlink()
+    assert code == 130, err[-3000:]
     assert out == "" and "run the same command to continue" in err
     kept = _chunks_done(state)
     assert 0 < kept < 180

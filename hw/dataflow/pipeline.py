@@ -94,16 +94,23 @@ class Pipeline(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        # With ram_reg each engine takes its writes from a register of its own, a cycle
-        # later: one short net per engine instead of one net from the core to every weight
-        # memory on the die (18.7 ns of route, the critical path of the 3 M/s ECP5 SFC build).
-        # Writes happen only while no image is in flight, so the cycle changes nothing.
-        write = m.d.sync if self.config.ram_reg else m.d.comb
         for e, engine in enumerate(self.engines):
             m.submodules[f"engine{e}"] = engine
-            write += [engine.wr.sel.eq(self.wr.sel), engine.wr.addr.eq(self.wr.addr),
-                      engine.wr.data.eq(self.wr.data),
-                      engine.wr.en.eq(self.wr.en & (self.wr.engine == e))]
+            hit = self.wr.engine == e
+            if self.config.ram_reg:
+                # Each engine takes its writes from registers of its own, a cycle later: one
+                # short net per engine instead of one from the core to every weight memory on
+                # the die (18.7 ns of route, the 3 M/s ECP5 SFC build's critical path). They
+                # load only when the write is theirs, so Yosys cannot merge the engines'
+                # identical copies back into one (it did: 17.3 ns, the next build's path).
+                # Writes happen only while no image is in flight: the cycle changes nothing.
+                with m.If(hit):
+                    m.d.sync += [engine.wr.sel.eq(self.wr.sel), engine.wr.addr.eq(self.wr.addr),
+                                 engine.wr.data.eq(self.wr.data)]
+                m.d.sync += engine.wr.en.eq(self.wr.en & hit)
+            else:
+                m.d.comb += [engine.wr.sel.eq(self.wr.sel), engine.wr.addr.eq(self.wr.addr),
+                             engine.wr.data.eq(self.wr.data), engine.wr.en.eq(self.wr.en & hit)]
             m.d.comb += self.busy[e].eq(engine.busy)
         for e, converter in enumerate(self.converters):
             m.submodules[f"convert{e}"] = converter
