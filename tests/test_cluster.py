@@ -154,22 +154,23 @@ def _interrupt_after_a_chunk(argv, state):
 @pytest.mark.verilator
 def test_an_interrupted_cluster_run_resumes_from_its_state(cnn, serial_cnn, tmp_path):
     state = tmp_path / "run.npz"
-    argv = _sim_argv(cnn, "--cluster", "local:2", "--state", str(state), "--chunk", "2")
-    # The whole run takes a few seconds: on a loaded machine this test's process may not get
-    # the signal out before the run has finished (seen once in CI: exit 0, all 180 chunks
-    # done). Such a try tests nothing and is made again; an interrupt must take within three.
+    # One worker and one image a task: 360 tasks, so the run lasts long enough for the Ctrl-C
+    # to land in its middle even when the machine is loaded (with two workers and two-image
+    # chunks the whole run took 4 s, and under a loaded CI the signal came after its end).
+    argv = _sim_argv(cnn, "--cluster", "local:1", "--state", str(state), "--chunk", "1")
+    # A try whose signal still lands after the run ended tests nothing and is made again.
     for _ in range(3):
         code, out, err = _interrupt_after_a_chunk(argv, state)
-        if not (code == 0 and _chunks_done(state) == 180):
+        if not (code == 0 and _chunks_done(state) == 360):
             break
         state.unlink()
     assert code == 130, err[-3000:]
     assert out == "" and "run the same command to continue" in err
     kept = _chunks_done(state)
-    assert 0 < kept < 180
-    result, err = _sim(cnn, "--cluster", "local:2", "--state", str(state), "--chunk", "2")
-    assert f"resuming from {state}: {2 * kept} of 360 images done" in err
-    assert result["resumed_images"] == 2 * kept
+    assert 0 < kept < 360
+    result, err = _sim(cnn, "--cluster", "local:1", "--state", str(state), "--chunk", "1")
+    assert f"resuming from {state}: {kept} of 360 images done" in err
+    assert result["resumed_images"] == kept
     _same_simulation(result, serial_cnn, also={"resumed_images"})
 
 
