@@ -138,9 +138,13 @@ def test_a_worker_killed_mid_run_loses_nothing(cnn, serial_cnn, tmp_path):
 
 
 def _interrupt_after_a_chunk(argv, state):
-    """Run ``argv``, Ctrl-C it once its journal holds a chunk: (returncode, stdout, stderr)."""
+    """Run ``argv``, Ctrl-C it once its journal holds a chunk: (returncode, stdout, stderr).
+    The child gets SIGINT's default action back: an earlier test in the same pytest worker can
+    leave SIGINT ignored (seen in CI: exit 0, the run finished), and an ignored signal stays
+    ignored across exec, so Python would never raise KeyboardInterrupt in the child."""
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_for_a_chunk(proc, state)
         proc.send_signal(signal.SIGINT)                          # Ctrl-C on the client
