@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from xnorflow.hw.dataflow.pool import MaxPool2x2, PoolModel, pool_timing
-from xnorflow.hw.dataflow.testing import StreamMonitor, drive_ready, rejected, send, simulate
+from xnorflow.hw.dataflow.testing import (StreamMonitor, drive_ready, offered_cycles, record_ready,
+                                           rejected, send, simulate)
 from xnorflow.hw.dataflow.timing import SinkModel, SourceModel, connect_chain
 
 
@@ -34,15 +35,6 @@ def decode_beats(beats, images, height, width, channels, lanes):
     return np.array(bits, dtype=bool).reshape(images, height // 2, width // 2, channels)
 
 
-def offered_cycles(mon):
-    """The first cycle each accepted beat was valid (the source holds it until taken)."""
-    offered, prev = [], -1
-    for taken in mon.cycles():
-        offered.append(mon.valid_cycles[bisect.bisect_right(mon.valid_cycles, prev)])
-        prev = taken
-    return offered
-
-
 class StreamRules:
     """Checks, every cycle, that ``valid`` and the payload stay put while valid & ~ready."""
 
@@ -57,16 +49,6 @@ class StreamRules:
                 self.violations.append((cycle, valid, payload, held))
             held = payload if valid and not ready else None
             cycle += 1
-
-
-async def record_ready(ctx, stream, done, rng, stall, ready):
-    """Drive ``stream.ready`` low with probability ``stall`` per cycle, appending each cycle's
-    value to ``ready``, until ``done()``."""
-    while not done():
-        ready.append(int(rng.random() >= stall))
-        ctx.set(stream.ready, ready[-1])
-        await ctx.tick()
-        assert len(ready) < 100_000, "the pool stopped producing"
 
 
 def run(dut, beats, rng, gap, stall, ready=None):

@@ -8,18 +8,9 @@ import pytest
 from xnorflow.hw.dataflow.convert import WidthConverter
 from xnorflow.hw.dataflow.mvu import MatrixVectorUnit
 from xnorflow.hw.dataflow.register_slice import RegisterSlice
-from xnorflow.hw.dataflow.testing import StreamMonitor, send, simulate
+from xnorflow.hw.dataflow.testing import StreamMonitor, offered_cycles, send, simulate
 from xnorflow.hw.dataflow.timing import (ConverterModel, MvuModel, OnDemand, RegisterSliceModel,
                                          SinkModel, SourceModel, connect_chain, mvu_latency)
-
-
-def offered_cycles(mon):
-    """The first cycle each input beat was valid (the source holds it until it is taken)."""
-    valid, offered, after = mon.valid_cycles, [], -1
-    for taken in mon.cycles():
-        offered.append(next(c for c in valid if c > after))
-        after = taken
-    return offered
 
 
 def run(dut, beats, outputs, rng, gap, stall):

@@ -4,7 +4,8 @@ model (window_timing) equal to the simulated cycles, and bad parameters refused.
 import numpy as np
 import pytest
 
-from xnorflow.hw.dataflow.testing import StreamMonitor, drive_ready, rejected, send, simulate
+from xnorflow.hw.dataflow.testing import (StreamMonitor, drive_ready, offered_cycles, record_ready,
+                                           rejected, send, simulate)
 from xnorflow.hw.dataflow.timing import SinkModel, SourceModel, connect_chain
 from xnorflow.hw.dataflow.window import SlidingWindowUnit, WindowModel, window_timing
 
@@ -36,16 +37,6 @@ async def check_output_holds(ctx, o):
         if held is not None:
             assert valid and payload == held, "o changed while valid & ~ready"
         held = payload if valid and not ready else None
-
-
-async def record_ready(ctx, stream, done, rng, stall, ready):
-    """Drive ``stream.ready`` low with probability ``stall`` per cycle, appending each cycle's
-    value to ``ready``, until ``done()``."""
-    while not done():
-        ready.append(int(rng.random() >= stall))
-        ctx.set(stream.ready, ready[-1])
-        await ctx.tick()
-        assert len(ready) < 100_000, "the unit stopped producing"
 
 
 def run(dut, images, rng, gap, stall, ready=None):
@@ -112,15 +103,6 @@ def test_ring_never_overwrites_a_row_still_read(height, width, channels, lanes, 
     assert mon_o.payloads() == expected
     waited = len(mon_i.valid_cycles) - len(mon_i.beats)
     assert waited > dut.out_beats, "the writer never waited for the reader: nothing was tested"
-
-
-def offered_cycles(mon_i):
-    """The first cycle each input beat was offered: the source holds it until it is taken."""
-    valid, offered, after = mon_i.valid_cycles, [], -1
-    for taken in mon_i.cycles():
-        offered.append(next(c for c in valid if c > after))
-        after = taken
-    return offered
 
 
 @pytest.mark.parametrize("height, width, channels, lane_bits, lanes, rows, gap", [

@@ -21,7 +21,8 @@ from amaranth.hdl import ClockDomain, Module
 from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
-__all__ = ["simulate", "load", "send", "drive_ready", "StreamMonitor", "rejected"]
+__all__ = ["simulate", "load", "send", "drive_ready", "record_ready", "offered_cycles",
+           "StreamMonitor", "rejected"]
 
 
 def simulate(dut, testbenches, background=(), name="dataflow"):
@@ -120,3 +121,23 @@ def rejected():
             yield
         finally:
             gc.collect()
+
+
+async def record_ready(ctx, stream, done, rng, stall, ready):
+    """Drive ``stream.ready`` low with probability ``stall`` per cycle, appending each cycle's
+    value to ``ready``, until ``done()`` (a wedged design fails, not hangs)."""
+    while not done():
+        ready.append(int(rng.random() >= stall))
+        ctx.set(stream.ready, ready[-1])
+        await ctx.tick()
+        assert len(ready) < 100_000, "the design stopped producing"
+
+
+def offered_cycles(mon):
+    """The first cycle each beat a :class:`StreamMonitor` saw was offered (valid): the source
+    holds a beat until it is taken."""
+    valid, offered, after = mon.valid_cycles, [], -1
+    for taken in mon.cycles():
+        offered.append(next(c for c in valid if c > after))
+        after = taken
+    return offered
