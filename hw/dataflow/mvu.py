@@ -450,7 +450,8 @@ class MatrixVectorUnit(wiring.Component):
         ``simd ≤ n_in``, ``pe ≤ n_out``, any N and M: padding is exact).
     ram_reg : bool
         Register the weight, input-buffer and channel-memory read data once in the fabric
-        before use (+1 cycle of latency). On ECP5 the block RAM's clock-to-out (≈ 6 ns,
+        before use, and give every weight memory a read-address register of its own (+2
+        cycles of latency; the write port likewise, :meth:`_write`). On ECP5 the block RAM's clock-to-out (≈ 6 ns,
         Yosys maps DP16KD without its output register) otherwise meets the first popcount
         LUT in the same cycle; on iCE40 the register costs a logic cell per bit (an iCE40
         flip-flop cannot pack with an unrelated LUT), and the UP5K's targets are slow
@@ -523,7 +524,7 @@ class MatrixVectorUnit(wiring.Component):
       half while group n computes, so with input available and ``o`` ready consecutive
       groups follow without a bubble;
     * latency from the cycle the last input beat of a group is accepted to the cycle its
-      first output beat is valid: ``SF + 4 + ram_reg + popcount_stages(S) + plane_stages(k)``
+      first output beat is valid: ``SF + 4 + 2·ram_reg + popcount_stages(S) + plane_stages(k)``
       (+ ``m·P + ram_reg`` with the serial output stage, + ``(NF − 1)·SF + 1`` with
       ``mmv > 1``; :func:`~timing.mvu_latency`); with ``mmv = 1`` beat ``nf`` follows ``nf·SF``
       cycles later, with ``mmv > 1`` image ``j``'s beat ``nf`` ``j·NF + nf`` cycles later
@@ -633,13 +634,50 @@ class MatrixVectorUnit(wiring.Component):
         """The write port writes the memory with this select in this cycle."""
         return self.wr.en & (self.wr.sel == select)
 
+    def _write(self, m, port, select, name):
+        """Drive memory write port ``port`` from ``wr`` for the memory with ``select``.
+
+        With ``ram_reg`` (the ECP5 builds) every memory takes its address and enable from
+        registers of its own, a cycle after ``wr``, and the data from one register per
+        engine loaded in the same cycle: the address net of an engine reached every weight
+        block RAM of the engine, 64 of them spread over the die in the 3 M/s SFC build (22.1
+        ns of route, its critical path); a memory's own register reaches only its own few.
+        The registers load only on their own memory's writes, so Yosys cannot merge them
+        back into one. The data is not copied per memory: each data bit already goes only to
+        the one column of block RAMs that stores it in every PE (fan-out P), and copying
+        it per PE (build 4) did not route. Writes happen only while no image is in flight,
+        so the cycle changes nothing else."""
+        hit = self._selected(select)
+        if not self.ram_reg:
+            m.d.comb += [port.en.eq(hit), port.addr.eq(self.wr.addr), port.data.eq(self.wr.data)]
+            return
+        en = Signal(name=f"{name}_wr_en")
+        addr = Signal.like(self.wr.addr, name=f"{name}_wr_addr", reset_less=True)
+        m.d.sync += en.eq(hit)
+        with m.If(hit):
+            m.d.sync += addr.eq(self.wr.addr)
+        m.d.comb += [port.en.eq(en), port.addr.eq(addr),
+                     port.data.eq(self._write_data(m))]
+
+    def _write_data(self, m):
+        """``wr.data`` registered once per engine (with ``ram_reg``), loaded on every write:
+        aligned with the per-memory address and enable registers of :meth:`_write`."""
+        if self._wr_data is None:
+            self._wr_data = Signal.like(self.wr.data, name="wr_data", reset_less=True)
+            with m.If(self.wr.en):
+                m.d.sync += self._wr_data.eq(self.wr.data)
+        return self._wr_data
+
     def elaborate(self, platform):
         m = Module()
         s = self.shape
         M, width = self.mmv, s.in_beat_bits
+        self._wr_data = None           # made by the first memory that needs it (_write_data)
         release = Signal()             # an output entry came free: the reader's credit
         control = self._control(m, release)
-        x = self._edge(m, _read_register(m, control["x"], "x_ram"), "x")
+        # with ram_reg the weight memories' read address is a register of each PE's own
+        # (_weights), a cycle later: the input word waits a cycle more to stay aligned
+        x = self._edge(m, self._edge(m, _read_register(m, control["x"], "x_ram"), "x"), "x_late")
         totals = [[] for _ in range(M)]    # totals[j][p]: image j's fold sum in PE p
         for p in range(s.pe):
             w = None
@@ -733,7 +771,7 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += [buf_r.addr.eq(Cat(sf[:sf_bits], rd_half)), self.busy.eq(go)]
 
         # ---- sideband at the accumulators -------------------------------------------------
-        to_acc = 1 + int(self.ram_reg) + timing.datapath_stages(S, k, self.levels_per_stage)
+        to_acc = 1 + 2 * int(self.ram_reg) + timing.datapath_stages(S, k, self.levels_per_stage)
         issue_valid, issue_done = Signal(), Signal()
         m.d.comb += [issue_valid.eq(go), issue_done.eq(go & fold_end)]
         early = delay(m, issue_done, to_acc - int(self.ram_reg), "done_early")
@@ -749,14 +787,15 @@ class MatrixVectorUnit(wiring.Component):
         s = self.shape
         m.submodules[f"weights{p}"] = mem = self._memory("weights", s.simd, s.weight_depth)
         rd, wr = mem.read_port(domain="comb"), mem.write_port()
-        m.d.comb += [wr.en.eq(self._selected(s.weight_select(p))), wr.data.eq(self.wr.data)]
         if self.ram_styles.get("weights") == "huge":
             # SPRAM has one address for reading and writing; the read pauses while writing
-            addr = Mux(self.wr.en, self.wr.addr, w_addr)
-            m.d.comb += [rd.addr.eq(addr), wr.addr.eq(addr)]
+            addr = Mux(self.wr.en, self.wr.addr, self._edge(m, w_addr, f"w{p}_addr"))
+            m.d.comb += [wr.en.eq(self._selected(s.weight_select(p))), wr.data.eq(self.wr.data),
+                         rd.addr.eq(addr), wr.addr.eq(addr)]
             word = _read_register(m, rd.data, f"w{p}_ram", en=~self.wr.en)
         else:
-            m.d.comb += [rd.addr.eq(w_addr), wr.addr.eq(self.wr.addr)]
+            self._write(m, wr, s.weight_select(p), f"weights{p}")
+            m.d.comb += rd.addr.eq(self._edge(m, w_addr, f"w{p}_addr"))
             word = _read_register(m, rd.data, f"w{p}_ram")
         return self._edge(m, word, f"w{p}")
 
@@ -789,9 +828,7 @@ class MatrixVectorUnit(wiring.Component):
             if s.has_channel_memory:
                 m.submodules[f"channels{p}"] = mem = self._memory(
                     "channels", s.channel_word_width, NF)
-                wr = mem.write_port()
-                m.d.comb += [wr.en.eq(self._selected(s.channel_select(p))),
-                             wr.addr.eq(self.wr.addr), wr.data.eq(self.wr.data)]
+                self._write(m, mem.write_port(), s.channel_select(p), f"channels{p}")
                 word = self._channel_word(m, mem, t_addr, f"cw{p}")
             for j in range(M):
                 result = self._result_signal(f"result{p}" if M == 1 else f"result{p}_{j}")
