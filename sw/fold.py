@@ -155,14 +155,19 @@ def _map_all(family, mems):
 
 def _memory_lut4(family, use):
     """LUT4s of a memory Yosys leaves out of the RAM blocks. ECP5 distributed RAM: a
-    TRELLIS_DPR16X4 (16 words × 4 bits) is 4 LUTs' worth of a slice pair, so 16 bits per
-    LUT, plus a 2:1 multiplexer per bit for every further 16 words of depth. Flip-flops: on
+    TRELLIS_DPR16X4 (16 words × 4 bits) takes a slice pair's 4 LUTs and half of a third
+    slice's (the RAMW slice that drives its write port; no logic can use those LUTs): 6 LUT4
+    places per 64 bits, as nextpnr counts them against the device ("RAM LUTs" + "RAMW
+    LUTs": 14,660 + 7,330 for the 3,665 DPR16X4 of the CNV's 10 k/s fold; this model counted
+    4 and underestimated that build by 7,330 LUT4), plus a 2:1 multiplexer per bit for every
+    further 16 words of depth. Flip-flops: on
     iCE40 each bit takes a logic cell (its flip-flop cannot pair with an unrelated LUT), on
     ECP5 flip-flops are apart from the LUTs and only the read multiplexer (4 bits a LUT)
     counts."""
     bits = use.count * use.width * use.depth
     if use.kind == "lutram":
-        return bits / 16 + use.count * use.width * (-(-use.depth // 16) - 1)
+        dpr16x4 = use.count * -(-use.width // 4) * -(-use.depth // 16)
+        return 6 * dpr16x4 + use.count * use.width * (-(-use.depth // 16) - 1)
     if use.kind == "logic":
         return bits if family == "ice40" else bits / 4
     return 0.0
