@@ -475,7 +475,7 @@ def simulate(model, x, y=None, *, engine="verilator", config=None, batch=None, p
     batches = journal.all_batches()
     sim_cycles = int(journal.cycles.sum())
     ints = journal.ints
-    golden = model.forward(x)[-1][0]
+    golden = model.outputs(x)
     pred = model.head.scores(ints).argmax(axis=1)
     if outputs is not None:
         write_outputs(outputs, pred, ints)

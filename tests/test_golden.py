@@ -111,3 +111,20 @@ def test_model_forward_equals_float_reference(seed, k, depth):
         h = np.where(bits, 1.0, -1.0)
     assert (model.logits(x) == acc * model.head.alpha + model.head.bias).all()
     assert (model.predict(x) == model.logits(x).argmax(1)).all()
+
+
+def test_outputs_in_chunks_equal_the_whole_batch_forward():
+    """Model.outputs (what ``sim`` compares the hardware with) computes a batch a chunk at a
+    time so a CNN's intermediates never exist for the whole test set at once: chunks of
+    every size, including a last partial one, give exactly forward()'s last integers."""
+    from xnorflow.sw.random_models import random_cnn_model
+    rng = np.random.default_rng(7)
+    cnn = random_cnn_model(rng, (6, 6, 2), [4, "pool", 8], [5], 3)
+    mlp = random_model(rng, [20, 16, 7], 2)
+    for model in (cnn, mlp):
+        x = random_inputs(rng, model, 37)
+        whole = model.forward(x)[-1][0]
+        for chunk in (1, 8, 36, 37, 256):
+            got = model.outputs(x, chunk=chunk)
+            assert got.dtype == whole.dtype and np.array_equal(got, whole), (model.name, chunk)
+        assert np.array_equal(model.predict(x), model.head.scores(whole).argmax(axis=1))
