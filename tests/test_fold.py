@@ -126,9 +126,14 @@ def test_a_conv_model_folds_with_its_pools_inside_the_conv_engines():
     assert report["inferences_per_second"] >= 10_000          # issue #26's iCE40 target
 
 
-def test_the_fashion_cnv_folds_to_10k_per_second_on_the_ecp5():
+def test_the_fashion_cnv_fold_on_the_ecp5_stays_placeable():
+    """The CNV's 10 k/s fold (interval 9,408 cycles) needs ~80 % of the ECP5-85F's LUTs in the
+    model, 87 % packed, and did not place (docs/dataflow.md, "Convolution"): the search
+    stops at the fastest fold inside the 75 % budget and says what binds."""
     model = xnf.load(ROOT / "benchmarks/results/fmnist_cnn/cnv/rbnn.xnf")
     result = F.fold_model(model, "ulx3s-85f", target_ips=10_000)
-    assert result.limited_by == "target reached"
-    assert result.config.interval <= 100e6 / 10_000
+    assert result.limited_by != "target reached"
+    assert result.config.interval > 100e6 / 10_000
+    assert result.estimate.luts <= F.LUT_BUDGET["ecp5"] * 83_640
     assert result.estimate.brams <= 208
+    assert 100e6 / result.config.interval >= 7_000      # the fastest fit: 12,544 cycles
