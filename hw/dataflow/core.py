@@ -300,14 +300,18 @@ class DataflowCore(wiring.Component):
         # weight word) then starts at a register, not at the end of the address decode (the
         # CNV 7 k/s ECP5 build's critical path, 20.9 ns, 8 of them that enable's route).
         # Requests are at least three cycles apart, so a word is whole before the next byte.
-        shift = Signal(name="w_shift")
-        byte = Signal(8, name="w_byte", reset_less=True)
-        last, engine = Signal(name="w_last_d"), Signal.like(w_engine, name="w_engine_d")
-        sel, addr = Signal.like(w_sel, name="w_sel_d"), Signal.like(w_addr, name="w_addr_d")
-        m.d.sync += shift.eq(w_write)
-        with m.If(w_write):
-            m.d.sync += [byte.eq(req.data), last.eq(w_last), engine.eq(w_engine),
-                         sel.eq(w_sel), addr.eq(w_addr)]
+        # ECP5 builds only (ram_reg): on the iCE40 the registers cost ~56 logic cells of a
+        # full UP5K and its 28 MHz design does not need them.
+        shift, byte, last, engine, sel, addr = w_write, req.data, w_last, w_engine, w_sel, w_addr
+        if cfg.ram_reg:
+            shift = Signal(name="w_shift")
+            byte = Signal(8, name="w_byte", reset_less=True)
+            last, engine = Signal(name="w_last_d"), Signal.like(w_engine, name="w_engine_d")
+            sel, addr = Signal.like(w_sel, name="w_sel_d"), Signal.like(w_addr, name="w_addr_d")
+            m.d.sync += shift.eq(w_write)
+            with m.If(w_write):
+                m.d.sync += [byte.eq(req.data), last.eq(w_last), engine.eq(w_engine),
+                             sel.eq(w_sel), addr.eq(w_addr)]
         w_shifted = Cat(w_word[8:], byte)
         with m.If(shift):
             m.d.sync += w_word.eq(w_shifted)
