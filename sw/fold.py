@@ -260,6 +260,12 @@ class _Candidate:
 MMV_CHOICES = (1, 2, 4)
 
 
+#: Pixels per weight read the search tries for a conv engine (MMV over an image's output
+#: pixels): the CNV's fast folds keep their weights in block RAM only when each weight word
+#: serves several windows (docs/dataflow.md, "Convolution").
+CONV_MMV_CHOICES = (1, 2, 4, 8)
+
+
 def _simd_choices(layer):
     """S candidates: powers of two and the whole size; a conv also its window's multiples of
     C (C, 3·C, 9·C: a window beat is then a whole tap, the converter into S wires or a
@@ -279,16 +285,17 @@ def _pe_choices(layer):
     return widths
 
 
-def _candidates(device, layer, options):
+def _candidates(device, layer, options, conv_mmv=CONV_MMV_CHOICES):
     """Every fold of one layer (S and P powers of two or the whole size, a conv's S also its
-    window's multiples of C; MMV 1, 2 or 4 where the fold allows it and the FIFOs hold whole
-    groups, 1 for conv; weights in block RAM, and on an UltraPlus in SPRAM where they fit its
-    four 16-bit blocks), with its cost."""
+    window's multiples of C; MMV 1, 2 or 4 images where the fold allows it and the FIFOs hold
+    whole groups, a conv's 1, 2, 4 or 8 pixels where they divide its image; weights in block
+    RAM, and on an UltraPlus in SPRAM where they fit its four 16-bit blocks), with its cost."""
     n_in, n_out = layer["n_in"], layer["n_out"]
     family = device.family
     images = [options.get(f, DataflowConfig.__dataclass_fields__[f].default)
               for f in ("in_images", "out_images")]
-    mmvs = (1,) if layer["image"] is not None else MMV_CHOICES
+    conv = layer["image"] is not None
+    mmvs = conv_mmv if conv else MMV_CHOICES
     found = []
     for simd in _simd_choices(layer):
         for pe in _pe_choices(layer):
@@ -297,7 +304,7 @@ def _candidates(device, layer, options):
                     and -(-n_in // simd) * -(-n_out // pe) <= 16384:
                 kinds.append("spram")
             for weights, mmv in ((w, m) for w in kinds for m in mmvs):
-                if any(n % mmv for n in images):
+                if not conv and any(n % mmv for n in images):
                     continue
                 try:
                     fold = EngineFold(**layer, simd=simd, pe=pe, weights=weights, mmv=mmv)
@@ -353,7 +360,8 @@ def _cheapest(device, fronts, fixed):
     return best
 
 
-def fold_model(model, board, target_ips=None, clock_mhz=None, **options):
+def fold_model(model, board, target_ips=None, clock_mhz=None, conv_mmv=CONV_MMV_CHOICES,
+               **options):
     """The folding of ``model`` for ``board``: the cheapest that reaches ``target_ips`` at
     ``clock_mhz`` (default :data:`DATAFLOW_CLOCK_MHZ`), or without a target the fastest that
     fits. FoldError when no folding fits.
@@ -362,7 +370,9 @@ def fold_model(model, board, target_ips=None, clock_mhz=None, **options):
     size, weights in block RAM or SPRAM) are costed alone (logic, block RAMs, SPRAMs); for an
     interval T each engine keeps the Pareto-best folds that make T, and a branch-and-bound
     picks the combination whose fullest resource is least used. Feasibility only grows with
-    T, so a bisection over the achievable intervals finds the fastest that fits."""
+    T, so a bisection over the achievable intervals finds the fastest that fits.
+    ``conv_mmv``: the pixels per weight read tried for conv engines (:data:`CONV_MMV_CHOICES`;
+    ``(1,)`` searches without MMV over pixels)."""
     device = R.get_device(board)
     clock = clock_mhz or DATAFLOW_CLOCK_MHZ[board]
     layers = _layers(model)
@@ -370,7 +380,7 @@ def fold_model(model, board, target_ips=None, clock_mhz=None, **options):
     if any(layer["image"] is not None for layer in layers):
         defaults.update(in_images=CONV_RUN_IMAGES, out_images=CONV_RUN_IMAGES)
     options = {**defaults, **options}
-    cands = [_candidates(device, layer, options) for layer in layers]
+    cands = [_candidates(device, layer, options, conv_mmv) for layer in layers]
     # the memories and logic outside the engines, from the smallest fold's FIFOs and link
     smallest = DataflowConfig(tuple(min(c, key=lambda x: x.lut4).fold for c in cands), **options)
     _, count, memory_lut4 = _map_all(device.family, _shared_memories(smallest))

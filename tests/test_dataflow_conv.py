@@ -52,6 +52,20 @@ FOLDS = {
     # the iCE40 options: serial output stages, two adder levels per stage, no RAM registers
     "serial, levels 2, no ram_reg": ((4, 4, 1), 2, [4, 8], [5], [(9, 4), (4, 2), (16, 5)],
                                      {"serial": 1, "levels": 2, "ram_reg": 0}, 16 * 36),
+    # MMV over pixels: conv0 computes 4 windows per weight read (SF·NF = 9·8 per 4 pixels),
+    # its burst of 4·8 beats goes through the pool, a gathering converter and conv1 (4 pixels
+    # per read: a whole 2×2 image a group)
+    "pixel mmv, pool, pixel mmv": ((4, 4, 2), 2, [8, "pool", 16], [5],
+                                   [(2, 1, 4), (8, 2, 4), (16, 5)], {}, 16 * 18),
+    # a conv of 4 pixels per read (its window unit the bottleneck: 4·9 beats per group) into
+    # a dense engine of 2 images per read: runs are whole pairs of images
+    "pixel mmv, then image mmv": ((4, 4, 1), 4, [4], [16, 5], [(1, 1, 4), (4, 2, 2), (4, 5)],
+                                  {"in_images": 4, "out_images": 4}, 16 * 9),
+    # pixel MMV with the iCE40 options: the serial stage walks m·P sums in a fold
+    "pixel mmv, serial, levels 2, no ram_reg": ((4, 4, 1), 2, [4, 8], [5],
+                                                [(1, 1, 2), (4, 2, 4), (16, 5)],
+                                                {"serial": 1, "levels": 2, "ram_reg": 0},
+                                                16 * 18),
 }
 
 
@@ -135,7 +149,7 @@ def _random_conv_fold(rng):
         pe = rng.choice([p for p in (1, 2, 4, 8) if m % p == 0])
         engines.append(EngineFold(9 * c, m, simd, pe, k if not engines else 1,
                                   "unsigned" if not engines else "binary",
-                                  image=(h, w, c), pool=pool))
+                                  image=(h, w, c), pool=pool, mmv=rng.choice([1, 1, 2, 4])))
         h, w, c = engines[-1].out_image
     n = h * w * c
     for last in (False, True)[rng.randint(0, 1):]:
@@ -169,3 +183,11 @@ def test_a_long_run_of_a_cnv_sized_layer_is_quick():
     run = run_cycles(config, 300)
     assert time.perf_counter() - start < 5
     assert run["interval"] == 28 * 28 * 72
+    # four pixels per weight read: a quarter of the weight reads, the same pattern search
+    config = DataflowConfig.parse("df:28x28x64>64:64x8m4,50176>10r:512x10;in_images=300,"
+                                  "out_images=300")
+    start = time.perf_counter()
+    run = run_cycles(config, 300)
+    assert time.perf_counter() - start < 5
+    assert run["interval"] == 28 * 28 // 4 * 9 * 8
+    assert run["by_engine"][0] == 300 * 28 * 28 // 4 * 9 * 8

@@ -73,10 +73,25 @@ def test_an_mmv_engine_makes_its_group_in_a_burst():
     ("df:64u4>256:16x8m2,256>10r:4x1", "an MMV engine's next S must be at least its P"),
     ("df:64u4>256:16x4m2,256>10r:16x1;in_images=5", "in_images must be a multiple of 2"),
     ("df:64u4>256:16x4m2,256>10r:16x1;out_images=3", "out_images must be a multiple of 2"),
+    # a conv engine's mmv groups pixels: it must divide the image's H·W
+    ("df:5x5x1u4>8:9x1m2,200>10r:8x1", r"mmv 2 pixels per weight read must divide the 5×5"),
+    ("df:4x4x1u4>8:9x1m4,128>10r:8x1", "exceeds its 1 synapse folds"),
 ])
 def test_mmv_folds_that_cannot_work_are_refused_by_name(text, message):
     with pytest.raises(ValueError, match=message):
         DataflowConfig.parse(text)
+
+
+def test_a_conv_engines_mmv_groups_pixels_not_images():
+    text = "df:4x4x2u4>8p:2x1m4,2x2x8>16:8x2m4,64>10r:16x5"
+    config = DataflowConfig.parse(text)
+    assert config.format() == text
+    conv0, conv1, _ = config.engines
+    # runs need no whole groups of images: a group never leaves its image
+    assert config.group == 1 and conv0.images_per_group == 1
+    # conv0: SF·NF = 9·8 per 4 pixels, 4 groups per image; conv1: one group per 2×2 image
+    assert (conv0.cycles, conv0.busy_cycles, conv1.cycles) == (4 * 72, 4 * 72, 72)
+    assert run_cycles(config, 3)["by_engine"] == [3 * 4 * 72, 3 * 72, 3 * 4 * 2]
 
 
 def test_mmv_round_trips_through_the_text_form():

@@ -10,7 +10,8 @@ Compact text form (the IDENT block carries it, so the driver recovers the build)
 
 one ``N[u k]>M[r]:SxP[m M][s|l]`` item per engine (``u k``: unsigned k-bit input, else binary
 ±1; ``r``: raw integer output, else threshold bits; ``S`` synapses per cycle, ``P`` channels
-in parallel; ``m M``: M images per weight read (MMV); ``s``/``l``: weights in SPRAM/LUT RAM),
+in parallel; ``m M``: M images per weight read (MMV; a conv engine's M pixels); ``s``/``l``:
+weights in SPRAM/LUT RAM),
 then ``;key=value`` build options (:class:`DataflowConfig`'s fields).
 """
 import math
@@ -51,9 +52,16 @@ class EngineFold:
     each output pixel's window of ``n_in = 9·C`` elements (tap-major) and the matrix-vector
     unit computes its ``n_out`` channels, pixel after pixel; ``pool``: a 2×2 max-pool follows
     the threshold (:class:`~xnorflow.hw.dataflow.pool.MaxPool2x2`). Text
-    ``HxWxC[uK]>M[p]:SxP``, e.g. ``28x28x1u4>64:9x8`` or ``28x28x64>64p:576x8``. A conv engine
-    thresholds, has ``P`` dividing ``M`` (its output stream has no padding inside an image)
-    and ``mmv = 1``.
+    ``HxWxC[uK]>M[p]:SxP[mM]``, e.g. ``28x28x1u4>64:9x8`` or ``28x28x64>64p:576x8m4``. A conv
+    engine thresholds and has ``P`` dividing ``M`` (its output stream has no padding inside an
+    image). A conv engine's ``mmv`` counts *pixels* per weight read, not images: the unit
+    takes each output pixel's window as one of its vectors, so ``m`` consecutive windows of
+    the same image share every weight word, and its reorder buffer plays their outputs out
+    pixel after pixel (HWC order, as the stream wants). ``m`` divides ``H·W`` (a group never
+    straddles two images, so runs need no padding images) and the engine's cycles per image
+    are ``H·W/m · max(SF·NF, m·9·C/lanes)`` (the window unit makes one beat per cycle). This
+    is what moves a fast conv's weights from LUT RAM to block RAM: m× fewer weight bits per
+    MAC (docs/dataflow.md, "Convolution").
     ``weights``: where the weight memory lives: ``"block"`` (Yosys chooses, block RAM for
     anything large), ``"spram"`` (iCE40 UltraPlus SPRAM, ``ram_style = "huge"``: 16 bits wide
     each, S·P/16 of the four 256 kbit blocks side by side; text suffix ``s``) or ``"lutram"``
@@ -114,8 +122,10 @@ class EngineFold:
         if self.n_out % self.pe:
             raise ValueError(f"{where}: P={self.pe} must divide the {self.n_out} output "
                              f"channels (a conv's output stream has no padding inside an image)")
-        if self.mmv != 1:
-            raise ValueError(f"{where}: a conv engine has mmv 1")
+        if isinstance(self.mmv, int) and self.mmv >= 1 and (h * w) % self.mmv:
+            raise ValueError(f"{where}: mmv {self.mmv} pixels per weight read must divide the "
+                             f"{h}×{w} = {h * w} output pixels of an image (a group never "
+                             f"straddles two images)")
         if self.pool and (h < 2 or w < 2):
             raise ValueError(f"{where}: a 2×2 pool needs an image of at least 2×2, got {h}×{w}")
 
@@ -180,26 +190,37 @@ class EngineFold:
         return self.n_in // self.in_lanes if self.is_conv else 0
 
     @property
+    def images_per_group(self):
+        """Images the engine computes together: ``mmv`` for a dense engine; 1 for a conv
+        engine, whose ``mmv`` groups the pixels of one image."""
+        return 1 if self.is_conv else self.mmv
+
+    @property
     def group_cycles(self):
-        """Initiation interval of this engine alone: cycles per group of ``mmv`` images
-        (:func:`timing.mvu_cycles`); a conv engine's pixels each take the longer of the
-        matrix-vector unit's ``SF·NF`` and the window unit's beats (one per cycle)."""
+        """Initiation interval of this engine alone: cycles per group of
+        :attr:`images_per_group` images (:func:`timing.mvu_cycles`, ``SF·NF``); a conv
+        engine's groups of ``mmv`` pixels each take the longer of the matrix-vector unit's
+        ``SF·NF`` and the window unit's beats for them (one per cycle)."""
         mvu = timing.mvu_cycles(self.n_in, self.n_out, self.simd, self.pe, self.input_bits,
                                 self.mmv)
-        return self.pixels * max(mvu, self.window_beats)
+        if self.is_conv:
+            return self.pixels // self.mmv * max(mvu, self.mmv * self.window_beats)
+        return mvu
 
     @property
     def busy_cycles(self):
         """Cycles per group in which the engine reads a weight word (its ``busy`` counter):
-        ``SF·NF`` per pixel."""
-        return self.pixels * timing.mvu_cycles(self.n_in, self.n_out, self.simd, self.pe,
-                                               self.input_bits, self.mmv)
+        ``SF·NF`` per group of vectors (for a conv engine ``H·W/mmv`` of them per image)."""
+        mvu = timing.mvu_cycles(self.n_in, self.n_out, self.simd, self.pe, self.input_bits,
+                                self.mmv)
+        return self.pixels // self.mmv * mvu if self.is_conv else mvu
 
     @property
     def cycles(self):
-        """Cycles per image: ``group_cycles / mmv`` (an int when it divides, else a float)."""
-        group = self.group_cycles
-        return group // self.mmv if group % self.mmv == 0 else group / self.mmv
+        """Cycles per image: ``group_cycles / images_per_group`` (an int when it divides, else
+        a float)."""
+        group, n = self.group_cycles, self.images_per_group
+        return group // n if group % n == 0 else group / n
 
     def format(self):
         k = f"u{self.input_bits}" if self.input_kind == "unsigned" else ""
@@ -234,7 +255,7 @@ class EngineFold:
                            if suffix == match["ram"])
         except ValueError:
             raise ValueError(f"engine {text!r}: expected N[uK]>M[r]:SxP[mM][s|l] (dense) or "
-                             f"HxWxC[uK]>M[p]:SxP (conv), e.g. 64u4>256:16x32, "
+                             f"HxWxC[uK]>M[p]:SxP[mM][s|l] (conv), e.g. 64u4>256:16x32, "
                              f"256>256:32x8m2 or 28x28x1u4>64p:9x8") from None
         return cls(n_in, n_out, simd, pe, k, kind, "raw" if raw else "threshold",
                    weights=weights, mmv=mmv, image=image, pool=pool)
@@ -319,14 +340,14 @@ class DataflowConfig:
                 # an MMV engine's beats come one per cycle: a converter splitting each into
                 # P/S beats would fall behind it
                 raise ValueError(f"{where}: its S={b.simd} is below engine {e}'s P={a.pe}, "
-                                 f"which computes {a.mmv} images per weight read: an MMV "
+                                 f"which computes {a.mmv} vectors per weight read: an MMV "
                                  f"engine's next S must be at least its P")
         if engines[-1].output != "raw":
             raise ValueError(f"the last engine ({engines[-1].format()}) must have raw output")
         for name in ("in_images", "out_images"):
             if getattr(self, name) % self.group:
-                raise ValueError(f"{name} must be a multiple of {self.group}, the largest mmv "
-                                 f"(a run is whole groups), got {getattr(self, name)}")
+                raise ValueError(f"{name} must be a multiple of {self.group}, the largest dense "
+                                 f"mmv (a run is whole groups), got {getattr(self, name)}")
 
     # -- derived figures -------------------------------------------------------------------
 
@@ -345,8 +366,9 @@ class DataflowConfig:
 
     @property
     def group(self):
-        """Images a run is a multiple of: the largest ``mmv`` (all are powers of two)."""
-        return max(e.mmv for e in self.engines)
+        """Images a run is a multiple of: the largest dense engine's ``mmv`` (all are powers
+        of two; a conv engine's groups pixels inside an image)."""
+        return max(e.images_per_group for e in self.engines)
 
     @property
     def first(self):

@@ -24,7 +24,9 @@ class ConvEngine(wiring.Component):
     Parameters
     ----------
     fold : EngineFold
-        The layer and its folding (``image``, ``pool``, ``simd``, ``pe``; ``mmv = 1``).
+        The layer and its folding (``image``, ``pool``, ``simd``, ``pe``, ``mmv``: output
+        pixels per weight read, each window one of the unit's vectors; the unit's reorder
+        buffer plays a group's outputs out pixel after pixel, so the map stays in HWC order).
     **mvu_options
         Passed to the MatrixVectorUnit (``ram_reg``, ``levels_per_stage``,
         ``output_stage``, ``ram_styles``).
@@ -42,9 +44,10 @@ class ConvEngine(wiring.Component):
     busy : Out(1)
         The matrix-vector unit read a weight word in this cycle.
 
-    Timing: per image ``H·W·max(SF·NF, 9·C/lanes)`` cycles when neither side waits
-    (:attr:`EngineFold.group_cycles`): the window unit makes one beat per cycle, the unit
-    takes ``SF·NF`` cycles per pixel, the pool one beat per cycle; latency: the window
+    Timing: per image ``H·W/m·max(SF·NF, m·9·C/lanes)`` cycles when neither side waits
+    (:attr:`EngineFold.group_cycles`, ``m = mmv``): the window unit makes one beat per cycle,
+    the unit takes ``SF·NF`` cycles per group of m pixels and plays the group's m·NF beats
+    out in one burst, the pool takes one beat per cycle; latency: the window
     unit's (two input rows, :func:`~xnorflow.hw.dataflow.window.window_timing`) plus the
     unit's (:func:`~xnorflow.hw.dataflow.timing.mvu_latency`) plus one cycle of the pool.
     """
@@ -59,7 +62,7 @@ class ConvEngine(wiring.Component):
         self.gather = WidthConverter(k, lanes, fold.simd, fold.n_in)
         self.mvu = MatrixVectorUnit(fold.n_in, fold.n_out, fold.simd, fold.pe, k, "threshold",
                                     input_kind=fold.input_kind, flags=fold.pool,
-                                    **mvu_options)
+                                    mmv=fold.mmv, **mvu_options)
         self.pool = MaxPool2x2(h, w, fold.n_out, fold.pe) if fold.pool else None
         self.shape = self.mvu.shape
         super().__init__({"i": In(stream.Signature(k * lanes)),

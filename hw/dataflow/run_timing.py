@@ -9,7 +9,7 @@ A run of ``B`` images written into the input FIFO before START:
   reports its latency there);
 * **total** (REG_TOTAL_CYCLES): ``completions[-1] + 1``;
 * **by_engine** (ENGINE_BUSY_BASE): cycles each engine read a weight word, ``B·SF·NF``
-  (``B/m·SF·NF`` for an engine of ``mmv = m``; ``B·H·W·SF·NF`` for a conv engine).
+  (``B/m·SF·NF`` for an engine of ``mmv = m``; ``B·H·W/m·SF·NF`` for a conv engine).
 
 :func:`completions` gives each image's cycle by **the stream model**
 (:func:`stream_completions`): every beat of every stream of the core, through the chain of
@@ -95,7 +95,8 @@ def run_cycles(config, batch):
     latency = done[0] + 1
     return {"total": done[-1] + 1, "latency": latency,
             "interval": done[-1] - done[-2] if batch > 1 else latency,
-            "by_engine": [batch // e.mmv * e.busy_cycles for e in config.engines]}
+            "by_engine": [batch // e.images_per_group * e.busy_cycles
+                          for e in config.engines]}
 
 
 def completions(config, batch):
