@@ -42,6 +42,7 @@ import amaranth
 from xnorflow.hw.board.clocking import pll_output_hz
 from xnorflow.hw.board.top import DEFAULT_BAUD, UartBridgeTop, uart_divisor
 from xnorflow.hw.config import ArrayConfig
+from xnorflow.hw.core.pipeline import REPLICA_MARK
 from xnorflow.hw.core.memory_map import check_fits
 from xnorflow.hw.dataflow.config import DataflowConfig
 from xnorflow.hw.dataflow.top import DataflowAccelerator
@@ -99,8 +100,11 @@ BOARDS = {
                        # "huge" RAM exists only on iCE40 UltraPlus; on ECP5 the deep weight
                        # banks (ArrayConfig.w_huge) are ordinary block RAM, so the attribute
                        # is dropped before memory mapping (Yosys would find no mapping).
+                       # Replica registers (hw/core/pipeline.py, REPLICA_MARK) are kept
+                       # apart: opt_merge would fold each back into the register it copies.
                        overrides=(("script_after_read",
-                                   "setattr -unset ram_style a:ram_style=huge"),),
+                                   "setattr -unset ram_style a:ram_style=huge\n"
+                                   f"setattr -set keep 1 w:*{REPLICA_MARK}* %a %ci1 c:* %i"),),
                        # router2: nextpnr's default router1 had not finished a 32x8x32 array
                        # (67 % of the LUTs) after 75 minutes (docs/synthesis.md).
                        nextpnr_opts="--router router2"),

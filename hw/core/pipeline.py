@@ -1,7 +1,8 @@
-"""Register-chain helper shared by the core's blocks."""
+"""Register helpers shared by the core's blocks: delay chains, and register replicas that
+synthesis keeps apart."""
 from amaranth.hdl import Signal
 
-__all__ = ["delay"]
+__all__ = ["delay", "REPLICA_MARK", "replica"]
 
 
 def delay(m, sig, n, name):
@@ -11,3 +12,17 @@ def delay(m, sig, n, name):
         m.d.sync += d.eq(sig)
         sig = d
     return sig
+
+
+#: What a replica register's name contains. Yosys merges registers with the same inputs
+#: (opt_merge), so copies of one register meant to sit near different consumers collapse
+#: into the one they copy, and its net reaches every consumer again (the ECP5 SFC builds: the
+#: per-PE weight-address registers were one register per engine in the netlist). The ECP5
+#: synthesis script marks every flip-flop driving a wire whose name contains this ``keep``
+#: (sw/synth.py), which opt_merge leaves alone; nextpnr then places each copy by its loads.
+REPLICA_MARK = "_dup"
+
+
+def replica(name):
+    """The name of a register that copies another for fan-out (see :data:`REPLICA_MARK`)."""
+    return f"{name}{REPLICA_MARK}"

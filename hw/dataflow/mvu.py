@@ -59,6 +59,13 @@ Why these choices (measured or counted, not guessed):
 * **Memory reads as an asynchronous port plus a register** (:func:`_read_register`): Yosys
   then honours ``no_rw_check`` (477 → 82 LUT4 outside the PEs of a 256→256 S32·P8 engine on
   iCE40).
+* **Replica registers for wide fan-out** (ECP5, ``ram_reg``): each PE's weight read address
+  and each 64-bit chunk of the input buffer's write enable, write address and read address
+  come from registers of their own (``replica`` names, which the ECP5 script keeps apart:
+  Yosys merged the per-PE address registers of builds 5–7 back into one per engine). The
+  buffer's write then lands a cycle after the accept; the reader gives a half back a cycle
+  before its last read, so this costs a cycle of latency and none of the interval
+  (:func:`~xnorflow.hw.dataflow.timing.buffer_write_lag`).
 * **Accumulator cleared by the flip-flops' synchronous reset** (:class:`XnorPE`), not by a
   multiplexer in front of the adder.
 * **MMV: m images per weight read** (``mmv``). Block RAM ports, not LUTs, bind a fast ECP5
@@ -128,7 +135,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from xnorflow.hw.core.pipeline import delay
+from xnorflow.hw.core.pipeline import delay, replica
 
 from . import timing
 from .counters import counter, wrapped_next
@@ -219,6 +226,12 @@ def xnor_popcount(m, x, w, name, levels_per_stage=1):
     return count, 1 + stages
 
 
+
+
+#: Most bits of one input-buffer memory with ``ram_reg``: each such chunk has its own replica
+#: address and enable registers (:meth:`MatrixVectorUnit._input_buffer`); 64 bits of a
+#: 16-word buffer are 16 ECP5 LUT RAM blocks, a net nextpnr keeps inside a few slices.
+BUFFER_CHUNK_BITS = 64
 
 
 def _memory(width, depth, ram_style=None):
@@ -612,6 +625,13 @@ class MatrixVectorUnit(wiring.Component):
         return group // self.mmv if group % self.mmv == 0 else group / self.mmv
 
     @property
+    def buffer_write_lag(self):
+        """Cycles from accepting an input beat to its word in the input buffer: 1 with
+        ``ram_reg`` and ``SF ≥ 2`` (the write's replica registers, :meth:`_input_buffer`),
+        else 0 (:func:`~xnorflow.hw.dataflow.timing.buffer_write_lag`)."""
+        return timing.buffer_write_lag(self.ram_reg, self.shape.synapse_folds)
+
+    @property
     def latency(self):
         """Cycles from accepting a group's last input beat to its first output beat."""
         return timing.mvu_latency(**self._timing_args())
@@ -719,11 +739,6 @@ class MatrixVectorUnit(wiring.Component):
 
         # ---- input buffer: two halves of SF words of m images; address = {half, sf} -------
         sf_bits = (SF - 1).bit_length()
-        m.submodules.buffer = buf = self._memory("buffer", M * k * S, 2 << sf_bits)
-        # image j of a group writes slice j of the words (one write enable per image)
-        buf_w = buf.write_port(granularity=k * S) if M > 1 else buf.write_port()
-        buf_r = buf.read_port(domain="comb")
-
         full = Signal(2)                       # half h holds a whole group not yet computed
         wr_half, wr_sf = Signal(), counter(SF)
         wr_image = counter(M) if M > 1 else Const(0, 1)   # which image of the group
@@ -739,9 +754,7 @@ class MatrixVectorUnit(wiring.Component):
         # (zero) padding weights, whatever the producer put there.
         keep = Cat(Const(-1, k) if j < s.last_beat_elements else (~wr_last).replicate(k)
                    for j in range(S))
-        en = Cat(accept & (wr_image == j) for j in range(M)) if M > 1 else accept
-        m.d.comb += [buf_w.en.eq(en), buf_w.addr.eq(Cat(wr_sf[:sf_bits], wr_half)),
-                     buf_w.data.eq((self.i.payload & keep).replicate(M))]
+        en = Cat(accept & (wr_image == j) for j in range(M))
         with m.If(accept):
             m.d.sync += wr_sf.eq(Mux(wr_last, 0, wr_sf + 1))
             if M > 1:
@@ -764,11 +777,25 @@ class MatrixVectorUnit(wiring.Component):
             m.d.sync += rd_half.eq(~rd_half)
         # The writer completes half wr_half and the reader frees half rd_half, never the same
         # half in one cycle (the writer writes only a free half, the reader reads a full one).
-        set_full = Mux(accept & group_in, Mux(wr_half, 0b10, 0b01), 0)
-        clr_full = Mux(group_end, Mux(rd_half, 0b10, 0b01), 0)
+        # A half is full once its last word is in the memory: buffer_write_lag cycles after
+        # the last beat's accept (the writer, on the other half by then, never looks at it
+        # before: it comes back to a half at the earliest two beats later).
+        set_full = delay(m, Mux(accept & group_in, Mux(wr_half, 0b10, 0b01), 0),
+                         self.buffer_write_lag, "set_full")
+        # With the write's lag the half goes back to the writer a cycle before its last read
+        # (inside a fold: surely next, timing.buffer_write_lag); its first word lands after.
+        if self.buffer_write_lag:
+            free = go & (w_addr == NF * SF - 2)
+        else:
+            free = group_end
+        clr_full = Mux(free, Mux(rd_half, 0b10, 0b01), 0)
         m.d.sync += full.eq((full | set_full) & ~clr_full)
         m.d.sync += inflight.eq(inflight + (go & fold_start) - release)
-        m.d.comb += [buf_r.addr.eq(Cat(sf[:sf_bits], rd_half)), self.busy.eq(go)]
+        m.d.comb += self.busy.eq(go)
+        rd_next = Cat(Mux(go, Mux(fold_end, 0, sf + 1), sf)[:sf_bits],
+                      Mux(group_end, ~rd_half, rd_half))
+        x = self._input_buffer(m, en, Cat(wr_sf[:sf_bits], wr_half),
+                               (self.i.payload & keep), Cat(sf[:sf_bits], rd_half), rd_next)
 
         # ---- sideband at the accumulators -------------------------------------------------
         to_acc = 1 + 2 * int(self.ram_reg) + timing.datapath_stages(S, k, self.levels_per_stage)
@@ -779,8 +806,49 @@ class MatrixVectorUnit(wiring.Component):
         valid = delay(m, issue_valid, to_acc, "valid")
         clear = Signal()
         m.d.comb += clear.eq(done | ~valid)
-        return {"x": buf_r.data, "w_addr": w_addr, "done": done, "clear": clear,
+        return {"x": x, "w_addr": w_addr, "done": done, "clear": clear,
                 "done_early": early}
+
+    def _input_buffer(self, m, en, wr_addr, data, rd_addr, rd_next):
+        """The input buffer's memory: ``m·k·S`` bits wide (image ``j``'s word in slice ``j``,
+        written with ``en[j]``), ``2·2^sf_bits`` words. Returns the word at ``rd_addr``
+        (asynchronous; the caller registers it).
+
+        Without ``ram_reg`` (or with ``SF = 1``): one memory written in the cycle of ``en``.
+        With ``ram_reg`` (the ECP5 builds) the memory is split into chunks of at most :data:`BUFFER_CHUNK_BITS`, and
+        every chunk takes its write enable and address from replica registers of its own (a
+        cycle later: :attr:`buffer_write_lag`) and its read address from a replica of the
+        reader's address (loaded with its next value: the same cycle). One address net to a
+        1,024-bit buffer reached 256 LUT RAM blocks spread over the die (20.1 ns of route,
+        the critical path of ECP5 SFC build 7); a replica reaches one chunk's 16. The data is
+        registered once: each bit already goes only to its own column of the chunk."""
+        s, M = self.shape, self.mmv
+        width, depth = s.in_beat_bits, len(rd_addr)
+        if not self.buffer_write_lag:
+            m.submodules.buffer = buf = self._memory("buffer", M * width, 1 << depth)
+            wr = buf.write_port(granularity=width) if M > 1 else buf.write_port()
+            rd = buf.read_port(domain="comb")
+            m.d.comb += [wr.en.eq(en if M > 1 else en[0]), wr.addr.eq(wr_addr),
+                         wr.data.eq(data.replicate(M)), rd.addr.eq(rd_addr)]
+            return rd.data
+        data_reg = Signal(width, name="buffer_wr_data", reset_less=True)
+        m.d.sync += data_reg.eq(data)
+        words = []
+        for j in range(M):
+            for lo in range(0, width, BUFFER_CHUNK_BITS):
+                c = len(words)
+                hi = min(lo + BUFFER_CHUNK_BITS, width)
+                m.submodules[f"buffer{c}"] = buf = self._memory("buffer", hi - lo, 1 << depth)
+                wr, rd = buf.write_port(), buf.read_port(domain="comb")
+                w_en = Signal(name=replica(f"buffer{c}_wr_en"))
+                w_addr = Signal.like(wr_addr, name=replica(f"buffer{c}_wr_addr"),
+                                     reset_less=True)
+                r_addr = Signal.like(rd_addr, name=replica(f"buffer{c}_rd_addr"))
+                m.d.sync += [w_en.eq(en[j]), w_addr.eq(wr_addr), r_addr.eq(rd_next)]
+                m.d.comb += [wr.en.eq(w_en), wr.addr.eq(w_addr), wr.data.eq(data_reg[lo:hi]),
+                             rd.addr.eq(r_addr)]
+                words.append(rd.data)
+        return Cat(*words)
 
     def _weights(self, m, p, w_addr):
         """PE ``p``'s weight memory; returns the weight word (registered as the input word)."""
@@ -795,7 +863,7 @@ class MatrixVectorUnit(wiring.Component):
             word = _read_register(m, rd.data, f"w{p}_ram", en=~self.wr.en)
         else:
             self._write(m, wr, s.weight_select(p), f"weights{p}")
-            m.d.comb += rd.addr.eq(self._edge(m, w_addr, f"w{p}_addr"))
+            m.d.comb += rd.addr.eq(self._edge(m, w_addr, replica(f"w{p}_addr")))
             word = _read_register(m, rd.data, f"w{p}_ram")
         return self._edge(m, word, f"w{p}")
 

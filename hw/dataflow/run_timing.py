@@ -244,7 +244,8 @@ class _ChainBuilder:
         args = config.timing_args(engine)
         sf, nf, m = engine.shape.synapse_folds, engine.shape.neuron_folds, engine.mmv
         depth = timing.mvu_fifo_depth(**args)
-        mvu = MvuModel(sf, nf, timing.mvu_latency(**args), depth, m)
+        mvu = MvuModel(sf, nf, timing.mvu_latency(**args), depth, m,
+                       timing.buffer_write_lag(config.ram_reg, sf))
         self.add(mvu, nf * pixels)
         self.sequences += [(mvu.starts, Fraction(nf * pixels, m)),
                            (mvu.loads, Fraction(nf * pixels if m > 1 else 0))]

@@ -59,7 +59,7 @@ def test_mvu_model_equals_the_hardware(n, m, simd, pe, k, options, gap, stall):
     dut = MatrixVectorUnit(n, m, simd, pe, k, "threshold", **options)
     s, images = dut.shape, 4 * dut.mmv
     model = MvuModel(s.synapse_folds, s.neuron_folds, mvu_latency(**dut._timing_args()),
-                     dut.fifo_depth, dut.mmv)
+                     dut.fifo_depth, dut.mmv, dut.buffer_write_lag)
     check_model(dut, model, images * s.synapse_folds, images * s.neuron_folds, rng, gap, stall)
 
 

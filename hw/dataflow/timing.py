@@ -17,7 +17,8 @@ engine with ``mmv = 1`` computes groups of one image):
   which the group's *first* output beat (beat 0 of image 0) is valid on ``o``, for an
   engine that is idle with ``o`` ready::
 
-      latency = 1 (start) + (SF − 1) (rest of fold 0) + 1 (RAM read)
+      latency = 1 (start) + buffer_write_lag (ram_reg and SF ≥ 2: the buffer's write)
+                + (SF − 1) (rest of fold 0) + 1 (RAM read)
                 + 2·ram_reg (each PE's own read-address register, the read's edge)
                 + popcount_stages(S, L) + plane_stages(k, L) (datapath)
                 + 3 (accumulate, compare/offset, output FIFO)
@@ -36,10 +37,11 @@ engine with ``mmv = 1`` computes groups of one image):
 
   :func:`mvu_last_output_latency` is the last of them.
 * **A stream of groups** :func:`mvu_output_cycles`: group ``g``'s first fold starts at
-  ``s_g = max(a_g + 1, s_{g−1} + SF·NF)`` (``a_g`` the cycle its last input beat is
-  accepted: the reader waits for the whole group, and for the previous group's last fold),
-  and its beats follow at ``s_g − 1 + mvu_output_offsets``; exact whenever ``o`` never
-  stalls (the default buffer depth then never delays a fold).
+  ``s_g = max(a_g + 1 + lag, s_{g−1} + SF·NF)`` (``a_g`` the cycle its last input beat is
+  accepted, ``lag`` :func:`buffer_write_lag`: the reader waits for the whole group in the
+  buffer, and for the previous group's last fold), and its beats follow at
+  ``s_g − 1 − lag + mvu_output_offsets``; exact whenever ``o`` never stalls (the default
+  buffer depth then never delays a fold).
 * **With backpressure** (a block after the engine that does not take every beat at once):
   the stream models at the end of this module (:class:`MvuModel`, :class:`ConverterModel`,
   :class:`RegisterSliceModel`; the window unit's and the pool's in their modules) give the
@@ -48,8 +50,8 @@ engine with ``mmv = 1`` computes groups of one image):
   :mod:`xnorflow.hw.dataflow.run_timing` chains them into a whole core).
 """
 __all__ = ["adder_tree_stages", "popcount_stages", "plane_stages", "datapath_stages",
-           "mvu_cycles", "mvu_latency", "mvu_output_offsets", "mvu_last_output_latency",
-           "mvu_output_cycles", "mvu_fifo_depth", "converter_latency",
+           "mvu_cycles", "buffer_write_lag", "mvu_latency", "mvu_output_offsets",
+           "mvu_last_output_latency", "mvu_output_cycles", "mvu_fifo_depth", "converter_latency",
            "OnDemand", "Handshakes", "connect_chain", "SourceModel", "SinkModel",
            "RegisterSliceModel", "ConverterModel", "MvuModel"]
 
@@ -89,11 +91,26 @@ def mvu_cycles(n_in, n_out, simd, pe, input_bits=1, mmv=1):
     return _ceil_div(n_in, simd) * _ceil_div(n_out, pe)
 
 
+def buffer_write_lag(ram_reg, synapse_folds):
+    """Cycles from accepting an input beat to its word being in the engine's input buffer:
+    1 with ``ram_reg`` and ``SF ≥ 2``, where the buffer's writes come from replica registers
+    a cycle later (the ECP5 builds:
+    :meth:`~xnorflow.hw.dataflow.mvu.MatrixVectorUnit._input_buffer`), else 0. A group's
+    first fold then starts ``1 + buffer_write_lag`` cycles after its last beat, and the
+    reader gives a half back to the writer a cycle before its last read (that read is inside
+    a fold, so surely next; the writer's first word lands after it): the lag costs latency,
+    never a cycle of the interval. With ``SF = 1`` (each word a fold of its own, whose start
+    may wait) there is no such cycle, and the fully unfolded engine keeps one image per
+    cycle: its buffer is written directly (two words deep, its address one bit)."""
+    return int(bool(ram_reg) and synapse_folds >= 2)
+
+
 def mvu_latency(n_in, n_out, simd, pe, input_bits=1, ram_reg=True, levels_per_stage=1,
                 output_stage="parallel", mmv=1):
     """Cycles from accepting a group's last input beat to its first output beat valid."""
     sf, nf = _ceil_div(n_in, simd), _ceil_div(n_out, pe)
-    latency = sf + 4 + 2 * int(ram_reg) + datapath_stages(simd, input_bits, levels_per_stage)
+    latency = (sf + 4 + 2 * int(ram_reg) + buffer_write_lag(ram_reg, sf)
+               + datapath_stages(simd, input_bits, levels_per_stage))
     if output_stage == "serial":
         latency += mmv * pe + int(ram_reg)   # the walk over the m·P sums, the word's edge
     if mmv > 1:
@@ -129,10 +146,11 @@ def mvu_output_cycles(last_inputs, n_in, n_out, simd, pe, input_bits=1, ram_reg=
     offsets = mvu_output_offsets(n_in, n_out, simd, pe, input_bits, ram_reg, levels_per_stage,
                                  output_stage, mmv)
     period = mvu_cycles(n_in, n_out, simd, pe, input_bits, mmv)
+    lag = 1 + buffer_write_lag(ram_reg, _ceil_div(n_in, simd))   # last beat → first fold
     beats, start = [], None
     for accepted in last_inputs:
-        start = accepted + 1 if start is None else max(accepted + 1, start + period)
-        beats.append([[start - 1 + t for t in image] for image in offsets])
+        start = accepted + lag if start is None else max(accepted + lag, start + period)
+        beats.append([[start - lag + t for t in image] for image in offsets])
     return beats
 
 
@@ -150,8 +168,9 @@ def mvu_fifo_depth(n_in, n_out, simd, pe, input_bits=1, ram_reg=True, levels_per
     (:func:`_columns_held`), plus the one that fold takes.
     """
     sf, nf = _ceil_div(n_in, simd), _ceil_div(n_out, pe)
+    # a fold's credit is held from its start, buffer_write_lag cycles after the accept
     latency = mvu_latency(n_in, n_out, simd, pe, input_bits, ram_reg, levels_per_stage,
-                          output_stage, mmv)
+                          output_stage, mmv) - buffer_write_lag(ram_reg, sf)
     if mmv == 1:
         return _ceil_div(latency, sf)
     # relative to the start of the group's fold 0 (one cycle after its last input beat), the
@@ -362,9 +381,11 @@ class MvuModel:
     (``hw/dataflow/mvu.py``, ``_control``):
 
     * **input**: a beat is taken whenever the buffer half its group goes to is free: the
-      group two before it has ended its last fold (the half is free the cycle after);
+      group two before it has ended its last fold (the half is free the cycle after; with a
+      write lag, :func:`buffer_write_lag`, from its last fold's last cycle);
     * **fold f** starts (``go`` with ``sf = 0``) ``SF`` cycles after fold f − 1 started, not
-      before the cycle after its group's last input beat (fold 0) and only with a credit:
+      before ``1 + write_lag`` cycles after its group's last input beat (fold 0; the
+      buffer's write lag, :func:`buffer_write_lag`) and only with a credit:
       the output entry of fold ``f − depth`` released in an earlier cycle;
     * **mmv = 1**: fold f's beat enters the output FIFO ``latency − 2`` cycles after it
       starts, valid the next cycle (behind the beat before it); its entry is released when
@@ -375,9 +396,13 @@ class MvuModel:
       released when the group's last image loads its beat.
     """
 
-    def __init__(self, synapse_folds, neuron_folds, latency, depth, mmv=1):
+    def __init__(self, synapse_folds, neuron_folds, latency, depth, mmv=1, write_lag=0):
+        # from here on `latency` counts from the cycle before the group's first fold starts
+        # (the accept of its last beat when the buffer is written in the same cycle)
+        latency -= write_lag
         self.sf, self.nf, self.mmv, self.latency, self.depth = \
             synapse_folds, neuron_folds, mmv, latency, depth
+        self.write_lag = write_lag
         # fold start → its column written into the reorder buffer (mmv > 1)
         self.column_lag = latency - (neuron_folds - 1) * synapse_folds - 3
         self.starts = OnDemand(self._start)
@@ -390,7 +415,7 @@ class MvuModel:
         if n % per_group == 0 and n >= 2 * per_group:
             group = n // per_group - 2
             last_fold_end = self.starts.at(group * self.nf + self.nf - 1) + self.sf - 1
-            return max(valid, last_fold_end + 1)
+            return max(valid, last_fold_end + 1 - self.write_lag)
         return valid
 
     def _start(self, f, starts):
@@ -398,7 +423,7 @@ class MvuModel:
         t = starts[f - 1] + sf if f else 0
         if f % nf == 0:
             last_beat = (f // nf + 1) * self.mmv * sf - 1
-            t = max(t, self.i.taken(last_beat) + 1)
+            t = max(t, self.i.taken(last_beat) + 1 + self.write_lag)
         if f >= self.depth:
             t = max(t, self._released(f - self.depth) + 1)
         return t

