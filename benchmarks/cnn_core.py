@@ -78,6 +78,7 @@ from xnorflow.sw.synth import BOARDS, board_clock, find_builds  # noqa: E402
 from xnorflow.targets import DataflowTarget  # noqa: E402
 
 # beside this script: the --update merge, and design_space's output checks and report keys
+import design_space  # noqa: E402
 from design_space import REPORT_KEYS, output_path, repo_relative, writable  # noqa: E402
 from merge import merge_points  # noqa: E402
 
@@ -384,15 +385,7 @@ def load_point(entry):
 
 def read_json(option, path):
     """A JSON object from ``path``, or a one-line error naming ``option`` and the file."""
-    try:
-        doc = json.loads(Path(path).read_text())
-    except OSError as e:
-        fail(f"{option} {path}: cannot read it ({e.strerror or e})")
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        fail(f"{option} {path}: not a JSON file ({e})")
-    if not isinstance(doc, dict):
-        fail(f"{option} {path}: not a JSON object")
-    return doc
+    return design_space.read_json(option, path, fail)
 
 
 #: What an ``xnorflow sim --json`` result must hold to stand for a point's simulation.

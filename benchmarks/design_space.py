@@ -304,17 +304,24 @@ def build(array, board, out_root, placer=None, progress=True, seed=None):
 REPORT_KEYS = ("board", "luts", "brams", "fmax_mhz")
 
 
+def read_json(option, path, fail=fail, what="a JSON object"):
+    """The JSON object in ``path``, given by ``option``; a file that cannot be read, is not
+    JSON or not an object is refused with ``fail`` (the calling script's one-line error)."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as e:
+        fail(f"{option} {path}: cannot read it ({e.strerror or e})")
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        fail(f"{option} {path}: not a JSON file ({e})")
+    if not isinstance(doc, dict):
+        fail(f"{option} {path}: not {what}")
+    return doc
+
+
 def read_report(path, board):
     """A finished build's ``report.json`` for ``board``, and its configuration text; a file
     that is unreadable, not a build report, or for another board is refused naming it."""
-    try:
-        report = json.loads(Path(path).read_text())
-    except OSError as e:
-        fail(f"--reports {path}: cannot read it ({e.strerror or e})")
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        fail(f"--reports {path}: not a JSON file ({e})")
-    if not isinstance(report, dict):
-        fail(f"--reports {path}: not a build's report.json (a JSON object)")
+    report = read_json("--reports", path, what="a build's report.json (a JSON object)")
     text = report.get("fold") if report.get("arch") == "dataflow" else report.get("array")
     missing = [k for k in REPORT_KEYS if report.get(k) is None] + ([] if text else
                                                                    ["array or fold"])
