@@ -80,13 +80,16 @@ class WidthConverter(wiring.Component):
         slot, beat = Signal(range(ratio)), Signal(range(self.in_beats))
         last_in = beat == self.in_beats - 1
         complete = (slot == ratio - 1) | last_in
-        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        # the gathered beat has no reset: it matters only while valid (reset-less flip-flops
+        # keep a wide beat off the reset net of an ECP5 build)
+        payload = Signal.like(self.o.payload, name="gathered", reset_less=True)
+        m.d.comb += [self.i.ready.eq(~self.o.valid | self.o.ready), self.o.payload.eq(payload)]
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(self.i.valid & self.i.ready):
             for j in range(ratio):
                 with m.If(slot == j):
-                    m.d.sync += self.o.payload.word_select(j, in_bits).eq(self.i.payload)
+                    m.d.sync += payload.word_select(j, in_bits).eq(self.i.payload)
             m.d.sync += [slot.eq(Mux(complete, 0, slot + 1)), beat.eq(Mux(last_in, 0, beat + 1))]
             with m.If(complete):
                 m.d.sync += self.o.valid.eq(1)

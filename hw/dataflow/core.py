@@ -116,10 +116,11 @@ class DataflowCore(wiring.Component):
         io.in_fifo = SyncFIFOBuffered(width=cfg.in_word_bits, depth=io.in_depth)
         io.out_fifo = SyncFIFOBuffered(width=cfg.out_word_bits,
                                        depth=cfg.out_images * cfg.out_words)
-        for name in ("pipe", "in_fifo", "out_fifo", "in_slice", "to_first", "from_last"):
+        # the pipeline resets its engines from replicas of the same register (Pipeline.abort)
+        m.submodules.pipeline = io.pipe
+        for name in ("in_fifo", "out_fifo", "in_slice", "to_first", "from_last"):
             if getattr(io, name) is not None:
-                m.submodules[name if name != "pipe" else "pipeline"] = \
-                    ResetInserter(abort)(getattr(io, name))
+                m.submodules[name] = ResetInserter(abort)(getattr(io, name))
         # the gate (run control) feeds `gated`: the slice when there is one, else the converter
         io.gated = io.to_first.i
         if io.in_slice is not None:
@@ -276,7 +277,10 @@ class DataflowCore(wiring.Component):
         w_engine = (a - mm.W_BASE) >> lay.engine_shift
         # Word bytes arrive lowest first and are shifted in at the top: after engine e's last
         # byte its word is the top word_bytes[e] bytes (one multiplexer over the engines).
-        w_word = Signal(8 * max(lay.word_bytes))
+        # data registers without reset (here and below): a reset only reaches flip-flops
+        # whose value matters after it, and the reset net (every engine's registers on a
+        # large ECP5 build) was the CNV 7 k/s pixel-MMV build's critical path
+        w_word = Signal(8 * max(lay.word_bytes), reset_less=True)
         w_full = Signal.like(w_word)
         w_addr = Signal(max(1, max(lay.select_shifts)))
         w_sel = Signal(max(1, lay.engine_shift - min(lay.select_shifts)), name="w_sel")
@@ -319,8 +323,13 @@ class DataflowCore(wiring.Component):
             for e in range(len(cfg.engines)):
                 with m.Case(e):
                     m.d.comb += w_full.eq(w_shifted[len(w_word) - 8 * lay.word_bytes[e]:])
-        m.d.sync += [pipe.wr.en.eq(shift & last), pipe.wr.engine.eq(engine),
-                     pipe.wr.sel.eq(sel), pipe.wr.addr.eq(addr), pipe.wr.data.eq(w_full)]
+        m.d.sync += pipe.wr.en.eq(shift & last)
+        held = [Signal.like(port, name=f"pipe_wr_{name}", reset_less=True)
+                for name, port in (("engine", pipe.wr.engine), ("sel", pipe.wr.sel),
+                                   ("addr", pipe.wr.addr), ("data", pipe.wr.data))]
+        m.d.sync += [r.eq(v) for r, v in zip(held, (engine, sel, addr, w_full))]
+        m.d.comb += [pipe.wr.engine.eq(held[0]), pipe.wr.sel.eq(held[1]),
+                     pipe.wr.addr.eq(held[2]), pipe.wr.data.eq(held[3])]
         return w_known
 
     def _control(self, m, req, run, abort_reset, resets):
@@ -331,6 +340,7 @@ class DataflowCore(wiring.Component):
         # the datapath's reset follows a cycle later; the run state is cleared now, so the
         # gate is shut and the next bus request (three cycles away) finds everything empty
         m.d.sync += abort_reset.eq(abort)
+        m.d.comb += self.pipeline.abort.eq(abort)     # its replicas load with abort_reset
         start = ctrl & req.start_bit & ~run.busy & ~req.abort_bit
         with m.If(req.act & req.we & req.count_reg & ~run.busy):
             with m.Switch(req.reg_byte):

@@ -1,6 +1,6 @@
 """One pipeline register on a stream: cuts a long data path (a block RAM's clock-to-out and
 its depth multiplexer) from whatever consumes it."""
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -35,9 +35,10 @@ class RegisterSlice(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        payload = Signal.like(self.o.payload, name="held", reset_less=True)  # valid says when
+        m.d.comb += [self.i.ready.eq(~self.o.valid | self.o.ready), self.o.payload.eq(payload)]
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(1)]
+            m.d.sync += [payload.eq(self.i.payload), self.o.valid.eq(1)]
         return m
