@@ -632,15 +632,6 @@ class MatrixVectorUnit(wiring.Component):
         return timing.buffer_write_lag(self.ram_reg, self.shape.synapse_folds)
 
     @property
-    def weight_bank_lag(self):
-        """Cycles the weight read takes beyond an unbanked memory's: 1 when each PE's weight
-        memory is banked (:func:`~xnorflow.hw.dataflow.timing.weight_banks`), else 0."""
-        s = self.shape
-        if self.ram_styles.get("weights") == "huge":
-            return 0
-        return timing.weight_bank_lag(s.simd, s.weight_depth, self.ram_reg)
-
-    @property
     def latency(self):
         """Cycles from accepting a group's last input beat to its first output beat."""
         return timing.mvu_latency(**self._timing_args())
@@ -663,7 +654,7 @@ class MatrixVectorUnit(wiring.Component):
         """The write port writes the memory with this select in this cycle."""
         return self.wr.en & (self.wr.sel == select)
 
-    def _write(self, m, port, select, name, bank=None):
+    def _write(self, m, port, select, name):
         """Drive memory write port ``port`` from ``wr`` for the memory with ``select``.
 
         With ``ram_reg`` (the ECP5 builds) every memory takes its address and enable from
@@ -676,18 +667,15 @@ class MatrixVectorUnit(wiring.Component):
         the one column of block RAMs that stores it in every PE (fan-out P), and copying
         it per PE (build 4) did not route. Writes happen only while no image is in flight,
         so the cycle changes nothing else."""
-        hit, wr_addr = self._selected(select), self.wr.addr
-        if bank is not None:             # bank b of a banked memory: b in the address's top
-            b, bank_bits = bank
-            hit, wr_addr = hit & (self.wr.addr[bank_bits:] == b), self.wr.addr[:bank_bits]
+        hit = self._selected(select)
         if not self.ram_reg:
-            m.d.comb += [port.en.eq(hit), port.addr.eq(wr_addr), port.data.eq(self.wr.data)]
+            m.d.comb += [port.en.eq(hit), port.addr.eq(self.wr.addr), port.data.eq(self.wr.data)]
             return
         en = Signal(name=f"{name}_wr_en")
-        addr = Signal.like(wr_addr, name=f"{name}_wr_addr", reset_less=True)
+        addr = Signal.like(self.wr.addr, name=f"{name}_wr_addr", reset_less=True)
         m.d.sync += en.eq(hit)
         with m.If(hit):
-            m.d.sync += addr.eq(wr_addr)
+            m.d.sync += addr.eq(self.wr.addr)
         m.d.comb += [port.en.eq(en), port.addr.eq(addr),
                      port.data.eq(self._write_data(m))]
 
@@ -710,7 +698,6 @@ class MatrixVectorUnit(wiring.Component):
         # with ram_reg the weight memories' read address is a register of each PE's own
         # (_weights), a cycle later: the input word waits a cycle more to stay aligned
         x = self._edge(m, self._edge(m, _read_register(m, control["x"], "x_ram"), "x"), "x_late")
-        x = delay(m, x, self.weight_bank_lag, "x_bank")   # a banked weight read's extra cycle
         totals = [[] for _ in range(M)]    # totals[j][p]: image j's fold sum in PE p
         for p in range(s.pe):
             w = None
@@ -811,8 +798,7 @@ class MatrixVectorUnit(wiring.Component):
                                (self.i.payload & keep), Cat(sf[:sf_bits], rd_half), rd_next)
 
         # ---- sideband at the accumulators -------------------------------------------------
-        to_acc = (1 + 2 * int(self.ram_reg) + self.weight_bank_lag
-                  + timing.datapath_stages(S, k, self.levels_per_stage))
+        to_acc = 1 + 2 * int(self.ram_reg) + timing.datapath_stages(S, k, self.levels_per_stage)
         issue_valid, issue_done = Signal(), Signal()
         m.d.comb += [issue_valid.eq(go), issue_done.eq(go & fold_end)]
         early = delay(m, issue_done, to_acc - int(self.ram_reg), "done_early")
@@ -867,8 +853,6 @@ class MatrixVectorUnit(wiring.Component):
     def _weights(self, m, p, w_addr):
         """PE ``p``'s weight memory; returns the weight word (registered as the input word)."""
         s = self.shape
-        if self.weight_bank_lag:
-            return self._banked_weights(m, p, w_addr)
         m.submodules[f"weights{p}"] = mem = self._memory("weights", s.simd, s.weight_depth)
         rd, wr = mem.read_port(domain="comb"), mem.write_port()
         if self.ram_styles.get("weights") == "huge":
@@ -882,34 +866,6 @@ class MatrixVectorUnit(wiring.Component):
             m.d.comb += rd.addr.eq(self._edge(m, w_addr, replica(f"w{p}_addr")))
             word = _read_register(m, rd.data, f"w{p}_ram")
         return self._edge(m, word, f"w{p}")
-
-    def _banked_weights(self, m, p, w_addr):
-        """PE ``p``'s weight memory as banks of one block RAM's depth
-        (:func:`~xnorflow.hw.dataflow.timing.weight_banks`): each bank's read is registered
-        twice beside it (the block RAM's own read, then flip-flops next to it), and a
-        registered multiplexer picks the bank, in place of the unbanked read's edge register:
-        address register → block RAM → register → multiplexer → register, no path longer
-        than one of those steps. One cycle more than an unbanked memory
-        (:attr:`weight_bank_lag`)."""
-        s = self.shape
-        bank_depth = timing.weight_bank_depth(s.simd)
-        bank_bits = (bank_depth - 1).bit_length()
-        banks = timing.weight_banks(s.simd, s.weight_depth, self.ram_reg)
-        addr = self._edge(m, w_addr, replica(f"w{p}_addr"))
-        words = []
-        for b in range(banks):
-            depth = min(bank_depth, s.weight_depth - b * bank_depth)
-            m.submodules[f"weights{p}_{b}"] = bank = self._memory("weights", s.simd, depth)
-            bank_rd = bank.read_port(domain="comb")
-            self._write(m, bank.write_port(), s.weight_select(p), f"weights{p}_{b}",
-                        bank=(b, bank_bits))
-            m.d.comb += bank_rd.addr.eq(addr[:bank_bits])
-            word = _read_register(m, bank_rd.data, f"w{p}_ram{b}")
-            words.append(self._edge(m, word, f"w{p}_bank{b}"))
-        pick = delay(m, addr[bank_bits:], 2, f"w{p}_pick")   # the bank of the word now read
-        word = Signal(s.simd, name=f"w{p}_banked", reset_less=True)
-        m.d.sync += word.eq(_table(words, len(pick))[pick])
-        return word           # the multiplexer's register is the read's edge register
 
     def _channel_word(self, m, mem, addr, name):
         """A channel memory's word at ``addr``, ready ``1 + ram_reg`` cycles later."""

@@ -610,34 +610,3 @@ def test_mvu_mmv_errors_name_the_bound():
         MatrixVectorUnit(32, 8, 8, 2, fifo_depth=3, mmv=2)
     with rejected(), pytest.raises(ValueError, match="'output' is the reorder buffer"):
         MatrixVectorUnit(32, 8, 8, 2, ram_styles={"output": "block"})
-
-
-# ---- weight memories deeper than one block RAM: banks (ECP5, ram_reg) ----------------------
-
-@pytest.fixture
-def eight_word_banks(monkeypatch):
-    """Block RAMs of 8 words for words up to 64 bits: small engines get several banks."""
-    from xnorflow.hw.dataflow import timing
-    monkeypatch.setattr(timing, "BLOCK_RAM_WORDS", ((64, 8),))
-
-
-@pytest.mark.parametrize("n, m, simd, pe, k, output, mmv", [
-    (40, 12, 8, 2, 1, "threshold", 1),    # 30 words: banks of 8, 8, 8, 6
-    (64, 16, 16, 2, 4, "raw", 1),         # 32 words: 4 whole banks; 4-bit planes
-    (48, 16, 8, 2, 1, "threshold", 2),    # MMV: 48 words, 6 banks
-])
-def test_banked_weight_memories_are_exact_and_a_cycle_later(eight_word_banks, n, m, simd, pe,
-                                                            k, output, mmv):
-    from xnorflow.hw.dataflow import timing
-    depth = MvuShape(n, m, simd, pe, k, None, output).weight_depth
-    assert timing.weight_banks(simd, depth) == -(-depth // 8) > 1
-    assert timing.weight_bank_lag(simd, depth) == 1
-    assert timing.weight_banks(simd, depth, ram_reg=False) == 1
-    rng = np.random.default_rng(n + m + mmv)
-    layer = random_layer(rng, n, m, k, output)
-    check_layer(layer, simd, pe, batch=4 * mmv, seed=n, mmv=mmv)
-    if mmv == 1:     # latency (one cycle more than unbanked) and interval, exactly
-        test_mvu_latency_and_interval_equal_the_cycle_model(n, m, simd, pe, k, True, "parallel")
-        # ram_reg: the read address and edge registers, the buffer's write lag, the banks
-        assert timing.mvu_latency(n, m, simd, pe, k) == \
-            timing.mvu_latency(n, m, simd, pe, k, ram_reg=False) + 2 + 1 + 1

@@ -20,7 +20,6 @@ engine with ``mmv = 1`` computes groups of one image):
       latency = 1 (start) + buffer_write_lag (ram_reg and SF ≥ 2: the buffer's write)
                 + (SF − 1) (rest of fold 0) + 1 (RAM read)
                 + 2·ram_reg (each PE's own read-address register, the read's edge)
-                + weight_bank_lag (a weight memory deeper than a block RAM: its banks)
                 + popcount_stages(S, L) + plane_stages(k, L) (datapath)
                 + 3 (accumulate, compare/offset, output FIFO)
                 [+ m·P + ram_reg with the serial output stage: the walk over the m·P sums]
@@ -51,8 +50,7 @@ engine with ``mmv = 1`` computes groups of one image):
   :mod:`xnorflow.hw.dataflow.run_timing` chains them into a whole core).
 """
 __all__ = ["adder_tree_stages", "popcount_stages", "plane_stages", "datapath_stages",
-           "mvu_cycles", "buffer_write_lag", "BLOCK_RAM_WORDS", "weight_bank_depth",
-           "weight_banks", "weight_bank_lag", "mvu_latency", "mvu_output_offsets",
+           "mvu_cycles", "buffer_write_lag", "mvu_latency", "mvu_output_offsets",
            "mvu_last_output_latency", "mvu_output_cycles", "mvu_fifo_depth", "converter_latency",
            "OnDemand", "Handshakes", "connect_chain", "SourceModel", "SinkModel",
            "RegisterSliceModel", "ConverterModel", "MvuModel"]
@@ -107,43 +105,11 @@ def buffer_write_lag(ram_reg, synapse_folds):
     return int(bool(ram_reg) and synapse_folds >= 2)
 
 
-#: Words of one ECP5 block RAM (DP16KD, 18 kbit) by the word widths it offers, widest last:
-#: a weight memory deeper than one block at its width is split into banks of this depth.
-BLOCK_RAM_WORDS = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
-
-
-def weight_bank_depth(simd):
-    """Words per weight-memory bank for ``S``-bit words: what one block RAM holds at the
-    narrowest width that takes S (wider words: 512, the blocks side by side)."""
-    return next((depth for width, depth in BLOCK_RAM_WORDS if simd <= width),
-                BLOCK_RAM_WORDS[-1][1])
-
-
-def weight_banks(simd, depth, ram_reg=True):
-    """Banks of a PE's weight memory (``depth = SF·NF`` words of S bits): with ``ram_reg``
-    (the ECP5 builds) one per block RAM's depth, each read registered beside its block
-    RAMs before a registered bank multiplexer; else 1 (Yosys maps the memory as it likes).
-    Why: Yosys maps the block RAMs' synchronous read without an output register and puts
-    its depth multiplexer after them, so block RAM clock-to-out (5.8 ns) plus four levels of
-    multiplexer reached the weight register: the CNV 7 k/s pixel-MMV ECP5 build's critical
-    path (14.9 ns, fc6's 25,088-word memories)."""
-    if not ram_reg:
-        return 1
-    return _ceil_div(depth, weight_bank_depth(simd))
-
-
-def weight_bank_lag(simd, depth, ram_reg=True):
-    """Cycles a banked weight memory adds to its read: 1 (the bank multiplexer's register)
-    when it has more than one bank (:func:`weight_banks`), else 0."""
-    return int(weight_banks(simd, depth, ram_reg) > 1)
-
-
 def mvu_latency(n_in, n_out, simd, pe, input_bits=1, ram_reg=True, levels_per_stage=1,
                 output_stage="parallel", mmv=1):
     """Cycles from accepting a group's last input beat to its first output beat valid."""
     sf, nf = _ceil_div(n_in, simd), _ceil_div(n_out, pe)
     latency = (sf + 4 + 2 * int(ram_reg) + buffer_write_lag(ram_reg, sf)
-               + weight_bank_lag(simd, sf * nf, ram_reg)
                + datapath_stages(simd, input_bits, levels_per_stage))
     if output_stage == "serial":
         latency += mmv * pe + int(ram_reg)   # the walk over the m·P sums, the word's edge
