@@ -264,3 +264,16 @@ def test_the_digits_dataflow_point_runs_bit_exactly_on_verilator(tmp_path, digit
             row["agree_with_torch"]) == (360, 0, True, 1.0)
     assert row["simulated_interval_cycles"] == row["interval_cycles"]
     assert row["sim"] == "simulated by this run (Verilator)" and row["source"] == "build"
+
+
+def test_a_build_that_missed_its_clock_is_drawn_at_its_fmax():
+    """The plot's y is a rate the bitstream runs at: the build's clock, or its Fmax when the
+    build did not meet the clock it asked for (the ECP5 CNV builds asked for 100 MHz)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import cnn_core
+    met = {"timing_met": True, "inferences_per_second_at_clock": 48_177.0,
+           "inferences_per_second_at_fmax": 50_762.0, "clock_mhz": 27.75, "fmax_mhz": 29.2}
+    missed = {"timing_met": False, "inferences_per_second_at_clock": 7_086.0,
+              "inferences_per_second_at_fmax": 4_756.0, "clock_mhz": 100.0, "fmax_mhz": 67.12}
+    assert cnn_core.plotted_rate(met) == (48_177.0, "at 27.75 MHz")
+    assert cnn_core.plotted_rate(missed) == (4_756.0, "at Fmax 67.1 MHz")
