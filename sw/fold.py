@@ -5,8 +5,8 @@ The search is FINN's idea with a resource model in the loop: start every engine 
 synapse and one channel per cycle, then repeatedly widen the slowest engine (more synapses
 S or more channels P, whichever buys its cycles back for fewer logic cells) until the
 pipeline reaches the target rate or the next step would not fit the board. Widths are powers
-of two or the layer's whole size, so a producer's P and its consumer's S always divide one
-another (the width converter between them needs that).
+of two, the layer's whole size or that size over a power of two, and a producer's P and its
+consumer's S always divide one another (the width converter between them needs that).
 
 The model (:func:`estimate_dataflow`) counts every memory of the build exactly as Yosys maps
 it (sw/resources.py: the weights, channel constants, input buffers, FIFOs, the link buffer)
@@ -208,12 +208,18 @@ R.register(DataflowConfig, estimate_dataflow)
 # ---------------------------------------------------------------- the search
 
 def _widths(n):
-    """Candidate S (or P) for a dimension of size ``n``: powers of two below it, and ``n``."""
-    out, v = [], 1
+    """Candidate S (or P) for a dimension of size ``n``: powers of two below it, ``n``, and
+    ``n`` over a power of two where that divides it (784 → 392, 196, 98, 49: the SFC's
+    first layer at S = 196 makes 4 folds of whole synapses where S = 256 pads 784 to 1,024,
+    a quarter of its popcount trees counting zeros)."""
+    out, v = set(), 1
     while v < n:
-        out.append(v)
+        out.add(v)
         v *= 2
-    return out + [n]
+    while n % 2 == 0 and n > 1:
+        out.add(n)
+        n //= 2
+    return sorted(out | {n})
 
 
 def _fits(board, config, device):
@@ -286,8 +292,8 @@ def _pe_choices(layer):
 
 
 def _candidates(device, layer, options, conv_mmv=CONV_MMV_CHOICES):
-    """Every fold of one layer (S and P powers of two or the whole size, a conv's S also its
-    window's multiples of C; MMV 1, 2 or 4 images where the fold allows it and the FIFOs hold
+    """Every fold of one layer (S and P from :func:`_widths`, a conv's S also its window's
+    multiples of C; MMV 1, 2 or 4 images where the fold allows it and the FIFOs hold
     whole groups, a conv's 1, 2, 4 or 8 pixels where they divide its image; weights in block
     RAM, and on an UltraPlus in SPRAM where they fit its four 16-bit blocks), with its cost."""
     n_in, n_out = layer["n_in"], layer["n_out"]
@@ -366,8 +372,8 @@ def fold_model(model, board, target_ips=None, clock_mhz=None, conv_mmv=CONV_MMV_
     ``clock_mhz`` (default :data:`DATAFLOW_CLOCK_MHZ`), or without a target the fastest that
     fits. FoldError when no folding fits.
 
-    The search is exact over its space: every engine's folds (S, P powers of two or the whole
-    size, weights in block RAM or SPRAM) are costed alone (logic, block RAMs, SPRAMs); for an
+    The search is exact over its space: every engine's folds (S, P powers of two, the whole
+    size or it over a power of two, weights in block RAM or SPRAM) are costed alone (logic, block RAMs, SPRAMs); for an
     interval T each engine keeps the Pareto-best folds that make T, and a branch-and-bound
     picks the combination whose fullest resource is least used. Feasibility only grows with
     T, so a bisection over the achievable intervals finds the fastest that fits.

@@ -61,6 +61,11 @@ FOLDS = {
     # a dense engine of 2 images per read: runs are whole pairs of images
     "pixel mmv, then image mmv": ((4, 4, 1), 4, [4], [16, 5], [(1, 1, 4), (4, 2, 2), (4, 5)],
                                   {"in_images": 4, "out_images": 4}, 16 * 9),
+    # S a conv's window over a power of two (fold search: 9·C/2): conv0's S = 9 of its 18
+    # synapses takes window beats of gcd(2, 9) = 1 lane, conv1's S = 18 of 36 beats of
+    # gcd(4, 18) = 2 lanes, 9 gathered per fold; each window unit makes 18 beats per pixel
+    "S over a power of two": ((4, 4, 2), 2, [4, 4], [5], [(9, 2), (18, 2), (16, 5)], {},
+                              16 * 18),
     # pixel MMV with the iCE40 options: the serial stage walks m·P sums in a fold
     "pixel mmv, serial, levels 2, no ram_reg": ((4, 4, 1), 2, [4, 8], [5],
                                                 [(1, 1, 2), (4, 2, 4), (16, 5)],

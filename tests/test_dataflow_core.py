@@ -33,6 +33,10 @@ FOLDS = [
     ([16, 12, 8, 5], 2, [(4, 4), (4, 2, 2), (4, 1)],
      {"in_images": 6, "out_images": 6, "serial": 1, "levels": 2, "ram_reg": 0}),
     ([20, 9, 7], 3, [(2, 1, 2), (1, 7)], {"in_images": 6, "out_images": 6}),
+    # a first S that is not a power of two (the fold search's n/2^k: 24 → 12): the input
+    # word is its 12 lanes, one word per beat, not the 4 lanes of the powers of two
+    ([24, 12, 5], 2, [(12, 4), (12, 5)], {}),
+    ([24, 12, 5], 1, [(12, 4, 2), (4, 5)], {"in_images": 6, "out_images": 6}),
 ]
 
 

@@ -399,14 +399,17 @@ class DataflowConfig:
 
     @property
     def in_lanes(self):
-        """Input elements per input-FIFO word: the most (a power of two) in ``in_word`` bits
-        that the first engine's S and it divide one another (the converter regroups them)."""
+        """Input elements per input-FIFO word: the most in ``in_word`` bits that the first
+        engine's beat and it divide one another (the converter regroups them): a power of
+        two, or the beat itself when it fits the word. The latter keeps a first engine whose
+        S is not a power of two (784 = 4·196 synapses) at one word per beat: its powers of
+        two alone would be the 4 lanes that divide 196, 49 words per image."""
         k, simd = self.first.input_bits, self.engines[0].in_lanes
         lanes = 1
         while (2 * lanes * k <= self.in_word and 2 * lanes <= self.engines[0].in_features
                and (simd % (2 * lanes) == 0 or (2 * lanes) % simd == 0)):
             lanes *= 2
-        return lanes
+        return max(lanes, simd) if simd * k <= self.in_word else lanes
 
     @property
     def in_word_bits(self):
