@@ -697,17 +697,18 @@ class MatrixVectorUnit(wiring.Component):
         control = self._control(m, release)
         # with ram_reg the weight memories' read address is a register of each PE's own
         # (_weights), a cycle later: the input word waits a cycle more to stay aligned
-        x = self._edge(m, self._edge(m, _read_register(m, control["x"], "x_ram"), "x"), "x_late")
+        x = self._edge(m, _read_register(m, control["x"], "x_ram"), "x")
         totals = [[] for _ in range(M)]    # totals[j][p]: image j's fold sum in PE p
         for p in range(s.pe):
             w = None
+            x_p, last, clear = self._pe_inputs(m, p, x, control)
             for j in range(M):
                 name = f"pe{p}" if M == 1 else f"pe{p}_{j}"
                 m.submodules[name] = pe = XnorPE(s, self.levels_per_stage)
                 if w is None:           # one weight memory and register per PE, m lanes
                     w = self._weights(m, p, control["w_addr"])
-                m.d.comb += [pe.x.eq(x[j * width:(j + 1) * width]), pe.w.eq(w),
-                             pe.last.eq(control["done"]), pe.clear.eq(control["clear"])]
+                m.d.comb += [pe.x.eq(x_p[j * width:(j + 1) * width]), pe.w.eq(w),
+                             pe.last.eq(last), pe.clear.eq(clear)]
                 totals[j].append(pe.total)
         if self.output_stage == "parallel":
             w_en, w_data = self._parallel_output(m, totals, control)
@@ -728,12 +729,31 @@ class MatrixVectorUnit(wiring.Component):
             wiring.connect(m, reorder.o, wiring.flipped(self.o))
         return m
 
+    def _pe_inputs(self, m, p, x, control):
+        """PE ``p``'s input word, ``last`` and ``clear``. With ``ram_reg`` (the ECP5 builds)
+        each comes from replica registers of the PE's own (the input word's last register
+        stage, the accumulators' sideband's last), kept apart by the synthesis script: one
+        register per bit driving all P PEs spread over an engine of 25 k LUTs was a net of
+        several nanoseconds of route in the cycle of the first popcount level, and one
+        ``clear`` register the synchronous reset of P·m accumulators. The copies take the
+        place of the shared stage, so the timing is unchanged. Without ``ram_reg`` (iCE40,
+        where a flip-flop costs a logic cell) the PEs share them."""
+        if not self.ram_reg:
+            return x, control["done"], control["clear"]
+        x_p = Signal.like(x, name=replica(f"x{p}_late"), reset_less=True)
+        done_p = Signal(name=replica(f"done{p}"))
+        valid_p = Signal(name=replica(f"valid{p}"))
+        m.d.sync += [x_p.eq(x), done_p.eq(control["done_early"]),
+                     valid_p.eq(control["valid_early"])]
+        return x_p, done_p, done_p | ~valid_p
+
     def _control(self, m, release):
         """Input buffer, reader and credits (one per output entry, back with ``release``).
         Returns a dict: ``x`` the buffer's read data (before its read register: word sf of
         the m images), ``w_addr`` the weight address, and the sideband at the accumulators:
-        ``done`` (a fold's last count arrives), ``clear`` (restart them) and ``done_early``
-        (``done`` ``ram_reg`` cycles earlier, to read channel words in time)."""
+        ``done`` (a fold's last count arrives), ``clear`` (restart them), ``done_early``
+        (``done`` ``ram_reg`` cycles earlier, to read channel words in time, and what the
+        PEs' own ``done`` copies load) and ``valid_early`` (likewise for ``valid``)."""
         s = self.shape
         S, k, SF, NF, M = s.simd, s.input_bits, s.synapse_folds, s.neuron_folds, self.mmv
 
@@ -803,11 +823,12 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += [issue_valid.eq(go), issue_done.eq(go & fold_end)]
         early = delay(m, issue_done, to_acc - int(self.ram_reg), "done_early")
         done = delay(m, early, int(self.ram_reg), "done")
-        valid = delay(m, issue_valid, to_acc, "valid")
+        valid_early = delay(m, issue_valid, to_acc - int(self.ram_reg), "valid_early")
+        valid = delay(m, valid_early, int(self.ram_reg), "valid")
         clear = Signal()
         m.d.comb += clear.eq(done | ~valid)
         return {"x": x, "w_addr": w_addr, "done": done, "clear": clear,
-                "done_early": early}
+                "done_early": early, "valid_early": valid_early}
 
     def _input_buffer(self, m, en, wr_addr, data, rd_addr, rd_next):
         """The input buffer's memory: ``m·k·S`` bits wide (image ``j``'s word in slice ``j``,
