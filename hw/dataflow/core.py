@@ -180,6 +180,11 @@ class DataflowCore(wiring.Component):
         run = _named(
             busy=Signal(), done=Signal(), error=Signal(2), count=Signal(16),
             in_left=Signal(range(cfg.in_words * (1 << 16) + 1)),
+            # busy & (in_left != 0), kept as a register beside in_left: the gate drives the
+            # input FIFO's read enable, and through it the enables of its block RAMs spread
+            # over the die; the 17-bit compare in front of it was a third of the ECP5 SFC
+            # build's critical path (build 9)
+            in_open=Signal(),
             word_in_image=Signal(range(cfg.out_words)), images_done=Signal(16),
             # since_done counts the cycles since the previous image completed, so the
             # interval is a register load, not a 32-bit subtraction
@@ -189,13 +194,13 @@ class DataflowCore(wiring.Component):
                          for e in range(len(cfg.engines))])
         m.d.comb += self.busy.eq(run.busy)
 
-        gate_open = run.busy & (run.in_left != 0)
+        gate_open = run.in_open
         gated, in_fifo = io.gated, io.in_fifo
         m.d.comb += [gated.payload.eq(in_fifo.r_data),
                      gated.valid.eq(in_fifo.r_rdy & gate_open),
                      in_fifo.r_en.eq(gated.ready & gate_open)]
         with m.If(gated.valid & gated.ready):
-            m.d.sync += run.in_left.eq(run.in_left - 1)
+            m.d.sync += [run.in_left.eq(run.in_left - 1), run.in_open.eq(run.in_left != 1)]
 
         from_last, out_fifo = io.from_last, io.out_fifo
         m.d.comb += [out_fifo.w_data.eq(from_last.o.payload),
@@ -217,7 +222,7 @@ class DataflowCore(wiring.Component):
             with m.If(run.images_done == 0):
                 m.d.sync += run.latency.eq(run.cycles + 1)
             with m.If(run.images_done + 1 == run.count):
-                m.d.sync += [run.busy.eq(0), run.done.eq(1)]
+                m.d.sync += [run.busy.eq(0), run.done.eq(1), run.in_open.eq(0)]
         return run
 
     def _register_file(self, m, req, run, io):
@@ -357,6 +362,7 @@ class DataflowCore(wiring.Component):
             with m.Else():
                 m.d.sync += [run.busy.eq(1), run.done.eq(0), run.error.eq(mm.ERR_NONE),
                              run.in_left.eq(run.count * self.config.in_words),
+                             run.in_open.eq(1),       # count ≠ 0 here (bad_count)
                              run.images_done.eq(0), run.cycles.eq(0), run.latency.eq(0),
                              run.interval.eq(0), run.since_done.eq(0)]
                 m.d.sync += [c.eq(0) for c in run.engine_busy]
@@ -364,7 +370,7 @@ class DataflowCore(wiring.Component):
             # word_in_image also in the reset cycle: a beat leaving the pipeline then is dropped
             m.d.sync += run.word_in_image.eq(0)
         with m.If(abort):
-            m.d.sync += [run.busy.eq(0), run.done.eq(0), run.in_left.eq(0)]
+            m.d.sync += [run.busy.eq(0), run.done.eq(0), run.in_left.eq(0), run.in_open.eq(0)]
             m.d.sync += [r.eq(0) for r in resets]
             with m.If(run.busy):
                 m.d.sync += run.error.eq(mm.ERR_ABORTED)
