@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass
 
 from xnorflow.hw.dataflow import timing
+from xnorflow.hw.dataflow.block_fifo import CHUNK_BITS, READ_AHEAD
 from xnorflow.hw.dataflow.config import DataflowConfig, EngineFold
 from xnorflow.hw.dataflow.run_timing import run_cycles, steady_interval
 from xnorflow.hw.dataflow.window import default_rows
@@ -132,9 +133,22 @@ def _engine_memories(e, fold, stage):
     return mems
 
 
+def _input_fifo_memories(config):
+    """The input FIFO's memories (hw/dataflow/block_fifo.py, :func:`input_fifo`): one, or a
+    :class:`BlockFIFO`'s column chunks and its read-ahead words."""
+    width, depth = config.in_word_bits, config.in_images * config.in_words
+    if not (config.ram_reg and depth > READ_AHEAD):
+        return [R.MemorySpec("in_fifo", 1, width, depth)]
+    full, rest = divmod(width, CHUNK_BITS)
+    mems = [R.MemorySpec("in_fifo", full, CHUNK_BITS, depth)] if full else []
+    if rest:
+        mems.append(R.MemorySpec("in_fifo.rest", 1, rest, depth))
+    return mems + [R.MemorySpec("in_fifo.ahead", 1, width, READ_AHEAD)]
+
+
 def _shared_memories(config, max_payload=256):
     """The memories outside the engines: the input and output FIFOs and the link's buffer."""
-    return [R.MemorySpec("in_fifo", 1, config.in_word_bits, config.in_images * config.in_words),
+    return _input_fifo_memories(config) + [
             R.MemorySpec("out_fifo", 1, config.out_word_bits,
                          config.out_images * config.out_words),
             R.MemorySpec("link_buf", 1, 8, max_payload)]

@@ -27,6 +27,7 @@ from amaranth.lib.wiring import In, Out
 from xnorflow.hw.bus import ADDR_WIDTH, BusSignature
 
 from . import memory_map as mm
+from .block_fifo import input_fifo
 from .config import DataflowConfig
 from .convert import WidthConverter
 from .pipeline import Pipeline
@@ -113,7 +114,7 @@ class DataflowCore(wiring.Component):
             to_first=WidthConverter(cfg.first.input_bits, cfg.in_lanes,
                                     cfg.engines[0].in_lanes, cfg.engines[0].in_features),
             from_last=WidthConverter(cfg.last.acc_width, cfg.last.pe, 1, cfg.last.n_out))
-        io.in_fifo = SyncFIFOBuffered(width=cfg.in_word_bits, depth=io.in_depth)
+        io.in_fifo = input_fifo(cfg.in_word_bits, io.in_depth, cfg.ram_reg)
         io.out_fifo = SyncFIFOBuffered(width=cfg.out_word_bits,
                                        depth=cfg.out_images * cfg.out_words)
         # the pipeline resets its engines from replicas of the same register (Pipeline.abort)
