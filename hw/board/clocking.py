@@ -93,12 +93,13 @@ def pll_output_hz(family, f_in_hz, f_want_hz):
 class PllClock(Elaboratable):
     """Drives ``domain`` (the parent defines it) at ``f_want_hz`` (or the closest lower
     frequency the PLL makes) from the platform's default clock pin, held in reset until the
-    PLL locks.
+    PLL locks (iCE40: the domain's reset; ECP5: the global set/reset, SGSR).
 
     Parameters
     ----------
     domain : ClockDomain
-        The domain to clock (e.g. the top's ``sync``).
+        The domain to clock (e.g. the top's ``sync``); on ECP5 reset-less (the global
+        set/reset holds every flip-flop until the PLL locks).
     f_want_hz : float
         Requested ``sync`` frequency; :attr:`f_out_hz` is what the PLL produces.
     family : "ice40" or "ecp5"
@@ -153,8 +154,24 @@ class PllClock(Elaboratable):
                 i_PHASEDIR=Const(0), i_PHASESTEP=Const(0), i_PHASELOADREG=Const(0),
                 i_PLLWAKESYNC=Const(0), i_ENCLKOP=Const(0),
                 o_CLKOP=ClockSignal(name), o_LOCK=lock)
-        # Nothing runs until the PLL has locked; the reset leaves synchronously.
-        m.submodules.reset_sync = ResetSynchronizer(~lock, domain=name)
+        if self.family == "ecp5":
+            # Nothing runs until the PLL has locked, through the global set/reset: a
+            # synchronous SGSR resets every flip-flop to its initial value over the device's
+            # own network (Yosys' lattice_gsr enables it on each), where a reset signal
+            # routed to thousands of flip-flops across the die took 11–12 ns of route, the
+            # critical path of the ECP5 dataflow builds. Its synchronizer is the two
+            # flip-flops outside GSR (in GSR they would hold it forever); the parent's domain
+            # is reset-less, as Amaranth makes the ECP5's default domain.
+            gsr = [Signal(name=f"gsr{i}") for i in range(2)]
+            m.submodules += [
+                Instance("FD1S3AX", p_GSR="DISABLED", i_CK=ClockSignal(name), i_D=lock,
+                         o_Q=gsr[0]),
+                Instance("FD1S3AX", p_GSR="DISABLED", i_CK=ClockSignal(name), i_D=gsr[0],
+                         o_Q=gsr[1]),
+                Instance("SGSR", i_CLK=ClockSignal(name), i_GSR=gsr[1])]
+        else:
+            # Nothing runs until the PLL has locked; the reset leaves synchronously.
+            m.submodules.reset_sync = ResetSynchronizer(~lock, domain=name)
         # No clock constraint on the domain's clock: nextpnr derives the PLL output's frequency
         # from the oscillator pin's constraint and the PLL's dividers (exactly: 24.0015 MHz on
         # the iCEBreaker), while a constraint on the net was ignored with a warning, because

