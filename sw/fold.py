@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 
 from xnorflow.hw.dataflow import timing
-from xnorflow.hw.dataflow.block_fifo import CHUNK_BITS, READ_AHEAD
+from xnorflow.hw.dataflow.block_fifo import READ_AHEAD, chunk_widths, uses_block_fifo
 from xnorflow.hw.dataflow.config import DataflowConfig, EngineFold
 from xnorflow.hw.dataflow.run_timing import run_cycles, steady_interval
 from xnorflow.hw.dataflow.window import default_rows
@@ -137,13 +137,11 @@ def _input_fifo_memories(config):
     """The input FIFO's memories (hw/dataflow/block_fifo.py, :func:`input_fifo`): one, or a
     :class:`BlockFIFO`'s column chunks and its read-ahead words."""
     width, depth = config.in_word_bits, config.in_images * config.in_words
-    if not (config.ram_reg and depth > READ_AHEAD):
+    if not uses_block_fifo(depth, config.ram_reg):
         return [R.MemorySpec("in_fifo", 1, width, depth)]
-    full, rest = divmod(width, CHUNK_BITS)
-    mems = [R.MemorySpec("in_fifo", full, CHUNK_BITS, depth)] if full else []
-    if rest:
-        mems.append(R.MemorySpec("in_fifo.rest", 1, rest, depth))
-    return mems + [R.MemorySpec("in_fifo.ahead", 1, width, READ_AHEAD)]
+    chunks = [R.MemorySpec(f"in_fifo.{c}", 1, bits, depth)
+              for c, bits in enumerate(chunk_widths(width))]
+    return chunks + [R.MemorySpec("in_fifo.ahead", 1, width, READ_AHEAD)]
 
 
 def _shared_memories(config, max_payload=256):
@@ -387,7 +385,8 @@ def fold_model(model, board, target_ips=None, clock_mhz=None, conv_mmv=CONV_MMV_
     fits. FoldError when no folding fits.
 
     The search is exact over its space: every engine's folds (S, P powers of two, the whole
-    size or it over a power of two, weights in block RAM or SPRAM) are costed alone (logic, block RAMs, SPRAMs); for an
+    size or it over a power of two, weights in block RAM or SPRAM) are costed alone (logic,
+    block RAMs, SPRAMs); for an
     interval T each engine keeps the Pareto-best folds that make T, and a branch-and-bound
     picks the combination whose fullest resource is least used. Feasibility only grows with
     T, so a bisection over the achievable intervals finds the fastest that fits.

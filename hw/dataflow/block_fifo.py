@@ -1,7 +1,7 @@
 """A first-word-fall-through FIFO in block RAM whose memories see only registers: every
 address, enable and data pin of every block comes straight from a flip-flop, so a FIFO
 spread over many block RAMs across the die costs route, not logic, in front of them."""
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -9,7 +9,10 @@ from amaranth.lib.wiring import In, Out
 
 from xnorflow.hw.core.pipeline import replica
 
-__all__ = ["BlockFIFO", "READ_AHEAD", "CHUNK_BITS", "input_fifo"]
+from .counters import wrapped_next
+
+__all__ = ["BlockFIFO", "READ_AHEAD", "CHUNK_BITS", "chunk_widths", "input_fifo",
+           "uses_block_fifo"]
 
 #: Most memory columns behind one set of address and enable registers: 72 = eight 2048 × 9
 #: block RAMs on ECP5, which Yosys picks for a FIFO of 2,048 words without a multiplexer.
@@ -77,7 +80,6 @@ class BlockFIFO(wiring.Component):
         level = Signal(range(D + 1))           # words written and not yet read
         pending = Signal()                     # a word accepted last cycle: written now
         stored = Signal(range(D + 1))          # words in memory not yet decided
-        produce = Signal(range(D))
         issue = Signal()                       # a read decided last cycle: step the address
         arriving = Signal()                    # the memory's output is a decided word
         held = Signal(range(READ_AHEAD + 1))   # words in the output stage
@@ -97,24 +99,26 @@ class BlockFIFO(wiring.Component):
 
         # the memory, in chunks of columns: each writes from and reads at registers of its own
         words = []
-        for c, lo in enumerate(range(0, W, self.chunk_bits)):
-            hi = min(lo + self.chunk_bits, W)
+        lo = 0
+        for c, bits in enumerate(chunk_widths(W, self.chunk_bits)):
+            hi = lo + bits
             m.submodules[f"storage{c}"] = mem = Memory(
-                shape=hi - lo, depth=D, init=[], attrs={"no_rw_check": 1})
+                shape=bits, depth=D, init=[], attrs={"no_rw_check": 1})
             wr, rd = mem.write_port(), mem.read_port(domain="comb")
             write = Signal(name=replica(f"write{c}"))
             produce = Signal(range(D), name=replica(f"produce{c}"))
             consume = Signal(range(D), name=replica(f"consume{c}"))
             m.d.sync += write.eq(do_write)
             with m.If(write):
-                m.d.sync += produce.eq(Mux(produce == D - 1, 0, produce + 1))
+                m.d.sync += produce.eq(wrapped_next(produce, D))
             with m.If(issue):
-                m.d.sync += consume.eq(Mux(consume == D - 1, 0, consume + 1))
-            data = Signal(hi - lo, name=f"read{c}", reset_less=True)   # the block's register
+                m.d.sync += consume.eq(wrapped_next(consume, D))
+            data = Signal(bits, name=f"read{c}", reset_less=True)   # the block's register
             m.d.sync += data.eq(rd.data)
             m.d.comb += [wr.en.eq(write), wr.addr.eq(produce), wr.data.eq(pending_data[lo:hi]),
                          rd.addr.eq(consume)]
             words.append(data)
+            lo = hi
         read = Cat(*words)
 
         # the output stage: READ_AHEAD words in LUT RAM (a few LUTs per 4 bits, where
@@ -134,11 +138,22 @@ class BlockFIFO(wiring.Component):
         return m
 
 
+def chunk_widths(width, chunk_bits=CHUNK_BITS):
+    """The column widths of a :class:`BlockFIFO`'s memories, lowest bits first."""
+    full, rest = divmod(width, chunk_bits)
+    return [chunk_bits] * full + ([rest] if rest else [])
+
+
+def uses_block_fifo(depth, ram_reg):
+    """Whether the dataflow core's input FIFO is a :class:`BlockFIFO`: on builds with
+    ``ram_reg`` (ECP5; a run's words are written before it starts, so its reads see no
+    difference) and deeper than the read-ahead. Otherwise Amaranth's ``SyncFIFOBuffered``
+    (iCE40, where the registers would cost logic cells)."""
+    return bool(ram_reg) and depth > READ_AHEAD
+
+
 def input_fifo(width, depth, ram_reg):
-    """The dataflow core's input FIFO: a :class:`BlockFIFO` on builds with ``ram_reg`` (ECP5;
-    a run's words are written before it starts, so its reads see no difference), Amaranth's
-    ``SyncFIFOBuffered`` otherwise (iCE40, where its registers would cost logic cells) and
-    for FIFOs no deeper than the read-ahead."""
-    if ram_reg and depth > READ_AHEAD:
+    """The dataflow core's input FIFO (:func:`uses_block_fifo` says which)."""
+    if uses_block_fifo(depth, ram_reg):
         return BlockFIFO(width, depth)
     return SyncFIFOBuffered(width=width, depth=depth)
