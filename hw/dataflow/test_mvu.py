@@ -610,3 +610,17 @@ def test_mvu_mmv_errors_name_the_bound():
         MatrixVectorUnit(32, 8, 8, 2, fifo_depth=3, mmv=2)
     with rejected(), pytest.raises(ValueError, match="'output' is the reorder buffer"):
         MatrixVectorUnit(32, 8, 8, 2, ram_styles={"output": "block"})
+
+
+@pytest.mark.parametrize("ram_reg", [False, True])
+def test_mvu_each_pe_has_its_own_input_word_and_sideband_registers_with_ram_reg(ram_reg):
+    """With ``ram_reg`` (ECP5) every PE takes its input word, ``last`` and ``clear`` from
+    replica registers of its own (the synthesis script keeps them apart); without it (iCE40,
+    a flip-flop a logic cell) the PEs share one set."""
+    from amaranth.back import rtlil
+    from xnorflow.hw.core.pipeline import REPLICA_MARK
+    mvu = MatrixVectorUnit(32, 12, 8, 3, ram_reg=ram_reg)
+    text = rtlil.convert(mvu, name="mvu")
+    for p in range(3):
+        for name in (f"x{p}_late", f"done{p}", f"valid{p}"):
+            assert (f"\\{name}{REPLICA_MARK}" in text) == ram_reg, name
