@@ -105,3 +105,17 @@ def test_mmv_round_trips_through_the_text_form():
     # 64u4>256:16x4: SF = 4 holds P = 4 sums alone, not the 2·4 of two images
     plain = DataflowConfig.parse("df:64u4>256:16x4,256>10r:16x1;serial=1")
     assert plain.output_stage(plain.engines[0]) == "serial"
+
+def test_a_register_slice_follows_each_dense_mmv_engine_on_ram_reg_builds_only():
+    """The reorder buffer's block-RAM read has no output register: with ``ram_reg`` a slice
+    takes its beats (one cycle later), in the hardware and in the model alike."""
+    from amaranth.hdl import Fragment
+    from xnorflow.hw.dataflow.pipeline import Pipeline
+    text = "df:64u4>256:16x4,256>256:16x8m2,256>10r:16x2m2;in_images=6,out_images=6"
+    for ram_reg in (0, 1):
+        config = DataflowConfig.parse(f"{text},ram_reg={ram_reg}")
+        assert [config.output_slice(e) for e in config.engines] == [False] + [bool(ram_reg)] * 2
+        fragment = Fragment.get(Pipeline(config), None)
+        names = {name for _, name, _ in fragment.subfragments}
+        assert {n for n in names if n.endswith("_slice")} == (
+            {"engine1_slice", "engine2_slice"} if ram_reg else set())

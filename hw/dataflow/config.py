@@ -357,6 +357,14 @@ class DataflowConfig:
         fits = engine.mmv * s.pe <= s.synapse_folds   # the walk over m·P sums fits in a fold
         return "serial" if self.serial and fits else "parallel"
 
+    def output_slice(self, engine):
+        """Whether a register slice follows ``engine``'s output: a dense MMV engine's reorder
+        buffer plays its beats out of a block RAM whose read has no output register, then
+        picks the image's beat; with ``ram_reg`` a slice keeps that clock-to-out and
+        multiplexer off the next converter's registers (ECP5 SFC build 12's critical path:
+        13.0 ns). One cycle more of latency per such engine."""
+        return bool(self.ram_reg) and not engine.is_conv and engine.mmv > 1
+
     def timing_args(self, engine):
         """The keyword arguments of :mod:`xnorflow.hw.dataflow.timing`'s functions for ``engine``."""
         return {"n_in": engine.n_in, "n_out": engine.n_out, "simd": engine.simd,

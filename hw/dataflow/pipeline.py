@@ -18,6 +18,7 @@ from .config import DataflowConfig
 from .conv_engine import ConvEngine
 from .convert import WidthConverter
 from .mvu import MatrixVectorUnit
+from .register_slice import RegisterSlice
 
 __all__ = ["Pipeline", "PipelineWriteSignature"]
 
@@ -64,6 +65,9 @@ class Pipeline(wiring.Component):
         ``config.ram_reg`` a write reaches its engine one cycle later (a register per engine).
     busy : Out(number of engines)
         Bit ``e``: engine ``e`` consumed a weight word this cycle.
+
+    With ``config.ram_reg`` a register slice follows every dense MMV engine (its reorder
+    buffer's unregistered block-RAM read: :meth:`DataflowConfig.output_slice`).
 
     Timing: initiation interval ``config.interval`` (the slowest engine's ``SF·NF`` per
     image, ``SF·NF/mmv`` for an MMV engine); the latency is the sum over the chain
@@ -126,13 +130,24 @@ class Pipeline(wiring.Component):
                 m.d.comb += [engine.wr.sel.eq(self.wr.sel), engine.wr.addr.eq(self.wr.addr),
                              engine.wr.data.eq(self.wr.data), engine.wr.en.eq(self.wr.en & hit)]
             m.d.comb += self.busy[e].eq(engine.busy)
+        outputs = [self._output(m, e, engine) for e, engine in enumerate(self.engines)]
         for e, converter in enumerate(self.converters):
             m.submodules[f"convert{e}"] = self._reset_by_abort(m, converter, f"convert{e}")
-            wiring.connect(m, self.engines[e].o, converter.i)
+            wiring.connect(m, outputs[e], converter.i)
             wiring.connect(m, converter.o, self.engines[e + 1].i)
         wiring.connect(m, wiring.flipped(self.i), self.engines[0].i)
-        wiring.connect(m, self.engines[-1].o, wiring.flipped(self.o))
+        wiring.connect(m, outputs[-1], wiring.flipped(self.o))
         return m
+
+    def _output(self, m, e, engine):
+        """Engine ``e``'s output stream, through a register slice where the config puts one
+        (:meth:`DataflowConfig.output_slice`)."""
+        if not self.config.output_slice(self.config.engines[e]):
+            return engine.o
+        out_slice = RegisterSlice(len(engine.o.payload))
+        m.submodules[f"engine{e}_slice"] = self._reset_by_abort(m, out_slice, f"engine{e}_slice")
+        wiring.connect(m, engine.o, out_slice.i)
+        return out_slice.o
 
     def _reset_by_abort(self, m, block, name):
         """``block`` reset by its own replica register of ``abort``."""

@@ -16,7 +16,7 @@ A run of ``B`` images written into the input FIFO before START:
 :func:`core_chain`: the gate (one input-FIFO word per cycle from the run's first cycle) →
 [register slice, ``ram_reg``] → width converter → per engine a matrix-vector unit (dense) or a
 window unit → converter → MVU (each output pixel one of its images) → [pool] (conv) →
-converters between engines → one integer per cycle into the output FIFO. Each block is a stage
+[register slice behind a dense MMV engine, ``ram_reg``] → converters between engines → one integer per cycle into the output FIFO. Each block is a stage
 model (:mod:`xnorflow.hw.dataflow.timing`, "stream models";
 :class:`~xnorflow.hw.dataflow.window.WindowModel`, :class:`~xnorflow.hw.dataflow.pool.PoolModel`):
 every handshake is a max-plus recurrence over earlier handshakes on both sides of its stream,
@@ -212,6 +212,8 @@ def core_chain(config, batch):
             _conv_stages(chain, config, engine)
         else:
             chain.mvu(config, engine)
+            if config.output_slice(engine):
+                chain.add(RegisterSliceModel(), engine.shape.neuron_folds)
         if e + 1 < len(config.engines):
             chain.convert(engine.pe, config.engines[e + 1].in_lanes, engine.out_features)
     chain.convert(config.engines[-1].pe, 1, config.out_words)
