@@ -120,6 +120,14 @@ def test_bad_requests_get_bus_errors_and_abort_recovers_a_starved_run():
         with pytest.raises(DeviceError):                      # more than the FIFO holds
             dev.write(mm.IN_BASE, bytes(cfg.in_word_bytes * cfg.in_words * (cfg.in_images + 1)))
         dev.abort()
+        # exactly what it holds fits, the free count says so, and the next byte is refused
+        depth = cfg.in_words * cfg.in_images
+        dev.write(mm.IN_BASE, bytes(cfg.in_word_bytes * depth))
+        assert int.from_bytes(dev.read(mm.REG_IN_FREE, 4), "little") == 0
+        with pytest.raises(DeviceError):
+            dev.write(mm.IN_BASE, b"\0")
+        dev.abort()
+        assert int.from_bytes(dev.read(mm.REG_IN_FREE, 4), "little") == depth
         # a run of 3 images with only one written waits for the others...
         dev.write(mm.IN_BASE, bytes(cfg.in_word_bytes * cfg.in_words))
         dev.write(mm.REG_COUNT, (3).to_bytes(4, "little"))

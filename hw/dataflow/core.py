@@ -74,7 +74,7 @@ class DataflowCore(wiring.Component):
     ------
     A run of B images written before START completes in ``latency + (B − 1)·interval``
     cycles (REG_TOTAL_CYCLES), ``interval = config.interval``; the latency is
-    :func:`xnorflow.sw.layers.dataflow_timing.run_latency` (docs/dataflow.md, "Timing").
+    :func:`xnorflow.hw.dataflow.run_timing.run_cycles` (docs/dataflow.md, "Timing").
     """
 
     def __init__(self, config):
@@ -260,18 +260,41 @@ class DataflowCore(wiring.Component):
 
     def _input_port(self, m, req, io):
         """Writes to the input port: bytes gathered into a beat, pushed when its last byte
-        arrives. Returns the byte counter."""
+        arrives. Returns the byte counter; sets ``io.in_ready`` (the port takes a byte).
+
+        ECP5 builds (``ram_reg``) keep the FIFO's level compare and the word's clock enable
+        apart from the bus decode, as the weight window does: ``in_ready`` is the FIFO's
+        ``w_rdy`` a cycle old, and the byte enters the word (and a whole word the FIFO) a cycle
+        after the request's action, from registers. The CNV 10 k/s build's critical path ran
+        from the FIFO's level through ``w_rdy`` and the decode to the level's adder and the
+        256-bit word's enables (12.8 ns of route). Both are exact because requests are at
+        least three cycles apart: a word written a cycle after action t is in the level at
+        t + 2, which ``in_ready`` shows at t + 3, the next action's earliest cycle; between
+        them only reads change the level, which frees room."""
         cfg = self.config
         in_byte = Signal(range(max(2, cfg.in_word_bytes)))
         in_last = in_byte == cfg.in_word_bytes - 1
+        io.in_ready = io.in_fifo.w_rdy
+        if cfg.ram_reg:
+            io.in_ready = Signal(name="in_ready")
+            m.d.sync += io.in_ready.eq(io.in_fifo.w_rdy)
+        push = req.act & req.hit_in & req.we & io.in_ready
+        shift, byte, last = push, req.data, in_last
+        if cfg.ram_reg:
+            shift, last = Signal(name="in_shift"), Signal(name="in_last_d")
+            byte = Signal(8, name="in_data", reset_less=True)
+            m.d.sync += shift.eq(push)
+            with m.If(push):
+                m.d.sync += [byte.eq(req.data), last.eq(in_last)]
         # Bytes arrive lowest first: shifting each in at the top leaves the whole word in place
         # after the last one, with no byte multiplexer.
-        in_word = Signal(8 * cfg.in_word_bytes)
-        push = req.act & req.hit_in & req.we & io.in_fifo.w_rdy
-        shifted = Cat(in_word[8:], req.data)
-        m.d.comb += [io.in_fifo.w_data.eq(shifted), io.in_fifo.w_en.eq(push & in_last)]
+        in_word = Signal(8 * cfg.in_word_bytes, reset_less=True)
+        shifted = Cat(in_word[8:], byte)
+        m.d.comb += [io.in_fifo.w_data.eq(shifted), io.in_fifo.w_en.eq(shift & last)]
+        with m.If(shift):
+            m.d.sync += in_word.eq(shifted)
         with m.If(push):
-            m.d.sync += [in_word.eq(shifted), in_byte.eq(Mux(in_last, 0, in_byte + 1))]
+            m.d.sync += in_byte.eq(Mux(in_last, 0, in_byte + 1))
         return in_byte
 
     def _weight_window(self, m, req, run):
@@ -385,7 +408,7 @@ class DataflowCore(wiring.Component):
         with m.If(req.hit_reg):
             m.d.comb += bad.eq(~reg_mapped | (req.we & ~writable))
         with m.Elif(req.hit_in):
-            m.d.comb += bad.eq(~req.we | ~io.in_fifo.w_rdy)
+            m.d.comb += bad.eq(~req.we | ~io.in_ready)
         with m.Elif(req.hit_out):
             m.d.comb += bad.eq(req.we | ~io.out_fifo.r_rdy)
         with m.Elif(req.hit_w):
