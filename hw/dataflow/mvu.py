@@ -129,6 +129,8 @@ cannot pack with a LUT and for each carry leaving a chain), 64→256 k4 S16·P4 
 784→256 S64·P16 3,880 LUT4 (3.8), 256→256 S32·P8 1,189 (4.6); ``synth_ecp5 -nowidelut`` changes
 those by < 1 %.
 """
+from types import SimpleNamespace
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
@@ -657,42 +659,52 @@ class MatrixVectorUnit(wiring.Component):
     def _write(self, m, port, select, name):
         """Drive memory write port ``port`` from ``wr`` for the memory with ``select``.
 
-        With ``ram_reg`` (the ECP5 builds) every memory takes its address and enable from
-        registers of its own, a cycle after ``wr``, and the data from one register per
-        engine loaded in the same cycle: the address net of an engine reached every weight
-        block RAM of the engine, 64 of them spread over the die in the 3 M/s SFC build (22.1
-        ns of route, its critical path); a memory's own register reaches only its own few.
-        The registers load only on their own memory's writes, so Yosys cannot merge them
-        back into one. The data is not copied per memory: each data bit already goes only to
-        the one column of block RAMs that stores it in every PE (fan-out P), and copying
-        it per PE (build 4) did not route. Writes happen only while no image is in flight,
-        so the cycle changes nothing else."""
-        hit = self._selected(select)
+        With ``ram_reg`` (the ECP5 builds) a write takes two register stages: one copy of
+        ``wr`` per engine (:meth:`_write_stage`), then registers of each memory's own for its
+        enable, address and data, loaded only on that memory's writes (so Yosys cannot merge
+        them back into one). Two stages let the placer put the first near the engine's middle
+        and the second beside its block RAMs, each hop half the engine's span: with one stage
+        a memory's enable register sat by the engine's decode, 11.8 ns of route from a block
+        RAM 39 columns away (ECP5 SFC build 13's critical path), and one address net to every
+        block RAM of an engine took 22.1 ns (the 3 M/s SFC build's first). Writes happen only
+        while no image is in flight, so the two cycles change nothing else (a write reaches
+        its memory five cycles after its bus action; a run's first weight read is further
+        from START than that)."""
         if not self.ram_reg:
+            hit = self._selected(select)
             m.d.comb += [port.en.eq(hit), port.addr.eq(self.wr.addr), port.data.eq(self.wr.data)]
             return
+        wr = self._write_stage(m)
+        hit = wr.en & (wr.sel == select)
         en = Signal(name=f"{name}_wr_en")
-        addr = Signal.like(self.wr.addr, name=f"{name}_wr_addr", reset_less=True)
+        addr = Signal.like(wr.addr, name=f"{name}_wr_addr", reset_less=True)
+        data = Signal(len(port.data), name=f"{name}_wr_data", reset_less=True)
         m.d.sync += en.eq(hit)
         with m.If(hit):
-            m.d.sync += addr.eq(self.wr.addr)
-        m.d.comb += [port.en.eq(en), port.addr.eq(addr),
-                     port.data.eq(self._write_data(m))]
+            m.d.sync += [addr.eq(wr.addr), data.eq(wr.data)]
+        m.d.comb += [port.en.eq(en), port.addr.eq(addr), port.data.eq(data)]
 
-    def _write_data(self, m):
-        """``wr.data`` registered once per engine (with ``ram_reg``), loaded on every write:
-        aligned with the per-memory address and enable registers of :meth:`_write`."""
-        if self._wr_data is None:
-            self._wr_data = Signal.like(self.wr.data, name="wr_data", reset_less=True)
-            with m.If(self.wr.en):
-                m.d.sync += self._wr_data.eq(self.wr.data)
-        return self._wr_data
+    def _write_stage(self, m):
+        """``wr`` registered once per engine (with ``ram_reg``): the first of :meth:`_write`'s
+        two stages; ``en`` every cycle, the rest loaded on writes."""
+        if self._wr_stage is None:
+            wr = self.wr
+            self._wr_stage = stage = SimpleNamespace(
+                en=Signal(name="wr_en_d"),
+                sel=Signal.like(wr.sel, name="wr_sel_d", reset_less=True),
+                addr=Signal.like(wr.addr, name="wr_addr_d", reset_less=True),
+                data=Signal.like(wr.data, name="wr_data_d", reset_less=True))
+            m.d.sync += stage.en.eq(wr.en)
+            with m.If(wr.en):
+                m.d.sync += [stage.sel.eq(wr.sel), stage.addr.eq(wr.addr),
+                             stage.data.eq(wr.data)]
+        return self._wr_stage
 
     def elaborate(self, platform):
         m = Module()
         s = self.shape
         M, width = self.mmv, s.in_beat_bits
-        self._wr_data = None           # made by the first memory that needs it (_write_data)
+        self._wr_stage = None          # made by the first memory that needs it (_write_stage)
         release = Signal()             # an output entry came free: the reader's credit
         control = self._control(m, release)
         # with ram_reg the weight memories' read address is a register of each PE's own
