@@ -235,6 +235,24 @@ def xnor_popcount(m, x, w, name, levels_per_stage=1):
 #: 16-word buffer are 16 ECP5 LUT RAM blocks, a net nextpnr keeps inside a few slices.
 BUFFER_CHUNK_BITS = 64
 
+#: Most bits × words of one weight-memory chunk with ``ram_reg``: eight ECP5 block RAMs (2,048
+#: × 9 each). Each chunk has its own read-address, write-enable, write-address and write-data
+#: registers (:meth:`MatrixVectorUnit._weights`): the CNV's dense layer 6272 → 256 on one PE
+#: is one 4,096 × 392 memory in 88 block RAMs across the die, and one write-enable register
+#: reaching all of them took 14.0 ns of route (ECP5 CNV build cnv10h's critical path).
+WEIGHT_CHUNK_RAM_BITS = 8 * 2048 * 9
+
+
+def weight_chunk_widths(width, depth):
+    """The column widths of a weight memory of ``width`` × ``depth`` split into chunks of at
+    most :data:`WEIGHT_CHUNK_RAM_BITS`, lowest bits first. Chunks are whole multiples of 9
+    columns (the narrowest block-RAM word, 2,048 × 9; 1,024 × 18 and 512 × 36 are multiples),
+    so splitting never adds a block RAM; the memories of the SFC's folds (at most 512 words
+    of at most 288 bits) stay one chunk."""
+    chunk = max(9, WEIGHT_CHUNK_RAM_BITS // max(depth, 1) // 9 * 9)
+    full, rest = divmod(width, chunk)
+    return [chunk] * full + ([rest] if rest else [])
+
 
 def _memory(width, depth, ram_style=None):
     """A run-time written memory of at least two words.
@@ -656,8 +674,9 @@ class MatrixVectorUnit(wiring.Component):
         """The write port writes the memory with this select in this cycle."""
         return self.wr.en & (self.wr.sel == select)
 
-    def _write(self, m, port, select, name):
-        """Drive memory write port ``port`` from ``wr`` for the memory with ``select``.
+    def _write(self, m, port, select, name, lo=0):
+        """Drive memory write port ``port`` from ``wr`` for the memory with ``select`` (its
+        data from bit ``lo`` of the written word: a column chunk starts there).
 
         With ``ram_reg`` (the ECP5 builds) a write takes two register stages: one copy of
         ``wr`` per engine (:meth:`_write_stage`), then registers of each memory's own for its
@@ -672,7 +691,8 @@ class MatrixVectorUnit(wiring.Component):
         from START than that)."""
         if not self.ram_reg:
             hit = self._selected(select)
-            m.d.comb += [port.en.eq(hit), port.addr.eq(self.wr.addr), port.data.eq(self.wr.data)]
+            m.d.comb += [port.en.eq(hit), port.addr.eq(self.wr.addr),
+                         port.data.eq(self.wr.data[lo:])]
             return
         wr = self._write_stage(m)
         hit = wr.en & (wr.sel == select)
@@ -681,7 +701,7 @@ class MatrixVectorUnit(wiring.Component):
         data = Signal(len(port.data), name=f"{name}_wr_data", reset_less=True)
         m.d.sync += en.eq(hit)
         with m.If(hit):
-            m.d.sync += [addr.eq(wr.addr), data.eq(wr.data)]
+            m.d.sync += [addr.eq(wr.addr), data.eq(wr.data[lo:])]
         m.d.comb += [port.en.eq(en), port.addr.eq(addr), port.data.eq(data)]
 
     def _write_stage(self, m):
@@ -884,21 +904,34 @@ class MatrixVectorUnit(wiring.Component):
         return Cat(*words)
 
     def _weights(self, m, p, w_addr):
-        """PE ``p``'s weight memory; returns the weight word (registered as the input word)."""
+        """PE ``p``'s weight memory; returns the weight word (registered as the input word).
+
+        With ``ram_reg`` a deep memory is split into column chunks
+        (:func:`weight_chunk_widths`), each with its own registers (the read address, and
+        :meth:`_write`'s per-memory ones): a register then drives at most eight block RAMs.
+        One chunk (the SFC's memories) is exactly the unsplit memory."""
         s = self.shape
-        m.submodules[f"weights{p}"] = mem = self._memory("weights", s.simd, s.weight_depth)
-        rd, wr = mem.read_port(domain="comb"), mem.write_port()
         if self.ram_styles.get("weights") == "huge":
+            m.submodules[f"weights{p}"] = mem = self._memory("weights", s.simd, s.weight_depth)
+            rd, wr = mem.read_port(domain="comb"), mem.write_port()
             # SPRAM has one address for reading and writing; the read pauses while writing
             addr = Mux(self.wr.en, self.wr.addr, self._edge(m, w_addr, f"w{p}_addr"))
             m.d.comb += [wr.en.eq(self._selected(s.weight_select(p))), wr.data.eq(self.wr.data),
                          rd.addr.eq(addr), wr.addr.eq(addr)]
             word = _read_register(m, rd.data, f"w{p}_ram", en=~self.wr.en)
-        else:
-            self._write(m, wr, s.weight_select(p), f"weights{p}")
-            m.d.comb += rd.addr.eq(self._edge(m, w_addr, replica(f"w{p}_addr")))
-            word = _read_register(m, rd.data, f"w{p}_ram")
-        return self._edge(m, word, f"w{p}")
+            return self._edge(m, word, f"w{p}")
+        widths = (weight_chunk_widths(s.simd, s.weight_depth) if self.ram_reg else [s.simd])
+        words, lo = [], 0
+        for c, bits in enumerate(widths):
+            name = f"weights{p}" if len(widths) == 1 else f"weights{p}_{c}"
+            suffix = "" if len(widths) == 1 else f"_{c}"
+            m.submodules[name] = mem = self._memory("weights", bits, s.weight_depth)
+            rd, wr = mem.read_port(domain="comb"), mem.write_port()
+            self._write(m, wr, s.weight_select(p), name, lo)
+            m.d.comb += rd.addr.eq(self._edge(m, w_addr, replica(f"w{p}{suffix}_addr")))
+            words.append(_read_register(m, rd.data, f"w{p}{suffix}_ram"))
+            lo += bits
+        return self._edge(m, Cat(*words), f"w{p}")
 
     def _channel_word(self, m, mem, addr, name):
         """A channel memory's word at ``addr``, ready ``1 + ram_reg`` cycles later."""

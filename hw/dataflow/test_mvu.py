@@ -624,3 +624,27 @@ def test_mvu_each_pe_has_its_own_input_word_and_sideband_registers_with_ram_reg(
     for p in range(3):
         for name in (f"x{p}_late", f"done{p}", f"valid{p}"):
             assert (f"\\{name}{REPLICA_MARK}" in text) == ram_reg, name
+
+
+def test_weight_chunks_are_whole_block_ram_columns_of_at_most_eight_blocks():
+    """The SFC's memories stay one chunk; the CNV's 4,096 × 392 dense layer is eleven, each
+    four 9-bit columns deep twice (eight 2,048 × 9 blocks), as many blocks as unsplit."""
+    from xnorflow.hw.dataflow.mvu import weight_chunk_widths
+    assert weight_chunk_widths(196, 128) == [196]
+    assert weight_chunk_widths(392, 4096) == [36] * 10 + [32]
+    assert weight_chunk_widths(500, 1024) == [144] * 3 + [68]
+    assert weight_chunk_widths(5, 100_000) == [5]
+
+
+def test_mvu_split_weight_memory_matches_golden(monkeypatch):
+    """Weight memories split into column chunks of their own registers (here 9-bit chunks of
+    a 16-bit word, by shrinking the chunk's budget) load and compute as one memory."""
+    from xnorflow.hw.dataflow import mvu as mvu_module
+    monkeypatch.setattr(mvu_module, "WEIGHT_CHUNK_RAM_BITS", 9 * 8)
+    assert mvu_module.weight_chunk_widths(16, 8) == [9, 7]
+    rng = np.random.default_rng(5)
+    layer = random_layer(rng, 40, 6, 4, "threshold")      # S = 16, SF = 3, NF = 3: 9 words
+    check_layer(layer, 16, 2, batch=3, seed=6, gap=0.3, stall=0.3, ram_reg=True)
+    from amaranth.back import rtlil
+    text = rtlil.convert(MatrixVectorUnit(40, 6, 16, 2, input_bits=4, ram_reg=True), name="mvu")
+    assert "weights0_1" in text and "w0_1_addr" in text
