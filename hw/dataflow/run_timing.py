@@ -16,8 +16,9 @@ A run of ``B`` images written into the input FIFO before START:
 :func:`core_chain`: the gate (one input-FIFO word per cycle from the run's first cycle) →
 [register slice, ``ram_reg``] → width converter → per engine a matrix-vector unit (dense) or a
 window unit → converter → MVU (each output pixel one of its images) → [pool] (conv) →
-[register slice behind a dense MMV engine, ``ram_reg``] → converters between engines → one integer per cycle into the output FIFO. Each block is a stage
-model (:mod:`xnorflow.hw.dataflow.timing`, "stream models";
+[register slice behind a dense MMV engine, ``ram_reg``] → converters between engines → one
+integer per cycle into the output FIFO. Each block is a stage model
+(:mod:`xnorflow.hw.dataflow.timing`, "stream models";
 :class:`~xnorflow.hw.dataflow.window.WindowModel`, :class:`~xnorflow.hw.dataflow.pool.PoolModel`):
 every handshake is a max-plus recurrence over earlier handshakes on both sides of its stream,
 so a slower block holds the faster ones before it back as the hardware does (a full window ring
