@@ -557,7 +557,7 @@ class MatrixVectorUnit(wiring.Component):
       half while group n computes, so with input available and ``o`` ready consecutive
       groups follow without a bubble;
     * latency from the cycle the last input beat of a group is accepted to the cycle its
-      first output beat is valid: ``SF + 4 + 2·ram_reg + popcount_stages(S) + plane_stages(k)``
+      first output beat is valid: ``SF + 4 + 3·ram_reg + popcount_stages(S) + plane_stages(k)``
       (+ ``m·P + ram_reg`` with the serial output stage, + ``(NF − 1)·SF + 1`` with
       ``mmv > 1``; :func:`~timing.mvu_latency`); with ``mmv = 1`` beat ``nf`` follows ``nf·SF``
       cycles later, with ``mmv > 1`` image ``j``'s beat ``nf`` ``j·NF + nf`` cycles later
@@ -850,7 +850,7 @@ class MatrixVectorUnit(wiring.Component):
                                (self.i.payload & keep), Cat(sf[:sf_bits], rd_half), rd_next)
 
         # ---- sideband at the accumulators -------------------------------------------------
-        to_acc = 1 + 2 * int(self.ram_reg) + timing.datapath_stages(S, k, self.levels_per_stage)
+        to_acc = 1 + 3 * int(self.ram_reg) + timing.datapath_stages(S, k, self.levels_per_stage)
         issue_valid, issue_done = Signal(), Signal()
         m.d.comb += [issue_valid.eq(go), issue_done.eq(go & fold_end)]
         early = delay(m, issue_done, to_acc - int(self.ram_reg), "done_early")
@@ -883,6 +883,8 @@ class MatrixVectorUnit(wiring.Component):
             rd = buf.read_port(domain="comb")
             m.d.comb += [wr.en.eq(en if M > 1 else en[0]), wr.addr.eq(wr_addr),
                          wr.data.eq(data.replicate(M)), rd.addr.eq(rd_addr)]
+            if self.ram_reg:      # the chunks' second address register, as a data register
+                return _read_register(m, rd.data, "buffer_rd_late")
             return rd.data
         data_reg = Signal(width, name="buffer_wr_data", reset_less=True)
         m.d.sync += data_reg.eq(data)
@@ -896,8 +898,10 @@ class MatrixVectorUnit(wiring.Component):
                 w_en = Signal(name=replica(f"buffer{c}_wr_en"))
                 w_addr = Signal.like(wr_addr, name=replica(f"buffer{c}_wr_addr"),
                                      reset_less=True)
+                r_early = Signal.like(rd_addr, name=replica(f"buffer{c}_rd_addr_early"))
                 r_addr = Signal.like(rd_addr, name=replica(f"buffer{c}_rd_addr"))
-                m.d.sync += [w_en.eq(en[j]), w_addr.eq(wr_addr), r_addr.eq(rd_next)]
+                m.d.sync += [w_en.eq(en[j]), w_addr.eq(wr_addr), r_early.eq(rd_next),
+                             r_addr.eq(r_early)]
                 m.d.comb += [wr.en.eq(w_en), wr.addr.eq(w_addr), wr.data.eq(data_reg[lo:hi]),
                              rd.addr.eq(r_addr)]
                 words.append(rd.data)
@@ -915,7 +919,7 @@ class MatrixVectorUnit(wiring.Component):
             m.submodules[f"weights{p}"] = mem = self._memory("weights", s.simd, s.weight_depth)
             rd, wr = mem.read_port(domain="comb"), mem.write_port()
             # SPRAM has one address for reading and writing; the read pauses while writing
-            addr = Mux(self.wr.en, self.wr.addr, self._edge(m, w_addr, f"w{p}_addr"))
+            addr = Mux(self.wr.en, self.wr.addr, self._read_address(m, w_addr, f"w{p}_addr"))
             m.d.comb += [wr.en.eq(self._selected(s.weight_select(p))), wr.data.eq(self.wr.data),
                          rd.addr.eq(addr), wr.addr.eq(addr)]
             word = _read_register(m, rd.data, f"w{p}_ram", en=~self.wr.en)
@@ -928,10 +932,21 @@ class MatrixVectorUnit(wiring.Component):
             m.submodules[name] = mem = self._memory("weights", bits, s.weight_depth)
             rd, wr = mem.read_port(domain="comb"), mem.write_port()
             self._write(m, wr, s.weight_select(p), name, lo)
-            m.d.comb += rd.addr.eq(self._edge(m, w_addr, replica(f"w{p}{suffix}_addr")))
+            m.d.comb += rd.addr.eq(self._read_address(m, w_addr, f"w{p}{suffix}_addr"))
             words.append(_read_register(m, rd.data, f"w{p}{suffix}_ram"))
             lo += bits
         return self._edge(m, Cat(*words), f"w{p}")
+
+    def _read_address(self, m, addr, name):
+        """A weight memory's read address: with ``ram_reg`` two replica registers of the
+        memory's (chunk's) own, ``name_early`` then ``name``, so the placer can put one by the
+        reader and one by the block RAMs (one register was placed by the reader, 12.4 ns of
+        route from the input buffer's LUT RAM it addressed: ECP5 SFC build 14). The input
+        buffer's chunks take two likewise, so the words stay aligned."""
+        if not self.ram_reg:
+            return addr
+        early = self._edge(m, addr, replica(f"{name}_early"))
+        return self._edge(m, early, replica(name))
 
     def _channel_word(self, m, mem, addr, name):
         """A channel memory's word at ``addr``, ready ``1 + ram_reg`` cycles later."""

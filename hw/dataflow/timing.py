@@ -19,7 +19,8 @@ engine with ``mmv = 1`` computes groups of one image):
 
       latency = 1 (start) + buffer_write_lag (ram_reg and SF ≥ 2: the buffer's write)
                 + (SF − 1) (rest of fold 0) + 1 (RAM read)
-                + 2·ram_reg (each PE's own read-address register, the read's edge)
+                + 3·ram_reg (two read-address registers of each memory's own, the
+                             read's edge)
                 + popcount_stages(S, L) + plane_stages(k, L) (datapath)
                 + 3 (accumulate, compare/offset, output FIFO)
                 [+ m·P + ram_reg with the serial output stage: the walk over the m·P sums]
@@ -109,7 +110,7 @@ def mvu_latency(n_in, n_out, simd, pe, input_bits=1, ram_reg=True, levels_per_st
                 output_stage="parallel", mmv=1):
     """Cycles from accepting a group's last input beat to its first output beat valid."""
     sf, nf = _ceil_div(n_in, simd), _ceil_div(n_out, pe)
-    latency = (sf + 4 + 2 * int(ram_reg) + buffer_write_lag(ram_reg, sf)
+    latency = (sf + 4 + 3 * int(ram_reg) + buffer_write_lag(ram_reg, sf)
                + datapath_stages(simd, input_bits, levels_per_stage))
     if output_stage == "serial":
         latency += mmv * pe + int(ram_reg)   # the walk over the m·P sums, the word's edge
