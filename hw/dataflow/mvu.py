@@ -696,8 +696,11 @@ class MatrixVectorUnit(wiring.Component):
             return
         wr = self._write_stage(m)
         hit = wr.en & (wr.sel == select)
-        en = Signal(name=f"{name}_wr_en")
-        addr = Signal.like(wr.addr, name=f"{name}_wr_addr", reset_less=True)
+        # replicas: a PE's column chunks load the same enable and address, which Yosys would
+        # merge back into one register for all their block RAMs (it did: ECP5 CNV build cnv10i,
+        # one write address to the 88 block RAMs of dense layer 6, 15.0 ns of route)
+        en = Signal(name=replica(f"{name}_wr_en"))
+        addr = Signal.like(wr.addr, name=replica(f"{name}_wr_addr"), reset_less=True)
         data = Signal(len(port.data), name=f"{name}_wr_data", reset_less=True)
         m.d.sync += en.eq(hit)
         with m.If(hit):

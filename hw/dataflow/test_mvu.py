@@ -647,4 +647,7 @@ def test_mvu_split_weight_memory_matches_golden(monkeypatch):
     check_layer(layer, 16, 2, batch=3, seed=6, gap=0.3, stall=0.3, ram_reg=True)
     from amaranth.back import rtlil
     text = rtlil.convert(MatrixVectorUnit(40, 6, 16, 2, input_bits=4, ram_reg=True), name="mvu")
-    assert "weights0_1" in text and "w0_1_addr" in text
+    from xnorflow.hw.core.pipeline import REPLICA_MARK
+    for c in range(2):   # each chunk's own registers, kept apart by the synthesis script
+        for name in (f"w0_{c}_addr", f"weights0_{c}_wr_en", f"weights0_{c}_wr_addr"):
+            assert f"\\{name}{REPLICA_MARK}" in text, name
