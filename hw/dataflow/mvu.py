@@ -140,6 +140,7 @@ from amaranth.lib.wiring import In, Out
 from xnorflow.hw.core.pipeline import delay, replica
 
 from . import timing
+from .block_fifo import chunk_widths
 from .counters import counter, wrapped_next
 from .shape import MvuShape
 
@@ -249,9 +250,7 @@ def weight_chunk_widths(width, depth):
     columns (the narrowest block-RAM word, 2,048 × 9; 1,024 × 18 and 512 × 36 are multiples),
     so splitting never adds a block RAM; the memories of the SFC's folds (at most 512 words
     of at most 288 bits) stay one chunk."""
-    chunk = max(9, WEIGHT_CHUNK_RAM_BITS // max(depth, 1) // 9 * 9)
-    full, rest = divmod(width, chunk)
-    return [chunk] * full + ([rest] if rest else [])
+    return chunk_widths(width, max(9, WEIGHT_CHUNK_RAM_BITS // max(depth, 1) // 9 * 9))
 
 
 def _memory(width, depth, ram_style=None):
@@ -670,9 +669,11 @@ class MatrixVectorUnit(wiring.Component):
         m.d.sync += reg.eq(value)
         return reg
 
-    def _selected(self, select):
-        """The write port writes the memory with this select in this cycle."""
-        return self.wr.en & (self.wr.sel == select)
+    def _selected(self, select, wr=None):
+        """The write port (``wr``, default the engine's own) writes the memory with this
+        select in this cycle."""
+        wr = self.wr if wr is None else wr
+        return wr.en & (wr.sel == select)
 
     def _write(self, m, port, select, name, lo=0):
         """Drive memory write port ``port`` from ``wr`` for the memory with ``select`` (its
@@ -695,7 +696,7 @@ class MatrixVectorUnit(wiring.Component):
                          port.data.eq(self.wr.data[lo:])]
             return
         wr = self._write_stage(m)
-        hit = wr.en & (wr.sel == select)
+        hit = self._selected(select, wr)
         # replicas: a PE's column chunks load the same enable and address, which Yosys would
         # merge back into one register for all their block RAMs (it did: ECP5 CNV build cnv10i,
         # one write address to the 88 block RAMs of dense layer 6, 15.0 ns of route)
@@ -930,8 +931,8 @@ class MatrixVectorUnit(wiring.Component):
         widths = (weight_chunk_widths(s.simd, s.weight_depth) if self.ram_reg else [s.simd])
         words, lo = [], 0
         for c, bits in enumerate(widths):
-            name = f"weights{p}" if len(widths) == 1 else f"weights{p}_{c}"
             suffix = "" if len(widths) == 1 else f"_{c}"
+            name = f"weights{p}{suffix}"
             m.submodules[name] = mem = self._memory("weights", bits, s.weight_depth)
             rd, wr = mem.read_port(domain="comb"), mem.write_port()
             self._write(m, wr, s.weight_select(p), name, lo)
