@@ -510,10 +510,11 @@ def _cached_build(out_dir, key, bitstream):
 
 
 def synthesize(top, board_name, label, out_root=None, force=False, log=None, placer=None,
-               config=None, check_fit=True, progress=True, seed=None):
+               config=None, check_fit=True, progress=True, seed=None, detailed_timing=False):
     """Build ``top`` for a board into ``<out_root>/<build_dir_name(board, label)>/`` with
     nextpnr's ``placer`` (None: nextpnr's default, HeAP) and placement ``seed`` (None:
-    nextpnr's default) and return its report: what
+    nextpnr's default), with every timing endpoint's arrival in nextpnr's report if
+    ``detailed_timing`` (benchmarks/late_endpoints.py reads it), and return its report: what
     ``report.json`` holds plus this run's facts (``skipped``, ``build_seconds``,
     ``build_dir``). ``config``: the top's ArrayConfig, when it is the accelerator: recorded
     as ``array`` and, with ``check_fit``, checked against the board's resources first
@@ -526,7 +527,7 @@ def synthesize(top, board_name, label, out_root=None, force=False, log=None, pla
     ensure_tools_on_path()
     out_dir = Path(out_root or DEFAULT_OUT_ROOT) / build_dir_name(board.name, label)
     platform = board.make_platform()
-    plan = build_plan(top, board, REPORT_FILE, placer, seed)
+    plan = build_plan(top, board, REPORT_FILE, placer, seed, detailed_timing)
     key = cache_key(plan, board)
     bitstream = out_dir / f"top{board.bitstream}"
     cached = None if force else _cached_build(out_dir, key, bitstream)
@@ -606,10 +607,11 @@ def _write_json(path, data):
 PLACERS = ("heap", "static")
 
 
-def build_plan(top, board, report_file=REPORT_FILE, placer=None, seed=None):
+def build_plan(top, board, report_file=REPORT_FILE, placer=None, seed=None, detailed_timing=False):
     """Amaranth's build plan (the files and the tool script) of ``top`` for ``board``, with
-    the board's tool options and, if given, nextpnr's ``placer`` and placement ``seed``;
-    :func:`synthesize` executes it."""
+    the board's tool options and, if given, nextpnr's ``placer`` and placement ``seed`` and
+    (``detailed_timing``) every endpoint's arrival in the report; :func:`synthesize` executes
+    it."""
     if placer is not None and placer not in PLACERS:
         raise XnorflowError(f"unknown placer {placer!r}; choose one of {', '.join(PLACERS)}")
     opts = f"--timing-allow-fail --report {report_file} {board.nextpnr_opts}"
@@ -617,6 +619,8 @@ def build_plan(top, board, report_file=REPORT_FILE, placer=None, seed=None):
         opts += f" --placer {placer}"
     if seed is not None:
         opts += f" --seed {int(seed)}"
+    if detailed_timing:
+        opts += " --detailed-timing-report"
     return board.make_platform().build(
         top, name="top", do_build=False, debug_verilog=False, nextpnr_opts=opts.strip(),
         **dict(board.overrides))
@@ -774,6 +778,10 @@ def add_parser(sub):
     p.add_argument("--seed", type=nonnegative_int, default=None,
                    help="nextpnr's placement seed (default: nextpnr's); builds with other seeds "
                         "are other points of a design-space sweep, in their own directories")
+    p.add_argument("--detailed-timing", action="store_true",
+                   help="nextpnr's report also holds every timing endpoint's arrival, so "
+                        "benchmarks/late_endpoints.py can list every register that misses the "
+                        "clock, not only the critical path (default: off; a larger report)")
     p.add_argument("--out", type=output_dir, default=None,
                    help="output root, created if missing (default: bitstreams/ in the checkout)")
     p.add_argument("--force", action="store_true",
@@ -817,7 +825,7 @@ def run_synth(args):
     report = synthesize(make_top(config, clock, args.baud), args.board,
                         build_label(config, clock, args.baud, args.placer, args.seed),
                         out_root=out_root, force=args.force, placer=args.placer, config=config,
-                        check_fit=False, seed=args.seed)
+                        check_fit=False, seed=args.seed, detailed_timing=args.detailed_timing)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
