@@ -205,3 +205,48 @@ def test_an_abort_at_any_cycle_of_a_run_leaves_nothing_behind():
             acc, _ = dev.run(x, check=True)
             assert (acc == model.forward(x)[-1][0]).all(), wait
             assert dev.last_counters["images_done"] == 2, wait
+
+
+def test_a_weight_word_written_just_before_start_is_the_one_the_run_reads():
+    """On ECP5 builds (``ram_reg``) a weight write passes eight registers on its way to its
+    memory (the core's word and its copy, the pipeline's, the engine's, the memory's own:
+    hw/dataflow/mvu.py ``_write``). Written in the frame just before START, with the images
+    already queued and a first engine that starts on one beat, a word the run reads first
+    is still the one it computes with."""
+    from xnorflow.sw.dataflow_program import decode_output_bytes, input_bytes, load_writes
+    rng = np.random.default_rng(11)
+    right = random_model(rng, [16, 12, 5], input_bits=2)
+    cfg, transport = _device(right, [(16, 4), (12, 5)])     # first engine: one beat an image
+    assert cfg.ram_reg
+    size = mm.layout(cfg).word_bytes[0]
+    x = random_inputs(rng, right, 4)
+    want = right.forward(x)[-1][0]
+    with transport:
+        dev = DataflowDevice(transport)
+        dev.load(right)
+
+        def run_after_writing(addr, word):
+            dev._exchange(dev.write_requests(mm.IN_BASE, input_bytes(x, cfg))
+                          + dev.write_requests(mm.REG_COUNT, len(x).to_bytes(4, "little"))
+                          + dev.write_requests(addr, word)
+                          + dev.write_requests(mm.REG_CTRL, bytes([mm.CTRL_START, 0, 0, 0])))
+            transport.wait(2000)
+            assert dev.status()["done"]
+            return decode_output_bytes(dev.read(mm.OUT_BASE, len(x) * cfg.out_words
+                                                * cfg.out_word_bytes), cfg, len(x))
+
+        # engine 0's writes are its PEs' weight memories from address 0, whose first word is
+        # what each PE reads first. A word that matters: inverted and written well before the
+        # run, the results change (many random thresholds saturate a channel)
+        for addr, words in load_writes(right, cfg)[:cfg.engines[0].pe]:
+            word, inverted = words[:size], bytes(b ^ 0xFF for b in words[:size])
+            dev.write(addr, inverted)
+            transport.wait(50)
+            acc, _ = dev.run(x)
+            if not (acc == want).all():
+                break
+            dev.write(addr, word)
+        else:
+            raise AssertionError("no PE's first weight word changes these results")
+        assert (run_after_writing(addr, word) == want).all()
+        assert not (run_after_writing(addr, inverted) == want).all()

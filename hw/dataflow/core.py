@@ -25,6 +25,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from xnorflow.hw.bus import ADDR_WIDTH, BusSignature
+from xnorflow.hw.core.pipeline import delay
 
 from . import memory_map as mm
 from .block_fifo import input_fifo
@@ -109,8 +110,12 @@ class DataflowCore(wiring.Component):
             pipe=self.pipeline,
             in_depth=cfg.in_images * cfg.in_words,
             # ram_reg: the FIFO's block-RAM read (and, when the FIFO is deeper than a block,
-            # its depth multiplexer) gets a cycle of its own before the converter
-            in_slice=RegisterSlice(cfg.in_word_bits) if cfg.ram_reg else None,
+            # its depth multiplexer) gets a cycle of its own before the converter; a skid
+            # slice, so the FIFO's read enable starts at registers (the gate's and the
+            # slice's), not at the converter's ready (ECP5 CNV build cnv10k: the converter's
+            # beat count → ready → gate → the FIFO's level and read address, 256 late
+            # endpoints, 15.5 ns)
+            in_slice=RegisterSlice(cfg.in_word_bits, skid=True) if cfg.ram_reg else None,
             to_first=WidthConverter(cfg.first.input_bits, cfg.in_lanes,
                                     cfg.engines[0].in_lanes, cfg.engines[0].in_features),
             from_last=WidthConverter(cfg.last.acc_width, cfg.last.pe, 1, cfg.last.n_out))
@@ -214,9 +219,16 @@ class DataflowCore(wiring.Component):
             m.d.comb += image_done.eq(last_word)
         with m.If(run.busy):
             m.d.sync += [run.cycles.eq(run.cycles + 1), run.since_done.eq(run.since_done + 1)]
-            for busy, counter in zip(io.pipe.busy, run.engine_busy):
-                with m.If(busy):
-                    m.d.sync += counter.eq(counter + 1)
+        # An engine's busy cycle is counted a cycle later, from a register: its busy comes
+        # from the engine's reader, anywhere on the die, and was the clock enable of the
+        # 32-bit counter's carry chain (ECP5 SFC build 17: 32 late endpoints). The count is
+        # the same (START clears it after the last late increment; COUNT's and the status
+        # reads are bus requests, three or more cycles after the run's end).
+        for e, (busy, counter) in enumerate(zip(io.pipe.busy, run.engine_busy)):
+            counted = Signal(name=f"engine{e}_busy_counted")
+            m.d.sync += counted.eq(busy & run.busy)
+            with m.If(counted):
+                m.d.sync += counter.eq(counter + 1)
         with m.If(image_done & run.busy):
             m.d.sync += [run.images_done.eq(run.images_done + 1), run.since_done.eq(0),
                          run.interval.eq(run.since_done + 1)]
@@ -352,13 +364,17 @@ class DataflowCore(wiring.Component):
             for e in range(len(cfg.engines)):
                 with m.Case(e):
                     m.d.comb += w_full.eq(w_shifted[len(w_word) - 8 * lay.word_bytes[e]:])
-        m.d.sync += pipe.wr.en.eq(shift & last)
-        held = [Signal.like(port, name=f"pipe_wr_{name}", reset_less=True)
-                for name, port in (("engine", pipe.wr.engine), ("sel", pipe.wr.sel),
-                                   ("addr", pipe.wr.addr), ("data", pipe.wr.data))]
-        m.d.sync += [r.eq(v) for r, v in zip(held, (engine, sel, addr, w_full))]
-        m.d.comb += [pipe.wr.engine.eq(held[0]), pipe.wr.sel.eq(held[1]),
-                     pipe.wr.addr.eq(held[2]), pipe.wr.data.eq(held[3])]
+        fields = (("en", pipe.wr.en), ("engine", pipe.wr.engine), ("sel", pipe.wr.sel),
+                  ("addr", pipe.wr.addr), ("data", pipe.wr.data))
+        held = [Signal.like(port, name=f"pipe_wr_{name}", reset_less=name != "en")
+                for name, port in fields]
+        m.d.sync += [r.eq(v) for r, v in zip(held, (shift & last, engine, sel, addr, w_full))]
+        if cfg.ram_reg:
+            # Once more, with no logic in front: the first copy stays by the word's shift
+            # register and engine multiplexer, the second goes toward the engines (one copy
+            # was pulled away from the multiplexer, 51 of its bits late: ECP5 SFC build 17).
+            held = [delay(m, r, 1, f"pipe_wr_{name}_far") for r, (name, _) in zip(held, fields)]
+        m.d.comb += [port.eq(r) for r, (_, port) in zip(held, fields)]
         return w_known
 
     def _control(self, m, req, run, abort_reset, resets):

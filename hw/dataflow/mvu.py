@@ -544,7 +544,9 @@ class MatrixVectorUnit(wiring.Component):
         Run-time loading of the weight and channel memories (layout in
         :mod:`xnorflow.hw.dataflow.shape`; ``sw/layers/dataflow_pack.py`` makes the writes, the same
         for every ``mmv``). Write only while the engine is idle (no image in flight): reads do
-        not wait for writes.
+        not wait for writes. At most one write every other cycle: with ``ram_reg`` a memory
+        holds a write's data in one register while its enable and address take two (the
+        dataflow core's writes are three or more cycles apart).
     busy : Out(1)
         High in every cycle in which the engine consumes a weight word (utilisation counters):
         ``SF·NF`` cycles per group.
@@ -556,7 +558,7 @@ class MatrixVectorUnit(wiring.Component):
       half while group n computes, so with input available and ``o`` ready consecutive
       groups follow without a bubble;
     * latency from the cycle the last input beat of a group is accepted to the cycle its
-      first output beat is valid: ``SF + 4 + 3·ram_reg + popcount_stages(S) + plane_stages(k)``
+      first output beat is valid: ``SF + 4 + 4·ram_reg + popcount_stages(S) + plane_stages(k)``
       (+ ``m·P + ram_reg`` with the serial output stage, + ``(NF − 1)·SF + 1`` with
       ``mmv > 1``; :func:`~timing.mvu_latency`); with ``mmv = 1`` beat ``nf`` follows ``nf·SF``
       cycles later, with ``mmv > 1`` image ``j``'s beat ``nf`` ``j·NF + nf`` cycles later
@@ -680,16 +682,18 @@ class MatrixVectorUnit(wiring.Component):
         data from bit ``lo`` of the written word: a column chunk starts there).
 
         With ``ram_reg`` (the ECP5 builds) a write takes two register stages: one copy of
-        ``wr`` per engine (:meth:`_write_stage`), then registers of each memory's own for its
-        enable, address and data, loaded only on that memory's writes (so Yosys cannot merge
-        them back into one). Two stages let the placer put the first near the engine's middle
-        and the second beside its block RAMs, each hop half the engine's span: with one stage
+        ``wr`` per engine (:meth:`_write_stage`), then replica registers of each memory's own
+        for its enable, address and data (so Yosys cannot merge them back into one), the
+        enable and address twice. The stages let the placer put the
+        first near the engine's middle and the last beside the block RAMs: with one stage
         a memory's enable register sat by the engine's decode, 11.8 ns of route from a block
         RAM 39 columns away (ECP5 SFC build 13's critical path), and one address net to every
         block RAM of an engine took 22.1 ns (the 3 M/s SFC build's first). Writes happen only
-        while no image is in flight, so the two cycles change nothing else (a write reaches
-        its memory five cycles after its bus action; a run's first weight read is further
-        from START than that)."""
+        while no image is in flight, so the cycles change nothing else (a write reaches its
+        memory eight cycles after its bus action; START is a bus action of its own, three or
+        more cycles after the last write's, and a run's first weight read is more than five
+        cycles after START: tests/test_dataflow_core.py writes a weight word just before
+        START and checks the run used it)."""
         if not self.ram_reg:
             hit = self._selected(select)
             m.d.comb += [port.en.eq(hit), port.addr.eq(self.wr.addr),
@@ -700,12 +704,19 @@ class MatrixVectorUnit(wiring.Component):
         # replicas: a PE's column chunks load the same enable and address, which Yosys would
         # merge back into one register for all their block RAMs (it did: ECP5 CNV build cnv10i,
         # one write address to the 88 block RAMs of dense layer 6, 15.0 ns of route)
-        en = Signal(name=replica(f"{name}_wr_en"))
-        addr = Signal.like(wr.addr, name=replica(f"{name}_wr_addr"), reset_less=True)
-        data = Signal(len(port.data), name=f"{name}_wr_data", reset_less=True)
-        m.d.sync += en.eq(hit)
-        with m.If(hit):
-            m.d.sync += [addr.eq(wr.addr), data.eq(wr.data[lo:])]
+        # The address and data copy the stage every cycle: the stage holds a write's until
+        # the next write, two or more cycles later (``wr``'s contract), so no clock enable
+        # from the memory's decode reaches their flip-flops (ECP5 CNV build cnv10k: the
+        # decode's LUT as the enable of 48 data bits, 3.1 ns late).
+        en_early = Signal(name=replica(f"{name}_wr_en_early"))
+        addr_early = Signal.like(wr.addr, name=replica(f"{name}_wr_addr_early"), reset_less=True)
+        data = Signal(len(port.data), name=replica(f"{name}_wr_data"), reset_less=True)
+        m.d.sync += [en_early.eq(hit), addr_early.eq(wr.addr), data.eq(wr.data[lo:])]
+        # The enable and address go through one register more, which the placer can put by
+        # the block RAMs (the enable's one register sat 44 columns from them, 12.8 ns of
+        # route: ECP5 SFC build 17); the data is still the write's then (above).
+        en = self._edge(m, en_early, replica(f"{name}_wr_en"))
+        addr = self._edge(m, addr_early, replica(f"{name}_wr_addr"))
         m.d.comb += [port.en.eq(en), port.addr.eq(addr), port.data.eq(data)]
 
     def _write_stage(self, m):
@@ -733,7 +744,10 @@ class MatrixVectorUnit(wiring.Component):
         control = self._control(m, release)
         # with ram_reg the weight memories' read address is a register of each PE's own
         # (_weights), a cycle later: the input word waits a cycle more to stay aligned
-        x = self._edge(m, _read_register(m, control["x"], "x_ram"), "x")
+        # The weight word goes through two registers after its block RAM (_weights): one by
+        # the RAM, one by the PE (one register took a block RAM's read 8 ns of route away: a
+        # PE's weight register, ECP5 SFC build 17); the input word waits as long.
+        x = self._edge(m, self._edge(m, _read_register(m, control["x"], "x_ram"), "x_near"), "x")
         totals = [[] for _ in range(M)]    # totals[j][p]: image j's fold sum in PE p
         for p in range(s.pe):
             w = None
@@ -854,7 +868,8 @@ class MatrixVectorUnit(wiring.Component):
                                (self.i.payload & keep), Cat(sf[:sf_bits], rd_half), rd_next)
 
         # ---- sideband at the accumulators -------------------------------------------------
-        to_acc = 1 + 3 * int(self.ram_reg) + timing.datapath_stages(S, k, self.levels_per_stage)
+        to_acc = (1 + timing.RAM_REG_STAGES * int(self.ram_reg)
+                  + timing.datapath_stages(S, k, self.levels_per_stage))
         issue_valid, issue_done = Signal(), Signal()
         m.d.comb += [issue_valid.eq(go), issue_done.eq(go & fold_end)]
         early = delay(m, issue_done, to_acc - int(self.ram_reg), "done_early")
@@ -927,7 +942,7 @@ class MatrixVectorUnit(wiring.Component):
             m.d.comb += [wr.en.eq(self._selected(s.weight_select(p))), wr.data.eq(self.wr.data),
                          rd.addr.eq(addr), wr.addr.eq(addr)]
             word = _read_register(m, rd.data, f"w{p}_ram", en=~self.wr.en)
-            return self._edge(m, word, f"w{p}")
+            return self._edge(m, self._edge(m, word, f"w{p}_near"), f"w{p}")
         widths = (weight_chunk_widths(s.simd, s.weight_depth) if self.ram_reg else [s.simd])
         words, lo = [], 0
         for c, bits in enumerate(widths):
@@ -939,7 +954,7 @@ class MatrixVectorUnit(wiring.Component):
             m.d.comb += rd.addr.eq(self._read_address(m, w_addr, f"w{p}{suffix}_addr"))
             words.append(_read_register(m, rd.data, f"w{p}{suffix}_ram"))
             lo += bits
-        return self._edge(m, Cat(*words), f"w{p}")
+        return self._edge(m, self._edge(m, Cat(*words), f"w{p}_near"), f"w{p}")
 
     def _read_address(self, m, addr, name):
         """A weight memory's read address: with ``ram_reg`` two replica registers of the

@@ -91,10 +91,11 @@ def run_chain(model, x, rng, gap, stall, folds=FOLDS, engine_options=None, **opt
         return tb
 
     async def source(ctx):
-        # every engine is loaded before the first image arrives (loaders run in parallel)
+        # every engine is loaded before the first image arrives (loaders run in parallel,
+        # one write every other cycle, and a write takes a few registers to its memory)
         longest = max(len(pack_layer(layer, s, p))
                       for layer, (s, p) in zip(model.layers, folds))
-        await ctx.tick().repeat(longest + 1)
+        await ctx.tick().repeat(2 * longest + 4)
         await send(ctx, dut.i, beats, rng, gap)
 
     async def sink(ctx):

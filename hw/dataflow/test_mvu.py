@@ -298,15 +298,15 @@ def test_mvu_stalled_output_holds_back_without_losing_a_beat():
 
     async def sink(ctx):
         last = None
-        for cycle in range(400):
-            ready = cycle > 150 and cycle % 3 == 0
+        for cycle in range(450):
+            ready = cycle > 200 and cycle % 3 == 0
             ctx.set(dut.o.ready, ready)
             _, _, valid, payload, busy = await ctx.tick().sample(dut.o.valid, dut.o.payload,
                                                                  dut.busy)
             if last is not None:
                 held.append(payload == last)
             last = payload if valid and not ready else None
-            if 60 < cycle < 150:
+            if 120 < cycle < 200:   # (the load takes a write every other cycle)
                 assert not busy         # FIFO full of credits: no fold starts
         assert len(mon_o.beats) == total
 

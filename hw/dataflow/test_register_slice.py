@@ -1,5 +1,6 @@
-"""RegisterSlice: every beat once and in order under random gaps and stalls, one cycle late,
-one per cycle when nothing waits."""
+"""RegisterSlice (and its skid form): every beat once and in order under random gaps and
+stalls, one cycle late, one per cycle when nothing waits; with ``skid`` ``i.ready`` is a
+flip-flop."""
 import numpy as np
 import pytest
 
@@ -22,18 +23,20 @@ def run(dut, beats, rng, gap, stall):
     return mon_i, mon_o
 
 
+@pytest.mark.parametrize("skid", [False, True])
 @pytest.mark.parametrize("gap, stall", [(0.0, 0.0), (0.4, 0.0), (0.0, 0.5), (0.3, 0.6)])
-def test_register_slice_passes_every_beat_once_in_order(gap, stall):
+def test_register_slice_passes_every_beat_once_in_order(gap, stall, skid):
     rng = np.random.default_rng(int(gap * 10 + stall * 100))
     beats = rng.integers(0, 1 << 20, size=60).tolist()
-    _, mon_o = run(RegisterSlice(20), beats, rng, gap, stall)
+    _, mon_o = run(RegisterSlice(20, skid=skid), beats, rng, gap, stall)
     assert mon_o.payloads() == beats
 
 
-def test_register_slice_is_one_cycle_late_at_one_beat_per_cycle():
+@pytest.mark.parametrize("skid", [False, True])
+def test_register_slice_is_one_cycle_late_at_one_beat_per_cycle(skid):
     rng = np.random.default_rng(1)
     beats = list(range(1, 17))
-    mon_i, mon_o = run(RegisterSlice(8), beats, rng, gap=0.0, stall=0.0)
+    mon_i, mon_o = run(RegisterSlice(8, skid=skid), beats, rng, gap=0.0, stall=0.0)
     assert mon_o.valid_cycles == [c + 1 for c in mon_i.cycles()]
     assert np.diff(mon_o.valid_cycles).tolist() == [1] * (len(beats) - 1)
 
@@ -41,3 +44,23 @@ def test_register_slice_is_one_cycle_late_at_one_beat_per_cycle():
 def test_register_slice_refuses_a_width_that_is_not_a_positive_integer():
     with rejected(), pytest.raises(ValueError, match="width must be a positive integer"):
         RegisterSlice(0)
+
+
+@pytest.mark.parametrize("skid", [False, True])
+def test_only_the_skid_slice_keeps_ready_when_the_consumer_stalls_in_that_cycle(skid):
+    """With a beat waiting on ``o``: the plain slice's ``i.ready`` follows ``o.ready`` in the
+    same cycle; the skid slice's stays up (its spare is empty), whatever ``o.ready`` does."""
+    dut = RegisterSlice(8, skid=skid)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(dut.i.payload, 5)
+        ctx.set(dut.i.valid, 1)
+        await ctx.tick()                  # the beat is in: o.valid
+        ctx.set(dut.i.valid, 0)
+        for ready in (0, 1, 0):
+            ctx.set(dut.o.ready, ready)
+            seen.append((ctx.get(dut.o.valid), ctx.get(dut.i.ready)))
+
+    simulate(dut, [bench], name="register_slice_ready")
+    assert seen == ([(1, 1)] * 3 if skid else [(1, 0), (1, 1), (1, 0)])

@@ -47,14 +47,16 @@ def simulate(dut, testbenches, background=(), name="dataflow"):
 
 
 async def load(ctx, wr, writes):
-    """Write every ``(select, address, word)`` through the write port ``wr``, one per cycle."""
+    """Write every ``(select, address, word)`` through the write port ``wr``, one every other
+    cycle (an engine's fastest: :class:`~xnorflow.hw.dataflow.mvu.MatrixVectorUnit`'s ``wr``)."""
     for sel, addr, word in writes:
         ctx.set(wr.sel, sel)
         ctx.set(wr.addr, addr)
         ctx.set(wr.data, word)
         ctx.set(wr.en, 1)
         await ctx.tick()
-    ctx.set(wr.en, 0)
+        ctx.set(wr.en, 0)
+        await ctx.tick()
 
 
 async def send(ctx, stream, beats, rng=None, gap=0.0):

@@ -19,8 +19,8 @@ engine with ``mmv = 1`` computes groups of one image):
 
       latency = 1 (start) + buffer_write_lag (ram_reg and SF ≥ 2: the buffer's write)
                 + (SF − 1) (rest of fold 0) + 1 (RAM read)
-                + 3·ram_reg (two read-address registers of each memory's own, the
-                             read's edge)
+                + 4·ram_reg (RAM_REG_STAGES: two read-address registers of each
+                             memory's own, two registers after the read)
                 + popcount_stages(S, L) + plane_stages(k, L) (datapath)
                 + 3 (accumulate, compare/offset, output FIFO)
                 [+ m·P + ram_reg with the serial output stage: the walk over the m·P sums]
@@ -106,11 +106,17 @@ def buffer_write_lag(ram_reg, synapse_folds):
     return int(bool(ram_reg) and synapse_folds >= 2)
 
 
+#: Registers a ``ram_reg`` (ECP5) engine adds between its reader and its PEs: two read-address
+#: registers of each memory's own and two after the read (the weight word by its block RAM,
+#: then by its PE; the input word as many).
+RAM_REG_STAGES = 4
+
+
 def mvu_latency(n_in, n_out, simd, pe, input_bits=1, ram_reg=True, levels_per_stage=1,
                 output_stage="parallel", mmv=1):
     """Cycles from accepting a group's last input beat to its first output beat valid."""
     sf, nf = _ceil_div(n_in, simd), _ceil_div(n_out, pe)
-    latency = (sf + 4 + 3 * int(ram_reg) + buffer_write_lag(ram_reg, sf)
+    latency = (sf + 4 + RAM_REG_STAGES * int(ram_reg) + buffer_write_lag(ram_reg, sf)
                + datapath_stages(simd, input_bits, levels_per_stage))
     if output_stage == "serial":
         latency += mmv * pe + int(ram_reg)   # the walk over the m·P sums, the word's edge
