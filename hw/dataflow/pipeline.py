@@ -112,17 +112,18 @@ class Pipeline(wiring.Component):
             if self.config.ram_reg:
                 # Each engine takes its writes from registers of its own, a cycle later: one
                 # short net per engine instead of one from the core to every weight memory on
-                # the die (18.7 ns of route, the 3 M/s ECP5 SFC build's critical path). They
-                # load only when the write is theirs, so Yosys cannot merge the engines'
-                # identical copies back into one (it did: 17.3 ns, the next build's path).
+                # the die (18.7 ns of route, the 3 M/s ECP5 SFC build's critical path).
+                # Replicas, so Yosys cannot merge the engines' identical copies back into one
+                # (it did: 17.3 ns, the next build's path); they copy every cycle, with no
+                # clock enable from the engine decode (ECP5 CNV build cnv10k: 1.5 ns late),
+                # since the engine's write stage takes them only with its enable.
                 # Writes happen only while no image is in flight: the cycle changes nothing.
                 # Reset-less: only the enable matters after a reset.
-                held = [Signal.like(port, name=f"engine{e}_wr_{name}", reset_less=True)
+                held = [Signal.like(port, name=replica(f"engine{e}_wr_{name}"), reset_less=True)
                         for name, port in (("sel", engine.wr.sel), ("addr", engine.wr.addr),
                                            ("data", engine.wr.data))]
-                with m.If(hit):
-                    m.d.sync += [held[0].eq(self.wr.sel), held[1].eq(self.wr.addr),
-                                 held[2].eq(self.wr.data)]
+                m.d.sync += [held[0].eq(self.wr.sel), held[1].eq(self.wr.addr),
+                             held[2].eq(self.wr.data)]
                 m.d.comb += [engine.wr.sel.eq(held[0]), engine.wr.addr.eq(held[1]),
                              engine.wr.data.eq(held[2])]
                 m.d.sync += engine.wr.en.eq(self.wr.en & hit)

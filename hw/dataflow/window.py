@@ -98,6 +98,9 @@ class SlidingWindowUnit(wiring.Component):
         and the reader then waits for it (fewer than 3 would deadlock). An image of fewer
         than 4 rows gets two rows more than it has, so the next image's first rows never
         wait for its last output row ("Timing").
+    write_reg : bool
+        Write the ring from registers, a cycle after each beat is taken (ECP5 builds): the
+        timing below is unchanged.
 
     Ports
     -----
@@ -152,9 +155,10 @@ class SlidingWindowUnit(wiring.Component):
     simulated unit).
     """
 
-    def __init__(self, height, width, channels, lane_bits=1, lanes=1, rows=None):
+    def __init__(self, height, width, channels, lane_bits=1, lanes=1, rows=None, write_reg=False):
         rows = _check_geometry("SlidingWindowUnit", height, width, channels, lanes, rows,
                                lane_bits)
+        self.write_reg = bool(write_reg)
         self.height, self.width, self.channels = height, width, channels
         self.lane_bits, self.lanes, self.rows = lane_bits, lanes, rows
         self.tap_beats = channels // lanes                 # beats per pixel (per tap)
@@ -189,8 +193,17 @@ class SlidingWindowUnit(wiring.Component):
         R, WB = self.rows, self.row_beats
         addr, col = counter(R * WB), counter(WB)
         take = self.i.valid & self.i.ready
-        m.d.comb += [self.i.ready.eq(free != 0),
-                     wr.en.eq(take), wr.addr.eq(addr), wr.data.eq(self.i.payload)]
+        m.d.comb += self.i.ready.eq(free != 0)
+        write = [wr.en.eq(take), wr.addr.eq(addr), wr.data.eq(self.i.payload)]
+        # write_reg: the write lands a cycle after the beat is taken, from registers, so the
+        # ring's memory is not written by the producer's logic (ECP5 CNV build cnv10k: the
+        # ring's LUT RAM written from the converter, 3.8 ns late). No read can miss it: the
+        # newest beat of a row is read three taps or more after its output row starts,
+        # and that is a cycle after the row's last beat at the earliest.
+        if self.write_reg:
+            m.d.sync += write
+        else:
+            m.d.comb += write
         with m.If(take):
             m.d.sync += [addr.eq(wrapped_next(addr, R * WB)), col.eq(wrapped_next(col, WB))]
         wrote_row = Signal()
