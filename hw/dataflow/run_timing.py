@@ -43,7 +43,7 @@ from fractions import Fraction
 
 from . import timing
 from .pool import PoolModel
-from .timing import (ConverterModel, MvuModel, RegisterSliceModel, SinkModel, SourceModel,
+from .timing import (ConverterModel, MvuModel, SinkModel, SkidSliceModel, SourceModel,
                      connect_chain)
 from .window import WindowModel, default_rows
 
@@ -205,7 +205,7 @@ def core_chain(config, batch):
     (hw/dataflow/conv_engine.py), the MVU's images its output pixels."""
     chain = _ChainBuilder(SourceModel(count=batch * config.in_words), config.in_words)
     if config.ram_reg:
-        chain.add(RegisterSliceModel(), config.in_words)
+        chain.add(SkidSliceModel(), config.in_words)
     first = config.engines[0]
     chain.convert(config.in_lanes, first.in_lanes, first.in_features)
     for e, engine in enumerate(config.engines):
@@ -214,7 +214,7 @@ def core_chain(config, batch):
         else:
             chain.mvu(config, engine)
             if config.output_slice(engine):
-                chain.add(RegisterSliceModel(), engine.shape.neuron_folds)
+                chain.add(SkidSliceModel(), engine.shape.neuron_folds)
         if e + 1 < len(config.engines):
             chain.convert(engine.pe, config.engines[e + 1].in_lanes, engine.out_features)
     chain.convert(config.engines[-1].pe, 1, config.out_words)

@@ -1,4 +1,4 @@
-"""The stream models of hw/dataflow/timing.py (MvuModel, ConverterModel, RegisterSliceModel)
+"""The stream models of hw/dataflow/timing.py (MvuModel, ConverterModel, the register slices)
 against the simulated blocks under random input gaps and output stalls: every input and output
 handshake at the simulated cycle, whatever cycles the output is ready in (backpressure), which
 the chain model of a whole core (hw/dataflow/run_timing.py) is built from."""
@@ -10,7 +10,8 @@ from xnorflow.hw.dataflow.mvu import MatrixVectorUnit
 from xnorflow.hw.dataflow.register_slice import RegisterSlice
 from xnorflow.hw.dataflow.testing import StreamMonitor, offered_cycles, send, simulate
 from xnorflow.hw.dataflow.timing import (ConverterModel, MvuModel, OnDemand, RegisterSliceModel,
-                                         SinkModel, SourceModel, connect_chain, mvu_latency)
+                                         SinkModel, SkidSliceModel, SourceModel, connect_chain,
+                                         mvu_latency)
 
 
 def run(dut, beats, outputs, rng, gap, stall):
@@ -77,10 +78,12 @@ def test_converter_model_equals_the_hardware(in_lanes, out_lanes, image_lanes, g
                 3 * dut.out_beats, rng, gap, stall)
 
 
-@pytest.mark.parametrize("gap, stall", [(0.0, 0.5), (0.5, 0.2)])
-def test_register_slice_model_equals_the_hardware(gap, stall):
-    rng = np.random.default_rng(int(10 * gap))
-    check_model(RegisterSlice(8), RegisterSliceModel(), 40, 40, rng, gap, stall)
+@pytest.mark.parametrize("gap, stall", [(0.0, 0.5), (0.5, 0.2), (0.0, 0.8), (0.3, 0.0)])
+@pytest.mark.parametrize("skid", [False, True])
+def test_register_slice_model_equals_the_hardware(gap, stall, skid):
+    rng = np.random.default_rng(int(10 * gap + 100 * stall))
+    model = SkidSliceModel() if skid else RegisterSliceModel()
+    check_model(RegisterSlice(8, skid=skid), model, 40, 40, rng, gap, stall)
 
 
 def test_a_circular_request_is_a_model_error_not_a_hang():

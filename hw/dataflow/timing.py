@@ -54,7 +54,7 @@ __all__ = ["adder_tree_stages", "popcount_stages", "plane_stages", "datapath_sta
            "mvu_cycles", "buffer_write_lag", "mvu_latency", "mvu_output_offsets",
            "mvu_last_output_latency", "mvu_output_cycles", "mvu_fifo_depth", "converter_latency",
            "OnDemand", "Handshakes", "connect_chain", "SourceModel", "SinkModel",
-           "RegisterSliceModel", "ConverterModel", "MvuModel"]
+           "RegisterSliceModel", "SkidSliceModel", "ConverterModel", "MvuModel"]
 
 
 def _ceil_div(a, b):
@@ -337,6 +337,23 @@ class RegisterSliceModel:
 
     def valid(self, n):
         return self.i.taken(n) + 1
+
+
+class SkidSliceModel:
+    """:class:`~xnorflow.hw.dataflow.register_slice.RegisterSlice` with ``skid``: two registers,
+    ``i.ready`` = "the second is empty". A beat is taken once the beat two ahead of it has
+    left (the slice holds at most two), and is valid the cycle after it was taken or after
+    the beat ahead of it left, whichever is later."""
+
+    def __init__(self):
+        self.i = self.o = None
+
+    def accept(self, n, valid):
+        return max(valid, self.o.taken(n - 2) + 1) if n >= 2 else valid
+
+    def valid(self, n):
+        taken = self.i.taken(n)
+        return max(taken, self.o.taken(n - 1)) + 1 if n else taken + 1
 
 
 class ConverterModel:
