@@ -681,11 +681,11 @@ class MatrixVectorUnit(wiring.Component):
         """Drive memory write port ``port`` from ``wr`` for the memory with ``select`` (its
         data from bit ``lo`` of the written word: a column chunk starts there).
 
-        With ``ram_reg`` (the ECP5 builds) a write takes two register stages: one copy of
-        ``wr`` per engine (:meth:`_write_stage`), then replica registers of each memory's own
-        for its enable, address and data (so Yosys cannot merge them back into one), the
-        enable and address twice. The stages let the placer put the
-        first near the engine's middle and the last beside the block RAMs: with one stage
+        With ``ram_reg`` (the ECP5 builds) a write passes a copy of ``wr`` per engine
+        (:meth:`_write_stage`), then replica registers of each memory's own for its enable,
+        address and data (so Yosys cannot merge them back into one), the enable and address
+        twice. The stages let the placer put the first near the engine's middle and the last
+        beside the block RAMs: with one stage
         a memory's enable register sat by the engine's decode, 11.8 ns of route from a block
         RAM 39 columns away (ECP5 SFC build 13's critical path), and one address net to every
         block RAM of an engine took 22.1 ns (the 3 M/s SFC build's first). Writes happen only
@@ -742,11 +742,10 @@ class MatrixVectorUnit(wiring.Component):
         self._wr_stage = None          # made by the first memory that needs it (_write_stage)
         release = Signal()             # an output entry came free: the reader's credit
         control = self._control(m, release)
-        # with ram_reg the weight memories' read address is a register of each PE's own
-        # (_weights), a cycle later: the input word waits a cycle more to stay aligned
-        # The weight word goes through two registers after its block RAM (_weights): one by
-        # the RAM, one by the PE (one register took a block RAM's read 8 ns of route away: a
-        # PE's weight register, ECP5 SFC build 17); the input word waits as long.
+        # With ram_reg a weight memory reads at two read-address registers of its own and
+        # its word passes two registers after the read (_weights): one by the block RAM, one
+        # by the PE (with one, the PEs' weight registers were 2.5 ns late: ECP5 SFC build
+        # 17). The input word waits as many cycles, to stay aligned.
         x = self._edge(m, self._edge(m, _read_register(m, control["x"], "x_ram"), "x_near"), "x")
         totals = [[] for _ in range(M)]    # totals[j][p]: image j's fold sum in PE p
         for p in range(s.pe):
