@@ -721,7 +721,8 @@ class MatrixVectorUnit(wiring.Component):
 
     def _write_stage(self, m):
         """``wr`` registered once per engine (with ``ram_reg``): the first of :meth:`_write`'s
-        two stages; ``en`` every cycle, the rest loaded on writes."""
+        stages; ``en`` every cycle, the rest loaded on writes (and held until the next, which
+        the memories' own registers rely on)."""
         if self._wr_stage is None:
             wr = self.wr
             self._wr_stage = stage = SimpleNamespace(

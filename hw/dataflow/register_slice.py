@@ -30,9 +30,11 @@ class RegisterSlice(wiring.Component):
     ------
     Latency 1 (a beat taken in cycle t is valid on ``o`` in cycle t + 1, or the cycle after
     the beat before it leaves); one beat per cycle. Without ``skid`` ``i.ready = ~o.valid |
-    o.ready``, combinational; with it a beat may be taken a cycle before the one ahead leaves,
-    and leaves in the same cycle as it would without (the same cycle model,
-    :class:`~xnorflow.hw.dataflow.timing.RegisterSliceModel`). The payload registers load
+    o.ready``, combinational (cycle model :class:`~xnorflow.hw.dataflow.timing.RegisterSliceModel`);
+    with it a beat may be taken a cycle before the one ahead leaves, and leaves in the same
+    cycle as it would without (:class:`~xnorflow.hw.dataflow.timing.SkidSliceModel`). Both the
+    dataflow core's input slice and the engines' output slices are skid slices; the plain
+    form is the cheaper one where ``ready`` is short. The payload registers load
     whenever a beat may enter, not only when one does, so their clock enable is ``ready``
     alone, not the producer's ``valid`` (a register says whether they hold a beat).
     """
