@@ -115,7 +115,11 @@ def test_a_register_slice_follows_each_dense_mmv_engine_on_ram_reg_builds_only()
     for ram_reg in (0, 1):
         config = DataflowConfig.parse(f"{text},ram_reg={ram_reg}")
         assert [config.output_slice(e) for e in config.engines] == [False] + [bool(ram_reg)] * 2
-        fragment = Fragment.get(Pipeline(config), None)
-        names = {name for _, name, _ in fragment.subfragments}
-        assert {n for n in names if n.endswith("_slice")} == (
-            {"engine1_slice", "engine2_slice"} if ram_reg else set())
+        pipeline = Pipeline(config)
+        assert [getattr(e, "output_slice", False) for e in pipeline.engines] == \
+            [False] + [bool(ram_reg)] * 2
+        for e in (1, 2):
+            fragment = Fragment.get(pipeline.engines[e], None)
+            reorder = {name: f for f, name, _ in fragment.subfragments}["reorder"]
+            names = {name for _, name, _ in reorder.subfragments}
+            assert ("out_slice" in names) == bool(ram_reg)

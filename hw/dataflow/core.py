@@ -148,9 +148,10 @@ class DataflowCore(wiring.Component):
         req = _named(act=Signal(), a=Signal(ADDR_WIDTH), we=Signal(), data=Signal(8),
                      hit_reg=Signal(), hit_in=Signal(), hit_out=Signal(), hit_w=Signal(),
                      ctrl_reg=Signal(), count_reg=Signal(), ctrl_write=Signal(),
-                     start_bit=Signal(), abort_bit=Signal(), reg_near=Signal())
+                     start_bit=Signal(), abort_bit=Signal())
         ack = Signal(name="ack")
         start = bus.stb & ~req.act & ~ack
+        req.start = start
         m.d.sync += [req.act.eq(start), ack.eq(req.act)]
         with m.If(start):
             m.d.sync += [req.a.eq(bus.addr), req.we.eq(bus.we), req.data.eq(bus.w_data),
@@ -164,12 +165,8 @@ class DataflowCore(wiring.Component):
                          req.count_reg.eq(bus.addr >> 2 == mm.REG_COUNT >> 2),
                          req.ctrl_write.eq(bus.we & (bus.addr == mm.REG_CTRL)),
                          req.start_bit.eq((bus.w_data & mm.CTRL_START).any()),
-                         req.abort_bit.eq((bus.w_data & mm.CTRL_ABORT).any()),
-                         req.reg_near.eq(bus.addr < 4 << self._reg_index_bits)]
+                         req.abort_bit.eq((bus.w_data & mm.CTRL_ABORT).any())]
         m.d.comb += bus.ack.eq(ack)
-        # the register file decodes only the index bits its registers use (a 22-bit compare
-        # per register was the next critical path); reg_near says the rest are zero
-        req.reg_index = req.a[2:2 + self._reg_index_bits]
         req.reg_byte = req.a[:2]
         return req
 
@@ -239,7 +236,12 @@ class DataflowCore(wiring.Component):
         return run
 
     def _register_file(self, m, req, run, io):
-        """The 32-bit word of the register addressed (combinational) and whether it exists."""
+        """The 32-bit word of the register addressed and whether it exists, registered in
+        stage 0 from the bus's address: the values of the cycle before the action. Stage 1
+        then only picks the byte (the whole read in stage 1 was ECP5 SFC build 19's
+        1.4 ns late register read). A register written by the request before is already
+        new here: a request starts at the earliest the cycle after the previous ack, and a
+        write lands by the end of its ack cycle."""
         regs = {
             mm.REG_ID: Const(mm.ID_VALUE, 32), mm.REG_COUNT: run.count,
             mm.REG_STATUS: Cat(run.busy, run.done, run.error != 0), mm.REG_ERROR: run.error,
@@ -249,13 +251,19 @@ class DataflowCore(wiring.Component):
             mm.REG_IN_FREE: io.in_depth - io.in_fifo.level, mm.REG_OUT_LEVEL: io.out_fifo.level,
         }
         regs.update({mm.ENGINE_BUSY_BASE + 4 * e: c for e, c in enumerate(run.engine_busy)})
-        reg_read, reg_mapped = Signal(32, name="reg_read"), Signal(name="reg_mapped")
-        with m.Switch(req.reg_index):
+        word, mapped = Signal(32, name="reg_word"), Signal(name="reg_word_mapped")
+        # only the index bits the registers use are decoded (a 22-bit compare per register
+        # was a critical path); `near` says the rest are zero
+        near = self.bus.addr < 4 << self._reg_index_bits
+        with m.Switch(self.bus.addr[2:2 + self._reg_index_bits]):
             for addr, value in regs.items():
                 with m.Case(addr >> 2):
-                    m.d.comb += [reg_read.eq(value), reg_mapped.eq(req.reg_near)]
+                    m.d.comb += [word.eq(value), mapped.eq(near)]
             with m.Case(mm.REG_CTRL >> 2):
-                m.d.comb += reg_mapped.eq(req.reg_near)
+                m.d.comb += mapped.eq(near)
+        reg_read, reg_mapped = Signal(32, name="reg_read"), Signal(name="reg_mapped")
+        with m.If(req.start):
+            m.d.sync += [reg_read.eq(word), reg_mapped.eq(mapped)]
         return reg_read, reg_mapped
 
     def _output_port(self, m, req, io):

@@ -142,6 +142,7 @@ from xnorflow.hw.core.pipeline import delay, replica
 from . import timing
 from .block_fifo import chunk_widths
 from .counters import counter, wrapped_next
+from .register_slice import RegisterSlice
 from .shape import MvuShape
 
 __all__ = ["MatrixVectorUnit", "XnorPE", "GroupReorderBuffer", "WriteSignature",
@@ -334,6 +335,13 @@ class GroupReorderBuffer(wiring.Component):
     ram_style : str or None
         Yosys ``ram_style`` of the column memory (``columns`` × ``m·beat_bits``); its read is
         registered, so block RAM, LUT RAM and flip-flops all fit.
+    out_slice : bool
+        Put a skid :class:`~xnorflow.hw.dataflow.register_slice.RegisterSlice` between the
+        memory's read and the image multiplexer: it carries the whole column and the image's
+        index, so the read (a block RAM's ≈ 5.6 ns clock-to-out on ECP5, Yosys maps DP16KD
+        without its output register) meets only a register, and the multiplexer sits behind
+        one (ECP5 SFC build 19: the read through the multiplexer into a slice behind it was
+        2.1 ns late). Its timing is the slice's: one cycle more, ``SkidSliceModel``.
 
     Ports
     -----
@@ -350,16 +358,16 @@ class GroupReorderBuffer(wiring.Component):
         be written again from the next cycle on (the writer's credit comes back).
 
     Timing: a group's first beat is valid two cycles after the cycle its last column was
-    written (the count of whole groups, then the memory's registered read); the others follow
-    one per cycle while ``o`` is ready.
+    written (the count of whole groups, then the memory's registered read), three with
+    ``out_slice``; the others follow one per cycle while ``o`` is ready.
     """
 
-    def __init__(self, beat_bits, mmv, neuron_folds, columns, ram_style=None):
+    def __init__(self, beat_bits, mmv, neuron_folds, columns, ram_style=None, out_slice=False):
         if columns < neuron_folds:
             raise ValueError(f"GroupReorderBuffer: {columns} columns cannot hold a group's "
                              f"{neuron_folds}")
         self.beat_bits, self.mmv, self.neuron_folds = beat_bits, mmv, neuron_folds
-        self.columns, self.ram_style = columns, ram_style
+        self.columns, self.ram_style, self.out_slice = columns, ram_style, bool(out_slice)
         super().__init__({"w_en": In(1), "w_data": In(mmv * beat_bits),
                           "o": Out(stream.Signature(beat_bits)), "release": Out(1)})
 
@@ -382,7 +390,8 @@ class GroupReorderBuffer(wiring.Component):
         nf, image = counter(NF), counter(M)
         groups = Signal(range(C // NF + 2))     # whole groups in, not yet fully loaded
         valid = Signal()
-        load = (groups != 0) & (~valid | self.o.ready)
+        taken = Signal()                        # the registered beat may be replaced
+        load = (groups != 0) & (~valid | taken)
         image_end = nf == NF - 1
         group_end = image_end & (image == M - 1)
         with m.If(load):
@@ -393,7 +402,7 @@ class GroupReorderBuffer(wiring.Component):
                 m.d.sync += [col.eq(base), image.eq(image + 1)]
             with m.Else():
                 m.d.sync += col.eq(wrapped_next(col, C))
-        with m.Elif(self.o.ready):
+        with m.Elif(taken):
             m.d.sync += valid.eq(0)
         m.d.sync += groups.eq(groups + group_in - (load & group_end))
         m.d.comb += [rd.addr.eq(col), self.release.eq(load & (image == M - 1))]
@@ -404,6 +413,14 @@ class GroupReorderBuffer(wiring.Component):
         picked = Signal.like(image, name="picked_image")
         with m.If(load):
             m.d.sync += picked.eq(image)
+        if self.out_slice:
+            m.submodules.out_slice = out = RegisterSlice(len(word) + len(picked), skid=True)
+            m.d.comb += [out.i.valid.eq(valid), out.i.payload.eq(Cat(word, picked)),
+                         taken.eq(out.i.ready), out.o.ready.eq(self.o.ready)]
+            word, picked = out.o.payload[:len(word)], out.o.payload[len(word):]
+            valid = out.o.valid
+        else:
+            m.d.comb += taken.eq(self.o.ready)
         beats = [word[j * B:(j + 1) * B] for j in range(M)]
         m.d.comb += [self.o.valid.eq(valid),
                      self.o.payload.eq(_table(beats, len(picked))[picked])]
@@ -525,6 +542,13 @@ class MatrixVectorUnit(wiring.Component):
         −1) above their P result bits, for a 2×2 max-pool behind a conv engine
         (hw/dataflow/pool.py: OR for +1, AND for −1). One register per PE (parallel) or one
         shift register (serial); no change to the timing.
+    output_slice : bool
+        ``mmv > 1`` only: a skid register slice between the reorder buffer's read and its
+        image multiplexer (:class:`GroupReorderBuffer` ``out_slice``), one cycle more after
+        the engine's own timing (``SkidSliceModel``; the timing functions of
+        :mod:`~xnorflow.hw.dataflow.timing` leave it out, as the pipeline's cycle model adds
+        it: :meth:`DataflowConfig.output_slice`). ``o.ready`` then reaches no credit logic
+        in the same cycle.
 
     Ports
     -----
@@ -570,7 +594,7 @@ class MatrixVectorUnit(wiring.Component):
 
     def __init__(self, n_in, n_out, simd, pe, input_bits=1, output="threshold", acc_width=None,
                  *, input_kind=None, ram_reg=True, levels_per_stage=1, output_stage="parallel",
-                 fifo_depth=None, ram_styles=None, mmv=1, flags=False):
+                 fifo_depth=None, ram_styles=None, mmv=1, flags=False, output_slice=False):
         self.shape = s = MvuShape(n_in, n_out, simd, pe, input_bits, input_kind, output,
                                   acc_width, flags)
         self.ram_reg = bool(ram_reg)
@@ -597,6 +621,10 @@ class MatrixVectorUnit(wiring.Component):
         if "output" in self.ram_styles and self.mmv == 1:
             raise ValueError("MVU ram_styles 'output' is the reorder buffer of mmv > 1; with "
                              "mmv = 1 the output FIFO has no memory style")
+        if output_slice and self.mmv == 1:
+            raise ValueError("MVU output_slice cuts the reorder buffer's read (mmv > 1); with "
+                             "mmv = 1 the output FIFO has none")
+        self.output_slice = bool(output_slice)
         super().__init__({
             "i": In(stream.Signature(s.in_beat_bits)),
             "o": Out(stream.Signature(s.out_beat_bits)),
@@ -773,7 +801,8 @@ class MatrixVectorUnit(wiring.Component):
                          release.eq(self.o.valid & self.o.ready)]
         else:
             m.submodules.reorder = reorder = GroupReorderBuffer(
-                s.out_beat_bits, M, s.neuron_folds, self.fifo_depth, self.ram_styles.get("output"))
+                s.out_beat_bits, M, s.neuron_folds, self.fifo_depth, self.ram_styles.get("output"),
+                out_slice=self.output_slice)
             m.d.comb += [reorder.w_en.eq(w_en), reorder.w_data.eq(w_data),
                          release.eq(reorder.release)]
             wiring.connect(m, reorder.o, wiring.flipped(self.o))
@@ -819,7 +848,6 @@ class MatrixVectorUnit(wiring.Component):
         wr_last = wr_sf == SF - 1
         group_in = wr_last & (wr_image == M - 1)
         accept = self.i.valid & self.i.ready
-        m.d.comb += self.i.ready.eq(~full.bit_select(wr_half, 1))
         # Padding elements of the last beat are cleared, so they always agree with the
         # (zero) padding weights, whatever the producer put there.
         keep = Cat(Const(-1, k) if j < s.last_beat_elements else (~wr_last).replicate(k)
@@ -859,7 +887,14 @@ class MatrixVectorUnit(wiring.Component):
         else:
             free = group_end
         clr_full = Mux(free, Mux(rd_half, 0b10, 0b01), 0)
-        m.d.sync += full.eq((full | set_full) & ~clr_full)
+        full_next = (full | set_full) & ~clr_full
+        m.d.sync += full.eq(full_next)
+        # ready = ~full[wr_half], from a flip-flop loaded with the next cycle's value: the
+        # producer's ready logic (converter, then the upstream skid slice's register enables)
+        # starts at a register (ECP5 SFC build 19: that path was 1.2 ns late at 100 MHz)
+        ready = Signal(init=1, name="in_ready")
+        m.d.sync += ready.eq(~full_next.bit_select(Mux(accept & group_in, ~wr_half, wr_half), 1))
+        m.d.comb += self.i.ready.eq(ready)
         m.d.sync += inflight.eq(inflight + (go & fold_start) - release)
         m.d.comb += self.busy.eq(go)
         rd_next = Cat(Mux(go, Mux(fold_end, 0, sf + 1), sf)[:sf_bits],

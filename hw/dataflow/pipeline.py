@@ -18,7 +18,6 @@ from .config import DataflowConfig
 from .conv_engine import ConvEngine
 from .convert import WidthConverter
 from .mvu import MatrixVectorUnit
-from .register_slice import RegisterSlice
 
 __all__ = ["Pipeline", "PipelineWriteSignature"]
 
@@ -66,8 +65,8 @@ class Pipeline(wiring.Component):
     busy : Out(number of engines)
         Bit ``e``: engine ``e`` consumed a weight word this cycle.
 
-    With ``config.ram_reg`` a register slice follows every dense MMV engine (its reorder
-    buffer's unregistered block-RAM read: :meth:`DataflowConfig.output_slice`).
+    With ``config.ram_reg`` every dense MMV engine's reorder buffer has a skid register slice
+    after its unregistered block-RAM read (:meth:`DataflowConfig.output_slice`).
 
     Timing: initiation interval ``config.interval`` (the slowest engine's ``SF·NF`` per
     image, ``SF·NF/mmv`` for an MMV engine); the latency is the sum over the chain
@@ -89,7 +88,8 @@ class Pipeline(wiring.Component):
             else:
                 self.engines.append(MatrixVectorUnit(
                     fold.n_in, fold.n_out, fold.simd, fold.pe, fold.input_bits, fold.output,
-                    fold.acc_width, input_kind=fold.input_kind, mmv=fold.mmv, **options))
+                    fold.acc_width, input_kind=fold.input_kind, mmv=fold.mmv,
+                    output_slice=self.config.output_slice(fold), **options))
         # a conv engine's output has no padding inside an image (P divides M), so every
         # stream regroups over the image's whole map
         self.converters = [
@@ -131,7 +131,7 @@ class Pipeline(wiring.Component):
                 m.d.comb += [engine.wr.sel.eq(self.wr.sel), engine.wr.addr.eq(self.wr.addr),
                              engine.wr.data.eq(self.wr.data), engine.wr.en.eq(self.wr.en & hit)]
             m.d.comb += self.busy[e].eq(engine.busy)
-        outputs = [self._output(m, e, engine) for e, engine in enumerate(self.engines)]
+        outputs = [engine.o for engine in self.engines]
         for e, converter in enumerate(self.converters):
             m.submodules[f"convert{e}"] = self._reset_by_abort(m, converter, f"convert{e}")
             wiring.connect(m, outputs[e], converter.i)
@@ -139,19 +139,6 @@ class Pipeline(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i), self.engines[0].i)
         wiring.connect(m, outputs[-1], wiring.flipped(self.o))
         return m
-
-    def _output(self, m, e, engine):
-        """Engine ``e``'s output stream, through a register slice where the config puts one
-        (:meth:`DataflowConfig.output_slice`)."""
-        if not self.config.output_slice(self.config.engines[e]):
-            return engine.o
-        # a skid slice: the engine's credits come back from a register, not through the
-        # next converter's and engine's ready (ECP5 SFC build 18's critical path: engine 1's
-        # buffer state → converter → slice → engine 0's credit counter, 12.8 ns)
-        out_slice = RegisterSlice(len(engine.o.payload), skid=True)
-        m.submodules[f"engine{e}_slice"] = self._reset_by_abort(m, out_slice, f"engine{e}_slice")
-        wiring.connect(m, engine.o, out_slice.i)
-        return out_slice.o
 
     def _reset_by_abort(self, m, block, name):
         """``block`` reset by its own replica register of ``abort``."""

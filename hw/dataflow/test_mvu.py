@@ -405,6 +405,37 @@ def test_mvu_mmv_smallest_buffer_and_heavy_stalls(output_stage):
                 ram_styles={"weights": "huge", "output": "block"})
 
 
+@pytest.mark.parametrize("n, m, simd, pe, k, output, kind, mmv", [
+    MMV_CASES[1], MMV_CASES[3], (24, 12, 4, 3, 1, "raw", None, 2)])
+def test_mvu_output_slice_matches_golden_with_gaps_and_stalls(n, m, simd, pe, k, output, kind,
+                                                              mmv):
+    """The reorder buffer with its skid slice between the read and the image multiplexer:
+    results depend on no gap or stall (the slice holds the whole column and the image)."""
+    rng = np.random.default_rng(n + m + 5 * mmv)
+    layer = random_layer(rng, n, m, k, output, kind)
+    check_layer(layer, simd, pe, batch=3 * mmv, seed=n + mmv, gap=0.4, stall=0.6, mmv=mmv,
+                output_slice=True)
+
+
+def test_mvu_output_slice_is_one_cycle_on_every_beat():
+    """Output always ready: with the slice every beat comes exactly one cycle after it would
+    without (the cycle the pipeline's model adds, SkidSliceModel), group after group."""
+    rng = np.random.default_rng(8)
+    n, m, simd, pe, k, mmv = 32, 8, 8, 2, 1, 4
+    layer = random_layer(rng, n, m, k, "threshold")
+    x = random_layer_inputs(rng, layer, 3 * mmv)
+    times = []
+    for output_slice in (False, True):
+        dut = MatrixVectorUnit(n, m, simd, pe, k, mmv=mmv, output_slice=output_slice)
+        _, mon_o = run_engine(dut, pack_layer(layer, simd, pe), encode_mvu_input(x, dut.shape))
+        got = decode_mvu_output(per_image(mon_o.payloads(), dut.shape.neuron_folds), dut.shape)
+        np.testing.assert_array_equal(got, layer.forward(x)[1])
+        times.append(np.array(mon_o.cycles()))
+    assert (times[1] - times[0] == 1).all()
+    with pytest.raises(ValueError, match="output_slice"):
+        MatrixVectorUnit(n, m, simd, pe, k, mmv=1, output_slice=True)
+
+
 def group_beats(mon_o, shape, mmv):
     """Output beat cycles per group: ``[group][image][nf]``."""
     nf = shape.neuron_folds
