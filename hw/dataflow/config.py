@@ -371,7 +371,8 @@ class DataflowConfig:
         return {"n_in": engine.n_in, "n_out": engine.n_out, "simd": engine.simd,
                 "pe": engine.pe, "input_bits": engine.input_bits,
                 "ram_reg": bool(self.ram_reg), "levels_per_stage": self.levels,
-                "output_stage": self.output_stage(engine), "mmv": engine.mmv}
+                "output_stage": self.output_stage(engine), "mmv": engine.mmv,
+                "weight_style": engine.ram_style}
 
     @property
     def group(self):

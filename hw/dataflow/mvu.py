@@ -498,9 +498,12 @@ class MatrixVectorUnit(wiring.Component):
         The layer and its folding: :class:`~xnorflow.hw.dataflow.shape.MvuShape` (validated there;
         ``simd ≤ n_in``, ``pe ≤ n_out``, any N and M: padding is exact).
     ram_reg : bool
-        Register the weight, input-buffer and channel-memory read data once in the fabric
-        before use, and give every weight memory a read-address register of its own (+2
-        cycles of latency; the write port likewise, :meth:`_write`). On ECP5 the block RAM's clock-to-out (≈ 6 ns,
+        Register the weight, input-buffer and channel-memory read data in the fabric before
+        use, and give every weight memory read-address registers of its own
+        (:func:`~xnorflow.hw.dataflow.timing.ram_reg_stages` cycles of latency: 4, 3 with
+        LUT-RAM weights, which ``ram_reg`` pins on memories of at most
+        :data:`~xnorflow.hw.dataflow.timing.LUT_RAM_DEPTH` words; the write port likewise,
+        :meth:`_write`). On ECP5 the block RAM's clock-to-out (≈ 6 ns,
         Yosys maps DP16KD without its output register) otherwise meets the first popcount
         LUT in the same cycle; on iCE40 the register costs a logic cell per bit (an iCE40
         flip-flop cannot pack with an unrelated LUT), and the UP5K's targets are slow
@@ -582,7 +585,7 @@ class MatrixVectorUnit(wiring.Component):
       half while group n computes, so with input available and ``o`` ready consecutive
       groups follow without a bubble;
     * latency from the cycle the last input beat of a group is accepted to the cycle its
-      first output beat is valid: ``SF + 4 + 4·ram_reg + popcount_stages(S) + plane_stages(k)``
+      first output beat is valid: ``SF + 4 + ram_reg_stages + popcount_stages(S) + plane_stages(k)``
       (+ ``m·P + ram_reg`` with the serial output stage, + ``(NF − 1)·SF + 1`` with
       ``mmv > 1``; :func:`~timing.mvu_latency`); with ``mmv = 1`` beat ``nf`` follows ``nf·SF``
       cycles later, with ``mmv > 1`` image ``j``'s beat ``nf`` ``j·NF + nf`` cycles later
@@ -613,11 +616,16 @@ class MatrixVectorUnit(wiring.Component):
             raise ValueError(f"MVU fifo_depth {fifo_depth} is below the {s.neuron_folds} neuron "
                              f"folds: with mmv > 1 it counts columns, and a group's are all "
                              f"held before its first beat leaves")
-        self.fifo_depth = fifo_depth or timing.mvu_fifo_depth(**self._timing_args())
         self.ram_styles = dict(ram_styles or {})
         unknown = set(self.ram_styles) - set(self.RAM_KINDS)
         if unknown:
             raise ValueError(f"MVU ram_styles: unknown memory kind(s) {sorted(unknown)}")
+        # a shallow weight memory is LUT RAM on ram_reg builds, pinned so: the registers after
+        # its read (timing.ram_reg_stages) must not rest on Yosys' choice
+        self.lut_weights = self.ram_reg and timing.weights_in_lut_ram(
+            n_in, n_out, simd, pe, self.ram_styles.get("weights"))
+        if self.lut_weights:
+            self.ram_styles["weights"] = "distributed"
         if "output" in self.ram_styles and self.mmv == 1:
             raise ValueError("MVU ram_styles 'output' is the reorder buffer of mmv > 1; with "
                              "mmv = 1 the output FIFO has no memory style")
@@ -625,6 +633,7 @@ class MatrixVectorUnit(wiring.Component):
             raise ValueError("MVU output_slice cuts the reorder buffer's read (mmv > 1); with "
                              "mmv = 1 the output FIFO has none")
         self.output_slice = bool(output_slice)
+        self.fifo_depth = fifo_depth or timing.mvu_fifo_depth(**self._timing_args())
         super().__init__({
             "i": In(stream.Signature(s.in_beat_bits)),
             "o": Out(stream.Signature(s.out_beat_bits)),
@@ -659,7 +668,8 @@ class MatrixVectorUnit(wiring.Component):
         s = self.shape
         return dict(n_in=s.n_in, n_out=s.n_out, simd=s.simd, pe=s.pe, input_bits=s.input_bits,
                     ram_reg=self.ram_reg, levels_per_stage=self.levels_per_stage,
-                    output_stage=self.output_stage, mmv=self.mmv)
+                    output_stage=self.output_stage, mmv=self.mmv,
+                    weight_style=self.ram_styles.get("weights"))
 
     @property
     def cycles_per_group(self):
@@ -698,6 +708,12 @@ class MatrixVectorUnit(wiring.Component):
         reg = Signal.like(value, name=name, reset_less=True)
         m.d.sync += reg.eq(value)
         return reg
+
+    def _near(self, m, value, name):
+        """``value`` registered once more by the memory it was read from, if ``ram_reg`` and
+        the weights are in block RAM (:func:`~xnorflow.hw.dataflow.timing.ram_reg_stages`):
+        the weight word and the input word pass it alike, so they stay aligned."""
+        return value if self.lut_weights else self._edge(m, value, name)
 
     def _selected(self, select, wr=None):
         """The write port (``wr``, default the engine's own) writes the memory with this
@@ -775,7 +791,8 @@ class MatrixVectorUnit(wiring.Component):
         # its word passes two registers after the read (_weights): one by the block RAM, one
         # by the PE (with one, the PEs' weight registers were 2.5 ns late: ECP5 SFC build
         # 17). The input word waits as many cycles, to stay aligned.
-        x = self._edge(m, self._edge(m, _read_register(m, control["x"], "x_ram"), "x_near"), "x")
+        x = self._near(m, _read_register(m, control["x"], "x_ram"), "x_near")
+        x = self._edge(m, x, "x")
         totals = [[] for _ in range(M)]    # totals[j][p]: image j's fold sum in PE p
         for p in range(s.pe):
             w = None
@@ -903,7 +920,7 @@ class MatrixVectorUnit(wiring.Component):
                                (self.i.payload & keep), Cat(sf[:sf_bits], rd_half), rd_next)
 
         # ---- sideband at the accumulators -------------------------------------------------
-        to_acc = (1 + timing.RAM_REG_STAGES * int(self.ram_reg)
+        to_acc = (1 + timing.ram_reg_stages(self.ram_reg, self.lut_weights)
                   + timing.datapath_stages(S, k, self.levels_per_stage))
         issue_valid, issue_done = Signal(), Signal()
         m.d.comb += [issue_valid.eq(go), issue_done.eq(go & fold_end)]
@@ -977,7 +994,7 @@ class MatrixVectorUnit(wiring.Component):
             m.d.comb += [wr.en.eq(self._selected(s.weight_select(p))), wr.data.eq(self.wr.data),
                          rd.addr.eq(addr), wr.addr.eq(addr)]
             word = _read_register(m, rd.data, f"w{p}_ram", en=~self.wr.en)
-            return self._edge(m, self._edge(m, word, f"w{p}_near"), f"w{p}")
+            return self._edge(m, self._near(m, word, f"w{p}_near"), f"w{p}")
         widths = (weight_chunk_widths(s.simd, s.weight_depth) if self.ram_reg else [s.simd])
         words, lo = [], 0
         for c, bits in enumerate(widths):
@@ -989,7 +1006,7 @@ class MatrixVectorUnit(wiring.Component):
             m.d.comb += rd.addr.eq(self._read_address(m, w_addr, f"w{p}{suffix}_addr"))
             words.append(_read_register(m, rd.data, f"w{p}{suffix}_ram"))
             lo += bits
-        return self._edge(m, self._edge(m, Cat(*words), f"w{p}_near"), f"w{p}")
+        return self._edge(m, self._near(m, Cat(*words), f"w{p}_near"), f"w{p}")
 
     def _read_address(self, m, addr, name):
         """A weight memory's read address: with ``ram_reg`` two replica registers of the

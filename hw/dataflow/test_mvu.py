@@ -16,8 +16,9 @@ import pytest
 from xnorflow.hw.dataflow.mvu import MatrixVectorUnit
 from xnorflow.hw.dataflow.shape import MvuShape
 from xnorflow.hw.dataflow.testing import StreamMonitor, drive_ready, load, rejected, send, simulate
-from xnorflow.hw.dataflow.timing import (mvu_cycles, mvu_fifo_depth, mvu_last_output_latency,
-                                 mvu_latency, mvu_output_cycles, mvu_output_offsets)
+from xnorflow.hw.dataflow.timing import (LUT_RAM_DEPTH, mvu_cycles, mvu_fifo_depth,
+                                         mvu_last_output_latency, mvu_latency, mvu_output_cycles,
+                                         mvu_output_offsets)
 from xnorflow.sw import bits as B
 from xnorflow.sw.layers.dataflow_pack import (decode_mvu_output, encode_mvu_input, mvu_shape,
                                      pack_layer)
@@ -260,6 +261,30 @@ def test_mvu_latency_and_interval_equal_the_cycle_model(n, m, simd, pe, k, ram_r
     assert last_out[0] - last_in[0] == mvu_last_output_latency(n, m, simd, pe, k, **options)
     assert np.diff(first_out).tolist() == [mvu_cycles(n, m, simd, pe, k)] * (len(x) - 1)
     assert dut.cycles_per_image == sf * nf and dut.latency == first_out[0] - last_in[0]
+
+
+@pytest.mark.parametrize("n, m, simd, pe, k, mmv", [(40, 12, 8, 4, 1, 1), (32, 16, 8, 4, 1, 2)])
+def test_mvu_lut_ram_weights_skip_the_second_read_register(n, m, simd, pe, k, mmv):
+    """ram_reg with a weight memory of at most LUT_RAM_DEPTH words: pinned to LUT RAM, its
+    word (and the input word) pass one register fewer than from block RAM, one cycle less,
+    and both equal the model and the golden; without ram_reg nothing is pinned."""
+    rng = np.random.default_rng(n + m + mmv)
+    layer = random_layer(rng, n, m, k, "threshold")
+    x = random_layer_inputs(rng, layer, 2 * mmv)
+    latencies = {}
+    for style in (None, "block"):
+        dut = MatrixVectorUnit(n, m, simd, pe, k, mmv=mmv,
+                               ram_styles=None if style is None else {"weights": style})
+        assert dut.shape.weight_depth <= LUT_RAM_DEPTH
+        assert dut.ram_styles["weights"] == ("distributed" if style is None else "block")
+        mon_i, mon_o = run_engine(dut, pack_layer(layer, simd, pe), encode_mvu_input(x, dut.shape))
+        got = decode_mvu_output(per_image(mon_o.payloads(), dut.shape.neuron_folds), dut.shape)
+        np.testing.assert_array_equal(got, layer.forward(x)[1])
+        first = mon_o.cycles()[0] - mon_i.cycles()[mmv * dut.shape.synapse_folds - 1]
+        assert first == dut.latency == mvu_latency(n, m, simd, pe, k, mmv=mmv, weight_style=style)
+        latencies[style] = first
+    assert latencies["block"] - latencies[None] == 1
+    assert "weights" not in MatrixVectorUnit(n, m, simd, pe, k, ram_reg=False).ram_styles
 
 
 @pytest.mark.parametrize("n, m, simd, pe, k", [(40, 12, 8, 4, 1), (64, 32, 16, 4, 4)])

@@ -19,8 +19,9 @@ engine with ``mmv = 1`` computes groups of one image):
 
       latency = 1 (start) + buffer_write_lag (ram_reg and SF ≥ 2: the buffer's write)
                 + (SF − 1) (rest of fold 0) + 1 (RAM read)
-                + 4·ram_reg (RAM_REG_STAGES: two read-address registers of each
-                             memory's own, two registers after the read)
+                + ram_reg_stages (ram_reg: two read-address registers of each
+                             memory's own, two registers after the read; one with
+                             LUT-RAM weights)
                 + popcount_stages(S, L) + plane_stages(k, L) (datapath)
                 + 3 (accumulate, compare/offset, output FIFO)
                 [+ m·P + ram_reg with the serial output stage: the walk over the m·P sums]
@@ -51,7 +52,7 @@ engine with ``mmv = 1`` computes groups of one image):
   :mod:`xnorflow.hw.dataflow.run_timing` chains them into a whole core).
 """
 __all__ = ["adder_tree_stages", "popcount_stages", "plane_stages", "datapath_stages",
-           "mvu_cycles", "buffer_write_lag", "mvu_latency", "mvu_output_offsets",
+           "mvu_cycles", "buffer_write_lag", "weights_in_lut_ram", "ram_reg_stages", "mvu_latency", "mvu_output_offsets",
            "mvu_last_output_latency", "mvu_output_cycles", "mvu_fifo_depth", "converter_latency",
            "OnDemand", "Handshakes", "connect_chain", "SourceModel", "SinkModel",
            "RegisterSliceModel", "SkidSliceModel", "ConverterModel", "MvuModel"]
@@ -106,17 +107,41 @@ def buffer_write_lag(ram_reg, synapse_folds):
     return int(bool(ram_reg) and synapse_folds >= 2)
 
 
-#: Registers a ``ram_reg`` (ECP5) engine adds between its reader and its PEs: two read-address
-#: registers of each memory's own and two after the read (the weight word by its block RAM,
-#: then by its PE; the input word as many).
+#: Registers a ``ram_reg`` (ECP5) engine adds between its reader and its PEs when its weights
+#: are in block RAM: two read-address registers of each memory's own and two after the read
+#: (the weight word by its block RAM, then by its PE; the input word as many).
 RAM_REG_STAGES = 4
+
+#: Weight memories at most this deep are LUT RAM on ``ram_reg`` builds (an ECP5 DPR16X4 holds
+#: 16 words): the engine pins ``ram_style = "distributed"`` on them, so the count of registers
+#: after the read (:func:`ram_reg_stages`) never rests on a guess of Yosys' choice.
+LUT_RAM_DEPTH = 16
+
+
+def weights_in_lut_ram(n_in, n_out, simd, pe, weight_style=None):
+    """Whether an engine's weight memories are LUT RAM: ``weight_style`` ``"distributed"``,
+    or no style and at most :data:`LUT_RAM_DEPTH` words (``SF·NF``)."""
+    depth = _ceil_div(n_in, simd) * _ceil_div(n_out, pe)
+    return weight_style == "distributed" or (weight_style is None and depth <= LUT_RAM_DEPTH)
+
+
+def ram_reg_stages(ram_reg, lut_weights=False):
+    """Registers between the reader and the PEs beyond the read register: none without
+    ``ram_reg``; :data:`RAM_REG_STAGES` with it; one fewer with LUT-RAM weights, whose read is
+    a LUT's delay from its address register, not a block RAM's 5.6 ns clock-to-out, so the
+    word needs no second register on its way to the PEs (CNV build cnv10l: that register
+    cost 3,072 flip-flops behind conv 2's LUT-RAM weights alone, at 90 % of the device's)."""
+    if not ram_reg:
+        return 0
+    return RAM_REG_STAGES - int(bool(lut_weights))
 
 
 def mvu_latency(n_in, n_out, simd, pe, input_bits=1, ram_reg=True, levels_per_stage=1,
-                output_stage="parallel", mmv=1):
+                output_stage="parallel", mmv=1, weight_style=None):
     """Cycles from accepting a group's last input beat to its first output beat valid."""
     sf, nf = _ceil_div(n_in, simd), _ceil_div(n_out, pe)
-    latency = (sf + 4 + RAM_REG_STAGES * int(ram_reg) + buffer_write_lag(ram_reg, sf)
+    lut_weights = weights_in_lut_ram(n_in, n_out, simd, pe, weight_style)
+    latency = (sf + 4 + ram_reg_stages(ram_reg, lut_weights) + buffer_write_lag(ram_reg, sf)
                + datapath_stages(simd, input_bits, levels_per_stage))
     if output_stage == "serial":
         latency += mmv * pe + int(ram_reg)   # the walk over the m·P sums, the word's edge
@@ -126,32 +151,33 @@ def mvu_latency(n_in, n_out, simd, pe, input_bits=1, ram_reg=True, levels_per_st
 
 
 def mvu_output_offsets(n_in, n_out, simd, pe, input_bits=1, ram_reg=True, levels_per_stage=1,
-                       output_stage="parallel", mmv=1):
+                       output_stage="parallel", mmv=1, weight_style=None):
     """Cycle of every output beat of a group, counted from the cycle its last input beat is
     accepted, for an idle engine whose ``o`` never stalls: ``offsets[j][nf]`` for image ``j``
     of the group (``mmv`` lists of ``NF``)."""
     sf, nf = _ceil_div(n_in, simd), _ceil_div(n_out, pe)
     first = mvu_latency(n_in, n_out, simd, pe, input_bits, ram_reg, levels_per_stage,
-                        output_stage, mmv)
+                        output_stage, mmv, weight_style)
     if mmv == 1:
         return [[first + b * sf for b in range(nf)]]
     return [[first + j * nf + b for b in range(nf)] for j in range(mmv)]
 
 
 def mvu_last_output_latency(n_in, n_out, simd, pe, input_bits=1, ram_reg=True,
-                            levels_per_stage=1, output_stage="parallel", mmv=1):
+                            levels_per_stage=1, output_stage="parallel", mmv=1,
+                            weight_style=None):
     """Cycles from accepting a group's last input beat to its last output beat valid."""
     return mvu_output_offsets(n_in, n_out, simd, pe, input_bits, ram_reg, levels_per_stage,
-                              output_stage, mmv)[-1][-1]
+                              output_stage, mmv, weight_style)[-1][-1]
 
 
 def mvu_output_cycles(last_inputs, n_in, n_out, simd, pe, input_bits=1, ram_reg=True,
-                      levels_per_stage=1, output_stage="parallel", mmv=1):
+                      levels_per_stage=1, output_stage="parallel", mmv=1, weight_style=None):
     """Cycle of every output beat, ``[group][image][nf]``, of groups whose last input beats
     are accepted in cycles ``last_inputs`` (increasing), for an engine idle before the first
     and whose ``o`` never stalls."""
     offsets = mvu_output_offsets(n_in, n_out, simd, pe, input_bits, ram_reg, levels_per_stage,
-                                 output_stage, mmv)
+                                 output_stage, mmv, weight_style)
     period = mvu_cycles(n_in, n_out, simd, pe, input_bits, mmv)
     lag = 1 + buffer_write_lag(ram_reg, _ceil_div(n_in, simd))   # last beat → first fold
     beats, start = [], None
@@ -162,7 +188,7 @@ def mvu_output_cycles(last_inputs, n_in, n_out, simd, pe, input_bits=1, ram_reg=
 
 
 def mvu_fifo_depth(n_in, n_out, simd, pe, input_bits=1, ram_reg=True, levels_per_stage=1,
-                   output_stage="parallel", mmv=1):
+                   output_stage="parallel", mmv=1, weight_style=None):
     """Output buffer entries an engine needs to start a fold every SF cycles without waiting
     while ``o`` is ready.
 
@@ -177,7 +203,7 @@ def mvu_fifo_depth(n_in, n_out, simd, pe, input_bits=1, ram_reg=True, levels_per
     sf, nf = _ceil_div(n_in, simd), _ceil_div(n_out, pe)
     # a fold's credit is held from its start, buffer_write_lag cycles after the accept
     latency = mvu_latency(n_in, n_out, simd, pe, input_bits, ram_reg, levels_per_stage,
-                          output_stage, mmv) - buffer_write_lag(ram_reg, sf)
+                          output_stage, mmv, weight_style) - buffer_write_lag(ram_reg, sf)
     if mmv == 1:
         return _ceil_div(latency, sf)
     # relative to the start of the group's fold 0 (one cycle after its last input beat), the
