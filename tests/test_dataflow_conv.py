@@ -112,6 +112,32 @@ def test_every_image_exact_and_every_counter_equals_the_cycle_model(name):
     assert (totals[cfg.in_images] - totals[2]) == interval * more
 
 
+def test_an_abort_at_any_cycle_of_a_conv_run_leaves_nothing_behind():
+    """CTRL_ABORT at cycles through a run of a pooled conv stack (each of a conv engine's
+    blocks reset from its own replica register, the same cycle as a dense engine): the
+    window rings, the pool's row and the MVUs are emptied, and the next run is exact."""
+    from xnorflow.hw.dataflow import memory_map as mm
+    from xnorflow.sw.dataflow_program import input_bytes
+    image, bits, stack, dense, folds, options, _ = FOLDS["window"]
+    rng = np.random.default_rng(23)
+    model = _conv_model(rng, image, bits, stack, dense)
+    cfg = fold_for(model, folds, **{"in_images": 2, "out_images": 2, **options})
+    top = DataflowAccelerator(cfg, max_payload=128, timeout=2000)
+    x = random_inputs(rng, model, 2)
+    with AmaranthTransport(top, max_cycles=2_000_000) as transport:
+        dev = DataflowDevice(transport)
+        dev.load(model)
+        for wait in range(0, 900, 150):       # from the first beats to the results leaving
+            dev.write(mm.IN_BASE, input_bytes(random_inputs(rng, model, 2), cfg))
+            dev.write(mm.REG_COUNT, (2).to_bytes(4, "little"))
+            dev.write(mm.REG_CTRL, bytes([mm.CTRL_START, 0, 0, 0]))
+            transport.wait(wait)
+            dev.abort()
+            acc, _ = dev.run(x, check=True)
+            assert (acc == model.forward(x)[-1][0]).all(), wait
+            _counters_equal_the_model(dev, cfg, 2)
+
+
 def test_dense_credit_stalls_behind_a_splitting_converter_are_in_the_model():
     """A dense engine whose output beat leaves through a splitting converter (8 → 1) is
     released one beat per 8 cycles, later than its fold's credit needs: the hardware delays

@@ -1,8 +1,8 @@
 """Register helpers shared by the core's blocks: delay chains, and register replicas that
 synthesis keeps apart."""
-from amaranth.hdl import Signal
+from amaranth.hdl import ResetInserter, Signal
 
-__all__ = ["delay", "REPLICA_MARK", "replica"]
+__all__ = ["delay", "REPLICA_MARK", "replica", "reset_by_replica"]
 
 
 def delay(m, sig, n, name):
@@ -26,3 +26,11 @@ REPLICA_MARK = "_dup"
 def replica(name):
     """The name of a register that copies another for fan-out (see :data:`REPLICA_MARK`)."""
     return f"{name}{REPLICA_MARK}"
+
+
+def reset_by_replica(m, block, reset, name):
+    """``block`` reset at the end of the cycle after ``reset``, from a replica register of its
+    own (``name_abort``): one short reset net per block instead of one across the die."""
+    held = Signal(name=replica(f"{name}_abort"))
+    m.d.sync += held.eq(reset)
+    return ResetInserter(held)(block)

@@ -3,6 +3,8 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from xnorflow.hw.core.pipeline import reset_by_replica
+
 from .convert import WidthConverter
 from .mvu import MatrixVectorUnit, WriteSignature
 from .pool import MaxPool2x2
@@ -43,6 +45,12 @@ class ConvEngine(wiring.Component):
         tap-major: sw/layers/dataflow_pack.py).
     busy : Out(1)
         The matrix-vector unit read a weight word in this cycle.
+    abort : In(1)
+        Reset the engine at the end of the next cycle: each block (window unit, converter,
+        matrix-vector unit, pool) from a replica register of its own, so no one register
+        resets the whole engine (ECP5 CNV build cnv10k: engine 1's one abort register as
+        the reset of its pool and output FIFO, 4.1 ns late at 100 MHz). The pipeline drives
+        it in place of a reset register per engine (the same cycle).
 
     Timing: per image ``H·W/m·max(SF·NF, m·9·C/lanes)`` cycles when neither side waits
     (:attr:`EngineFold.group_cycles`, ``m = mmv``): the window unit makes one beat per cycle,
@@ -64,18 +72,20 @@ class ConvEngine(wiring.Component):
         self.mvu = MatrixVectorUnit(fold.n_in, fold.n_out, fold.simd, fold.pe, k, "threshold",
                                     input_kind=fold.input_kind, flags=fold.pool,
                                     mmv=fold.mmv, **mvu_options)
-        self.pool = MaxPool2x2(h, w, fold.n_out, fold.pe) if fold.pool else None
+        self.pool = (MaxPool2x2(h, w, fold.n_out, fold.pe,
+                                write_reg=mvu_options.get("ram_reg", True))
+                     if fold.pool else None)
         self.shape = self.mvu.shape
         super().__init__({"i": In(stream.Signature(k * lanes)),
                           "o": Out(stream.Signature(fold.pe)),
                           "wr": In(WriteSignature(self.shape)),
-                          "busy": Out(1)})
+                          "busy": Out(1), "abort": In(1)})
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.window = self.window
-        m.submodules.gather = self.gather
-        m.submodules.mvu = self.mvu
+        m.submodules.window = reset_by_replica(m, self.window, self.abort, "window")
+        m.submodules.gather = reset_by_replica(m, self.gather, self.abort, "gather")
+        m.submodules.mvu = reset_by_replica(m, self.mvu, self.abort, "mvu")
         wiring.connect(m, wiring.flipped(self.i), self.window.i)
         wiring.connect(m, self.window.o, self.gather.i)
         wiring.connect(m, self.gather.o, self.mvu.i)
@@ -84,7 +94,7 @@ class ConvEngine(wiring.Component):
         if self.pool is None:
             wiring.connect(m, self.mvu.o, wiring.flipped(self.o))
         else:
-            m.submodules.pool = self.pool
+            m.submodules.pool = reset_by_replica(m, self.pool, self.abort, "pool")
             wiring.connect(m, self.mvu.o, self.pool.i)
             wiring.connect(m, self.pool.o, wiring.flipped(self.o))
         return m

@@ -244,13 +244,22 @@ BUFFER_CHUNK_BITS = 64
 #: reaching all of them took 14.0 ns of route (ECP5 CNV build cnv10h's critical path).
 WEIGHT_CHUNK_RAM_BITS = 8 * 2048 * 9
 
+#: Most bits of one LUT-RAM weight-memory chunk with ``ram_reg``: 16 ECP5 DPR16X4, as the
+#: input buffer's (:data:`BUFFER_CHUNK_BITS`). A LUT RAM's write address reaches every one of
+#: its blocks: one register for conv 2's 192-bit memories (48 blocks a PE) was 3.7 ns late
+#: at 100 MHz (ECP5 CNV build cnv10k).
+LUT_WEIGHT_CHUNK_BITS = 64
 
-def weight_chunk_widths(width, depth):
-    """The column widths of a weight memory of ``width`` × ``depth`` split into chunks of at
-    most :data:`WEIGHT_CHUNK_RAM_BITS`, lowest bits first. Chunks are whole multiples of 9
-    columns (the narrowest block-RAM word, 2,048 × 9; 1,024 × 18 and 512 × 36 are multiples),
-    so splitting never adds a block RAM; the memories of the SFC's folds (at most 512 words
-    of at most 288 bits) stay one chunk."""
+
+def weight_chunk_widths(width, depth, lut_ram=False):
+    """The column widths of a weight memory of ``width`` × ``depth`` split into chunks,
+    lowest bits first. Block RAM: chunks of at most :data:`WEIGHT_CHUNK_RAM_BITS`, whole
+    multiples of 9 columns (the narrowest block-RAM word, 2,048 × 9; 1,024 × 18 and 512 × 36
+    are multiples), so splitting never adds a block RAM; the memories of the SFC's folds (at
+    most 512 words of at most 288 bits) stay one chunk. LUT RAM (``lut_ram``): chunks of at
+    most :data:`LUT_WEIGHT_CHUNK_BITS` columns (multiples of 4, a DPR16X4's width)."""
+    if lut_ram:
+        return chunk_widths(width, LUT_WEIGHT_CHUNK_BITS)
     return chunk_widths(width, max(9, WEIGHT_CHUNK_RAM_BITS // max(depth, 1) // 9 * 9))
 
 
@@ -995,7 +1004,8 @@ class MatrixVectorUnit(wiring.Component):
                          rd.addr.eq(addr), wr.addr.eq(addr)]
             word = _read_register(m, rd.data, f"w{p}_ram", en=~self.wr.en)
             return self._edge(m, self._near(m, word, f"w{p}_near"), f"w{p}")
-        widths = (weight_chunk_widths(s.simd, s.weight_depth) if self.ram_reg else [s.simd])
+        widths = (weight_chunk_widths(s.simd, s.weight_depth, self.lut_weights)
+                  if self.ram_reg else [s.simd])
         words, lo = [], 0
         for c, bits in enumerate(widths):
             suffix = "" if len(widths) == 1 else f"_{c}"

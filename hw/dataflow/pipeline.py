@@ -8,11 +8,11 @@ consumer's S-bit beats. No FIFO is needed between them: an engine's own output F
 its pipeline (credits) and its ping-pong input buffer holds the next image while the current
 one computes, so the slowest engine sets the rate (docs/dataflow.md, "Timing").
 """
-from amaranth.hdl import Module, ResetInserter, Signal
+from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from xnorflow.hw.core.pipeline import replica
+from xnorflow.hw.core.pipeline import replica, reset_by_replica
 
 from .config import DataflowConfig
 from .conv_engine import ConvEngine
@@ -141,7 +141,9 @@ class Pipeline(wiring.Component):
         return m
 
     def _reset_by_abort(self, m, block, name):
-        """``block`` reset by its own replica register of ``abort``."""
-        reset = Signal(name=replica(f"{name}_abort"))
-        m.d.sync += reset.eq(self.abort)
-        return ResetInserter(reset)(block)
+        """``block`` reset by its own replica register of ``abort``; a block with an ``abort``
+        port of its own (a conv engine: a replica per inner block) takes ``abort`` there."""
+        if "abort" in block.signature.members:
+            m.d.comb += block.abort.eq(self.abort)
+            return block
+        return reset_by_replica(m, block, self.abort, name)

@@ -126,6 +126,11 @@ class MaxPool2x2(wiring.Component):
         C, channels per pixel.
     lanes : int
         P, channels per beat; must divide C (``CF = C/P`` beats per pixel).
+    write_reg : bool
+        Write the row memory from registers, a cycle after the beat is taken, so the memory
+        (LUT RAM on ECP5) is not written by the producer's logic (ECP5 CNV build cnv10k: the
+        row's LUT RAM written from the engine's output, 3.9 ns late at 100 MHz). The timing
+        is the same; the two words a read can then miss are forwarded (below).
 
     Ports
     -----
@@ -163,16 +168,21 @@ class MaxPool2x2(wiring.Component):
     waits in the read register (the memory changes only when a beat is taken). The one word
     that read can miss is the one being written in the same cycle, which happens only when
     ``CF = 1`` (pixel 00 → 01 of a window, or a single window per row): then the written word
-    is forwarded from a P-bit register instead.
+    is forwarded from a P-bit register instead. With ``write_reg`` a write lands a cycle
+    later, so a read also misses the word the beat before wrote when that beat was taken in
+    the cycle before (``CF = 2``, or ``CF = 1`` with one window per row): that word is
+    forwarded from a second register.
 
     Registers besides the memory: the position counters (fold, column, row, word address),
     the P-bit read register, the output register (P + 1) and, when ``CF = 1``, the
-    forwarding register (P + 1).
+    forwarding register (P + 1); with ``write_reg`` the write's (P + address + 1) and two
+    forwarding registers (2·P + 2) whatever ``CF``.
     """
 
-    def __init__(self, height, width, channels, lanes):
+    def __init__(self, height, width, channels, lanes, write_reg=False):
         check_pool_geometry(height, width, channels, lanes)
         self.height, self.width, self.channels, self.lanes = height, width, channels, lanes
+        self.write_reg = bool(write_reg)
         self.folds = channels // lanes
         self.out_height, self.out_width = height // POOL, width // POOL
         self.row_words = self.out_width * self.folds
@@ -222,10 +232,17 @@ class MaxPool2x2(wiring.Component):
         values, flags = self.i.payload[:P], self.i.payload[P:]
         partial = Signal(P)                    # this beat's partial: OR of v XOR f so far
         stored = read
-        if CF == 1:
+        if self.write_reg:
+            stored = self._forward_registered(m, take, writes, addr, next_addr, partial, read,
+                                              wr)
+        elif CF == 1:
             stored = self._forward(m, take, writes & (next_addr == addr), partial, read)
         m.d.comb += partial.eq((values ^ flags) | Mux(reads, stored, 0))
-        m.d.comb += [wr.addr.eq(addr), wr.data.eq(partial), wr.en.eq(take & writes)]
+        write = [wr.addr.eq(addr), wr.data.eq(partial), wr.en.eq(take & writes)]
+        if self.write_reg:
+            m.d.sync += write
+        else:
+            m.d.comb += write
 
         # ---- output register ------------------------------------------------------------
         with m.If(self.o.valid & self.o.ready):
@@ -233,6 +250,21 @@ class MaxPool2x2(wiring.Component):
         with m.If(take & emits):
             m.d.sync += [self.o.payload.eq(partial ^ flags), self.o.valid.eq(1)]
         return m
+
+    @staticmethod
+    def _forward_registered(m, take, writes, addr, next_addr, partial, read, wr):
+        """With the write a cycle late (``wr``'s signals are registers): the word read for the
+        next beat, or the newer one a read cannot have seen. At a take the memory lacks this
+        beat's write (it lands two cycles on) and the write still in ``wr`` (the beat taken
+        the cycle before, landing at this cycle's end); the newest matching one wins."""
+        written = Signal.like(partial, name="forwarded_partial", reset_less=True)
+        older = Signal.like(partial, name="forwarded_pending", reset_less=True)
+        from_written, from_older = Signal(), Signal()
+        with m.If(take):
+            m.d.sync += [written.eq(partial), older.eq(wr.data),
+                         from_written.eq(writes & (next_addr == addr)),
+                         from_older.eq(wr.en & (next_addr == wr.addr))]
+        return Mux(from_written, written, Mux(from_older, older, read))
 
     @staticmethod
     def _forward(m, take, same_word, partial, read):

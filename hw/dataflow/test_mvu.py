@@ -690,20 +690,31 @@ def test_weight_chunks_are_whole_block_ram_columns_of_at_most_eight_blocks():
     assert weight_chunk_widths(392, 4096) == [36] * 10 + [32]
     assert weight_chunk_widths(500, 1024) == [144] * 3 + [68]
     assert weight_chunk_widths(5, 100_000) == [5]
+    # LUT RAM (the CNV's conv 2: 192 bits × 12 words a PE): 16 DPR16X4 a chunk
+    assert weight_chunk_widths(192, 12, lut_ram=True) == [64] * 3
+    assert weight_chunk_widths(9, 8, lut_ram=True) == [9]
 
 
 def test_mvu_split_weight_memory_matches_golden(monkeypatch):
-    """Weight memories split into column chunks of their own registers (here 9-bit chunks of
-    a 16-bit word, by shrinking the chunk's budget) load and compute as one memory."""
+    """Weight memories split into column chunks of their own registers (here 9-bit block-RAM
+    chunks or 8-bit LUT-RAM chunks of a 16-bit word, by shrinking the chunks' budgets) load
+    and compute as one memory."""
     from xnorflow.hw.dataflow import mvu as mvu_module
     monkeypatch.setattr(mvu_module, "WEIGHT_CHUNK_RAM_BITS", 9 * 8)
     assert mvu_module.weight_chunk_widths(16, 8) == [9, 7]
+    monkeypatch.setattr(mvu_module, "LUT_WEIGHT_CHUNK_BITS", 8)
+    assert mvu_module.weight_chunk_widths(16, 8, lut_ram=True) == [8, 8]
     rng = np.random.default_rng(5)
     layer = random_layer(rng, 40, 6, 4, "threshold")      # S = 16, SF = 3, NF = 3: 9 words
-    check_layer(layer, 16, 2, batch=3, seed=6, gap=0.3, stall=0.3, ram_reg=True)
     from amaranth.back import rtlil
-    text = rtlil.convert(MatrixVectorUnit(40, 6, 16, 2, input_bits=4, ram_reg=True), name="mvu")
     from xnorflow.hw.core.pipeline import REPLICA_MARK
-    for c in range(2):   # each chunk's own registers, kept apart by the synthesis script
-        for name in (f"w0_{c}_addr", f"weights0_{c}_wr_en", f"weights0_{c}_wr_addr"):
-            assert f"\\{name}{REPLICA_MARK}" in text, name
+    for style in ("block", None):                         # None: 9 words, pinned LUT RAM
+        styles = {"weights": style} if style else None
+        check_layer(layer, 16, 2, batch=3, seed=6, gap=0.3, stall=0.3, ram_reg=True,
+                    ram_styles=styles)
+        dut = MatrixVectorUnit(40, 6, 16, 2, input_bits=4, ram_reg=True, ram_styles=styles)
+        assert dut.lut_weights == (style is None)
+        text = rtlil.convert(dut, name="mvu")
+        for c in range(2):   # each chunk's own registers, kept apart by the synthesis script
+            for name in (f"w0_{c}_addr", f"weights0_{c}_wr_en", f"weights0_{c}_wr_addr"):
+                assert f"\\{name}{REPLICA_MARK}" in text, name

@@ -102,12 +102,15 @@ GEOMETRIES = [      # height, width, channels, lanes
 ]
 
 
+@pytest.mark.parametrize("write_reg", [False, True])
 @pytest.mark.parametrize("height, width, channels, lanes", GEOMETRIES)
-def test_pool_matches_the_reference_under_gaps_and_stalls(height, width, channels, lanes):
+def test_pool_matches_the_reference_under_gaps_and_stalls(height, width, channels, lanes,
+                                                          write_reg):
+    """Both write forms (write_reg: the word a beat wrote the cycle before forwarded too)."""
     rng = np.random.default_rng([height, width, channels, lanes])
     images = 4
     bits, and_flags = random_images(rng, images, height, width, channels)
-    dut = MaxPool2x2(height, width, channels, lanes)
+    dut = MaxPool2x2(height, width, channels, lanes, write_reg=write_reg)
     beats = encode_beats(bits, and_flags, lanes)
     assert len(beats) == images * dut.in_beats
     mon_i, mon_o = run(dut, beats, rng, gap=0.3, stall=0.4)
@@ -155,14 +158,18 @@ def test_pool_takes_beats_that_complete_no_window_while_the_output_stalls():
     assert mon_o.valid_cycles == list(range(first + 1, len(beats) + 20))
 
 
+@pytest.mark.parametrize("write_reg", [False, True])
 @pytest.mark.parametrize("height, width, channels, lanes, gap", [
     (4, 4, 8, 8, 0.0), (5, 7, 4, 2, 0.4), (6, 6, 32, 8, 0.2), (3, 2, 16, 16, 0.5),
+    (4, 6, 8, 4, 0.0),           # CF = 2 back to back: a read misses the beat before's write
 ])
-def test_pool_timing_equals_the_hardware(height, width, channels, lanes, gap):
+def test_pool_timing_equals_the_hardware(height, width, channels, lanes, gap, write_reg):
     rng = np.random.default_rng(int(gap * 10) + lanes)
     bits, and_flags = random_images(rng, 2, height, width, channels)
-    dut = MaxPool2x2(height, width, channels, lanes)
+    dut = MaxPool2x2(height, width, channels, lanes, write_reg=write_reg)
     mon_i, mon_o = run(dut, encode_beats(bits, and_flags, lanes), rng, gap=gap, stall=0.0)
+    got = decode_beats(mon_o.payloads(), 2, height, width, channels, lanes)
+    np.testing.assert_array_equal(got, pool_reference(bits, and_flags))
     accepted, emitted = pool_timing(height, width, channels, lanes, offered_cycles(mon_i))
     assert accepted == mon_i.cycles()
     assert emitted == mon_o.valid_cycles == mon_o.cycles()
