@@ -18,13 +18,14 @@ __all__ = ["BlockFIFO", "READ_AHEAD", "CHUNK_BITS", "chunk_widths", "input_fifo"
 #: block RAMs on ECP5, which Yosys picks for a FIFO of 2,048 words without a multiplexer.
 CHUNK_BITS = 72
 
-#: Words the output stage holds: a word decided in cycle t is in it at t + 3 (the decision's
-#: register, the block RAM's read, the push), so 4 keep one word per cycle flowing.
-READ_AHEAD = 4
+#: Words the output stage holds: a word decided in cycle t is in it at t + 4 (the decision's
+#: register, the block RAM's read, a register after it, the push), so 5 keep one word per
+#: cycle flowing; 8, a power of two (the pointers wrap), in LUT RAM as cheap as 5.
+READ_AHEAD = 8
 
 
 class BlockFIFO(wiring.Component):
-    """FIFO of ``depth`` words of ``width`` bits: block RAM behind a 4-word read-ahead stage.
+    """FIFO of ``depth`` words of ``width`` bits: block RAM behind an 8-word read-ahead stage.
 
     The same ports and behaviour as Amaranth's ``SyncFIFOBuffered`` (first word fall
     through, ``level`` every word written and not yet read) for a reader that takes at most
@@ -38,7 +39,7 @@ class BlockFIFO(wiring.Component):
       the read address. It reads every cycle (no clock enable); the read address steps when
       a read *issued* in the cycle before says so.
     * Whether to read is decided from registers (words in memory, words in flight, words in
-      the output stage) and registered; the word lands in the output stage three cycles after
+      the output stage) and registered; the word lands in the output stage four cycles after
       the decision. The output stage (LUT RAM) holds :data:`READ_AHEAD` words, so a reader
       taking one word per cycle from a filled FIFO never waits.
 
@@ -59,7 +60,7 @@ class BlockFIFO(wiring.Component):
 
     Timing
     ------
-    A word written into an empty FIFO in cycle t is readable at t + 5 (``SyncFIFOBuffered``:
+    A word written into an empty FIFO in cycle t is readable at t + 6 (``SyncFIFOBuffered``:
     t + 2); one word per cycle in and out; a full output stage is ready as soon as its words
     are (a run whose words were written before it starts sees no difference).
     """
@@ -86,13 +87,14 @@ class BlockFIFO(wiring.Component):
 
         do_write = self.w_en & self.w_rdy
         do_read = self.r_en & self.r_rdy
-        decide = (stored != 0) & (held + issue + arriving < READ_AHEAD)
+        landing = Signal()                     # the register after the read holds a word
+        decide = (stored != 0) & (held + issue + arriving + landing < READ_AHEAD)
         m.d.comb += [self.w_rdy.eq(level != D), self.r_rdy.eq(held != 0),
                      self.level.eq(level)]
         m.d.sync += [level.eq(level + do_write - do_read), pending.eq(do_write),
                      issue.eq(decide), arriving.eq(issue),
                      stored.eq(stored + pending - decide),
-                     held.eq(held + arriving - do_read)]
+                     held.eq(held + landing - do_read)]
         # the data is taken every cycle, written only when `pending` says so: a clock enable
         # from `do_write` would give the level's one-cycle loop (level → w_rdy → do_write →
         # level) a net to every data flip-flop, which pulled its logic 40 columns away (ECP5
@@ -122,7 +124,10 @@ class BlockFIFO(wiring.Component):
                          rd.addr.eq(consume)]
             words.append(data)
             lo = hi
-        read = Cat(*words)
+        # the block RAMs' read (5.8 ns clock-to-out, no output register) meets a register
+        # before the output stage's LUT-RAM write port (ECP5 SFC build 20: 0.6 ns late)
+        read = Signal(W, name="read_far", reset_less=True)
+        m.d.sync += [read.eq(Cat(*words)), landing.eq(arriving)]
 
         # the output stage: READ_AHEAD words in LUT RAM (a few LUTs per 4 bits, where
         # registers and their multiplexers would cost one LUT or more per bit), written at its
@@ -132,9 +137,9 @@ class BlockFIFO(wiring.Component):
         put, get = ahead.write_port(), ahead.read_port(domain="comb")
         put_at = Signal(range(READ_AHEAD))
         get_at = Signal(range(READ_AHEAD))
-        m.d.comb += [put.en.eq(arriving), put.addr.eq(put_at), put.data.eq(read),
+        m.d.comb += [put.en.eq(landing), put.addr.eq(put_at), put.data.eq(read),
                      get.addr.eq(get_at), self.r_data.eq(get.data)]
-        with m.If(arriving):
+        with m.If(landing):
             m.d.sync += put_at.eq(put_at + 1)       # READ_AHEAD is a power of two: it wraps
         with m.If(do_read):
             m.d.sync += get_at.eq(get_at + 1)

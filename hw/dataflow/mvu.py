@@ -63,8 +63,9 @@ Why these choices (measured or counted, not guessed):
   and each 64-bit chunk of the input buffer's write enable, write address and read address
   come from registers of their own (``replica`` names, which the ECP5 script keeps apart:
   Yosys merged the per-PE address registers of builds 5–7 back into one per engine). The
-  buffer's write then lands a cycle after the accept; the reader gives a half back a cycle
-  before its last read, so this costs a cycle of latency and none of the interval
+  buffer's write then lands one or two cycles after the accept (two: a shared register
+  before the replicas, when ``SF ≥ 3``); the reader gives a half back as many cycles before
+  its last read, so this costs latency and none of the interval
   (:func:`~xnorflow.hw.dataflow.timing.buffer_write_lag`).
 * **Accumulator cleared by the flip-flops' synchronous reset** (:class:`XnorPE`), not by a
   multiplexer in front of the adder.
@@ -345,12 +346,15 @@ class GroupReorderBuffer(wiring.Component):
         Yosys ``ram_style`` of the column memory (``columns`` × ``m·beat_bits``); its read is
         registered, so block RAM, LUT RAM and flip-flops all fit.
     out_slice : bool
-        Put a skid :class:`~xnorflow.hw.dataflow.register_slice.RegisterSlice` between the
-        memory's read and the image multiplexer: it carries the whole column and the image's
-        index, so the read (a block RAM's ≈ 5.6 ns clock-to-out on ECP5, Yosys maps DP16KD
-        without its output register) meets only a register, and the multiplexer sits behind
-        one (ECP5 SFC build 19: the read through the multiplexer into a slice behind it was
-        2.1 ns late). Its timing is the slice's: one cycle more, ``SkidSliceModel``.
+        Put skid :class:`~xnorflow.hw.dataflow.register_slice.RegisterSlice` s on both sides
+        of the image multiplexer (:data:`~xnorflow.hw.dataflow.timing.OUTPUT_SLICES`): the
+        first carries the whole column and the image's index, so the read (a block RAM's
+        ≈ 5.6 ns clock-to-out on ECP5, Yosys maps DP16KD without its output register) meets
+        only a register (ECP5 SFC build 19: read and multiplexer into one slice behind them,
+        2.1 ns late); the second carries the beat, so the next converter's gathering
+        registers, spread over the next engine, are reached by route alone (build 20: the
+        multiplexer and that route, 0.9 ns late). Their timing is the slices': one cycle
+        more each, ``SkidSliceModel``.
 
     Ports
     -----
@@ -367,7 +371,7 @@ class GroupReorderBuffer(wiring.Component):
         be written again from the next cycle on (the writer's credit comes back).
 
     Timing: a group's first beat is valid two cycles after the cycle its last column was
-    written (the count of whole groups, then the memory's registered read), three with
+    written (the count of whole groups, then the memory's registered read), four with
     ``out_slice``; the others follow one per cycle while ``o`` is ready.
     """
 
@@ -425,11 +429,15 @@ class GroupReorderBuffer(wiring.Component):
         if self.out_slice:
             m.submodules.out_slice = out = RegisterSlice(len(word) + len(picked), skid=True)
             m.d.comb += [out.i.valid.eq(valid), out.i.payload.eq(Cat(word, picked)),
-                         taken.eq(out.i.ready), out.o.ready.eq(self.o.ready)]
+                         taken.eq(out.i.ready)]
             word, picked = out.o.payload[:len(word)], out.o.payload[len(word):]
-            valid = out.o.valid
-        else:
-            m.d.comb += taken.eq(self.o.ready)
+            beats = [word[j * B:(j + 1) * B] for j in range(M)]
+            m.submodules.beat_slice = beat = RegisterSlice(B, skid=True)
+            m.d.comb += [beat.i.valid.eq(out.o.valid), out.o.ready.eq(beat.i.ready),
+                         beat.i.payload.eq(_table(beats, len(picked))[picked])]
+            wiring.connect(m, beat.o, wiring.flipped(self.o))
+            return m
+        m.d.comb += taken.eq(self.o.ready)
         beats = [word[j * B:(j + 1) * B] for j in range(M)]
         m.d.comb += [self.o.valid.eq(valid),
                      self.o.payload.eq(_table(beats, len(picked))[picked])]
@@ -555,8 +563,8 @@ class MatrixVectorUnit(wiring.Component):
         (hw/dataflow/pool.py: OR for +1, AND for −1). One register per PE (parallel) or one
         shift register (serial); no change to the timing.
     output_slice : bool
-        ``mmv > 1`` only: a skid register slice between the reorder buffer's read and its
-        image multiplexer (:class:`GroupReorderBuffer` ``out_slice``), one cycle more after
+        ``mmv > 1`` only: skid register slices before and after the reorder buffer's image
+        multiplexer (:class:`GroupReorderBuffer` ``out_slice``), a cycle more each after
         the engine's own timing (``SkidSliceModel``; the timing functions of
         :mod:`~xnorflow.hw.dataflow.timing` leave it out, as the pipeline's cycle model adds
         it: :meth:`DataflowConfig.output_slice`). ``o.ready`` then reaches no credit logic
@@ -694,9 +702,9 @@ class MatrixVectorUnit(wiring.Component):
 
     @property
     def buffer_write_lag(self):
-        """Cycles from accepting an input beat to its word in the input buffer: 1 with
-        ``ram_reg`` and ``SF ≥ 2`` (the write's replica registers, :meth:`_input_buffer`),
-        else 0 (:func:`~xnorflow.hw.dataflow.timing.buffer_write_lag`)."""
+        """Cycles from accepting an input beat to its word in the input buffer: with
+        ``ram_reg`` ``min(2, SF − 1)`` (the write's registers, :meth:`_input_buffer`), else
+        0 (:func:`~xnorflow.hw.dataflow.timing.buffer_write_lag`)."""
         return timing.buffer_write_lag(self.ram_reg, self.shape.synapse_folds)
 
     @property
@@ -909,7 +917,7 @@ class MatrixVectorUnit(wiring.Component):
         # With the write's lag the half goes back to the writer a cycle before its last read
         # (inside a fold: surely next, timing.buffer_write_lag); its first word lands after.
         if self.buffer_write_lag:
-            free = go & (w_addr == NF * SF - 2)
+            free = go & (w_addr == NF * SF - 1 - self.buffer_write_lag)
         else:
             free = group_end
         clr_full = Mux(free, Mux(rd_half, 0b10, 0b01), 0)
@@ -949,12 +957,13 @@ class MatrixVectorUnit(wiring.Component):
 
         Without ``ram_reg`` (or with ``SF = 1``): one memory written in the cycle of ``en``.
         With ``ram_reg`` (the ECP5 builds) the memory is split into chunks of at most :data:`BUFFER_CHUNK_BITS`, and
-        every chunk takes its write enable and address from replica registers of its own (a
-        cycle later: :attr:`buffer_write_lag`) and its read address from a replica of the
-        reader's address (loaded with its next value: the same cycle). One address net to a
-        1,024-bit buffer reached 256 LUT RAM blocks spread over the die (20.1 ns of route,
-        the critical path of ECP5 SFC build 7); a replica reaches one chunk's 16. The data is
-        registered once: each bit already goes only to its own column of the chunk."""
+        every chunk takes its write enable and address from replica registers of its own
+        (:attr:`buffer_write_lag` cycles later: with two, a shared register of each comes
+        first) and its read address from a replica of the reader's address (loaded with its
+        next value: the same cycle). One address net to a 1,024-bit buffer reached 256 LUT
+        RAM blocks spread over the die (20.1 ns of route, the critical path of ECP5 SFC build
+        7); a replica reaches one chunk's 16. The data is delayed as long in shared
+        registers: each bit goes only to its own column of the m images' chunks."""
         s, M = self.shape, self.mmv
         width, depth = s.in_beat_bits, len(rd_addr)
         if not self.buffer_write_lag:
@@ -966,8 +975,14 @@ class MatrixVectorUnit(wiring.Component):
             if self.ram_reg:      # the chunks' second address register, as a data register
                 return _read_register(m, rd.data, "buffer_rd_late")
             return rd.data
-        data_reg = Signal(width, name="buffer_wr_data", reset_less=True)
-        m.d.sync += data_reg.eq(data)
+        data_reg = data
+        for name in ["buffer_wr_data_early", "buffer_wr_data"][-self.buffer_write_lag:]:
+            held = Signal(width, name=name, reset_less=True)   # only the enable matters
+            m.d.sync += held.eq(data_reg)
+            data_reg = held
+        if self.buffer_write_lag == 2:     # the shared first register of the enable and address
+            en = [delay(m, en[j], 1, f"buffer_wr_en{j}_early") for j in range(M)]
+            wr_addr = delay(m, wr_addr, 1, "buffer_wr_addr_early")
         words = []
         for j in range(M):
             for lo in range(0, width, BUFFER_CHUNK_BITS):

@@ -214,7 +214,8 @@ def core_chain(config, batch):
         else:
             chain.mvu(config, engine)
             if config.output_slice(engine):
-                chain.add(SkidSliceModel(), engine.shape.neuron_folds)
+                for _ in range(timing.OUTPUT_SLICES):
+                    chain.add(SkidSliceModel(), engine.shape.neuron_folds)
         if e + 1 < len(config.engines):
             chain.convert(engine.pe, config.engines[e + 1].in_lanes, engine.out_features)
     chain.convert(config.engines[-1].pe, 1, config.out_words)

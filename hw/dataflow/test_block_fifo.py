@@ -55,7 +55,7 @@ def test_every_word_once_in_order_with_the_level_of_a_fifo(width, depth, chunk, 
     assert got == words
 
 
-def test_a_filled_fifo_gives_one_word_per_cycle_and_an_empty_one_a_word_five_cycles_on():
+def test_a_filled_fifo_gives_one_word_per_cycle_and_an_empty_one_a_word_six_cycles_on():
     fifo = BlockFIFO(12, 32, chunk_bits=5)
 
     async def testbench(ctx):
@@ -75,14 +75,14 @@ def test_a_filled_fifo_gives_one_word_per_cycle_and_an_empty_one_a_word_five_cyc
         ctx.set(fifo.w_data, 99)
         await ctx.tick()                 # written in cycle t
         ctx.set(fifo.w_en, 0)
-        for _ in range(4):
+        for _ in range(5):
             assert not ctx.get(fifo.r_rdy)
             await ctx.tick()
-        assert ctx.get(fifo.r_rdy) and ctx.get(fifo.r_data) == 99      # t + 5
+        assert ctx.get(fifo.r_rdy) and ctx.get(fifo.r_data) == 99      # t + 6
 
     _run(fifo, testbench)
 
 
 def test_a_fifo_too_shallow_for_its_read_ahead_is_refused():
-    with rejected(), pytest.raises(ValueError, match="depth > 4"):
+    with rejected(), pytest.raises(ValueError, match="depth > 8"):
         BlockFIFO(8, READ_AHEAD)

@@ -17,7 +17,7 @@ engine with ``mmv = 1`` computes groups of one image):
   which the group's *first* output beat (beat 0 of image 0) is valid on ``o``, for an
   engine that is idle with ``o`` ready::
 
-      latency = 1 (start) + buffer_write_lag (ram_reg and SF ≥ 2: the buffer's write)
+      latency = 1 (start) + buffer_write_lag (ram_reg: min(2, SF − 1), the buffer's write)
                 + (SF − 1) (rest of fold 0) + 1 (RAM read)
                 + ram_reg_stages (ram_reg: two read-address registers of each
                              memory's own, two registers after the read; one with
@@ -52,7 +52,7 @@ engine with ``mmv = 1`` computes groups of one image):
   :mod:`xnorflow.hw.dataflow.run_timing` chains them into a whole core).
 """
 __all__ = ["adder_tree_stages", "popcount_stages", "plane_stages", "datapath_stages",
-           "mvu_cycles", "buffer_write_lag", "weights_in_lut_ram", "ram_reg_stages", "mvu_latency", "mvu_output_offsets",
+           "OUTPUT_SLICES", "mvu_cycles", "buffer_write_lag", "weights_in_lut_ram", "ram_reg_stages", "mvu_latency", "mvu_output_offsets",
            "mvu_last_output_latency", "mvu_output_cycles", "mvu_fifo_depth", "converter_latency",
            "OnDemand", "Handshakes", "connect_chain", "SourceModel", "SinkModel",
            "RegisterSliceModel", "SkidSliceModel", "ConverterModel", "MvuModel"]
@@ -94,18 +94,26 @@ def mvu_cycles(n_in, n_out, simd, pe, input_bits=1, mmv=1):
 
 
 def buffer_write_lag(ram_reg, synapse_folds):
-    """Cycles from accepting an input beat to its word being in the engine's input buffer:
-    1 with ``ram_reg`` and ``SF ≥ 2``, where the buffer's writes come from replica registers
-    a cycle later (the ECP5 builds:
-    :meth:`~xnorflow.hw.dataflow.mvu.MatrixVectorUnit._input_buffer`), else 0. A group's
-    first fold then starts ``1 + buffer_write_lag`` cycles after its last beat, and the
-    reader gives a half back to the writer a cycle before its last read (that read is inside
-    a fold, so surely next; the writer's first word lands after it): the lag costs latency,
-    never a cycle of the interval. With ``SF = 1`` (each word a fold of its own, whose start
-    may wait) there is no such cycle, and the fully unfolded engine keeps one image per
-    cycle: its buffer is written directly (two words deep, its address one bit)."""
-    return int(bool(ram_reg) and synapse_folds >= 2)
+    """Cycles from accepting an input beat to its word being in the engine's input buffer
+    (the ECP5 builds, ``ram_reg``: :meth:`~xnorflow.hw.dataflow.mvu.MatrixVectorUnit._input_buffer`):
+    ``min(2, SF − 1)``, else 0. With one cycle the buffer's chunks are written from replica
+    registers of their own; with two a shared register comes before the replicas, since one
+    write enable reaching an m-image buffer's chunks across the engine in one cycle was
+    1.8 ns late at 100 MHz (ECP5 SFC build 20: 11.8 ns of route to the farthest chunk). A
+    group's first fold then starts ``1 + lag`` cycles after its last beat, and the reader
+    gives a half back to the writer ``lag`` cycles before its last read (those reads are
+    inside the half's last fold, so surely next; the writer's first word lands after them):
+    the lag costs latency, never a cycle of the interval. With ``SF = 1`` (each word a fold
+    of its own, whose start may wait) there are no such cycles, and the fully unfolded engine
+    keeps one image per cycle: its buffer is written directly (two words deep, its address
+    one bit)."""
+    return min(2, synapse_folds - 1) if ram_reg else 0
 
+
+#: Skid register slices at the end of an output-sliced engine (a dense MMV engine with
+#: ``ram_reg``: :meth:`~xnorflow.hw.dataflow.config.DataflowConfig.output_slice`), one on each
+#: side of its reorder buffer's image multiplexer (:class:`~xnorflow.hw.dataflow.mvu.GroupReorderBuffer`).
+OUTPUT_SLICES = 2
 
 #: Registers a ``ram_reg`` (ECP5) engine adds between its reader and its PEs when its weights
 #: are in block RAM: two read-address registers of each memory's own and two after the read
