@@ -363,8 +363,17 @@ class DataflowConfig:
         then picks the image's beat; with ``ram_reg`` a slice between the two keeps that
         clock-to-out off the multiplexer and the next converter's registers (ECP5 SFC build
         12's critical path: 13.0 ns with no slice; build 19's, 2.1 ns late with the slice
-        after the multiplexer). One cycle more of latency per such engine."""
-        return bool(self.ram_reg) and not engine.is_conv and engine.mmv > 1
+        after the multiplexer). :data:`~xnorflow.hw.dataflow.timing.OUTPUT_SLICES` skid
+        slices (cycles) per such engine, dense or conv (a conv engine's before its pool: CNV
+        build cnv10n, the read through the multiplexer into conv 4's pool, 2.3 ns late)."""
+        return bool(self.ram_reg) and engine.mmv > 1
+
+    def end_slice(self, engine):
+        """Whether a skid register slice ends a conv engine (after its pool): with
+        ``ram_reg`` its ``ready`` is a flip-flop, so the engine's credit counter no longer
+        waits on the next engine's window unit through the converter and the pool in one
+        cycle (CNV build cnv10n: conv 1's, 2.4 ns late at 100 MHz). One cycle of latency."""
+        return bool(self.ram_reg) and engine.is_conv
 
     def timing_args(self, engine):
         """The keyword arguments of :mod:`xnorflow.hw.dataflow.timing`'s functions for ``engine``."""

@@ -8,6 +8,7 @@ from xnorflow.hw.core.pipeline import reset_by_replica
 from .convert import WidthConverter
 from .mvu import MatrixVectorUnit, WriteSignature
 from .pool import MaxPool2x2
+from .register_slice import RegisterSlice
 from .window import SlidingWindowUnit
 
 __all__ = ["ConvEngine"]
@@ -29,6 +30,14 @@ class ConvEngine(wiring.Component):
         The layer and its folding (``image``, ``pool``, ``simd``, ``pe``, ``mmv``: output
         pixels per weight read, each window one of the unit's vectors; the unit's reorder
         buffer plays a group's outputs out pixel after pixel, so the map stays in HWC order).
+    output_slice : bool
+        The matrix-vector unit's ``output_slice`` (``mmv > 1``: skid slices around its
+        reorder buffer's image multiplexer, :data:`~xnorflow.hw.dataflow.timing.OUTPUT_SLICES`
+        cycles).
+    end_slice : bool
+        A skid :class:`~xnorflow.hw.dataflow.register_slice.RegisterSlice` at the end (after
+        the pool): ``i.ready`` of the engine's last block comes from a flip-flop, not from the
+        next engine (one cycle; :meth:`DataflowConfig.end_slice`).
     **mvu_options
         Passed to the MatrixVectorUnit (``ram_reg``, ``levels_per_stage``,
         ``output_stage``, ``ram_styles``).
@@ -57,10 +66,11 @@ class ConvEngine(wiring.Component):
     the unit takes ``SF·NF`` cycles per group of m pixels and plays the group's m·NF beats
     out in one burst, the pool takes one beat per cycle; latency: the window
     unit's (two input rows, :func:`~xnorflow.hw.dataflow.window.window_timing`) plus the
-    unit's (:func:`~xnorflow.hw.dataflow.timing.mvu_latency`) plus one cycle of the pool.
+    unit's (:func:`~xnorflow.hw.dataflow.timing.mvu_latency`) plus one cycle of the pool,
+    plus a cycle per slice (``output_slice``, ``end_slice``).
     """
 
-    def __init__(self, fold, **mvu_options):
+    def __init__(self, fold, output_slice=False, end_slice=False, **mvu_options):
         if not fold.is_conv:
             raise ValueError(f"ConvEngine needs a conv fold (HxWxC>…), got {fold.format()}")
         self.fold = fold
@@ -71,10 +81,11 @@ class ConvEngine(wiring.Component):
         self.gather = WidthConverter(k, lanes, fold.simd, fold.n_in)
         self.mvu = MatrixVectorUnit(fold.n_in, fold.n_out, fold.simd, fold.pe, k, "threshold",
                                     input_kind=fold.input_kind, flags=fold.pool,
-                                    mmv=fold.mmv, **mvu_options)
+                                    mmv=fold.mmv, output_slice=output_slice, **mvu_options)
         self.pool = (MaxPool2x2(h, w, fold.n_out, fold.pe,
                                 write_reg=mvu_options.get("ram_reg", True))
                      if fold.pool else None)
+        self.end_slice = RegisterSlice(fold.pe, skid=True) if end_slice else None
         self.shape = self.mvu.shape
         super().__init__({"i": In(stream.Signature(k * lanes)),
                           "o": Out(stream.Signature(fold.pe)),
@@ -91,10 +102,14 @@ class ConvEngine(wiring.Component):
         wiring.connect(m, self.gather.o, self.mvu.i)
         wiring.connect(m, wiring.flipped(self.wr), self.mvu.wr)
         m.d.comb += self.busy.eq(self.mvu.busy)
-        if self.pool is None:
-            wiring.connect(m, self.mvu.o, wiring.flipped(self.o))
-        else:
+        out = self.mvu.o
+        if self.pool is not None:
             m.submodules.pool = reset_by_replica(m, self.pool, self.abort, "pool")
-            wiring.connect(m, self.mvu.o, self.pool.i)
-            wiring.connect(m, self.pool.o, wiring.flipped(self.o))
+            wiring.connect(m, out, self.pool.i)
+            out = self.pool.o
+        if self.end_slice is not None:
+            m.submodules.end_slice = reset_by_replica(m, self.end_slice, self.abort, "end_slice")
+            wiring.connect(m, out, self.end_slice.i)
+            out = self.end_slice.o
+        wiring.connect(m, out, wiring.flipped(self.o))
         return m

@@ -84,7 +84,9 @@ class Pipeline(wiring.Component):
                            levels_per_stage=self.config.levels,
                            output_stage=self.config.output_stage(fold), ram_styles=styles)
             if fold.is_conv:
-                self.engines.append(ConvEngine(fold, **options))
+                self.engines.append(ConvEngine(
+                    fold, output_slice=self.config.output_slice(fold),
+                    end_slice=self.config.end_slice(fold), **options))
             else:
                 self.engines.append(MatrixVectorUnit(
                     fold.n_in, fold.n_out, fold.simd, fold.pe, fold.input_bits, fold.output,

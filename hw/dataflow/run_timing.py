@@ -260,7 +260,8 @@ class _ChainBuilder:
 
 
 def _conv_stages(chain, config, engine):
-    """Window unit → [gather] → MVU (one image per output pixel) → [pool]."""
+    """Window unit → [gather] → MVU (one image per output pixel) → [its output slices] →
+    [pool] → [end slice]."""
     h, w, c = engine.image
     pixels = engine.pixels
     window = WindowModel(h, w, c, engine.in_lanes)
@@ -270,6 +271,13 @@ def _conv_stages(chain, config, engine):
     chain.lookback = max(chain.lookback, -(-default_rows(h) // h) + 2)
     chain.convert(engine.in_lanes, engine.simd, engine.n_in, pixels)
     chain.mvu(config, engine, pixels)
+    beats = engine.shape.neuron_folds * pixels
+    if config.output_slice(engine):
+        for _ in range(timing.OUTPUT_SLICES):
+            chain.add(SkidSliceModel(), beats)
     if engine.pool:
         pool = PoolModel(h, w, engine.n_out, engine.pe)
         chain.add(pool, pool.out_beats)
+        beats = pool.out_beats
+    if config.end_slice(engine):
+        chain.add(SkidSliceModel(), beats)
