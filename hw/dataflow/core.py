@@ -242,16 +242,29 @@ class DataflowCore(wiring.Component):
         then only picks the byte (the whole read in stage 1 was ECP5 SFC build 19's
         1.4 ns late register read). A register written by the request before is already
         new here: a request starts at the earliest the cycle after the previous ack, and a
-        write lands by the end of its ack cycle."""
+        write lands by the end of its ack cycle.
+
+        The run's counters are read through shadow copies a cycle old, which the placer can
+        put by the multiplexer: the counters themselves sit by their own logic across the
+        core (CNV build cnv10n: the read 2.1 ns late at 100 MHz). They change only while a
+        run is busy, where a read is a snapshot anyway; after it they are still. COUNT,
+        STATUS and the FIFOs' levels are read directly: the host acts on them at once."""
+        def shadow(value, name):
+            copy = Signal.like(value, name=f"{name}_shadow", reset_less=True)
+            m.d.sync += copy.eq(value)
+            return copy
         regs = {
             mm.REG_ID: Const(mm.ID_VALUE, 32), mm.REG_COUNT: run.count,
             mm.REG_STATUS: Cat(run.busy, run.done, run.error != 0), mm.REG_ERROR: run.error,
-            mm.REG_TOTAL_CYCLES: run.cycles, mm.REG_LATENCY: run.latency,
-            mm.REG_INTERVAL: run.interval, mm.REG_IMAGES_DONE: run.images_done,
+            mm.REG_TOTAL_CYCLES: shadow(run.cycles, "cycles"),
+            mm.REG_LATENCY: shadow(run.latency, "latency"),
+            mm.REG_INTERVAL: shadow(run.interval, "interval"),
+            mm.REG_IMAGES_DONE: shadow(run.images_done, "images_done"),
             mm.REG_ENGINES: Const(len(self.config.engines), 8),
             mm.REG_IN_FREE: io.in_depth - io.in_fifo.level, mm.REG_OUT_LEVEL: io.out_fifo.level,
         }
-        regs.update({mm.ENGINE_BUSY_BASE + 4 * e: c for e, c in enumerate(run.engine_busy)})
+        regs.update({mm.ENGINE_BUSY_BASE + 4 * e: shadow(c, f"engine{e}_busy")
+                     for e, c in enumerate(run.engine_busy)})
         word, mapped = Signal(32, name="reg_word"), Signal(name="reg_word_mapped")
         # only the index bits the registers use are decoded (a 22-bit compare per register
         # was a critical path); `near` says the rest are zero
