@@ -10,6 +10,7 @@ from amaranth.vendor import LatticeICE40Platform
 
 from xnorflow.hw.board.clocking import PllClock
 from xnorflow.hw.board.uart import UartRx, UartTx
+from xnorflow.hw.dataflow.register_slice import RegisterSlice
 
 DEFAULT_BAUD = 115_200
 
@@ -81,7 +82,12 @@ class UartBridgeTop(Elaboratable):
             m.submodules.uart_tx = uart_tx = io.Buffer("o", uart.tx)
             m.d.comb += [rx.rx.eq(uart_rx.i), uart_tx.o.eq(tx.tx)]
         wiring.connect(m, rx.o, core.i)
-        wiring.connect(m, core.o, tx.i)
+        # the core's response bytes pass a register before the transmitter: the host link
+        # sends them from its buffer's block-RAM read through its framing multiplexer, and
+        # the transmitter sits by the UART pin (ECP5 SFC build 21: 0.5 ns late at 100 MHz)
+        m.submodules.tx_slice = tx_slice = RegisterSlice(8)
+        wiring.connect(m, core.o, tx_slice.i)
+        wiring.connect(m, tx_slice.o, tx.i)
 
         fault = Signal()
         with m.If(rx.frame_error | (rx.overruns != 0)):
