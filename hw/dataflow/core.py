@@ -67,7 +67,8 @@ class DataflowCore(wiring.Component):
     bus : In(BusSignature(ADDR_WIDTH))
         Target side of the register bus (hw/bus.py). Every request is acknowledged two cycles
         after ``stb`` rises (decode registered, action, ``ack`` with ``r_data``/``err``), so the
-        bus decode never sets Fmax. Address map: :mod:`xnorflow.hw.dataflow.memory_map`.
+        bus decode never sets Fmax; three with ``ram_reg``, whose bus inputs pass a register
+        first (:meth:`_decode`). Address map: :mod:`xnorflow.hw.dataflow.memory_map`.
     busy : Out(1)
         A run is in progress.
 
@@ -144,15 +145,26 @@ class DataflowCore(wiring.Component):
         The CTRL/COUNT predicates and CTRL's START/ABORT bits are decoded here, from the bus,
         not in stage 1 from the registered address: ABORT resets both FIFOs and the pipeline,
         and decoding it from ``a`` put eight logic levels before those resets, the iCE40
-        build's critical path (29.1 MHz); registered, ABORT is one gate of ``act``."""
-        bus = self.bus
+        build's critical path (29.1 MHz); registered, ABORT is one gate of ``act``.
+
+        With ``ram_reg`` (ECP5) the bus's address, data, ``we`` and ``stb`` pass a register
+        first, and a request starts from those (``ack`` three cycles after ``stb`` rises,
+        within the link's proven four): on the CNV build cnv10o the link's address register
+        reached this decode and the register file's through 4.2 + 5.2 ns of route across a
+        full die (its critical path, 13.8 ns). The cycle after an ack is then blocked too:
+        the registered ``stb`` still shows the request just answered."""
+        bus = self._registered_bus(m) if self.config.ram_reg else self.bus
         req = _named(act=Signal(), a=Signal(ADDR_WIDTH), we=Signal(), data=Signal(8),
                      hit_reg=Signal(), hit_in=Signal(), hit_out=Signal(), hit_w=Signal(),
                      ctrl_reg=Signal(), count_reg=Signal(), ctrl_write=Signal(),
                      start_bit=Signal(), abort_bit=Signal())
         ack = Signal(name="ack")
         start = bus.stb & ~req.act & ~ack
-        req.start = start
+        if self.config.ram_reg:
+            answered = Signal(name="answered")      # the cycle after an ack
+            m.d.sync += answered.eq(ack)
+            start = start & ~answered
+        req.start, req.bus = start, bus
         m.d.sync += [req.act.eq(start), ack.eq(req.act)]
         with m.If(start):
             m.d.sync += [req.a.eq(bus.addr), req.we.eq(bus.we), req.data.eq(bus.w_data),
@@ -167,9 +179,18 @@ class DataflowCore(wiring.Component):
                          req.ctrl_write.eq(bus.we & (bus.addr == mm.REG_CTRL)),
                          req.start_bit.eq((bus.w_data & mm.CTRL_START).any()),
                          req.abort_bit.eq((bus.w_data & mm.CTRL_ABORT).any())]
-        m.d.comb += bus.ack.eq(ack)
+        m.d.comb += self.bus.ack.eq(ack)
         req.reg_byte = req.a[:2]
         return req
+
+    def _registered_bus(self, m):
+        """The initiator's side of the bus (address, data, ``we``, ``stb``) a cycle late."""
+        bus = SimpleNamespace(addr=Signal(ADDR_WIDTH, name="bus_addr_q"),
+                              we=Signal(name="bus_we_q"), w_data=Signal(8, name="bus_w_data_q"),
+                              stb=Signal(name="bus_stb_q"))
+        m.d.sync += [bus.addr.eq(self.bus.addr), bus.we.eq(self.bus.we),
+                     bus.w_data.eq(self.bus.w_data), bus.stb.eq(self.bus.stb)]
+        return bus
 
     @property
     def _reg_index_bits(self):
@@ -268,8 +289,8 @@ class DataflowCore(wiring.Component):
         word, mapped = Signal(32, name="reg_word"), Signal(name="reg_word_mapped")
         # only the index bits the registers use are decoded (a 22-bit compare per register
         # was a critical path); `near` says the rest are zero
-        near = self.bus.addr < 4 << self._reg_index_bits
-        with m.Switch(self.bus.addr[2:2 + self._reg_index_bits]):
+        near = req.bus.addr < 4 << self._reg_index_bits
+        with m.Switch(req.bus.addr[2:2 + self._reg_index_bits]):
             for addr, value in regs.items():
                 with m.Case(addr >> 2):
                     m.d.comb += [word.eq(value), mapped.eq(near)]

@@ -38,7 +38,7 @@ class DataflowAccelerator(LinkedCore):
         Response bytes.
 
     Latency: see ``HostLink``; the core acknowledges every bus request two cycles after
-    ``stb`` (L = 2).
+    ``stb`` (L = 2), three with ``ram_reg`` (L = 3).
     """
 
     def __init__(self, config, *, max_payload=DEFAULT_MAX_PAYLOAD, timeout=DEFAULT_TIMEOUT):
