@@ -25,7 +25,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from xnorflow.hw.bus import ADDR_WIDTH, BusSignature
-from xnorflow.hw.core.pipeline import delay
+from xnorflow.hw.core.pipeline import delay, replica
 
 from . import memory_map as mm
 from .block_fifo import input_fifo
@@ -414,10 +414,21 @@ class DataflowCore(wiring.Component):
         w_shifted = Cat(w_word[8:], byte)
         with m.If(shift):
             m.d.sync += w_word.eq(w_shifted)
-        with m.Switch(engine):
-            for e in range(len(cfg.engines)):
-                with m.Case(e):
-                    m.d.comb += w_full.eq(w_shifted[len(w_word) - 8 * lay.word_bytes[e]:])
+        # the engine multiplexer in 64-bit slices, each from a replica of the engine register
+        # of its own (ECP5): one register's decode reaching all of the word's multiplexers
+        # across the core was 1.0 ns late at 100 MHz (ECP5 SFC build 22's critical path)
+        for lo in range(0, len(w_word), 64):
+            hi = min(lo + 64, len(w_word))
+            choice = engine
+            if cfg.ram_reg:
+                choice = Signal.like(w_engine, name=replica(f"w_engine_d{lo // 64}"))
+                m.d.sync += choice.eq(w_engine)
+            with m.Switch(choice):
+                for e in range(len(cfg.engines)):
+                    word = w_shifted[len(w_word) - 8 * lay.word_bytes[e]:]
+                    if lo < len(word):
+                        with m.Case(e):
+                            m.d.comb += w_full[lo:hi].eq(word[lo:min(hi, len(word))])
         fields = (("en", pipe.wr.en), ("engine", pipe.wr.engine), ("sel", pipe.wr.sel),
                   ("addr", pipe.wr.addr), ("data", pipe.wr.data))
         held = [Signal.like(port, name=f"pipe_wr_{name}", reset_less=name != "en")
