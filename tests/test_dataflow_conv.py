@@ -116,8 +116,7 @@ def test_an_abort_at_any_cycle_of_a_conv_run_leaves_nothing_behind():
     """CTRL_ABORT at cycles through a run of a pooled conv stack (each of a conv engine's
     blocks reset from its own replica register, the same cycle as a dense engine): the
     window rings, the pool's row and the MVUs are emptied, and the next run is exact."""
-    from xnorflow.hw.dataflow import memory_map as mm
-    from xnorflow.sw.dataflow_program import input_bytes
+    from tests.test_dataflow_core import abort_a_run_then_run_exactly
     image, bits, stack, dense, folds, options, _ = FOLDS["window"]
     rng = np.random.default_rng(23)
     model = _conv_model(rng, image, bits, stack, dense)
@@ -128,13 +127,7 @@ def test_an_abort_at_any_cycle_of_a_conv_run_leaves_nothing_behind():
         dev = DataflowDevice(transport)
         dev.load(model)
         for wait in range(0, 900, 150):       # from the first beats to the results leaving
-            dev.write(mm.IN_BASE, input_bytes(random_inputs(rng, model, 2), cfg))
-            dev.write(mm.REG_COUNT, (2).to_bytes(4, "little"))
-            dev.write(mm.REG_CTRL, bytes([mm.CTRL_START, 0, 0, 0]))
-            transport.wait(wait)
-            dev.abort()
-            acc, _ = dev.run(x, check=True)
-            assert (acc == model.forward(x)[-1][0]).all(), wait
+            abort_a_run_then_run_exactly(dev, transport, model, cfg, rng, x, wait)
             _counters_equal_the_model(dev, cfg, 2)
 
 

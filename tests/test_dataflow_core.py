@@ -191,20 +191,26 @@ def test_an_abort_at_any_cycle_of_a_run_leaves_nothing_behind():
     rng = np.random.default_rng(9)
     model = random_model(rng, [16, 12, 8, 5], input_bits=2)
     cfg, transport = _device(model, [(16, 4), (1, 2), (8, 5)])
-    from xnorflow.sw.dataflow_program import input_bytes
     x = random_inputs(rng, model, 2)
     with transport:
         dev = DataflowDevice(transport)
         dev.load(model)
         for wait in range(0, 260, 13):   # from the first beats to the results leaving
-            dev.write(mm.IN_BASE, input_bytes(random_inputs(rng, model, 2), cfg))
-            dev.write(mm.REG_COUNT, (2).to_bytes(4, "little"))
-            dev.write(mm.REG_CTRL, bytes([mm.CTRL_START, 0, 0, 0]))
-            transport.wait(wait)
-            dev.abort()
-            acc, _ = dev.run(x, check=True)
-            assert (acc == model.forward(x)[-1][0]).all(), wait
+            abort_a_run_then_run_exactly(dev, transport, model, cfg, rng, x, wait)
             assert dev.last_counters["images_done"] == 2, wait
+
+
+def abort_a_run_then_run_exactly(dev, transport, model, cfg, rng, x, wait):
+    """Start a run of two random images, CTRL_ABORT it ``wait`` cycles later, then run ``x``
+    (two images): its results must be the model's (shared with tests/test_dataflow_conv.py)."""
+    from xnorflow.sw.dataflow_program import input_bytes
+    dev.write(mm.IN_BASE, input_bytes(random_inputs(rng, model, 2), cfg))
+    dev.write(mm.REG_COUNT, (2).to_bytes(4, "little"))
+    dev.write(mm.REG_CTRL, bytes([mm.CTRL_START, 0, 0, 0]))
+    transport.wait(wait)
+    dev.abort()
+    acc, _ = dev.run(x, check=True)
+    assert (acc == model.forward(x)[-1][0]).all(), wait
 
 
 def test_a_weight_word_written_just_before_start_is_the_one_the_run_reads():
