@@ -287,6 +287,10 @@ class DataflowCore(wiring.Component):
         regs.update({mm.ENGINE_BUSY_BASE + 4 * e: shadow(c, f"engine{e}_busy")
                      for e, c in enumerate(run.engine_busy)})
         word, mapped = Signal(32, name="reg_word"), Signal(name="reg_word_mapped")
+        # An unmapped address reads a don't-care word (its request errs), not 0: a constant
+        # default became a synchronous reset of reg_read, decoded from the bus's address
+        # through LUTs into the flip-flops' LSR (ECP5 SFC build 22: 0.5 ns late).
+        m.d.comb += word.eq(run.count)
         # only the index bits the registers use are decoded (a 22-bit compare per register
         # was a critical path); `near` says the rest are zero
         near = req.bus.addr < 4 << self._reg_index_bits
@@ -295,8 +299,9 @@ class DataflowCore(wiring.Component):
                 with m.Case(addr >> 2):
                     m.d.comb += [word.eq(value), mapped.eq(near)]
             with m.Case(mm.REG_CTRL >> 2):
-                m.d.comb += mapped.eq(near)
-        reg_read, reg_mapped = Signal(32, name="reg_read"), Signal(name="reg_mapped")
+                m.d.comb += [word.eq(0), mapped.eq(near)]
+        reg_read = Signal(32, name="reg_read", reset_less=True)   # loaded before any use
+        reg_mapped = Signal(name="reg_mapped")
         with m.If(req.start):
             m.d.sync += [reg_read.eq(word), reg_mapped.eq(mapped)]
         return reg_read, reg_mapped

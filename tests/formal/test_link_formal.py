@@ -264,7 +264,8 @@ class LinkAnswersEveryFrame(Harness):
         p = self.p
         req, rsp, sending = self.req, self.rsp, self.sending
         answering = req.state == Rq.ANSWER
-        idx, rlen, pvalid = ex.signal("idx"), ex.signal("rlen"), ex.signal("pvalid")
+        idx, rlen = ex.signal("idx"), ex.signal("rlen")
+        pvalid, bvalid = ex.signal("pvalid"), ex.signal("bvalid")
         status = ex.signal("status")
         self.lemma(m, implies(ex.state("SEND", "STREAM", "WAIT_TX") & answering,
                               (rlen <= p.max_payload)
@@ -284,16 +285,18 @@ class LinkAnswersEveryFrame(Harness):
                    "the response tracker has seen the transmitter's length")
         header = tx.state("SYNC", "STATUS", "LEN0", "LEN1")
         self.lemma(m, implies(header, ex.state("STREAM", "WAIT_TX")
-                              & implies(ex.state("STREAM"), (idx == pvalid) & (idx <= rlen))
+                              & implies(ex.state("STREAM"), (idx == pvalid + bvalid) & (idx <= rlen)
+                                      & implies(bvalid | pvalid, rlen != 0))
                               & implies(ex.state("WAIT_TX"), rlen == 0)),
                    "during the header the executor has the first payload byte ready")
         self.lemma(m, implies(tx.state("PAYLOAD"), ex.state("STREAM") & pvalid
-                              & (idx == rsp.count + 1) & (rsp.count < rsp.length)
+                              & (bvalid == (rsp.count + 1 < rsp.length))
+                              & (idx == rsp.count + 1 + bvalid) & (rsp.count < rsp.length)
                               & (tx.signal("left") == rsp.length - rsp.count)
                               & (tx.signal("last") == (tx.signal("left") == 1))),
                    "during the payload the executor streams at full rate")
         self.lemma(m, implies(tx.state("CRC_WAIT"),
-                              (ex.state("STREAM") & (idx == rlen) & ~pvalid)
+                              (ex.state("STREAM") & (idx == rlen) & ~pvalid & ~bvalid)
                               | ex.state("WAIT_TX"))
                    & implies(tx.state("CRC0", "CRC1"), ex.state("WAIT_TX"))
                    & implies(ex.state("STREAM"), header | tx.state("PAYLOAD", "CRC_WAIT")),
@@ -353,8 +356,8 @@ class LinkStreamsFollowRules(Harness):
         if self.lemmas:
             self.lemma(m, rx.any_state() & ex.any_state() & tx.any_state(),
                        "every FSM holds the code of one of its states")
-            self.lemma(m, ~ex.signal("pvalid") | ex.state("STREAM"),
-                       "the executor's payload register is full only while it streams")
+            self.lemma(m, (~ex.signal("pvalid") & ~ex.signal("bvalid")) | ex.state("STREAM"),
+                       "the executor's payload stages are full only while it streams")
 
 
 #: Induction lengths (measured: the smallest that close).
