@@ -10,7 +10,7 @@ from amaranth.vendor import LatticeICE40Platform
 
 from xnorflow.hw.board.clocking import PllClock
 from xnorflow.hw.board.uart import UartRx, UartTx
-from xnorflow.hw.dataflow.register_slice import RegisterSlice
+from xnorflow.hw.register_slice import RegisterSlice
 
 DEFAULT_BAUD = 115_200
 

@@ -8,7 +8,7 @@ from xnorflow.hw.core.pipeline import reset_by_replica
 from .convert import WidthConverter
 from .mvu import MatrixVectorUnit, WriteSignature
 from .pool import MaxPool2x2
-from .register_slice import RegisterSlice
+from ..register_slice import RegisterSlice
 from .window import SlidingWindowUnit
 
 __all__ = ["ConvEngine"]
@@ -35,7 +35,7 @@ class ConvEngine(wiring.Component):
         reorder buffer's image multiplexer, :data:`~xnorflow.hw.dataflow.timing.OUTPUT_SLICES`
         cycles).
     end_slice : bool
-        A skid :class:`~xnorflow.hw.dataflow.register_slice.RegisterSlice` at the end (after
+        A skid :class:`~xnorflow.hw.register_slice.RegisterSlice` at the end (after
         the pool): ``i.ready`` of the engine's last block comes from a flip-flop, not from the
         next engine (one cycle; :meth:`DataflowConfig.end_slice`).
     **mvu_options

@@ -32,7 +32,7 @@ from .block_fifo import input_fifo
 from .config import DataflowConfig
 from .convert import WidthConverter
 from .pipeline import Pipeline
-from .register_slice import RegisterSlice
+from ..register_slice import RegisterSlice
 
 __all__ = ["DataflowCore"]
 

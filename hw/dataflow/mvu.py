@@ -143,7 +143,7 @@ from xnorflow.hw.core.pipeline import delay, replica
 from . import timing
 from .block_fifo import chunk_widths
 from .counters import counter, wrapped_next
-from .register_slice import RegisterSlice
+from ..register_slice import RegisterSlice
 from .shape import MvuShape
 
 __all__ = ["MatrixVectorUnit", "XnorPE", "GroupReorderBuffer", "WriteSignature",
@@ -346,7 +346,7 @@ class GroupReorderBuffer(wiring.Component):
         Yosys ``ram_style`` of the column memory (``columns`` × ``m·beat_bits``); its read is
         registered, so block RAM, LUT RAM and flip-flops all fit.
     out_slice : bool
-        Put skid :class:`~xnorflow.hw.dataflow.register_slice.RegisterSlice` s on both sides
+        Put skid :class:`~xnorflow.hw.register_slice.RegisterSlice` s on both sides
         of the image multiplexer (:data:`~xnorflow.hw.dataflow.timing.OUTPUT_SLICES`): the
         first carries the whole column and the image's index, so the read (a block RAM's
         ≈ 5.6 ns clock-to-out on ECP5, Yosys maps DP16KD without its output register) meets

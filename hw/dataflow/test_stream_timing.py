@@ -7,7 +7,7 @@ import pytest
 
 from xnorflow.hw.dataflow.convert import WidthConverter
 from xnorflow.hw.dataflow.mvu import MatrixVectorUnit
-from xnorflow.hw.dataflow.register_slice import RegisterSlice
+from xnorflow.hw.register_slice import RegisterSlice
 from xnorflow.hw.dataflow.testing import StreamMonitor, offered_cycles, send, simulate
 from xnorflow.hw.dataflow.timing import (ConverterModel, MvuModel, OnDemand, RegisterSliceModel,
                                          SinkModel, SkidSliceModel, SourceModel, connect_chain,

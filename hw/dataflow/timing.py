@@ -359,7 +359,7 @@ def _first_at_least(sorted_values, value):
 
 
 class RegisterSliceModel:
-    """:class:`~xnorflow.hw.dataflow.register_slice.RegisterSlice`: a beat taken in cycle t is
+    """:class:`~xnorflow.hw.register_slice.RegisterSlice`: a beat taken in cycle t is
     valid from t + 1; it takes a beat when empty or while its beat leaves
     (``i.ready = ~o.valid | o.ready``)."""
 
@@ -374,7 +374,7 @@ class RegisterSliceModel:
 
 
 class SkidSliceModel:
-    """:class:`~xnorflow.hw.dataflow.register_slice.RegisterSlice` with ``skid``: two registers,
+    """:class:`~xnorflow.hw.register_slice.RegisterSlice` with ``skid``: two registers,
     ``i.ready`` = "the second is empty". A beat is taken once the beat two ahead of it has
     left (the slice holds at most two), and is valid the cycle after it was taken or after
     the beat ahead of it left, whichever is later."""

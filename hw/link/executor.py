@@ -222,26 +222,29 @@ class CommandExecutor(wiring.Component):
                     m.d.sync += [idx.eq(0), pvalid.eq(0), bvalid.eq(0)]
                     m.next = "STREAM"
             with m.State("STREAM"):
-                # Buffer -> payload stream at full rate through two stages: the buffer's read
-                # port (bvalid) and the payload register (pvalid, pdata). The register keeps
-                # the block RAM's clock-to-out (~5.6 ns on ECP5) away from the transmitter's
-                # framing multiplexer and the UART's slice (ECP5 SFC build 22's -0.9 ns); the
-                # header's 4 cycles fill both stages before the first payload byte is taken.
-                take = Signal()                           # the payload register loads
-                fetch = Signal()                          # the read port reads idx
-                m.d.comb += [take.eq(~pvalid | self.payload.ready),
-                             fetch.eq(~bvalid | take),
-                             self.buf_r.addr.eq(idx), self.buf_r.en.eq(fetch)]
-                with m.If(take):
-                    m.d.sync += [pvalid.eq(bvalid), pdata.eq(self.buf_r.data)]
-                with m.If(fetch):
-                    m.d.sync += bvalid.eq(idx < rlen)
-                    with m.If(idx < rlen):
-                        m.d.sync += idx.eq(idx + 1)
-                with m.If((idx == rlen) & ~bvalid & ~pvalid):
+                with m.If(self._stream(m, idx, rlen, pvalid, pdata, bvalid)):
                     m.next = "WAIT_TX"
             with m.State("WAIT_TX"):
                 with m.If(self.tx_idle):
                     m.d.comb += self.frame.ready.eq(1)
                     m.next = "IDLE"
         return m
+
+    def _stream(self, m, idx, rlen, pvalid, pdata, bvalid):
+        """Buffer -> payload stream at full rate through two stages: the buffer's read port
+        (``bvalid``) and the payload register (``pvalid``, ``pdata``). The register keeps the
+        block RAM's clock-to-out (~5.6 ns on ECP5) away from the transmitter's framing
+        multiplexer and the UART's slice (ECP5 SFC build 22: 0.9 ns late); the header's 4
+        cycles fill both stages before the first payload byte is taken. Returns "every byte
+        has been taken"."""
+        take = Signal()                                   # the payload register loads
+        fetch = Signal()                                  # the read port reads idx
+        m.d.comb += [take.eq(~pvalid | self.payload.ready), fetch.eq(~bvalid | take),
+                     self.buf_r.addr.eq(idx), self.buf_r.en.eq(fetch)]
+        with m.If(take):
+            m.d.sync += [pvalid.eq(bvalid), pdata.eq(self.buf_r.data)]
+        with m.If(fetch):
+            m.d.sync += bvalid.eq(idx < rlen)
+            with m.If(idx < rlen):
+                m.d.sync += idx.eq(idx + 1)
+        return (idx == rlen) & ~bvalid & ~pvalid

@@ -4,7 +4,7 @@ flip-flop."""
 import numpy as np
 import pytest
 
-from xnorflow.hw.dataflow.register_slice import RegisterSlice
+from xnorflow.hw.register_slice import RegisterSlice
 from xnorflow.hw.dataflow.testing import StreamMonitor, drive_ready, rejected, send, simulate
 
 
