@@ -271,6 +271,8 @@ class LinkAnswersEveryFrame(Harness):
                               (rlen <= p.max_payload)
                               & implies(req.expect != ANY_STATUS, status == req.expect)),
                    "the executor's answer fits max_payload and carries the frame's status")
+        self.lemma(m, tx.signal("idle_r") == tx.state("IDLE"),
+                   "the transmitter's idle flag is its IDLE state")
         in_step = [("SYNC", Rs.IDLE), ("STATUS", Rs.STATUS), ("LEN0", Rs.LEN0),
                    ("LEN1", Rs.LEN1), ("PAYLOAD", Rs.PAYLOAD), ("CRC_WAIT", Rs.CRC0),
                    ("CRC0", Rs.CRC0), ("CRC1", Rs.CRC1)]
@@ -354,8 +356,10 @@ class LinkStreamsFollowRules(Harness):
         stream_rule(self, m, ex.component.payload, "executor -> transmitter payload")
         bus_hold_rule(self, m, link.bus, "link.bus")
         if self.lemmas:
-            self.lemma(m, rx.any_state() & ex.any_state() & tx.any_state(),
-                       "every FSM holds the code of one of its states")
+            self.lemma(m, rx.any_state() & ex.any_state() & tx.any_state()
+                       & (tx.signal("idle_r") == tx.state("IDLE")),
+                       "every FSM holds the code of one of its states (the transmitter's "
+                       "idle flag its IDLE state)")
             self.lemma(m, (~ex.signal("pvalid") & ~ex.signal("bvalid")) | ex.state("STREAM"),
                        "the executor's payload stages are full only while it streams")
 
