@@ -61,7 +61,7 @@ class CommandExecutor(wiring.Component):
         One request at a time: ``stb`` held with ``addr``/``we``/``w_data`` until ``ack``.
 
     Latency (from ``frame.valid``): the header is offered 1 cycle later for a receiver
-    verdict or an unknown command, ``len(ident) + 1`` for IDENT, 9 for a BAD_LENGTH or
+    verdict or an unknown command, ``len(ident) + 2`` for IDENT, 9 for a BAD_LENGTH or
     OVERSIZED WRITE/READ (the address/count fields are read from the buffer first), and
     ``9 + n * (2 + L)`` (WRITE) or ``9 + n * (1 + L)`` (READ) after ``n`` bus accesses, ``L``
     being the target's ack latency (>= 1). The buffer streams to the transmitter at one
@@ -115,6 +115,7 @@ class CommandExecutor(wiring.Component):
         ]
 
         ident_rom = Array(Const(b, 8) for b in self.ident)
+        ident_q = Signal(8)
 
         def answer(code, length=0):
             m.d.sync += [status.eq(code), rlen.eq(length)]
@@ -138,10 +139,13 @@ class CommandExecutor(wiring.Component):
                         answer(Status.UNKNOWN_COMMAND)
 
             with m.State("IDENT"):
-                m.d.comb += [self.buf_w.en.eq(1), self.buf_w.addr.eq(idx),
-                             self.buf_w.data.eq(ident_rom[idx])]
-                m.d.sync += idx.eq(idx + 1)
-                with m.If(idx == len(self.ident) - 1):
+                # The block's byte idx - 1 from a register: the ROM's multiplexer over idx
+                # into the buffer's write data was ECP5 SFC build 24's one late path.
+                m.d.sync += [ident_q.eq(ident_rom[idx]), idx.eq(idx + 1)]
+                with m.If(idx != 0):
+                    m.d.comb += [self.buf_w.en.eq(1), self.buf_w.addr.eq(idx - 1),
+                                 self.buf_w.data.eq(ident_q)]
+                with m.If(idx == len(self.ident)):
                     answer(Status.OK, len(self.ident))
 
             with m.State("FIELDS"):
