@@ -122,3 +122,21 @@ def test_a_placement_seed_reaches_nextpnr_and_names_its_own_build():
     labels = {seed: build_label(config, seed=seed) for seed in (None, 7)}
     assert labels[7] == labels[None] + "-seed7"
     assert build_dir_name("icebreaker", labels[7]) != build_dir_name("icebreaker", labels[None])
+
+
+def test_a_detailed_timing_build_has_the_key_of_a_plain_one():
+    # the flag changes nextpnr's report, not the bitstream: a build made for
+    # benchmarks/late_endpoints.py must serve `xnorflow profile` without a rebuild
+    from xnorflow.hw.board.top import UartBridgeTop
+    from xnorflow.sim.loopback import Loopback
+    from xnorflow.sw import synth
+
+    board = synth.get_board("ulx3s-85f")
+
+    def plan(**options):
+        return synth.build_plan(UartBridgeTop(Loopback(), clock_hz=50e6), board, **options)
+
+    plain, detailed, seeded = plan(), plan(detailed_timing=True), plan(seed=3)
+    assert plain.files != detailed.files                 # nextpnr is asked for the report
+    assert synth.cache_key(plain, board) == synth.cache_key(detailed, board)
+    assert synth.cache_key(seeded, board) != synth.cache_key(plain, board)
