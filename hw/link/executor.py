@@ -61,7 +61,7 @@ class CommandExecutor(wiring.Component):
         One request at a time: ``stb`` held with ``addr``/``we``/``w_data`` until ``ack``.
 
     Latency (from ``frame.valid``): the header is offered 1 cycle later for a receiver
-    verdict or an unknown command, ``len(ident) + 2`` for IDENT, 9 for a BAD_LENGTH or
+    verdict or an unknown command, ``len(ident) + 1`` for IDENT, 9 for a BAD_LENGTH or
     OVERSIZED WRITE/READ (the address/count fields are read from the buffer first), and
     ``9 + n * (2 + L)`` (WRITE) or ``9 + n * (1 + L)`` (READ) after ``n`` bus accesses, ``L``
     being the target's ack latency (>= 1). The buffer streams to the transmitter at one
@@ -125,7 +125,8 @@ class CommandExecutor(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.frame.valid):
                     # FIELDS loads addr[:32]: clear only the carry bit (ECP5 SFC build 20)
-                    m.d.sync += [idx.eq(0), addr[32].eq(0), oor.eq(0)]
+                    m.d.sync += [idx.eq(0), addr[32].eq(0), oor.eq(0),
+                                 ident_q.eq(self.ident[0])]
                     with m.If(info.status != Status.OK):
                         answer(info.status)
                     with m.Elif(info.cmd == Cmd.IDENT):
@@ -139,13 +140,14 @@ class CommandExecutor(wiring.Component):
                         answer(Status.UNKNOWN_COMMAND)
 
             with m.State("IDENT"):
-                # The block's byte idx - 1 from a register: the ROM's multiplexer over idx
-                # into the buffer's write data was ECP5 SFC build 24's one late path.
-                m.d.sync += [ident_q.eq(ident_rom[idx]), idx.eq(idx + 1)]
-                with m.If(idx != 0):
-                    m.d.comb += [self.buf_w.en.eq(1), self.buf_w.addr.eq(idx - 1),
-                                 self.buf_w.data.eq(ident_q)]
-                with m.If(idx == len(self.ident)):
+                # The block's byte idx from a register, read ahead from the ROM: its
+                # multiplexer over idx into the buffer's write data was ECP5 SFC build 24's
+                # one late path. (Read ahead, not a cycle late: no subtractor for the write
+                # address, which the iCEBreaker's full overlay build has no cells for.)
+                m.d.comb += [self.buf_w.en.eq(1), self.buf_w.addr.eq(idx),
+                             self.buf_w.data.eq(ident_q)]
+                m.d.sync += [ident_q.eq(ident_rom[idx + 1]), idx.eq(idx + 1)]
+                with m.If(idx == len(self.ident) - 1):
                     answer(Status.OK, len(self.ident))
 
             with m.State("FIELDS"):

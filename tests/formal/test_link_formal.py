@@ -227,7 +227,7 @@ class LinkAnswersEveryFrame(Harness):
                               (wait <= 2) & rx.state("CHECK", "DONE")),
                    "the executor takes a frame at most 2 cycles after its end")
         ident_bytes = len(link.component.ident)
-        self.lemma(m, implies(ex.state("IDENT"), (wait <= 3 + idx) & (idx <= ident_bytes)
+        self.lemma(m, implies(ex.state("IDENT"), (wait <= 3 + idx) & (idx < ident_bytes)
                               & ok & (info.cmd == Cmd.IDENT)),
                    "IDENT copies the identification block, one byte per cycle")
         self.lemma(m, implies(ex.state("FIELDS"), (wait <= 3 + idx) & (idx <= 6) & ok
