@@ -503,10 +503,13 @@ def check_resources(board_name, config, force=False, log=_log_to_stderr):
     return est
 
 
-def _cached_build(out_dir, key, bitstream):
-    """The recorded report (with its run facts) when ``out_dir`` holds an up-to-date build."""
+def _cached_build(out_dir, key, bitstream, detailed_timing=False):
+    """The recorded report (with its run facts) when ``out_dir`` holds an up-to-date build
+    (with ``detailed_timing``: whose nextpnr report holds every endpoint's arrival)."""
     report_path = out_dir / "report.json"
     if not (report_path.exists() and bitstream.exists()):
+        return None
+    if detailed_timing and not _has_detailed_timing(out_dir):
         return None
     report = json.loads(report_path.read_text())
     if report.get("design_hash") != key:
@@ -545,12 +548,10 @@ def synthesize(top, board_name, label, out_root=None, force=False, log=None, pla
     plan = build_plan(top, board, REPORT_FILE, placer, seed, detailed_timing)
     key = cache_key(plan, board)
     bitstream = out_dir / f"top{board.bitstream}"
-    cached = None if force else _cached_build(out_dir, key, bitstream)
-    if cached is not None and detailed_timing and not _has_detailed_timing(out_dir):
-        cached = None
+    cached = None if force else _cached_build(out_dir, key, bitstream, detailed_timing)
     if cached is not None:
         log(f"synth: {out_dir} is up to date (design and tools unchanged), not rebuilding")
-        # the key covers nextpnr's options, so the placer is the one asked for (reports
+        # the key covers nextpnr's options (but the report's detail), so the placer is the one asked for (reports
         # written before the field existed lack it)
         cached.setdefault("placer", placer or "heap")
         return cached

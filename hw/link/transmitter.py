@@ -75,8 +75,7 @@ class ResponseTransmitter(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.header.valid):
-                    m.d.sync += idle.eq(0)
-                    m.d.sync += [status.eq(self.header.payload.status),
+                    m.d.sync += [idle.eq(0), status.eq(self.header.payload.status),
                                  length.eq(self.header.payload.length)]
                     m.next = "SYNC"
             with m.State("SYNC"):

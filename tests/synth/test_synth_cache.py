@@ -140,3 +140,16 @@ def test_a_detailed_timing_build_has_the_key_of_a_plain_one():
     assert plain.files != detailed.files                 # nextpnr is asked for the report
     assert synth.cache_key(plain, board) == synth.cache_key(detailed, board)
     assert synth.cache_key(seeded, board) != synth.cache_key(plain, board)
+
+
+def test_a_detailed_request_reuses_only_a_build_whose_report_has_the_arrivals(tmp_path):
+    from xnorflow.sw import synth
+
+    (tmp_path / "report.json").write_text(json.dumps({"design_hash": "k"}))
+    (tmp_path / "top.bit").write_bytes(b"bits")
+    (tmp_path / synth.REPORT_FILE).write_text(json.dumps({"critical_paths": []}))
+    bitstream = tmp_path / "top.bit"
+    assert synth._cached_build(tmp_path, "k", bitstream)["skipped"]
+    assert synth._cached_build(tmp_path, "k", bitstream, detailed_timing=True) is None
+    (tmp_path / synth.REPORT_FILE).write_text(json.dumps({"detailed_net_timings": []}))
+    assert synth._cached_build(tmp_path, "k", bitstream, detailed_timing=True)["skipped"]
