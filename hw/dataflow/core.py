@@ -269,8 +269,12 @@ class DataflowCore(wiring.Component):
         put by the multiplexer: the counters themselves sit by their own logic across the
         core (CNV build cnv10n: the read 2.1 ns late at 100 MHz). They change only while a
         run is busy, where a read is a snapshot anyway; after it they are still. COUNT,
-        STATUS and the FIFOs' levels are read directly: the host acts on them at once."""
+        STATUS and the FIFOs' levels are read directly: the host acts on them at once.
+        ECP5 builds (``ram_reg``) only: on the iCE40 a copy is a logic cell per bit (~220
+        of the digits MLP build's, which then no longer fit the UP5K's 5,280)."""
         def shadow(value, name):
+            if not self.config.ram_reg:
+                return value
             copy = Signal.like(value, name=f"{name}_shadow", reset_less=True)
             m.d.sync += copy.eq(value)
             return copy
