@@ -58,7 +58,8 @@ LOGIC = {
 #: row and tap counters and address arithmetic, the pool's counters (from the blocks' Yosys
 #: statistics). Checked on a placed build: the digits CNN's iCEBreaker fold
 #: df:8x8x1u4>16p:9x2s,4x4x16>32p:16x8,128>64:16x1s,64>10r:2x1 is estimated at 4,941 logic
-#: cells and placed in 4,878 (benchmarks/results/dataflow_cnn/icebreaker_digits_cnn_report.json).
+#: cells and placed in 4,878 (4,837 on the RTL of session 24:
+#: benchmarks/results/dataflow_cnn/icebreaker_digits_cnn_report.json).
 CONV_LOGIC = {"window": 150.0, "pool": 60.0}
 
 #: Images a conv model's FIFOs hold: a CNV image is thousands of cycles, so a run of 16 pays
