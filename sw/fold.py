@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from xnorflow.hw.dataflow import timing
 from xnorflow.hw.dataflow.block_fifo import READ_AHEAD, chunk_widths, uses_block_fifo
-from xnorflow.hw.dataflow.config import DataflowConfig, EngineFold
+from xnorflow.hw.dataflow.config import DataflowConfig, EngineFold, gate_cycles
 from xnorflow.hw.dataflow.run_timing import run_cycles, steady_interval
 from xnorflow.hw.dataflow.window import default_rows
 from xnorflow.sw import resources as R
@@ -406,8 +406,15 @@ def fold_model(model, board, target_ips=None, clock_mhz=None, conv_mmv=CONV_MMV_
     _, count, memory_lut4 = _map_all(device.family, _shared_memories(smallest))
     fixed = (LOGIC[device.family]["fixed"] + memory_lut4, count["bram"], count["spram"])
 
+    def runs_within(c, e, interval):
+        # the first engine waits on the input gate, one FIFO word per cycle: a 32-cycle fold
+        # fed 98 words per image runs at 98 (the SFC's 392-lane first engine, 256-bit words)
+        return c.fold.cycles <= interval and (
+            e or gate_cycles(c.fold, options["in_word"]) <= interval)
+
     def solve(interval):
-        fronts = [_pareto([c for c in cs if c.fold.cycles <= interval]) for cs in cands]
+        fronts = [_pareto([c for c in cs if runs_within(c, e, interval)])
+                  for e, cs in enumerate(cands)]
         if not all(fronts):
             return None
         chosen, share = _cheapest(device, fronts, fixed)
@@ -415,7 +422,8 @@ def fold_model(model, board, target_ips=None, clock_mhz=None, conv_mmv=CONV_MMV_
             return None
         config = DataflowConfig(tuple(c.fold for c in chosen), **options)
         est = R.estimate(board, config)
-        return (config, est) if _utilisation(est, device) <= 1 else None
+        fits = _utilisation(est, device) <= 1 and config.interval <= interval
+        return (config, est) if fits else None
 
     intervals = sorted({c.fold.cycles for cs in cands for c in cs})
     if target_ips:

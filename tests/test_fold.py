@@ -112,6 +112,22 @@ def test_a_width_over_a_power_of_two_saves_the_sfc_first_layer_its_padding():
     assert R.estimate("ulx3s-85f", padded).luts - result.estimate.luts > 5_000
 
 
+def test_a_fold_said_to_reach_its_target_runs_at_it_behind_its_input_gate(monkeypatch):
+    """The first engine waits on the input gate (one FIFO word per cycle): a 392-lane first
+    layer is fed in 8-lane words, 98 per image, whatever its 32-cycle fold. The search once
+    costed engines alone and, under a tighter logic budget, answered "target reached" for
+    3 M/s with a fold that runs at 98 cycles per image (1.0 M/s)."""
+    sfc = random_model(np.random.default_rng(2), [784, 256, 256, 256, 10], input_bits=1,
+                       name="sfc-shape")
+    monkeypatch.setitem(F.LUT_BUDGET, "ecp5", 0.65)
+    for target in (3_000_000, 2_500_000, 2_000_000):
+        result = F.fold_model(sfc, "ulx3s-85f", target_ips=target)
+        assert result.limited_by == "target reached"
+        assert 100e6 / result.config.interval >= target, result.config.format()
+        assert result.config.gate_cycles <= result.config.interval
+    assert F.fold_model(sfc, "ulx3s-85f").config.interval == 32
+
+
 # -- conv models (issue #26) --------------------------------------------------------------------
 
 def _digits_cnn():

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from .shape import MvuShape
 from . import timing
 
-__all__ = ["EngineFold", "DataflowConfig"]
+__all__ = ["EngineFold", "DataflowConfig", "input_lanes", "gate_cycles"]
 
 #: The folding part of an engine's text: S x P, MMV, weight memory.
 _FOLD_TEXT = re.compile(r"(?P<simd>\d+)x(?P<pe>\d+)(?:m(?P<mmv>\d+))?(?P<ram>[sl]?)")
@@ -409,8 +409,7 @@ class DataflowConfig:
     def gate_cycles(self):
         """Cycles the gate needs per image: one input-FIFO word per cycle, regrouped into the
         first engine's beats (a splitting converter passes one beat per cycle)."""
-        first = self.engines[0]
-        return self.in_words if first.in_lanes > self.in_lanes else first.in_beats
+        return gate_cycles(self.engines[0], self.in_word)
 
     # The host's side of the FIFOs is narrow (a word of a few elements or one integer), so
     # a wide first-engine beat or last-engine beat costs no wide FIFO memory: width
@@ -423,12 +422,7 @@ class DataflowConfig:
         two, or the beat itself when it fits the word. The latter keeps a first engine whose
         S is not a power of two (784 = 4·196 synapses) at one word per beat: its powers of
         two alone would be the 4 lanes that divide 196, 49 words per image."""
-        k, simd = self.first.input_bits, self.engines[0].in_lanes
-        lanes = 1
-        while (2 * lanes * k <= self.in_word and 2 * lanes <= self.engines[0].in_features
-               and (simd % (2 * lanes) == 0 or (2 * lanes) % simd == 0)):
-            lanes *= 2
-        return max(lanes, simd) if simd * k <= self.in_word else lanes
+        return input_lanes(self.engines[0], self.in_word)
 
     @property
     def in_word_bits(self):
@@ -508,3 +502,23 @@ class DataflowConfig:
 
 _DEFAULTS = {f.name: f.default for f in DataflowConfig.__dataclass_fields__.values()
              if f.name != "engines"}
+
+
+def input_lanes(first, in_word):
+    """Input elements per input-FIFO word of ``in_word`` bits in front of the first engine
+    ``first`` (an :class:`EngineFold`): :attr:`DataflowConfig.in_lanes`."""
+    k, simd = first.shape.input_bits, first.in_lanes
+    lanes = 1
+    while (2 * lanes * k <= in_word and 2 * lanes <= first.in_features
+           and (simd % (2 * lanes) == 0 or (2 * lanes) % simd == 0)):
+        lanes *= 2
+    return max(lanes, simd) if simd * k <= in_word else lanes
+
+
+def gate_cycles(first, in_word):
+    """Cycles per image the input gate needs in front of the first engine ``first``: one
+    input-FIFO word per cycle, regrouped into its beats (a splitting converter passes one
+    beat per cycle): :attr:`DataflowConfig.gate_cycles`. The fold search bounds a first
+    engine's candidates by it (a fold of 32 cycles behind 98 input words runs at 98)."""
+    lanes = input_lanes(first, in_word)
+    return -(-first.in_features // lanes) if first.in_lanes > lanes else first.in_beats
