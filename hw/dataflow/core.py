@@ -55,6 +55,13 @@ def _named(**signals):
     return SimpleNamespace(**signals)
 
 
+
+def _or_all(values):
+    """The bitwise OR of ``values`` (a balanced tree)."""
+    while len(values) > 1:
+        values = [a | b for a, b in zip(values[::2], values[1::2])] + values[len(values) & ~1:]
+    return values[0]
+
 class DataflowCore(wiring.Component):
     """The pipeline of a :class:`~xnorflow.hw.dataflow.config.DataflowConfig` as a bus target.
 
@@ -290,11 +297,22 @@ class DataflowCore(wiring.Component):
         }
         regs.update({mm.ENGINE_BUSY_BASE + 4 * e: shadow(c, f"engine{e}_busy")
                      for e, c in enumerate(run.engine_busy)})
+        word, mapped = (self._selected_word(m, req, regs) if self.config.ram_reg
+                        else self._decoded_word(m, req, regs))
+        reg_read = Signal(32, name="reg_read", reset_less=True)   # loaded before any use
+        reg_mapped = Signal(name="reg_mapped")
+        with m.If(req.start):
+            m.d.sync += [reg_read.eq(word), reg_mapped.eq(mapped)]
+        return reg_read, reg_mapped
+
+    def _decoded_word(self, m, req, regs):
+        """The addressed register's word and whether one is mapped, decoded from the
+        request's address (iCE40: the fewest cells)."""
         word, mapped = Signal(32, name="reg_word"), Signal(name="reg_word_mapped")
         # An unmapped address reads a don't-care word (its request errs), not 0: a constant
         # default became a synchronous reset of reg_read, decoded from the bus's address
         # through LUTs into the flip-flops' LSR (ECP5 SFC build 22: 0.5 ns late).
-        m.d.comb += word.eq(run.count)
+        m.d.comb += word.eq(regs[mm.REG_COUNT])
         # only the index bits the registers use are decoded (a 22-bit compare per register
         # was a critical path); `near` says the rest are zero
         near = req.bus.addr < 4 << self._reg_index_bits
@@ -304,11 +322,26 @@ class DataflowCore(wiring.Component):
                     m.d.comb += [word.eq(value), mapped.eq(near)]
             with m.Case(mm.REG_CTRL >> 2):
                 m.d.comb += [word.eq(0), mapped.eq(near)]
-        reg_read = Signal(32, name="reg_read", reset_less=True)   # loaded before any use
-        reg_mapped = Signal(name="reg_mapped")
-        with m.If(req.start):
-            m.d.sync += [reg_read.eq(word), reg_mapped.eq(mapped)]
-        return reg_read, reg_mapped
+        return word, mapped
+
+    def _selected_word(self, m, req, regs):
+        """:meth:`_decoded_word` for ECP5 builds, whose request address is the bus's a cycle
+        late (:meth:`_registered_bus`): the per-register selects are decoded from the bus's
+        own address into registers in that same cycle, so the word is an AND-OR of values
+        and one-hot selects (SFC build 26: the decode and the 14-way multiplexer from the
+        registered address into reg_read were 1.7 ns late at 100 MHz). CTRL reads 0, an
+        unmapped address 0 and ``mapped`` low."""
+        bits = self._reg_index_bits
+        index, near = self.bus.addr[2:2 + bits], self.bus.addr < 4 << bits
+        terms, selects = [], []
+        for addr, value in [*regs.items(), (mm.REG_CTRL, Const(0, 32))]:
+            select = Signal(name=f"reg_select_{addr:02x}")
+            m.d.sync += select.eq(near & (index == addr >> 2))
+            selects.append(select)
+            terms.append(value & select.replicate(len(value)))
+        word, mapped = Signal(32, name="reg_word"), Signal(name="reg_word_mapped")
+        m.d.comb += [word.eq(_or_all(terms)), mapped.eq(Cat(*selects).any())]
+        return word, mapped
 
     def _output_port(self, m, req, io):
         """Reads of the output port: the head beat of the output FIFO, one byte at a time,
