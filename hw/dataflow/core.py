@@ -55,12 +55,12 @@ def _named(**signals):
     return SimpleNamespace(**signals)
 
 
-
 def _or_all(values):
     """The bitwise OR of ``values`` (a balanced tree)."""
     while len(values) > 1:
         values = [a | b for a, b in zip(values[::2], values[1::2])] + values[len(values) & ~1:]
     return values[0]
+
 
 class DataflowCore(wiring.Component):
     """The pipeline of a :class:`~xnorflow.hw.dataflow.config.DataflowConfig` as a bus target.
