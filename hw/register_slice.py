@@ -4,7 +4,12 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RegisterSlice"]
+from xnorflow.hw.core.pipeline import replica
+
+__all__ = ["RegisterSlice", "CHUNK_BITS"]
+
+#: Payload bits per pair of skid pointers (see :class:`RegisterSlice`).
+CHUNK_BITS = 64
 
 
 class RegisterSlice(wiring.Component):
@@ -61,21 +66,27 @@ class RegisterSlice(wiring.Component):
             with m.If(free):
                 m.d.sync += [payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
             return m
-        entries = [Signal(self.width, name=f"entry{n}", reset_less=True) for n in range(2)]
-        write_at, read_at = Signal(name="write_at"), Signal(name="read_at")
         held = Signal(range(3), name="held")     # beats held: 0, 1 or 2
         full = Signal(name="full")               # held == 2, a flip-flop
         take = self.i.valid & ~full
         give = self.o.valid & self.o.ready
         after = held + take - give
-        m.d.comb += [self.i.ready.eq(~full),
-                     self.o.payload.eq(Mux(read_at, entries[1], entries[0]))]
+        m.d.comb += self.i.ready.eq(~full)
         m.d.sync += [held.eq(after), full.eq(after == 2), self.o.valid.eq(after != 0)]
-        with m.If(take):
-            m.d.sync += write_at.eq(~write_at)
-            for n, entry in enumerate(entries):
-                with m.If(write_at == n):
-                    m.d.sync += entry.eq(self.i.payload)
-        with m.If(give):
-            m.d.sync += read_at.eq(~read_at)
+        # Each chunk of at most CHUNK_BITS bits has its own write and read pointers (replica
+        # registers, kept apart on ECP5): one read pointer selecting all 256 bits of the
+        # dataflow core's input slice crossed the die, 9.7 ns of route (ECP5 SFC build 28).
+        for c, lo in enumerate(range(0, self.width, CHUNK_BITS)):
+            hi = min(lo + CHUNK_BITS, self.width)
+            entries = [Signal(hi - lo, name=f"entry{n}_{c}", reset_less=True) for n in range(2)]
+            write_at = Signal(name=replica(f"write_at{c}"))
+            read_at = Signal(name=replica(f"read_at{c}"))
+            m.d.comb += self.o.payload[lo:hi].eq(Mux(read_at, entries[1], entries[0]))
+            with m.If(take):
+                m.d.sync += write_at.eq(~write_at)
+                for n, entry in enumerate(entries):
+                    with m.If(write_at == n):
+                        m.d.sync += entry.eq(self.i.payload[lo:hi])
+            with m.If(give):
+                m.d.sync += read_at.eq(~read_at)
         return m

@@ -32,6 +32,15 @@ def test_register_slice_passes_every_beat_once_in_order(gap, stall, skid):
     assert mon_o.payloads() == beats
 
 
+@pytest.mark.parametrize("gap, stall", [(0.0, 0.0), (0.3, 0.6)])
+def test_a_wide_skid_slice_keeps_its_chunks_together(gap, stall):
+    # 200 bits: four chunks, each with pointers of its own (CHUNK_BITS), one beat
+    rng = np.random.default_rng(int(gap * 10 + stall * 100) + 7)
+    beats = [int.from_bytes(rng.bytes(25), "little") for _ in range(60)]
+    _, mon_o = run(RegisterSlice(200, skid=True), beats, rng, gap, stall)
+    assert mon_o.payloads() == beats
+
+
 @pytest.mark.parametrize("skid", [False, True])
 def test_register_slice_is_one_cycle_late_at_one_beat_per_cycle(skid):
     rng = np.random.default_rng(1)
