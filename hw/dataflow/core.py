@@ -17,6 +17,8 @@ Nothing waits on the host: a write to a full input FIFO or a read from an empty 
 answered with a bus error, and CTRL_ABORT empties everything at any time, so no byte sequence
 can wedge the core.
 """
+import operator
+from functools import reduce
 from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
@@ -53,13 +55,6 @@ def _named(**signals):
         if isinstance(value, Signal):
             value.name = name
     return SimpleNamespace(**signals)
-
-
-def _or_all(values):
-    """The bitwise OR of ``values`` (a balanced tree)."""
-    while len(values) > 1:
-        values = [a | b for a, b in zip(values[::2], values[1::2])] + values[len(values) & ~1:]
-    return values[0]
 
 
 class DataflowCore(wiring.Component):
@@ -340,7 +335,7 @@ class DataflowCore(wiring.Component):
             selects.append(select)
             terms.append(value & select.replicate(len(value)))
         word, mapped = Signal(32, name="reg_word"), Signal(name="reg_word_mapped")
-        m.d.comb += [word.eq(_or_all(terms)), mapped.eq(Cat(*selects).any())]
+        m.d.comb += [word.eq(reduce(operator.or_, terms)), mapped.eq(Cat(*selects).any())]
         return word, mapped
 
     def _output_port(self, m, req, io):
