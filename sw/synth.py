@@ -551,8 +551,8 @@ def synthesize(top, board_name, label, out_root=None, force=False, log=None, pla
     cached = None if force else _cached_build(out_dir, key, bitstream, detailed_timing)
     if cached is not None:
         log(f"synth: {out_dir} is up to date (design and tools unchanged), not rebuilding")
-        # the key covers nextpnr's options (but the report's detail), so the placer is the one asked for (reports
-        # written before the field existed lack it)
+        # the key covers nextpnr's options (not the report's detail), so the placer is the
+        # one asked for (reports written before the field existed lack it)
         cached.setdefault("placer", placer or "heap")
         return cached
     out_dir.mkdir(parents=True, exist_ok=True)
