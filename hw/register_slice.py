@@ -24,7 +24,8 @@ class RegisterSlice(wiring.Component):
         Also cut ``ready``: two payload registers written alternately, ``i.ready`` "not
         both full" and ``o.valid`` "not both empty", both flip-flops loaded with their next
         values. A payload register loads on its own turn while the slice is not full
-        (the entry at the write pointer is free then), never on ``o.ready`` or ``i.valid``: with the usual skid form (an output register that loads
+        (the entry at the write pointer is free then), never on ``o.ready`` or
+        ``i.valid``: with the usual skid form (an output register that loads
         whenever ``o`` may take a beat) the consumer's ``ready`` was the clock enable of
         every payload bit, 0.8 ns late at 100 MHz across the first engine of the ECP5 SFC
         build 21. ``o.payload`` is the older register's, one multiplexer after them. For a
