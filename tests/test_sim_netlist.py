@@ -156,10 +156,13 @@ def _check_bit_exact(result, family, x_random):
 @pytest.mark.slow
 @pytest.mark.synth
 @pytest.mark.verilator
+# Every pair of (family, method, X random) values appears in some row: the three factors
+# are independent (the cell library, the weights, the memory's power-up contents), so the
+# full product's eight whole-test-set runs (about 35 s each) would repeat what these five
+# already show (ECP5 keeps its one row, as before).
 @pytest.mark.parametrize("family, method, x_random", [
-    ("ice40", "rbnn", True), ("ice40", "irnet", False), ("ice40", "rbnn", False),
-    ("generic", "irnet", True), ("generic", "rbnn", True),
-    ("generic", "irnet", False), ("generic", "rbnn", False),
+    ("ice40", "rbnn", True), ("ice40", "irnet", False),
+    ("generic", "irnet", True), ("generic", "rbnn", False),
     ("ecp5", "irnet", True),
 ])
 def test_trained_model_on_a_netlist_is_bit_exact_on_the_whole_test_set(family, method, x_random,
