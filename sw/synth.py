@@ -619,16 +619,13 @@ def _write_json(path, data):
     atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
-# nextpnr's placers, by name: their options. HeAP (nextpnr's default) packs a large array into
-# one dense block that router2 could not route at 32x4x64 on the ECP5-85F; the electrostatic
-# "static" placer spreads it (docs/synthesis.md, "Design space on the ECP5-85F"), but stalls
-# when the block RAMs are nearly all used (its RAM overlap stayed at 20 % over 1,900 iterations
-# with 197 of 208, and it legalises them only below 15 %). "spread" is HeAP spreading the logic
-# to at most 60 % of a region's sites instead of 90 % (``--placer-heap-beta``): the CNV's
-# 7,840-cycle fold, whose router stalled at 10,500 overused wires at HeAP's default, fell
-# below them (docs/dataflow.md, "Convolution").
-PLACERS = {"heap": "--placer heap", "static": "--placer static",
-           "spread": "--placer heap --placer-heap-beta 0.6"}
+# nextpnr's placers. HeAP (nextpnr's default) packs a large array into one dense block that
+# router2 could not route at 32x4x64 on the ECP5-85F; the electrostatic "static" placer spreads
+# it (docs/synthesis.md, "Design space on the ECP5-85F"). The static placer stalls when the
+# block RAMs are nearly all used: it legalises them only below 15 % overlap, and with 197 of 208
+# (the CNV's 7,840-cycle fold, cnv8b) their overlap stayed at 20 % for 1,900 iterations.
+# nextpnr 0.11's ECP5 HeAP ignores --placer-heap-beta: 0.6 and 0.45 gave the same placement.
+PLACERS = ("heap", "static")
 
 
 def build_plan(top, board, report_file=REPORT_FILE, placer=None, seed=None, detailed_timing=False):
@@ -640,7 +637,7 @@ def build_plan(top, board, report_file=REPORT_FILE, placer=None, seed=None, deta
         raise XnorflowError(f"unknown placer {placer!r}; choose one of {', '.join(PLACERS)}")
     opts = f"--timing-allow-fail --report {report_file} {board.nextpnr_opts}"
     if placer is not None:
-        opts += f" {PLACERS[placer]}"
+        opts += f" --placer {placer}"
     if seed is not None:
         opts += f" --seed {int(seed)}"
     if detailed_timing:
@@ -798,9 +795,7 @@ def add_parser(sub):
                         "bit; the boards' USB bridges take up to 3000000)")
     p.add_argument("--placer", choices=PLACERS, default=None,
                    help="nextpnr placer (default: nextpnr's, heap); 'static' spreads large "
-                        "arrays that heap packs too densely to route (docs/synthesis.md); "
-                        "'spread' is heap filling at most 60 %% of a region (large designs "
-                        "whose block RAMs are nearly all used)")
+                        "arrays that heap packs too densely to route (docs/synthesis.md)")
     p.add_argument("--seed", type=nonnegative_int, default=None,
                    help="nextpnr's placement seed (default: nextpnr's); builds with other seeds "
                         "are other points of a design-space sweep, in their own directories")

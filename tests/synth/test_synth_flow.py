@@ -139,14 +139,12 @@ def test_placer_reaches_nextpnr_and_unknown_placers_are_refused():
     assert "--placer static" in script and "--router router2" in script
     default = build_plan(UartBridgeTop(Echo()), board).files["build_top.sh"]
     assert "--placer" not in default
-    spread = build_plan(UartBridgeTop(Echo()), board, placer="spread").files["build_top.sh"]
-    assert "--placer heap --placer-heap-beta 0.6" in spread
     # the commands that build take it: synth, and profile (which builds the board's bitstream)
     from xnorflow.cli import build_parser
     for cmd in (["synth"], ["profile", "model.xnf"]):
         args = build_parser().parse_args(cmd + ["--board", "ulx3s-85f", "--placer", "static"])
         assert args.placer == "static"
-    with pytest.raises(XnorflowError, match="unknown placer 'annealing'; choose one of heap, static, spread"):
+    with pytest.raises(XnorflowError, match="unknown placer 'annealing'; choose one of heap, static"):
         build_plan(None, board, placer="annealing")    # refused before the top is touched
 
 
