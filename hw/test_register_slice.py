@@ -73,3 +73,33 @@ def test_only_the_skid_slice_keeps_ready_when_the_consumer_stalls_in_that_cycle(
 
     simulate(dut, [bench], name="register_slice_ready")
     assert seen == ([(1, 1)] * 3 if skid else [(1, 0), (1, 1), (1, 0)])
+
+
+def test_the_skid_slice_loads_its_free_entry_whatever_the_producer_offers():
+    """The entry at the write pointer loads every cycle the slice is not full, valid or not:
+    its clock enable is registers only (ECP5 SFC build 29 had the producer's valid there,
+    5.5 ns of route to 256 enables). A full slice's entries never change: every chunk of a
+    wide slice follows both rules."""
+    dut = RegisterSlice(200, skid=True)
+    first, second, offered = (1 << 199) | 7, (1 << 130) | 9, (1 << 70) | 11
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 0)
+        ctx.set(dut.i.payload, first)      # no beat offered: the empty slice's free entry,
+        await ctx.tick()                   # which o shows, takes it anyway
+        seen.append((ctx.get(dut.o.valid), ctx.get(dut.o.payload)))
+        for beat in (first, second):       # two beats fill it
+            ctx.set(dut.i.payload, beat)
+            ctx.set(dut.i.valid, 1)
+            await ctx.tick()
+        ctx.set(dut.i.payload, offered)    # refused (full): nothing moves
+        await ctx.tick()
+        ctx.set(dut.i.valid, 0)
+        ctx.set(dut.o.ready, 1)
+        for _ in range(2):
+            seen.append((ctx.get(dut.o.valid), ctx.get(dut.o.payload)))
+            await ctx.tick()
+
+    simulate(dut, [bench], name="register_slice_free_entry")
+    assert seen == [(0, first), (1, first), (1, second)]
