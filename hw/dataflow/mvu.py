@@ -245,11 +245,24 @@ BUFFER_CHUNK_BITS = 64
 #: reaching all of them took 14.0 ns of route (ECP5 CNV build cnv10h's critical path).
 WEIGHT_CHUNK_RAM_BITS = 8 * 2048 * 9
 
+#: Most words of one weight-memory bank with ``ram_reg``: a 2,048 × 9 block RAM's depth. A
+#: deeper block-RAM weight memory is split into banks, each read into a register of its own
+#: beside its block RAMs before the multiplexer over the banks (:meth:`MatrixVectorUnit._weights`):
+#: Yosys' own depth cascade multiplexes the blocks' unregistered outputs (5.8 ns clock-to-out)
+#: and then routes them across the die to one register, 14.2 ns for the CNV's dense layer
+#: 6272 → 256 on one PE (8,192 × 196 in 95 block RAMs, ECP5 CNV build cnv9a's critical path).
+WEIGHT_BANK_WORDS = 2048
+
 #: Most bits of one LUT-RAM weight-memory chunk with ``ram_reg``: 16 ECP5 DPR16X4, as the
 #: input buffer's (:data:`BUFFER_CHUNK_BITS`). A LUT RAM's write address reaches every one of
 #: its blocks: one register for conv 2's 192-bit memories (48 blocks a PE) was 3.7 ns late
 #: at 100 MHz (ECP5 CNV build cnv10k).
 LUT_WEIGHT_CHUNK_BITS = 64
+
+
+def _bank_bits():
+    """The address bits inside one weight bank (:data:`WEIGHT_BANK_WORDS`, a power of two)."""
+    return (WEIGHT_BANK_WORDS - 1).bit_length()
 
 
 def weight_chunk_widths(width, depth, lut_ram=False):
@@ -738,7 +751,7 @@ class MatrixVectorUnit(wiring.Component):
         wr = self.wr if wr is None else wr
         return wr.en & (wr.sel == select)
 
-    def _write(self, m, port, select, name, lo=0):
+    def _write(self, m, port, select, name, lo=0, bank=None):
         """Drive memory write port ``port`` from ``wr`` for the memory with ``select`` (its
         data from bit ``lo`` of the written word: a column chunk starts there).
 
@@ -762,6 +775,8 @@ class MatrixVectorUnit(wiring.Component):
             return
         wr = self._write_stage(m)
         hit = self._selected(select, wr)
+        if bank is not None:     # a bank of :meth:`_banked_chunk`: its words' addresses only
+            hit &= wr.addr[_bank_bits():] == bank
         # replicas: a PE's column chunks load the same enable and address, which Yosys would
         # merge back into one register for all their block RAMs (it did: ECP5 CNV build cnv10i,
         # one write address to the 88 block RAMs of dense layer 6, 15.0 ns of route)
@@ -1021,17 +1036,52 @@ class MatrixVectorUnit(wiring.Component):
             return self._edge(m, self._near(m, word, f"w{p}_near"), f"w{p}")
         widths = (weight_chunk_widths(s.simd, s.weight_depth, self.lut_weights)
                   if self.ram_reg else [s.simd])
+        banked = self.ram_reg and not self.lut_weights and s.weight_depth > WEIGHT_BANK_WORDS
         words, lo = [], 0
         for c, bits in enumerate(widths):
             suffix = "" if len(widths) == 1 else f"_{c}"
             name = f"weights{p}{suffix}"
-            m.submodules[name] = mem = self._memory("weights", bits, s.weight_depth)
-            rd, wr = mem.read_port(domain="comb"), mem.write_port()
-            self._write(m, wr, s.weight_select(p), name, lo)
-            m.d.comb += rd.addr.eq(self._read_address(m, w_addr, f"w{p}{suffix}_addr"))
-            words.append(_read_register(m, rd.data, f"w{p}{suffix}_ram"))
+            addr = self._read_address(m, w_addr, f"w{p}{suffix}_addr")
+            if banked:
+                words.append(self._banked_chunk(m, p, name, bits, lo, addr))
+            else:
+                m.submodules[name] = mem = self._memory("weights", bits, s.weight_depth)
+                rd, wr = mem.read_port(domain="comb"), mem.write_port()
+                self._write(m, wr, s.weight_select(p), name, lo)
+                m.d.comb += rd.addr.eq(addr)
+                words.append(_read_register(m, rd.data, f"w{p}{suffix}_ram"))
             lo += bits
-        return self._edge(m, self._near(m, Cat(*words), f"w{p}_near"), f"w{p}")
+        word = Cat(*words) if banked else self._near(m, Cat(*words), f"w{p}_near")
+        return self._edge(m, word, f"w{p}")
+
+    def _banked_chunk(self, m, p, name, bits, lo, addr):
+        """A column chunk of PE ``p``'s weight memory deeper than :data:`WEIGHT_BANK_WORDS`,
+        as banks of that many words (``ram_reg``, block RAM). Each bank's read passes a near
+        register of its own (``{name}_b{b}_near``, which the placer puts by that bank's block
+        RAMs) and only then the multiplexer over the banks, at the bank bits of the read
+        address registered as often; the chunk's word leaves as the unbanked chunk's
+        ``_near`` register would, so the latency is unchanged
+        (:func:`~xnorflow.hw.dataflow.timing.ram_reg_stages`). A write reaches only the bank
+        its address falls in (:meth:`_write`). Returns the chunk's word, a multiplexer's
+        output for the caller's register."""
+        s = self.shape
+        low = _bank_bits()
+        nears = []
+        for b in range(-(-s.weight_depth // WEIGHT_BANK_WORDS)):
+            bank = f"{name}_b{b}"
+            words = min(WEIGHT_BANK_WORDS, s.weight_depth - b * WEIGHT_BANK_WORDS)
+            m.submodules[bank] = mem = self._memory("weights", bits, words)
+            rd, wr = mem.read_port(domain="comb"), mem.write_port()
+            self._write(m, wr, s.weight_select(p), bank, lo, bank=b)
+            m.d.comb += rd.addr.eq(addr[:low])
+            nears.append(self._edge(m, _read_register(m, rd.data, f"{bank}_ram"),
+                                    f"{bank}_near"))
+        # the bank bits wait with the read (the block RAM's register, then the near ones)
+        select = self._edge(m, self._edge(m, addr[low:], f"{name}_bank_ram"), f"{name}_bank")
+        word = nears[-1]
+        for b in reversed(range(len(nears) - 1)):
+            word = Mux(select == b, nears[b], word)
+        return word
 
     def _read_address(self, m, addr, name):
         """A weight memory's read address: with ``ram_reg`` two replica registers of the

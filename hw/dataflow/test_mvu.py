@@ -719,3 +719,32 @@ def test_mvu_split_weight_memory_matches_golden(monkeypatch):
         for c in range(2):   # each chunk's own registers, kept apart by the synthesis script
             for name in (f"w0_{c}_addr", f"weights0_{c}_wr_en", f"weights0_{c}_wr_addr"):
                 assert f"\\{name}{REPLICA_MARK}" in text, name
+
+
+@pytest.mark.parametrize("mmv", [1, 2])
+def test_mvu_banked_weight_memory_matches_golden_at_the_same_latency(monkeypatch, mmv):
+    """A block-RAM weight memory deeper than a bank (here banks of 4 words, by shrinking
+    ``WEIGHT_BANK_WORDS``: 25 words are six full banks and one of one word) is written bank
+    by bank, read through a near register per bank and a multiplexer after them, and
+    computes as one memory with gaps and stalls; unstalled, its first result comes at the
+    cycle model's latency, the unbanked one."""
+    from amaranth.back import rtlil
+    from xnorflow.hw.dataflow import mvu as mvu_module
+    monkeypatch.setattr(mvu_module, "WEIGHT_BANK_WORDS", 4)
+    rng = np.random.default_rng(11 + mmv)
+    layer = random_layer(rng, 40, 10, 4, "threshold")     # S = 8, P = 2: SF = 5, NF = 5
+    options = dict(ram_reg=True, ram_styles={"weights": "block"}, mmv=mmv)
+    check_layer(layer, 8, 2, batch=2 * mmv, seed=12, gap=0.3, stall=0.3, **options)
+
+    dut = MatrixVectorUnit(40, 10, 8, 2, input_bits=4, **options)
+    assert dut.shape.weight_depth == 25 and not dut.lut_weights
+    text = rtlil.convert(dut, name="mvu")
+    for p in range(2):
+        assert [b for b in range(8) if f"\\weights{p}_b{b}_near" in text] == list(range(7))
+        assert f"\\w{p}_near" not in text     # the one register after the whole word is gone
+    x = random_layer_inputs(rng, layer, mmv)
+    mon_i, mon_o = run_engine(dut, pack_layer(layer, 8, 2), encode_mvu_input(x, dut.shape))
+    got = decode_mvu_output(per_image(mon_o.payloads(), dut.shape.neuron_folds), dut.shape)
+    np.testing.assert_array_equal(got, layer.forward(x)[1])
+    first = mon_o.cycles()[0] - mon_i.cycles()[mmv * dut.shape.synapse_folds - 1]
+    assert first == mvu_latency(40, 10, 8, 2, 4, mmv=mmv, weight_style="block")
