@@ -117,6 +117,14 @@ def test_bad_requests_get_bus_errors_and_abort_recovers_a_starved_run():
             dev.read(0x400000, 1)                             # unmapped
         with pytest.raises(DeviceError):                      # below the ports, beyond the
             dev.read(0x8000 + mm.REG_ID, 1)                   # registers: REG_ID's low bits
+        lay, first = mm.layout(cfg), cfg.engines[0].shape
+        assert cfg.ram_reg     # the decode of a weight address a stage early (core.py)
+        for select, word in ((0, first.weight_depth), (first.pe, first.neuron_folds)):
+            assert word < 1 << (lay.select_shifts[0] - lay.word_shifts[0])   # in its field
+            with pytest.raises(DeviceError):                  # past a weight / channel memory
+                dev.write(lay.address(0, select, word), bytes(lay.word_bytes[0]))
+        with pytest.raises(DeviceError):                      # past the last engine
+            dev.write(mm.W_BASE + (len(cfg.engines) << lay.engine_shift), b"\0")
         with pytest.raises(DeviceError):                      # more than the FIFO holds
             dev.write(mm.IN_BASE, bytes(cfg.in_word_bytes * cfg.in_words * (cfg.in_images + 1)))
         dev.abort()

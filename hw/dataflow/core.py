@@ -403,8 +403,17 @@ class DataflowCore(wiring.Component):
         engine's memory (``pipeline.wr``) when its last byte arrives. Returns ``w_known``: the
         address is a mapped word (a select of its engine and an address inside that memory;
         anything else is a bus error, never a stray write)."""
-        cfg, lay, a, pipe = self.config, self.layout, req.a, self.pipeline
-        w_engine = (a - mm.W_BASE) >> lay.engine_shift
+        cfg, lay, pipe = self.config, self.layout, self.pipeline
+        w_engine, w_addr, w_sel, w_last, w_known = self._weight_address(m, req.a)
+        if cfg.ram_reg:
+            # whether the address is mapped, decoded in stage 0 from the registered bus and
+            # held in a register for the action and the error: decoded from `a` in stage 1
+            # (a subtraction, the engine's case, two comparisons) it reached the ack's error
+            # flag 2.7 ns late at 100 MHz (ECP5 CNV build cnv9a)
+            known_early = self._weight_address(m, req.bus.addr, "_early")[-1]
+            w_known = Signal(name="w_known_q")
+            with m.If(req.start):
+                m.d.sync += w_known.eq(known_early)
         # Word bytes arrive lowest first and are shifted in at the top: after engine e's last
         # byte its word is the top word_bytes[e] bytes (one multiplexer over the engines).
         # data registers without reset (here and below): a reset only reaches flip-flops
@@ -412,22 +421,6 @@ class DataflowCore(wiring.Component):
         # large ECP5 build) was the CNV 7 k/s pixel-MMV build's critical path
         w_word = Signal(8 * max(lay.word_bytes), reset_less=True)
         w_full = Signal.like(w_word)
-        w_addr = Signal(max(1, max(lay.select_shifts)))
-        w_sel = Signal(max(1, lay.engine_shift - min(lay.select_shifts)), name="w_sel")
-        w_last, w_known = Signal(name="w_last"), Signal(name="w_known")
-        with m.Switch(w_engine):
-            for e, fold in enumerate(cfg.engines):
-                shape, shift, sel_shift = fold.shape, lay.word_shifts[e], lay.select_shifts[e]
-                byte = a & ((1 << shift) - 1)
-                word = (a >> shift) & ((1 << (sel_shift - shift)) - 1)
-                sel = (a >> sel_shift) & ((1 << (lay.engine_shift - sel_shift)) - 1)
-                # every byte of a word's slot is mapped, the slot being the word rounded up
-                # to a power of two of bytes
-                depth = Mux(sel < shape.pe, shape.weight_depth, shape.neuron_folds)
-                with m.Case(e):
-                    m.d.comb += [w_addr.eq(word), w_sel.eq(sel),
-                                 w_last.eq(byte == lay.word_bytes[e] - 1),
-                                 w_known.eq((sel < shape.selects) & (word < depth))]
         w_write = req.act & req.hit_w & req.we & w_known & ~run.busy
         # The byte enters the word a cycle after the request's action, from registers: the
         # word's clock enable (one net to each of its flip-flops, as wide as the widest
@@ -478,6 +471,31 @@ class DataflowCore(wiring.Component):
             held = [delay(m, r, 1, f"pipe_wr_{name}_far") for r, (name, _) in zip(held, fields)]
         m.d.comb += [port.eq(r) for r, (_, port) in zip(held, fields)]
         return w_known
+
+    def _weight_address(self, m, a, suffix=""):
+        """Weight-window address ``a`` decoded: its engine, the word's address and select in
+        that engine's memories, whether it is the word's last byte, and whether it is mapped
+        (a word of a memory that exists; every byte of a word's slot is mapped, the slot
+        being the word rounded up to a power of two of bytes)."""
+        cfg, lay = self.config, self.layout
+        offset = (a - mm.W_BASE) >> lay.engine_shift     # negative below the window
+        engine = Signal(offset.shape(), name=f"w_engine{suffix}")
+        m.d.comb += engine.eq(offset)
+        addr = Signal(max(1, max(lay.select_shifts)), name=f"w_addr{suffix}")
+        sel = Signal(max(1, lay.engine_shift - min(lay.select_shifts)), name=f"w_sel{suffix}")
+        last, known = Signal(name=f"w_last{suffix}"), Signal(name=f"w_known{suffix}")
+        with m.Switch(engine):
+            for e, fold in enumerate(cfg.engines):
+                shape, shift, sel_shift = fold.shape, lay.word_shifts[e], lay.select_shifts[e]
+                byte = a & ((1 << shift) - 1)
+                word = (a >> shift) & ((1 << (sel_shift - shift)) - 1)
+                select = (a >> sel_shift) & ((1 << (lay.engine_shift - sel_shift)) - 1)
+                depth = Mux(select < shape.pe, shape.weight_depth, shape.neuron_folds)
+                with m.Case(e):
+                    m.d.comb += [addr.eq(word), sel.eq(select),
+                                 last.eq(byte == lay.word_bytes[e] - 1),
+                                 known.eq((select < shape.selects) & (word < depth))]
+        return engine, addr, sel, last, known
 
     def _control(self, m, req, run, abort_reset, resets):
         """CTRL starts or aborts a run; COUNT is written while idle. ``resets``: the port byte
