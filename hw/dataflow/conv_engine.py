@@ -77,7 +77,7 @@ class ConvEngine(wiring.Component):
         h, w, c = fold.image
         k, lanes = fold.input_bits, fold.in_lanes
         self.window = SlidingWindowUnit(h, w, c, lane_bits=k, lanes=lanes,
-                                        write_reg=mvu_options.get("ram_reg", True))
+                                        ram_reg=mvu_options.get("ram_reg", True))
         self.gather = WidthConverter(k, lanes, fold.simd, fold.n_in)
         self.mvu = MatrixVectorUnit(fold.n_in, fold.n_out, fold.simd, fold.pe, k, "threshold",
                                     input_kind=fold.input_kind, flags=fold.pool,

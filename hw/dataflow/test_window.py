@@ -79,10 +79,10 @@ GEOMETRIES = [
 
 
 @pytest.mark.parametrize("height, width, channels, lane_bits, lanes, rows", GEOMETRIES)
-@pytest.mark.parametrize("write_reg", [False, True])   # the ECP5 ring writes from registers
-def test_windows_equal_im2col(height, width, channels, lane_bits, lanes, rows, write_reg):
+@pytest.mark.parametrize("ram_reg", [False, True])   # the ECP5 ring's ports from registers
+def test_windows_equal_im2col(height, width, channels, lane_bits, lanes, rows, ram_reg):
     rng = np.random.default_rng(height * 1000 + width * 100 + channels)
-    dut = SlidingWindowUnit(height, width, channels, lane_bits, lanes, rows, write_reg)
+    dut = SlidingWindowUnit(height, width, channels, lane_bits, lanes, rows, ram_reg)
     images = random_images(dut, 3, rng)
     _, mon_o = run(dut, images, rng, gap=0.3, stall=0.3)
     expected = [b for img in images for b in to_beats(im2col(img).ravel(), lanes, lane_bits)]
@@ -93,12 +93,12 @@ def test_windows_equal_im2col(height, width, channels, lane_bits, lanes, rows, w
     (6, 4, 2, 1, None),   # the default ring of 4
     (5, 2, 3, 3, 3),      # the smallest ring: the writer waits for every row
 ])
-@pytest.mark.parametrize("write_reg", [False, True])   # the ECP5 ring writes from registers
-def test_ring_never_overwrites_a_row_still_read(height, width, channels, lanes, rows, write_reg):
+@pytest.mark.parametrize("ram_reg", [False, True])   # the ECP5 ring's ports from registers
+def test_ring_never_overwrites_a_row_still_read(height, width, channels, lanes, rows, ram_reg):
     """The source never pauses and the sink mostly stalls, so the writer runs into the reader
     all the time: a slot released a row early would show up as a wrong window."""
     rng = np.random.default_rng(7)
-    dut = SlidingWindowUnit(height, width, channels, 1, lanes, rows, write_reg)
+    dut = SlidingWindowUnit(height, width, channels, 1, lanes, rows, ram_reg)
     images = random_images(dut, 3, rng)
     mon_i, mon_o = run(dut, images, rng, gap=0.0, stall=0.85)
     expected = [b for img in images for b in to_beats(im2col(img).ravel(), lanes, 1)]
@@ -117,10 +117,10 @@ def test_ring_never_overwrites_a_row_still_read(height, width, channels, lanes, 
     (6, 3, 4, 1, 2, 7, 0.1),
     (3, 4, 4, 1, 2, None, 0.9),    # input much slower than the reader
 ])
-@pytest.mark.parametrize("write_reg", [False, True])   # the ECP5 ring writes from registers
-def test_cycle_model_equals_the_hardware(height, width, channels, lane_bits, lanes, rows, gap, write_reg):
+@pytest.mark.parametrize("ram_reg", [False, True])   # the ECP5 ring's ports from registers
+def test_cycle_model_equals_the_hardware(height, width, channels, lane_bits, lanes, rows, gap, ram_reg):
     rng = np.random.default_rng(int(gap * 100) + height)
-    dut = SlidingWindowUnit(height, width, channels, lane_bits, lanes, rows, write_reg)
+    dut = SlidingWindowUnit(height, width, channels, lane_bits, lanes, rows, ram_reg)
     images = random_images(dut, 3, rng)
     mon_i, mon_o = run(dut, images, rng, gap=gap, stall=0.0)
     accepted, emitted = window_timing(height, width, channels, lanes, rows,
@@ -147,13 +147,13 @@ def stream_model(stage, offered, ready, inputs, outputs):
     (6, 3, 4, 2, 7, 0.1, 0.4),
     (3, 4, 4, 2, None, 0.8, 0.2),    # input much slower than the reader
 ])
-@pytest.mark.parametrize("write_reg", [False, True])
+@pytest.mark.parametrize("ram_reg", [False, True])
 def test_stream_model_equals_the_hardware_under_gaps_and_stalls(height, width, channels, lanes,
-                                                                rows, gap, stall, write_reg):
+                                                                rows, gap, stall, ram_reg):
     """WindowModel with backpressure: every input and output handshake at the simulated
     cycle, whatever cycles ``o`` is ready in."""
     rng = np.random.default_rng(int(100 * (gap + stall)) + height)
-    dut = SlidingWindowUnit(height, width, channels, 1, lanes, rows, write_reg)
+    dut = SlidingWindowUnit(height, width, channels, 1, lanes, rows, ram_reg)
     images, ready = random_images(dut, 3, rng), []
     mon_i, mon_o = run(dut, images, rng, gap=gap, stall=stall, ready=ready)
     assert all(ready[c] for c in mon_o.cycles())          # the record is cycle-aligned

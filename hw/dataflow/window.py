@@ -98,9 +98,10 @@ class SlidingWindowUnit(wiring.Component):
         and the reader then waits for it (fewer than 3 would deadlock). An image of fewer
         than 4 rows gets two rows more than it has, so the next image's first rows never
         wait for its last output row ("Timing").
-    write_reg : bool
-        Write the ring from registers, a cycle after each beat is taken (ECP5 builds): the
-        timing below is unchanged.
+    ram_reg : bool
+        The ring's ports from registers (ECP5 builds): the write lands a cycle after its beat
+        is taken, and the read address is a register loaded with the walk's next address
+        whenever the walk moves on. The timing below is unchanged.
 
     Ports
     -----
@@ -155,10 +156,10 @@ class SlidingWindowUnit(wiring.Component):
     simulated unit).
     """
 
-    def __init__(self, height, width, channels, lane_bits=1, lanes=1, rows=None, write_reg=False):
+    def __init__(self, height, width, channels, lane_bits=1, lanes=1, rows=None, ram_reg=False):
         rows = _check_geometry("SlidingWindowUnit", height, width, channels, lanes, rows,
                                lane_bits)
-        self.write_reg = bool(write_reg)
+        self.ram_reg = bool(ram_reg)
         self.height, self.width, self.channels = height, width, channels
         self.lane_bits, self.lanes, self.rows = lane_bits, lanes, rows
         self.tap_beats = channels // lanes                 # beats per pixel (per tap)
@@ -195,12 +196,12 @@ class SlidingWindowUnit(wiring.Component):
         take = self.i.valid & self.i.ready
         m.d.comb += self.i.ready.eq(free != 0)
         write = [wr.en.eq(take), wr.addr.eq(addr), wr.data.eq(self.i.payload)]
-        # write_reg: the write lands a cycle after the beat is taken, from registers, so the
+        # ram_reg: the write lands a cycle after the beat is taken, from registers, so the
         # ring's memory is not written by the producer's logic (ECP5 CNV build cnv10k: the
         # ring's LUT RAM written from the converter, 3.8 ns late). No read can miss it: the
         # newest beat of a row is read three taps or more after its output row starts,
         # and that is a cycle after the row's last beat at the earliest.
-        if self.write_reg:
+        if self.ram_reg:
             m.d.sync += write
         else:
             m.d.comb += write
@@ -239,8 +240,8 @@ class SlidingWindowUnit(wiring.Component):
         issue = advance & can
         # A padding column's address falls outside the row (before slot 0 or after the last
         # slot): its read is discarded, the zero comes from pad_q.
-        row_base = Mux(ky == 0, base[0], Mux(ky == 1, base[1], base[2]))
-        m.d.comb += rd.addr.eq(row_base + col - B)
+        def address(ky, col, base):
+            return Mux(ky == 0, base[0], Mux(ky == 1, base[1], base[2])) + col - B
 
         data, pad_q = Signal.like(self.o.payload, name="data"), Signal()
         m.d.comb += self.o.payload.eq(Mux(pad_q, 0, data))
@@ -248,7 +249,22 @@ class SlidingWindowUnit(wiring.Component):
             m.d.sync += self.o.valid.eq(can)
         with m.If(issue):
             m.d.sync += [data.eq(rd.data), pad_q.eq(pad)]
-            self._step(m, b, kx, ky, x, y, pix, col, base, row_end)
+        walk = (b, kx, ky, x, y, pix, col, *base)
+        following = self._step(m, walk, row_end)
+        with m.If(issue):
+            m.d.sync += [now.eq(then) for now, then in zip(walk, following)]
+        if self.ram_reg:
+            # the address of the beat the walk stands on, loaded with the next one whenever
+            # it moves: the ring's address pins then start at a register, not at the row
+            # multiplexer and the adder (ECP5 CNV build cnv9a: 2.0 ns late at 100 MHz)
+            ky_, col_, base_ = following[2], following[6], following[7:]
+            start = (base[0].init - B) % (1 << len(rd.addr))     # ky = 0, col = 0
+            rd_addr = Signal.like(rd.addr, name="ring_rd_addr", init=start)
+            with m.If(issue):
+                m.d.sync += rd_addr.eq(address(ky_, col_, base_))
+            m.d.comb += rd.addr.eq(rd_addr)
+        else:
+            m.d.comb += rd.addr.eq(address(ky, col, base))
 
         claim, release = Signal(range(3)), Signal(range(3))
         m.d.comb += [claim.eq(Mux(issue & row_start, need, 0)),
@@ -264,26 +280,32 @@ class SlidingWindowUnit(wiring.Component):
             return Mux(y == 0, first, last)
         return Mux(y == 0, first, Mux(y == H - 1, last, middle))
 
-    def _step(self, m, b, kx, ky, x, y, pix, col, base, row_end):
-        """The walk's next beat: b, then kx (the row's three taps are consecutive addresses),
-        then ky (back to the pixel's first column), then x, then y (and the ring rows)."""
+    def _step(self, m, walk, row_end):
+        """The walk's next position (comb signals, in the order of ``walk``): b, then kx (the
+        row's three taps are consecutive addresses), then ky (back to the pixel's first
+        column), then x, then y (and the ring rows)."""
         H, W, B, R = self.height, self.width, self.tap_beats, self.rows
         WB = self.row_beats
+        b, kx, ky, x, y, pix, col, *base = walk
+        nb, nkx, nky, nx, ny, npix, ncol, *nbase = following = [
+            Signal.like(v, name=f"{v.name}_next") for v in walk]
+        m.d.comb += [n.eq(v) for n, v in zip(following, walk)]
         with m.If(b != B - 1):
-            m.d.sync += [b.eq(b + 1), col.eq(col + 1)]
+            m.d.comb += [nb.eq(b + 1), ncol.eq(col + 1)]
         with m.Elif(kx != KERNEL - 1):
-            m.d.sync += [b.eq(0), kx.eq(kx + 1), col.eq(col + 1)]
+            m.d.comb += [nb.eq(0), nkx.eq(kx + 1), ncol.eq(col + 1)]
         with m.Elif(ky != KERNEL - 1):
-            m.d.sync += [b.eq(0), kx.eq(0), ky.eq(ky + 1), col.eq(pix)]
+            m.d.comb += [nb.eq(0), nkx.eq(0), nky.eq(ky + 1), ncol.eq(pix)]
         with m.Elif(x != W - 1):
-            m.d.sync += [b.eq(0), kx.eq(0), ky.eq(0), x.eq(x + 1),
-                         pix.eq(pix + B), col.eq(pix + B)]
+            m.d.comb += [nb.eq(0), nkx.eq(0), nky.eq(0), nx.eq(x + 1),
+                         npix.eq(pix + B), ncol.eq(pix + B)]
         with m.Else():
-            m.d.sync += [b.eq(0), kx.eq(0), ky.eq(0), x.eq(0), pix.eq(0), col.eq(0),
-                         y.eq(wrapped_next(y, H))]
+            m.d.comb += [nb.eq(0), nkx.eq(0), nky.eq(0), nx.eq(0), npix.eq(0), ncol.eq(0),
+                         ny.eq(wrapped_next(y, H))]
         with m.If(row_end):   # the stream's next row: every ring row moves on by one slot
-            m.d.sync += [base[0].eq(base[1]), base[1].eq(base[2]),
-                         base[2].eq(Mux(base[2] == (R - 1) * WB, 0, base[2] + WB))]
+            m.d.comb += [nbase[0].eq(base[1]), nbase[1].eq(base[2]),
+                         nbase[2].eq(Mux(base[2] == (R - 1) * WB, 0, base[2] + WB))]
+        return following
 
 
 def window_timing(height, width, channels, lanes, rows, offered):
