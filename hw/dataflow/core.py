@@ -414,13 +414,10 @@ class DataflowCore(wiring.Component):
             w_known = Signal(name="w_known_q")
             with m.If(req.start):
                 m.d.sync += w_known.eq(known_early)
-        # Word bytes arrive lowest first and are shifted in at the top: after engine e's last
-        # byte its word is the top word_bytes[e] bytes (one multiplexer over the engines).
         # data registers without reset (here and below): a reset only reaches flip-flops
         # whose value matters after it, and the reset net (every engine's registers on a
         # large ECP5 build) was the CNV 7 k/s pixel-MMV build's critical path
         w_word = Signal(8 * max(lay.word_bytes), reset_less=True)
-        w_full = Signal.like(w_word)
         w_write = req.act & req.hit_w & req.we & w_known & ~run.busy
         # The byte enters the word a cycle after the request's action, from registers: the
         # word's clock enable (one net to each of its flip-flops, as wide as the widest
@@ -441,24 +438,7 @@ class DataflowCore(wiring.Component):
             # data hold through its action, so the cycle after it they are the write's
             m.d.sync += [shift.eq(w_write), byte.eq(req.data), last.eq(w_last),
                          engine.eq(w_engine), sel.eq(w_sel), addr.eq(w_addr)]
-        w_shifted = Cat(w_word[8:], byte)
-        with m.If(shift):
-            m.d.sync += w_word.eq(w_shifted)
-        # the engine multiplexer in 64-bit slices, each from a replica of the engine register
-        # of its own (ECP5): one register's decode reaching all of the word's multiplexers
-        # across the core was 1.0 ns late at 100 MHz (ECP5 SFC build 22's critical path)
-        for lo in range(0, len(w_word), 64):
-            hi = min(lo + 64, len(w_word))
-            choice = engine
-            if cfg.ram_reg:
-                choice = Signal.like(w_engine, name=replica(f"w_engine_d{lo // 64}"))
-                m.d.sync += choice.eq(w_engine)
-            with m.Switch(choice):
-                for e in range(len(cfg.engines)):
-                    word = w_shifted[len(w_word) - 8 * lay.word_bytes[e]:]
-                    if lo < len(word):
-                        with m.Case(e):
-                            m.d.comb += w_full[lo:hi].eq(word[lo:min(hi, len(word))])
+        w_full = self._shift_in(m, w_word, shift, byte, w_engine)
         fields = (("en", pipe.wr.en), ("engine", pipe.wr.engine), ("sel", pipe.wr.sel),
                   ("addr", pipe.wr.addr), ("data", pipe.wr.data))
         held = [Signal.like(port, name=f"pipe_wr_{name}", reset_less=name != "en")
@@ -466,11 +446,40 @@ class DataflowCore(wiring.Component):
         m.d.sync += [r.eq(v) for r, v in zip(held, (shift & last, engine, sel, addr, w_full))]
         if cfg.ram_reg:
             # Once more, with no logic in front: the first copy stays by the word's shift
-            # register and engine multiplexer, the second goes toward the engines (one copy
+            # register and its entry multiplexers, the second goes toward the engines (one copy
             # was pulled away from the multiplexer, 51 of its bits late: ECP5 SFC build 17).
             held = [delay(m, r, 1, f"pipe_wr_{name}_far") for r, (name, _) in zip(held, fields)]
         m.d.comb += [port.eq(r) for r, (_, port) in zip(held, fields)]
         return w_known
+
+    def _shift_in(self, m, w_word, shift, byte, w_engine):
+        """Gather a weight word's bytes (lowest first) in ``w_word`` with ``shift``; returns
+        the word with this cycle's byte in, at bit 0 whatever its engine.
+
+        A byte enters at the top byte of its engine's word (``word_bytes[e] − 1``) and moves
+        down a byte with each byte after it: a two-way multiplexer at each word length's
+        entry, selected by a flag decoded from ``w_engine`` (registered on ECP5, like the
+        core's other write registers). Shifted in at the top of the widest word instead, the
+        word needed a multiplexer over the engines on every bit (ECP5 CNV build cnv9a: it
+        took the write's data register 2.3 ns late at 100 MHz)."""
+        lay, top = self.layout, max(self.layout.word_bytes)
+        entry = {}
+        for n in sorted(set(lay.word_bytes)):
+            hit = Cat(*(w_engine == e for e, b in enumerate(lay.word_bytes) if b == n)).any()
+            entry[n] = hit
+            if self.config.ram_reg:
+                entry[n] = Signal(name=f"w_entry{n}")
+                m.d.sync += entry[n].eq(hit)
+        bytes_ = []
+        for k in range(top):
+            above = w_word[8 * (k + 1):8 * (k + 2)] if k + 1 < top else byte
+            bytes_.append(Mux(entry[k + 1], byte, above) if k + 1 in entry and k + 1 < top
+                          else above)
+        w_next = Signal.like(w_word, name="w_next")
+        m.d.comb += w_next.eq(Cat(*bytes_))
+        with m.If(shift):
+            m.d.sync += w_word.eq(w_next)
+        return w_next
 
     def _weight_address(self, m, a, suffix=""):
         """Weight-window address ``a`` decoded: its engine, the word's address and select in
