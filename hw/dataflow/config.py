@@ -368,6 +368,14 @@ class DataflowConfig:
         build cnv10n, the read through the multiplexer into conv 4's pool, 2.3 ns late)."""
         return bool(self.ram_reg) and engine.mmv > 1
 
+    def window_slice(self, engine):
+        """Whether a skid register slice follows a conv engine's window unit: with
+        ``ram_reg`` the ring's block-RAM read (5.8 ns from clock to output) then lands in
+        the slice's flip-flops beside the ring, and the gathering converter loads from them,
+        not from the block RAM across the engine (CNV build cnv9a: conv 3's converter, 2.1 ns
+        late at 100 MHz). One cycle of latency."""
+        return bool(self.ram_reg) and engine.is_conv
+
     def end_slice(self, engine):
         """Whether a skid register slice ends a conv engine (after its pool): with
         ``ram_reg`` its ``ready`` is a flip-flop, so the engine's credit counter no longer

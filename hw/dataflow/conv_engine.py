@@ -20,7 +20,7 @@ class ConvEngine(wiring.Component):
     :class:`~xnorflow.hw.dataflow.mvu.MatrixVectorUnit` so the pipeline chains either.
 
     ``i`` → :class:`SlidingWindowUnit` (``H×W×C``, ``fold.in_lanes`` elements per beat) →
-    :class:`WidthConverter` (window beats → the unit's ``S``) → :class:`MatrixVectorUnit`
+    [skid slice] → :class:`WidthConverter` (window beats → the unit's ``S``) → :class:`MatrixVectorUnit`
     (``9·C`` inputs per output pixel, threshold output; with ``pool`` each beat also carries its
     channels' directions) → :class:`MaxPool2x2` (with ``pool``) → ``o``.
 
@@ -34,6 +34,10 @@ class ConvEngine(wiring.Component):
         The matrix-vector unit's ``output_slice`` (``mmv > 1``: skid slices around its
         reorder buffer's image multiplexer, :data:`~xnorflow.hw.dataflow.timing.OUTPUT_SLICES`
         cycles).
+    window_slice : bool
+        A skid :class:`~xnorflow.hw.register_slice.RegisterSlice` after the window unit, so
+        the ring's block-RAM read lands in flip-flops beside it (one cycle;
+        :meth:`DataflowConfig.window_slice`).
     end_slice : bool
         A skid :class:`~xnorflow.hw.register_slice.RegisterSlice` at the end (after
         the pool): ``i.ready`` of the engine's last block comes from a flip-flop, not from the
@@ -67,10 +71,11 @@ class ConvEngine(wiring.Component):
     out in one burst, the pool takes one beat per cycle; latency: the window
     unit's (two input rows, :func:`~xnorflow.hw.dataflow.window.window_timing`) plus the
     unit's (:func:`~xnorflow.hw.dataflow.timing.mvu_latency`) plus one cycle of the pool,
-    plus a cycle per slice (``output_slice``, ``end_slice``).
+    plus a cycle per slice (``window_slice``, ``output_slice``, ``end_slice``).
     """
 
-    def __init__(self, fold, output_slice=False, end_slice=False, **mvu_options):
+    def __init__(self, fold, output_slice=False, end_slice=False, window_slice=False,
+                 **mvu_options):
         if not fold.is_conv:
             raise ValueError(f"ConvEngine needs a conv fold (HxWxC>…), got {fold.format()}")
         self.fold = fold
@@ -86,6 +91,7 @@ class ConvEngine(wiring.Component):
                                 write_reg=mvu_options.get("ram_reg", True))
                      if fold.pool else None)
         self.end_slice = RegisterSlice(fold.pe, skid=True) if end_slice else None
+        self.window_slice = RegisterSlice(k * lanes, skid=True) if window_slice else None
         self.shape = self.mvu.shape
         super().__init__({"i": In(stream.Signature(k * lanes)),
                           "o": Out(stream.Signature(fold.pe)),
@@ -98,7 +104,13 @@ class ConvEngine(wiring.Component):
         m.submodules.gather = reset_by_replica(m, self.gather, self.abort, "gather")
         m.submodules.mvu = reset_by_replica(m, self.mvu, self.abort, "mvu")
         wiring.connect(m, wiring.flipped(self.i), self.window.i)
-        wiring.connect(m, self.window.o, self.gather.i)
+        windows = self.window.o
+        if self.window_slice is not None:
+            m.submodules.window_slice = reset_by_replica(m, self.window_slice, self.abort,
+                                                         "window_slice")
+            wiring.connect(m, windows, self.window_slice.i)
+            windows = self.window_slice.o
+        wiring.connect(m, windows, self.gather.i)
         wiring.connect(m, self.gather.o, self.mvu.i)
         wiring.connect(m, wiring.flipped(self.wr), self.mvu.wr)
         m.d.comb += self.busy.eq(self.mvu.busy)

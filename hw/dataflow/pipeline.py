@@ -86,6 +86,7 @@ class Pipeline(wiring.Component):
             if fold.is_conv:
                 self.engines.append(ConvEngine(
                     fold, output_slice=self.config.output_slice(fold),
+                    window_slice=self.config.window_slice(fold),
                     end_slice=self.config.end_slice(fold), **options))
             else:
                 self.engines.append(MatrixVectorUnit(

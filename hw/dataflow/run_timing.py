@@ -260,8 +260,8 @@ class _ChainBuilder:
 
 
 def _conv_stages(chain, config, engine):
-    """Window unit → [gather] → MVU (one image per output pixel) → [its output slices] →
-    [pool] → [end slice]."""
+    """Window unit → [window slice] → [gather] → MVU (one image per output pixel) → [its
+    output slices] → [pool] → [end slice]."""
     h, w, c = engine.image
     pixels = engine.pixels
     window = WindowModel(h, w, c, engine.in_lanes)
@@ -269,6 +269,8 @@ def _conv_stages(chain, config, engine):
     chain.sequences.append((window.issues, Fraction(engine.window_beats * pixels)))
     # an input row waits for the output row that frees the ring slot `rows` rows before
     chain.lookback = max(chain.lookback, -(-default_rows(h) // h) + 2)
+    if config.window_slice(engine):
+        chain.add(SkidSliceModel(), engine.window_beats * pixels)
     chain.convert(engine.in_lanes, engine.simd, engine.n_in, pixels)
     chain.mvu(config, engine, pixels)
     beats = engine.shape.neuron_folds * pixels
