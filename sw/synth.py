@@ -454,6 +454,7 @@ def _run_build(plan, build_dir, board, progress=True):
     plan.extract(str(build_dir))
     env = dict(os.environ)
     env.update(board.tools)
+    env["XNF_PYTHON"] = sys.executable      # the script's netlist passes (build_plan)
     logs, bars = BuildLogs(build_dir), _StageBars(progress)
     with open(build_dir / "build.log", "wb") as tool_output:
         # Its own session: Ctrl-C reaches only us, and we end the whole script's group below.
@@ -642,9 +643,27 @@ def build_plan(top, board, report_file=REPORT_FILE, placer=None, seed=None, deta
         opts += f" --seed {int(seed)}"
     if detailed_timing:
         opts += DETAILED_TIMING_FLAG
-    return board.make_platform().build(
+    plan = board.make_platform().build(
         top, name="top", do_build=False, debug_verilog=False, nextpnr_opts=opts.strip(),
         **dict(board.overrides))
+    if board.family == "ecp5":
+        _run_before_nextpnr(plan, BRAM_OUTPUT_REGISTER_PASS)
+    return plan
+
+
+#: The netlist pass between Yosys and nextpnr on ECP5 builds: flip-flops after block-RAM reads
+#: into the DP16KDs' output registers (sw/bram_output_registers.py: 1.0 ns from the clock to the
+#: block RAM's data instead of 5.6). ``XNF_PYTHON``: the Python that runs the flow
+#: (:func:`_run_build` sets it), so the script names no path of this machine.
+BRAM_OUTPUT_REGISTER_PASS = '"${XNF_PYTHON:-python3}" -m xnorflow.sw.bram_output_registers top.json'
+
+
+def _run_before_nextpnr(plan, command):
+    """Insert the shell ``command`` into the plan's script just before nextpnr runs."""
+    script = f"{plan.script}.sh"
+    lines = plan.files[script].splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if line.startswith('"$NEXTPNR'))
+    plan.files[script] = "".join(lines[:at] + [command + "\n"] + lines[at:])
 
 
 # ---------------------------------------------------------------- command line
