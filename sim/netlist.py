@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.metadata
+import json
 import os
 import re
 import shutil
@@ -50,11 +51,13 @@ from pathlib import Path
 from amaranth.back import rtlil
 
 from xnorflow.sim.build import REPO, WRAPPER, BuildError, TopSpec, _locked, _log, build_dir, prune
+from xnorflow.sw.bram_output_registers import absorb_output_registers
 from xnorflow.sw.synth import BOARDS
 from xnorflow.sw.tools import ensure_tools_on_path
 
 __all__ = ["FAMILIES", "netlist_spec", "synthesis_spec", "x_plusargs", "verilator_args",
-           "synthesize", "simulation_sources", "yosys_script", "run_yosys", "cell_library",
+           "synthesize", "simulation_sources", "yosys_script", "run_yosys", "finish_netlist",
+           "cell_library",
            "project_cells", "launcher", "CXX_FLAGS", "MAKE_OPTS"]
 
 FAMILIES = ("generic", "ice40", "ecp5")
@@ -62,7 +65,7 @@ FAMILIES = ("generic", "ice40", "ecp5")
 CELLS_DIR = Path(__file__).resolve().parent / "cells"
 
 #: What a netlist build depends on besides the design (globs from the repo root).
-NETLIST_SOURCES = ("sim/netlist.py", "sim/cells/**/*.v")
+NETLIST_SOURCES = ("sim/netlist.py", "sim/cells/**/*.v", "sw/bram_output_registers.py")
 
 #: Yosys's simulation models of each family's cells (in its ``share`` directory).
 YOSYS_CELLS = {"ice40": "ice40/cells_sim.v", "ecp5": "lattice/cells_sim_ecp5.v"}
@@ -139,8 +142,30 @@ def yosys_script(family, read="read_rtlil top.il", top="top", out="netlist.v"):
                   overrides.get("script_after_synth", "")]
     else:
         raise ValueError(f"netlist family {family!r}: one of {', '.join(FAMILIES)}")
-    lines += ["stat", f"write_verilog -noattr {out}"]
+    if family in NETLIST_PASSES:    # finished by finish_netlist: the pass, then the Verilog
+        lines += ["stat", f"write_json {out}.json"]
+    else:
+        lines += ["stat", f"write_verilog -noattr {out}"]
     return "\n".join(line for line in lines if line) + "\n"
+
+
+#: The board flow's netlist passes between Yosys and nextpnr, per family (sw/synth.py,
+#: ``build_plan``): the netlist simulated is the one placed and routed.
+NETLIST_PASSES = {"ecp5": [absorb_output_registers]}
+
+
+def finish_netlist(family, cwd: Path, out, name="netlist"):
+    """After :func:`yosys_script`'s run in ``cwd``: for a family with netlist passes, run
+    them on ``{out}.json`` and write it as Verilog to ``out`` (Yosys ``read_json``,
+    ``write_verilog -noattr``); for the others nothing (the script wrote ``out``)."""
+    if family not in NETLIST_PASSES:
+        return
+    netlist_json = cwd / f"{out}.json"
+    netlist = json.loads(netlist_json.read_text())
+    for netlist_pass in NETLIST_PASSES[family]:
+        netlist_pass(netlist)
+    netlist_json.write_text(json.dumps(netlist))
+    run_yosys(f"read_json {out}.json\nwrite_verilog -noattr {out}\n", cwd, f"{name}_verilog")
 
 
 def run_yosys(script_text, cwd: Path, name="netlist"):
@@ -280,6 +305,7 @@ def _synthesize_into(spec, d, out):
     (d / "spec.json").write_text(spec.key() + "\n")
     (d / "cells.v").write_text(cell_library(spec.netlist))
     run_yosys(yosys_script(spec.netlist, out="netlist.tmp.v"), d)
+    finish_netlist(spec.netlist, d, "netlist.tmp.v")
     os.replace(d / "netlist.tmp.v", out)  # atomic: a reader never sees half a netlist
     prune(spec, d)
     _log(f"synthesised {spec.name} with Yosys in {time.monotonic() - t0:.1f} s")

@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from xnorflow.sim.build import BUILD_ROOT, MAKE_FIXES, _locked
-from xnorflow.sim.netlist import cell_library, run_yosys, verilator_args, yosys_script
+from xnorflow.sim.netlist import (cell_library, finish_netlist, run_yosys, verilator_args,
+                                  yosys_script)
 from xnorflow.sw.tools import ensure_tools_on_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.synth, pytest.mark.verilator]
@@ -130,6 +131,24 @@ module mems (
             qw <= mw[mw_a];
     end
 
+    // 10. 512 x 36 and 11. 2048 x 9 read into a plain register after the read's (the dataflow
+    // engines' near registers): on ECP5 the netlist pass moves it into the DP16KD's output
+    // register (REGMODE OUTREG), in the 36-bit pseudo-dual-port form and in the 9-bit one.
+    // no_rw_check, as the engines' memories: without it Yosys puts a collision multiplexer
+    // between the block RAM and the register (the model reads the old row, as the RTL does)
+    (* ram_style = "block", no_rw_check *) reg [35:0] mn [0:511];
+    (* ram_style = "block", no_rw_check *) reg [8:0] mt [0:2047];
+    reg [35:0] qn, qn_near;
+    reg [8:0] qt, qt_near;
+    always @(posedge clk) begin
+        if (in[253]) mn[addr(narrow, in[13:0] ^ in[41:28], 9)] <= in[101:66];
+        qn <= mn[addr(narrow, in[27:14] ^ in[55:42], 9)];
+        qn_near <= qn;
+        if (in[254]) mt[addr(narrow, in[59:46] ^ in[41:28], 11)] <= in[137:129];
+        qt <= mt[addr(narrow, in[45:32] ^ in[13:0], 11)];
+        qt_near <= qt;
+    end
+
 `ifdef HUGE
     // 9. 16384 x 16 single port (iCE40 UltraPlus SPRAM), nibble write enables with NIBBLE_WE
     (* ram_style = "huge" *) reg [15:0] mh [0:16383];
@@ -162,7 +181,7 @@ module mems (
     wire signed [22:0] p_su = $signed(in[241:230]) * $signed({1'b0, in[221:212]});
 
     assign out = {q36, q18a, q18b, q9, q16, q2, q1, qs, qa, qw, qh & {16{qh_read}},
-                  p_ss, p_uu, p_small, p_su};
+                  p_ss, p_uu, p_small, p_su, qn_near, qt_near};
 endmodule
 """
 
@@ -243,7 +262,7 @@ def _script(family):
     defines = " ".join(f"-D{d}" for d in DEFINES[family])
     script = yosys_script(family, read=f"read_verilog {defines} mems.v", top="mems",
                           out="mems_netlist.v")
-    return script.replace("write_verilog", "rename mems mems_netlist\nwrite_verilog")
+    return re.sub(r"^write_", "rename mems mems_netlist\nwrite_", script, flags=re.M)
 
 
 def _bench_dir(family):
@@ -261,6 +280,7 @@ def _synthesize(d, family):
     """The circuit's netlist (module ``mems_netlist``) from the family's netlist flow."""
     (d / "mems.v").write_text(MEMS_V)
     run_yosys(_script(family), d, "mems")
+    finish_netlist(family, d, "mems_netlist.v", "mems")
     return (d / "mems_netlist.v").read_text()
 
 
@@ -326,6 +346,9 @@ def test_ecp5_models_behave_like_the_rams_and_multipliers_they_replace():
     modes = {p.get(f"WRITEMODE_{port}") for p in rams for port in "AB"}
     assert {'"NORMAL"', '"WRITETHROUGH"', '"READBEFOREWRITE"'} <= modes
     assert {p["RESETMODE"] for p in rams} == {'"SYNC"', '"ASYNC"'}
+    # the netlist pass's output registers, in both forms (memories 10 and 11)
+    outreg = {(p["DATA_WIDTH_A"].split("'d")[-1], p["REGMODE_A"], p["REGMODE_B"]) for p in rams}
+    assert {("36", '"OUTREG"', '"OUTREG"'), ("9", '"NOREG"', '"OUTREG"')} <= outreg
     assert '"INV"' in {p["CLKAMUX"] for p in rams}
     assert re.search(r"\.INITVAL_\w+\(320'h0*[1-9a-f]", netlist), "no initial contents"  # m9
     assert len(re.findall(r"^\s*MULT18X18D\b", netlist, re.M)) == 4

@@ -16,10 +16,13 @@
 //  * RST clears the output (RESETMODE SYNC: at the clock edge, before CE; ASYNC: at once);
 //    the output is 0 after configuration; the contents come from INITVAL_00..3F (16 rows of 20
 //    bits each, 18 used), as the bitstream loads them;
-//  * CLKAMUX/CLKBMUX "INV" (a falling-edge port).
+//  * CLKAMUX/CLKBMUX "INV" (a falling-edge port);
+//  * REGMODE OUTREG: the port's output register after its read (OCE its clock enable, cleared
+//    by RST as the read is, 0 after configuration), so the data comes a cycle later; in the
+//    36-bit form both halves are the read port's (B's clock, OCEB) and both REGMODEs must
+//    agree (sw/bram_output_registers.py sets them and OCEA = OCEB = 1 together).
 //
-// Not modelled, refused at elaboration with an error: REGMODE OUTREG (the output register and
-// OCE), inverted control or data pins (the other *MUX parameters are not even declared, so a
+// Not modelled, refused at elaboration with an error: inverted control or data pins (the other *MUX parameters are not even declared, so a
 // netlist setting one fails to build). A read of a row the other port writes at the same edge
 // returns the old row; the silicon's result is undefined there, and Yosys adds bypass logic
 // wherever a design depends on it.
@@ -125,8 +128,10 @@ module DP16KD (
         if (DATA_WIDTH_B == 36 && DATA_WIDTH_A != 36) begin : bad_pdp
             $fatal(1, "DP16KD: a 36-bit read on B needs the 36-bit write on A (pseudo dual port)");
         end
-        if (REGMODE_A != "NOREG" || REGMODE_B != "NOREG") begin : bad_regmode
-            $fatal(1, "DP16KD: REGMODE %s/%s: only NOREG is modelled", REGMODE_A, REGMODE_B);
+        if (!valid_regmode(REGMODE_A) || !valid_regmode(REGMODE_B)
+            || DATA_WIDTH_B == 36 && REGMODE_A != REGMODE_B) begin : bad_regmode
+            $fatal(1, "DP16KD: REGMODE %s/%s: NOREG or OUTREG, the same on both in the 36-bit form",
+                   REGMODE_A, REGMODE_B);
         end
         if (RESETMODE != "SYNC" && RESETMODE != "ASYNC") begin : bad_resetmode
             $fatal(1, "DP16KD: RESETMODE %s: SYNC or ASYNC", RESETMODE);
@@ -136,6 +141,10 @@ module DP16KD (
                    WRITEMODE_A, WRITEMODE_B);
         end
     endgenerate
+
+    function automatic valid_regmode(input [8*6-1:0] mode);
+        valid_regmode = mode == "NOREG" || mode == "OUTREG";
+    endfunction
 
     function automatic valid_width(input integer w);
         valid_width = w == 1 || w == 2 || w == 4 || w == 9 || w == 18 || w == 36;
@@ -213,8 +222,24 @@ module DP16KD (
 
     reg [17:0] qa = 18'd0;
     reg [17:0] qb = 18'd0;
-    assign {DOA17, DOA16, DOA15, DOA14, DOA13, DOA12, DOA11, DOA10, DOA9, DOA8, DOA7, DOA6, DOA5, DOA4, DOA3, DOA2, DOA1, DOA0} = qa;
-    assign {DOB17, DOB16, DOB15, DOB14, DOB13, DOB12, DOB11, DOB10, DOB9, DOB8, DOB7, DOB6, DOB5, DOB4, DOB3, DOB2, DOB1, DOB0} = qb;
+    // OUTREG: the output registers (in the 36-bit form both on the read port B)
+    reg [17:0] oa = 18'd0;
+    reg [17:0] ob = 18'd0;
+    wire pdp = DATA_WIDTH_B == 36;
+    wire oclka = pdp ? clkb : clka;
+    wire ocea = pdp ? OCEB : OCEA;
+    wire oarsta = pdp ? arstb : arsta;
+    wire osrsta = pdp ? srstb : srsta;
+    always @(posedge oclka or posedge oarsta) begin
+        if (oarsta || osrsta) oa <= 18'd0;
+        else if (ocea) oa <= qa;
+    end
+    always @(posedge clkb or posedge arstb) begin
+        if (arstb || srstb) ob <= 18'd0;
+        else if (OCEB) ob <= qb;
+    end
+    assign {DOA17, DOA16, DOA15, DOA14, DOA13, DOA12, DOA11, DOA10, DOA9, DOA8, DOA7, DOA6, DOA5, DOA4, DOA3, DOA2, DOA1, DOA0} = REGMODE_A == "OUTREG" ? oa : qa;
+    assign {DOB17, DOB16, DOB15, DOB14, DOB13, DOB12, DOB11, DOB10, DOB9, DOB8, DOB7, DOB6, DOB5, DOB4, DOB3, DOB2, DOB1, DOB0} = REGMODE_B == "OUTREG" ? ob : qb;
 
     generate
         // ---- port A ------------------------------------------------------------------------
