@@ -79,8 +79,10 @@ def _lint(tmp_path, instance):
 
 @pytest.mark.verilator
 @pytest.mark.parametrize("instance, message", [
-    ('DP16KD #(.DATA_WIDTH_A(18), .REGMODE_A("OUTREG")) ram (.CLKA(a), .DOA0(y));',
-     "only NOREG is modelled"),
+    ('DP16KD #(.DATA_WIDTH_A(18), .REGMODE_A("PIPELINE")) ram (.CLKA(a), .DOA0(y));',
+     "REGMODE PIPELINE/NOREG: NOREG or OUTREG"),
+    ('DP16KD #(.DATA_WIDTH_A(36), .DATA_WIDTH_B(36), .REGMODE_B("OUTREG")) ram (.CLKA(a), '
+     '.DOA0(y));', "the same on both in the 36-bit form"),
     ('DP16KD #(.DATA_WIDTH_A(18), .DATA_WIDTH_B(36)) ram (.CLKA(a), .DOA0(y));',
      "36-bit read on B needs the 36-bit write on A"),
     ('MULT18X18D #(.REG_OUTPUT_CLK("CLK0")) mul (.A0(a), .P0(y));', "are not modelled"),
@@ -93,7 +95,11 @@ def test_cell_models_refuse_settings_they_do_not_model(tmp_path, instance, messa
 @pytest.mark.verilator
 def test_cell_models_accept_the_settings_yosys_uses(tmp_path):
     result = _lint(tmp_path, 'DP16KD #(.DATA_WIDTH_A(36), .DATA_WIDTH_B(36), .RESETMODE("ASYNC"))'
-                             ' ram (.CLKA(a), .DOA0(y));\nMULT18X18D mul (.A0(a));')
+                             ' ram (.CLKA(a), .DOA0(y));\nMULT18X18D mul (.A0(a));\n'
+                             'DP16KD #(.DATA_WIDTH_A(36), .DATA_WIDTH_B(36), .REGMODE_A("OUTREG"),'
+                             ' .REGMODE_B("OUTREG")) pdp (.CLKB(a));\n'
+                             'DP16KD #(.DATA_WIDTH_A(9), .DATA_WIDTH_B(9), .REGMODE_B("OUTREG"))'
+                             ' tdp (.CLKB(a));')
     assert result.returncode == 0, result.stderr[-2000:]
 
 
