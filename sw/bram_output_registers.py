@@ -13,10 +13,12 @@ This pass rewrites the Yosys JSON netlist between synthesis and place-and-route 
 flow runs it on ECP5 builds: sw/synth.py, ``build_plan``). For each read port of a DP16KD
 whose every connected data output drives exactly one flip-flop and nothing else, where
 those flip-flops are clocked by the port's clock on its rising edge, load every cycle
-(no clock enable), have no set/reset and no global set/reset (the dataflow's data
-registers: ``reset_less``), and the port's own reset is tied low, the flip-flops are removed
-and the port's output register takes their place (``REGMODE_x = OUTREG``, ``OCEx = 1``),
-each flip-flop's output net driven by its data pin. The read then arrives one cycle after
+(no clock enable), have no set/reset and all the same global set/reset (none, or to 0:
+the ECP5 board top resets through the GSR, which then reaches every flip-flop), and the
+port's own reset is tied low, the flip-flops are removed and the port's output register
+takes their place (``REGMODE_x = OUTREG``, ``OCEx = 1``, the block RAM's ``GSR`` as theirs:
+its output register is then cleared by the global reset as they were), each flip-flop's
+output net driven by its data pin. The read then arrives one cycle after
 the block RAM's read, exactly when the flip-flop's output did, so the design is unchanged
 cycle for cycle. A port that does not qualify is left as it is.
 
@@ -71,20 +73,24 @@ def _sinks(module):
 
 
 def _plain_register(cell, clock):
-    """Whether a TRELLIS_FF loads D every rising edge of ``clock`` with nothing else: no
-    clock enable, no set/reset, no global set/reset."""
+    """The global set/reset mode (``"ENABLED"`` or ``"DISABLED"``) of a TRELLIS_FF that loads
+    D every rising edge of ``clock`` with nothing else (no clock enable, no set/reset, a
+    global set/reset only to 0), or None for any other cell."""
     if cell["type"] != "TRELLIS_FF":
-        return False
+        return None
     conns = cell["connections"]
     if conns.get("CLK") != [clock] or _param(cell, "CLKMUX", "CLK") != "CLK":
-        return False
-    if _param(cell, "GSR", "ENABLED") != "DISABLED":
-        return False
+        return None
+    gsr = _param(cell, "GSR", "ENABLED")
+    if gsr not in ("ENABLED", "DISABLED") or _param(cell, "REGSET", "RESET") != "RESET":
+        return None
     ce = conns.get("CE")
     if _param(cell, "CEMUX", "CE") not in ("1",) and ce is not None and not _const(ce[0], "1"):
-        return False
+        return None
     lsr = conns.get("LSR")
-    return _param(cell, "LSRMUX", "LSR") == "LSR" and (lsr is None or _const(lsr[0], "0"))
+    if _param(cell, "LSRMUX", "LSR") != "LSR" or not (lsr is None or _const(lsr[0], "0")):
+        return None
+    return gsr
 
 
 def _read_ports(cell):
@@ -103,7 +109,7 @@ def absorb_output_registers(netlist):
     for module in netlist["modules"].values():
         cells = module.get("cells", {})
         sinks = _sinks(module)
-        removed = set()
+        removed, gsr_of = set(), {}
         for name, cell in list(cells.items()):
             if cell["type"] != "DP16KD":
                 continue
@@ -116,7 +122,7 @@ def absorb_output_registers(netlist):
                     continue
                 if not all(_const(conns.get(f"RST{p}", ["0"])[0], "0") for p in letters):
                     continue
-                pairs = []
+                pairs, gsr = [], set()
                 for pin, bits in conns.items():
                     match = _DATA_PIN.match(pin)
                     if not match or match.group(1) not in letters or isinstance(bits[0], str):
@@ -128,18 +134,22 @@ def absorb_output_registers(netlist):
                         pairs = None
                         break
                     ff = targets[0][0]
-                    if ff in removed or not _plain_register(cells[ff], clock):
+                    mode = None if ff in removed else _plain_register(cells[ff], clock)
+                    if mode is None:
                         pairs = None
                         break
                     pairs.append((pin, ff))
-                if not pairs:
-                    continue
+                    gsr.add(mode)
+                if not pairs or len(gsr) > 1 or gsr_of.get(name, gsr) != gsr:
+                    continue         # one GSR setting per block RAM: its ports must agree
+                gsr_of[name] = gsr
                 for pin, ff in pairs:
                     conns[pin] = list(cells[ff]["connections"]["Q"])
                     removed.add(ff)
                 for p in letters:
                     cell["parameters"][f"REGMODE_{p}"] = "OUTREG"
                     conns[f"OCE{p}"] = ["1"]
+                cell["parameters"]["GSR"] = next(iter(gsr))
                 moved += len(pairs)
                 ports += 1
         for ff in removed:

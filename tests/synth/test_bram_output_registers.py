@@ -140,3 +140,51 @@ def test_plain_registers_after_a_block_ram_move_into_its_output_register():
     before, after = _bram_clock_to_out(work, "before.json"), _bram_clock_to_out(work, "after.json")
     assert before is not None and before > 5.0
     assert after is not None and after < 1.5
+
+
+def _tiny_netlist(gsr_modes, width="00000000000000000000000000010010"):
+    """One DP16KD reading two pins (DOB0, DOB1) into two flip-flops with these GSR modes."""
+    ram = {"type": "DP16KD", "parameters": {"DATA_WIDTH_A": width, "DATA_WIDTH_B": width,
+                                            "REGMODE_A": "NOREG", "REGMODE_B": "NOREG",
+                                            "GSR": "AUTO"},
+           "port_directions": {"CLKB": "input", "RSTB": "input", "OCEB": "input",
+                               "DOB0": "output", "DOB1": "output"},
+           "connections": {"CLKB": [2], "RSTB": ["0"], "OCEB": ["1"], "DOB0": [10],
+                           "DOB1": [11]}}
+    cells = {"ram": ram}
+    for i, mode in enumerate(gsr_modes):
+        cells[f"ff{i}"] = {"type": "TRELLIS_FF",
+                           "parameters": {"CEMUX": "1 ", "CLKMUX": "CLK", "GSR": mode,
+                                          "LSRMUX": "LSR", "REGSET": "RESET"},
+                           "port_directions": {"CLK": "input", "DI": "input", "LSR": "input",
+                                               "Q": "output"},
+                           "connections": {"CLK": [2], "DI": [10 + i], "LSR": ["0"],
+                                           "Q": [20 + i]}}
+    return {"modules": {"top": {"ports": {"q": {"direction": "output", "bits": [20, 21]}},
+                                "cells": cells}}}
+
+
+@pytest.mark.parametrize("modes, moved", [
+    (("ENABLED", "ENABLED"), True),     # the ECP5 top's flip-flops: reset by the GSR, to 0
+    (("DISABLED", "DISABLED"), True),
+    (("ENABLED", "DISABLED"), False),   # one GSR setting per block RAM: they must agree
+])
+def test_the_block_ram_takes_the_global_reset_of_the_registers_it_absorbs(modes, moved):
+    netlist = _tiny_netlist(modes)
+    assert absorb_output_registers(netlist) == ((2, 1) if moved else (0, 0))
+    cells = netlist["modules"]["top"]["cells"]
+    ram = cells["ram"]
+    if moved:
+        assert set(cells) == {"ram"} and ram["connections"]["DOB0"] == [20]
+        assert ram["parameters"]["REGMODE_B"] == "OUTREG" and ram["parameters"]["GSR"] == modes[0]
+    else:
+        assert set(cells) == {"ram", "ff0", "ff1"} and ram["parameters"]["REGMODE_B"] == "NOREG"
+
+
+def test_a_register_with_a_set_value_or_a_reset_pin_stays():
+    for change in ({"REGSET": "SET"}, {"LSR": [5]}, {"CEMUX": "CE", "CE": [6]}):
+        netlist = _tiny_netlist(("ENABLED", "ENABLED"))
+        ff = netlist["modules"]["top"]["cells"]["ff1"]
+        for key, value in change.items():
+            (ff["connections"] if key in ("LSR", "CE") else ff["parameters"])[key] = value
+        assert absorb_output_registers(netlist) == (0, 0), change
