@@ -214,3 +214,26 @@ def test_x_random_fills_what_the_design_never_initialises(family, region):
     assert zero == bytes(16)
     assert seed1 != bytes(16) and seed2 != bytes(16) and seed1 != seed2
     assert unwritten(True, 1) == seed1  # reproducible
+
+
+@pytest.mark.slow
+@pytest.mark.synth
+@pytest.mark.verilator
+def test_dataflow_cnn_on_the_ecp5_netlist_with_block_ram_output_registers_is_bit_exact():
+    """The digits CNN's ECP5 dataflow build, its weight reads' registers moved into the block
+    RAMs by the board flow's netlist pass (REGMODE OUTREG), over the whole test set with the
+    netlist's undefined values random: every image exact, every counter the cycle model's."""
+    from xnorflow.simulate import simulate
+    from xnorflow.sw import xnf
+    from xnorflow.sw.evaluate import dataset_inputs
+    from xnorflow.sim.netlist import build_dir, synthesis_spec
+    from xnorflow.targets import DataflowTarget, NetlistTarget
+    model = xnf.load(ROOT / "benchmarks" / "results" / "dataflow_cnn" / "digits_cnn_rbnn.xnf")
+    x, y = dataset_inputs(model, "digits", None, None)
+    target = NetlistTarget(DataflowTarget(
+        "df:8x8x1u4>16p:9x2,4x4x16>32p:36x2m2,128>64:16x1,64>10r:4x1;in_word=256"), "ecp5")
+    result = simulate(model, x, y, target=target, progress=False)
+    assert result["images"] == 360 and result["mismatches"] == 0
+    assert result["predicted_cycles_match"] is True
+    netlist = (build_dir(synthesis_spec(target.spec())) / "netlist.v").read_text()
+    assert netlist.count('.REGMODE_B("OUTREG")') == 3      # conv 2's two PEs', fc 3's weights
