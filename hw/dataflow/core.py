@@ -532,8 +532,12 @@ class DataflowCore(wiring.Component):
         # counters count is the same; the next request is three cycles away.
         start_good, start_bad = Signal(name="start_good"), Signal(name="start_bad")
         words = Signal.like(run.in_left, name="in_words_of_count")
+        # COUNT is written while idle, at least three cycles before START's action, so the
+        # product may take two: COUNT's copy, then the multiplier into `words` (one cycle
+        # from COUNT through the multiplier was 2.5 ns late at 100 MHz: ECP5 CNV build cnv9e)
+        count_q = Signal.like(run.count, name="count_q")
         m.d.sync += [start_good.eq(start & ~bad_count), start_bad.eq(start & bad_count),
-                     words.eq(run.count * self.config.in_words)]   # COUNT is written idle
+                     count_q.eq(run.count), words.eq(count_q * self.config.in_words)]
         with m.If(start_bad):
             m.d.sync += [run.error.eq(mm.ERR_COUNT), run.done.eq(1)]
         with m.If(start_good):
