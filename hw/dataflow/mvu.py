@@ -238,12 +238,13 @@ def xnor_popcount(m, x, w, name, levels_per_stage=1):
 #: 16-word buffer are 16 ECP5 LUT RAM blocks, a net nextpnr keeps inside a few slices.
 BUFFER_CHUNK_BITS = 64
 
-#: Most bits × words of one weight-memory chunk with ``ram_reg``: eight ECP5 block RAMs (2,048
-#: × 9 each). Each chunk has its own read-address, write-enable, write-address and write-data
-#: registers (:meth:`MatrixVectorUnit._weights`): the CNV's dense layer 6272 → 256 on one PE
-#: is one 4,096 × 392 memory in 88 block RAMs across the die, and one write-enable register
-#: reaching all of them took 14.0 ns of route (ECP5 CNV build cnv10h's critical path).
-WEIGHT_CHUNK_RAM_BITS = 8 * 2048 * 9
+#: Most block RAMs one weight-memory chunk spans with ``ram_reg``. Each chunk has its own
+#: read-address, write-enable, write-address and write-data registers
+#: (:meth:`MatrixVectorUnit._weights`), so a register reaches at most this many block RAMs:
+#: one write-enable register reaching the 88 block RAMs of the CNV's dense layer took 14.0 ns
+#: of route (ECP5 CNV build cnv10h's critical path), and a chunk's write address reaching
+#: conv 4's 11 block RAMs (384 × 96 words, 512 × 36 each) was 2.5 ns late at 100 MHz (cnv9e).
+WEIGHT_CHUNK_BRAMS = 4
 
 #: Most words of one weight-memory bank with ``ram_reg``: a 2,048 × 9 block RAM's depth. A
 #: deeper block-RAM weight memory is split into banks, each read into a register of its own
@@ -265,16 +266,26 @@ def _bank_bits():
     return (WEIGHT_BANK_WORDS - 1).bit_length()
 
 
+def _bram_columns(depth):
+    """Columns of the widest DP16KD configuration holding ``depth`` words (512 × 36, 1,024 ×
+    18, 2,048 × 9); a deeper memory is banks of :data:`WEIGHT_BANK_WORDS` × 9."""
+    for columns, words in ((36, 512), (18, 1024)):
+        if depth <= words:
+            return columns
+    return 9
+
+
 def weight_chunk_widths(width, depth, lut_ram=False):
     """The column widths of a weight memory of ``width`` × ``depth`` split into chunks,
-    lowest bits first. Block RAM: chunks of at most :data:`WEIGHT_CHUNK_RAM_BITS`, whole
-    multiples of 9 columns (the narrowest block-RAM word, 2,048 × 9; 1,024 × 18 and 512 × 36
-    are multiples), so splitting never adds a block RAM; the memories of the SFC's folds (at
-    most 512 words of at most 288 bits) stay one chunk. LUT RAM (``lut_ram``): chunks of at
-    most :data:`LUT_WEIGHT_CHUNK_BITS` columns (multiples of 4, a DPR16X4's width)."""
+    lowest bits first. Block RAM: chunks of at most :data:`WEIGHT_CHUNK_BRAMS` block RAMs over
+    all of the memory's banks, whole block-RAM columns (36, 18 or 9 by the depth), so
+    splitting never adds a block RAM. LUT RAM (``lut_ram``): chunks of at most
+    :data:`LUT_WEIGHT_CHUNK_BITS` columns (multiples of 4, a DPR16X4's width)."""
     if lut_ram:
         return chunk_widths(width, LUT_WEIGHT_CHUNK_BITS)
-    return chunk_widths(width, max(9, WEIGHT_CHUNK_RAM_BITS // max(depth, 1) // 9 * 9))
+    banks = -(-max(depth, 1) // WEIGHT_BANK_WORDS)
+    columns = _bram_columns(min(depth, WEIGHT_BANK_WORDS))
+    return chunk_widths(width, max(1, WEIGHT_CHUNK_BRAMS // banks) * columns)
 
 
 def _memory(width, depth, ram_style=None):
@@ -1022,7 +1033,7 @@ class MatrixVectorUnit(wiring.Component):
 
         With ``ram_reg`` a deep memory is split into column chunks
         (:func:`weight_chunk_widths`), each with its own registers (the read address, and
-        :meth:`_write`'s per-memory ones): a register then drives at most eight block RAMs.
+        :meth:`_write`'s per-memory ones): a register then drives at most four block RAMs.
         One chunk (the SFC's memories) is exactly the unsplit memory."""
         s = self.shape
         if self.ram_styles.get("weights") == "huge":

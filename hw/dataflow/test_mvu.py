@@ -683,13 +683,19 @@ def test_mvu_each_pe_has_its_own_input_word_and_sideband_registers_with_ram_reg(
             assert (f"\\{name}{REPLICA_MARK}" in text) == ram_reg, name
 
 
-def test_weight_chunks_are_whole_block_ram_columns_of_at_most_eight_blocks():
-    """The SFC's memories stay one chunk; the CNV's 4,096 × 392 dense layer is eleven, each
-    four 9-bit columns deep twice (eight 2,048 × 9 blocks), as many blocks as unsplit."""
+def test_weight_chunks_are_whole_block_ram_columns_of_at_most_four_blocks():
+    """Chunks of at most four block RAMs over all banks, in whole columns of the depth's
+    configuration, so as many blocks as unsplit: the SFC's first layer (196 × 128 words, six
+    512 × 36 blocks) is four and two; the CNV's conv 4 (384 × 96) four, four and three; its
+    dense layer 6272 → 256 on one PE (196 × 8,192: four banks of 2,048 × 9) one column of each
+    bank a chunk."""
     from xnorflow.hw.dataflow.mvu import weight_chunk_widths
-    assert weight_chunk_widths(196, 128) == [196]
-    assert weight_chunk_widths(392, 4096) == [36] * 10 + [32]
-    assert weight_chunk_widths(500, 1024) == [144] * 3 + [68]
+    assert weight_chunk_widths(196, 128) == [144, 52]
+    assert weight_chunk_widths(128, 64) == [128]
+    assert weight_chunk_widths(384, 96) == [144, 144, 96]
+    assert weight_chunk_widths(500, 1024) == [72] * 6 + [68]
+    assert weight_chunk_widths(196, 8192) == [9] * 21 + [7]
+    assert weight_chunk_widths(392, 4096) == [18] * 21 + [14]
     assert weight_chunk_widths(5, 100_000) == [5]
     # LUT RAM (the CNV's conv 2: 192 bits × 12 words a PE): 16 DPR16X4 a chunk
     assert weight_chunk_widths(192, 12, lut_ram=True) == [64] * 3
@@ -697,23 +703,23 @@ def test_weight_chunks_are_whole_block_ram_columns_of_at_most_eight_blocks():
 
 
 def test_mvu_split_weight_memory_matches_golden(monkeypatch):
-    """Weight memories split into column chunks of their own registers (here 9-bit block-RAM
-    chunks or 8-bit LUT-RAM chunks of a 16-bit word, by shrinking the chunks' budgets) load
-    and compute as one memory."""
+    """Weight memories split into column chunks of their own registers (here a 36-bit and a
+    12-bit block-RAM chunk or 8-bit LUT-RAM chunks of a 48-bit word, by shrinking the chunks'
+    budgets) load and compute as one memory."""
     from xnorflow.hw.dataflow import mvu as mvu_module
-    monkeypatch.setattr(mvu_module, "WEIGHT_CHUNK_RAM_BITS", 9 * 8)
-    assert mvu_module.weight_chunk_widths(16, 8) == [9, 7]
+    monkeypatch.setattr(mvu_module, "WEIGHT_CHUNK_BRAMS", 1)
+    assert mvu_module.weight_chunk_widths(48, 9) == [36, 12]
     monkeypatch.setattr(mvu_module, "LUT_WEIGHT_CHUNK_BITS", 8)
-    assert mvu_module.weight_chunk_widths(16, 8, lut_ram=True) == [8, 8]
+    assert mvu_module.weight_chunk_widths(48, 9, lut_ram=True) == [8] * 6
     rng = np.random.default_rng(5)
-    layer = random_layer(rng, 40, 6, 4, "threshold")      # S = 16, SF = 3, NF = 3: 9 words
+    layer = random_layer(rng, 120, 6, 4, "threshold")     # S = 48, SF = 3, NF = 3: 9 words
     from amaranth.back import rtlil
     from xnorflow.hw.core.pipeline import REPLICA_MARK
     for style in ("block", None):                         # None: 9 words, pinned LUT RAM
         styles = {"weights": style} if style else None
-        check_layer(layer, 16, 2, batch=3, seed=6, gap=0.3, stall=0.3, ram_reg=True,
+        check_layer(layer, 48, 2, batch=3, seed=6, gap=0.3, stall=0.3, ram_reg=True,
                     ram_styles=styles)
-        dut = MatrixVectorUnit(40, 6, 16, 2, input_bits=4, ram_reg=True, ram_styles=styles)
+        dut = MatrixVectorUnit(120, 6, 48, 2, input_bits=4, ram_reg=True, ram_styles=styles)
         assert dut.lut_weights == (style is None)
         text = rtlil.convert(dut, name="mvu")
         for c in range(2):   # each chunk's own registers, kept apart by the synthesis script
