@@ -1034,7 +1034,7 @@ class MatrixVectorUnit(wiring.Component):
         With ``ram_reg`` a deep memory is split into column chunks
         (:func:`weight_chunk_widths`), each with its own registers (the read address, and
         :meth:`_write`'s per-memory ones): a register then drives at most four block RAMs.
-        One chunk (the SFC's memories) is exactly the unsplit memory."""
+        One chunk is exactly the unsplit memory."""
         s = self.shape
         if self.ram_styles.get("weights") == "huge":
             m.submodules[f"weights{p}"] = mem = self._memory("weights", s.simd, s.weight_depth)
