@@ -463,18 +463,16 @@ class DataflowCore(wiring.Component):
         word needed a multiplexer over the engines on every bit (ECP5 CNV build cnv9a: it
         took the write's data register 2.3 ns late at 100 MHz)."""
         lay, top = self.layout, max(self.layout.word_bytes)
-        entry = {}
-        for n in sorted(set(lay.word_bytes)):
-            hit = Cat(*(w_engine == e for e, b in enumerate(lay.word_bytes) if b == n)).any()
-            entry[n] = hit
+        entry = {}      # the widest word's entry is the top byte, which only ever takes bytes
+        for n in sorted(set(lay.word_bytes) - {top}):
+            entry[n] = Cat(*(w_engine == e for e, b in enumerate(lay.word_bytes) if b == n)).any()
             if self.config.ram_reg:
-                entry[n] = Signal(name=f"w_entry{n}")
+                hit, entry[n] = entry[n], Signal(name=f"w_entry{n}")
                 m.d.sync += entry[n].eq(hit)
         bytes_ = []
         for k in range(top):
             above = w_word[8 * (k + 1):8 * (k + 2)] if k + 1 < top else byte
-            bytes_.append(Mux(entry[k + 1], byte, above) if k + 1 in entry and k + 1 < top
-                          else above)
+            bytes_.append(Mux(entry[k + 1], byte, above) if k + 1 in entry else above)
         w_next = Signal.like(w_word, name="w_next")
         m.d.comb += w_next.eq(Cat(*bytes_))
         with m.If(shift):

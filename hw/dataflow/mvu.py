@@ -762,8 +762,8 @@ class MatrixVectorUnit(wiring.Component):
         wr = self.wr if wr is None else wr
         return wr.en & (wr.sel == select)
 
-    def _write(self, m, port, select, name, lo=0, bank=None, pe=None):
-        """Drive memory write port ``port`` from ``wr`` for the memory with ``select`` (its
+    def _write(self, m, port, select, name, pe, lo=0, bank=None):
+        """Drive memory write port ``port`` from ``wr`` for PE ``pe``'s memory with ``select`` (its
         data from bit ``lo`` of the written word: a column chunk starts there).
 
         With ``ram_reg`` (the ECP5 builds) a write passes a copy of ``wr`` per engine
@@ -798,7 +798,7 @@ class MatrixVectorUnit(wiring.Component):
         en_early = Signal(name=replica(f"{name}_wr_en_early"))
         data = Signal(len(port.data), name=replica(f"{name}_wr_data"), reset_less=True)
         m.d.sync += [en_early.eq(hit), data.eq(wr.data[lo:])]
-        addr_early = self._pe_write_address(m, wr, pe if pe is not None else name)
+        addr_early = self._pe_write_address(m, wr, pe)
         # The enable and address go through one register more, which the placer can put by
         # the block RAMs (the enable's one register sat 44 columns from them, 12.8 ns of
         # route: ECP5 SFC build 17); the data is still the write's then (above).
@@ -806,19 +806,16 @@ class MatrixVectorUnit(wiring.Component):
         addr = self._edge(m, addr_early, replica(f"{name}_wr_addr"))
         m.d.comb += [port.en.eq(en), port.addr.eq(addr), port.data.eq(data)]
 
-    def _pe_write_address(self, m, wr, owner):
-        """The first per-memory write-address register, shared by the memories of one PE
-        (``owner`` a PE index; a name: a memory of its own): the engine's write-stage address
-        then reaches P registers, one by each PE's memories, instead of one per memory (ECP5
-        CNV build cnv9e: conv 2's 64 memories' replicas, about 30 of them 1.2-2.5 ns late at
-        100 MHz). The same cycle as a register per memory."""
-        early = self._wr_addr_early.get(owner)
-        if early is None:
-            label = f"pe{owner}" if isinstance(owner, int) else owner
-            early = Signal.like(wr.addr, name=replica(f"{label}_wr_addr_early"), reset_less=True)
+    def _pe_write_address(self, m, wr, pe):
+        """The first write-address register of PE ``pe``'s memories, shared by them: the
+        engine's write-stage address then reaches P registers, one by each PE's memories,
+        instead of one per memory (ECP5 CNV build cnv9e: conv 2's 64 memories' replicas, about
+        30 of them 1.2-2.5 ns late at 100 MHz). The same cycle as a register per memory."""
+        if pe not in self._wr_addr_early:
+            early = Signal.like(wr.addr, name=replica(f"pe{pe}_wr_addr_early"), reset_less=True)
             m.d.sync += early.eq(wr.addr)
-            self._wr_addr_early[owner] = early
-        return early
+            self._wr_addr_early[pe] = early
+        return self._wr_addr_early[pe]
 
     def _write_stage(self, m):
         """``wr`` registered once per engine (with ``ram_reg``): the first of :meth:`_write`'s
@@ -1073,7 +1070,7 @@ class MatrixVectorUnit(wiring.Component):
             else:
                 m.submodules[name] = mem = self._memory("weights", bits, s.weight_depth)
                 rd, wr = mem.read_port(domain="comb"), mem.write_port()
-                self._write(m, wr, s.weight_select(p), name, lo, pe=p)
+                self._write(m, wr, s.weight_select(p), name, p, lo)
                 m.d.comb += rd.addr.eq(addr)
                 words.append(_read_register(m, rd.data, f"w{p}{suffix}_ram"))
             lo += bits
@@ -1098,7 +1095,7 @@ class MatrixVectorUnit(wiring.Component):
             words = min(WEIGHT_BANK_WORDS, s.weight_depth - b * WEIGHT_BANK_WORDS)
             m.submodules[bank] = mem = self._memory("weights", bits, words)
             rd, wr = mem.read_port(domain="comb"), mem.write_port()
-            self._write(m, wr, s.weight_select(p), bank, lo, bank=b, pe=p)
+            self._write(m, wr, s.weight_select(p), bank, p, lo, bank=b)
             m.d.comb += rd.addr.eq(addr[:low])
             nears.append(self._edge(m, _read_register(m, rd.data, f"{bank}_ram"),
                                     f"{bank}_near"))
@@ -1149,7 +1146,7 @@ class MatrixVectorUnit(wiring.Component):
             if s.has_channel_memory:
                 m.submodules[f"channels{p}"] = mem = self._memory(
                     "channels", s.channel_word_width, NF)
-                self._write(m, mem.write_port(), s.channel_select(p), f"channels{p}", pe=p)
+                self._write(m, mem.write_port(), s.channel_select(p), f"channels{p}", p)
                 word = self._channel_word(m, mem, t_addr, f"cw{p}")
             for j in range(M):
                 result = self._result_signal(f"result{p}" if M == 1 else f"result{p}_{j}")

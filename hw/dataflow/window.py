@@ -257,7 +257,7 @@ class SlidingWindowUnit(wiring.Component):
             # the address of the beat the walk stands on, loaded with the next one whenever
             # it moves: the ring's address pins then start at a register, not at the row
             # multiplexer and the adder (ECP5 CNV build cnv9a: 2.0 ns late at 100 MHz)
-            ky_, col_, base_ = following[2], following[6], following[7:]
+            _, _, ky_, _, _, _, col_, *base_ = following
             start = (base[0].init - B) % (1 << len(rd.addr))     # ky = 0, col = 0
             rd_addr = Signal.like(rd.addr, name="ring_rd_addr", init=start)
             with m.If(issue):
