@@ -18,7 +18,9 @@ Everything lands under ``<repo>/build/sim/<name>-<digest>/`` where ``digest`` is
 * the Amaranth and Verilator versions (and Yosys's, for a netlist build).
 
 The digest is computed *without* elaborating the design, so a cache hit costs no Amaranth time
-at all. Inside the directory: ``top.v`` (Amaranth's output), ``harness/`` (the fast C++ harness
+at all. Because of that, a process whose ``hw/`` files changed on disk after it imported them
+makes or reuses no build (:mod:`xnorflow.hw.source_snapshot`): its design in memory is the old
+code's, the digest the new code's. Inside the directory: ``top.v`` (Amaranth's output), ``harness/`` (the fast C++ harness
 binary, see :mod:`xnorflow.sim.verilator_transport`), ``cocotb/`` (the cocotb/VPI build), each built at
 most once; a file lock serialises concurrent builders (pytest-xdist workers, two engineers).
 Waveform builds (``xnorflow sim --waves``, ``XNORFLOW_WAVES=1``) go to separate ``*-vcd`` or
@@ -59,6 +61,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
+from xnorflow.hw.source_snapshot import HW_ROOT, changed_since_import
 from xnorflow.sw.errors import XnorflowError
 from xnorflow.sw.tools import ensure_tools_on_path
 
@@ -167,6 +170,8 @@ def _source_digest(spec):
     """SHA-256 over the design's and the harness's sources (what a cached build depends on)."""
     h = hashlib.sha256()
     files = sorted({p for pattern in spec.sources for p in REPO.glob(pattern)})
+    if any(p.is_relative_to(HW_ROOT) for p in files):
+        _check_gateware_unchanged()
     files += sorted(HARNESS_DIR.glob("*"))
     # The build recipes themselves (flags, wrapper): changing them must rebuild.
     files += [Path(__file__).resolve(), Path(__file__).resolve().parent / "cocotb_runner.py"]
@@ -179,6 +184,18 @@ def _source_digest(spec):
         except importlib.metadata.PackageNotFoundError:
             pass
     return h.hexdigest()
+
+
+def _check_gateware_unchanged():
+    """Refuse to key a build while ``hw/`` differs from what this process imported: the design
+    it elaborates would be the old code's, filed under the new code's digest, and reused by
+    every later run as the new design (:mod:`xnorflow.hw.source_snapshot`)."""
+    changed = changed_since_import()
+    if changed:
+        shown = ", ".join(f"hw/{f}" for f in changed[:4]) + (", …" if len(changed) > 4 else "")
+        raise BuildError(f"the gateware changed on disk after this command started ({shown}): "
+                         f"the design in memory is the old one, so no simulation build is made "
+                         f"or reused for it; run the command again")
 
 
 def build_dir(spec: TopSpec) -> Path:
