@@ -52,11 +52,12 @@ from amaranth.back import rtlil
 
 from xnorflow.sim.build import REPO, WRAPPER, BuildError, TopSpec, _locked, _log, build_dir, prune
 from xnorflow.sw.bram_output_registers import absorb_output_registers
+from xnorflow.sw.zero_memory_inits import drop_zero_memory_inits
 from xnorflow.sw.synth import BOARDS
 from xnorflow.sw.tools import ensure_tools_on_path
 
 __all__ = ["FAMILIES", "netlist_spec", "synthesis_spec", "x_plusargs", "verilator_args",
-           "synthesize", "simulation_sources", "yosys_script", "run_yosys", "finish_netlist",
+           "synthesize", "simulation_sources", "drops_zero_inits", "yosys_script", "run_yosys", "finish_netlist",
            "cell_library",
            "project_cells", "launcher", "CXX_FLAGS", "MAKE_OPTS"]
 
@@ -123,6 +124,13 @@ def _board_for(family):
     return next(b for b in BOARDS.values() if b.family == family)
 
 
+def drops_zero_inits(family):
+    """Whether the ``family`` netlist is made from RTLIL without the memories' all-zero
+    initialisers (sw/zero_memory_inits.py), as its board flow does; the generic flow too,
+    whose memories stay arrays and start undefined like the iCE40's."""
+    return family == "generic" or _board_for(family).drop_zero_inits
+
+
 def yosys_script(family, read="read_rtlil top.il", top="top", out="netlist.v"):
     """The Yosys script that synthesises the design ``read`` loads (module ``top``) for
     ``family`` and writes the netlist to ``out``. For a board family: Amaranth's template for
@@ -131,8 +139,7 @@ def yosys_script(family, read="read_rtlil top.il", top="top", out="netlist.v"):
     lines = [read]
     if family == "generic":
         # synth's own script up to "fine", then its "fine" part without memory_map
-        lines += ["delete t:$meminit_v2",
-                  f"synth -flatten -top {top} -run :fine",
+        lines += [f"synth -flatten -top {top} -run :fine",
                   "opt -fast -full", "opt -full", "techmap", "opt -fast", "abc", "opt -fast",
                   "hierarchy -check", "check"]
     elif family in YOSYS_CELLS:
@@ -300,7 +307,10 @@ def _synthesize_into(spec, d, out):
     t0 = time.monotonic()
     _log(f"synthesising {spec.name} with Yosys ({spec.netlist} flow; minutes for a big build)")
     d.mkdir(parents=True, exist_ok=True)
-    (d / "top.il").write_text(rtlil.convert(spec.elaborate(), name="top", emit_src=False))
+    text = rtlil.convert(spec.elaborate(), name="top", emit_src=False)
+    if drops_zero_inits(spec.netlist):
+        text = drop_zero_memory_inits(text)[0]
+    (d / "top.il").write_text(text)
     (d / "wrapper.v").write_text(WRAPPER)
     (d / "spec.json").write_text(spec.key() + "\n")
     (d / "cells.v").write_text(cell_library(spec.netlist))

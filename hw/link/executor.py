@@ -1,11 +1,11 @@
 """Command executor: checked frames in, bus accesses, response header and payload out."""
-from amaranth.hdl import Module, Signal, Array, Cat, Const
+from amaranth.hdl import Module, Signal, Cat
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..bus import BusSignature, ADDR_WIDTH
 from .defs import (Cmd, Status, FrameInfo, ResponseHeader, BufferWriteSignature,
-                   BufferReadSignature)
+                   BufferReadSignature, ident_base, payload_buffer_init)
 
 __all__ = ["CommandExecutor"]
 
@@ -18,7 +18,8 @@ class CommandExecutor(wiring.Component):
     buffer and written to the bus only after the whole frame checked (store and forward).
 
     - receiver verdict other than OK: answer that status, empty payload.
-    - IDENT (length 0): copy the identification block into the buffer, answer it.
+    - IDENT (length 0): answer the identification block, which the buffer holds from
+      ``ident_base(max_payload)`` on (:func:`~xnorflow.hw.link.defs.payload_buffer_init`).
     - WRITE (length >= 4: ``addr u32 LE | data``): one bus write per data byte at ``addr``,
       ``addr+1``, ...; answer OK with an empty payload.
     - READ (length 6: ``addr u32 LE | count u16 LE``, ``count <= max_payload``): one bus
@@ -37,7 +38,8 @@ class CommandExecutor(wiring.Component):
     max_payload : int
         Buffer depth (>= 16, and large enough for ``ident``).
     ident : bytes
-        The identification block answered to IDENT.
+        The identification block answered to IDENT; the buffer must hold it at
+        ``ident_base(max_payload)`` (its depth ``buffer_depth``).
     addr_width : int
         Bus address width.
 
@@ -46,10 +48,10 @@ class CommandExecutor(wiring.Component):
     frame : In(stream.Signature(FrameInfo))
         From the receiver; ``ready`` pulses once the response is completely sent.
     buf_w : Out(BufferWriteSignature(max_payload))
-        Buffer writes (READ data, IDENT block, BUS_ERROR offset); owned by the executor
-        while ``frame.valid``.
-    buf_r : Out(BufferReadSignature(max_payload))
-        Buffer reads (request payload, response payload).
+        Buffer writes (READ data, BUS_ERROR offset); owned by the executor while
+        ``frame.valid``.
+    buf_r : Out(BufferReadSignature(buffer_depth))
+        Buffer reads (request payload, response payload, the IDENT block).
     header : Out(stream.Signature(ResponseHeader))
         To the transmitter.
     payload : Out(stream.Signature(8))
@@ -61,7 +63,7 @@ class CommandExecutor(wiring.Component):
         One request at a time: ``stb`` held with ``addr``/``we``/``w_data`` until ``ack``.
 
     Latency (from ``frame.valid``): the header is offered 1 cycle later for a receiver
-    verdict or an unknown command, ``len(ident) + 1`` for IDENT, 9 for a BAD_LENGTH or
+    verdict, an unknown command or IDENT, 9 for a BAD_LENGTH or
     OVERSIZED WRITE/READ (the address/count fields are read from the buffer first), and
     ``9 + n * (2 + L)`` (WRITE) or ``9 + n * (1 + L)`` (READ) after ``n`` bus accesses, ``L``
     being the target's ack latency (>= 1). The buffer streams to the transmitter at one
@@ -76,10 +78,11 @@ class CommandExecutor(wiring.Component):
         self.max_payload = max_payload
         self.ident = bytes(ident)
         self.addr_width = addr_width
+        self.buffer_depth = len(payload_buffer_init(max_payload, self.ident))
         super().__init__({
             "frame": In(stream.Signature(FrameInfo)),
             "buf_w": Out(BufferWriteSignature(max_payload)),
-            "buf_r": Out(BufferReadSignature(max_payload)),
+            "buf_r": Out(BufferReadSignature(self.buffer_depth)),
             "header": Out(stream.Signature(ResponseHeader)),
             "payload": Out(stream.Signature(8)),
             "tx_idle": In(1),
@@ -114,9 +117,7 @@ class CommandExecutor(wiring.Component):
             self.bus.w_data.eq(self.buf_r.data),
         ]
 
-        # byte i + 1 at i: no adder before the mux (ECP5 SFC build 26's critical path)
-        ident_ahead = Array(Const(b, 8) for b in self.ident[1:] + b"\0")
-        ident_q = Signal(8)
+        from_ident = Signal()                         # the response is the IDENT block
 
         def answer(code, length=0):
             m.d.sync += [status.eq(code), rlen.eq(length)]
@@ -126,30 +127,19 @@ class CommandExecutor(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.frame.valid):
                     # FIELDS loads addr[:32]: clear only the carry bit (ECP5 SFC build 20)
-                    m.d.sync += [idx.eq(0), addr[32].eq(0), oor.eq(0),
-                                 ident_q.eq(self.ident[0])]
+                    m.d.sync += [idx.eq(0), addr[32].eq(0), oor.eq(0), from_ident.eq(0)]
                     with m.If(info.status != Status.OK):
                         answer(info.status)
                     with m.Elif(info.cmd == Cmd.IDENT):
                         with m.If(info.length != 0):
                             answer(Status.BAD_LENGTH)
                         with m.Else():
-                            m.next = "IDENT"
+                            m.d.sync += from_ident.eq(1)
+                            answer(Status.OK, len(self.ident))
                     with m.Elif((info.cmd == Cmd.WRITE) | (info.cmd == Cmd.READ)):
                         m.next = "FIELDS"
                     with m.Else():
                         answer(Status.UNKNOWN_COMMAND)
-
-            with m.State("IDENT"):
-                # The block's byte idx from a register, read ahead from the ROM: its
-                # multiplexer over idx into the buffer's write data was ECP5 SFC build 24's
-                # one late path. (Read ahead, not a cycle late: no subtractor for the write
-                # address, which the iCEBreaker's full overlay build has no cells for.)
-                m.d.comb += [self.buf_w.en.eq(1), self.buf_w.addr.eq(idx),
-                             self.buf_w.data.eq(ident_q)]
-                m.d.sync += [ident_q.eq(ident_ahead[idx]), idx.eq(idx + 1)]
-                with m.If(idx == len(self.ident) - 1):
-                    answer(Status.OK, len(self.ident))
 
             with m.State("FIELDS"):
                 # Read buffer bytes 0..5 (addr u32, count u16) into addr[:32] and n; the
@@ -229,7 +219,7 @@ class CommandExecutor(wiring.Component):
                     m.d.sync += [idx.eq(0), pvalid.eq(0), bvalid.eq(0)]
                     m.next = "STREAM"
             with m.State("STREAM"):
-                with m.If(self._stream(m, idx, rlen, pvalid, pdata, bvalid)):
+                with m.If(self._stream(m, idx, rlen, pvalid, pdata, bvalid, from_ident)):
                     m.next = "WAIT_TX"
             with m.State("WAIT_TX"):
                 with m.If(self.tx_idle):
@@ -237,17 +227,19 @@ class CommandExecutor(wiring.Component):
                     m.next = "IDLE"
         return m
 
-    def _stream(self, m, idx, rlen, pvalid, pdata, bvalid):
+    def _stream(self, m, idx, rlen, pvalid, pdata, bvalid, from_ident):
         """Buffer -> payload stream at full rate through two stages: the buffer's read port
         (``bvalid``) and the payload register (``pvalid``, ``pdata``). The register keeps the
         block RAM's clock-to-out (~5.6 ns on ECP5) away from the transmitter's framing
         multiplexer and the UART's slice (ECP5 SFC build 22: 0.9 ns late); the header's 4
         cycles fill both stages before the first payload byte is taken. Returns "every byte
-        has been taken"."""
+        has been taken". The IDENT block is read from ``ident_base`` on: one address bit set
+        (``idx`` stays below it)."""
         take = Signal()                                   # the payload register loads
         fetch = Signal()                                  # the read port reads idx
         m.d.comb += [take.eq(~pvalid | self.payload.ready), fetch.eq(~bvalid | take),
-                     self.buf_r.addr.eq(idx), self.buf_r.en.eq(fetch)]
+                     self.buf_r.addr.eq(idx | (from_ident << ident_base(self.max_payload).bit_length() - 1)),
+                     self.buf_r.en.eq(fetch)]
         with m.If(take):
             m.d.sync += [pvalid.eq(bvalid), pdata.eq(self.buf_r.data)]
         with m.If(fetch):

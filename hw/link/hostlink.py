@@ -5,7 +5,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out, connect
 
 from ..bus import BusSignature, ADDR_WIDTH
-from .defs import ident_block
+from .defs import ident_block, payload_buffer_init
 from .executor import CommandExecutor
 from .receiver import FrameReceiver
 from .transmitter import ResponseTransmitter
@@ -51,9 +51,9 @@ class HostLink(wiring.Component):
 
     Response time: with the bus target acknowledging at most ``L >= 1`` cycles after ``stb``
     rises, the first byte of the response is offered on ``o`` at most
-    ``16 + D + n * (2 + L)`` cycles after the last byte of the request was accepted, where
-    ``n`` is the number of bytes a WRITE writes or a READ reads (0 for other frames) and
-    ``D`` the length of the IDENT block for IDENT (0 otherwise); a truncated frame is
+    ``16 + n * (2 + L)`` cycles after the last byte of the request was accepted, where
+    ``n`` is the number of bytes a WRITE writes or a READ reads (0 for other frames); a
+    truncated frame is
     answered ``timeout + 5`` cycles after its last byte. The response then takes
     ``7 + payload`` cycles plus the cycles ``o.ready`` is low, and ``i.ready`` rises again
     within 3 cycles of its last byte being taken. With ``n <= max_payload`` every frame is
@@ -83,7 +83,8 @@ class HostLink(wiring.Component):
         m.submodules.ex = ex = CommandExecutor(max_payload=self.max_payload, ident=self.ident,
                                                addr_width=self.addr_width)
         m.submodules.tx = tx = ResponseTransmitter()
-        m.submodules.buf = buf = Memory(shape=8, depth=self.max_payload, init=[])
+        init = payload_buffer_init(self.max_payload, self.ident)
+        m.submodules.buf = buf = Memory(shape=8, depth=len(init), init=init)
         wr = buf.write_port()
         rd = buf.read_port(domain="sync")
 

@@ -70,13 +70,15 @@ class FrameReceiver(wiring.Component):
         info = self.frame.payload
         count = Signal(range(self.max_payload + 1))
         idle = Signal(range(self.timeout + 1))
+        # `idle == timeout` kept as a register of its own, loaded with what it will be: the
+        # compare over the counter's bits sat before `i.ready`, and through it before every
+        # clock enable of the frame (iCE40 at 40 MHz: 11 logic levels from `idle`).
         timed_out = Signal()
-        m.d.comb += timed_out.eq(idle == self.timeout)
         in_frame = Signal()
         with m.If(in_frame & ~take & ~timed_out):
-            m.d.sync += idle.eq(idle + 1)
+            m.d.sync += [idle.eq(idle + 1), timed_out.eq(idle == self.timeout - 1)]
         with m.Else():
-            m.d.sync += idle.eq(0)
+            m.d.sync += [idle.eq(0), timed_out.eq(0)]
 
         m.d.comb += [
             self.buf.addr.eq(count),

@@ -6,7 +6,7 @@ from amaranth.hdl import Module
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
-from xnorflow.hw.link.defs import ident_block
+from xnorflow.hw.link.defs import ident_block, payload_buffer_init
 from xnorflow.hw.link.executor import CommandExecutor
 from xnorflow.hw.link.testing import BusMemory, ByteStreamBench
 from xnorflow.hw.link.transmitter import ResponseTransmitter
@@ -22,7 +22,8 @@ def test_executor_against_reference():
                                            addr_width=AW)
     m.submodules.tx = tx = ResponseTransmitter()
     m.submodules.target = target = BusMemory(size=MEM, addr_width=AW, wait_bits=2)
-    m.submodules.buf = buf = Memory(shape=8, depth=MAX, init=[])
+    init = payload_buffer_init(MAX, ex.ident)
+    m.submodules.buf = buf = Memory(shape=8, depth=len(init), init=init)
     wr, rd = buf.write_port(), buf.read_port(domain="sync")
     m.d.comb += [wr.addr.eq(ex.buf_w.addr), wr.data.eq(ex.buf_w.data), wr.en.eq(ex.buf_w.en),
                  rd.addr.eq(ex.buf_r.addr), rd.en.eq(ex.buf_r.en), ex.buf_r.data.eq(rd.data),

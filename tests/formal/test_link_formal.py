@@ -226,10 +226,10 @@ class LinkAnswersEveryFrame(Harness):
         self.lemma(m, implies(ex.state("IDLE") & answering,
                               (wait <= 2) & rx.state("CHECK", "DONE")),
                    "the executor takes a frame at most 2 cycles after its end")
-        ident_bytes = len(link.component.ident)
-        self.lemma(m, implies(ex.state("IDENT"), (wait <= 3 + idx) & (idx < ident_bytes)
-                              & ok & (info.cmd == Cmd.IDENT)),
-                   "IDENT copies the identification block, one byte per cycle")
+        self.lemma(m, implies(ex.signal("from_ident") & ~ex.state("IDLE"),
+                              ok & (info.cmd == Cmd.IDENT)
+                              & (ex.signal("rlen") == len(link.component.ident))),
+                   "only IDENT answers from the identification block, all of it")
         self.lemma(m, implies(ex.state("FIELDS"), (wait <= 3 + idx) & (idx <= 6) & ok
                               & write_or_read),
                    "a WRITE's or READ's address and count fields take 7 cycles")
