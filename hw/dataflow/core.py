@@ -213,6 +213,9 @@ class DataflowCore(wiring.Component):
             # build's critical path (build 9)
             in_open=Signal(),
             word_in_image=Signal(range(cfg.out_words)), images_done=Signal(16),
+            # images_done + 1 == count, a register loaded with what it will be: the adder and
+            # compare sat before the clock enable of `done` and `busy` (iCEBreaker at 40 MHz)
+            last_image=Signal(),
             # since_done counts the cycles since the previous image completed, so the
             # interval is a register load, not a 32-bit subtraction
             cycles=Signal(_COUNTER_BITS), latency=Signal(_COUNTER_BITS),
@@ -253,9 +256,10 @@ class DataflowCore(wiring.Component):
         with m.If(image_done & run.busy):
             m.d.sync += [run.images_done.eq(run.images_done + 1), run.since_done.eq(0),
                          run.interval.eq(run.since_done + 1)]
+            m.d.sync += run.last_image.eq(run.images_done + 2 == run.count)
             with m.If(run.images_done == 0):
                 m.d.sync += run.latency.eq(run.cycles + 1)
-            with m.If(run.images_done + 1 == run.count):
+            with m.If(run.last_image):
                 m.d.sync += [run.busy.eq(0), run.done.eq(1), run.in_open.eq(0)]
         return run
 
@@ -542,7 +546,8 @@ class DataflowCore(wiring.Component):
             m.d.sync += [run.busy.eq(1), run.done.eq(0), run.error.eq(mm.ERR_NONE),
                          run.in_left.eq(words),
                          run.in_open.eq(1),       # count ≠ 0 here (bad_count)
-                         run.images_done.eq(0), run.cycles.eq(0), run.latency.eq(0),
+                         run.images_done.eq(0), run.last_image.eq(count_q == 1),
+                         run.cycles.eq(0), run.latency.eq(0),
                          run.interval.eq(0), run.since_done.eq(0)]
             m.d.sync += [c.eq(0) for c in run.engine_busy]
         with m.If(abort | abort_reset):
