@@ -12,15 +12,17 @@ near registers 1.9 ns late at 100 MHz, every one a block RAM's output and its ro
 This pass rewrites the Yosys JSON netlist between synthesis and place-and-route (the board
 flow runs it on ECP5 builds: sw/synth.py, ``build_plan``). For each read port of a DP16KD
 whose every connected data output drives exactly one flip-flop and nothing else, where
-those flip-flops are clocked by the port's clock on its rising edge, load every cycle
-(no clock enable), have no set/reset and all the same global set/reset (none, or to 0:
-the ECP5 board top resets through the GSR, which then reaches every flip-flop), and the
-port's own reset is tied low, the flip-flops are removed and the port's output register
-takes their place (``REGMODE_x = OUTREG``, ``OCEx = 1``, the block RAM's ``GSR`` as theirs:
-its output register is then cleared by the global reset as they were), each flip-flop's
-output net driven by its data pin. The read then arrives one cycle after
-the block RAM's read, exactly when the flip-flop's output did, so the design is unchanged
-cycle for cycle. A port that does not qualify is left as it is.
+those flip-flops are clocked by the port's clock on its rising edge, load every cycle or
+all on the same clock enable, have no set/reset and all the same global set/reset (none,
+or to 0: the ECP5 board top resets through the GSR, which then reaches every flip-flop),
+and the port's own reset is tied low, the flip-flops are removed and the port's output
+register takes their place (``REGMODE_x = OUTREG``, ``OCEx`` their clock enable or 1, the
+block RAM's ``GSR`` as theirs: its output register is then cleared by the global reset as
+they were), each flip-flop's output net driven by its data pin. The output register loads
+the read's data exactly when the flip-flops did, so the design is unchanged cycle for
+cycle. A port that does not qualify is left as it is. (A stalling reader: the window unit
+of a conv engine holds its read in a second register with the stage's enable,
+hw/dataflow/window.py.)
 
 Yosys maps a 36-bit-wide memory onto a DP16KD in its pseudo-dual-port form (written on port
 A, read on port B, the 36 bits on DOA and DOB): there both ports' output registers are set,
@@ -73,9 +75,10 @@ def _sinks(module):
 
 
 def _plain_register(cell, clock):
-    """The global set/reset mode (``"ENABLED"`` or ``"DISABLED"``) of a TRELLIS_FF that loads
-    D every rising edge of ``clock`` with nothing else (no clock enable, no set/reset, a
-    global set/reset only to 0), or None for any other cell."""
+    """``(global set/reset mode, clock enable)`` of a TRELLIS_FF that loads D on rising edges
+    of ``clock`` with nothing else (no set/reset, a global set/reset only to 0): the mode
+    ``"ENABLED"`` or ``"DISABLED"``, the enable a net bit or ``"1"`` (every edge); None for
+    any other cell."""
     if cell["type"] != "TRELLIS_FF":
         return None
     conns = cell["connections"]
@@ -85,12 +88,17 @@ def _plain_register(cell, clock):
     if gsr not in ("ENABLED", "DISABLED") or _param(cell, "REGSET", "RESET") != "RESET":
         return None
     ce = conns.get("CE")
-    if _param(cell, "CEMUX", "CE") not in ("1",) and ce is not None and not _const(ce[0], "1"):
-        return None
+    cemux = _param(cell, "CEMUX", "CE")
+    if cemux == "1" or ce is None or _const(ce[0], "1"):
+        enable = "1"
+    elif cemux == "CE" and not isinstance(ce[0], str):
+        enable = ce[0]
+    else:
+        return None     # an inverted or constant-0 enable
     lsr = conns.get("LSR")
     if _param(cell, "LSRMUX", "LSR") != "LSR" or not (lsr is None or _const(lsr[0], "0")):
         return None
-    return gsr
+    return gsr, enable
 
 
 def _read_ports(cell):
@@ -122,7 +130,7 @@ def absorb_output_registers(netlist):
                     continue
                 if not all(_const(conns.get(f"RST{p}", ["0"])[0], "0") for p in letters):
                     continue
-                pairs, gsr = [], set()
+                pairs, gsr, enables = [], set(), set()
                 for pin, bits in conns.items():
                     match = _DATA_PIN.match(pin)
                     if not match or match.group(1) not in letters or isinstance(bits[0], str):
@@ -139,16 +147,19 @@ def absorb_output_registers(netlist):
                         pairs = None
                         break
                     pairs.append((pin, ff))
-                    gsr.add(mode)
+                    gsr.add(mode[0])
+                    enables.add(mode[1])
                 if not pairs or len(gsr) > 1 or gsr_of.get(name, gsr) != gsr:
                     continue         # one GSR setting per block RAM: its ports must agree
+                if len(enables) > 1:
+                    continue         # one output register enable per port
                 gsr_of[name] = gsr
                 for pin, ff in pairs:
                     conns[pin] = list(cells[ff]["connections"]["Q"])
                     removed.add(ff)
                 for p in letters:
                     cell["parameters"][f"REGMODE_{p}"] = "OUTREG"
-                    conns[f"OCE{p}"] = ["1"]
+                    conns[f"OCE{p}"] = [next(iter(enables))]
                 cell["parameters"]["GSR"] = next(iter(gsr))
                 moved += len(pairs)
                 ports += 1

@@ -133,7 +133,8 @@ module mems (
 
     // 10. 512 x 36 and 11. 2048 x 9 read into a plain register after the read's (the dataflow
     // engines' near registers): on ECP5 the netlist pass moves it into the DP16KD's output
-    // register (REGMODE OUTREG), in the 36-bit pseudo-dual-port form and in the 9-bit one.
+    // register (REGMODE OUTREG), in the 36-bit pseudo-dual-port form and in the 9-bit one,
+    // the latter with a clock enable (a conv window unit's stalled read), which becomes OCE.
     // no_rw_check, as the engines' memories: without it Yosys puts a collision multiplexer
     // between the block RAM and the register (the model reads the old row, as the RTL does)
     (* ram_style = "block", no_rw_check *) reg [35:0] mn [0:511];
@@ -146,7 +147,7 @@ module mems (
         qn_near <= qn;
         if (in[254]) mt[addr(narrow, in[59:46] ^ in[41:28], 11)] <= in[137:129];
         qt <= mt[addr(narrow, in[45:32] ^ in[13:0], 11)];
-        qt_near <= qt;
+        if (in[246]) qt_near <= qt;       // a stalling reader's register: OCE = in[246]
     end
 
 `ifdef HUGE

@@ -264,7 +264,7 @@ def _conv_stages(chain, config, engine):
     output slices] → [pool] → [end slice]."""
     h, w, c = engine.image
     pixels = engine.pixels
-    window = WindowModel(h, w, c, engine.in_lanes)
+    window = WindowModel(h, w, c, engine.in_lanes, ram_reg=config.ram_reg)
     chain.add(window, engine.window_beats * pixels)
     chain.sequences.append((window.issues, Fraction(engine.window_beats * pixels)))
     # an input row waits for the output row that frees the ring slot `rows` rows before

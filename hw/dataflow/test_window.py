@@ -124,7 +124,7 @@ def test_cycle_model_equals_the_hardware(height, width, channels, lane_bits, lan
     images = random_images(dut, 3, rng)
     mon_i, mon_o = run(dut, images, rng, gap=gap, stall=0.0)
     accepted, emitted = window_timing(height, width, channels, lanes, rows,
-                                      offered_cycles(mon_i))
+                                      offered_cycles(mon_i), ram_reg)
     assert accepted == mon_i.cycles()
     assert emitted == mon_o.valid_cycles
 
@@ -157,7 +157,7 @@ def test_stream_model_equals_the_hardware_under_gaps_and_stalls(height, width, c
     images, ready = random_images(dut, 3, rng), []
     mon_i, mon_o = run(dut, images, rng, gap=gap, stall=stall, ready=ready)
     assert all(ready[c] for c in mon_o.cycles())          # the record is cycle-aligned
-    model = WindowModel(height, width, channels, lanes, rows)
+    model = WindowModel(height, width, channels, lanes, rows, ram_reg)
     accepted, taken = stream_model(model, offered_cycles(mon_i), ready, len(mon_i.beats),
                                    3 * dut.out_beats)
     assert accepted == mon_i.cycles()
@@ -166,13 +166,15 @@ def test_stream_model_equals_the_hardware_under_gaps_and_stalls(height, width, c
 
 @pytest.mark.parametrize("height, width, channels, lanes, rows", [
     (4, 4, 1, 1, None), (5, 3, 8, 4, 3), (2, 5, 4, 2, None), (1, 1, 2, 1, None)])
-def test_stream_model_with_o_always_ready_is_window_timing(height, width, channels, lanes, rows):
+@pytest.mark.parametrize("ram_reg", [False, True])
+def test_stream_model_with_o_always_ready_is_window_timing(height, width, channels, lanes, rows,
+                                                           ram_reg):
     rng = np.random.default_rng(height)
     in_beats = 4 * height * width * channels // lanes
     offered = np.cumsum(rng.integers(0, 3, in_beats)).tolist()
-    accepted, emitted = window_timing(height, width, channels, lanes, rows, offered)
-    got_in, got_out = stream_model(WindowModel(height, width, channels, lanes, rows), offered,
-                                   None, in_beats, 9 * in_beats)
+    accepted, emitted = window_timing(height, width, channels, lanes, rows, offered, ram_reg)
+    got_in, got_out = stream_model(WindowModel(height, width, channels, lanes, rows, ram_reg),
+                                   offered, None, in_beats, 9 * in_beats)
     assert got_in == accepted and got_out == emitted
 
 

@@ -100,8 +100,14 @@ class SlidingWindowUnit(wiring.Component):
         wait for its last output row ("Timing").
     ram_reg : bool
         The ring's ports from registers (ECP5 builds): the write lands a cycle after its beat
-        is taken, and the read address is a register loaded with the walk's next address
-        whenever the walk moves on. The timing below is unchanged.
+        is taken, the read address is a register loaded with the walk's next address
+        whenever the walk moves on, and the read passes two registers, the block RAM's and
+        one after it, both loaded whenever the output may move (one stall enable for the two
+        stages). The second is the one the ECP5 flow moves into the block RAM's output
+        register (sw/bram_output_registers.py, ``OCE`` its enable): the read's data then
+        leaves the block RAM 1.0 ns after the clock instead of 5.6, which with the padding
+        multiplexer after it was 1.4 ns late at 100 MHz (CNV build cnv9e, conv 3). Every
+        output beat is then valid a cycle later; see "Timing".
 
     Ports
     -----
@@ -139,7 +145,10 @@ class SlidingWindowUnit(wiring.Component):
       row ``min(y + 1, H − 1)`` accepted in an earlier cycle), and then issues one beat per
       cycle with ``o`` ready: its ``9·W·C/S`` beats are consecutive, and the next row starts
       right after when its rows are in. ``o.valid`` is a register (the beat issued in cycle t is
-      valid in t + 1); a stall holds it and the payload.
+      valid in t + 1; t + 2 with ``ram_reg``); a stall holds it and the payload. With
+      ``ram_reg`` the two read stages move together: a beat is issued only in a cycle the
+      output register is empty or leaves, and it moves on to the output in the first such
+      cycle after its issue.
     * **Latency**: with the input arriving one beat per cycle into an idle unit, the first
       output beat is valid ``min(2, H)·W·C/S + 1`` cycles after the cycle the first input beat
       is accepted (output row 0 waits for input rows 0 and 1).
@@ -245,10 +254,18 @@ class SlidingWindowUnit(wiring.Component):
 
         data, pad_q = Signal.like(self.o.payload, name="data"), Signal()
         m.d.comb += self.o.payload.eq(Mux(pad_q, 0, data))
-        with m.If(advance):
-            m.d.sync += self.o.valid.eq(can)
-        with m.If(issue):
-            m.d.sync += [data.eq(rd.data), pad_q.eq(pad)]
+        if self.ram_reg:
+            # the block RAM's read register, then a plain one on the same enable (OUTREG)
+            read = Signal.like(data, name="data_ram", reset_less=True)
+            read_valid, read_pad = Signal(name="valid_ram"), Signal(name="pad_ram")
+            with m.If(advance):
+                m.d.sync += [read.eq(rd.data), read_valid.eq(can), read_pad.eq(pad),
+                             data.eq(read), self.o.valid.eq(read_valid), pad_q.eq(read_pad)]
+        else:
+            with m.If(advance):
+                m.d.sync += self.o.valid.eq(can)
+            with m.If(issue):
+                m.d.sync += [data.eq(rd.data), pad_q.eq(pad)]
         walk = (b, kx, ky, x, y, pix, col, *base)
         following = self._step(m, walk, row_end)
         with m.If(issue):
@@ -308,7 +325,7 @@ class SlidingWindowUnit(wiring.Component):
         return following
 
 
-def window_timing(height, width, channels, lanes, rows, offered):
+def window_timing(height, width, channels, lanes, rows, offered, ram_reg=False):
     """Cycle model of :class:`SlidingWindowUnit` with ``o`` always ready.
 
     ``offered[i]`` is the first cycle input beat ``i`` is offered (nondecreasing; the source
@@ -322,7 +339,7 @@ def window_timing(height, width, channels, lanes, rows, offered):
       of the output row that releases the row ``r − rows`` held in its slot;
     * output row ``j`` issues its first beat at ``max(end of row j − 1 + 1, cycle after the
       last beat of its last input row is accepted)``, then one beat per cycle, each valid one
-      cycle after it is issued.
+      cycle after it is issued (two with ``ram_reg``).
     """
     rows = _check_geometry("window_timing", height, width, channels, lanes, rows)
     row_beats = width * (channels // lanes)
@@ -362,7 +379,8 @@ def window_timing(height, width, channels, lanes, rows, offered):
             accepted.append(t)
         written.append(accepted[-1])
     start_reader_rows(total_rows - 1)
-    emitted = [s + 1 + k for s in starts for k in range(walk)]
+    read = 2 if ram_reg else 1
+    emitted = [s + read + k for s in starts for k in range(walk)]
     return accepted, emitted
 
 
@@ -378,10 +396,15 @@ class WindowModel:
       output register is empty or leaves in that cycle) and, at an output row's first beat,
       once the last input row it reads is written (the cycle after its last beat is taken);
       it is valid from the cycle after it is issued.
+    * with ``ram_reg`` (two read stages on one enable, ``advance``): beat ``n`` is issued no
+      earlier than the cycle after beat ``n − 1`` and only in a cycle neither beat ``n − 1``
+      nor ``n − 2`` sits in the output register without leaving; it is valid from the cycle
+      after the first ``advance`` after its issue: ``max(issue + 2, taken(n − 1) + 1)``.
     """
 
-    def __init__(self, height, width, channels, lanes, rows=None):
+    def __init__(self, height, width, channels, lanes, rows=None, ram_reg=False):
         self.rows = _check_geometry("WindowModel", height, width, channels, lanes, rows)
+        self.ram_reg = bool(ram_reg)
         self.height = height
         self.row_beats = width * (channels // lanes)
         self.walk = KERNEL * KERNEL * self.row_beats       # output beats per output row
@@ -401,12 +424,22 @@ class WindowModel:
         return max(valid, self.issues.at((releasing + 1) * self.walk - 1) + 1)
 
     def _issue(self, n, issues):
-        t = self.o.taken(n - 1) if n else 0
+        if self.ram_reg:
+            t = issues[n - 1] + 1 if n else 0
+        else:
+            t = self.o.taken(n - 1) if n else 0
         row, beat = divmod(n, self.walk)
         if beat == 0:
             last_read = self._clipped_next_row(row)
             t = max(t, self.i.taken((last_read + 1) * self.row_beats - 1) + 1)
+        if self.ram_reg:
+            for k in (n - 2, n - 1):    # a beat held in the output register stalls both stages
+                if k >= 0 and self.valid(k) <= t < self.o.taken(k):
+                    t = self.o.taken(k)
         return t
 
     def valid(self, n):
-        return self.issues.at(n) + 1
+        if not self.ram_reg:
+            return self.issues.at(n) + 1
+        first = self.issues.at(n) + 2
+        return max(first, self.o.taken(n - 1) + 1) if n else first

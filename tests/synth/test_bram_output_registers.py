@@ -30,8 +30,9 @@ class Reads(wiring.Component):
     """Three memories read as the dataflow engines read weights (a read register Yosys merges
     into the block RAM, then a register beside it): ``plain`` 512 × 36 (the 36-bit
     pseudo-dual-port form) and ``narrow`` 2,048 × 9 (true dual port) with plain registers,
-    which move; ``enabled`` with a clock enable and ``shared`` whose data also reaches the
-    output unregistered, which stay."""
+    and ``enabled`` whose register loads on a clock enable, which move (the enable becomes
+    the output register's); ``shared``, whose data also reaches the output unregistered,
+    stays."""
 
     SHAPES = {"plain": (36, 512), "narrow": (9, 2048), "enabled": (18, 1024),
               "shared": (18, 1024)}
@@ -112,22 +113,24 @@ def test_plain_registers_after_a_block_ram_move_into_its_output_register():
     assert main([str(work / "moved.json")]) == 0
     moved = json.loads((work / "moved.json").read_text())
     again = json.loads(json.dumps(netlist))
-    assert absorb_output_registers(again) == (36 + 9, 2)   # plain's 36 bits, narrow's 9
+    assert absorb_output_registers(again) == (36 + 9 + 18, 3)   # plain, narrow, enabled
 
     brams = _cells(moved, "DP16KD")
-    assert len(brams) == len(brams_before) and len(_cells(moved, "TRELLIS_FF")) == ffs_before - 45
+    assert len(brams) == len(brams_before) and len(_cells(moved, "TRELLIS_FF")) == ffs_before - 63
     outreg = {n for n, c in brams.items()
               if "OUTREG" in (c["parameters"]["REGMODE_A"], c["parameters"]["REGMODE_B"])}
-    assert len(outreg) == 2
+    assert len(outreg) == 3
+    en_net = moved["modules"]["reads"]["ports"]["en"]["bits"]
     for name in outreg:                       # the moved registers' outputs are the RAM's pins
         cell = brams[name]
         wide = int(cell["parameters"]["DATA_WIDTH_A"], 2) == 36
         letters = "AB" if wide else ("A" if cell["parameters"]["REGMODE_A"] == "OUTREG" else "B")
         assert all(cell["parameters"][f"REGMODE_{p}"] == "OUTREG" for p in letters)
-        assert all(cell["connections"][f"OCE{p}"] == ["1"] for p in letters)
-    # the enabled and the shared reads keep their fabric registers and NOREG
+        oce = ["1"] if name.startswith(("plain", "narrow")) else en_net
+        assert all(cell["connections"][f"OCE{p}"] == oce for p in letters), name
+    # the shared read keeps its fabric registers and NOREG
     ports = moved["modules"]["reads"]["ports"]
-    for name in ("q_enabled", "q_shared"):
+    for name in ("q_shared",):
         drivers = [c for c in _cells(moved, "TRELLIS_FF").values()
                    if c["connections"]["Q"][0] in ports[name]["bits"]]
         assert len(drivers) == len(ports[name]["bits"]), name
