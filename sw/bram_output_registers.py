@@ -33,9 +33,10 @@ place and prints how many flip-flops moved into how many block RAM ports.
 """
 
 import json
-import os
 import re
 import sys
+
+from xnorflow.sw.file_pass import run_file_pass
 
 __all__ = ["absorb_output_registers", "main"]
 
@@ -169,20 +170,12 @@ def absorb_output_registers(netlist):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m xnorflow.sw.bram_output_registers NETLIST.json", file=sys.stderr)
-        return 2
-    path = argv[0]
-    with open(path) as f:
-        netlist = json.load(f)
-    moved, ports = absorb_output_registers(netlist)
-    with open(path + ".tmp", "w") as f:
-        json.dump(netlist, f)
-    os.replace(path + ".tmp", path)
-    print(f"bram_output_registers: {moved} flip-flops moved into the output registers of "
-          f"{ports} block-RAM read ports")
-    return 0
+    def transform(text):
+        netlist = json.loads(text)
+        moved, ports = absorb_output_registers(netlist)
+        return json.dumps(netlist), (f"{moved} flip-flops moved into the output registers of "
+                                     f"{ports} block-RAM read ports")
+    return run_file_pass(argv, "bram_output_registers", "NETLIST.json", transform)
 
 
 if __name__ == "__main__":

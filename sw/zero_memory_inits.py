@@ -13,9 +13,10 @@ sw/synth.py ``build_plan``; the netlist simulation of the same flow, sim/netlist
 ``python -m xnorflow.sw.zero_memory_inits TOP.il``: it rewrites the file in place and prints
 how many initialisers it dropped and kept.
 """
-import os
 import re
 import sys
+
+from xnorflow.sw.file_pass import run_file_pass
 
 __all__ = ["drop_zero_memory_inits", "main"]
 
@@ -43,18 +44,10 @@ def drop_zero_memory_inits(text):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m xnorflow.sw.zero_memory_inits TOP.il", file=sys.stderr)
-        return 2
-    path = argv[0]
-    with open(path) as f:
-        text, dropped, kept = drop_zero_memory_inits(f.read())
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
-    print(f"zero_memory_inits: {dropped} all-zero memory initialisers dropped, {kept} kept")
-    return 0
+    def transform(text):
+        text, dropped, kept = drop_zero_memory_inits(text)
+        return text, f"{dropped} all-zero memory initialisers dropped, {kept} kept"
+    return run_file_pass(argv, "zero_memory_inits", "TOP.il", transform)
 
 
 if __name__ == "__main__":
