@@ -1064,10 +1064,11 @@ class MatrixVectorUnit(wiring.Component):
         for c, bits in enumerate(widths):
             suffix = "" if len(widths) == 1 else f"_{c}"
             name = f"weights{p}{suffix}"
-            addr = self._read_address(m, w_addr, f"w{p}{suffix}_addr")
-            if banked:
-                words.append(self._banked_chunk(m, p, name, bits, lo, addr))
+            if banked:     # each bank takes the address's last register of its own
+                early = self._edge(m, w_addr, replica(f"w{p}{suffix}_addr_early"))
+                words.append(self._banked_chunk(m, p, name, bits, lo, early))
             else:
+                addr = self._read_address(m, w_addr, f"w{p}{suffix}_addr")
                 m.submodules[name] = mem = self._memory("weights", bits, s.weight_depth)
                 rd, wr = mem.read_port(domain="comb"), mem.write_port()
                 self._write(m, wr, s.weight_select(p), name, p, lo)
@@ -1077,13 +1078,16 @@ class MatrixVectorUnit(wiring.Component):
         word = Cat(*words) if banked else self._near(m, Cat(*words), f"w{p}_near")
         return self._edge(m, word, f"w{p}")
 
-    def _banked_chunk(self, m, p, name, bits, lo, addr):
+    def _banked_chunk(self, m, p, name, bits, lo, early):
         """A column chunk of PE ``p``'s weight memory deeper than :data:`WEIGHT_BANK_WORDS`,
         as banks of that many words (``ram_reg``, block RAM). Each bank's read passes a near
         register of its own (``{name}_b{b}_near``, which the placer puts by that bank's block
         RAMs) and only then the multiplexer over the banks, at the bank bits of the read
         address registered as often; the chunk's word leaves as the unbanked chunk's
-        ``_near`` register would, so the latency is unchanged
+        ``_near`` register would, so the latency is unchanged. ``early`` is the read
+        address's first register (:meth:`_read_address`); its second is one per bank
+        (``{name}_b{b}_addr``), by that bank's block RAMs: one for the chunk's four banks
+        reached one of them 1.3 ns late at 100 MHz (CNV build cnv9e, fc 5)
         (:func:`~xnorflow.hw.dataflow.timing.ram_reg_stages`). A write reaches only the bank
         its address falls in (:meth:`_write`). Returns the chunk's word, a multiplexer's
         output for the caller's register."""
@@ -1096,11 +1100,12 @@ class MatrixVectorUnit(wiring.Component):
             m.submodules[bank] = mem = self._memory("weights", bits, words)
             rd, wr = mem.read_port(domain="comb"), mem.write_port()
             self._write(m, wr, s.weight_select(p), bank, p, lo, bank=b)
-            m.d.comb += rd.addr.eq(addr[:low])
+            m.d.comb += rd.addr.eq(self._edge(m, early[:low], replica(f"{bank}_addr")))
             nears.append(self._edge(m, _read_register(m, rd.data, f"{bank}_ram"),
                                     f"{bank}_near"))
         # the bank bits wait with the read (the block RAM's register, then the near ones)
-        select = self._edge(m, self._edge(m, addr[low:], f"{name}_bank_ram"), f"{name}_bank")
+        addr = self._edge(m, early[low:], replica(f"{name}_bank_addr"))
+        select = self._edge(m, self._edge(m, addr, f"{name}_bank_ram"), f"{name}_bank")
         word = nears[-1]
         for b in reversed(range(len(nears) - 1)):
             word = Mux(select == b, nears[b], word)
