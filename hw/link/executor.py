@@ -235,10 +235,11 @@ class CommandExecutor(wiring.Component):
         cycles fill both stages before the first payload byte is taken. Returns "every byte
         has been taken". The IDENT block is read from ``ident_base`` on: one address bit set
         (``idx`` stays below it)."""
+        ident_bit = ident_base(self.max_payload).bit_length() - 1   # the block's address bit
         take = Signal()                                   # the payload register loads
         fetch = Signal()                                  # the read port reads idx
         m.d.comb += [take.eq(~pvalid | self.payload.ready), fetch.eq(~bvalid | take),
-                     self.buf_r.addr.eq(idx | (from_ident << ident_base(self.max_payload).bit_length() - 1)),
+                     self.buf_r.addr.eq(idx | (from_ident << ident_bit)),
                      self.buf_r.en.eq(fetch)]
         with m.If(take):
             m.d.sync += [pvalid.eq(bvalid), pdata.eq(self.buf_r.data)]
