@@ -150,8 +150,8 @@ class SlidingWindowUnit(wiring.Component):
       output register is empty or leaves, and it moves on to the output in the first such
       cycle after its issue.
     * **Latency**: with the input arriving one beat per cycle into an idle unit, the first
-      output beat is valid ``min(2, H)·W·C/S + 1`` cycles after the cycle the first input beat
-      is accepted (output row 0 waits for input rows 0 and 1).
+      output beat is valid ``min(2, H)·W·C/S + 1`` cycles (``+ 2`` with ``ram_reg``) after the
+      cycle the first input beat is accepted (output row 0 waits for input rows 0 and 1).
     * **Cycles per image**, the output never waiting and the input keeping up: exactly
       ``9·H·W·C/S`` when ``rows ≥ min(H + 2, 4)`` (images back to back without a gap: the
       next image's rows 0 and 1 are written while the reader finishes the previous one). With
