@@ -255,8 +255,8 @@ class DataflowCore(wiring.Component):
                 m.d.sync += counter.eq(counter + 1)
         with m.If(image_done & run.busy):
             m.d.sync += [run.images_done.eq(run.images_done + 1), run.since_done.eq(0),
-                         run.interval.eq(run.since_done + 1)]
-            m.d.sync += run.last_image.eq(run.images_done + 2 == run.count)
+                         run.interval.eq(run.since_done + 1),
+                         run.last_image.eq(run.images_done + 2 == run.count)]
             with m.If(run.images_done == 0):
                 m.d.sync += run.latency.eq(run.cycles + 1)
             with m.If(run.last_image):

@@ -1065,7 +1065,7 @@ class MatrixVectorUnit(wiring.Component):
             suffix = "" if len(widths) == 1 else f"_{c}"
             name = f"weights{p}{suffix}"
             if banked:     # each bank takes the address's last register of its own
-                early = self._edge(m, w_addr, replica(f"w{p}{suffix}_addr_early"))
+                early = self._read_address(m, w_addr, f"w{p}{suffix}_addr", last=False)
                 words.append(self._banked_chunk(m, p, name, bits, lo, early))
             else:
                 addr = self._read_address(m, w_addr, f"w{p}{suffix}_addr")
@@ -1084,11 +1084,12 @@ class MatrixVectorUnit(wiring.Component):
         register of its own (``{name}_b{b}_near``, which the placer puts by that bank's block
         RAMs) and only then the multiplexer over the banks, at the bank bits of the read
         address registered as often; the chunk's word leaves as the unbanked chunk's
-        ``_near`` register would, so the latency is unchanged. ``early`` is the read
-        address's first register (:meth:`_read_address`); its second is one per bank
-        (``{name}_b{b}_addr``), by that bank's block RAMs: one for the chunk's four banks
-        reached one of them 1.3 ns late at 100 MHz (CNV build cnv9e, fc 5)
-        (:func:`~xnorflow.hw.dataflow.timing.ram_reg_stages`). A write reaches only the bank
+        ``_near`` register would, so the latency is unchanged
+        (:func:`~xnorflow.hw.dataflow.timing.ram_reg_stages`). ``early`` is the read
+        address's first register (:meth:`_read_address` with ``last=False``); its second is
+        one per bank (``{name}_b{b}_addr``), by that bank's block RAMs: one for the chunk's
+        four banks left their address pins 1.4-3.3 ns late at 100 MHz (CNV build cnv9f,
+        fc6). A write reaches only the bank
         its address falls in (:meth:`_write`). Returns the chunk's word, a multiplexer's
         output for the caller's register."""
         s = self.shape
@@ -1111,16 +1112,17 @@ class MatrixVectorUnit(wiring.Component):
             word = Mux(select == b, nears[b], word)
         return word
 
-    def _read_address(self, m, addr, name):
+    def _read_address(self, m, addr, name, last=True):
         """A weight memory's read address: with ``ram_reg`` two replica registers of the
         memory's (chunk's) own, ``name_early`` then ``name``, so the placer can put one by the
         reader and one by the block RAMs (one register was placed by the reader, 12.4 ns of
         route from the input buffer's LUT RAM it addressed: ECP5 SFC build 14). The input
-        buffer's chunks take two likewise, so the words stay aligned."""
+        buffer's chunks take two likewise, so the words stay aligned. ``last=False``: the
+        first register only (a banked chunk gives each bank a second of its own)."""
         if not self.ram_reg:
             return addr
         early = self._edge(m, addr, replica(f"{name}_early"))
-        return self._edge(m, early, replica(name))
+        return self._edge(m, early, replica(name)) if last else early
 
     def _channel_word(self, m, mem, addr, name):
         """A channel memory's word at ``addr``, ready ``1 + ram_reg`` cycles later."""
