@@ -81,9 +81,9 @@ def yosys_stat(top, board):
     script = re.sub(r"^write_json .*$", "tee -q -o stat.json stat -json", script, flags=re.M)
     netlist = plan.files["top.il"]
     netlist = netlist.decode() if isinstance(netlist, bytes) else netlist
-    if board.drop_zero_inits:       # what the board's build script runs before Yosys
-        from xnorflow.sw.zero_memory_inits import drop_zero_memory_inits
-        netlist = drop_zero_memory_inits(netlist)[0]
+    if board.drop_inits:       # what the board's build script runs before Yosys
+        from xnorflow.sw.rtlil_inits import drop_inits
+        netlist = drop_inits(netlist)[0]
     with tempfile.TemporaryDirectory(prefix="xnorflow-area-") as tmp:
         Path(tmp, "top.il").write_text(netlist)
         Path(tmp, "area.ys").write_text(script)

@@ -52,12 +52,12 @@ from amaranth.back import rtlil
 
 from xnorflow.sim.build import REPO, WRAPPER, BuildError, TopSpec, _locked, _log, build_dir, prune
 from xnorflow.sw.bram_output_registers import absorb_output_registers
-from xnorflow.sw.zero_memory_inits import drop_zero_memory_inits
+from xnorflow.sw.rtlil_inits import drop_inits
 from xnorflow.sw.synth import BOARDS
 from xnorflow.sw.tools import ensure_tools_on_path
 
 __all__ = ["FAMILIES", "netlist_spec", "synthesis_spec", "x_plusargs", "verilator_args",
-           "synthesize", "simulation_sources", "drops_zero_inits", "yosys_script", "run_yosys", "finish_netlist",
+           "synthesize", "simulation_sources", "drops_inits", "yosys_script", "run_yosys", "finish_netlist",
            "cell_library",
            "project_cells", "launcher", "CXX_FLAGS", "MAKE_OPTS"]
 
@@ -124,11 +124,12 @@ def _board_for(family):
     return next(b for b in BOARDS.values() if b.family == family)
 
 
-def drops_zero_inits(family):
+def drops_inits(family):
     """Whether the ``family`` netlist is made from RTLIL without the memories' all-zero
-    initialisers (sw/zero_memory_inits.py), as its board flow does; the generic flow too,
-    whose memories stay arrays and start undefined like the iCE40's."""
-    return family == "generic" or _board_for(family).drop_zero_inits
+    initialisers and the FSM state registers' initial values (sw/rtlil_inits.py), as its
+    board flow does; the generic flow too, whose memories stay arrays and start undefined
+    like the iCE40's (every netlist simulation resets the design first)."""
+    return family == "generic" or _board_for(family).drop_inits
 
 
 def yosys_script(family, read="read_rtlil top.il", top="top", out="netlist.v"):
@@ -308,8 +309,8 @@ def _synthesize_into(spec, d, out):
     _log(f"synthesising {spec.name} with Yosys ({spec.netlist} flow; minutes for a big build)")
     d.mkdir(parents=True, exist_ok=True)
     text = rtlil.convert(spec.elaborate(), name="top", emit_src=False)
-    if drops_zero_inits(spec.netlist):
-        text = drop_zero_memory_inits(text)[0]
+    if drops_inits(spec.netlist):
+        text = drop_inits(text)[0]
     (d / "top.il").write_text(text)
     (d / "wrapper.v").write_text(WRAPPER)
     (d / "spec.json").write_text(spec.key() + "\n")

