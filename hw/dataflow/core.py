@@ -408,16 +408,18 @@ class DataflowCore(wiring.Component):
         address is a mapped word (a select of its engine and an address inside that memory;
         anything else is a bus error, never a stray write)."""
         cfg, lay, pipe = self.config, self.layout, self.pipeline
-        w_engine, w_addr, w_sel, w_last, w_known = self._weight_address(m, req.a)
-        if cfg.ram_reg:
-            # whether the address is mapped, decoded in stage 0 from the registered bus and
-            # held in a register for the action and the error: decoded from `a` in stage 1
-            # (a subtraction, the engine's case, two comparisons) it reached the ack's error
-            # flag 2.7 ns late at 100 MHz (ECP5 CNV build cnv9a)
-            known_early = self._weight_address(m, req.bus.addr, "_early")[-1]
-            w_known = Signal(name="w_known_q")
-            with m.If(req.start):
-                m.d.sync += w_known.eq(known_early)
+        # The address decoded in stage 0, from the bus as the request starts, into registers
+        # for the action and the error (loaded with `a`, so they are its decode). Decoded
+        # from `a` in stage 1 (a subtraction, the engine's case, two comparisons) it reached
+        # the ack's error flag 2.7 ns late at 100 MHz (ECP5 CNV build cnv9a) and the weight
+        # word's clock enable 4.0 ns late at 40 MHz (iCEBreaker); on the iCE40 each register
+        # shares a logic cell with the decode's last LUT.
+        decoded = self._weight_address(m, req.bus.addr)
+        w_engine, w_addr, w_sel, w_last, w_known = (
+            Signal.like(v, name=f"{v.name}_q") for v in decoded)
+        with m.If(req.start):
+            m.d.sync += [r.eq(v) for r, v in zip((w_engine, w_addr, w_sel, w_last, w_known),
+                                                 decoded)]
         # data registers without reset (here and below): a reset only reaches flip-flops
         # whose value matters after it, and the reset net (every engine's registers on a
         # large ECP5 build) was the CNV 7 k/s pixel-MMV build's critical path
@@ -483,18 +485,18 @@ class DataflowCore(wiring.Component):
             m.d.sync += w_word.eq(w_next)
         return w_next
 
-    def _weight_address(self, m, a, suffix=""):
+    def _weight_address(self, m, a):
         """Weight-window address ``a`` decoded: its engine, the word's address and select in
         that engine's memories, whether it is the word's last byte, and whether it is mapped
         (a word of a memory that exists; every byte of a word's slot is mapped, the slot
         being the word rounded up to a power of two of bytes)."""
         cfg, lay = self.config, self.layout
         offset = (a - mm.W_BASE) >> lay.engine_shift     # negative below the window
-        engine = Signal(offset.shape(), name=f"w_engine{suffix}")
+        engine = Signal(offset.shape(), name="w_engine")
         m.d.comb += engine.eq(offset)
-        addr = Signal(max(1, max(lay.select_shifts)), name=f"w_addr{suffix}")
-        sel = Signal(max(1, lay.engine_shift - min(lay.select_shifts)), name=f"w_sel{suffix}")
-        last, known = Signal(name=f"w_last{suffix}"), Signal(name=f"w_known{suffix}")
+        addr = Signal(max(1, max(lay.select_shifts)), name="w_addr")
+        sel = Signal(max(1, lay.engine_shift - min(lay.select_shifts)), name="w_sel")
+        last, known = Signal(name="w_last"), Signal(name="w_known")
         with m.Switch(engine):
             for e, fold in enumerate(cfg.engines):
                 shape, shift, sel_shift = fold.shape, lay.word_shifts[e], lay.select_shifts[e]

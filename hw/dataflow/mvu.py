@@ -56,7 +56,7 @@ Why these choices (measured or counted, not guessed):
 * **Padding**: input padding is forced to 0 when written into the buffer (``(S − r)·k`` AND
   gates on the last beat), weight padding is stored 0 by the packer; the padding bits then add
   a known constant that the packer folds into T*/C (contract 2, exact).
-* **Memory reads as an asynchronous port plus a register** (:func:`_read_register`): Yosys
+* **Memory reads as an asynchronous port plus a register** (:func:`~xnorflow.hw.registered_read.registered_read`): Yosys
   then honours ``no_rw_check`` (477 → 82 LUT4 outside the PEs of a 256→256 S32·P8 engine on
   iCE40).
 * **Replica registers for wide fan-out** (ECP5, ``ram_reg``): each PE's weight read address
@@ -144,6 +144,7 @@ from . import timing
 from .block_fifo import chunk_widths
 from .counters import counter, wrapped_next
 from ..register_slice import RegisterSlice
+from ..registered_read import registered_read
 from .shape import MvuShape
 
 __all__ = ["MatrixVectorUnit", "XnorPE", "GroupReorderBuffer", "WriteSignature",
@@ -303,23 +304,6 @@ def _memory(width, depth, ram_style=None):
     return Memory(shape=width, depth=max(depth, 2), init=[], attrs=attrs)
 
 
-def _read_register(m, data, name, en=None):
-    """The synchronous read of a memory, written as an asynchronous read port and a register:
-    Yosys merges the register into the block RAM (memory_dff) and only then honours
-    ``no_rw_check``. A synchronous Amaranth read port reaches Yosys as a port with defined
-    read-before-write behaviour, which it emulates with a bypass register and a multiplexer
-    per bit (measured on a 256 × 32 memory: 44 LUT4 and 73 FFs on iCE40, 46 LUT4 and 106 FFs
-    on ECP5; this way none on ECP5; in a whole engine on iCE40, 477 → 82 LUT4 outside the
-    PEs)."""
-    reg = Signal.like(data, name=name, reset_less=True)
-    if en is None:
-        m.d.sync += reg.eq(data)
-    else:
-        with m.If(en):
-            m.d.sync += reg.eq(data)
-    return reg
-
-
 def _table(entries, bits):
     """``entries`` padded to ``2**bits`` with the last one repeated: every index value is a
     case, so the Verilog's case statement for ``Array(...)[index]`` is complete."""
@@ -446,7 +430,7 @@ class GroupReorderBuffer(wiring.Component):
 
         # the whole column is registered (the memory's read register), the image's beat picked
         # after it: a multiplexer before the register would keep it out of a block RAM
-        word = _read_register(m, rd.data, "column", en=load)
+        word = registered_read(m, rd.data, "column", en=load)
         picked = Signal.like(image, name="picked_image")
         with m.If(load):
             m.d.sync += picked.eq(image)
@@ -846,7 +830,7 @@ class MatrixVectorUnit(wiring.Component):
         # its word passes two registers after the read (_weights): one by the block RAM, one
         # by the PE (with one, the PEs' weight registers were 2.5 ns late: ECP5 SFC build
         # 17). The input word waits as many cycles, to stay aligned.
-        x = self._near(m, _read_register(m, control["x"], "x_ram"), "x_near")
+        x = self._near(m, registered_read(m, control["x"], "x_ram"), "x_near")
         x = self._edge(m, x, "x")
         totals = [[] for _ in range(M)]    # totals[j][p]: image j's fold sum in PE p
         for p in range(s.pe):
@@ -1011,7 +995,7 @@ class MatrixVectorUnit(wiring.Component):
             m.d.comb += [wr.en.eq(en if M > 1 else en[0]), wr.addr.eq(wr_addr),
                          wr.data.eq(data.replicate(M)), rd.addr.eq(rd_addr)]
             if self.ram_reg:      # the chunks' second address register, as a data register
-                return _read_register(m, rd.data, "buffer_rd_late")
+                return registered_read(m, rd.data, "buffer_rd_late")
             return rd.data
         data_reg = data
         for name in ["buffer_wr_data_early", "buffer_wr_data"][-self.buffer_write_lag:]:
@@ -1055,7 +1039,7 @@ class MatrixVectorUnit(wiring.Component):
             addr = Mux(self.wr.en, self.wr.addr, self._read_address(m, w_addr, f"w{p}_addr"))
             m.d.comb += [wr.en.eq(self._selected(s.weight_select(p))), wr.data.eq(self.wr.data),
                          rd.addr.eq(addr), wr.addr.eq(addr)]
-            word = _read_register(m, rd.data, f"w{p}_ram", en=~self.wr.en)
+            word = registered_read(m, rd.data, f"w{p}_ram", en=~self.wr.en)
             return self._edge(m, self._near(m, word, f"w{p}_near"), f"w{p}")
         widths = (weight_chunk_widths(s.simd, s.weight_depth, self.lut_weights)
                   if self.ram_reg else [s.simd])
@@ -1073,7 +1057,7 @@ class MatrixVectorUnit(wiring.Component):
                 rd, wr = mem.read_port(domain="comb"), mem.write_port()
                 self._write(m, wr, s.weight_select(p), name, p, lo)
                 m.d.comb += rd.addr.eq(addr)
-                words.append(_read_register(m, rd.data, f"w{p}{suffix}_ram"))
+                words.append(registered_read(m, rd.data, f"w{p}{suffix}_ram"))
             lo += bits
         word = Cat(*words) if banked else self._near(m, Cat(*words), f"w{p}_near")
         return self._edge(m, word, f"w{p}")
@@ -1102,7 +1086,7 @@ class MatrixVectorUnit(wiring.Component):
             rd, wr = mem.read_port(domain="comb"), mem.write_port()
             self._write(m, wr, s.weight_select(p), bank, p, lo, bank=b)
             m.d.comb += rd.addr.eq(self._edge(m, early[:low], replica(f"{bank}_addr")))
-            nears.append(self._edge(m, _read_register(m, rd.data, f"{bank}_ram"),
+            nears.append(self._edge(m, registered_read(m, rd.data, f"{bank}_ram"),
                                     f"{bank}_near"))
         # the bank bits wait with the read (the block RAM's register, then the near ones)
         addr = self._edge(m, early[low:], replica(f"{name}_bank_addr"))
@@ -1128,7 +1112,7 @@ class MatrixVectorUnit(wiring.Component):
         """A channel memory's word at ``addr``, ready ``1 + ram_reg`` cycles later."""
         rd = mem.read_port(domain="comb")
         m.d.comb += rd.addr.eq(addr)
-        return self._edge(m, _read_register(m, rd.data, f"{name}_ram"), name)
+        return self._edge(m, registered_read(m, rd.data, f"{name}_ram"), name)
 
     def _result_signal(self, name):
         s = self.shape

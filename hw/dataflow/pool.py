@@ -157,7 +157,7 @@ class MaxPool2x2(wiring.Component):
     ----------------------------------
     The row memory is read synchronously (an asynchronous Amaranth port followed by a
     register, which Yosys merges into the RAM and for which it honours ``no_rw_check``, as
-    in hw/dataflow/mvu.py): iCE40 has no LUT RAM, so an asynchronous read would become
+    in hw/registered_read.py): iCE40 has no LUT RAM, so an asynchronous read would become
     ``⌊W/2⌋·C`` flip-flops and a multiplexer tree, while a synchronous one maps to an
     SB_RAM40_4K; on ECP5 it is LUT RAM (DPR16X4) plus a P-bit register, or an EBR when deep
     (Yosys 0.70, ``synth_ice40``/``synth_ecp5``, memory mapping: 32×32×64 at P = 8, 128

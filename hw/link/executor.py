@@ -62,11 +62,11 @@ class CommandExecutor(wiring.Component):
     bus : Out(BusSignature(addr_width))
         One request at a time: ``stb`` held with ``addr``/``we``/``w_data`` until ``ack``.
 
-    Latency (from ``frame.valid``): the header is offered 1 cycle later for a receiver
-    verdict, an unknown command or IDENT, 9 for a BAD_LENGTH or
-    OVERSIZED WRITE/READ (the address/count fields are read from the buffer first), and
-    ``9 + n * (2 + L)`` (WRITE) or ``9 + n * (1 + L)`` (READ) after ``n`` bus accesses, ``L``
-    being the target's ack latency (>= 1). The buffer streams to the transmitter at one
+    Latency (from ``frame.valid``): the header is offered 2 cycles later for a receiver
+    verdict, an unknown command or IDENT (one cycle decodes the frame's fields into
+    registers), 10 for a BAD_LENGTH or OVERSIZED WRITE/READ (the address/count fields are
+    read from the buffer first), and ``10 + n * (2 + L)`` (WRITE) or ``10 + n * (1 + L)``
+    (READ) after ``n`` bus accesses, ``L`` being the target's ack latency (>= 1). The buffer streams to the transmitter at one
     byte per cycle.
     """
 
@@ -106,7 +106,12 @@ class CommandExecutor(wiring.Component):
         # start of the iCE40 build's critical path). Each is set from the next value of what
         # it tests wherever that changes.
         oor = Signal()                                # addr is outside the bus's range
-        r_end = Signal()                              # READ: idx == n
+        # idx == the bytes to go through: n (WRITE, READ) or rlen (STREAM). Kept as a register
+        # beside idx: the compare sat in front of the FSM's clock enable (iCE40 at 40 MHz).
+        at_end = Signal()
+        # The bus strobe, a register loaded with what the states below would decode: it is
+        # the clock enable of the target's request registers (the core's ~40).
+        stb = Signal()
 
         m.d.comb += [
             self.header.payload.status.eq(status),
@@ -114,6 +119,7 @@ class CommandExecutor(wiring.Component):
             self.payload.valid.eq(pvalid),
             self.payload.payload.eq(pdata),
             self.bus.addr.eq(addr[:self.addr_width]),
+            self.bus.stb.eq(stb),
             self.bus.w_data.eq(self.buf_r.data),
         ]
 
@@ -123,23 +129,38 @@ class CommandExecutor(wiring.Component):
             m.d.sync += [status.eq(code), rlen.eq(length)]
             m.next = "SEND"
 
+        # The frame's decode, registered every cycle: the frame's fields hold still while
+        # frame.valid, so DISPATCH (the cycle after IDLE took the frame) sees them decoded.
+        # Decoding in IDLE put the receiver's valid logic, these compares and the clock
+        # enable of the response header's 24 registers on one path (iCE40 at 40 MHz:
+        # 7.5 ns late).
+        failed = Signal()                             # the receiver's verdict is not OK
+        is_ident = Signal()
+        empty = Signal()                              # length 0
+        write_or_read = Signal()
+        m.d.sync += [failed.eq(info.status != Status.OK), is_ident.eq(info.cmd == Cmd.IDENT),
+                     empty.eq(info.length == 0),
+                     write_or_read.eq((info.cmd == Cmd.WRITE) | (info.cmd == Cmd.READ))]
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.frame.valid):
                     # FIELDS loads addr[:32]: clear only the carry bit (ECP5 SFC build 20)
                     m.d.sync += [idx.eq(0), addr[32].eq(0), oor.eq(0), from_ident.eq(0)]
-                    with m.If(info.status != Status.OK):
-                        answer(info.status)
-                    with m.Elif(info.cmd == Cmd.IDENT):
-                        with m.If(info.length != 0):
-                            answer(Status.BAD_LENGTH)
-                        with m.Else():
-                            m.d.sync += from_ident.eq(1)
-                            answer(Status.OK, len(self.ident))
-                    with m.Elif((info.cmd == Cmd.WRITE) | (info.cmd == Cmd.READ)):
-                        m.next = "FIELDS"
+                    m.next = "DISPATCH"
+            with m.State("DISPATCH"):
+                with m.If(failed):
+                    answer(info.status)
+                with m.Elif(is_ident):
+                    with m.If(~empty):
+                        answer(Status.BAD_LENGTH)
                     with m.Else():
-                        answer(Status.UNKNOWN_COMMAND)
+                        m.d.sync += from_ident.eq(1)
+                        answer(Status.OK, len(self.ident))
+                with m.Elif(write_or_read):
+                    m.next = "FIELDS"
+                with m.Else():
+                    answer(Status.UNKNOWN_COMMAND)
 
             with m.State("FIELDS"):
                 # Read buffer bytes 0..5 (addr u32, count u16) into addr[:32] and n; the
@@ -152,9 +173,10 @@ class CommandExecutor(wiring.Component):
                 with m.If(idx == 6):
                     m.next = "DECODE"
             with m.State("DECODE"):
-                m.d.sync += [idx.eq(0), oor.eq(addr[self.addr_width:] != 0), r_end.eq(n == 0)]
+                in_range = addr[self.addr_width:] == 0
+                m.d.sync += [idx.eq(0), oor.eq(~in_range), at_end.eq(n == 0)]
                 with m.If(info.cmd == Cmd.WRITE):
-                    m.d.sync += n.eq(info.length - 4)
+                    m.d.sync += [n.eq(info.length - 4), at_end.eq(info.length == 4)]
                     with m.If(info.length < 4):
                         answer(Status.BAD_LENGTH)
                     with m.Else():
@@ -165,44 +187,49 @@ class CommandExecutor(wiring.Component):
                     with m.Elif(n > self.max_payload):
                         answer(Status.OVERSIZED)
                     with m.Else():
+                        m.d.sync += stb.eq((n != 0) & in_range)
                         m.next = "R_BUS"
 
             with m.State("W_READ"):
-                with m.If(idx == n):
+                with m.If(at_end):
                     answer(Status.OK)
                 with m.Else():
                     m.d.comb += [self.buf_r.addr.eq(idx + 4), self.buf_r.en.eq(1)]
+                    m.d.sync += stb.eq(~oor)
                     m.next = "W_BUS"
             with m.State("W_BUS"):
                 # buf_r.data holds the byte (en is low here) while stb is held.
                 with m.If(oor):
                     m.next = "ERR0"
                 with m.Else():
-                    m.d.comb += [self.bus.stb.eq(1), self.bus.we.eq(1)]
+                    m.d.comb += self.bus.we.eq(1)
                     with m.If(self.bus.ack):
+                        m.d.sync += stb.eq(0)
                         with m.If(self.bus.err):
                             m.next = "ERR0"
                         with m.Else():
                             m.d.sync += [idx.eq(idx + 1), addr.eq(addr + 1),
-                                         oor.eq((addr + 1)[self.addr_width:] != 0)]
+                                         oor.eq((addr + 1)[self.addr_width:] != 0),
+                                         at_end.eq((idx + 1) == n)]
                             m.next = "W_READ"
 
             with m.State("R_BUS"):
-                with m.If(r_end):
+                with m.If(at_end):
                     answer(Status.OK, n)
                 with m.Elif(oor):
                     m.next = "ERR0"
                 with m.Else():
-                    m.d.comb += self.bus.stb.eq(1)
                     with m.If(self.bus.ack):
+                        m.d.sync += stb.eq(0)
                         with m.If(self.bus.err):
                             m.next = "ERR0"
                         with m.Else():
+                            next_in_range = (addr + 1)[self.addr_width:] == 0
                             m.d.comb += [self.buf_w.en.eq(1), self.buf_w.addr.eq(idx),
                                          self.buf_w.data.eq(self.bus.r_data)]
                             m.d.sync += [idx.eq(idx + 1), addr.eq(addr + 1),
-                                         oor.eq((addr + 1)[self.addr_width:] != 0),
-                                         r_end.eq((idx + 1) == n)]
+                                         oor.eq(~next_in_range), at_end.eq((idx + 1) == n),
+                                         stb.eq(((idx + 1) != n) & next_in_range)]
 
             with m.State("ERR0"):
                 m.d.comb += [self.buf_w.en.eq(1), self.buf_w.addr.eq(0),
@@ -216,10 +243,11 @@ class CommandExecutor(wiring.Component):
             with m.State("SEND"):
                 m.d.comb += self.header.valid.eq(1)
                 with m.If(self.header.ready):
-                    m.d.sync += [idx.eq(0), pvalid.eq(0), bvalid.eq(0)]
+                    m.d.sync += [idx.eq(0), pvalid.eq(0), bvalid.eq(0), at_end.eq(rlen == 0)]
                     m.next = "STREAM"
             with m.State("STREAM"):
-                with m.If(self._stream(m, idx, rlen, pvalid, pdata, bvalid, from_ident)):
+                with m.If(self._stream(m, idx, rlen, at_end, pvalid, pdata, bvalid,
+                                       from_ident)):
                     m.next = "WAIT_TX"
             with m.State("WAIT_TX"):
                 with m.If(self.tx_idle):
@@ -227,7 +255,7 @@ class CommandExecutor(wiring.Component):
                     m.next = "IDLE"
         return m
 
-    def _stream(self, m, idx, rlen, pvalid, pdata, bvalid, from_ident):
+    def _stream(self, m, idx, rlen, at_end, pvalid, pdata, bvalid, from_ident):
         """Buffer -> payload stream at full rate through two stages: the buffer's read port
         (``bvalid``) and the payload register (``pvalid``, ``pdata``). The register keeps the
         block RAM's clock-to-out (~5.6 ns on ECP5) away from the transmitter's framing
@@ -244,7 +272,7 @@ class CommandExecutor(wiring.Component):
         with m.If(take):
             m.d.sync += [pvalid.eq(bvalid), pdata.eq(self.buf_r.data)]
         with m.If(fetch):
-            m.d.sync += bvalid.eq(idx < rlen)
-            with m.If(idx < rlen):
-                m.d.sync += idx.eq(idx + 1)
-        return (idx == rlen) & ~bvalid & ~pvalid
+            m.d.sync += bvalid.eq(~at_end)                # at_end: idx == rlen
+            with m.If(~at_end):
+                m.d.sync += [idx.eq(idx + 1), at_end.eq(idx + 1 == rlen)]
+        return at_end & ~bvalid & ~pvalid

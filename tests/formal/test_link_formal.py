@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 
 import pytest
-from amaranth.hdl import Signal, Value
+from amaranth.hdl import Mux, Signal, Value
 
 from xnorflow.hw.bus import ADDR_WIDTH
 from xnorflow.hw.link import hostlink as hostlink_module
@@ -153,6 +153,11 @@ class LinkAnswersEveryFrame(Harness):
         self.check(m, implies((req.state == Rq.HUNT) & (rearm >= REARM_CYCLES), i.ready),
                    f"the link takes input again {REARM_CYCLES} cycles after a response's last "
                    f"byte at the latest, and takes every byte while hunting for a frame")
+        rx, ex = inside.sub("rx").component, inside.sub("ex").component
+        written = Mux(rx.frame.valid, ex.buf_w.en, rx.buf.en)     # HostLink's write port
+        self.check(m, ~(ex.buf_r.en & written),
+                   "the payload buffer is never read and written in the same cycle "
+                   "(its no_rw_check attribute)")
         if self.lemmas:
             parts = (inside, inside.sub("rx"), inside.sub("ex"), inside.sub("tx"))
             self.receiver_lemmas(m, *parts)
@@ -230,22 +235,32 @@ class LinkAnswersEveryFrame(Harness):
                               ok & (info.cmd == Cmd.IDENT)
                               & (ex.signal("rlen") == len(link.component.ident))),
                    "only IDENT answers from the identification block, all of it")
-        self.lemma(m, implies(ex.state("FIELDS"), (wait <= 3 + idx) & (idx <= 6) & ok
+        self.lemma(m, implies(ex.state("DISPATCH"),
+                              answering & (wait <= 3) & rx.state("CHECK", "DONE")
+                              & (ex.signal("failed") == ~ok)
+                              & (ex.signal("is_ident") == (info.cmd == Cmd.IDENT))
+                              & (ex.signal("empty") == (info.length == 0))
+                              & (ex.signal("write_or_read") == write_or_read)),
+                   "the executor decodes a frame's fields the cycle after it takes it")
+        self.lemma(m, implies(ex.state("FIELDS"), (wait <= 4 + idx) & (idx <= 6) & ok
                               & write_or_read),
                    "a WRITE's or READ's address and count fields take 7 cycles")
-        self.lemma(m, implies(ex.state("DECODE"), (wait <= 10) & ok & write_or_read),
-                   "the command is decoded at most 10 cycles after the frame's end")
+        self.lemma(m, implies(ex.state("DECODE"), (wait <= 11) & ok & write_or_read),
+                   "the command is decoded at most 11 cycles after the frame's end")
         self.lemma(m, implies(ex.state("W_READ", "W_BUS"), ok & (info.cmd == Cmd.WRITE)
                               & (info.length >= 4) & (n == info.length - 4)),
                    "a WRITE writes length - 4 bytes")
-        self.lemma(m, implies(ex.state("W_READ"), (idx <= n) & (wait <= 11 + idx * (2 + L))),
+        self.lemma(m, implies(ex.state("W_READ", "W_BUS", "R_BUS"),
+                              ex.signal("at_end") == (idx == n)),
+                   "the end flag follows the byte index")
+        strobe_lemma(self, m, link, ex)
+        self.lemma(m, implies(ex.state("W_READ"), (idx <= n) & (wait <= 12 + idx * (2 + L))),
                    "a WRITE spends at most 2 + L cycles per byte")
-        self.lemma(m, implies(ex.state("W_BUS"), (idx < n) & (wait <= 12 + idx * (2 + L) + age)),
+        self.lemma(m, implies(ex.state("W_BUS"), (idx < n) & (wait <= 13 + idx * (2 + L) + age)),
                    "a WRITE's bus request has waited age cycles")
         self.lemma(m, implies(ex.state("R_BUS"), ok & (info.cmd == Cmd.READ)
                               & (n <= p.max_payload) & (idx <= n)
-                              & (ex.signal("r_end") == (idx == n))
-                              & (wait <= 11 + idx * (1 + L) + age)),
+                              & (wait <= 12 + idx * (1 + L) + age)),
                    "a READ reads at most max_payload bytes, 1 + L cycles each")
         self.lemma(m, implies(ex.state("ERR0", "ERR1"), ok & write_or_read),
                    "only a WRITE or READ meets a bus error")
@@ -285,6 +300,8 @@ class LinkAnswersEveryFrame(Harness):
         self.lemma(m, implies(rsp.state == Rs.LEN1, rsp.length[:8] == rlen[:8])
                    & implies(past_length, rsp.length == rlen),
                    "the response tracker has seen the transmitter's length")
+        self.lemma(m, implies(ex.state("STREAM"), ex.signal("at_end") == (idx == rlen)),
+                   "while streaming, the end flag follows the byte index")
         header = tx.state("SYNC", "STATUS", "LEN0", "LEN1")
         self.lemma(m, implies(header, ex.state("STREAM", "WAIT_TX")
                               & implies(ex.state("STREAM"), (idx == pvalid + bvalid) & (idx <= rlen)
@@ -332,6 +349,14 @@ class LinkAnswersEveryFrame(Harness):
                    "i.ready has been low since the frame's end at most")
 
 
+def strobe_lemma(harness, m, link, ex):
+    """The executor's bus strobe, a register, is what its state decodes."""
+    oor, at_end = ex.signal("oor"), ex.signal("at_end")
+    harness.lemma(m, link.component.bus.stb == ((ex.state("W_BUS") & ~oor)
+                                                | (ex.state("R_BUS") & ~at_end & ~oor)),
+                  "the bus strobe register is what the executor's state decodes")
+
+
 class LinkStreamsFollowRules(Harness):
     title = "every stream of the host link keeps valid and payload until ready"
 
@@ -360,6 +385,7 @@ class LinkStreamsFollowRules(Harness):
                        & (tx.signal("idle_r") == tx.state("IDLE")),
                        "every FSM holds the code of one of its states (the transmitter's "
                        "idle flag its IDLE state)")
+            strobe_lemma(self, m, inside, ex)
             self.lemma(m, (~ex.signal("pvalid") & ~ex.signal("bvalid")) | ex.state("STREAM"),
                        "the executor's payload stages are full only while it streams")
 
@@ -387,10 +413,10 @@ def test_link_streams_keep_valid_and_payload_until_ready(tmp_path, instance):
     assert result.status == "PASS", result.explain()
 
 
-def _counterexample(harness, tmp_path, expected_message):
+def _counterexample(harness, tmp_path, expected_message, depth=BROKEN_DEPTH):
     """Bounded check from reset (a real trace, not an induction artefact) without the lemmas,
     so that the named property itself must catch the bug."""
-    result = run_proof(harness, tmp_path, mode="bmc", depth=BROKEN_DEPTH)
+    result = run_proof(harness, tmp_path, mode="bmc", depth=depth)
     print(result.explain())
     assert result.status == "FAIL", result.explain()
     assert any(msg.startswith(expected_message) for msg in result.failed), result.explain()
@@ -449,3 +475,21 @@ def test_stream_proof_catches_a_payload_byte_changing_under_backpressure(tmp_pat
 def test_stream_proof_catches_a_bus_request_withdrawn_before_its_ack(tmp_path, monkeypatch):
     monkeypatch.setattr(hostlink_module, "CommandExecutor", GivesUpOnSlowTargets)
     _counterexample(LinkStreamsFollowRules(lemmas=False), tmp_path, "link.bus")
+
+
+class PrefetchesWhileIdle(CommandExecutor):
+    """Broken on purpose: reads the buffer while idle (a prefetch of byte 0), when the
+    receiver may be writing a frame's payload into it."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        with m.If(~self.frame.valid):
+            m.d.comb += [self.buf_r.en.eq(1), self.buf_r.addr.eq(0)]
+        return m
+
+
+def test_link_proof_catches_a_buffer_read_during_a_write(tmp_path, monkeypatch):
+    monkeypatch.setattr(hostlink_module, "CommandExecutor", PrefetchesWhileIdle)
+    # a frame's first payload byte is written 5 cycles after reset at the earliest
+    _counterexample(LinkAnswersEveryFrame(lemmas=False), tmp_path,
+                    "the payload buffer is never read and written in the same cycle", depth=8)
