@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 
 import pytest
-from amaranth.hdl import Mux, Signal, Value
+from amaranth.hdl import Cat, Mux, Signal, Value
 
 from xnorflow.hw.bus import ADDR_WIDTH
 from xnorflow.hw.link import hostlink as hostlink_module
@@ -236,12 +236,17 @@ class LinkAnswersEveryFrame(Harness):
                               & (ex.signal("rlen") == len(link.component.ident))),
                    "only IDENT answers from the identification block, all of it")
         self.lemma(m, implies(ex.state("DISPATCH"),
-                              answering & (wait <= 3) & rx.state("CHECK", "DONE")
-                              & (ex.signal("failed") == ~ok)
-                              & (ex.signal("is_ident") == (info.cmd == Cmd.IDENT))
-                              & (ex.signal("empty") == (info.length == 0))
-                              & (ex.signal("write_or_read") == write_or_read)),
-                   "the executor decodes a frame's fields the cycle after it takes it")
+                              answering & (wait <= 3) & rx.state("CHECK", "DONE")),
+                   "the executor dispatches a frame the cycle after it takes it")
+        decoded = {"failed": ~ok, "is_ident": info.cmd == Cmd.IDENT,
+                   "empty": info.length == 0, "write_or_read": write_or_read,
+                   "is_write": info.cmd == Cmd.WRITE, "short": info.length < 4,
+                   "address_only": info.length == 4, "read_length": info.length == 6}
+        self.lemma(m, implies(~ex.state("IDLE"),
+                              Cat(*(ex.signal(name) == value for name, value in decoded.items()))
+                              .all()),
+                   "from the cycle after the executor takes a frame, its decode registers hold "
+                   "the frame's decode")
         self.lemma(m, implies(ex.state("FIELDS"), (wait <= 4 + idx) & (idx <= 6) & ok
                               & write_or_read),
                    "a WRITE's or READ's address and count fields take 7 cycles")
