@@ -40,7 +40,7 @@ class FoldError(XnorflowError):
 
 #: The clock a dataflow build runs at by default on each board (post-route Fmax of the
 #: measured builds with margin, docs/dataflow.md "Measured").
-DATAFLOW_CLOCK_MHZ = {"icebreaker": 28.0, "ulx3s-85f": 100.0}
+DATAFLOW_CLOCK_MHZ = {"icebreaker": 32.25, "ulx3s-85f": 100.0}
 
 #: Logic model, Yosys LUT4s: per engine ``mac·S·P·k + pe·P + engine`` (XNOR-popcount trees,
 #: per-PE accumulator and compare, control), plus ``fixed`` (host link, UART, run control,
@@ -58,7 +58,7 @@ LOGIC = {
 #: row and tap counters and address arithmetic, the pool's counters (from the blocks' Yosys
 #: statistics). Checked on a placed build: the digits CNN's iCEBreaker fold
 #: df:8x8x1u4>16p:9x2s,4x4x16>32p:16x8,128>64:16x1s,64>10r:2x1 is estimated at 4,941 logic
-#: cells and placed in 4,878 (4,837 on the RTL of session 24:
+#: cells and placed in 4,878 (4,684 on the RTL of session 28:
 #: benchmarks/results/dataflow_cnn/icebreaker_digits_cnn_report.json).
 CONV_LOGIC = {"window": 150.0, "pool": 60.0}
 

@@ -35,7 +35,7 @@ from xnorflow.sw.synth import (REPORT_FILE, accelerator_top, build_dir_name, bui
 
 SCRIPT = ROOT / "benchmarks" / "design_space.py"
 ICE_OVERLAY = ROOT / "bitstreams/icebreaker-2x4x16-24mhz-68fd7f97/report.json"
-ICE_DATAFLOW = ROOT / "bitstreams/icebreaker-df-64u4-256-16x4s-28mhz-3c98e13f/report.json"
+ICE_DATAFLOW = ROOT / "bitstreams/icebreaker-df-64u4-256-16x4s-32.25mhz-cbf9bfbb/report.json"
 ECP5_OVERLAY = ROOT / "bitstreams/ulx3s-85f-32x4x64-45mhz-static-ee0c7b73/report.json"
 #: Two dataflow ECP5 builds' reports (not under bitstreams/: timing not met).
 ECP5_DATAFLOW_BUILDS = ROOT / "benchmarks/results/dataflow_sfc/ecp5_builds.json"
