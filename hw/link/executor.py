@@ -66,8 +66,8 @@ class CommandExecutor(wiring.Component):
     verdict, an unknown command or IDENT (one cycle decodes the frame's fields into
     registers), 10 for a BAD_LENGTH or OVERSIZED WRITE/READ (the address/count fields are
     read from the buffer first), and ``10 + n * (2 + L)`` (WRITE) or ``10 + n * (1 + L)``
-    (READ) after ``n`` bus accesses, ``L`` being the target's ack latency (>= 1). The buffer streams to the transmitter at one
-    byte per cycle.
+    (READ) after ``n`` bus accesses, ``L`` being the target's ack latency (>= 1). The buffer
+    streams to the transmitter at one byte per cycle.
     """
 
     def __init__(self, *, max_payload=256, ident=b"", addr_width=ADDR_WIDTH):
