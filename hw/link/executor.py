@@ -1,4 +1,6 @@
 """Command executor: checked frames in, bus accesses, response header and payload out."""
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, Signal, Cat
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -129,25 +131,8 @@ class CommandExecutor(wiring.Component):
             m.d.sync += [status.eq(code), rlen.eq(length)]
             m.next = "SEND"
 
-        # The frame's decode, registered every cycle: the frame's fields hold still while
-        # frame.valid, so DISPATCH (the cycle after IDLE took the frame) and every state after
-        # it see them decoded. Decoding in IDLE put the receiver's valid logic, these compares
-        # and the clock enable of the response header's 24 registers on one path (iCE40 at
-        # 40 MHz: 7.5 ns late); decoding the length in DECODE, the compares before the
-        # header's data (3.8 ns late).
-        failed = Signal()                             # the receiver's verdict is not OK
-        is_ident = Signal()
-        empty = Signal()                              # length 0
-        write_or_read = Signal()
-        is_write = Signal()
-        short = Signal()                              # length < 4: no whole address
-        address_only = Signal()                       # length 4: a WRITE of no data
-        read_length = Signal()                        # length 6: address and count
-        m.d.sync += [failed.eq(info.status != Status.OK), is_ident.eq(info.cmd == Cmd.IDENT),
-                     empty.eq(info.length == 0),
-                     write_or_read.eq((info.cmd == Cmd.WRITE) | (info.cmd == Cmd.READ)),
-                     is_write.eq(info.cmd == Cmd.WRITE), short.eq(info.length < 4),
-                     address_only.eq(info.length == 4), read_length.eq(info.length == 6)]
+        d = self._frame_decode(m, info)
+        r = SimpleNamespace(idx=idx, n=n, addr=addr, oor=oor, at_end=at_end, stb=stb)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -156,15 +141,15 @@ class CommandExecutor(wiring.Component):
                     m.d.sync += [idx.eq(0), addr[32].eq(0), oor.eq(0), from_ident.eq(0)]
                     m.next = "DISPATCH"
             with m.State("DISPATCH"):
-                with m.If(failed):
+                with m.If(d.failed):
                     answer(info.status)
-                with m.Elif(is_ident):
-                    with m.If(~empty):
+                with m.Elif(d.is_ident):
+                    with m.If(~d.empty):
                         answer(Status.BAD_LENGTH)
                     with m.Else():
                         m.d.sync += from_ident.eq(1)
                         answer(Status.OK, len(self.ident))
-                with m.Elif(write_or_read):
+                with m.Elif(d.write_or_read):
                     m.next = "FIELDS"
                 with m.Else():
                     answer(Status.UNKNOWN_COMMAND)
@@ -182,14 +167,14 @@ class CommandExecutor(wiring.Component):
             with m.State("DECODE"):
                 in_range = addr[self.addr_width:] == 0
                 m.d.sync += [idx.eq(0), oor.eq(~in_range), at_end.eq(n == 0)]
-                with m.If(is_write):
-                    m.d.sync += [n.eq(info.length - 4), at_end.eq(address_only)]
-                    with m.If(short):
+                with m.If(d.is_write):
+                    m.d.sync += [n.eq(info.length - 4), at_end.eq(d.address_only)]
+                    with m.If(d.short):
                         answer(Status.BAD_LENGTH)
                     with m.Else():
                         m.next = "W_READ"
                 with m.Else():
-                    with m.If(~read_length):
+                    with m.If(~d.read_length):
                         answer(Status.BAD_LENGTH)
                     with m.Elif(n > self.max_payload):
                         answer(Status.OVERSIZED)
@@ -197,55 +182,7 @@ class CommandExecutor(wiring.Component):
                         m.d.sync += stb.eq((n != 0) & in_range)
                         m.next = "R_BUS"
 
-            with m.State("W_READ"):
-                with m.If(at_end):
-                    answer(Status.OK)
-                with m.Else():
-                    m.d.comb += [self.buf_r.addr.eq(idx + 4), self.buf_r.en.eq(1)]
-                    m.d.sync += stb.eq(~oor)
-                    m.next = "W_BUS"
-            with m.State("W_BUS"):
-                # buf_r.data holds the byte (en is low here) while stb is held.
-                with m.If(oor):
-                    m.next = "ERR0"
-                with m.Else():
-                    m.d.comb += self.bus.we.eq(1)
-                    with m.If(self.bus.ack):
-                        m.d.sync += stb.eq(0)
-                        with m.If(self.bus.err):
-                            m.next = "ERR0"
-                        with m.Else():
-                            m.d.sync += [idx.eq(idx + 1), addr.eq(addr + 1),
-                                         oor.eq((addr + 1)[self.addr_width:] != 0),
-                                         at_end.eq((idx + 1) == n)]
-                            m.next = "W_READ"
-
-            with m.State("R_BUS"):
-                with m.If(at_end):
-                    answer(Status.OK, n)
-                with m.Elif(oor):
-                    m.next = "ERR0"
-                with m.Else():
-                    with m.If(self.bus.ack):
-                        m.d.sync += stb.eq(0)
-                        with m.If(self.bus.err):
-                            m.next = "ERR0"
-                        with m.Else():
-                            next_in_range = (addr + 1)[self.addr_width:] == 0
-                            m.d.comb += [self.buf_w.en.eq(1), self.buf_w.addr.eq(idx),
-                                         self.buf_w.data.eq(self.bus.r_data)]
-                            m.d.sync += [idx.eq(idx + 1), addr.eq(addr + 1),
-                                         oor.eq(~next_in_range), at_end.eq((idx + 1) == n),
-                                         stb.eq(((idx + 1) != n) & next_in_range)]
-
-            with m.State("ERR0"):
-                m.d.comb += [self.buf_w.en.eq(1), self.buf_w.addr.eq(0),
-                             self.buf_w.data.eq(idx[:8])]
-                m.next = "ERR1"
-            with m.State("ERR1"):
-                m.d.comb += [self.buf_w.en.eq(1), self.buf_w.addr.eq(1),
-                             self.buf_w.data.eq(idx >> 8)]
-                answer(Status.BUS_ERROR, 2)
+            self._bus_states(m, r, answer)
 
             with m.State("SEND"):
                 m.d.comb += self.header.valid.eq(1)
@@ -261,6 +198,83 @@ class CommandExecutor(wiring.Component):
                     m.d.comb += self.frame.ready.eq(1)
                     m.next = "IDLE"
         return m
+
+    def _frame_decode(self, m, info):
+        """The frame's fields decoded into registers, loaded every cycle: the fields hold
+        still while ``frame.valid``, so DISPATCH (the cycle after IDLE took the frame) and
+        every state after it see them decoded. Decoding in IDLE put the receiver's valid
+        logic, these compares and the clock enable of the response header's 24 registers on
+        one path (iCE40 at 40 MHz: 7.5 ns late); decoding the length in DECODE, the compares
+        before the header's data (3.8 ns late)."""
+        failed = Signal()                             # the receiver's verdict is not OK
+        is_ident = Signal()
+        empty = Signal()                              # length 0
+        write_or_read = Signal()
+        is_write = Signal()
+        short = Signal()                              # length < 4: no whole address
+        address_only = Signal()                       # length 4: a WRITE of no data
+        read_length = Signal()                        # length 6: address and count
+        m.d.sync += [failed.eq(info.status != Status.OK), is_ident.eq(info.cmd == Cmd.IDENT),
+                     empty.eq(info.length == 0),
+                     write_or_read.eq((info.cmd == Cmd.WRITE) | (info.cmd == Cmd.READ)),
+                     is_write.eq(info.cmd == Cmd.WRITE), short.eq(info.length < 4),
+                     address_only.eq(info.length == 4), read_length.eq(info.length == 6)]
+        return SimpleNamespace(failed=failed, is_ident=is_ident, empty=empty,
+                               write_or_read=write_or_read, is_write=is_write, short=short,
+                               address_only=address_only, read_length=read_length)
+
+    def _bus_states(self, m, r, answer):
+        """WRITE and READ on the bus, and a bus error's answer (states of ``elaborate``'s
+        FSM): ``r`` holds the byte index, count, address and the registered flags."""
+        with m.State("W_READ"):
+            with m.If(r.at_end):
+                answer(Status.OK)
+            with m.Else():
+                m.d.comb += [self.buf_r.addr.eq(r.idx + 4), self.buf_r.en.eq(1)]
+                m.d.sync += r.stb.eq(~r.oor)
+                m.next = "W_BUS"
+        with m.State("W_BUS"):
+            # buf_r.data holds the byte (en is low here) while stb is held.
+            with m.If(r.oor):
+                m.next = "ERR0"
+            with m.Else():
+                m.d.comb += self.bus.we.eq(1)
+                with m.If(self.bus.ack):
+                    m.d.sync += r.stb.eq(0)
+                    with m.If(self.bus.err):
+                        m.next = "ERR0"
+                    with m.Else():
+                        m.d.sync += [r.idx.eq(r.idx + 1), r.addr.eq(r.addr + 1),
+                                     r.oor.eq((r.addr + 1)[self.addr_width:] != 0),
+                                     r.at_end.eq((r.idx + 1) == r.n)]
+                        m.next = "W_READ"
+
+        with m.State("R_BUS"):
+            with m.If(r.at_end):
+                answer(Status.OK, r.n)
+            with m.Elif(r.oor):
+                m.next = "ERR0"
+            with m.Else():
+                with m.If(self.bus.ack):
+                    m.d.sync += r.stb.eq(0)
+                    with m.If(self.bus.err):
+                        m.next = "ERR0"
+                    with m.Else():
+                        next_in_range = (r.addr + 1)[self.addr_width:] == 0
+                        m.d.comb += [self.buf_w.en.eq(1), self.buf_w.addr.eq(r.idx),
+                                     self.buf_w.data.eq(self.bus.r_data)]
+                        m.d.sync += [r.idx.eq(r.idx + 1), r.addr.eq(r.addr + 1),
+                                     r.oor.eq(~next_in_range), r.at_end.eq((r.idx + 1) == r.n),
+                                     r.stb.eq(((r.idx + 1) != r.n) & next_in_range)]
+
+        with m.State("ERR0"):
+            m.d.comb += [self.buf_w.en.eq(1), self.buf_w.addr.eq(0),
+                         self.buf_w.data.eq(r.idx[:8])]
+            m.next = "ERR1"
+        with m.State("ERR1"):
+            m.d.comb += [self.buf_w.en.eq(1), self.buf_w.addr.eq(1),
+                         self.buf_w.data.eq(r.idx >> 8)]
+            answer(Status.BUS_ERROR, 2)
 
     def _stream(self, m, idx, rlen, at_end, pvalid, pdata, bvalid, from_ident):
         """Buffer -> payload stream at full rate through two stages: the buffer's read port
