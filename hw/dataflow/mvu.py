@@ -56,7 +56,7 @@ Why these choices (measured or counted, not guessed):
 * **Padding**: input padding is forced to 0 when written into the buffer (``(S − r)·k`` AND
   gates on the last beat), weight padding is stored 0 by the packer; the padding bits then add
   a known constant that the packer folds into T*/C (contract 2, exact).
-* **Memory reads as an asynchronous port plus a register** (:func:`~xnorflow.hw.registered_read.registered_read`): Yosys
+* **Memory reads as an asynchronous port plus a register** (hw/registered_read.py): Yosys
   then honours ``no_rw_check`` (477 → 82 LUT4 outside the PEs of a 256→256 S32·P8 engine on
   iCE40).
 * **Replica registers for wide fan-out** (ECP5, ``ram_reg``): each PE's weight read address

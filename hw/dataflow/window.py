@@ -121,15 +121,15 @@ class SlidingWindowUnit(wiring.Component):
 
     Memory
     ------
-    One ring of ``rows·W·C/S`` words of ``S·lane_bits`` bits (block RAM), one write port and
-    one registered read: input row ``r`` of the stream (counted over images) lives in slot
-    ``r mod rows``. The read is written as an asynchronous port plus a register
-    (:func:`~xnorflow.hw.registered_read.registered_read`: Yosys then merges the register
-    into the block RAM and honours ``no_rw_check``, which holds: the reader reads only whole rows the
-    writer will not touch until they are released; a padding tap's read is discarded). The
-    register is the output payload, with an enable for output stalls; padding taps are zeroed
-    after it by a registered flag (no memory read needed), so the block RAM's output
-    register stays a plain one.
+    One ring of ``rows·W·C/S`` words of ``S·lane_bits`` bits (block RAM), one write port
+    and one registered read: input row ``r`` of the stream (counted over images) lives in
+    slot ``r mod rows``. The read is an asynchronous port plus a register
+    (hw/registered_read.py: Yosys then merges the register into the block RAM and honours
+    ``no_rw_check``, which holds: the reader reads only whole rows the writer will not
+    touch until they are released; a padding tap's read is discarded). The register is the
+    output payload, with an enable for output stalls; padding taps are zeroed after it by a
+    registered flag (no memory read needed), so the block RAM's output register stays a
+    plain one.
 
     Timing
     ------
