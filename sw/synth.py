@@ -77,7 +77,7 @@ class Board:
     tools: dict            # Amaranth tool env var → YoWASP executable
     overrides: tuple = ()  # extra platform.build() overrides, (name, value) pairs
     nextpnr_opts: str = ""  # extra nextpnr options
-    drop_inits: bool = False  # memories' all-zero and FSM states' initial values dropped (sw/rtlil_inits.py)
+    drop_inits: bool = False  # sw/rtlil_inits.py before Yosys (memory and FSM-state inits)
 
     def make_platform(self):
         module, cls = self.platform.split(":")
