@@ -27,8 +27,11 @@ class DataflowDevice(OverlayDevice):
     config : DataflowConfig, str or None
         The build's configuration; None: read from the IDENT block (``df:…``).
     poll_limit : int
-        STATUS polls after the predicted end of a run before giving up.
+        STATUS polls after the predicted end of a run before giving up on hardware (a
+        simulation bounds the run in cycles: :meth:`OverlayDevice._wait_idle`).
     """
+
+    STATUS_BUSY = mm.STATUS_BUSY
 
     def __init__(self, transport, config=None, *, poll_limit=10_000):
         super().__init__(transport, None, poll_limit=poll_limit)
@@ -82,15 +85,8 @@ class DataflowDevice(OverlayDevice):
                                   zip(self.layers, model_cycles["by_engine"])}}
         self.transport.wait(predicted["total"])
         status_req = self.read_requests(mm.REG_STATUS, 4 * 8)
-        for _ in range(self.poll_limit):
-            regs = b"".join(self._exchange(status_req))
-            status = int.from_bytes(regs[0:4], "little")
-            if not status & mm.STATUS_BUSY:
-                break
-            self.transport.wait(max(64, predicted["total"] // 16))
-        else:
-            raise DriverError(f"the run of {n} images is still busy after {self.poll_limit} "
-                              f"status polls (predicted {predicted['total']} cycles)")
+        regs = self._wait_idle(status_req, predicted["total"], f"{n} images")
+        status = int.from_bytes(regs[0:4], "little")
         word = lambda reg: int.from_bytes(regs[reg - mm.REG_STATUS:reg - mm.REG_STATUS + 4],
                                           "little")
         error = word(mm.REG_ERROR)

@@ -216,6 +216,13 @@ def run_frames(layers, config, x, max_payload=P.DEFAULT_MAX_PAYLOAD):
         outputs=read_frames(out_addr, out_len, max_payload))
 
 
+#: A simulated run still busy after ``HUNG_RUN_FACTOR`` times its predicted cycles plus
+#: ``HUNG_RUN_SLACK`` (the STATUS polls' own traffic on the link) is reported hung
+#: (:meth:`OverlayDevice._wait_idle`).
+HUNG_RUN_FACTOR = 2
+HUNG_RUN_SLACK = 20_000
+
+
 class OverlayDevice:
     """The accelerator behind a :class:`Transport`: identify, load a model, run inputs.
 
@@ -228,12 +235,17 @@ class OverlayDevice:
         text of :meth:`xnorflow.hw.config.ArrayConfig.format`, else from the core's CONFIG register
         (P, Q, K, acc_width) with default memory depths.
     poll_limit : int
-        STATUS polls after the predicted run time before giving up (each poll is a full
-        request/response round trip on the link).
+        STATUS polls after the predicted run time before giving up on hardware (each poll is
+        a full request/response round trip on the link). In a simulation (the transport
+        counts ``cycles``) the bound is in simulated cycles instead: :data:`HUNG_RUN_FACTOR`
+        times the cycle model's prediction plus :data:`HUNG_RUN_SLACK` (:meth:`_wait_idle`).
 
     Every response is decoded with :mod:`xnorflow.sw.protocol`; anything but an OK answer raises
     :class:`~xnorflow.sw.protocol.DeviceError` (a bus error, a CRC error on the way in, ...).
     """
+
+    #: STATUS's busy bit in this core's memory map
+    STATUS_BUSY = mm.STATUS_BUSY
 
     def __init__(self, transport, config=None, *, poll_limit=10_000):
         self.transport = transport
@@ -253,6 +265,31 @@ class OverlayDevice:
         if len(frames) != len(requests):
             raise TransportError(f"{len(requests)} requests got {len(frames)} responses")
         return [P.check_response(P.decode_response(f)) for f in frames]
+
+    def _wait_idle(self, status_req, predicted, what):
+        """Poll the status registers (``status_req``, whose answer starts with STATUS) until
+        the run is no longer busy; returns their bytes. Gives up with a DriverError after
+        ``poll_limit`` polls on hardware, or, in a simulation, once the run has taken
+        ``HUNG_RUN_FACTOR·predicted + HUNG_RUN_SLACK`` simulated cycles since the first poll:
+        the cycle model is exact, so a run past twice its prediction is hung, and the
+        simulator reports it in seconds instead of after 10,000 polls (~17 minutes of the
+        Amaranth simulator)."""
+        start = self.transport.cycles
+        bound = None if start is None else HUNG_RUN_FACTOR * predicted + HUNG_RUN_SLACK
+        polls = 0
+        while True:
+            regs = b"".join(self._exchange(status_req))
+            if not int.from_bytes(regs[0:4], "little") & self.STATUS_BUSY:
+                return regs
+            polls += 1
+            if bound is None and polls >= self.poll_limit:
+                raise DriverError(f"the run of {what} is still busy after {self.poll_limit} "
+                                  f"status polls (predicted {predicted} cycles)")
+            if bound is not None and self.transport.cycles - start > bound:
+                raise DriverError(f"the run of {what} is still busy after "
+                                  f"{self.transport.cycles - start} simulated cycles (predicted "
+                                  f"{predicted}; the bound is {bound})")
+            self.transport.wait(max(64, predicted // 16))
 
     @property
     def max_payload(self):
@@ -368,15 +405,8 @@ class OverlayDevice:
         n_desc = len(program.hw_steps(layers))
         # Poll the registers only (a UART would otherwise re-read the outputs every poll);
         # the first poll normally finds the run over thanks to wait() above.
-        for _ in range(self.poll_limit):
-            regs = b"".join(self._exchange(regs_req))
-            status = int.from_bytes(regs[0:4], "little")
-            if not status & mm.STATUS_BUSY:
-                break
-            self.transport.wait(max(64, predicted["total"] // 16))
-        else:
-            raise DriverError(f"the run of {n} samples is still busy after {self.poll_limit} "
-                              f"status polls (predicted {predicted['total']} cycles)")
+        regs = self._wait_idle(regs_req, predicted["total"], f"{n} samples")
+        status = int.from_bytes(regs[0:4], "little")
         error = int.from_bytes(regs[4:8], "little")
         if status & mm.STATUS_ERROR or error:
             raise DriverError(f"the core stopped with error {mm.ERROR_NAMES.get(error, error)} "

@@ -155,6 +155,33 @@ def test_bad_requests_get_bus_errors_and_abort_recovers_a_starved_run():
         assert dev.last_counters["total"] == run_cycles(cfg, 3)["total"]
 
 
+def test_a_hung_run_is_reported_within_its_simulated_cycle_bound(monkeypatch):
+    """A run that never ends (COUNT asks for one image more than the host sends, so the core
+    waits for input forever) is reported by the driver once it has taken twice its predicted
+    cycles plus the slack (here 2,000 cycles, to keep the test short), not after 10,000
+    polls; an abort then recovers the core."""
+    from xnorflow.sw import dataflow_driver, driver
+    rng = np.random.default_rng(8)
+    model = random_model(rng, [16, 12, 8, 5], input_bits=2)
+    cfg, transport = _device(model, [(4, 4), (4, 4), (4, 1)])
+    x = random_inputs(rng, model, 3)
+    whole = dataflow_driver.dp.input_bytes
+    monkeypatch.setattr(dataflow_driver.dp, "input_bytes",      # the last image never sent
+                        lambda images, config: whole(images[:-1], config))
+    monkeypatch.setattr(driver, "HUNG_RUN_SLACK", 2_000)
+    with transport:
+        dev = DataflowDevice(transport)
+        dev.load(model)
+        with pytest.raises(DriverError, match="still busy after .* simulated cycles") as e:
+            dev.run(x)
+        bound = driver.HUNG_RUN_FACTOR * run_cycles(cfg, 3)["total"] + 2_000
+        waited = int(str(e.value).split("after ")[1].split()[0])
+        assert bound < waited <= bound + run_cycles(cfg, 3)["total"] // 16 + 1_000
+        dev.abort()
+        assert dev.status() == {"busy": False, "done": False, "error": mm.ERR_ABORTED,
+                                "error_name": "aborted"}
+
+
 def test_a_model_of_another_shape_is_refused_by_layer_and_field():
     rng = np.random.default_rng(8)
     model = random_model(rng, [16, 12, 8, 5], input_bits=2)

@@ -166,7 +166,7 @@ class CommandExecutor(wiring.Component):
                     m.next = "DECODE"
             with m.State("DECODE"):
                 in_range = addr[self.addr_width:] == 0
-                m.d.sync += [idx.eq(0), oor.eq(~in_range), at_end.eq(n == 0)]
+                m.d.sync += [idx.eq(0), oor.eq(~in_range)]
                 with m.If(d.is_write):
                     m.d.sync += [n.eq(info.length - 4), at_end.eq(d.address_only)]
                     with m.If(d.short):
@@ -174,6 +174,7 @@ class CommandExecutor(wiring.Component):
                     with m.Else():
                         m.next = "W_READ"
                 with m.Else():
+                    m.d.sync += at_end.eq(n == 0)
                     with m.If(~d.read_length):
                         answer(Status.BAD_LENGTH)
                     with m.Elif(n > self.max_payload):
