@@ -148,7 +148,7 @@ from ..registered_read import registered_read
 from .shape import MvuShape
 
 __all__ = ["MatrixVectorUnit", "XnorPE", "GroupReorderBuffer", "WriteSignature",
-           "channel_result", "xnor_popcount", "adder_tree"]
+           "channel_result", "fold_count", "xnor_popcount", "adder_tree"]
 
 
 class WriteSignature(wiring.Signature):
@@ -232,6 +232,23 @@ def xnor_popcount(m, x, w, name, levels_per_stage=1):
     return count, 1 + stages
 
 
+
+
+def fold_count(m, shape, x, w, levels_per_stage=1):
+    """``U_t = Σ_b 2^b·popcount(XNOR(x_b, w))`` of one input word ``x`` (k planes of S lanes,
+    element ``j`` in bits ``[k·j, k·j + k)``) and weight word ``w``, through
+    :func:`xnor_popcount` per plane and an :func:`adder_tree` over the planes; valid
+    :func:`~xnorflow.hw.dataflow.timing.datapath_stages` cycles after ``x`` and ``w``."""
+    S, k = shape.simd, shape.input_bits
+    counts = []
+    for b in range(k):
+        plane = Cat(x[j * k + b] for j in range(S))
+        count, stages = xnor_popcount(m, plane, w, f"b{b}", levels_per_stage)
+        assert stages == timing.popcount_stages(S, levels_per_stage)
+        counts.append((count, b))
+    (u_t, shift), stages = adder_tree(m, counts, "planes", levels_per_stage)
+    assert shift == 0 and stages == timing.plane_stages(k, levels_per_stage)
+    return u_t
 
 
 #: Most bits of one input-buffer memory with ``ram_reg``: each such chunk has its own replica
@@ -495,16 +512,7 @@ class XnorPE(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         s = self.mvu_shape
-        S, k = s.simd, s.input_bits
-        counts = []
-        for b in range(k):
-            plane = Cat(self.x[j * k + b] for j in range(S))
-            count, stages = xnor_popcount(m, plane, self.w, f"b{b}", self.levels_per_stage)
-            assert stages == timing.popcount_stages(S, self.levels_per_stage)
-            counts.append((count, b))
-        (u_t, shift), stages = adder_tree(m, counts, "planes", self.levels_per_stage)
-        assert shift == 0 and stages == timing.plane_stages(k, self.levels_per_stage)
-
+        u_t = fold_count(m, s, self.x, self.w, self.levels_per_stage)
         acc = Signal(s.u_width, reset_less=True)
         total = Signal(s.u_width, reset_less=True)
         m.d.sync += acc.eq(Mux(self.clear, 0, (acc + u_t)[:s.u_width]))

@@ -55,7 +55,8 @@ __all__ = ["adder_tree_stages", "popcount_stages", "plane_stages", "datapath_sta
            "OUTPUT_SLICES", "mvu_cycles", "buffer_write_lag", "weights_in_lut_ram", "ram_reg_stages", "mvu_latency", "mvu_output_offsets",
            "mvu_last_output_latency", "mvu_output_cycles", "mvu_fifo_depth", "converter_latency",
            "OnDemand", "Handshakes", "connect_chain", "SourceModel", "SinkModel",
-           "RegisterSliceModel", "SkidSliceModel", "ConverterModel", "MvuModel"]
+           "RegisterSliceModel", "SkidSliceModel", "ConverterModel", "MvuModel",
+           "psum_stage", "psum_latency", "psum_fifo_depth", "PsumMvuModel"]
 
 
 def _ceil_div(a, b):
@@ -218,6 +219,28 @@ def mvu_fifo_depth(n_in, n_out, simd, pe, input_bits=1, ram_reg=True, levels_per
     # group's last image reads column nf at latency − 2 + (m − 1)·NF + nf; free a cycle later
     release = latency - 1 + (mmv - 1) * nf
     return 1 + _columns_held(sf, nf, release)
+
+
+def psum_stage(simd, input_bits=1, levels_per_stage=1):
+    """A :class:`~xnorflow.hw.dataflow.psum_mvu.PartialSumMVU`'s cycles from a fold's issue to
+    its count ``U_t`` (the weight read's register, then the datapath)."""
+    return 1 + datapath_stages(simd, input_bits, levels_per_stage)
+
+
+def psum_latency(simd, input_bits=1, levels_per_stage=1):
+    """A :class:`~xnorflow.hw.dataflow.psum_mvu.PartialSumMVU`'s cycles from a fold's issue to
+    its output beat valid: the count (:func:`psum_stage`), the result register, the FIFO.
+    A pass starts in the cycle its input beat is taken, so this is also the cycles from
+    accepting an image's last input beat to its first output beat, the others following one
+    per cycle (``NF − 1`` more to the last) when ``o`` is ready."""
+    return psum_stage(simd, input_bits, levels_per_stage) + 2
+
+
+def psum_fifo_depth(simd, input_bits=1, levels_per_stage=1):
+    """Output FIFO beats with which a :class:`~xnorflow.hw.dataflow.psum_mvu.PartialSumMVU`
+    issues a last-pass fold every cycle while ``o`` is ready: a fold's credit is held from
+    its issue to the cycle after its beat leaves."""
+    return psum_latency(simd, input_bits, levels_per_stage) + 1
 
 
 def _columns_held(sf, nf, release):
@@ -504,4 +527,55 @@ class MvuModel:
         if self.mmv > 1:
             return self.loads.at(n) + 1
         t = self.starts.at(n) + self.latency - 1
+        return max(t, self.o.taken(n - 1) + 1) if n else t
+
+
+class PsumMvuModel:
+    """:class:`~xnorflow.hw.dataflow.psum_mvu.PartialSumMVU` of ``SF`` passes (input beats) and
+    ``NF`` folds per pass, a fold's beat valid ``latency`` (:func:`psum_latency`) cycles after
+    its issue, ``depth`` output entries (:func:`psum_fifo_depth`). With backpressure
+    (``hw/dataflow/psum_mvu.py``):
+
+    * **input beat n** (pass n) is taken once valid, from the cycle after the previous pass's
+      last fold issued; a last pass's beat also needs an output credit for its first fold;
+    * **fold k** of a pass issues the cycle its beat is taken (k = 0) or the cycle after fold
+      k − 1, in a last pass not before the cycle after output beat ``f − depth`` left
+      (``f`` the fold's output beat);
+    * **output beat f** is valid ``latency`` cycles after its fold issued, behind beat f − 1.
+    """
+
+    def __init__(self, synapse_folds, neuron_folds, latency, depth):
+        self.sf, self.nf, self.latency, self.depth = \
+            synapse_folds, neuron_folds, latency, depth
+        self.issues = OnDemand(self._issue)
+        self.i = self.o = None
+
+    def _credit(self, beat):
+        """The earliest cycle output beat ``beat`` may issue for want of an entry."""
+        return self.o.taken(beat - self.depth) + 1 if beat >= self.depth else 0
+
+    def _output_beat(self, fold):
+        """The output beat of fold index ``fold`` (``pass·NF + k``) if its pass is a last one."""
+        p, k = divmod(fold, self.nf)
+        image, s = divmod(p, self.sf)
+        return image * self.nf + k if s == self.sf - 1 else None
+
+    def accept(self, n, valid):
+        t = valid
+        if n:
+            t = max(t, self.issues.at(n * self.nf - 1) + 1)
+        beat = self._output_beat(n * self.nf)
+        return t if beat is None else max(t, self._credit(beat))
+
+    def _issue(self, fold, issues):
+        p, k = divmod(fold, self.nf)
+        if k == 0:
+            return self.i.taken(p)
+        t = issues[fold - 1] + 1
+        beat = self._output_beat(fold)
+        return t if beat is None else max(t, self._credit(beat))
+
+    def valid(self, n):
+        image, k = divmod(n, self.nf)
+        t = self.issues.at((image * self.sf + self.sf - 1) * self.nf + k) + self.latency
         return max(t, self.o.taken(n - 1) + 1) if n else t

@@ -1,0 +1,87 @@
+"""PartialSumMVU (the input-first engine) against the golden model and its stream model.
+
+Weights and channel words reach it only through its write port, packed by the same packer as
+the output-first engine's (sw/layers/dataflow_pack.py); images stream in with random gaps,
+the output stalls at random, and every output beat must equal the golden model's. The stream
+model (hw/dataflow/timing.py, PsumMvuModel) must give every input and output handshake at
+the simulated cycle.
+"""
+import numpy as np
+import pytest
+
+from xnorflow.hw.dataflow.psum_mvu import PartialSumMVU
+from xnorflow.hw.dataflow.test_mvu import (per_image, random_layer, random_layer_inputs,
+                                           run_engine, with_padding_garbage)
+from xnorflow.hw.dataflow.test_stream_timing import check_model
+from xnorflow.hw.dataflow.testing import rejected
+from xnorflow.hw.dataflow.timing import PsumMvuModel, psum_latency
+from xnorflow.sw.layers.dataflow_pack import decode_mvu_output, encode_mvu_input, pack_layer
+
+# (N, M, S, P, k, output, input kind, options)
+CASES = [
+    (16, 8, 4, 2, 1, "threshold", None, {}),         # SF = 4, NF = 4
+    (37, 13, 8, 4, 1, "threshold", None, {}),        # padding in inputs and channels
+    (23, 9, 23, 3, 1, "threshold", None, {}),        # SF = 1: first and last pass at once
+    (20, 5, 6, 5, 1, "threshold", None, {}),         # NF = 1: sums in registers
+    (30, 11, 7, 2, 1, "raw", None, {}),
+    (26, 10, 4, 10, 1, "raw", None, {}),             # NF = 1, raw (the digits last layer's kind)
+    (64, 16, 16, 4, 4, "threshold", None, {}),       # the digits first layer, small M
+    (27, 10, 8, 3, 4, "threshold", None, {"levels_per_stage": 2}),
+    (33, 12, 16, 5, 1, "threshold", "unsigned", {}),  # a 1-bit unsigned first layer
+    (40, 12, 8, 4, 1, "threshold", None, {"fifo_depth": 1}),   # one output credit
+]
+
+
+@pytest.mark.parametrize("n, m, simd, pe, k, output, kind, options", CASES,
+                         ids=[f"{c[0]}x{c[1]}_S{c[2]}P{c[3]}k{c[4]}_{c[5]}{c[7] or ''}"
+                              for c in CASES])
+def test_every_output_equals_the_golden_model(n, m, simd, pe, k, output, kind, options):
+    rng = np.random.default_rng([n, m, simd, pe, k])
+    layer = random_layer(rng, n, m, k, output, kind)
+    x = random_layer_inputs(rng, layer, 6)
+    dut = PartialSumMVU(n, m, simd, pe, k, output, input_kind=layer.input_kind, **options)
+    s = dut.shape
+    beats = with_padding_garbage(encode_mvu_input(x, s), s, rng)
+    _, mon_o = run_engine(dut, pack_layer(layer, simd, pe), beats, rng, 0.3, 0.3, "psum_mvu")
+    got = decode_mvu_output(per_image(mon_o.payloads(), s.neuron_folds), s)
+    want = layer.forward(x)[1]
+    assert len(np.unique(want, axis=0)) > 1, "the images must not all give the same output"
+    np.testing.assert_array_equal(got, want)
+
+
+def test_an_image_ends_nf_cycles_after_its_last_input_not_a_whole_interval():
+    """Idle, ``o`` ready: the first output beat is valid psum_latency cycles after the last
+    input beat is taken, the last NF − 1 after it; the output-first engine would take its
+    whole SF·NF interval (here 4·16 = 64 cycles) after the last input."""
+    rng = np.random.default_rng(3)
+    layer = random_layer(rng, 64, 64, 1, "threshold")
+    dut = PartialSumMVU(64, 64, 16, 4, 1, "threshold")
+    s = dut.shape
+    mon_i, mon_o = run_engine(dut, pack_layer(layer, 16, 4),
+                              encode_mvu_input(random_layer_inputs(rng, layer, 1), s))
+    last_in = mon_i.cycles()[-1]
+    offsets = [c - last_in for c in mon_o.cycles()]
+    latency = psum_latency(16, 1)
+    assert offsets == list(range(latency, latency + s.neuron_folds))
+
+
+@pytest.mark.parametrize("n, m, simd, pe, k, options, gap, stall", [
+    (16, 12, 4, 2, 1, {}, 0.2, 0.5),
+    (16, 12, 4, 2, 2, {}, 0.0, 0.8),                         # the output mostly stalls
+    (16, 12, 4, 2, 1, {}, 0.8, 0.1),                         # the input mostly waits
+    (16, 12, 4, 2, 1, {"fifo_depth": 1}, 0.0, 0.3),          # one credit
+    (12, 5, 12, 5, 1, {}, 0.0, 0.5),                         # SF = NF = 1
+    (24, 3, 4, 3, 1, {"levels_per_stage": 2}, 0.3, 0.3),     # NF = 1
+    (8, 16, 8, 2, 1, {}, 0.1, 0.6),                          # SF = 1: every pass the last
+])
+def test_stream_model_equals_the_hardware(n, m, simd, pe, k, options, gap, stall):
+    rng = np.random.default_rng([n, m, simd, pe, k, int(10 * gap), int(10 * stall)])
+    dut = PartialSumMVU(n, m, simd, pe, k, "threshold", **options)
+    s, images = dut.shape, 4
+    model = PsumMvuModel(s.synapse_folds, s.neuron_folds, dut.latency, dut.fifo_depth)
+    check_model(dut, model, images * s.synapse_folds, images * s.neuron_folds, rng, gap, stall)
+
+
+def test_a_raw_unsigned_layer_is_refused_with_the_reason():
+    with rejected(), pytest.raises(ValueError, match="raw output needs binary input"):
+        PartialSumMVU(16, 4, 4, 2, 4, "raw")
