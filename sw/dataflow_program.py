@@ -80,10 +80,14 @@ def check_model(model, config):
 
 
 def fold_for(model, folds, **options):
-    """A :class:`DataflowConfig` for ``model`` with ``folds`` = [(simd, pe) or (simd, pe,
-    mmv), ...] per engine (a pool runs in the conv engine before it)."""
-    engines = tuple(EngineFold(**geometry, simd=fold[0], pe=fold[1],
-                               mmv=fold[2] if len(fold) > 2 else 1)
+    """A :class:`DataflowConfig` for ``model`` with ``folds`` = [(simd, pe), (simd, pe, mmv)
+    or (simd, pe, "i") (input-first), ...] per engine (a pool runs in the conv engine before
+    it)."""
+    def fold_options(fold):
+        extra = fold[2] if len(fold) > 2 else 1
+        return {"order": "input"} if extra == "i" else {"mmv": extra}
+
+    engines = tuple(EngineFold(**geometry, simd=fold[0], pe=fold[1], **fold_options(fold))
                     for geometry, fold in zip(model_folds(model), folds))
     return DataflowConfig(engines, **options)
 

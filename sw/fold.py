@@ -110,6 +110,8 @@ def _engine_memories(e, fold, stage):
     engine's line buffers and pool row) as Yosys sees them; ``stage`` is its output stage
     (serial: one channel memory addressed {p, nf})."""
     s = fold.shape
+    if fold.order == "input":
+        return _psum_engine_memories(e, fold)
     mems = [R.MemorySpec(f"e{e}.weights", s.pe, s.simd, s.weight_depth,
                          huge=fold.weights == "spram")]
     if fold.is_conv:
@@ -131,6 +133,25 @@ def _engine_memories(e, fold, stage):
         depth = timing.mvu_fifo_depth(fold.n_in, fold.n_out, fold.simd, fold.pe,
                                       fold.input_bits, output_stage=stage, mmv=fold.mmv)
         mems.append(R.MemorySpec(f"e{e}.reorder", 1, fold.mmv * s.out_beat_bits, depth))
+    return mems
+
+
+def _psum_engine_memories(e, fold):
+    """An input-first engine's memories (hw/dataflow/psum_mvu.py): its weights (one memory of
+    P lanes; one per PE in SPRAM) and, with ``NF ≥ 2``, its partial sums (P lanes, NF words,
+    and NF more for a threshold engine's channel words); ``NF = 1`` keeps the sums in
+    registers and the output FIFO (one wide beat) in flip-flops. No input buffer: the beat
+    is a register."""
+    s = fold.shape
+    if fold.weights == "spram":
+        mems = [R.MemorySpec(f"e{e}.weights", s.pe, s.simd, s.weight_depth, huge=True)]
+    else:
+        mems = [R.MemorySpec(f"e{e}.weights", 1, s.pe * s.simd, s.weight_depth)]
+    if s.neuron_folds > 1:
+        threshold = s.output == "threshold"
+        lane = s.threshold_width + 2 if threshold else s.u_width
+        mems.append(R.MemorySpec(f"e{e}.psums", 1, s.pe * lane,
+                                 s.neuron_folds * (2 if threshold else 1)))
     return mems
 
 

@@ -37,6 +37,12 @@ FOLDS = [
     # word is its 12 lanes, one word per beat, not the 4 lanes of the powers of two
     ([24, 12, 5], 2, [(12, 4), (12, 5)], {}),
     ([24, 12, 5], 1, [(12, 4, 2), (4, 5)], {"in_images": 6, "out_images": 6}),
+    # input-first engines (a pass per input beat, overlapping the engine before): behind an
+    # output-first engine, behind one another, first, raw with NF = 1 (sums in registers)
+    ([16, 12, 8, 5], 2, [(4, 4), (4, 2, "i"), (4, 1)], {"ram_reg": 0}),
+    ([16, 12, 8, 5], 2, [(4, 4), (4, 2, "i"), (2, 5, "i")], {"ram_reg": 0, "levels": 2}),
+    ([16, 12, 8, 5], 4, [(4, 2, "i"), (4, 4), (8, 1, "i")], {"ram_reg": 0, "serial": 1}),
+    ([20, 9, 7], 1, [(3, 3), (9, 7, "i")], {"ram_reg": 0}),
 ]
 
 

@@ -8,10 +8,12 @@ Compact text form (the IDENT block carries it, so the driver recovers the build)
 
     df:64u4>256:16x32,256>256:32x16m2,256>10r:32x2;in_images=16
 
-one ``N[u k]>M[r]:SxP[m M][s|l]`` item per engine (``u k``: unsigned k-bit input, else binary
-±1; ``r``: raw integer output, else threshold bits; ``S`` synapses per cycle, ``P`` channels
-in parallel; ``m M``: M images per weight read (MMV; a conv engine's M pixels); ``s``/``l``:
-weights in SPRAM/LUT RAM),
+one ``N[u k]>M[r]:SxP[m M][i][s|l]`` item per engine (``u k``: unsigned k-bit input, else
+binary ±1; ``r``: raw integer output, else threshold bits; ``S`` synapses per cycle, ``P``
+channels in parallel; ``m M``: M images per weight read (MMV; a conv engine's M pixels);
+``i``: input-first, a pass per input beat with partial sums in a memory
+(:class:`~xnorflow.hw.dataflow.psum_mvu.PartialSumMVU`); ``s``/``l``: weights in SPRAM/LUT
+RAM),
 then ``;key=value`` build options (:class:`DataflowConfig`'s fields).
 """
 import math
@@ -24,7 +26,11 @@ from . import timing
 __all__ = ["EngineFold", "DataflowConfig", "input_lanes", "gate_cycles"]
 
 #: The folding part of an engine's text: S x P, MMV, weight memory.
-_FOLD_TEXT = re.compile(r"(?P<simd>\d+)x(?P<pe>\d+)(?:m(?P<mmv>\d+))?(?P<ram>[sl]?)")
+_FOLD_TEXT = re.compile(r"(?P<simd>\d+)x(?P<pe>\d+)(?:m(?P<mmv>\d+))?(?P<order>i?)(?P<ram>[sl]?)")
+
+#: Loop orders of a dense engine: output-first (MatrixVectorUnit: a fold per channel group over
+#: the whole stored image) or input-first (PartialSumMVU: a pass per input beat as it arrives).
+ORDERS = ("output", "input")
 
 #: Taps of a 3×3 convolution window (docs/conv.md).
 KERNEL_TAPS = 9
@@ -67,6 +73,13 @@ class EngineFold:
     each, S·P/16 of the four 256 kbit blocks side by side; text suffix ``s``) or ``"lutram"``
     (ECP5 distributed RAM, ``ram_style = "distributed"``: 16 bits per LUT, for weight
     bandwidth beyond the block RAMs' ports; suffix ``l``).
+    ``order``: ``"output"`` (the default: :class:`~xnorflow.hw.dataflow.mvu.MatrixVectorUnit`,
+    which starts an image once it is all in) or ``"input"`` (suffix ``i``:
+    :class:`~xnorflow.hw.dataflow.psum_mvu.PartialSumMVU`, which computes each input beat as
+    it arrives and keeps partial sums, so it overlaps the engine before it: an image's
+    latency through it is ``NF`` cycles after its last input, not ``SF·NF``). Input-first
+    engines are dense, without MMV, and need binary input when their output is raw; the
+    config refuses them with ``ram_reg`` (docs/dataflow.md, "Overlapped engines").
     """
 
     n_in: int
@@ -81,6 +94,7 @@ class EngineFold:
     mmv: int = 1
     image: tuple | None = None
     pool: bool = False
+    order: str = "output"
 
     def __post_init__(self):
         if isinstance(self.image, list):      # from JSON
@@ -105,6 +119,22 @@ class EngineFold:
             raise ValueError(f"engine {self.format()}: mmv {m} exceeds its {s.synapse_folds} "
                              f"synapse folds ⌈{self.n_in}/{self.simd}⌉ (a group's outputs "
                              f"would not leave in time)")
+        self._check_order()
+
+    def _check_order(self):
+        if self.order not in ORDERS:
+            raise ValueError(f"engine order must be one of {', '.join(ORDERS)}, got "
+                             f"{self.order!r}")
+        if self.order == "output":
+            return
+        where = f"engine {self.format()}: an input-first engine"
+        if self.is_conv:
+            raise ValueError(f"{where} is dense (a conv engine's window unit feeds it whole "
+                             f"windows)")
+        if self.mmv != 1:
+            raise ValueError(f"{where} takes one image at a time (no mmv)")
+        if self.output == "raw" and self.input_kind != "binary":
+            raise ValueError(f"{where} with raw output needs binary input")
 
     def _check_conv(self):
         image = self.image
@@ -226,8 +256,9 @@ class EngineFold:
         k = f"u{self.input_bits}" if self.input_kind == "unsigned" else ""
         r = "r" if self.output == "raw" else "p" if self.pool else ""
         m = f"m{self.mmv}" if self.mmv != 1 else ""
+        i = "i" if self.order == "input" else ""
         src = "x".join(map(str, self.image)) if self.is_conv else str(self.n_in)
-        return (f"{src}{k}>{self.n_out}{r}:{self.simd}x{self.pe}{m}"
+        return (f"{src}{k}>{self.n_out}{r}:{self.simd}x{self.pe}{m}{i}"
                 f"{_WEIGHT_RAMS[self.weights][0]}")
 
     @classmethod
@@ -253,12 +284,13 @@ class EngineFold:
             mmv = int(match["mmv"]) if match["mmv"] else 1
             weights = next(name for name, (suffix, _) in _WEIGHT_RAMS.items()
                            if suffix == match["ram"])
+            order = "input" if match["order"] else "output"
         except ValueError:
-            raise ValueError(f"engine {text!r}: expected N[uK]>M[r]:SxP[mM][s|l] (dense) or "
+            raise ValueError(f"engine {text!r}: expected N[uK]>M[r]:SxP[mM][i][s|l] (dense) or "
                              f"HxWxC[uK]>M[p]:SxP[mM][s|l] (conv), e.g. 64u4>256:16x32, "
-                             f"256>256:32x8m2 or 28x28x1u4>64p:9x8") from None
+                             f"256>256:32x8m2, 256>256:64x4i or 28x28x1u4>64p:9x8") from None
         return cls(n_in, n_out, simd, pe, k, kind, "raw" if raw else "threshold",
-                   weights=weights, mmv=mmv, image=image, pool=pool)
+                   weights=weights, mmv=mmv, image=image, pool=pool, order=order)
 
 
 @dataclass(frozen=True)
@@ -344,6 +376,10 @@ class DataflowConfig:
                                  f"engine's next S must be at least its P")
         if engines[-1].output != "raw":
             raise ValueError(f"the last engine ({engines[-1].format()}) must have raw output")
+        for e, engine in enumerate(engines):
+            if engine.order == "input" and self.ram_reg:
+                raise ValueError(f"engine {e} ({engine.format()}): an input-first engine has "
+                                 f"no ram_reg register stages (build with ram_reg=0)")
         for name in ("in_images", "out_images"):
             if getattr(self, name) % self.group:
                 raise ValueError(f"{name} must be a multiple of {self.group}, the largest dense "
@@ -504,7 +540,7 @@ class DataflowConfig:
                 "engines": [{"n_in": e.n_in, "n_out": e.n_out, "simd": e.simd, "pe": e.pe,
                              "input_bits": e.input_bits, "input_kind": e.input_kind,
                              "output": e.output, "weights": e.weights, "mmv": e.mmv,
-                             "cycles": e.cycles}
+                             "order": e.order, "cycles": e.cycles}
                             for e in self.engines]}
 
 

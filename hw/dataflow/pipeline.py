@@ -1,7 +1,8 @@
 """The engines of a dataflow build chained into one stream pipeline.
 
 ``i`` → engine 0 → width converter → engine 1 → … → engine L−1 → ``o``: each engine is a
-:class:`~xnorflow.hw.dataflow.mvu.MatrixVectorUnit` (dense) or a
+:class:`~xnorflow.hw.dataflow.mvu.MatrixVectorUnit` (dense; a
+:class:`~xnorflow.hw.dataflow.psum_mvu.PartialSumMVU` when input-first) or a
 :class:`~xnorflow.hw.dataflow.conv_engine.ConvEngine` (conv, with its pool); between two engines a
 :class:`~xnorflow.hw.dataflow.convert.WidthConverter` regroups the producer's P-bit beats into the
 consumer's S-bit beats. No FIFO is needed between them: an engine's own output FIFO covers
@@ -18,6 +19,7 @@ from .config import DataflowConfig
 from .conv_engine import ConvEngine
 from .convert import WidthConverter
 from .mvu import MatrixVectorUnit
+from .psum_mvu import PartialSumMVU
 
 __all__ = ["Pipeline", "PipelineWriteSignature"]
 
@@ -88,6 +90,11 @@ class Pipeline(wiring.Component):
                     fold, output_slice=self.config.output_slice(fold),
                     window_slice=self.config.window_slice(fold),
                     end_slice=self.config.end_slice(fold), **options))
+            elif fold.order == "input":
+                self.engines.append(PartialSumMVU(
+                    fold.n_in, fold.n_out, fold.simd, fold.pe, fold.input_bits, fold.output,
+                    fold.acc_width, input_kind=fold.input_kind,
+                    levels_per_stage=self.config.levels, ram_styles=styles))
             else:
                 self.engines.append(MatrixVectorUnit(
                     fold.n_in, fold.n_out, fold.simd, fold.pe, fold.input_bits, fold.output,

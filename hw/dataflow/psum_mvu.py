@@ -72,9 +72,9 @@ Timing (:mod:`xnorflow.hw.dataflow.timing`: :func:`psum_latency`, :class:`PsumMv
 * initiation interval ``SF·NF`` cycles per image (one fold per cycle; a pass starts the cycle
   its beat is taken, right after the previous pass's last fold);
 * a fold's beat is valid :func:`~xnorflow.hw.dataflow.timing.psum_latency` cycles after the
-  fold issues (``A + 2``: ``A`` = 1 + datapath stages to the count, then the partial sum and
-  result registers, the FIFO); the first beat of an image that many cycles after its last
-  input beat is taken, the others one per cycle.
+  fold issues (``A + 1``: ``A`` = 1 + datapath stages to the count, then the partial sum and
+  result, written into the FIFO, whose entry is the register); the first beat of an image
+  that many cycles after its last input beat is taken, the others one per cycle.
 """
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
@@ -105,7 +105,8 @@ class PartialSumMVU(MatrixVectorUnit):
                              "output-first engine)")
         styles = dict(ram_styles or {})
         self.psum_style = styles.pop("psums", None)
-        depth = fifo_depth or timing.psum_fifo_depth(simd, input_bits, levels_per_stage)
+        depth = fifo_depth or timing.psum_fifo_depth(n_in, n_out, simd, pe, input_bits,
+                                                     levels_per_stage)
         super().__init__(n_in, n_out, simd, pe, input_bits, output, acc_width,
                          input_kind=input_kind, ram_reg=False, levels_per_stage=levels_per_stage,
                          fifo_depth=depth, ram_styles=styles)
@@ -194,25 +195,58 @@ class PartialSumMVU(MatrixVectorUnit):
         # ---- the new sums: stored back, or in the last pass turned into results -----------
         results, new_sums = [], []
         for p in range(P):
+            # the result goes into the FIFO in the cycle its sum is made: the FIFO's entry is
+            # its register (a register of its own cost a logic cell per bit on the iCE40,
+            # P·acc_width of them for a raw last layer)
             if s.output == "threshold":      # d = T* − U counts down: U ≥ T* ⇔ d ≤ 0
                 d = Signal(signed(self._sum_width()), name=f"sum{p}")
                 m.d.comb += d.eq(sums[p].as_signed() - counts[p])
-                result = Signal(name=f"result{p}", reset_less=True)
-                m.d.sync += result.eq((d <= 0) ^ invs[p])
+                results.append((d <= 0) ^ invs[p])
             else:                            # U counts up; the result as output-first's
                 d = Signal(self._sum_width(), name=f"sum{p}")
                 m.d.comb += d.eq(sums[p] + counts[p])
-                result = self._result_signal(f"result{p}")
-                m.d.sync += result.eq(channel_result(s, d, None))
-            results.append(result)
+                results.append(channel_result(s, d, None)[:s.acc_width])
             new_sums.append(d)
         self._store(m, valid_a & ~last_a, nf_a, new_sums, invs)
-        w_en = delay(m, valid_a & last_a, 1, "out_valid")
-        m.submodules.fifo = fifo = SyncFIFO(width=s.out_beat_bits, depth=depth)
-        m.d.comb += [fifo.w_en.eq(w_en), fifo.w_data.eq(Cat(*results)),
-                     self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
-                     fifo.r_en.eq(self.o.ready), release.eq(self.o.valid & self.o.ready)]
+        self._output_buffer(m, depth, valid_a & last_a, Cat(*results))
+        m.d.comb += release.eq(self.o.valid & self.o.ready)
         return m
+
+    def _output_buffer(self, m, depth, w_en, w_data):
+        """The output FIFO of ``depth`` beats onto ``o``. The credits keep it from
+        overflowing, so one entry is a register and its valid flag (a one-word FIFO memory
+        has a zero-width address, an illegal ``[-1:0]`` range in the Verilog)."""
+        if depth > 1:
+            m.submodules.fifo = fifo = SyncFIFO(width=len(w_data), depth=depth)
+            m.d.comb += [fifo.w_en.eq(w_en), fifo.w_data.eq(w_data),
+                         self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
+                         fifo.r_en.eq(self.o.ready)]
+            return
+        beat = Signal(len(w_data), name="out_beat", reset_less=True)
+        valid = Signal(name="out_valid")
+        with m.If(w_en):
+            m.d.sync += [beat.eq(w_data), valid.eq(1)]
+        with m.Elif(self.o.ready):
+            m.d.sync += valid.eq(0)
+        m.d.comb += [self.o.valid.eq(valid), self.o.payload.eq(beat)]
+
+    def _weights(self, m, p, w_addr):
+        """PE ``p``'s weight word, a cycle after ``w_addr``. All PEs read the same address, so
+        their weights are one memory of P lanes (each written alone, with the write's select
+        ``p``): on the iCE40 a block RAM is at most 16 bits wide, and ten 4-bit memories were
+        ten of them where one 40-bit memory is three. SPRAM weights stay one memory per PE
+        (:meth:`MatrixVectorUnit._weights`: the SPRAM is 16 bits wide and single-ported)."""
+        s = self.shape
+        if self.ram_styles.get("weights") == "huge":
+            return super()._weights(m, p, w_addr)
+        if p == 0:
+            m.submodules.weights = mem = self._memory("weights", s.pe * s.simd, s.weight_depth)
+            wr, rd = mem.write_port(granularity=s.simd), mem.read_port(domain="comb")
+            m.d.comb += [wr.addr.eq(self.wr.addr), wr.data.eq(self.wr.data[:s.simd].replicate(s.pe)),
+                         wr.en.eq(Cat(self._selected(s.weight_select(q)) for q in range(s.pe))),
+                         rd.addr.eq(w_addr)]
+            self._weight_word = registered_read(m, rd.data, "w_ram")
+        return self._weight_word[p * s.simd:(p + 1) * s.simd]
 
     def _lane(self):
         """Bits of one PE's lane of the partial-sum memory: the sum, then (threshold) its

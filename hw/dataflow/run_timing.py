@@ -43,8 +43,8 @@ from fractions import Fraction
 
 from . import timing
 from .pool import PoolModel
-from .timing import (ConverterModel, MvuModel, SinkModel, SkidSliceModel, SourceModel,
-                     connect_chain)
+from .timing import (ConverterModel, MvuModel, PsumMvuModel, SinkModel, SkidSliceModel,
+                     SourceModel, connect_chain)
 from .window import WindowModel, default_rows
 
 __all__ = ["run_cycles", "completions", "steady_interval", "stream_completions", "core_chain",
@@ -79,8 +79,12 @@ def first_beat_in(config):
 
 def pipeline_latency(config):
     """Cycles from START to the first image's last result entering the output FIFO: the
-    closed form for dense engines without MMV (:func:`completions` is exact for all)."""
+    closed form for output-first dense engines without MMV (:func:`completions` is exact for
+    all)."""
     engines = config.engines
+    if any(e.order == "input" for e in engines):
+        raise ValueError("pipeline_latency: the closed form is for output-first engines; an "
+                         "input-first engine overlaps the one before it (use completions)")
     total = first_beat_in(config)
     for e in engines:
         total += timing.mvu_last_output_latency(**config.timing_args(e))
@@ -245,6 +249,8 @@ class _ChainBuilder:
 
     def mvu(self, config, engine, pixels=1):
         """An engine's matrix-vector unit (``pixels`` MVU images per image)."""
+        if engine.order == "input":
+            return self.psum_mvu(config, engine)
         args = config.timing_args(engine)
         sf, nf, m = engine.shape.synapse_folds, engine.shape.neuron_folds, engine.mmv
         depth = timing.mvu_fifo_depth(**args)
@@ -257,6 +263,18 @@ class _ChainBuilder:
         # `depth` folds (columns) before, released when the group's last image reads it
         groups_back = max(2, -(-(depth + nf) // nf))
         self.lookback = max(self.lookback, -(-(groups_back + 1) * m // pixels) + 1)
+
+    def psum_mvu(self, config, engine):
+        """An input-first engine (:class:`~xnorflow.hw.dataflow.psum_mvu.PartialSumMVU`)."""
+        sf, nf = engine.shape.synapse_folds, engine.shape.neuron_folds
+        args = (engine.simd, engine.input_bits, config.levels)
+        depth = timing.psum_fifo_depth(engine.n_in, engine.n_out, engine.simd, engine.pe,
+                                       engine.input_bits, config.levels)
+        mvu = PsumMvuModel(sf, nf, timing.psum_latency(*args), depth)
+        self.add(mvu, nf)
+        self.sequences.append((mvu.issues, Fraction(sf * nf)))
+        # a pass waits for the previous one; a last-pass fold for the beat `depth` before
+        self.lookback = max(self.lookback, -(-depth // nf) + 2)
 
 
 def _conv_stages(chain, config, engine):

@@ -9,6 +9,7 @@ from amaranth.back import verilog
 from xnorflow.hw.dataflow.convert import WidthConverter
 from xnorflow.hw.dataflow.mvu import MatrixVectorUnit
 from xnorflow.hw.dataflow.pool import MaxPool2x2
+from xnorflow.hw.dataflow.psum_mvu import PartialSumMVU
 from xnorflow.hw.dataflow.window import SlidingWindowUnit
 from xnorflow.sw.tools import verilator_executable
 
@@ -45,6 +46,15 @@ DESIGNS = {
     "mvu_mmv2_spram_weights_block_output": lambda: MatrixVectorUnit(
         40, 9, 16, 3, 4, levels_per_stage=2, mmv=2,
         ram_styles={"weights": "huge", "output": "block"}),
+    # input-first: the partial-sum memory with its threshold region, SF = 1, sums in
+    # registers (NF = 1, threshold and raw), SPRAM weights
+    "psum_threshold_padded": lambda: PartialSumMVU(37, 13, 8, 4),
+    "psum_sf1_unsigned4": lambda: PartialSumMVU(23, 9, 23, 3, 4),
+    "psum_nf1_threshold": lambda: PartialSumMVU(20, 5, 6, 5),
+    "psum_nf1_raw_ten_pes": lambda: PartialSumMVU(256, 10, 4, 10, output="raw"),
+    "psum_raw_two_levels": lambda: PartialSumMVU(30, 11, 7, 2, output="raw", levels_per_stage=2),
+    "psum_spram_weights": lambda: PartialSumMVU(64, 16, 16, 4, 4,
+                                                ram_styles={"weights": "huge"}),
     "convert_gather": lambda: WidthConverter(1, 4, 32, 70),
     "convert_gather_odd": lambda: WidthConverter(1, 1, 5, 5),
     "convert_split": lambda: WidthConverter(1, 32, 8, 70),

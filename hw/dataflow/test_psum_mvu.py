@@ -9,13 +9,22 @@ the simulated cycle.
 import numpy as np
 import pytest
 
+from xnorflow.hw.dataflow.config import DataflowConfig
 from xnorflow.hw.dataflow.psum_mvu import PartialSumMVU
+from xnorflow.hw.dataflow.run_timing import run_cycles
 from xnorflow.hw.dataflow.test_mvu import (per_image, random_layer, random_layer_inputs,
                                            run_engine, with_padding_garbage)
 from xnorflow.hw.dataflow.test_stream_timing import check_model
 from xnorflow.hw.dataflow.testing import rejected
-from xnorflow.hw.dataflow.timing import PsumMvuModel, psum_latency
+from xnorflow.hw.dataflow.timing import (PsumMvuModel, SinkModel, SourceModel, connect_chain,
+                                         psum_fifo_depth, psum_latency)
 from xnorflow.sw.layers.dataflow_pack import decode_mvu_output, encode_mvu_input, pack_layer
+
+#: The iCEBreaker's digits MLP fold (sw/fold.py's choice) and the same with layers 2 and 3
+#: input-first.
+ICE40 = ";ram_reg=0,in_word=16,levels=2,serial=1"
+DIGITS_OUTPUT_FIRST = "df:64u4>256:16x4s,256>256:32x8,256>10r:16x1" + ICE40
+DIGITS_OVERLAPPED = "df:64u4>256:16x4s,256>256:64x4i,256>10r:4x10i" + ICE40
 
 # (N, M, S, P, k, output, input kind, options)
 CASES = [
@@ -82,6 +91,51 @@ def test_stream_model_equals_the_hardware(n, m, simd, pe, k, options, gap, stall
     check_model(dut, model, images * s.synapse_folds, images * s.neuron_folds, rng, gap, stall)
 
 
+@pytest.mark.parametrize("n, m, simd, pe, k", [(256, 256, 64, 4, 1), (256, 10, 4, 10, 1),
+                                                (16, 12, 4, 2, 2), (12, 5, 12, 5, 1),
+                                                (64, 256, 16, 4, 4)])
+def test_the_default_fifo_never_delays_a_fold_while_o_is_ready(n, m, simd, pe, k):
+    """psum_fifo_depth (fewer entries than a fold's credit cycles when NF is small) gives the
+    same handshakes, images back to back and ``o`` always ready, as an unbounded FIFO."""
+    latency = psum_latency(simd, k, 2)
+    depth = psum_fifo_depth(n, m, simd, pe, k, 2)
+    sf, nf = -(-n // simd), -(-m // pe)
+    times = []
+    for entries in (depth, 10 ** 9):
+        model = PsumMvuModel(sf, nf, latency, entries)
+        connect_chain([SourceModel(), model, SinkModel()])
+        times.append([model.o.taken(b) for b in range(8 * nf)])
+    assert times[0] == times[1]
+
+
 def test_a_raw_unsigned_layer_is_refused_with_the_reason():
     with rejected(), pytest.raises(ValueError, match="raw output needs binary input"):
         PartialSumMVU(16, 4, 4, 2, 4, "raw")
+
+
+def test_the_fold_text_names_the_loop_order_and_round_trips():
+    cfg = DataflowConfig.parse(DIGITS_OVERLAPPED)
+    assert [e.order for e in cfg.engines] == ["output", "input", "input"]
+    assert DataflowConfig.parse(cfg.format()) == cfg
+    assert cfg.to_json()["engines"][1]["order"] == "input"
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("df:8x8x1>4:9x4i,256>10r:4x10;ram_reg=0", "is dense"),
+    ("df:64>32:16x4m2i,32>10r:4x10;ram_reg=0", "one image at a time"),
+    ("df:64u4>10r:16x2i;ram_reg=0", "raw output needs binary input"),
+    ("df:64>32:16x4i,32>10r:4x10", "no ram_reg register stages"),
+])
+def test_an_input_first_engine_it_cannot_build_is_refused_with_the_reason(text, reason):
+    with pytest.raises(ValueError, match=reason):
+        DataflowConfig.parse(text)
+
+
+def test_overlapped_engines_halve_the_digits_mlp_latency_in_the_cycle_model():
+    """The iCEBreaker digits fold, output-first: 726 cycles from START to the last integer;
+    with layers 2 and 3 input-first (the cycle model the core's counters equal,
+    tests/test_dataflow_core.py): 368, at the same 256-cycle interval."""
+    before = run_cycles(DataflowConfig.parse(DIGITS_OUTPUT_FIRST), 16)
+    after = run_cycles(DataflowConfig.parse(DIGITS_OVERLAPPED), 16)
+    assert (before["latency"], before["interval"]) == (726, 256)
+    assert (after["latency"], after["interval"]) == (368, 256)

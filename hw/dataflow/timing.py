@@ -229,18 +229,24 @@ def psum_stage(simd, input_bits=1, levels_per_stage=1):
 
 def psum_latency(simd, input_bits=1, levels_per_stage=1):
     """A :class:`~xnorflow.hw.dataflow.psum_mvu.PartialSumMVU`'s cycles from a fold's issue to
-    its output beat valid: the count (:func:`psum_stage`), the result register, the FIFO.
+    its output beat valid: the count (:func:`psum_stage`), then the result into the FIFO.
     A pass starts in the cycle its input beat is taken, so this is also the cycles from
     accepting an image's last input beat to its first output beat, the others following one
     per cycle (``NF − 1`` more to the last) when ``o`` is ready."""
-    return psum_stage(simd, input_bits, levels_per_stage) + 2
+    return psum_stage(simd, input_bits, levels_per_stage) + 1
 
 
-def psum_fifo_depth(simd, input_bits=1, levels_per_stage=1):
+def psum_fifo_depth(n_in, n_out, simd, pe, input_bits=1, levels_per_stage=1):
     """Output FIFO beats with which a :class:`~xnorflow.hw.dataflow.psum_mvu.PartialSumMVU`
-    issues a last-pass fold every cycle while ``o`` is ready: a fold's credit is held from
-    its issue to the cycle after its beat leaves."""
-    return psum_latency(simd, input_bits, levels_per_stage) + 1
+    issues a last-pass fold every cycle while ``o`` is ready. A fold's credit is held from
+    its issue to the cycle after its beat leaves, ``H = psum_latency + 1`` cycles; a last
+    pass issues ``NF`` folds in a row, and the next image's last pass comes ``SF·NF`` cycles
+    later. So ``min(H, NF)`` entries suffice when ``SF·NF ≥ H`` (fold j's credit is back
+    before the next image's fold j), else ``H``. A raw last layer with ``NF = 1`` (one wide
+    beat per image) then needs one entry, not ``H`` of ``P·acc_width`` bits."""
+    held = psum_latency(simd, input_bits, levels_per_stage) + 1
+    sf, nf = _ceil_div(n_in, simd), _ceil_div(n_out, pe)
+    return min(held, nf) if sf * nf >= held else held
 
 
 def _columns_held(sf, nf, release):
