@@ -242,9 +242,9 @@ class PartialSumMVU(MatrixVectorUnit):
         if p == 0:
             m.submodules.weights = mem = self._memory("weights", s.pe * s.simd, s.weight_depth)
             wr, rd = mem.write_port(granularity=s.simd), mem.read_port(domain="comb")
-            m.d.comb += [wr.addr.eq(self.wr.addr), wr.data.eq(self.wr.data[:s.simd].replicate(s.pe)),
-                         wr.en.eq(Cat(self._selected(s.weight_select(q)) for q in range(s.pe))),
-                         rd.addr.eq(w_addr)]
+            lanes = Cat(self._selected(s.weight_select(q)) for q in range(s.pe))
+            m.d.comb += [wr.addr.eq(self.wr.addr), wr.en.eq(lanes),
+                         wr.data.eq(self.wr.data[:s.simd].replicate(s.pe)), rd.addr.eq(w_addr)]
             self._weight_word = registered_read(m, rd.data, "w_ram")
         return self._weight_word[p * s.simd:(p + 1) * s.simd]
 

@@ -38,6 +38,7 @@ CASES = [
     (27, 10, 8, 3, 4, "threshold", None, {"levels_per_stage": 2}),
     (33, 12, 16, 5, 1, "threshold", "unsigned", {}),  # a 1-bit unsigned first layer
     (40, 12, 8, 4, 1, "threshold", None, {"fifo_depth": 1}),   # one output credit
+    (64, 16, 16, 4, 4, "threshold", None, {"ram_styles": {"weights": "huge"}}),  # SPRAM
 ]
 
 
