@@ -213,12 +213,31 @@ def _memory_lut4(family, use):
     return 0.0
 
 
+#: An input-first engine's logic (hw/dataflow/psum_mvu.py), Yosys LUT4s besides the per-MAC
+#: term of :data:`LOGIC`: per PE (its partial sum's adder, the result) and per engine (the
+#: pass and fold counters, the partial sums' sideband and the channel words' write
+#: multiplexer), and on iCE40 a logic cell per flip-flop of its input beat and its output
+#: buffer. Fitted on the two iCEBreaker builds of the digits MLP with input-first layers 2
+#: and 3 (session 29, docs/dataflow.md "Latency is not met"): layer 3 as ``4x10i`` 5,512
+#: logic cells, as ``32x1i`` 5,291; both reproduced (two builds, two terms: no check yet).
+INPUT_FIRST_LOGIC = {"pe": 16.8, "engine": 219.0}
+
+
 def engine_lut4(family, fold):
     """Yosys LUT4s of one engine's logic (see :data:`LOGIC`): an MMV engine has a popcount
     tree, an accumulator and a compare per PE for each of its ``mmv`` images; a conv engine
     adds its window unit's and pool's control (:data:`CONV_LOGIC`, not yet fitted on a
-    build) and, on iCE40, the flip-flops of the converter gathering window beats into S."""
+    build) and, on iCE40, the flip-flops of the converter gathering window beats into S; an
+    input-first engine has terms of its own (:data:`INPUT_FIRST_LOGIC`)."""
     c, s, m = LOGIC[family], fold.shape, fold.mmv
+    if fold.order == "input":
+        lut4 = (c["mac"] * s.simd * s.pe * s.input_bits + INPUT_FIRST_LOGIC["pe"] * s.pe
+                + INPUT_FIRST_LOGIC["engine"])
+        if family == "ice40":        # flip-flops in cells of their own, as LUT4 equivalents
+            depth = timing.psum_fifo_depth(fold.n_in, fold.n_out, s.simd, s.pe, s.input_bits,
+                                           FAMILY_OPTIONS[family]["levels"])
+            lut4 += (s.in_beat_bits + depth * s.out_beat_bits) / c["packing"]
+        return lut4
     lut4 = c["mac"] * s.simd * s.pe * s.input_bits * m + c["pe"] * s.pe * m + c["engine"]
     if fold.is_conv:
         lut4 += CONV_LOGIC["window"] + (CONV_LOGIC["pool"] + fold.pe if fold.pool else 0)

@@ -21,6 +21,23 @@ ICEBREAKER_DIGITS = ("df:64u4>256:16x4s,256>256:32x8,256>10r:16x1;"
                      "ram_reg=0,in_word=16,levels=2,serial=1")
 
 
+@pytest.mark.parametrize("fold, cells", [
+    ("df:64u4>256:16x4s,256>256:64x4i,256>10r:4x10i;ram_reg=0,in_word=16,levels=2,serial=1",
+     5512),
+    ("df:64u4>256:16x4s,256>256:64x4i,256>10r:32x1i;ram_reg=0,in_word=16,levels=3,serial=1",
+     5291),
+])
+def test_the_model_counts_input_first_engines_as_placed_and_refuses_what_did_not_fit(fold,
+                                                                                      cells):
+    """The two iCEBreaker builds with input-first engines (session 29; nextpnr's logic-cell
+    count, above the UP5K's 5,280: neither placed), and all 30 block RAMs."""
+    config = DataflowConfig.parse(fold)
+    est = R.estimate("icebreaker", config)
+    assert est.brams == 30 and est.sprams == 4
+    assert abs(est.luts - cells) / cells < 0.01
+    assert est.luts > 5280                 # over the device: no fold search would pick it
+
+
 @pytest.fixture(scope="module")
 def digits_mlp():
     return random_model(np.random.default_rng(0), [64, 256, 256, 10], input_bits=4,
