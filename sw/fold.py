@@ -217,10 +217,11 @@ def _memory_lut4(family, use):
 #: term of :data:`LOGIC`: per PE (its partial sum's adder, the result) and per engine (the
 #: pass and fold counters, the partial sums' sideband and the channel words' write
 #: multiplexer), and on iCE40 a logic cell per flip-flop of its input beat and its output
-#: buffer. Fitted on the two iCEBreaker builds of the digits MLP with input-first layers 2
-#: and 3 (session 29, docs/dataflow.md "Latency is not met"): layer 3 as ``4x10i`` 5,512
-#: logic cells, as ``32x1i`` 5,291; both reproduced (two builds, two terms: no check yet).
-INPUT_FIRST_LOGIC = {"pe": 16.8, "engine": 219.0}
+#: buffer (none for ``NF = 1``, whose sums' registers hold the beat). Fitted on the two
+#: iCEBreaker builds of the digits MLP with input-first layers 2 and 3 (session 29,
+#: docs/dataflow.md "Latency is not met"): layer 3 as ``4x10i`` 5,313 logic cells, as
+#: ``32x1i`` 5,293; both reproduced (two builds, two terms: no check yet).
+INPUT_FIRST_LOGIC = {"pe": 7.9, "engine": 236.3}
 
 
 def engine_lut4(family, fold):
@@ -234,8 +235,9 @@ def engine_lut4(family, fold):
         lut4 = (c["mac"] * s.simd * s.pe * s.input_bits + INPUT_FIRST_LOGIC["pe"] * s.pe
                 + INPUT_FIRST_LOGIC["engine"])
         if family == "ice40":        # flip-flops in cells of their own, as LUT4 equivalents
-            depth = timing.psum_fifo_depth(fold.n_in, fold.n_out, s.simd, s.pe, s.input_bits,
-                                           FAMILY_OPTIONS[family]["levels"])
+            depth = 0 if s.neuron_folds == 1 else timing.psum_fifo_depth(
+                fold.n_in, fold.n_out, s.simd, s.pe, s.input_bits,
+                FAMILY_OPTIONS[family]["levels"])   # NF = 1: the sums' registers hold it
             lut4 += (s.in_beat_bits + depth * s.out_beat_bits) / c["packing"]
         return lut4
     lut4 = c["mac"] * s.simd * s.pe * s.input_bits * m + c["pe"] * s.pe * m + c["engine"]

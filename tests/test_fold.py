@@ -23,9 +23,9 @@ ICEBREAKER_DIGITS = ("df:64u4>256:16x4s,256>256:32x8,256>10r:16x1;"
 
 @pytest.mark.parametrize("fold, cells", [
     ("df:64u4>256:16x4s,256>256:64x4i,256>10r:4x10i;ram_reg=0,in_word=16,levels=2,serial=1",
-     5512),
+     5313),
     ("df:64u4>256:16x4s,256>256:64x4i,256>10r:32x1i;ram_reg=0,in_word=16,levels=3,serial=1",
-     5291),
+     5293),
 ])
 def test_the_model_counts_input_first_engines_as_placed_and_refuses_what_did_not_fit(fold,
                                                                                       cells):

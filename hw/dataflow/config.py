@@ -419,6 +419,17 @@ class DataflowConfig:
         cycle (CNV build cnv10n: conv 1's, 2.4 ns late at 100 MHz). One cycle of latency."""
         return bool(self.ram_reg) and engine.is_conv
 
+    def holds_output(self, engine):
+        """Whether an input-first engine with one neuron fold keeps its output beat in its
+        sums' registers (:class:`~xnorflow.hw.dataflow.psum_mvu.PartialSumMVU`
+        ``hold_output``: no FIFO, P·acc_width flip-flops fewer for a raw last layer): only
+        where the wait that costs its next image (a credit's cycles) stays inside the
+        pipeline's interval, so the rate does not change."""
+        if engine.order != "input" or engine.shape.neuron_folds != 1:
+            return False
+        held = timing.psum_latency(engine.simd, engine.input_bits, self.levels) + 1
+        return engine.cycles + held <= self.interval
+
     def timing_args(self, engine):
         """The keyword arguments of :mod:`xnorflow.hw.dataflow.timing`'s functions for ``engine``."""
         return {"n_in": engine.n_in, "n_out": engine.n_out, "simd": engine.simd,

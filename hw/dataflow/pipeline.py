@@ -94,7 +94,8 @@ class Pipeline(wiring.Component):
                 self.engines.append(PartialSumMVU(
                     fold.n_in, fold.n_out, fold.simd, fold.pe, fold.input_bits, fold.output,
                     fold.acc_width, input_kind=fold.input_kind,
-                    levels_per_stage=self.config.levels, ram_styles=styles))
+                    levels_per_stage=self.config.levels, ram_styles=styles,
+                    hold_output=self.config.holds_output(fold)))
             else:
                 self.engines.append(MatrixVectorUnit(
                     fold.n_in, fold.n_out, fold.simd, fold.pe, fold.input_bits, fold.output,

@@ -28,10 +28,13 @@ Block diagram::
 Arithmetic (threshold): ``d`` starts from ``T*`` (the output-first engine's compare value,
 read in pass 0 from a second region of the partial-sum memory, where the host writes the
 channel words) and counts down, so the last pass's compare is a sign and a zero test:
-``U ≥ T*`` ⇔ ``T* − U ≤ 0``. Raw output (binary input only): ``d`` counts ``U`` up from 0
-and the result is ``2·U − (2·S·SF − N)``, as the output-first engine's.
-With ``NF = 1`` the partial sums are one register per PE (and a threshold engine's channel
-words a register per PE too).
+``U ≥ T*`` ⇔ ``T* − U ≤ 0``. Raw output (binary input only): the sum is the result itself,
+``2·U − (2·S·SF − N)``, from ``−(2·S·SF − N)`` up by ``2·U_t`` a pass (no subtraction at the
+end). With ``NF = 1`` the partial sums are one register per PE (and a threshold engine's
+channel words a register per PE too), and with ``hold_output`` those registers are the output
+beat: no FIFO, but a first pass, which restarts them, waits for the beat to leave (up to
+:func:`~xnorflow.hw.dataflow.timing.psum_latency` + 1 cycles an image; the pipeline holds
+only where its interval has that slack: :meth:`DataflowConfig.holds_output`).
 
 Parameters
 ----------
@@ -44,6 +47,8 @@ levels_per_stage : int
 fifo_depth : int or None
     Output FIFO beats; default :func:`~xnorflow.hw.dataflow.timing.psum_fifo_depth`, the
     least with which a ready ``o`` never delays a fold.
+hold_output : bool
+    ``NF = 1`` only: the sums' registers are the output beat (above); no FIFO.
 ram_styles : dict or None
     Yosys ``ram_style`` per memory: ``"weights"`` (``"huge"``: iCE40 SPRAM, as the
     output-first engine's) and ``"psums"``.
@@ -85,7 +90,7 @@ from xnorflow.hw.core.pipeline import delay
 
 from . import timing
 from .counters import counter, wrapped_next
-from .mvu import MatrixVectorUnit, _memory, channel_result, fold_count
+from .mvu import MatrixVectorUnit, _memory, fold_count
 from ..registered_read import registered_read
 
 __all__ = ["PartialSumMVU"]
@@ -97,16 +102,21 @@ class PartialSumMVU(MatrixVectorUnit):
     RAM_KINDS = ("weights", "psums")
 
     def __init__(self, n_in, n_out, simd, pe, input_bits=1, output="threshold", acc_width=None,
-                 *, input_kind=None, levels_per_stage=1, fifo_depth=None, ram_styles=None):
+                 *, input_kind=None, levels_per_stage=1, fifo_depth=None, ram_styles=None,
+                 hold_output=False):
         kind = input_kind or ("binary" if input_bits == 1 else "unsigned")
         if output == "raw" and kind != "binary":
             raise ValueError("PartialSumMVU: raw output needs binary input (a raw unsigned "
                              "layer needs its channel constant beside the sum: use the "
                              "output-first engine)")
+        if hold_output and -(-n_out // pe) != 1:
+            raise ValueError("PartialSumMVU: hold_output keeps the output beat in the sums' "
+                             "registers, which needs one neuron fold (pe ≥ n_out)")
+        self.holds_output = bool(hold_output)
         styles = dict(ram_styles or {})
         self.psum_style = styles.pop("psums", None)
-        depth = fifo_depth or timing.psum_fifo_depth(n_in, n_out, simd, pe, input_bits,
-                                                     levels_per_stage)
+        depth = 1 if hold_output else fifo_depth or timing.psum_fifo_depth(
+            n_in, n_out, simd, pe, input_bits, levels_per_stage)
         super().__init__(n_in, n_out, simd, pe, input_bits, output, acc_width,
                          input_kind=input_kind, ram_reg=False, levels_per_stage=levels_per_stage,
                          fifo_depth=depth, ram_styles=styles)
@@ -127,9 +137,12 @@ class PartialSumMVU(MatrixVectorUnit):
     # -- gateware ---------------------------------------------------------------------------
 
     def _sum_width(self):
-        """Bits of one PE's partial sum: ``T* − U`` signed (threshold), ``U`` (raw)."""
+        """Bits of one PE's partial sum, signed: ``T* − U`` (threshold) or the running result
+        ``2·U − (2·S·SF − N)`` (raw), which lies in ``[−(2·S·SF − N), N]``."""
         s = self.shape
-        return s.threshold_width + 1 if s.output == "threshold" else s.u_width
+        if s.output == "threshold":
+            return s.threshold_width + 1
+        return max(s.binary_offset, s.n_in).bit_length() + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -147,7 +160,9 @@ class PartialSumMVU(MatrixVectorUnit):
         last_pass = sf == SF - 1
         credit = inflight < depth
         # a pass starts when its beat is taken; a last pass's folds each need an output entry
-        ready = ~in_pass & (~last_pass | credit)
+        # (held output: a first pass too, since it restarts the registers the beat is in)
+        needs_credit = (last_pass | (sf == 0)) if self.holds_output else last_pass
+        ready = ~in_pass & (~needs_credit | credit)
         accept = self.i.valid & ready
         go = Signal()
         m.d.comb += [self.i.ready.eq(ready),
@@ -202,15 +217,37 @@ class PartialSumMVU(MatrixVectorUnit):
                 d = Signal(signed(self._sum_width()), name=f"sum{p}")
                 m.d.comb += d.eq(sums[p].as_signed() - counts[p])
                 results.append((d <= 0) ^ invs[p])
-            else:                            # U counts up; the result as output-first's
-                d = Signal(self._sum_width(), name=f"sum{p}")
-                m.d.comb += d.eq(sums[p] + counts[p])
-                results.append(channel_result(s, d, None)[:s.acc_width])
+            else:                            # the result itself, 2·U − offset, counts up
+                d = Signal(signed(self._sum_width()), name=f"sum{p}")
+                m.d.comb += d.eq(sums[p].as_signed() + (counts[p] << 1))
+                results.append(d[:s.acc_width])
             new_sums.append(d)
-        self._store(m, valid_a & ~last_a, nf_a, new_sums, invs)
-        self._output_buffer(m, depth, valid_a & last_a, Cat(*results))
+        if self.holds_output:
+            self._held_output(m, valid_a, last_a, new_sums, invs)
+        else:
+            self._store(m, valid_a & ~last_a, nf_a, new_sums, invs)
+            self._output_buffer(m, depth, valid_a & last_a, Cat(*results))
         m.d.comb += release.eq(self.o.valid & self.o.ready)
         return m
+
+    def _held_output(self, m, valid_a, last_a, new_sums, invs):
+        """``NF = 1``, one entry (:attr:`holds_output`): every fold's sums go into the
+        registers, the last pass's stay there as the output beat, valid until taken (the
+        credits keep the next image's first pass off them until then). Saves the beat's own
+        register: P·acc_width flip-flops for a raw layer, each a logic cell on the iCE40."""
+        s = self.shape
+        with m.If(valid_a):
+            m.d.sync += [reg.eq(d) for reg, d in zip(self._sum_regs, new_sums)]
+        valid = Signal(name="out_valid")
+        with m.If(valid_a & last_a):
+            m.d.sync += valid.eq(1)
+        with m.Elif(self.o.ready):
+            m.d.sync += valid.eq(0)
+        if s.output == "threshold":
+            beat = Cat((reg.as_signed() <= 0) ^ inv for reg, inv in zip(self._sum_regs, invs))
+        else:
+            beat = Cat(reg[:s.acc_width] for reg in self._sum_regs)
+        m.d.comb += [self.o.valid.eq(valid), self.o.payload.eq(beat)]
 
     def _output_buffer(self, m, depth, w_en, w_data):
         """The output FIFO of ``depth`` beats onto ``o``. The credits keep it from
@@ -272,7 +309,7 @@ class PartialSumMVU(MatrixVectorUnit):
         sums = [word[p * lane:p * lane + W] for p in range(P)]
         if threshold:
             return sums, [word[p * lane + W] for p in range(P)]
-        return [Mux(first_a, 0, v) for v in sums], [None] * P
+        return [Mux(first_a, -s.binary_offset, v.as_signed()) for v in sums], [None] * P
 
     def _register_sums(self, m, first_a):
         """``NF = 1``: a register per PE for its sum and, threshold, one for its channel word
@@ -280,7 +317,7 @@ class PartialSumMVU(MatrixVectorUnit):
         s = self.shape
         self._sum_regs, sums, invs = [], [], []
         for p in range(s.pe):
-            reg = Signal(self._sum_width(), name=f"psum{p}", reset_less=True)
+            reg = Signal(signed(self._sum_width()), name=f"psum{p}", reset_less=True)
             self._sum_regs.append(reg)
             if s.output == "threshold":
                 word = Signal(s.channel_word_width, name=f"channel{p}", reset_less=True)
@@ -289,7 +326,7 @@ class PartialSumMVU(MatrixVectorUnit):
                 sums.append(Mux(first_a, word[:s.threshold_width], reg))
                 invs.append(word[s.threshold_width])
             else:
-                sums.append(Mux(first_a, 0, reg))
+                sums.append(Mux(first_a, -s.binary_offset, reg.as_signed()))
                 invs.append(None)
         return sums, invs
 

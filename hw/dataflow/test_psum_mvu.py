@@ -39,6 +39,11 @@ CASES = [
     (33, 12, 16, 5, 1, "threshold", "unsigned", {}),  # a 1-bit unsigned first layer
     (40, 12, 8, 4, 1, "threshold", None, {"fifo_depth": 1}),   # one output credit
     (64, 16, 16, 4, 4, "threshold", None, {"ram_styles": {"weights": "huge"}}),  # SPRAM
+    # NF = 1, the output beat held in the sums' registers: raw (the digits last layer's
+    # kind) and threshold, SF = 1 (every pass first and last)
+    (26, 10, 4, 10, 1, "raw", None, {"hold_output": True}),
+    (20, 5, 6, 5, 1, "threshold", None, {"hold_output": True}),
+    (12, 4, 12, 4, 1, "threshold", None, {"hold_output": True}),
 ]
 
 
@@ -83,12 +88,15 @@ def test_an_image_ends_nf_cycles_after_its_last_input_not_a_whole_interval():
     (12, 5, 12, 5, 1, {}, 0.0, 0.5),                         # SF = NF = 1
     (24, 3, 4, 3, 1, {"levels_per_stage": 2}, 0.3, 0.3),     # NF = 1
     (8, 16, 8, 2, 1, {}, 0.1, 0.6),                          # SF = 1: every pass the last
+    (24, 3, 4, 3, 1, {"hold_output": True}, 0.2, 0.5),       # the beat in the registers
+    (6, 3, 6, 3, 1, {"hold_output": True}, 0.0, 0.3),        # ... and SF = 1
 ])
 def test_stream_model_equals_the_hardware(n, m, simd, pe, k, options, gap, stall):
     rng = np.random.default_rng([n, m, simd, pe, k, int(10 * gap), int(10 * stall)])
     dut = PartialSumMVU(n, m, simd, pe, k, "threshold", **options)
     s, images = dut.shape, 4
-    model = PsumMvuModel(s.synapse_folds, s.neuron_folds, dut.latency, dut.fifo_depth)
+    model = PsumMvuModel(s.synapse_folds, s.neuron_folds, dut.latency, dut.fifo_depth,
+                         dut.holds_output)
     check_model(dut, model, images * s.synapse_folds, images * s.neuron_folds, rng, gap, stall)
 
 
@@ -112,6 +120,21 @@ def test_the_default_fifo_never_delays_a_fold_while_o_is_ready(n, m, simd, pe, k
 def test_a_raw_unsigned_layer_is_refused_with_the_reason():
     with rejected(), pytest.raises(ValueError, match="raw output needs binary input"):
         PartialSumMVU(16, 4, 4, 2, 4, "raw")
+
+
+def test_a_held_output_needs_one_neuron_fold():
+    with rejected(), pytest.raises(ValueError, match="needs one neuron fold"):
+        PartialSumMVU(16, 8, 4, 4, hold_output=True)
+
+
+def test_the_pipeline_holds_a_last_layers_beat_only_where_its_interval_has_the_slack():
+    """The digits fold's layer 3 (64 cycles an image behind a 256-cycle interval) keeps its
+    beat in its registers; alone at the pipeline's rate it would not."""
+    overlapped = DataflowConfig.parse(DIGITS_OVERLAPPED)
+    assert overlapped.holds_output(overlapped.engines[2])
+    assert not overlapped.holds_output(overlapped.engines[1])          # NF = 64
+    tight = DataflowConfig.parse("df:64>4r:16x4i;ram_reg=0")           # 4 cycles an image
+    assert not tight.holds_output(tight.engines[0])
 
 
 def test_the_fold_text_names_the_loop_order_and_round_trips():

@@ -547,12 +547,15 @@ class PsumMvuModel:
     * **fold k** of a pass issues the cycle its beat is taken (k = 0) or the cycle after fold
       k − 1, in a last pass not before the cycle after output beat ``f − depth`` left
       (``f`` the fold's output beat);
-    * **output beat f** is valid ``latency`` cycles after its fold issued, behind beat f − 1.
+    * **output beat f** is valid ``latency`` cycles after its fold issued, behind beat f − 1;
+    * **held output** (``holds``: ``NF = 1``, one entry, the sums' registers are the beat): a
+      first pass's beat needs the credit too (the previous image's beat gone).
     """
 
-    def __init__(self, synapse_folds, neuron_folds, latency, depth):
+    def __init__(self, synapse_folds, neuron_folds, latency, depth, holds=False):
         self.sf, self.nf, self.latency, self.depth = \
             synapse_folds, neuron_folds, latency, depth
+        self.holds = holds
         self.issues = OnDemand(self._issue)
         self.i = self.o = None
 
@@ -571,6 +574,8 @@ class PsumMvuModel:
         if n:
             t = max(t, self.issues.at(n * self.nf - 1) + 1)
         beat = self._output_beat(n * self.nf)
+        if beat is None and self.holds and n % self.sf == 0:
+            beat = n // self.sf                 # a first pass restarts the held beat's sums
         return t if beat is None else max(t, self._credit(beat))
 
     def _issue(self, fold, issues):
