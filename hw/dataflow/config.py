@@ -25,7 +25,7 @@ from . import timing
 
 __all__ = ["EngineFold", "DataflowConfig", "input_lanes", "gate_cycles"]
 
-#: The folding part of an engine's text: S x P, MMV, weight memory.
+#: The folding part of an engine's text: S x P, MMV, loop order, weight memory.
 _FOLD_TEXT = re.compile(r"(?P<simd>\d+)x(?P<pe>\d+)(?:m(?P<mmv>\d+))?(?P<order>i?)(?P<ram>[sl]?)")
 
 #: Loop orders of a dense engine: output-first (MatrixVectorUnit: a fold per channel group over
