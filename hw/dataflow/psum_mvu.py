@@ -62,10 +62,11 @@ Ports
 -----
 i : In(stream.Signature(k·S))
     Input beats, ``SF`` per image, as the output-first engine's. ``ready`` is high when a pass
-    can start (the previous one has issued its last fold; for a last pass, with an output
-    credit); it depends on no input.
+    can start (the previous one has issued its last fold; for a last pass, and with
+    ``hold_output`` a first pass, with an output credit); it depends on no input.
 o : Out(stream.Signature(P or P·acc_width))
-    Output beats, ``NF`` per image, as the output-first engine's; ``valid`` from the FIFO.
+    Output beats, ``NF`` per image, as the output-first engine's; ``valid`` from the FIFO (or
+    the held beat's flag).
 wr : In(WriteSignature(shape))
     Run-time loading, the output-first engine's layout (select ``p``: PE ``p``'s weights,
     ``P + p``: its channel words). Only while no image is in flight.
@@ -75,16 +76,15 @@ busy : Out(1)
 Timing (:mod:`xnorflow.hw.dataflow.timing`: :func:`psum_latency`, :class:`PsumMvuModel`)
 -----------------------------------------------------------------------------------------
 * initiation interval ``SF·NF`` cycles per image (one fold per cycle; a pass starts the cycle
-  its beat is taken, right after the previous pass's last fold);
+  its beat is taken, right after the previous pass's last fold); with ``hold_output`` an
+  image's first pass also waits for the previous image's beat to leave;
 * a fold's beat is valid :func:`~xnorflow.hw.dataflow.timing.psum_latency` cycles after the
   fold issues (``A + 1``: ``A`` = 1 + datapath stages to the count, then the partial sum and
   result, written into the FIFO, whose entry is the register); the first beat of an image
   that many cycles after its last input beat is taken, the others one per cycle.
 """
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
-from amaranth.lib.wiring import In, Out
 
 from xnorflow.hw.core.pipeline import delay
 
