@@ -427,7 +427,7 @@ class DataflowConfig:
         pipeline's interval, so the rate does not change."""
         if engine.order != "input" or engine.shape.neuron_folds != 1:
             return False
-        held = timing.psum_latency(engine.simd, engine.input_bits, self.levels) + 1
+        held = timing.psum_credit_cycles(engine.simd, engine.input_bits, self.levels)
         return engine.cycles + held <= self.interval
 
     def timing_args(self, engine):

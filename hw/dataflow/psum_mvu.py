@@ -99,7 +99,8 @@ __all__ = ["PartialSumMVU"]
 class PartialSumMVU(MatrixVectorUnit):
     """An input-first dense engine with its partial sums in a memory (module docstring)."""
 
-    RAM_KINDS = ("weights", "psums")
+    #: ``ram_styles`` kinds the base class checks (``"psums"`` is taken out before it does)
+    RAM_KINDS = ("weights",)
 
     def __init__(self, n_in, n_out, simd, pe, input_bits=1, output="threshold", acc_width=None,
                  *, input_kind=None, levels_per_stage=1, fifo_depth=None, ram_styles=None,
@@ -115,8 +116,9 @@ class PartialSumMVU(MatrixVectorUnit):
         self.holds_output = bool(hold_output)
         styles = dict(ram_styles or {})
         self.psum_style = styles.pop("psums", None)
-        depth = 1 if hold_output else fifo_depth or timing.psum_fifo_depth(
-            n_in, n_out, simd, pe, input_bits, levels_per_stage)
+        depth = (timing.psum_fifo_depth(n_in, n_out, simd, pe, input_bits, levels_per_stage,
+                                        hold_output)
+                 if hold_output or fifo_depth is None else fifo_depth)
         super().__init__(n_in, n_out, simd, pe, input_bits, output, acc_width,
                          input_kind=input_kind, ram_reg=False, levels_per_stage=levels_per_stage,
                          fifo_depth=depth, ram_styles=styles)
@@ -238,11 +240,7 @@ class PartialSumMVU(MatrixVectorUnit):
         s = self.shape
         with m.If(valid_a):
             m.d.sync += [reg.eq(d) for reg, d in zip(self._sum_regs, new_sums)]
-        valid = Signal(name="out_valid")
-        with m.If(valid_a & last_a):
-            m.d.sync += valid.eq(1)
-        with m.Elif(self.o.ready):
-            m.d.sync += valid.eq(0)
+        valid = self._beat_valid(m, valid_a & last_a)
         if s.output == "threshold":
             beat = Cat((reg.as_signed() <= 0) ^ inv for reg, inv in zip(self._sum_regs, invs))
         else:
@@ -260,12 +258,19 @@ class PartialSumMVU(MatrixVectorUnit):
                          fifo.r_en.eq(self.o.ready)]
             return
         beat = Signal(len(w_data), name="out_beat", reset_less=True)
-        valid = Signal(name="out_valid")
         with m.If(w_en):
-            m.d.sync += [beat.eq(w_data), valid.eq(1)]
+            m.d.sync += beat.eq(w_data)
+        m.d.comb += [self.o.valid.eq(self._beat_valid(m, w_en)), self.o.payload.eq(beat)]
+
+    def _beat_valid(self, m, load):
+        """A one-beat buffer's valid flag: set when a beat is loaded, cleared when ``o``
+        takes it (the credits keep a load off a beat not yet taken)."""
+        valid = Signal(name="out_valid")
+        with m.If(load):
+            m.d.sync += valid.eq(1)
         with m.Elif(self.o.ready):
             m.d.sync += valid.eq(0)
-        m.d.comb += [self.o.valid.eq(valid), self.o.payload.eq(beat)]
+        return valid
 
     def _weights(self, m, p, w_addr):
         """PE ``p``'s weight word, a cycle after ``w_addr``. All PEs read the same address, so

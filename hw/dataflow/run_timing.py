@@ -267,11 +267,11 @@ class _ChainBuilder:
     def psum_mvu(self, config, engine):
         """An input-first engine (:class:`~xnorflow.hw.dataflow.psum_mvu.PartialSumMVU`)."""
         sf, nf = engine.shape.synapse_folds, engine.shape.neuron_folds
-        args = (engine.simd, engine.input_bits, config.levels)
         holds = config.holds_output(engine)
-        depth = 1 if holds else timing.psum_fifo_depth(
-            engine.n_in, engine.n_out, engine.simd, engine.pe, engine.input_bits, config.levels)
-        mvu = PsumMvuModel(sf, nf, timing.psum_latency(*args), depth, holds)
+        depth = timing.psum_fifo_depth(engine.n_in, engine.n_out, engine.simd, engine.pe,
+                                       engine.input_bits, config.levels, holds)
+        latency = timing.psum_latency(engine.simd, engine.input_bits, config.levels)
+        mvu = PsumMvuModel(sf, nf, latency, depth, holds)
         self.add(mvu, nf)
         self.sequences.append((mvu.issues, Fraction(sf * nf)))
         # a pass waits for the previous one; a last-pass fold for the beat `depth` before

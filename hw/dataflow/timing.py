@@ -56,7 +56,7 @@ __all__ = ["adder_tree_stages", "popcount_stages", "plane_stages", "datapath_sta
            "mvu_last_output_latency", "mvu_output_cycles", "mvu_fifo_depth", "converter_latency",
            "OnDemand", "Handshakes", "connect_chain", "SourceModel", "SinkModel",
            "RegisterSliceModel", "SkidSliceModel", "ConverterModel", "MvuModel",
-           "psum_stage", "psum_latency", "psum_fifo_depth", "PsumMvuModel"]
+           "psum_stage", "psum_latency", "psum_credit_cycles", "psum_fifo_depth", "PsumMvuModel"]
 
 
 def _ceil_div(a, b):
@@ -236,15 +236,23 @@ def psum_latency(simd, input_bits=1, levels_per_stage=1):
     return psum_stage(simd, input_bits, levels_per_stage) + 1
 
 
-def psum_fifo_depth(n_in, n_out, simd, pe, input_bits=1, levels_per_stage=1):
-    """Output FIFO beats with which a :class:`~xnorflow.hw.dataflow.psum_mvu.PartialSumMVU`
-    issues a last-pass fold every cycle while ``o`` is ready. A fold's credit is held from
-    its issue to the cycle after its beat leaves, ``H = psum_latency + 1`` cycles; a last
-    pass issues ``NF`` folds in a row, and the next image's last pass comes ``SF·NF`` cycles
-    later. So ``min(H, NF)`` entries suffice when ``SF·NF ≥ H`` (fold j's credit is back
-    before the next image's fold j), else ``H``. A raw last layer with ``NF = 1`` (one wide
-    beat per image) then needs one entry, not ``H`` of ``P·acc_width`` bits."""
-    held = psum_latency(simd, input_bits, levels_per_stage) + 1
+def psum_credit_cycles(simd, input_bits=1, levels_per_stage=1):
+    """Cycles a :class:`~xnorflow.hw.dataflow.psum_mvu.PartialSumMVU` fold holds its output
+    credit when ``o`` is ready: from its issue to the cycle after its beat leaves."""
+    return psum_latency(simd, input_bits, levels_per_stage) + 1
+
+
+def psum_fifo_depth(n_in, n_out, simd, pe, input_bits=1, levels_per_stage=1, holds=False):
+    """Output entries of a :class:`~xnorflow.hw.dataflow.psum_mvu.PartialSumMVU`: 1 when it
+    ``holds`` its beat in its sums' registers, else the FIFO beats with which it issues a
+    last-pass fold every cycle while ``o`` is ready. A credit is held
+    ``H =`` :func:`psum_credit_cycles`; a last pass issues ``NF`` folds in a row, and the
+    next image's last pass comes ``SF·NF`` cycles later. So ``min(H, NF)`` entries suffice
+    when ``SF·NF ≥ H`` (fold j's credit is back before the next image's fold j), else
+    ``H``."""
+    if holds:
+        return 1
+    held = psum_credit_cycles(simd, input_bits, levels_per_stage)
     sf, nf = _ceil_div(n_in, simd), _ceil_div(n_out, pe)
     return min(held, nf) if sf * nf >= held else held
 
