@@ -252,9 +252,11 @@ def fold_count(m, shape, x, w, levels_per_stage=1):
 
 
 #: Most bits of one input-buffer memory with ``ram_reg``: each such chunk has its own replica
-#: address and enable registers (:meth:`MatrixVectorUnit._input_buffer`); 64 bits of a
-#: 16-word buffer are 16 ECP5 LUT RAM blocks, a net nextpnr keeps inside a few slices.
-BUFFER_CHUNK_BITS = 64
+#: address and enable registers (:meth:`MatrixVectorUnit._input_buffer`); 16 bits of a
+#: 16-word buffer are 4 ECP5 LUT RAM blocks. At 64 bits (16 blocks) the blocks follow their
+#: readers across a conv engine's PEs, and twice in four CNV builds (cnv9f, cnv9i) nextpnr
+#: put one chunk's read-address replica 15 ns of route from one of its blocks.
+BUFFER_CHUNK_BITS = 16
 
 #: Most block RAMs one weight-memory chunk spans with ``ram_reg``. Each chunk has its own
 #: read-address, write-enable, write-address and write-data registers
