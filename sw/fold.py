@@ -224,20 +224,22 @@ def _memory_lut4(family, use):
 INPUT_FIRST_LOGIC = {"pe": 7.9, "engine": 236.3}
 
 
-def engine_lut4(family, fold):
+def engine_lut4(family, fold, holds=False):
     """Yosys LUT4s of one engine's logic (see :data:`LOGIC`): an MMV engine has a popcount
     tree, an accumulator and a compare per PE for each of its ``mmv`` images; a conv engine
     adds its window unit's and pool's control (:data:`CONV_LOGIC`, not yet fitted on a
     build) and, on iCE40, the flip-flops of the converter gathering window beats into S; an
-    input-first engine has terms of its own (:data:`INPUT_FIRST_LOGIC`)."""
+    input-first engine has terms of its own (:data:`INPUT_FIRST_LOGIC`), and an output
+    buffer unless it ``holds`` its beat in its sums' registers
+    (:meth:`DataflowConfig.holds_output`, which the config decides)."""
     c, s, m = LOGIC[family], fold.shape, fold.mmv
     if fold.order == "input":
         lut4 = (c["mac"] * s.simd * s.pe * s.input_bits + INPUT_FIRST_LOGIC["pe"] * s.pe
                 + INPUT_FIRST_LOGIC["engine"])
         if family == "ice40":        # flip-flops in cells of their own, as LUT4 equivalents
-            depth = 0 if s.neuron_folds == 1 else timing.psum_fifo_depth(
+            depth = 0 if holds else timing.psum_fifo_depth(
                 fold.n_in, fold.n_out, s.simd, s.pe, s.input_bits,
-                FAMILY_OPTIONS[family]["levels"])   # NF = 1: the sums' registers hold it
+                FAMILY_OPTIONS[family]["levels"])
             lut4 += (s.in_beat_bits + depth * s.out_beat_bits) / c["packing"]
         return lut4
     lut4 = c["mac"] * s.simd * s.pe * s.input_bits * m + c["pe"] * s.pe * m + c["engine"]
@@ -252,7 +254,8 @@ def estimate_dataflow(device, config):
     """:class:`xnorflow.sw.resources.Estimate` of a :class:`DataflowConfig` on ``device``."""
     uses, count, memory_lut4 = _map_all(device.family, _memories(config))
     lut4 = (LOGIC[device.family]["fixed"] + memory_lut4
-            + sum(engine_lut4(device.family, f) for f in config.engines))
+            + sum(engine_lut4(device.family, f, config.holds_output(f))
+                  for f in config.engines))
     luts = round(lut4 * LOGIC[device.family]["packing"])
     return R.Estimate(luts=luts, brams=count["bram"], sprams=count["spram"], memories=tuple(uses))
 
@@ -513,7 +516,7 @@ def fold_report(model, result, board):
                      "input_bits": fold.input_bits, "simd": s.simd, "pe": s.pe,
                      "mmv": fold.mmv, "cycles": fold.cycles,
                      "binary_macs": fold.pixels * fold.n_in * fold.n_out * fold.input_bits,
-                     "luts": round(engine_lut4(device.family, fold)
+                     "luts": round(engine_lut4(device.family, fold, cfg.holds_output(fold))
                                    * LOGIC[device.family]["packing"]),
                      "brams": sum(u.count * u.blocks_each for u in mems if u.kind == "bram"),
                      "sprams": sum(u.count * u.blocks_each for u in mems if u.kind == "spram")})

@@ -38,6 +38,27 @@ def test_the_model_counts_input_first_engines_as_placed_and_refuses_what_did_not
     assert est.luts > 5280                 # over the device: no fold search would pick it
 
 
+def test_an_input_first_engine_that_cannot_hold_its_beat_is_counted_with_its_output_buffer():
+    """With one neuron fold an input-first engine keeps its output beat in its sums'
+    registers only where the config says the interval has room (``holds_output``). Layer 3
+    as ``1x10i`` is the slowest engine (256 cycles, the interval): it has no room, so its
+    FIFO's flip-flops are iCE40 cells the estimate must count."""
+    config = DataflowConfig.parse("df:64u4>256:16x4s,256>256:64x4i,256>10r:1x10i;"
+                                  "ram_reg=0,in_word=16,levels=2,serial=1")
+    last = config.engines[-1]
+    assert last.shape.neuron_folds == 1 and not config.holds_output(last)
+    buffer = F.engine_lut4("ice40", last) - F.engine_lut4("ice40", last, holds=True)
+    # at least one beat of ten raw sums, a logic cell per flip-flop
+    assert buffer * F.LOGIC["ice40"]["packing"] >= last.shape.out_beat_bits > 0
+    held = config.format().replace("1x10i", "4x10i")
+    assert DataflowConfig.parse(held).holds_output(DataflowConfig.parse(held).engines[-1])
+    total = (F.LOGIC["ice40"]["fixed"] + F._map_all("ice40", F._memories(config))[2]
+             + sum(F.engine_lut4("ice40", f, config.holds_output(f)) for f in config.engines[:-1])
+             + F.engine_lut4("ice40", last, holds=True))
+    assert R.estimate("icebreaker", config).luts == round(
+        (total + buffer) * F.LOGIC["ice40"]["packing"])
+
+
 @pytest.fixture(scope="module")
 def digits_mlp():
     return random_model(np.random.default_rng(0), [64, 256, 256, 10], input_bits=4,
