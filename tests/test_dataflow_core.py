@@ -43,6 +43,11 @@ FOLDS = [
     ([16, 12, 8, 5], 2, [(4, 4), (4, 2, "i"), (2, 5, "i")], {"ram_reg": 0, "levels": 2}),
     ([16, 12, 8, 5], 4, [(4, 2, "i"), (4, 4), (8, 1, "i")], {"ram_reg": 0, "serial": 1}),
     ([20, 9, 7], 1, [(3, 3), (9, 7, "i")], {"ram_reg": 0}),
+    # the first engine takes the input FIFO's words into its buffer itself (no converter):
+    # 4 words a beat, behind it output-first and input-first engines
+    ([16, 12, 8, 5], 2, [(16, 4), (4, 4), (4, 1)], {"ram_reg": 0, "in_word": 8}),
+    ([16, 12, 8, 5], 4, [(8, 4), (4, 2, "i"), (2, 5, "i")],
+     {"ram_reg": 0, "in_word": 8, "levels": 2, "serial": 1}),
 ]
 
 

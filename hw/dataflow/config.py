@@ -445,6 +445,22 @@ class DataflowConfig:
         return max(e.images_per_group for e in self.engines)
 
     @property
+    def first_in_words(self):
+        """Input-FIFO words the first engine takes per beat of its own, written straight into
+        its input buffer (``W > 1``: no gathering converter in front of it, see
+        :class:`~xnorflow.hw.dataflow.mvu.MatrixVectorUnit` ``in_words``), else 1 (a converter
+        regroups the words, or they are its beats). Direct where the buffer is written in
+        the cycle of the accept (no ``ram_reg``), the engine is dense, output-first and of one
+        image per group, and an image is whole words of whole beats. Why: on the UP5K the
+        converter's beat register is a logic cell per bit (the digits MLP's 64-bit beat:
+        about 64 of 5,280), and it holds a beat a cycle before the buffer has it."""
+        e, lanes = self.engines[0], self.in_lanes
+        if (self.ram_reg or e.is_conv or e.order != "output" or e.mmv != 1
+                or e.in_lanes <= lanes or e.in_lanes % lanes or e.in_features % e.in_lanes):
+            return 1
+        return e.in_lanes // lanes
+
+    @property
     def first(self):
         return self.engines[0].shape
 

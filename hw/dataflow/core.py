@@ -120,8 +120,10 @@ class DataflowCore(wiring.Component):
             # beat count → ready → gate → the FIFO's level and read address, 256 late
             # endpoints, 15.5 ns)
             in_slice=RegisterSlice(cfg.in_word_bits, skid=True) if cfg.ram_reg else None,
-            to_first=WidthConverter(cfg.first.input_bits, cfg.in_lanes,
-                                    cfg.engines[0].in_lanes, cfg.engines[0].in_features),
+            # none where the first engine writes the FIFO's words into its buffer itself
+            to_first=(WidthConverter(cfg.first.input_bits, cfg.in_lanes,
+                                     cfg.engines[0].in_lanes, cfg.engines[0].in_features)
+                      if cfg.first_in_words == 1 else None),
             from_last=WidthConverter(cfg.last.acc_width, cfg.last.pe, 1, cfg.last.n_out))
         io.in_fifo = input_fifo(cfg.in_word_bits, io.in_depth, cfg.ram_reg)
         io.out_fifo = SyncFIFOBuffered(width=cfg.out_word_bits,
@@ -131,12 +133,15 @@ class DataflowCore(wiring.Component):
         for name in ("in_fifo", "out_fifo", "in_slice", "to_first", "from_last"):
             if getattr(io, name) is not None:
                 m.submodules[name] = ResetInserter(abort)(getattr(io, name))
-        # the gate (run control) feeds `gated`: the slice when there is one, else the converter
-        io.gated = io.to_first.i
+        # the gate (run control) feeds `gated`: the slice when there is one, else the
+        # converter, else the pipeline
+        io.gated = io.pipe.i
+        if io.to_first is not None:
+            wiring.connect(m, io.to_first.o, io.pipe.i)
+            io.gated = io.to_first.i
         if io.in_slice is not None:
-            wiring.connect(m, io.in_slice.o, io.to_first.i)
+            wiring.connect(m, io.in_slice.o, io.gated)
             io.gated = io.in_slice.i
-        wiring.connect(m, io.to_first.o, io.pipe.i)
         wiring.connect(m, io.pipe.o, io.from_last.i)
         return io
 

@@ -587,11 +587,19 @@ class MatrixVectorUnit(wiring.Component):
         :mod:`~xnorflow.hw.dataflow.timing` leave it out, as the pipeline's cycle model adds
         it: :meth:`DataflowConfig.output_slice`). ``o.ready`` then reaches no credit logic
         in the same cycle.
+    in_words : int
+        W, words per input beat (default 1). With ``W > 1`` the engine takes each beat as W
+        words of ``k·S/W`` bits, word after word, each written straight into its column of
+        the input buffer (a write enable per column), so no converter in front of it gathers
+        them into a beat register (on the UP5K a logic cell per bit:
+        :attr:`~xnorflow.hw.dataflow.config.DataflowConfig.first_in_words`). Needs ``mmv =
+        1``, no ``ram_reg`` (the buffer written in the accept's cycle) and whole beats (S
+        divides ``n_in``); the timing counts from a beat's last word as from a beat.
 
     Ports
     -----
-    i : In(stream.Signature(k·S))
-        Input beats, ``SF`` per image, element ``j`` of beat ``sf`` (input ``sf·S + j``) in bits
+    i : In(stream.Signature(k·S/W))
+        Input beats (W words each with ``in_words``), ``SF`` per image, element ``j`` of beat ``sf`` (input ``sf·S + j``) in bits
         ``[k·j, k·j + k)``; padding elements are ignored. A group's m images follow one
         another (image 0's SF beats, then image 1's, …). Accepted whenever a buffer half is
         free (``ready`` depends on no other input). A group is computed once its m-th image
@@ -632,7 +640,8 @@ class MatrixVectorUnit(wiring.Component):
 
     def __init__(self, n_in, n_out, simd, pe, input_bits=1, output="threshold", acc_width=None,
                  *, input_kind=None, ram_reg=True, levels_per_stage=1, output_stage="parallel",
-                 fifo_depth=None, ram_styles=None, mmv=1, flags=False, output_slice=False):
+                 fifo_depth=None, ram_styles=None, mmv=1, flags=False, output_slice=False,
+                 in_words=1):
         self.shape = s = MvuShape(n_in, n_out, simd, pe, input_bits, input_kind, output,
                                   acc_width, flags)
         self.ram_reg = bool(ram_reg)
@@ -668,13 +677,30 @@ class MatrixVectorUnit(wiring.Component):
             raise ValueError("MVU output_slice cuts the reorder buffer's read (mmv > 1); with "
                              "mmv = 1 the output FIFO has none")
         self.output_slice = bool(output_slice)
+        self.in_words = self._checked_in_words(in_words)
         self.fifo_depth = fifo_depth or timing.mvu_fifo_depth(**self._timing_args())
         super().__init__({
-            "i": In(stream.Signature(s.in_beat_bits)),
+            "i": In(stream.Signature(s.in_beat_bits // self.in_words)),
             "o": Out(stream.Signature(s.out_beat_bits)),
             "wr": In(WriteSignature(s)),
             "busy": Out(1),
         })
+
+    def _checked_in_words(self, words):
+        """``in_words`` validated (a ValueError naming what it needs)."""
+        s = self.shape
+        if not isinstance(words, int) or isinstance(words, bool) or words < 1:
+            raise ValueError(f"MVU in_words must be a positive integer, got {words!r}")
+        if words == 1:
+            return 1
+        if self.ram_reg or self.mmv != 1:
+            raise ValueError(f"MVU in_words {words} writes the input buffer word by word in the "
+                             f"accept's cycle: needs mmv = 1 and no ram_reg")
+        if s.in_beat_bits % words or s.last_beat_elements != s.simd:
+            raise ValueError(f"MVU in_words {words} must split every {s.in_beat_bits}-bit beat "
+                             f"into whole words: needs it to divide k·S and S to divide "
+                             f"n_in = {s.n_in}")
+        return words
 
     def _checked_mmv(self, mmv):
         """``mmv`` validated against the folding (a ValueError naming the bound)."""
@@ -907,19 +933,27 @@ class MatrixVectorUnit(wiring.Component):
         full = Signal(2)                       # half h holds a whole group not yet computed
         wr_half, wr_sf = Signal(), counter(SF)
         wr_image = counter(M) if M > 1 else Const(0, 1)   # which image of the group
+        W = self.in_words
+        wr_word = counter(W) if W > 1 else Const(0, 1)    # which word of the beat
         rd_half, sf = Signal(), counter(SF)
         w_addr = counter(NF * SF)             # nf·SF + sf, the weight word of every PE
         inflight = Signal(range(self.fifo_depth + 1))  # entries taken by folds, not yet free
 
         wr_last = wr_sf == SF - 1
-        group_in = wr_last & (wr_image == M - 1)
+        word_last = wr_word == W - 1
+        group_in = wr_last & (wr_image == M - 1) & word_last
         accept = self.i.valid & self.i.ready
         # Padding elements of the last beat are cleared, so they always agree with the
         # (zero) padding weights, whatever the producer put there.
         keep = Cat(Const(-1, k) if j < s.last_beat_elements else (~wr_last).replicate(k)
                    for j in range(S))
-        en = Cat(accept & (wr_image == j) for j in range(M))
-        with m.If(accept):
+        if W > 1:           # a write enable per word's column
+            en = Cat(accept & (wr_word == j) for j in range(W))
+            with m.If(accept):
+                m.d.sync += wr_word.eq(wrapped_next(wr_word, W))
+        else:
+            en = Cat(accept & (wr_image == j) for j in range(M))
+        with m.If(accept & word_last):
             m.d.sync += wr_sf.eq(Mux(wr_last, 0, wr_sf + 1))
             if M > 1:
                 with m.If(wr_last):
@@ -965,8 +999,9 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += self.busy.eq(go)
         rd_next = Cat(Mux(go, Mux(fold_end, 0, sf + 1), sf)[:sf_bits],
                       Mux(group_end, ~rd_half, rd_half))
-        x = self._input_buffer(m, en, Cat(wr_sf[:sf_bits], wr_half),
-                               (self.i.payload & keep), Cat(sf[:sf_bits], rd_half), rd_next)
+        data = self.i.payload if W > 1 else self.i.payload & keep   # W > 1: no padding
+        x = self._input_buffer(m, en, Cat(wr_sf[:sf_bits], wr_half), data,
+                               Cat(sf[:sf_bits], rd_half), rd_next)
 
         # ---- sideband at the accumulators -------------------------------------------------
         to_acc = (1 + timing.ram_reg_stages(self.ram_reg, self.lut_weights)
@@ -984,7 +1019,8 @@ class MatrixVectorUnit(wiring.Component):
 
     def _input_buffer(self, m, en, wr_addr, data, rd_addr, rd_next):
         """The input buffer's memory: ``m·k·S`` bits wide (image ``j``'s word in slice ``j``,
-        written with ``en[j]``), ``2·2^sf_bits`` words. Returns the word at ``rd_addr``
+        written with ``en[j]``; with ``in_words`` word ``j`` of a beat in column ``j``, written
+        with ``en[j]``), ``2·2^sf_bits`` words. Returns the word at ``rd_addr``
         (asynchronous; the caller registers it).
 
         Without ``ram_reg`` (or with ``SF = 1``): one memory written in the cycle of ``en``.
@@ -999,11 +1035,12 @@ class MatrixVectorUnit(wiring.Component):
         s, M = self.shape, self.mmv
         width, depth = s.in_beat_bits, len(rd_addr)
         if not self.buffer_write_lag:
+            lanes = len(en)                         # m images' slices, or W words' columns
             m.submodules.buffer = buf = self._memory("buffer", M * width, 1 << depth)
-            wr = buf.write_port(granularity=width) if M > 1 else buf.write_port()
+            wr = buf.write_port(granularity=len(data)) if lanes > 1 else buf.write_port()
             rd = buf.read_port(domain="comb")
-            m.d.comb += [wr.en.eq(en if M > 1 else en[0]), wr.addr.eq(wr_addr),
-                         wr.data.eq(data.replicate(M)), rd.addr.eq(rd_addr)]
+            m.d.comb += [wr.en.eq(en if lanes > 1 else en[0]), wr.addr.eq(wr_addr),
+                         wr.data.eq(data.replicate(lanes)), rd.addr.eq(rd_addr)]
             if self.ram_reg:      # the chunks' second address register, as a data register
                 return registered_read(m, rd.data, "buffer_rd_late")
             return rd.data

@@ -52,8 +52,10 @@ class Pipeline(wiring.Component):
 
     Ports
     -----
-    i : In(stream.Signature(k·S of engine 0))
-        The first engine's input beats (its stream format, :mod:`xnorflow.hw.dataflow.shape`).
+    i : In(stream.Signature(k·S of engine 0, over ``config.first_in_words``))
+        The first engine's input beats (its stream format, :mod:`xnorflow.hw.dataflow.shape`),
+        or their words where the engine takes input-FIFO words itself
+        (:attr:`DataflowConfig.first_in_words`).
     o : Out(stream.Signature(P·W of the last engine))
         The last engine's raw output beats.
     abort : In(1)
@@ -100,7 +102,8 @@ class Pipeline(wiring.Component):
                 self.engines.append(MatrixVectorUnit(
                     fold.n_in, fold.n_out, fold.simd, fold.pe, fold.input_bits, fold.output,
                     fold.acc_width, input_kind=fold.input_kind, mmv=fold.mmv,
-                    output_slice=self.config.output_slice(fold), **options))
+                    output_slice=self.config.output_slice(fold),
+                    in_words=self.config.first_in_words if index == 0 else 1, **options))
         # a conv engine's output has no padding inside an image (P divides M), so every
         # stream regroups over the image's whole map
         self.converters = [
@@ -108,7 +111,8 @@ class Pipeline(wiring.Component):
             for a, b in zip(self.config.engines, self.config.engines[1:])]
         first = self.config.engines[0]
         super().__init__({
-            "i": In(stream.Signature(first.in_lanes * first.input_bits)),
+            "i": In(stream.Signature(first.in_lanes * first.input_bits
+                                     // self.config.first_in_words)),
             "o": Out(stream.Signature(self.config.last.out_beat_bits)),
             "abort": In(1),
             "wr": In(PipelineWriteSignature(self.config)),

@@ -70,8 +70,11 @@ def first_beat_in(config):
     """Cycles from START to the cycle after the first engine takes an image's last input beat:
     the gate passes one input-FIFO word per cycle, through the register slice when
     ``ram_reg`` (one cycle), which the converter gathers (one register) or splits (one beat
-    per cycle) into the engine's S-element beats."""
+    per cycle) into the engine's S-element beats, or which the engine writes into its
+    buffer itself (``config.first_in_words``)."""
     first, slice_ = config.engines[0], int(config.ram_reg)
+    if config.first_in_words > 1:           # the words go straight into its buffer
+        return config.in_words
     if first.in_lanes > config.in_lanes:
         return config.in_words + 1 + slice_
     return first.in_beats + slice_
@@ -211,12 +214,13 @@ def core_chain(config, batch):
     if config.ram_reg:
         chain.add(SkidSliceModel(), config.in_words)
     first = config.engines[0]
-    chain.convert(config.in_lanes, first.in_lanes, first.in_features)
+    if config.first_in_words == 1:           # else the words go straight into its buffer
+        chain.convert(config.in_lanes, first.in_lanes, first.in_features)
     for e, engine in enumerate(config.engines):
         if engine.is_conv:
             _conv_stages(chain, config, engine)
         else:
-            chain.mvu(config, engine)
+            chain.mvu(config, engine, words=config.first_in_words if e == 0 else 1)
             if config.output_slice(engine):
                 for _ in range(timing.OUTPUT_SLICES):
                     chain.add(SkidSliceModel(), engine.shape.neuron_folds)
@@ -247,15 +251,16 @@ class _ChainBuilder:
             converter = ConverterModel(in_lanes, out_lanes, image_lanes)
             self.add(converter, converter.out_beats * pixels)
 
-    def mvu(self, config, engine, pixels=1):
-        """An engine's matrix-vector unit (``pixels`` MVU images per image)."""
+    def mvu(self, config, engine, pixels=1, words=1):
+        """An engine's matrix-vector unit (``pixels`` MVU images per image; ``words`` per
+        input beat)."""
         if engine.order == "input":
             return self.psum_mvu(config, engine)
         args = config.timing_args(engine)
         sf, nf, m = engine.shape.synapse_folds, engine.shape.neuron_folds, engine.mmv
         depth = timing.mvu_fifo_depth(**args)
         mvu = MvuModel(sf, nf, timing.mvu_latency(**args), depth, m,
-                       timing.buffer_write_lag(config.ram_reg, sf))
+                       timing.buffer_write_lag(config.ram_reg, sf), words)
         self.add(mvu, nf * pixels)
         self.sequences += [(mvu.starts, Fraction(nf * pixels, m)),
                            (mvu.loads, Fraction(nf * pixels if m > 1 else 0))]

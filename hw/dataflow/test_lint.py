@@ -17,7 +17,8 @@ HERE = os.path.dirname(__file__)
 
 # Every structural variant: threshold / raw binary / raw unsigned, k-bit planes, padding,
 # SF = 1, NF = 1, one-word memories, no edge registers, the serial output stage, SPRAM-style
-# weights, MMV; the converter's three modes; the sliding window (binary, k-bit one-channel,
+# weights, beats taken as words (`in_words`), MMV; the converter's three modes; the sliding
+# window (binary, k-bit one-channel,
 # and a one-pixel image: zero-width counters, a one-word ring stored as two).
 DESIGNS = {
     "mvu_threshold_padded": lambda: MatrixVectorUnit(37, 13, 8, 4),
@@ -31,6 +32,8 @@ DESIGNS = {
     "mvu_serial_raw_unsigned_one_pe": lambda: MatrixVectorUnit(29, 6, 9, 1, output="raw",
                                                                input_kind="unsigned",
                                                                output_stage="serial"),
+    "mvu_digits_layer1_words": lambda: MatrixVectorUnit(64, 256, 16, 4, 4, ram_reg=False,
+                                                        in_words=4, ram_styles={"weights": "huge"}),
     "mvu_spram_weights_two_levels": lambda: MatrixVectorUnit(
         40, 9, 16, 3, 4, levels_per_stage=2, ram_styles={"weights": "huge"}),
     # MMV: the input buffer's per-image write enables, the m lanes per PE, the reorder buffer

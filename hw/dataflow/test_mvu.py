@@ -129,6 +129,41 @@ def test_mvu_matches_golden_with_gaps_and_stalls(n, m, simd, pe, k, output, kind
     check_layer(layer, simd, pe, batch=5, seed=n + m)
 
 
+@pytest.mark.parametrize("n, m, simd, pe, k, words, output", [
+    (64, 16, 16, 4, 4, 4, "threshold"),     # the digits first layer: 16-bit FIFO words
+    (32, 9, 8, 3, 2, 2, "threshold"),
+    (24, 5, 12, 5, 1, 3, "raw"),            # NF = 1, words of 4 bits
+    (16, 6, 16, 2, 1, 16, "threshold"),     # SF = 1, one bit a word
+])
+def test_mvu_taking_its_beats_as_words_matches_golden_with_gaps_and_stalls(n, m, simd, pe, k,
+                                                                          words, output):
+    """``in_words``: each word goes straight into its column of the input buffer (no
+    gathering register in front of the engine); the outputs are the golden model's."""
+    rng = np.random.default_rng([n, m, words])
+    layer = random_layer(rng, n, m, k, output)
+    x = random_layer_inputs(rng, layer, 5)
+    dut = MatrixVectorUnit(n, m, simd, pe, k, output, input_kind=layer.input_kind,
+                           ram_reg=False, in_words=words)
+    shape, bits = dut.shape, len(dut.i.payload)
+    assert bits * words == shape.in_beat_bits
+    split = [[(beat >> (j * bits)) & ((1 << bits) - 1) for beat in image for j in range(words)]
+             for image in encode_mvu_input(x, shape)]
+    _, mon_o = run_engine(dut, pack_layer(layer, simd, pe), split, rng, gap=0.3, stall=0.3)
+    got = decode_mvu_output(per_image(mon_o.payloads(), shape.neuron_folds), shape)
+    np.testing.assert_array_equal(got, layer.forward(x)[1])
+
+
+def test_mvu_in_words_refuses_what_it_cannot_write_word_by_word():
+    with pytest.raises(ValueError, match="in_words 4 writes the input buffer word by word"):
+        MatrixVectorUnit(64, 16, 16, 4, 4, ram_reg=True, in_words=4)
+    with pytest.raises(ValueError, match="mmv = 1"):
+        MatrixVectorUnit(64, 16, 16, 4, 4, ram_reg=False, mmv=2, in_words=4)
+    with pytest.raises(ValueError, match="S to divide n_in = 60"):
+        MatrixVectorUnit(60, 16, 16, 4, 4, ram_reg=False, in_words=4)
+    with pytest.raises(ValueError, match="must split every 64-bit beat"):
+        MatrixVectorUnit(64, 16, 16, 4, 4, ram_reg=False, in_words=3)
+
+
 # Shapes for the serial output stage (P ≤ SF), P = SF included.
 SERIAL_CASES = [
     (37, 13, 8, 4, 1, "threshold", None),

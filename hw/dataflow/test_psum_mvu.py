@@ -156,10 +156,11 @@ def test_an_input_first_engine_it_cannot_build_is_refused_with_the_reason(text, 
 
 
 def test_overlapped_engines_halve_the_digits_mlp_latency_in_the_cycle_model():
-    """The iCEBreaker digits fold, output-first: 726 cycles from START to the last integer;
+    """The iCEBreaker digits fold, output-first: 725 cycles from START to the last integer;
     with layers 2 and 3 input-first (the cycle model the core's counters equal,
-    tests/test_dataflow_core.py): 368, at the same 256-cycle interval."""
+    tests/test_dataflow_core.py): 367, at the same 256-cycle interval. (726 and 368 while a
+    converter gathered the input words into the first engine's beats.)"""
     before = run_cycles(DataflowConfig.parse(DIGITS_OUTPUT_FIRST), 16)
     after = run_cycles(DataflowConfig.parse(DIGITS_OVERLAPPED), 16)
-    assert (before["latency"], before["interval"]) == (726, 256)
-    assert (after["latency"], after["interval"]) == (368, 256)
+    assert (before["latency"], before["interval"]) == (725, 256)
+    assert (after["latency"], after["interval"]) == (367, 256)

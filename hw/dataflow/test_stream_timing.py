@@ -54,14 +54,20 @@ def check_model(dut, model, inputs, outputs, rng, gap, stall):
     (32, 16, 4, 2, 2, {"mmv": 4, "levels_per_stage": 2}, 0.0, 0.7),
     (32, 16, 4, 1, 1, {"mmv": 2, "output_stage": "serial"}, 0.3, 0.3),
     (32, 16, 4, 2, 1, {"mmv": 2, "fifo_depth": 8}, 0.0, 0.6),    # the fewest columns: NF
+    # beats taken as words straight into the buffer (the first engine behind the input FIFO)
+    (16, 12, 8, 2, 2, {"in_words": 4, "ram_reg": False}, 0.2, 0.5),
+    (64, 16, 16, 4, 4, {"in_words": 4, "ram_reg": False, "levels_per_stage": 2,
+                        "output_stage": "serial"}, 0.0, 0.7),
+    (16, 4, 16, 4, 1, {"in_words": 2, "ram_reg": False}, 0.5, 0.2),   # SF = NF = 1
 ])
 def test_mvu_model_equals_the_hardware(n, m, simd, pe, k, options, gap, stall):
     rng = np.random.default_rng([n, m, simd, pe, k, int(10 * gap), int(10 * stall)])
     dut = MatrixVectorUnit(n, m, simd, pe, k, "threshold", **options)
     s, images = dut.shape, 4 * dut.mmv
     model = MvuModel(s.synapse_folds, s.neuron_folds, mvu_latency(**dut._timing_args()),
-                     dut.fifo_depth, dut.mmv, dut.buffer_write_lag)
-    check_model(dut, model, images * s.synapse_folds, images * s.neuron_folds, rng, gap, stall)
+                     dut.fifo_depth, dut.mmv, dut.buffer_write_lag, dut.in_words)
+    check_model(dut, model, images * s.synapse_folds * dut.in_words,
+                images * s.neuron_folds, rng, gap, stall)
 
 
 @pytest.mark.parametrize("in_lanes, out_lanes, image_lanes, gap, stall", [

@@ -488,16 +488,19 @@ class MvuModel:
     * **mmv > 1**: the group's last column enters the reorder buffer ``latency − (NF −
       1)·SF − 3`` cycles after its fold started; the buffer loads a beat (valid the cycle
       after) once the group is in, one per cycle while ``o`` takes them; a column is
-      released when the group's last image loads its beat.
+      released when the group's last image loads its beat;
+    * **words** per input beat (``in_words``, mmv = 1): the beats arrive as that many words
+      each, and a group's last word counts as its last beat.
     """
 
-    def __init__(self, synapse_folds, neuron_folds, latency, depth, mmv=1, write_lag=0):
+    def __init__(self, synapse_folds, neuron_folds, latency, depth, mmv=1, write_lag=0,
+                 words=1):
         # from here on `latency` counts from the cycle before the group's first fold starts
         # (the accept of its last beat when the buffer is written in the same cycle)
         latency -= write_lag
         self.sf, self.nf, self.mmv, self.latency, self.depth = \
             synapse_folds, neuron_folds, mmv, latency, depth
-        self.write_lag = write_lag
+        self.write_lag, self.words = write_lag, words
         # fold start → its column written into the reorder buffer (mmv > 1)
         self.column_lag = latency - (neuron_folds - 1) * synapse_folds - 3
         self.starts = OnDemand(self._start)
@@ -505,7 +508,7 @@ class MvuModel:
         self.i = self.o = None
 
     def accept(self, n, valid):
-        per_group = self.mmv * self.sf
+        per_group = self.mmv * self.sf * self.words
         # a group's first beat waits for its half; the rest of the group finds it still free
         if n % per_group == 0 and n >= 2 * per_group:
             group = n // per_group - 2
@@ -517,7 +520,7 @@ class MvuModel:
         sf, nf = self.sf, self.nf
         t = starts[f - 1] + sf if f else 0
         if f % nf == 0:
-            last_beat = (f // nf + 1) * self.mmv * sf - 1
+            last_beat = (f // nf + 1) * self.mmv * sf * self.words - 1
             t = max(t, self.i.taken(last_beat) + 1 + self.write_lag)
         if f >= self.depth:
             t = max(t, self._released(f - self.depth) + 1)
