@@ -113,6 +113,22 @@ def test_images_written_during_a_run_queue_behind_it():
     assert (decode_output_bytes(data, cfg, 4) == model.forward(x)[-1][0]).all()
 
 
+def test_the_ice40_register_file_errs_beyond_its_registers():
+    """Without ``ram_reg`` the register word is decoded from the index bits in stage 0 and
+    the bits above them are asked in stage 1: a read there errs, whatever its low bits."""
+    rng = np.random.default_rng(8)
+    model = random_model(rng, [16, 12, 8, 5], input_bits=2)
+    cfg, transport = _device(model, [(4, 4), (4, 4), (4, 1)], {"ram_reg": 0})
+    with transport:
+        dev = DataflowDevice(transport)
+        assert not cfg.ram_reg
+        assert int.from_bytes(dev.read(mm.REG_ID, 4), "little") == mm.ID_VALUE
+        for high in (0x8000, 0x400, 0x4000):         # engine busy counters end at 0x1FF
+            with pytest.raises(DeviceError):
+                dev.read(high + mm.REG_ID, 1)
+        assert dev.status()["busy"] == 0            # still answering
+
+
 def test_bad_requests_get_bus_errors_and_abort_recovers_a_starved_run():
     rng = np.random.default_rng(7)
     model = random_model(rng, [16, 12, 8, 5], input_bits=2)

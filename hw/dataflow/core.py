@@ -307,25 +307,31 @@ class DataflowCore(wiring.Component):
         reg_mapped = Signal(name="reg_mapped")
         with m.If(req.start):
             m.d.sync += [reg_read.eq(word), reg_mapped.eq(mapped)]
-        return reg_read, reg_mapped
+        if self.config.ram_reg:
+            return reg_read, reg_mapped
+        # iCE40: whether the address's bits above the register index are zero is asked in
+        # stage 1, of the request's address register: in stage 0 that compare over the bus's
+        # address (a carry chain) sat in front of reg_read (the iCEBreaker dataflow build's
+        # critical path, 28.5 ns)
+        return reg_read, reg_mapped & ~req.a[2 + self._reg_index_bits:].any()
 
     def _decoded_word(self, m, req, regs):
-        """The addressed register's word and whether one is mapped, decoded from the
-        request's address (iCE40: the fewest cells)."""
+        """The addressed register's word and whether its index is a register's, decoded
+        from the bus's address bits of the register index (iCE40: the fewest cells); the
+        caller asks in stage 1 whether the bits above are zero."""
         word, mapped = Signal(32, name="reg_word"), Signal(name="reg_word_mapped")
         # An unmapped address reads a don't-care word (its request errs), not 0: a constant
         # default became a synchronous reset of reg_read, decoded from the bus's address
         # through LUTs into the flip-flops' LSR (ECP5 SFC build 22: 0.5 ns late).
         m.d.comb += word.eq(regs[mm.REG_COUNT])
         # only the index bits the registers use are decoded (a 22-bit compare per register
-        # was a critical path); `near` says the rest are zero
-        near = req.bus.addr < 4 << self._reg_index_bits
+        # was a critical path)
         with m.Switch(req.bus.addr[2:2 + self._reg_index_bits]):
             for addr, value in regs.items():
                 with m.Case(addr >> 2):
-                    m.d.comb += [word.eq(value), mapped.eq(near)]
+                    m.d.comb += [word.eq(value), mapped.eq(1)]
             with m.Case(mm.REG_CTRL >> 2):
-                m.d.comb += [word.eq(0), mapped.eq(near)]
+                m.d.comb += [word.eq(0), mapped.eq(1)]
         return word, mapped
 
     def _selected_word(self, m, req, regs):

@@ -197,8 +197,15 @@ class LinkAnswersEveryFrame(Harness):
                              & (req.length <= p.max_payload)),
                    "the receiver holds the frame's length, at most max_payload")
         self.lemma(m, implies(req.state == Rq.PAYLOAD,
-                              (rx.signal("count") == req.count) & (req.count < req.length)),
-                   "the receiver counts the payload as the tracker does")
+                              (rx.signal("count") == req.count) & (req.count < req.length)
+                              & (rx.signal("last_byte") == (req.count + 1 == req.length))),
+                   "the receiver counts the payload as the tracker does, and knows its last "
+                   "byte")
+        low = info.length[:8]
+        self.lemma(m, implies(req.state == Rq.LEN1,
+                              (rx.signal("low_over") == (low > (p.max_payload & 0xFF)))
+                              & (rx.signal("low_zero") == (low == 0))),
+                   "at the length's high byte the receiver holds its low byte's compares")
         self.lemma(m, implies(~answering, req.expect == ANY_STATUS)
                    & ((req.expect == ANY_STATUS) | (req.expect == Status.TIMEOUT)
                       | (req.expect == Status.OVERSIZED)),
