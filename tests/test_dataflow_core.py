@@ -113,6 +113,38 @@ def test_images_written_during_a_run_queue_behind_it():
     assert (decode_output_bytes(data, cfg, 4) == model.forward(x)[-1][0]).all()
 
 
+@pytest.mark.parametrize("free", [False, True])
+def test_the_fifo_level_registers_equal_the_fifos_level_every_cycle(free):
+    """REG_IN_FREE and REG_OUT_LEVEL read counters of the FIFOs' handshakes (core.py,
+    ``_handshake_count``): with random writes, reads and aborts (which reset the FIFO) the
+    counter equals the FIFO's own level (or depth minus it) in every cycle."""
+    from amaranth.hdl import Module, ResetInserter, Signal
+    from amaranth.lib.fifo import SyncFIFOBuffered
+    from amaranth.sim import Simulator
+    from xnorflow.hw.dataflow.core import _handshake_count
+    m, abort = Module(), Signal()
+    m.submodules.fifo = fifo = ResetInserter(abort)(SyncFIFOBuffered(width=4, depth=5))
+    count = _handshake_count(m, abort, fifo, 5, "count", free=free)
+    rng = np.random.default_rng(int(free))
+    seen = set()
+
+    async def bench(ctx):
+        for _ in range(600):
+            ctx.set(fifo.w_en, int(rng.random() < 0.6))
+            ctx.set(fifo.r_en, int(rng.random() < 0.4))
+            ctx.set(abort, int(rng.random() < 0.02))
+            await ctx.tick()
+            level = ctx.get(fifo.level)
+            seen.add(level)
+            assert ctx.get(count) == (5 - level if free else level)
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == set(range(6))          # empty to full
+
+
 def test_the_ice40_register_file_errs_beyond_its_registers():
     """Without ``ram_reg`` the register word is decoded from the index bits in stage 0 and
     the bits above them are asked in stage 1: a read there errs, whatever its low bits."""

@@ -41,6 +41,20 @@ __all__ = ["DataflowCore"]
 _COUNTER_BITS = 32
 
 
+def _handshake_count(m, abort, fifo, depth, name, free=False):
+    """A register equal to ``fifo``'s level (``free``: ``depth`` minus it) in every cycle:
+    counted from its write and read handshakes, set back with ``abort`` (which resets the
+    FIFO in the same cycle)."""
+    init = depth if free else 0
+    count = Signal(range(depth + 1), init=init, name=name)
+    written, read = fifo.w_en & fifo.w_rdy, fifo.r_en & fifo.r_rdy
+    with m.If(abort):
+        m.d.sync += count.eq(init)
+    with m.Elif(written != read):
+        m.d.sync += count.eq(Mux(written ^ int(free), count + 1, count - 1))
+    return count
+
+
 def _byte_of(value, index):
     """Byte ``index`` (a signal) of ``value``, zero-extended to a multiple of 8 bits."""
     nbytes = -(-len(value) // 8)
@@ -143,6 +157,12 @@ class DataflowCore(wiring.Component):
             wiring.connect(m, io.in_slice.o, io.gated)
             io.gated = io.in_slice.i
         wiring.connect(m, io.pipe.o, io.from_last.i)
+        # REG_IN_FREE and REG_OUT_LEVEL read registers of their own, counted from the FIFOs'
+        # handshakes: SyncFIFOBuffered's level is an adder over its inner level, and the free
+        # space a subtraction after it, two carry chains in front of the register file's word
+        # (the iCEBreaker overlapped digits build's critical path at 36.75 MHz)
+        io.in_free = _handshake_count(m, abort, io.in_fifo, io.in_depth, "in_free", free=True)
+        io.out_level = _handshake_count(m, abort, io.out_fifo, io.out_fifo.depth, "out_level")
         return io
 
     def _decode(self, m):
@@ -297,7 +317,7 @@ class DataflowCore(wiring.Component):
             mm.REG_INTERVAL: shadow(run.interval, "interval"),
             mm.REG_IMAGES_DONE: shadow(run.images_done, "images_done"),
             mm.REG_ENGINES: Const(len(self.config.engines), 8),
-            mm.REG_IN_FREE: io.in_depth - io.in_fifo.level, mm.REG_OUT_LEVEL: io.out_fifo.level,
+            mm.REG_IN_FREE: io.in_free, mm.REG_OUT_LEVEL: io.out_level,
         }
         regs.update({mm.ENGINE_BUSY_BASE + 4 * e: shadow(c, f"engine{e}_busy")
                      for e, c in enumerate(run.engine_busy)})
