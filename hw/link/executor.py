@@ -96,7 +96,11 @@ class CommandExecutor(wiring.Component):
         info = self.frame.payload
 
         idx = Signal(range(self.max_payload + 2))     # byte index / offset
-        n = Signal(16)                                # data bytes of the command
+        # data bytes of the command still to go (the count, then counted down beside idx):
+        # its end is `left == 1` before a step, a compare with a constant, where the end as
+        # `idx + 1 == n` was an adder and a 16-bit compare of two registers in front of
+        # `at_end` and the strobe (the iCEBreaker dataflow build's critical path at 36.75 MHz)
+        left = Signal(16)
         addr = Signal(33)                             # 32-bit address + offset, no wrap
         status = Signal(8)
         rlen = Signal(16)
@@ -132,7 +136,7 @@ class CommandExecutor(wiring.Component):
             m.next = "SEND"
 
         d = self._frame_decode(m, info)
-        r = SimpleNamespace(idx=idx, n=n, addr=addr, oor=oor, at_end=at_end, stb=stb)
+        r = SimpleNamespace(idx=idx, left=left, addr=addr, oor=oor, at_end=at_end, stb=stb)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -155,9 +159,9 @@ class CommandExecutor(wiring.Component):
                     answer(Status.UNKNOWN_COMMAND)
 
             with m.State("FIELDS"):
-                # Read buffer bytes 0..5 (addr u32, count u16) into addr[:32] and n; the
+                # Read buffer bytes 0..5 (addr u32, count u16) into addr[:32] and left; the
                 # data of index idx-1 arrives while idx is presented, shifted in from the top.
-                fields = Cat(addr[:32], n)
+                fields = Cat(addr[:32], left)
                 m.d.comb += [self.buf_r.addr.eq(idx), self.buf_r.en.eq(1)]
                 m.d.sync += idx.eq(idx + 1)
                 with m.If(idx != 0):
@@ -168,19 +172,19 @@ class CommandExecutor(wiring.Component):
                 in_range = addr[self.addr_width:] == 0
                 m.d.sync += [idx.eq(0), oor.eq(~in_range)]
                 with m.If(d.is_write):
-                    m.d.sync += [n.eq(info.length - 4), at_end.eq(d.address_only)]
+                    m.d.sync += [left.eq(info.length - 4), at_end.eq(d.address_only)]
                     with m.If(d.short):
                         answer(Status.BAD_LENGTH)
                     with m.Else():
                         m.next = "W_READ"
                 with m.Else():
-                    m.d.sync += at_end.eq(n == 0)
+                    m.d.sync += at_end.eq(left == 0)
                     with m.If(~d.read_length):
                         answer(Status.BAD_LENGTH)
-                    with m.Elif(n > self.max_payload):
+                    with m.Elif(left > self.max_payload):
                         answer(Status.OVERSIZED)
                     with m.Else():
-                        m.d.sync += stb.eq((n != 0) & in_range)
+                        m.d.sync += stb.eq((left != 0) & in_range)
                         m.next = "R_BUS"
 
             self._bus_states(m, r, answer)
@@ -226,7 +230,10 @@ class CommandExecutor(wiring.Component):
 
     def _bus_states(self, m, r, answer):
         """WRITE and READ on the bus, and a bus error's answer (states of ``elaborate``'s
-        FSM): ``r`` holds the byte index, count, address and the registered flags."""
+        FSM): ``r`` holds the byte index, the bytes left, address and the registered flags.
+        In W_BUS and R_BUS ``oor`` is low, so the next address is out of range exactly when
+        this one's bits below ``addr_width`` are all ones (no carry chain)."""
+        last_in_range = r.addr[:self.addr_width].all()
         with m.State("W_READ"):
             with m.If(r.at_end):
                 answer(Status.OK)
@@ -245,14 +252,14 @@ class CommandExecutor(wiring.Component):
                     with m.If(self.bus.err):
                         m.next = "ERR0"
                     with m.Else():
-                        m.d.sync += [r.idx.eq(r.idx + 1), r.addr.eq(r.addr + 1),
-                                     r.oor.eq((r.addr + 1)[self.addr_width:] != 0),
-                                     r.at_end.eq((r.idx + 1) == r.n)]
+                        m.d.sync += [r.idx.eq(r.idx + 1), r.left.eq(r.left - 1),
+                                     r.addr.eq(r.addr + 1), r.oor.eq(last_in_range),
+                                     r.at_end.eq(r.left == 1)]
                         m.next = "W_READ"
 
         with m.State("R_BUS"):
             with m.If(r.at_end):
-                answer(Status.OK, r.n)
+                answer(Status.OK, r.idx)               # every byte read: idx is the count
             with m.Elif(r.oor):
                 m.next = "ERR0"
             with m.Else():
@@ -261,12 +268,12 @@ class CommandExecutor(wiring.Component):
                     with m.If(self.bus.err):
                         m.next = "ERR0"
                     with m.Else():
-                        next_in_range = (r.addr + 1)[self.addr_width:] == 0
                         m.d.comb += [self.buf_w.en.eq(1), self.buf_w.addr.eq(r.idx),
                                      self.buf_w.data.eq(self.bus.r_data)]
-                        m.d.sync += [r.idx.eq(r.idx + 1), r.addr.eq(r.addr + 1),
-                                     r.oor.eq(~next_in_range), r.at_end.eq((r.idx + 1) == r.n),
-                                     r.stb.eq(((r.idx + 1) != r.n) & next_in_range)]
+                        m.d.sync += [r.idx.eq(r.idx + 1), r.left.eq(r.left - 1),
+                                     r.addr.eq(r.addr + 1), r.oor.eq(last_in_range),
+                                     r.at_end.eq(r.left == 1),
+                                     r.stb.eq((r.left != 1) & ~last_in_range)]
 
         with m.State("ERR0"):
             m.d.comb += [self.buf_w.en.eq(1), self.buf_w.addr.eq(0),

@@ -229,7 +229,9 @@ class LinkAnswersEveryFrame(Harness):
         info = rx.component.frame.payload
         answering = req.state == Rq.ANSWER
         L, B = p.bus_latency, p.first_byte_bound
-        idx, n = ex.signal("idx"), ex.signal("n")
+        # the command's data bytes: those done (idx) and those left
+        idx = ex.signal("idx")
+        n = idx + ex.signal("left")
         ok = info.status == Status.OK
         write_or_read = (info.cmd == Cmd.WRITE) | (info.cmd == Cmd.READ)
         self.lemma(m, implies(answering & ~ex.state("STREAM", "WAIT_TX"),
@@ -263,8 +265,8 @@ class LinkAnswersEveryFrame(Harness):
                               & (info.length >= 4) & (n == info.length - 4)),
                    "a WRITE writes length - 4 bytes")
         self.lemma(m, implies(ex.state("W_READ", "W_BUS", "R_BUS"),
-                              ex.signal("at_end") == (idx == n)),
-                   "the end flag follows the byte index")
+                              ex.signal("at_end") == (ex.signal("left") == 0)),
+                   "the end flag follows the bytes left")
         strobe_lemma(self, m, link, ex)
         self.lemma(m, implies(ex.state("W_READ"), (idx <= n) & (wait <= 12 + idx * (2 + L))),
                    "a WRITE spends at most 2 + L cycles per byte")
