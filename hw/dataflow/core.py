@@ -241,8 +241,10 @@ class DataflowCore(wiring.Component):
             # images_done + 1 == count, a register loaded with what it will be: the adder and
             # compare sat before the clock enable of `done` and `busy` (iCEBreaker at 40 MHz)
             last_image=Signal(),
-            # since_done counts the cycles since the previous image completed, so the
-            # interval is a register load, not a 32-bit subtraction
+            # since_done counts the cycles since the previous image completed, from 1 (from
+            # START: cycles + 1), so the interval and the latency are register loads, not a
+            # 32-bit subtraction or increment (the increment into `latency` was the
+            # iCEBreaker overlapped digits build's critical path at 36.75 MHz)
             cycles=Signal(_COUNTER_BITS), latency=Signal(_COUNTER_BITS),
             interval=Signal(_COUNTER_BITS), since_done=Signal(_COUNTER_BITS),
             engine_busy=[Signal(_COUNTER_BITS, name=f"engine{e}_busy")
@@ -279,11 +281,11 @@ class DataflowCore(wiring.Component):
             with m.If(counted):
                 m.d.sync += counter.eq(counter + 1)
         with m.If(image_done & run.busy):
-            m.d.sync += [run.images_done.eq(run.images_done + 1), run.since_done.eq(0),
-                         run.interval.eq(run.since_done + 1),
+            m.d.sync += [run.images_done.eq(run.images_done + 1), run.since_done.eq(1),
+                         run.interval.eq(run.since_done),
                          run.last_image.eq(run.images_done + 2 == run.count)]
             with m.If(run.images_done == 0):
-                m.d.sync += run.latency.eq(run.cycles + 1)
+                m.d.sync += run.latency.eq(run.since_done)     # = cycles + 1 here
             with m.If(run.last_image):
                 m.d.sync += [run.busy.eq(0), run.done.eq(1), run.in_open.eq(0)]
         return run
@@ -581,7 +583,7 @@ class DataflowCore(wiring.Component):
                          run.in_open.eq(1),       # count ≠ 0 here (bad_count)
                          run.images_done.eq(0), run.last_image.eq(count_q == 1),
                          run.cycles.eq(0), run.latency.eq(0),
-                         run.interval.eq(0), run.since_done.eq(0)]
+                         run.interval.eq(0), run.since_done.eq(1)]
             m.d.sync += [c.eq(0) for c in run.engine_busy]
         with m.If(abort | abort_reset):
             # word_in_image also in the reset cycle: a beat leaving the pipeline then is dropped
