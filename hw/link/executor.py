@@ -192,10 +192,11 @@ class CommandExecutor(wiring.Component):
             with m.State("SEND"):
                 m.d.comb += self.header.valid.eq(1)
                 with m.If(self.header.ready):
-                    m.d.sync += [idx.eq(0), pvalid.eq(0), bvalid.eq(0), at_end.eq(rlen == 0)]
+                    m.d.sync += [idx.eq(0), left.eq(rlen), pvalid.eq(0), bvalid.eq(0),
+                                 at_end.eq(rlen == 0)]
                     m.next = "STREAM"
             with m.State("STREAM"):
-                with m.If(self._stream(m, idx, rlen, at_end, pvalid, pdata, bvalid,
+                with m.If(self._stream(m, idx, left, at_end, pvalid, pdata, bvalid,
                                        from_ident)):
                     m.next = "WAIT_TX"
             with m.State("WAIT_TX"):
@@ -284,14 +285,15 @@ class CommandExecutor(wiring.Component):
                          self.buf_w.data.eq(r.idx >> 8)]
             answer(Status.BUS_ERROR, 2)
 
-    def _stream(self, m, idx, rlen, at_end, pvalid, pdata, bvalid, from_ident):
+    def _stream(self, m, idx, left, at_end, pvalid, pdata, bvalid, from_ident):
         """Buffer -> payload stream at full rate through two stages: the buffer's read port
         (``bvalid``) and the payload register (``pvalid``, ``pdata``). The register keeps the
         block RAM's clock-to-out (~5.6 ns on ECP5) away from the transmitter's framing
         multiplexer and the UART's slice (ECP5 SFC build 22: 0.9 ns late); the header's 4
         cycles fill both stages before the first payload byte is taken. Returns "every byte
         has been taken". The IDENT block is read from ``ident_base`` on: one address bit set
-        (``idx`` stays below it)."""
+        (``idx`` stays below it). ``left`` counts the bytes still to fetch (from the
+        response's length), so the end is ``left == 1`` before a fetch."""
         ident_bit = ident_base(self.max_payload).bit_length() - 1   # the block's address bit
         take = Signal()                                   # the payload register loads
         fetch = Signal()                                  # the read port reads idx
@@ -301,7 +303,7 @@ class CommandExecutor(wiring.Component):
         with m.If(take):
             m.d.sync += [pvalid.eq(bvalid), pdata.eq(self.buf_r.data)]
         with m.If(fetch):
-            m.d.sync += bvalid.eq(~at_end)                # at_end: idx == rlen
+            m.d.sync += bvalid.eq(~at_end)                # at_end: left == 0
             with m.If(~at_end):
-                m.d.sync += [idx.eq(idx + 1), at_end.eq(idx + 1 == rlen)]
+                m.d.sync += [idx.eq(idx + 1), left.eq(left - 1), at_end.eq(left == 1)]
         return at_end & ~bvalid & ~pvalid

@@ -314,7 +314,8 @@ class LinkAnswersEveryFrame(Harness):
         self.lemma(m, implies(rsp.state == Rs.LEN1, rsp.length[:8] == rlen[:8])
                    & implies(past_length, rsp.length == rlen),
                    "the response tracker has seen the transmitter's length")
-        self.lemma(m, implies(ex.state("STREAM"), ex.signal("at_end") == (idx == rlen)),
+        self.lemma(m, implies(ex.state("STREAM"), (ex.signal("at_end") == (idx == rlen))
+                              & (idx + ex.signal("left") == rlen)),
                    "while streaming, the end flag follows the byte index")
         header = tx.state("SYNC", "STATUS", "LEN0", "LEN1")
         self.lemma(m, implies(header, ex.state("STREAM", "WAIT_TX")
