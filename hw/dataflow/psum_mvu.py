@@ -218,7 +218,15 @@ class PartialSumMVU(MatrixVectorUnit):
             if s.output == "threshold":      # d = T* − U counts down: U ≥ T* ⇔ d ≤ 0
                 d = Signal(signed(self._sum_width()), name=f"sum{p}")
                 m.d.comb += d.eq(sums[p].as_signed() - counts[p])
-                results.append((d <= 0) ^ invs[p])
+                # d ≤ 0 ⇔ d − 1 < 0: the sign of sum + ~count (= sum − count − 1), the top of
+                # a carry chain of its own, where d's sign OR a zero test over its bits put
+                # three logic levels between the partial sums' block RAM and the FIFO (the
+                # iCEBreaker overlapped digits build's critical path at 36.75 MHz)
+                not_count = ~Cat(counts[p], Const(0, 1)).as_signed()     # −count − 1
+                below = Signal(signed(max(self._sum_width(), len(not_count)) + 1),
+                               name=f"sum{p}_below")
+                m.d.comb += below.eq(sums[p].as_signed() + not_count)
+                results.append(below[-1] ^ invs[p])
             else:                            # the result itself, 2·U − offset, counts up
                 d = Signal(signed(self._sum_width()), name=f"sum{p}")
                 m.d.comb += d.eq(sums[p].as_signed() + (counts[p] << 1))
