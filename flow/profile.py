@@ -21,7 +21,7 @@ from xnorflow.simulate import simulate
 from xnorflow.sw import fold as folding
 from xnorflow.sw import protocol as P
 from xnorflow.sw import xnf
-from xnorflow.sw.argtypes import int_range, output_file, positive_float
+from xnorflow.sw.argtypes import int_range, nonnegative_int, output_file, positive_float
 from xnorflow.sw.dataflow_program import check_model, engine_layers
 from xnorflow.sw.driver import read_frames, run_frames, write_frames
 from xnorflow.sw.errors import XnorflowError
@@ -161,7 +161,7 @@ def check_cycles_in_simulation(model, config, batch, engine="verilator"):
 
 
 def profile(model, board, array=None, batch=None, simulate=True, log=None, clock_mhz=None,
-            baud=None, placer=None):
+            baud=None, placer=None, seed=None):
     """Profile ``model`` on ``board``: cycles (model, checked in simulation) and board figures."""
     config = board_config(board, array)
     clock = board_clock(board, clock_mhz)
@@ -170,7 +170,8 @@ def profile(model, board, array=None, batch=None, simulate=True, log=None, clock
     cycles = predict_cycles(model.layers, config, batch)
     sim = check_cycles_in_simulation(model, config, batch) if simulate else None
     report = synthesize(accelerator_top(config, clock, baud), board,
-                        build_label(config, clock, baud, placer), log=log, placer=placer)
+                        build_label(config, clock, baud, placer, seed), log=log, placer=placer,
+                        seed=seed)
     result = profile_numbers(model, config, cycles, batch, report["fmax_mhz"],
                              report["target_clock_mhz"])
     result["host_link"] = host_link_numbers(model, config, batch, result["latency_us"] * 1e-6,
@@ -248,7 +249,7 @@ def check_dataflow_in_simulation(model, config, images=8):
 
 
 def profile_dataflow(model, board, fold=None, simulate=True, clock_mhz=None, baud=None,
-                     placer=None):
+                     placer=None, seed=None):
     """Profile ``model`` on ``board``'s dataflow build (``fold``, a DataflowConfig, or the
     fastest fold that fits): cycle model checked in simulation, then the build's figures."""
     config = fold or folding.fold_model(model, board).config
@@ -257,7 +258,8 @@ def profile_dataflow(model, board, fold=None, simulate=True, clock_mhz=None, bau
     uart_rate(clock, baud)
     sim = check_dataflow_in_simulation(model, config) if simulate else None
     report = synthesize(dataflow_top(config, clock, baud), board,
-                        build_label(config, clock, baud, placer), placer=placer, config=config)
+                        build_label(config, clock, baud, placer, seed), placer=placer,
+                        config=config, seed=seed)
     result = dataflow_numbers(model, config, report["fmax_mhz"], report["target_clock_mhz"],
                               report["luts"])
     result["host_link"] = dataflow_link_numbers(
@@ -317,6 +319,9 @@ def add_parser(sub):
                    help="UART rate of the build (default 115200, as xnorflow synth)")
     p.add_argument("--placer", choices=PLACERS, default=None,
                    help="nextpnr placer of the build (default: nextpnr's, as xnorflow synth)")
+    p.add_argument("--seed", type=nonnegative_int, default=None,
+                   help="nextpnr's placement seed of the build (default: nextpnr's, as "
+                        "xnorflow synth)")
     p.add_argument("--plot", type=output_file, default=None,
                    help="bar chart PNG (default: MODEL-BOARD-profile.png beside the model)")
     p.add_argument("--no-sim", action="store_true",
@@ -333,12 +338,13 @@ def run(args):
                                 "takes --fold")
         result = profile_dataflow(model, args.board, load_fold(args.fold) if args.fold else None,
                                   simulate=not args.no_sim, clock_mhz=args.clock_mhz,
-                                  baud=args.baud, placer=args.placer)
+                                  baud=args.baud, placer=args.placer, seed=args.seed)
     else:
         if args.fold is not None:
             raise XnorflowError("--fold is for --arch dataflow; the overlay takes --array")
         result = profile(model, args.board, args.array, args.batch, simulate=not args.no_sim,
-                         clock_mhz=args.clock_mhz, baud=args.baud, placer=args.placer)
+                         clock_mhz=args.clock_mhz, baud=args.baud, placer=args.placer,
+                         seed=args.seed)
     plot = Path(args.plot) if args.plot else \
         Path(args.model).with_name(f"{Path(args.model).stem}-{args.board}-profile.png")
     plot_profile(result, plot, f"{model.name} on {args.board} ({result['array']})")

@@ -48,9 +48,13 @@ DATAFLOW_CLOCK_MHZ = {"icebreaker": 32.25, "ulx3s-85f": 100.0}
 #: MLP build df:64u4>256:16x4s,256>256:32x8,256>10r:16x1 (engines 1,000 / 1,230 / 154 LUT4,
 #: the rest 2,120); ECP5 benchmarks/results/mvu_probe.json (one engine alone: 32x8, 64x16,
 #: 128x16; 1,500 to 8,300 LUT4). ``packing``: placed cells (iCE40 logic cells, ECP5 LUT4s)
-#: per Yosys LUT4: 5,182 logic cells for 4,500 LUT4 in that iCE40 build.
+#: per Yosys LUT4: 5,182 logic cells for 4,500 LUT4 in that iCE40 build. The iCE40 ``fixed``
+#: was refitted in session 30 on that fold and the two input-first builds
+#: (:data:`INPUT_FIRST_LOGIC`), all three placed on one RTL (4,933, 5,185 and 5,170 logic
+#: cells), with the first engine taking the input words itself (``first_in_words``; a
+#: gathering converter's beat register is counted apart: :func:`input_gather_lut4`).
 LOGIC = {
-    "ice40": {"mac": 2.81, "pe": 57.5, "engine": 52.0, "fixed": 2120.0, "packing": 1.15},
+    "ice40": {"mac": 2.81, "pe": 57.5, "engine": 52.0, "fixed": 1902.4, "packing": 1.15},
     "ecp5": {"mac": 3.52, "pe": 62.0, "engine": 103.0, "fixed": 2120.0, "packing": 1.0},
 }
 
@@ -217,11 +221,12 @@ def _memory_lut4(family, use):
 #: term of :data:`LOGIC`: per PE (its partial sum's adder, the result) and per engine (the
 #: pass and fold counters, the partial sums' sideband and the channel words' write
 #: multiplexer), and on iCE40 a logic cell per flip-flop of its input beat and its output
-#: buffer (none for ``NF = 1``, whose sums' registers hold the beat). Fitted on the two
-#: iCEBreaker builds of the digits MLP with input-first layers 2 and 3 (session 29,
-#: docs/dataflow.md "Latency is not met"): layer 3 as ``4x10i`` 5,313 logic cells, as
-#: ``32x1i`` 5,293; both reproduced (two builds, two terms: no check yet).
-INPUT_FIRST_LOGIC = {"pe": 7.9, "engine": 236.3}
+#: buffer (none where the sums' registers hold the beat). Fitted on the two iCEBreaker builds
+#: of the digits MLP with input-first layers 2 and 3 and the output-first build (three builds,
+#: three terms with ``LOGIC["ice40"]["fixed"]``: no check yet; session 30, docs/dataflow.md
+#: "Latency is not met"): layer 3 as ``4x10i`` 5,185 logic cells, as ``32x1i`` (three adder
+#: levels) 5,170.
+INPUT_FIRST_LOGIC = {"pe": 7.45, "engine": 292.7}
 
 
 def engine_lut4(family, fold, holds=False):
@@ -250,10 +255,21 @@ def engine_lut4(family, fold, holds=False):
     return lut4
 
 
+def input_gather_lut4(family, config):
+    """On iCE40 a converter gathering input-FIFO words into the first engine's beats holds a
+    beat in flip-flops, a logic cell per bit, as LUT4 equivalents: none where the engine
+    takes the words itself (:attr:`DataflowConfig.first_in_words`, which the fitted
+    ``fixed`` term's builds do) or where no converter gathers."""
+    first = config.engines[0]
+    if family != "ice40" or config.first_in_words > 1 or first.in_lanes <= config.in_lanes:
+        return 0.0
+    return first.in_lanes * first.input_bits / LOGIC[family]["packing"]
+
+
 def estimate_dataflow(device, config):
     """:class:`xnorflow.sw.resources.Estimate` of a :class:`DataflowConfig` on ``device``."""
     uses, count, memory_lut4 = _map_all(device.family, _memories(config))
-    lut4 = (LOGIC[device.family]["fixed"] + memory_lut4
+    lut4 = (LOGIC[device.family]["fixed"] + memory_lut4 + input_gather_lut4(device.family, config)
             + sum(engine_lut4(device.family, f, config.holds_output(f))
                   for f in config.engines))
     luts = round(lut4 * LOGIC[device.family]["packing"])

@@ -16,26 +16,26 @@ from xnorflow.sw.random_models import balanced_cnn_model, random_model
 ROOT = Path(__file__).resolve().parent.parent
 
 #: The iCEBreaker build the logic model was calibrated on: placed and routed, 5,182 logic
-#: cells, 29 block RAMs, 4 SPRAMs, 30.9 MHz (docs/dataflow.md, "Measured").
+#: cells, 29 block RAMs, 4 SPRAMs, 30.9 MHz (docs/dataflow.md, "Measured"); refitted in
+#: session 30 on its build on that session's RTL: 4,933 logic cells, 39.6 MHz.
 ICEBREAKER_DIGITS = ("df:64u4>256:16x4s,256>256:32x8,256>10r:16x1;"
                      "ram_reg=0,in_word=16,levels=2,serial=1")
 
 
 @pytest.mark.parametrize("fold, cells", [
     ("df:64u4>256:16x4s,256>256:64x4i,256>10r:4x10i;ram_reg=0,in_word=16,levels=2,serial=1",
-     5313),
+     5185),
     ("df:64u4>256:16x4s,256>256:64x4i,256>10r:32x1i;ram_reg=0,in_word=16,levels=3,serial=1",
-     5293),
+     5170),
 ])
-def test_the_model_counts_input_first_engines_as_placed_and_refuses_what_did_not_fit(fold,
-                                                                                      cells):
-    """The two iCEBreaker builds with input-first engines (session 29; nextpnr's logic-cell
-    count, above the UP5K's 5,280: neither placed), and all 30 block RAMs."""
+def test_the_model_counts_input_first_engines_as_placed(fold, cells):
+    """The two iCEBreaker builds with input-first engines (session 30's RTL; nextpnr's
+    logic-cell count: both placed, inside the UP5K's 5,280), and all 30 block RAMs."""
     config = DataflowConfig.parse(fold)
     est = R.estimate("icebreaker", config)
     assert est.brams == 30 and est.sprams == 4
     assert abs(est.luts - cells) / cells < 0.01
-    assert est.luts > 5280                 # over the device: no fold search would pick it
+    assert est.luts <= 5280
 
 
 def test_an_input_first_engine_that_cannot_hold_its_beat_is_counted_with_its_output_buffer():
@@ -68,7 +68,19 @@ def digits_mlp():
 def test_the_model_reproduces_the_measured_icebreaker_build():
     est = R.estimate("icebreaker", DataflowConfig.parse(ICEBREAKER_DIGITS))
     assert est.brams == 29 and est.sprams == 4
-    assert abs(est.luts - 5182) / 5182 < 0.02
+    assert abs(est.luts - 4933) / 4933 < 0.02
+
+
+def test_a_gathering_converter_into_the_first_engine_is_counted_on_ice40_only():
+    """The fitted builds' first engine takes the input words itself; where a converter
+    gathers them instead (here an MMV first engine), its beat register is a logic cell per
+    bit on the iCE40 (64 for one 16-element 4-bit beat), nothing on the ECP5."""
+    direct = DataflowConfig.parse(ICEBREAKER_DIGITS)
+    gathering = DataflowConfig.parse("df:64u4>256:16x4m2,256>10r:16x1;ram_reg=0,in_word=16")
+    assert direct.first_in_words == 4 and gathering.first_in_words == 1
+    assert F.input_gather_lut4("ice40", direct) == 0
+    assert F.input_gather_lut4("ice40", gathering) * F.LOGIC["ice40"]["packing"] == 64
+    assert F.input_gather_lut4("ecp5", gathering) == 0
 
 
 def test_fold_finds_the_fastest_fold_that_fits_the_icebreaker(digits_mlp):
