@@ -224,8 +224,8 @@ def _memory_lut4(family, use):
 #: buffer (none where the sums' registers hold the beat). Fitted on the two iCEBreaker builds
 #: of the digits MLP with input-first layers 2 and 3 and the output-first build (three builds,
 #: three terms with ``LOGIC["ice40"]["fixed"]``: no check yet; session 30, docs/dataflow.md
-#: "Latency is not met"): layer 3 as ``4x10i`` 5,185 logic cells, as ``32x1i`` (three adder
-#: levels) 5,170.
+#: "Latency: met with the overlapped fold"): layer 3 as ``4x10i`` 5,185 logic cells, as
+#: ``32x1i`` (three adder levels) 5,170.
 INPUT_FIRST_LOGIC = {"pe": 7.45, "engine": 292.7}
 
 
