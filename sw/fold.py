@@ -17,7 +17,8 @@ fitted on are in :data:`LOGIC`'s comments and benchmarks/results/dataflow_builds
 import json
 import math
 import sys
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, replace
 
 from xnorflow.hw.dataflow import timing
 from xnorflow.hw.dataflow.block_fifo import READ_AHEAD, chunk_widths, uses_block_fifo
@@ -441,7 +442,7 @@ def _cheapest(device, fronts, fixed):
 
 
 def fold_model(model, board, target_ips=None, clock_mhz=None, conv_mmv=CONV_MMV_CHOICES,
-               **options):
+               overlap=False, **options):
     """The folding of ``model`` for ``board``: the cheapest that reaches ``target_ips`` at
     ``clock_mhz`` (default :data:`DATAFLOW_CLOCK_MHZ`), or without a target the fastest that
     fits. FoldError when no folding fits.
@@ -453,7 +454,8 @@ def fold_model(model, board, target_ips=None, clock_mhz=None, conv_mmv=CONV_MMV_
     picks the combination whose fullest resource is least used. Feasibility only grows with
     T, so a bisection over the achievable intervals finds the fastest that fits.
     ``conv_mmv``: the pixels per weight read tried for conv engines (:data:`CONV_MMV_CHOICES`;
-    ``(1,)`` searches without MMV over pixels)."""
+    ``(1,)`` searches without MMV over pixels). ``overlap``: then also the least latency at
+    that interval, over input-first engines after the first (:func:`_overlapped`)."""
     device = R.get_device(board)
     clock = clock_mhz or DATAFLOW_CLOCK_MHZ[board]
     layers = _layers(model)
@@ -505,9 +507,52 @@ def fold_model(model, board, target_ips=None, clock_mhz=None, conv_mmv=CONV_MMV_
         raise FoldError(f"no folding of model '{model.name}' fits {board}, not even one synapse "
                         f"and one channel per cycle per layer")
     config, est = best
+    if overlap:
+        config, est = _overlapped(board, device, layers, config, est)
     binds = f"{_binding(est, device)} binds"
     limited = f"a faster fold does not fit the board ({binds})" if target_ips else binds
     return FoldResult(config, est, clock, target_ips, limited)
+
+
+def _overlapped(board, device, layers, config, est):
+    """``config``'s fold with the least latency (START to the first image's last result,
+    :func:`~xnorflow.hw.dataflow.run_timing.run_cycles`) at no longer an interval, among
+    those whose dense engines after the first are each kept or made input-first (fold
+    suffix ``i``, any S and P: an input-first engine overlaps the one before it,
+    docs/dataflow.md "Overlapped engines"), fewest LUTs among equals; that fits. Every
+    combination is tried: the logic sum rules most out before the cycle model and the
+    estimate see them (the digits MLP on the iCEBreaker: about 2,000, a few seconds).
+    Input-first engines need builds without ``ram_reg`` (iCE40): FoldError otherwise."""
+    if config.ram_reg:
+        raise FoldError(f"--overlap: input-first engines need a build without ram_reg; "
+                        f"{board}'s dataflow builds register their memories' reads")
+    interval, family = config.interval, device.family
+    budget = LUT_BUDGET[family] * device.luts / LOGIC[family]["packing"] - LOGIC[family]["fixed"]
+    choices = [[engine] for engine in config.engines[:1]]
+    for engine, layer in zip(config.engines[1:], layers[1:]):
+        options = [engine]
+        if not engine.is_conv:
+            for simd, pe in itertools.product(_simd_choices(layer), _pe_choices(layer)):
+                try:
+                    fold = EngineFold(**layer, simd=simd, pe=pe, order="input")
+                except ValueError:      # raw output of a k-bit input: not input-first
+                    continue
+                if fold.cycles <= interval:
+                    options.append(fold)
+        choices.append(options)
+    ranked = []
+    for engines in itertools.product(*choices):
+        candidate = replace(config, engines=engines)
+        lut4 = sum(engine_lut4(family, f, candidate.holds_output(f)) for f in engines)
+        if lut4 > budget or candidate.interval > interval:
+            continue
+        ranked.append((run_cycles(candidate, candidate.group)["latency"], lut4, candidate))
+    ranked.sort(key=lambda r: (r[0], r[1]))
+    for _, _, candidate in ranked:
+        found = R.estimate(board, candidate)
+        if _utilisation(found, device) <= 1:
+            return candidate, found
+    return config, est
 
 
 def _binding(est, device):
@@ -606,6 +651,10 @@ def add_parser(sub):
                         "fastest that fits)")
     p.add_argument("--clock-mhz", type=positive_float, default=None,
                    help="clock of the build (default: icebreaker 30, ulx3s-85f 100)")
+    p.add_argument("--overlap", action="store_true",
+                   help="at the fold's interval, also the least latency: layers after the "
+                        "first may become input-first engines (fold suffix i), which overlap "
+                        "the layer before them; builds without ram_reg (icebreaker)")
     p.add_argument("-o", "--out", type=output_file, default=None, metavar="FOLD.json",
                    help="write the fold there (default: print only)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
@@ -614,7 +663,8 @@ def add_parser(sub):
 
 def run_fold(args):
     model = xnf.load(args.model)
-    result = fold_model(model, args.board, args.target_ips, args.clock_mhz)
+    result = fold_model(model, args.board, args.target_ips, args.clock_mhz,
+                        overlap=args.overlap)
     report = fold_report(model, result, args.board)
     if args.target_ips and report["inferences_per_second"] < args.target_ips:
         print(f"xnorflow fold: the target {args.target_ips:,.0f} inferences/s is not reached: "

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from xnorflow.hw.dataflow.config import DataflowConfig
+from xnorflow.hw.dataflow.run_timing import run_cycles
 from xnorflow.sw import fold as F
 from xnorflow.sw import resources as R
 from xnorflow.sw import xnf
@@ -118,6 +119,35 @@ def test_fold_command_writes_a_fold_that_sim_and_synth_read(digits_mlp, tmp_path
     doc = json.loads(out)
     assert doc["config"] == ICEBREAKER_DIGITS and len(doc["layers"]) == 3
     assert F.load_fold(tmp_path / "f.json") == DataflowConfig.parse(ICEBREAKER_DIGITS)
+
+
+#: The fold built in session 30 that meets both iCEBreaker targets (docs/dataflow.md, "Latency:
+#: met with the overlapped fold"): 367 cycles, 5,185 logic cells.
+ICEBREAKER_DIGITS_OVERLAPPED = ("df:64u4>256:16x4s,256>256:64x4i,256>10r:4x10i;"
+                                "ram_reg=0,in_word=16,levels=2,serial=1")
+
+
+def test_fold_overlap_finds_the_built_low_latency_fold(digits_mlp, tmp_path):
+    """``--overlap``: at the fastest fold's interval, the least latency that fits, over
+    input-first engines after the first: the fold that was built and measured."""
+    plain = F.fold_model(digits_mlp, "icebreaker")
+    result = F.fold_model(digits_mlp, "icebreaker", overlap=True)
+    assert result.config.format() == ICEBREAKER_DIGITS_OVERLAPPED
+    assert result.config.interval == plain.config.interval == 256
+    before, after = (run_cycles(r.config, 1)["latency"] for r in (plain, result))
+    assert (before, after) == (725, 367)
+    assert result.estimate.luts <= 5280 and result.estimate.brams <= 30
+    xnf.save(digits_mlp, tmp_path / "m.xnf")
+    out = subprocess.run([sys.executable, "-m", "xnorflow.cli", "fold", str(tmp_path / "m.xnf"),
+                          "--board", "icebreaker", "--overlap", "--json"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    doc = json.loads(out)
+    assert doc["config"] == ICEBREAKER_DIGITS_OVERLAPPED and doc["latency_cycles"] == 367
+
+
+def test_fold_overlap_is_refused_where_engines_register_their_reads(digits_mlp):
+    with pytest.raises(F.FoldError, match="input-first engines need a build without ram_reg"):
+        F.fold_model(digits_mlp, "ulx3s-85f", overlap=True)
 
 
 def test_a_damaged_fold_file_is_named(tmp_path):

@@ -4,7 +4,7 @@ run control and cycle counters (docs/dataflow.md).
 ::
 
     bus ─► decode ─┬─► registers (CTRL, COUNT) ─► run control ─► gate
-                   ├─► input bytes ─► word ─► input FIFO ─► gate ─► [slice] ─► converter ─► Pipeline.i
+                   ├─► input bytes ─► word ─► input FIFO ─► gate ─► [slice] ─► [converter] ─► Pipeline.i
                    ├─► weight bytes ─► word ───────────────────────────────────► Pipeline.wr
                    └─◄ output bytes ◄─ output FIFO ◄─ converter (one integer a word) ◄─ .o
 
@@ -12,7 +12,9 @@ A run: the host writes up to ``in_images`` images into the input port, COUNT, th
 gate lets exactly COUNT images' beats into the pipeline (back to back, as fast as the first
 engine takes them), the run ends when COUNT results have entered the output FIFO, and the
 host reads them from the output port. Images written while a run is going on queue behind it
-(the host overlaps writing run n + 1 with run n); results may be read during the run.
+(the host overlaps writing run n + 1 with run n); results may be read during the run. No
+converter stands before the pipeline where its first engine writes the input FIFO's words into
+its buffer itself (``DataflowConfig.first_in_words``).
 Nothing waits on the host: a write to a full input FIFO or a read from an empty output FIFO is
 answered with a bus error, and CTRL_ABORT empties everything at any time, so no byte sequence
 can wedge the core.

@@ -599,7 +599,8 @@ class MatrixVectorUnit(wiring.Component):
     Ports
     -----
     i : In(stream.Signature(k·S/W))
-        Input beats (W words each with ``in_words``), ``SF`` per image, element ``j`` of beat ``sf`` (input ``sf·S + j``) in bits
+        Input beats (W words each with ``in_words``, the first word the beat's low bits),
+        ``SF`` per image, element ``j`` of beat ``sf`` (input ``sf·S + j``) in bits
         ``[k·j, k·j + k)``; padding elements are ignored. A group's m images follow one
         another (image 0's SF beats, then image 1's, …). Accepted whenever a buffer half is
         free (``ready`` depends on no other input). A group is computed once its m-th image
@@ -1024,13 +1025,14 @@ class MatrixVectorUnit(wiring.Component):
         (asynchronous; the caller registers it).
 
         Without ``ram_reg`` (or with ``SF = 1``): one memory written in the cycle of ``en``.
-        With ``ram_reg`` (the ECP5 builds) the memory is split into chunks of at most :data:`BUFFER_CHUNK_BITS`, and
-        every chunk takes its write enable and address from replica registers of its own
+        With ``ram_reg`` (the ECP5 builds) the memory is split into chunks of at most
+        :data:`BUFFER_CHUNK_BITS`, and every chunk takes its write enable and address from
+        replica registers of its own
         (:attr:`buffer_write_lag` cycles later: with two, a shared register of each comes
         first) and its read address from a replica of the reader's address (loaded with its
         next value: the same cycle). One address net to a 1,024-bit buffer reached 256 LUT
         RAM blocks spread over the die (20.1 ns of route, the critical path of ECP5 SFC build
-        7); a replica reaches one chunk's 16. The data is delayed as long in shared
+        7); a replica reaches one chunk's 4. The data is delayed as long in shared
         registers: each bit goes only to its own column of the m images' chunks."""
         s, M = self.shape, self.mmv
         width, depth = s.in_beat_bits, len(rd_addr)

@@ -27,8 +27,8 @@ Block diagram::
 
 Arithmetic (threshold): ``d`` starts from ``T*`` (the output-first engine's compare value,
 read in pass 0 from a second region of the partial-sum memory, where the host writes the
-channel words) and counts down, so the last pass's compare is a sign and a zero test:
-``U ≥ T*`` ⇔ ``T* − U ≤ 0``. Raw output (binary input only): the sum is the result itself,
+channel words) and counts down, so the last pass's compare is one sign:
+``U ≥ T*`` ⇔ ``T* − U ≤ 0`` ⇔ ``T* − U − 1 < 0``, the top bit of ``d + ~U_t``. Raw output (binary input only): the sum is the result itself,
 ``2·U − (2·S·SF − N)``, from ``−(2·S·SF − N)`` up by ``2·U_t`` a pass (no subtraction at the
 end). With ``NF = 1`` the partial sums are one register per PE (and a threshold engine's
 channel words a register per PE too), and with ``hold_output`` those registers are the output

@@ -32,8 +32,8 @@ DESIGNS = {
     "mvu_serial_raw_unsigned_one_pe": lambda: MatrixVectorUnit(29, 6, 9, 1, output="raw",
                                                                input_kind="unsigned",
                                                                output_stage="serial"),
-    "mvu_digits_layer1_words": lambda: MatrixVectorUnit(64, 256, 16, 4, 4, ram_reg=False,
-                                                        in_words=4, ram_styles={"weights": "huge"}),
+    "mvu_digits_layer1_words": lambda: MatrixVectorUnit(
+        64, 256, 16, 4, 4, ram_reg=False, in_words=4, ram_styles={"weights": "huge"}),
     "mvu_spram_weights_two_levels": lambda: MatrixVectorUnit(
         40, 9, 16, 3, 4, levels_per_stage=2, ram_styles={"weights": "huge"}),
     # MMV: the input buffer's per-image write enables, the m lanes per PE, the reorder buffer
