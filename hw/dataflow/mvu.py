@@ -252,11 +252,11 @@ def fold_count(m, shape, x, w, levels_per_stage=1):
 
 
 #: Most bits of one input-buffer memory with ``ram_reg``: each such chunk has its own replica
-#: address and enable registers (:meth:`MatrixVectorUnit._input_buffer`); 16 bits of a
-#: 16-word buffer are 4 ECP5 LUT RAM blocks. At 64 bits (16 blocks) the blocks follow their
-#: readers across a conv engine's PEs, and twice in four CNV builds (cnv9f, cnv9i) nextpnr
-#: put one chunk's read-address replica 15 ns of route from one of its blocks.
-BUFFER_CHUNK_BITS = 16
+#: address and enable registers (:meth:`MatrixVectorUnit._input_buffer`); 64 bits of a
+#: 16-word buffer are 16 ECP5 LUT RAM blocks. 16-bit chunks (CNV build cnv9j) cost 1,800
+#: LUTs and 1,200 flip-flops more, placed at an estimated 59 MHz (cnv9e 78.7) and did not
+#: route: kept at 64, though two builds put one replica 15 ns from a block (cnv9f, cnv9i).
+BUFFER_CHUNK_BITS = 64
 
 #: Most block RAMs one weight-memory chunk spans with ``ram_reg``. Each chunk has its own
 #: read-address, write-enable, write-address and write-data registers
@@ -1032,7 +1032,7 @@ class MatrixVectorUnit(wiring.Component):
         first) and its read address from a replica of the reader's address (loaded with its
         next value: the same cycle). One address net to a 1,024-bit buffer reached 256 LUT
         RAM blocks spread over the die (20.1 ns of route, the critical path of ECP5 SFC build
-        7); a replica reaches one chunk's 4. The data is delayed as long in shared
+        7); a replica reaches one chunk's 16. The data is delayed as long in shared
         registers: each bit goes only to its own column of the m images' chunks."""
         s, M = self.shape, self.mmv
         width, depth = s.in_beat_bits, len(rd_addr)
