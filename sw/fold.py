@@ -14,10 +14,10 @@ and fits the logic: per engine ``a·S·P·k + b·P·u + c·P + d`` LUT4s (``u`` 
 width), plus the host link, run control and UART; the coefficients and the builds they were
 fitted on are in :data:`LOGIC`'s comments and benchmarks/results/dataflow_builds.json.
 """
+import itertools
 import json
 import math
 import sys
-import itertools
 from dataclasses import dataclass, replace
 
 from xnorflow.hw.dataflow import timing
@@ -494,6 +494,8 @@ def fold_model(model, board, target_ips=None, clock_mhz=None, conv_mmv=CONV_MMV_
         found = solve(reachable[-1]) if reachable else None
         if found is not None:
             # the cheapest fold that reaches the target: the largest interval within it
+            if overlap:
+                found = _overlapped(board, device, layers, *found)
             return FoldResult(*found, clock, target_ips, "target reached")
     lo, hi, best = 0, len(intervals) - 1, None
     while lo <= hi:                       # the smallest interval that fits

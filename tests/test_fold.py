@@ -145,6 +145,18 @@ def test_fold_overlap_finds_the_built_low_latency_fold(digits_mlp, tmp_path):
     assert doc["config"] == ICEBREAKER_DIGITS_OVERLAPPED and doc["latency_cycles"] == 367
 
 
+def test_fold_overlap_also_applies_to_the_fold_of_a_target(digits_mlp):
+    """With ``--target-ips`` the cheapest fold that reaches it is overlapped the same way: at
+    its interval, never a longer one."""
+    plain = F.fold_model(digits_mlp, "icebreaker", target_ips=50_000)
+    result = F.fold_model(digits_mlp, "icebreaker", target_ips=50_000, overlap=True)
+    assert result.limited_by == "target reached"
+    assert result.config.interval <= plain.config.interval
+    assert any(e.order == "input" for e in result.config.engines)
+    latency = [run_cycles(r.config, r.config.group)["latency"] for r in (result, plain)]
+    assert latency[0] < latency[1]
+
+
 def test_fold_overlap_is_refused_where_engines_register_their_reads(digits_mlp):
     with pytest.raises(F.FoldError, match="input-first engines need a build without ram_reg"):
         F.fold_model(digits_mlp, "ulx3s-85f", overlap=True)
