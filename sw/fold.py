@@ -530,7 +530,7 @@ def _overlapped(board, device, layers, config, est):
                         f"{board}'s dataflow builds register their memories' reads")
     interval, family = config.interval, device.family
     budget = LUT_BUDGET[family] * device.luts / LOGIC[family]["packing"] - LOGIC[family]["fixed"]
-    choices = [[engine] for engine in config.engines[:1]]
+    choices = [[config.engines[0]]]                # the first engine stays as it is
     for engine, layer in zip(config.engines[1:], layers[1:]):
         options = [engine]
         if not engine.is_conv:

@@ -25,16 +25,16 @@ Block diagram::
     partial sums[nf] (one memory, P lanes) ──► d = (sf = 0 ? T*_p : d) − U_t ──► back, or
                                                in the last pass: (d ≤ 0) XOR inv ──► FIFO ──► o
 
-Arithmetic (threshold): ``d`` starts from ``T*`` (the output-first engine's compare value,
-read in pass 0 from a second region of the partial-sum memory, where the host writes the
-channel words) and counts down, so the last pass's compare is one sign:
-``U ≥ T*`` ⇔ ``T* − U ≤ 0`` ⇔ ``T* − U − 1 < 0``, the top bit of ``d + ~U_t``. Raw output (binary input only): the sum is the result itself,
-``2·U − (2·S·SF − N)``, from ``−(2·S·SF − N)`` up by ``2·U_t`` a pass (no subtraction at the
-end). With ``NF = 1`` the partial sums are one register per PE (and a threshold engine's
+Arithmetic (threshold): ``d`` starts from ``T*`` (the output-first engine's compare value, read
+in pass 0 from a second region of the partial-sum memory, where the host writes the channel
+words) and counts down, so the last pass's compare is one sign: ``U ≥ T*`` ⇔ ``T* − U ≤ 0`` ⇔
+``T* − U − 1 < 0``, the top bit of ``d + ~U_t``. Raw output (binary input only): the sum is the
+result, ``2·U − (2·S·SF − N)``, from ``−(2·S·SF − N)`` up by ``2·U_t`` a pass (no subtraction
+at the end). With ``NF = 1`` the partial sums are one register per PE (and a threshold engine's
 channel words a register per PE too), and with ``hold_output`` those registers are the output
 beat: no FIFO, but a first pass, which restarts them, waits for the beat to leave (up to
-:func:`~xnorflow.hw.dataflow.timing.psum_latency` + 1 cycles an image; the pipeline holds
-only where its interval has that slack: :meth:`DataflowConfig.holds_output`).
+:func:`~xnorflow.hw.dataflow.timing.psum_latency` + 1 cycles an image; the pipeline holds only
+where its interval has that slack: :meth:`DataflowConfig.holds_output`).
 
 Parameters
 ----------

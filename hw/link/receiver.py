@@ -90,8 +90,9 @@ class FrameReceiver(wiring.Component):
         # the payload's last byte, a register loaded with `count + 1 == length - 1` as count
         # advances (the compare of count with length − 1 was in front of the next state)
         last_byte = Signal()
-        times_out = in_frame & ~take & ~timed_out & (idle == self.timeout - 1)
-        with m.If(in_frame & ~take & ~timed_out):
+        counting = in_frame & ~take & ~timed_out      # another idle cycle inside a frame
+        times_out = counting & (idle == self.timeout - 1)
+        with m.If(counting):
             m.d.sync += [idle.eq(idle + 1), timed_out.eq(times_out)]
         with m.Else():
             m.d.sync += [idle.eq(0), timed_out.eq(0)]
