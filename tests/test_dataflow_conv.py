@@ -66,6 +66,11 @@ FOLDS = {
     # gcd(4, 18) = 2 lanes, 9 gathered per fold; each window unit makes 18 beats per pixel
     "S over a power of two": ((4, 4, 2), 2, [4, 4], [5], [(9, 2), (18, 2), (16, 5)], {},
                               16 * 18),
+    # the ECP5 options with two adder levels per stage and the popcounts' first level
+    # unregistered (leaf_reg=0: a cycle less per engine)
+    "pixel mmv, levels 2, no leaf register": ((4, 4, 2), 2, [8, "pool", 16], [5],
+                                              [(2, 1, 4), (8, 2, 4), (16, 5)],
+                                              {"levels": 2, "leaf_reg": 0}, 16 * 18),
     # pixel MMV with the iCE40 options: the serial stage walks m·P sums in a fold
     "pixel mmv, serial, levels 2, no ram_reg": ((4, 4, 1), 2, [4, 8], [5],
                                                 [(1, 1, 2), (4, 2, 4), (16, 5)],

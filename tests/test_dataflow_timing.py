@@ -7,6 +7,7 @@ import pytest
 
 from xnorflow.hw.dataflow.config import DataflowConfig, EngineFold
 from xnorflow.hw.dataflow.run_timing import completions, pipeline_latency, run_cycles
+from xnorflow.hw.dataflow.timing import mvu_latency
 
 
 def _random_config(rng, mmv=False):
@@ -105,6 +106,23 @@ def test_mmv_round_trips_through_the_text_form():
     # 64u4>256:16x4: SF = 4 holds P = 4 sums alone, not the 2·4 of two images
     plain = DataflowConfig.parse("df:64u4>256:16x4,256>10r:16x1;serial=1")
     assert plain.output_stage(plain.engines[0]) == "serial"
+
+def test_leaf_reg_round_trips_and_takes_a_cycle_off_every_output_first_engine():
+    text = "df:64u4>256:16x4,256>256:32x8m2,256>10r:16x1;in_images=8,out_images=8,levels=2"
+    config = DataflowConfig.parse(text + ",leaf_reg=0")
+    assert config.format() == text + ",leaf_reg=0" and config.leaf_reg == 0
+    registered = DataflowConfig.parse(text)
+    assert registered.format() == text and registered.leaf_reg == 1
+    for with_leaf, without in zip(registered.engines, config.engines):
+        assert (mvu_latency(**registered.timing_args(with_leaf))
+                == mvu_latency(**config.timing_args(without)) + 1)
+    # an input-first engine's pass has no such option
+    with pytest.raises(ValueError, match=r"engine 1 \(256>256:32x8i\): an input-first engine "
+                                         r"registers its popcounts' first level"):
+        DataflowConfig.parse("df:64u4>256:16x4,256>256:32x8i,256>10r:16x1;ram_reg=0,leaf_reg=0")
+    with pytest.raises(ValueError, match="leaf_reg must be 0 or 1, got 2"):
+        DataflowConfig.parse(text + ",leaf_reg=2")
+
 
 def test_a_register_slice_follows_each_dense_mmv_engine_on_ram_reg_builds_only():
     """The reorder buffer's block-RAM read has no output register: with ``ram_reg`` a slice

@@ -320,6 +320,12 @@ class DataflowConfig:
         Adder levels between pipeline registers in the popcount trees (1: every level
         registered, for ECP5 at 100 MHz and more; 2 on iCE40 saves a logic cell per register
         bit and still closes above 60 MHz: hw/dataflow/mvu.py, "Measured").
+    leaf_reg : int
+        1 to register the popcounts' first level (the XNOR pairs' 2-bit counts, one
+        flip-flop per synapse); 0 puts it in the first adder level's stage, a cycle less of
+        latency per engine: on ECP5 those flip-flops sit with their LUTs, but the CNV's
+        engines held 7,680 of them at 82 % of the device's flip-flops. Output-first engines
+        only (:func:`~xnorflow.hw.dataflow.mvu.xnor_popcount`).
     serial : int
         1: every engine whose P ≤ SF compares its P sums one per cycle against one channel
         memory (one comparator and one block RAM instead of P of each: the UP5K's block RAMs
@@ -332,6 +338,7 @@ class DataflowConfig:
     ram_reg: int = 1
     in_word: int = 32
     levels: int = 1
+    leaf_reg: int = 1
     serial: int = 0
 
     def __post_init__(self):
@@ -344,7 +351,7 @@ class DataflowConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("ram_reg", "serial"):
+        for name in ("ram_reg", "serial", "leaf_reg"):
             if getattr(self, name) not in (0, 1):
                 raise ValueError(f"{name} must be 0 or 1, got {getattr(self, name)!r}")
         if not isinstance(self.levels, int) or not 1 <= self.levels <= 8:
@@ -380,6 +387,10 @@ class DataflowConfig:
             if engine.order == "input" and self.ram_reg:
                 raise ValueError(f"engine {e} ({engine.format()}): an input-first engine has "
                                  f"no ram_reg register stages (build with ram_reg=0)")
+            if engine.order == "input" and not self.leaf_reg:
+                raise ValueError(f"engine {e} ({engine.format()}): an input-first engine "
+                                 f"registers its popcounts' first level (build with "
+                                 f"leaf_reg=1)")
         for name in ("in_images", "out_images"):
             if getattr(self, name) % self.group:
                 raise ValueError(f"{name} must be a multiple of {self.group}, the largest dense "
@@ -435,6 +446,7 @@ class DataflowConfig:
         return {"n_in": engine.n_in, "n_out": engine.n_out, "simd": engine.simd,
                 "pe": engine.pe, "input_bits": engine.input_bits,
                 "ram_reg": bool(self.ram_reg), "levels_per_stage": self.levels,
+                "leaf_reg": bool(self.leaf_reg),
                 "output_stage": self.output_stage(engine), "mmv": engine.mmv,
                 "weight_style": engine.ram_style}
 
@@ -528,7 +540,7 @@ class DataflowConfig:
 
     def format(self):
         opts = [f"{f}={getattr(self, f)}" for f in ("in_images", "out_images", "ram_reg", "in_word",
-                                                  "levels", "serial")
+                                                  "levels", "leaf_reg", "serial")
                 if getattr(self, f) != _DEFAULTS[f]]
         return "df:" + ",".join(e.format() for e in self.engines) + \
             (";" + ",".join(opts) if opts else "")

@@ -43,7 +43,7 @@ class ConvEngine(wiring.Component):
         the pool): ``i.ready`` of the engine's last block comes from a flip-flop, not from the
         next engine (one cycle; :meth:`DataflowConfig.end_slice`).
     **mvu_options
-        Passed to the MatrixVectorUnit (``ram_reg``, ``levels_per_stage``,
+        Passed to the MatrixVectorUnit (``ram_reg``, ``levels_per_stage``, ``leaf_reg``,
         ``output_stage``, ``ram_styles``).
 
     Ports

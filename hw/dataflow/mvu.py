@@ -210,31 +210,35 @@ def adder_tree(m, terms, name, levels_per_stage=1):
     return terms[0], stages
 
 
-def xnor_popcount(m, x, w, name, levels_per_stage=1):
+def xnor_popcount(m, x, w, name, levels_per_stage=1, leaf_reg=True):
     """popcount(XNOR(x, w)) of two equal-width values, pipelined; returns (count, stages).
 
     The first level is one 4-input function per output bit: two XNOR pairs summed into a
-    2-bit count (``e0 XOR e1``, ``e0 AND e1``), registered, so the XNOR costs no LUT of its
-    own; then :func:`adder_tree` (carry chains) over the ⌈S/2⌉ counts.
+    2-bit count (``e0 XOR e1``, ``e0 AND e1``), so the XNOR costs no LUT of its own;
+    registered if ``leaf_reg``, else part of the first adder level's stage (one flip-flop
+    per synapse fewer: the CNV's three big conv engines held 7,680 of them, paired with
+    their LUTs, at 82 % of the ECP5's flip-flops); then :func:`adder_tree` (carry chains)
+    over the ⌈S/2⌉ counts.
     """
+    domain = m.d.sync if leaf_reg else m.d.comb
     leaves = []
     for g in range(0, len(x), 2):
         e0 = ~(x[g] ^ w[g])
         if g + 1 < len(x):
             e1 = ~(x[g + 1] ^ w[g + 1])
             reg = Signal(2, name=f"{name}_g{g // 2}", reset_less=True)
-            m.d.sync += reg.eq(Cat(e0 ^ e1, e0 & e1))
+            domain += reg.eq(Cat(e0 ^ e1, e0 & e1))
         else:
             reg = Signal(1, name=f"{name}_g{g // 2}", reset_less=True)
-            m.d.sync += reg.eq(e0)
+            domain += reg.eq(e0)
         leaves.append((reg, 0))
     (count, _), stages = adder_tree(m, leaves, name, levels_per_stage)
-    return count, 1 + stages
+    return count, int(leaf_reg) + stages
 
 
 
 
-def fold_count(m, shape, x, w, levels_per_stage=1):
+def fold_count(m, shape, x, w, levels_per_stage=1, leaf_reg=True):
     """``U_t = Σ_b 2^b·popcount(XNOR(x_b, w))`` of one input word ``x`` (k planes of S lanes,
     element ``j`` in bits ``[k·j, k·j + k)``) and weight word ``w``, through
     :func:`xnor_popcount` per plane and an :func:`adder_tree` over the planes; valid
@@ -243,8 +247,8 @@ def fold_count(m, shape, x, w, levels_per_stage=1):
     counts = []
     for b in range(k):
         plane = Cat(x[j * k + b] for j in range(S))
-        count, stages = xnor_popcount(m, plane, w, f"b{b}", levels_per_stage)
-        assert stages == timing.popcount_stages(S, levels_per_stage)
+        count, stages = xnor_popcount(m, plane, w, f"b{b}", levels_per_stage, leaf_reg)
+        assert stages == timing.popcount_stages(S, levels_per_stage, leaf_reg)
         counts.append((count, b))
     (u_t, shift), stages = adder_tree(m, counts, "planes", levels_per_stage)
     assert shift == 0 and stages == timing.plane_stages(k, levels_per_stage)
@@ -484,6 +488,9 @@ class XnorPE(wiring.Component):
     shape : MvuShape
     levels_per_stage : int
         Adder levels between two registers in the trees (and a register after the last).
+    leaf_reg : bool
+        Register the popcounts' first level, the XNOR pairs' 2-bit counts
+        (:func:`xnor_popcount`).
 
     Ports
     -----
@@ -505,16 +512,17 @@ class XnorPE(wiring.Component):
     All registers are reset-less: the control's sideband says which sums are real.
     """
 
-    def __init__(self, shape, levels_per_stage=1):
+    def __init__(self, shape, levels_per_stage=1, leaf_reg=True):
         self.mvu_shape = shape
         self.levels_per_stage = levels_per_stage
+        self.leaf_reg = leaf_reg
         super().__init__({"x": In(shape.in_beat_bits), "w": In(shape.simd), "last": In(1),
                           "clear": In(1), "total": Out(shape.u_width)})
 
     def elaborate(self, platform):
         m = Module()
         s = self.mvu_shape
-        u_t = fold_count(m, s, self.x, self.w, self.levels_per_stage)
+        u_t = fold_count(m, s, self.x, self.w, self.levels_per_stage, self.leaf_reg)
         acc = Signal(s.u_width, reset_less=True)
         total = Signal(s.u_width, reset_less=True)
         m.d.sync += acc.eq(Mux(self.clear, 0, (acc + u_t)[:s.u_width]))
@@ -642,7 +650,7 @@ class MatrixVectorUnit(wiring.Component):
     def __init__(self, n_in, n_out, simd, pe, input_bits=1, output="threshold", acc_width=None,
                  *, input_kind=None, ram_reg=True, levels_per_stage=1, output_stage="parallel",
                  fifo_depth=None, ram_styles=None, mmv=1, flags=False, output_slice=False,
-                 in_words=1):
+                 in_words=1, leaf_reg=True):
         self.shape = s = MvuShape(n_in, n_out, simd, pe, input_bits, input_kind, output,
                                   acc_width, flags)
         self.ram_reg = bool(ram_reg)
@@ -650,6 +658,7 @@ class MatrixVectorUnit(wiring.Component):
             raise ValueError(f"MVU levels_per_stage must be a positive integer, "
                              f"got {levels_per_stage!r}")
         self.levels_per_stage = levels_per_stage
+        self.leaf_reg = bool(leaf_reg)
         if output_stage not in self.OUTPUT_STAGES:
             raise ValueError(f"MVU output_stage must be one of {self.OUTPUT_STAGES}, "
                              f"got {output_stage!r}")
@@ -731,7 +740,7 @@ class MatrixVectorUnit(wiring.Component):
         return dict(n_in=s.n_in, n_out=s.n_out, simd=s.simd, pe=s.pe, input_bits=s.input_bits,
                     ram_reg=self.ram_reg, levels_per_stage=self.levels_per_stage,
                     output_stage=self.output_stage, mmv=self.mmv,
-                    weight_style=self.ram_styles.get("weights"))
+                    weight_style=self.ram_styles.get("weights"), leaf_reg=self.leaf_reg)
 
     @property
     def cycles_per_group(self):
@@ -863,19 +872,21 @@ class MatrixVectorUnit(wiring.Component):
         self._wr_addr_early = {}       # per PE, made likewise (_pe_write_address)
         release = Signal()             # an output entry came free: the reader's credit
         control = self._control(m, release)
-        # With ram_reg a weight memory reads at two read-address registers of its own and
-        # its word passes two registers after the read (_weights): one by the block RAM, one
-        # by the PE (with one, the PEs' weight registers were 2.5 ns late: ECP5 SFC build
-        # 17). The input word waits as many cycles, to stay aligned.
+        # With ram_reg a block-RAM weight memory reads at two read-address registers of its
+        # own and its word passes two registers after the read (_weights): one by the block
+        # RAM, one by the PE (with one, the PEs' weight registers were 2.5 ns late: ECP5 SFC
+        # build 17). A LUT-RAM one reads at three and its read register is the PE's. The input buffer's chunks
+        # read at three address registers (_input_buffer), the word then passes x_ram (and
+        # x_near with block-RAM weights) and the PEs' copies, so both words stay aligned: a
+        # register the narrow address takes is one the wide word does not need.
         x = self._near(m, registered_read(m, control["x"], "x_ram"), "x_near")
-        x = self._edge(m, x, "x")
         totals = [[] for _ in range(M)]    # totals[j][p]: image j's fold sum in PE p
         for p in range(s.pe):
             w = None
             x_p, last, clear = self._pe_inputs(m, p, x, control)
             for j in range(M):
                 name = f"pe{p}" if M == 1 else f"pe{p}_{j}"
-                m.submodules[name] = pe = XnorPE(s, self.levels_per_stage)
+                m.submodules[name] = pe = XnorPE(s, self.levels_per_stage, self.leaf_reg)
                 if w is None:           # one weight memory and register per PE, m lanes
                     w = self._weights(m, p, control["w_addr"])
                 m.d.comb += [pe.x.eq(x_p[j * width:(j + 1) * width]), pe.w.eq(w),
@@ -1006,7 +1017,7 @@ class MatrixVectorUnit(wiring.Component):
 
         # ---- sideband at the accumulators -------------------------------------------------
         to_acc = (1 + timing.ram_reg_stages(self.ram_reg, self.lut_weights)
-                  + timing.datapath_stages(S, k, self.levels_per_stage))
+                  + timing.datapath_stages(S, k, self.levels_per_stage, self.leaf_reg))
         issue_valid, issue_done = Signal(), Signal()
         m.d.comb += [issue_valid.eq(go), issue_done.eq(go & fold_end)]
         early = delay(m, issue_done, to_acc - int(self.ram_reg), "done_early")
@@ -1029,8 +1040,10 @@ class MatrixVectorUnit(wiring.Component):
         :data:`BUFFER_CHUNK_BITS`, and every chunk takes its write enable and address from
         replica registers of its own
         (:attr:`buffer_write_lag` cycles later: with two, a shared register of each comes
-        first) and its read address from a replica of the reader's address (loaded with its
-        next value: the same cycle). One address net to a 1,024-bit buffer reached 256 LUT
+        first) and its read address from three replica registers (the first loaded with the
+        reader's next address: the read is two cycles after the reader's), so one can sit by
+        the reader, one between and one by the chunk (two put one 15 ns of route from its
+        LUT RAM: conv 4 of CNV builds cnv9f and cnv9i). One address net to a 1,024-bit buffer reached 256 LUT
         RAM blocks spread over the die (20.1 ns of route, the critical path of ECP5 SFC build
         7); a replica reaches one chunk's 16. The data is delayed as long in shared
         registers: each bit goes only to its own column of the m images' chunks."""
@@ -1043,8 +1056,9 @@ class MatrixVectorUnit(wiring.Component):
             rd = buf.read_port(domain="comb")
             m.d.comb += [wr.en.eq(en if lanes > 1 else en[0]), wr.addr.eq(wr_addr),
                          wr.data.eq(data.replicate(lanes)), rd.addr.eq(rd_addr)]
-            if self.ram_reg:      # the chunks' second address register, as a data register
-                return registered_read(m, rd.data, "buffer_rd_late")
+            if self.ram_reg:      # the chunks' later address registers, as data registers
+                return registered_read(m, registered_read(m, rd.data, "buffer_rd_late"),
+                                       "buffer_rd_later")
             return rd.data
         data_reg = data
         for name in ["buffer_wr_data_early", "buffer_wr_data"][-self.buffer_write_lag:]:
@@ -1065,9 +1079,10 @@ class MatrixVectorUnit(wiring.Component):
                 w_addr = Signal.like(wr_addr, name=replica(f"buffer{c}_wr_addr"),
                                      reset_less=True)
                 r_early = Signal.like(rd_addr, name=replica(f"buffer{c}_rd_addr_early"))
+                r_mid = Signal.like(rd_addr, name=replica(f"buffer{c}_rd_addr_mid"))
                 r_addr = Signal.like(rd_addr, name=replica(f"buffer{c}_rd_addr"))
                 m.d.sync += [w_en.eq(en[j]), w_addr.eq(wr_addr), r_early.eq(rd_next),
-                             r_addr.eq(r_early)]
+                             r_mid.eq(r_early), r_addr.eq(r_mid)]
                 m.d.comb += [wr.en.eq(w_en), wr.addr.eq(w_addr), wr.data.eq(data_reg[lo:hi]),
                              rd.addr.eq(r_addr)]
                 words.append(rd.data)
@@ -1101,13 +1116,20 @@ class MatrixVectorUnit(wiring.Component):
                 early = self._read_address(m, w_addr, f"w{p}{suffix}_addr", last=False)
                 words.append(self._banked_chunk(m, p, name, bits, lo, early))
             else:
-                addr = self._read_address(m, w_addr, f"w{p}{suffix}_addr")
+                addr = self._read_address(m, w_addr, f"w{p}{suffix}_addr",
+                                          mid=self.ram_reg and self.lut_weights)
                 m.submodules[name] = mem = self._memory("weights", bits, s.weight_depth)
                 rd, wr = mem.read_port(domain="comb"), mem.write_port()
                 self._write(m, wr, s.weight_select(p), name, p, lo)
                 m.d.comb += rd.addr.eq(addr)
                 words.append(registered_read(m, rd.data, f"w{p}{suffix}_ram"))
             lo += bits
+        if self.ram_reg and self.lut_weights:
+            # The word's register after the LUT RAM is the PE's weight register: the cycle a
+            # second one would take is spent on the (narrow) address instead (``mid``), so
+            # the P·S-bit wide stage costs a few address bits (conv 2 of the CNV: 3,072
+            # flip-flops) and the read address gets a third register for its reach.
+            return Cat(*words)
         word = Cat(*words) if banked else self._near(m, Cat(*words), f"w{p}_near")
         return self._edge(m, word, f"w{p}")
 
@@ -1145,16 +1167,20 @@ class MatrixVectorUnit(wiring.Component):
             word = Mux(select == b, nears[b], word)
         return word
 
-    def _read_address(self, m, addr, name, last=True):
+    def _read_address(self, m, addr, name, last=True, mid=False):
         """A weight memory's read address: with ``ram_reg`` two replica registers of the
         memory's (chunk's) own, ``name_early`` then ``name``, so the placer can put one by the
         reader and one by the block RAMs (one register was placed by the reader, 12.4 ns of
         route from the input buffer's LUT RAM it addressed: ECP5 SFC build 14). The input
         buffer's chunks take two likewise, so the words stay aligned. ``last=False``: the
-        first register only (a banked chunk gives each bank a second of its own)."""
+        first register only (a banked chunk gives each bank a second of its own).
+        ``mid``: a third between them (``name_mid``; LUT-RAM weights, whose word then skips
+        a register: :meth:`_weights`)."""
         if not self.ram_reg:
             return addr
         early = self._edge(m, addr, replica(f"{name}_early"))
+        if mid:
+            early = self._edge(m, early, replica(f"{name}_mid"))
         return self._edge(m, early, replica(name)) if last else early
 
     def _channel_word(self, m, mem, addr, name):

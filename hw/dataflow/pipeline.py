@@ -86,6 +86,7 @@ class Pipeline(wiring.Component):
                 styles = {"weights": fold.ram_style}
             options = dict(ram_reg=bool(self.config.ram_reg),
                            levels_per_stage=self.config.levels,
+                           leaf_reg=bool(self.config.leaf_reg),
                            output_stage=self.config.output_stage(fold), ram_styles=styles)
             if fold.is_conv:
                 self.engines.append(ConvEngine(

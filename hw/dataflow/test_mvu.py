@@ -259,6 +259,13 @@ def test_mvu_new_weights_of_the_same_shape_need_no_new_engine():
     assert not np.array_equal(layers[0].forward(x)[1], layers[1].forward(x)[1])
 
 
+def _stage_options(stage):
+    """MVU options of a test's stage text ``STAGE[:LEVELS[:noleaf]]``."""
+    stage, _, rest = stage.partition(":")
+    levels, _, leaf = rest.partition(":")
+    return dict(output_stage=stage, levels_per_stage=int(levels or 1), leaf_reg=leaf != "noleaf")
+
+
 # Timing: (N, M, S, P, k) incl. SF = 1, NF = 1 and II = 1 (where a fold starts every cycle).
 TIMING = [(40, 12, 8, 4, 1), (64, 32, 16, 4, 4), (23, 9, 23, 3, 1), (20, 5, 6, 5, 1),
           (8, 4, 8, 4, 1), (50, 7, 16, 3, 2)]
@@ -270,13 +277,15 @@ TIMING_SERIAL = [(40, 12, 8, 4, 1), (64, 32, 16, 4, 4), (50, 7, 16, 3, 2)]
 @pytest.mark.parametrize("n, m, simd, pe, k, ram_reg, stage",
                          [(*t, r, "parallel") for t in TIMING for r in (True, False)]
                          + [(*t, r, "serial") for t in TIMING_SERIAL for r in (True, False)]
-                         + [(64, 32, 16, 4, 4, True, "parallel:2")])
+                         + [(64, 32, 16, 4, 4, True, "parallel:2")]
+                         + [(*t, r, "parallel:2:noleaf") for t in TIMING[:3] for r in (True, False)]
+                         + [(40, 12, 8, 4, 1, True, "serial:1:noleaf")])
 def test_mvu_latency_and_interval_equal_the_cycle_model(n, m, simd, pe, k, ram_reg, stage):
     """Input always offered, output always ready: first-result latency, last-result latency
     and the interval between images equal hw/dataflow/timing.py exactly, for every image
-    (``parallel:2``: two adder levels per pipeline stage)."""
-    stage, _, levels = stage.partition(":")
-    options = dict(ram_reg=ram_reg, output_stage=stage, levels_per_stage=int(levels or 1))
+    (``parallel:2``: two adder levels per pipeline stage; ``:noleaf``: the popcounts' first
+    level unregistered)."""
+    options = dict(ram_reg=ram_reg, **_stage_options(stage))
     rng = np.random.default_rng(n + m)
     layer = random_layer(rng, n, m, k, "threshold")
     x = random_layer_inputs(rng, layer, 4)
@@ -514,6 +523,7 @@ MMV_TIMING = [
     (32, 8, 8, 2, 1, "parallel", 4),           # SF = NF = mmv
     (64, 32, 16, 4, 4, "parallel", 4),
     (50, 7, 16, 3, 2, "parallel:2", 3),        # two adder levels per stage
+    (50, 7, 16, 3, 2, "parallel:2:noleaf", 3),  # ... and the first level unregistered
     (40, 12, 4, 2, 1, "serial", 3),
     (64, 32, 16, 2, 4, "serial", 2),           # the walk fills the fold
 ]
@@ -526,9 +536,7 @@ def test_mvu_mmv_beat_times_equal_the_cycle_model(n, m, simd, pe, k, stage, mmv,
     idle engine) comes exactly timing.mvu_output_offsets after the group's last input beat,
     and every later group's beats exactly mvu_cycles = SF·NF later than the previous
     group's, beat for beat."""
-    stage, _, levels = stage.partition(":")
-    options = dict(ram_reg=ram_reg, output_stage=stage, levels_per_stage=int(levels or 1),
-                   mmv=mmv)
+    options = dict(ram_reg=ram_reg, mmv=mmv, **_stage_options(stage))
     rng = np.random.default_rng(n + m + mmv)
     layer = random_layer(rng, n, m, k, "threshold")
     groups = 4

@@ -20,14 +20,15 @@ engine with ``mmv = 1`` computes groups of one image):
       latency = 1 (start) + buffer_write_lag (ram_reg: min(2, SF − 1), the buffer's write)
                 + (SF − 1) (rest of fold 0) + 1 (RAM read)
                 + ram_reg_stages (ram_reg: two read-address registers of each
-                             memory's own, two registers after the read; one with
-                             LUT-RAM weights)
-                + popcount_stages(S, L) + plane_stages(k, L) (datapath)
+                             memory's own, two registers after the read; with
+                             LUT-RAM weights three and none, one stage fewer)
+                + popcount_stages(S, L, leaf) + plane_stages(k, L) (datapath)
                 + 3 (accumulate, compare/offset, output FIFO)
                 [+ m·P + ram_reg with the serial output stage: the walk over the m·P sums]
                 [+ (NF − 1)·SF + 1 with m > 1: the group's last fold, the buffer's read]
 
-  with ``L = levels_per_stage``, the adder levels between two pipeline registers.
+  with ``L = levels_per_stage``, the adder levels between two pipeline registers, and
+  ``leaf = leaf_reg``, whether the XNOR pairs' 2-bit counts are registered.
 * **Beat times** :func:`mvu_output_offsets`, from the same cycle, ``o`` never stalling:
 
   - ``m = 1``: beat ``nf`` ``latency + nf·SF`` (each beat leaves as its fold ends);
@@ -70,10 +71,11 @@ def adder_tree_stages(terms, levels_per_stage=1):
     return _ceil_div(levels, levels_per_stage)
 
 
-def popcount_stages(simd, levels_per_stage=1):
-    """Register stages of an S-bit XNOR-popcount: a registered first level (one LUT4 per
-    output bit sums two XNOR pairs into a 2-bit count) and an adder tree over ⌈S/2⌉ counts."""
-    return 1 + adder_tree_stages(_ceil_div(simd, 2), levels_per_stage)
+def popcount_stages(simd, levels_per_stage=1, leaf_reg=True):
+    """Register stages of an S-bit XNOR-popcount: a first level (one LUT4 per output bit sums
+    two XNOR pairs into a 2-bit count), registered if ``leaf_reg`` (else it is the first
+    adder level's stage), and an adder tree over ⌈S/2⌉ counts."""
+    return int(leaf_reg) + adder_tree_stages(_ceil_div(simd, 2), levels_per_stage)
 
 
 def plane_stages(input_bits, levels_per_stage=1):
@@ -81,9 +83,9 @@ def plane_stages(input_bits, levels_per_stage=1):
     return adder_tree_stages(input_bits, levels_per_stage)
 
 
-def datapath_stages(simd, input_bits=1, levels_per_stage=1):
+def datapath_stages(simd, input_bits=1, levels_per_stage=1, leaf_reg=True):
     """Cycles from the (registered) weight and input words to the per-cycle count U_t."""
-    return (popcount_stages(simd, levels_per_stage)
+    return (popcount_stages(simd, levels_per_stage, leaf_reg)
             + plane_stages(input_bits, levels_per_stage))
 
 
@@ -146,12 +148,12 @@ def ram_reg_stages(ram_reg, lut_weights=False):
 
 
 def mvu_latency(n_in, n_out, simd, pe, input_bits=1, ram_reg=True, levels_per_stage=1,
-                output_stage="parallel", mmv=1, weight_style=None):
+                output_stage="parallel", mmv=1, weight_style=None, leaf_reg=True):
     """Cycles from accepting a group's last input beat to its first output beat valid."""
     sf, nf = _ceil_div(n_in, simd), _ceil_div(n_out, pe)
     lut_weights = weights_in_lut_ram(n_in, n_out, simd, pe, weight_style)
     latency = (sf + 4 + ram_reg_stages(ram_reg, lut_weights) + buffer_write_lag(ram_reg, sf)
-               + datapath_stages(simd, input_bits, levels_per_stage))
+               + datapath_stages(simd, input_bits, levels_per_stage, leaf_reg))
     if output_stage == "serial":
         latency += mmv * pe + int(ram_reg)   # the walk over the m·P sums, the word's edge
     if mmv > 1:
@@ -160,13 +162,13 @@ def mvu_latency(n_in, n_out, simd, pe, input_bits=1, ram_reg=True, levels_per_st
 
 
 def mvu_output_offsets(n_in, n_out, simd, pe, input_bits=1, ram_reg=True, levels_per_stage=1,
-                       output_stage="parallel", mmv=1, weight_style=None):
+                       output_stage="parallel", mmv=1, weight_style=None, leaf_reg=True):
     """Cycle of every output beat of a group, counted from the cycle its last input beat is
     accepted, for an idle engine whose ``o`` never stalls: ``offsets[j][nf]`` for image ``j``
     of the group (``mmv`` lists of ``NF``)."""
     sf, nf = _ceil_div(n_in, simd), _ceil_div(n_out, pe)
     first = mvu_latency(n_in, n_out, simd, pe, input_bits, ram_reg, levels_per_stage,
-                        output_stage, mmv, weight_style)
+                        output_stage, mmv, weight_style, leaf_reg)
     if mmv == 1:
         return [[first + b * sf for b in range(nf)]]
     return [[first + j * nf + b for b in range(nf)] for j in range(mmv)]
@@ -174,19 +176,20 @@ def mvu_output_offsets(n_in, n_out, simd, pe, input_bits=1, ram_reg=True, levels
 
 def mvu_last_output_latency(n_in, n_out, simd, pe, input_bits=1, ram_reg=True,
                             levels_per_stage=1, output_stage="parallel", mmv=1,
-                            weight_style=None):
+                            weight_style=None, leaf_reg=True):
     """Cycles from accepting a group's last input beat to its last output beat valid."""
     return mvu_output_offsets(n_in, n_out, simd, pe, input_bits, ram_reg, levels_per_stage,
-                              output_stage, mmv, weight_style)[-1][-1]
+                              output_stage, mmv, weight_style, leaf_reg)[-1][-1]
 
 
 def mvu_output_cycles(last_inputs, n_in, n_out, simd, pe, input_bits=1, ram_reg=True,
-                      levels_per_stage=1, output_stage="parallel", mmv=1, weight_style=None):
+                      levels_per_stage=1, output_stage="parallel", mmv=1, weight_style=None,
+                      leaf_reg=True):
     """Cycle of every output beat, ``[group][image][nf]``, of groups whose last input beats
     are accepted in cycles ``last_inputs`` (increasing), for an engine idle before the first
     and whose ``o`` never stalls."""
     offsets = mvu_output_offsets(n_in, n_out, simd, pe, input_bits, ram_reg, levels_per_stage,
-                                 output_stage, mmv, weight_style)
+                                 output_stage, mmv, weight_style, leaf_reg)
     period = mvu_cycles(n_in, n_out, simd, pe, input_bits, mmv)
     lag = 1 + buffer_write_lag(ram_reg, _ceil_div(n_in, simd))   # last beat → first fold
     beats, start = [], None
@@ -197,7 +200,7 @@ def mvu_output_cycles(last_inputs, n_in, n_out, simd, pe, input_bits=1, ram_reg=
 
 
 def mvu_fifo_depth(n_in, n_out, simd, pe, input_bits=1, ram_reg=True, levels_per_stage=1,
-                   output_stage="parallel", mmv=1, weight_style=None):
+                   output_stage="parallel", mmv=1, weight_style=None, leaf_reg=True):
     """Output buffer entries an engine needs to start a fold every SF cycles without waiting
     while ``o`` is ready.
 
@@ -212,7 +215,7 @@ def mvu_fifo_depth(n_in, n_out, simd, pe, input_bits=1, ram_reg=True, levels_per
     sf, nf = _ceil_div(n_in, simd), _ceil_div(n_out, pe)
     # a fold's credit is held from its start, buffer_write_lag cycles after the accept
     latency = mvu_latency(n_in, n_out, simd, pe, input_bits, ram_reg, levels_per_stage,
-                          output_stage, mmv, weight_style) - buffer_write_lag(ram_reg, sf)
+                          output_stage, mmv, weight_style, leaf_reg) - buffer_write_lag(ram_reg, sf)
     if mmv == 1:
         return _ceil_div(latency, sf)
     # relative to the start of the group's fold 0 (one cycle after its last input beat), the
