@@ -423,6 +423,15 @@ class DataflowConfig:
         late at 100 MHz). One cycle of latency."""
         return bool(self.ram_reg) and engine.is_conv
 
+    def pool_slice(self, engine):
+        """Whether a skid register slice sits between a pooled conv engine's matrix-vector
+        unit (``mmv = 1``: its output FIFO) and its pool: with ``ram_reg`` the unit's
+        ``o.ready`` is then a flip-flop, so its credit counter does not wait on the pool's
+        window position through the pool's ``ready`` in one cycle (CNV build cnv9k: conv 2's
+        credit counter, 2.3 ns late at 100 MHz). With ``mmv > 1`` the reorder buffer's own
+        slices do this (:meth:`output_slice`). One cycle of latency."""
+        return bool(self.ram_reg) and engine.is_conv and engine.pool and engine.mmv == 1
+
     def end_slice(self, engine):
         """Whether a skid register slice ends a conv engine (after its pool): with
         ``ram_reg`` its ``ready`` is a flip-flop, so the engine's credit counter no longer

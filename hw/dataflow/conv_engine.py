@@ -38,6 +38,9 @@ class ConvEngine(wiring.Component):
         A skid :class:`~xnorflow.hw.register_slice.RegisterSlice` after the window unit, so
         the ring's block-RAM read lands in flip-flops beside it (one cycle;
         :meth:`DataflowConfig.window_slice`).
+    pool_slice : bool
+        A skid :class:`~xnorflow.hw.register_slice.RegisterSlice` between the unit and the
+        pool (one cycle; :meth:`DataflowConfig.pool_slice`).
     end_slice : bool
         A skid :class:`~xnorflow.hw.register_slice.RegisterSlice` at the end (after
         the pool): ``i.ready`` of the engine's last block comes from a flip-flop, not from the
@@ -71,11 +74,12 @@ class ConvEngine(wiring.Component):
     out in one burst, the pool takes one beat per cycle; latency: the window
     unit's (two input rows, :func:`~xnorflow.hw.dataflow.window.window_timing`) plus the
     unit's (:func:`~xnorflow.hw.dataflow.timing.mvu_latency`) plus one cycle of the pool,
-    plus a cycle per slice (``window_slice``, ``output_slice``, ``end_slice``).
+    plus a cycle per slice (``window_slice``, ``output_slice``, ``pool_slice``,
+    ``end_slice``).
     """
 
     def __init__(self, fold, output_slice=False, end_slice=False, window_slice=False,
-                 **mvu_options):
+                 pool_slice=False, **mvu_options):
         if not fold.is_conv:
             raise ValueError(f"ConvEngine needs a conv fold (HxWxC>…), got {fold.format()}")
         self.fold = fold
@@ -91,6 +95,10 @@ class ConvEngine(wiring.Component):
                                 write_reg=mvu_options.get("ram_reg", True))
                      if fold.pool else None)
         self.end_slice = RegisterSlice(fold.pe, skid=True) if end_slice else None
+        if pool_slice and self.pool is None:
+            raise ValueError(f"ConvEngine {fold.format()}: pool_slice needs a pooled fold")
+        self.pool_slice = (RegisterSlice(self.mvu.shape.out_beat_bits, skid=True)
+                           if pool_slice else None)
         self.window_slice = RegisterSlice(k * lanes, skid=True) if window_slice else None
         self.shape = self.mvu.shape
         super().__init__({"i": In(stream.Signature(k * lanes)),
@@ -115,6 +123,11 @@ class ConvEngine(wiring.Component):
         wiring.connect(m, wiring.flipped(self.wr), self.mvu.wr)
         m.d.comb += self.busy.eq(self.mvu.busy)
         out = self.mvu.o
+        if self.pool_slice is not None:
+            m.submodules.pool_slice = reset_by_replica(m, self.pool_slice, self.abort,
+                                                       "pool_slice")
+            wiring.connect(m, out, self.pool_slice.i)
+            out = self.pool_slice.o
         if self.pool is not None:
             m.submodules.pool = reset_by_replica(m, self.pool, self.abort, "pool")
             wiring.connect(m, out, self.pool.i)

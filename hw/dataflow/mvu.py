@@ -270,6 +270,11 @@ BUFFER_CHUNK_BITS = 64
 #: conv 4's 11 block RAMs (384 × 96 words, 512 × 36 each) was 2.5 ns late at 100 MHz (cnv9e).
 WEIGHT_CHUNK_BRAMS = 4
 
+#: PEs whose memories share one write-data register after the engine's write stage with
+#: ``ram_reg`` (:meth:`MatrixVectorUnit._group_write_data`): conv 2 of the CNV (16 PEs) then
+#: has four, each bit of the stage reaching four registers and each of those four PEs'.
+WRITE_GROUP_PES = 4
+
 #: Most words of one weight-memory bank with ``ram_reg``: a 2,048 × 9 block RAM's depth. A
 #: deeper block-RAM weight memory is split into banks, each read into a register of its own
 #: beside its block RAMs before the multiplexer over the banks (:meth:`MatrixVectorUnit._weights`):
@@ -792,9 +797,11 @@ class MatrixVectorUnit(wiring.Component):
         wr = self.wr if wr is None else wr
         return wr.en & (wr.sel == select)
 
-    def _write(self, m, port, select, name, pe, lo=0, bank=None):
+    def _write(self, m, port, select, name, pe, lo=0, bank=None, chunk=None):
         """Drive memory write port ``port`` from ``wr`` for PE ``pe``'s memory with ``select`` (its
-        data from bit ``lo`` of the written word: a column chunk starts there).
+        data from bit ``lo`` of the written word: a column chunk starts there). ``bank`` and
+        ``chunk``: a bank of a banked chunk (:meth:`_banked_chunk`), its number and its
+        chunk's name.
 
         With ``ram_reg`` (the ECP5 builds) a write passes a copy of ``wr`` per engine
         (:meth:`_write_stage`), then replica registers of each memory's own for its enable,
@@ -827,8 +834,11 @@ class MatrixVectorUnit(wiring.Component):
         # decode's LUT as the enable of 48 data bits, 3.1 ns late).
         en_early = Signal(name=replica(f"{name}_wr_en_early"))
         data = Signal(len(port.data), name=replica(f"{name}_wr_data"), reset_less=True)
-        m.d.sync += [en_early.eq(hit), data.eq(wr.data[lo:])]
-        addr_early = self._pe_write_address(m, wr, pe)
+        m.d.sync += [en_early.eq(hit), data.eq(self._group_write_data(m, wr, pe)[lo:])]
+        # a banked chunk's banks share a first address register of their own chunk: fc6's one
+        # PE register reaching its 22 chunks' 88 bank registers across the die was 13.4 ns
+        # of route (CNV build cnv9k's critical path)
+        addr_early = self._pe_write_address(m, wr, pe, chunk)
         # The enable and address go through one register more, which the placer can put by
         # the block RAMs (the enable's one register sat 44 columns from them, 12.8 ns of
         # route: ECP5 SFC build 17); the data is still the write's then (above).
@@ -836,16 +846,34 @@ class MatrixVectorUnit(wiring.Component):
         addr = self._edge(m, addr_early, replica(f"{name}_wr_addr"))
         m.d.comb += [port.en.eq(en), port.addr.eq(addr), port.data.eq(data)]
 
-    def _pe_write_address(self, m, wr, pe):
+    def _group_write_data(self, m, wr, pe):
+        """The write data's register for PE ``pe``'s group of :data:`WRITE_GROUP_PES` PEs,
+        between the engine's write stage and each memory's own: a bit of the stage then
+        reaches a few group registers, and each of those its group's memories, instead of one
+        register per memory across the engine (ECP5 CNV build cnv9m: one bit of conv 2's
+        write stage to 16 PEs' data registers, 13.2 ns of route). It costs no cycle: the
+        stage holds a write's data until the next write, two or more cycles later, so the
+        memories' data registers still hold it when the enable's second register writes."""
+        group = pe // WRITE_GROUP_PES
+        if group not in self._wr_data_group:
+            data = Signal.like(wr.data, name=replica(f"group{group}_wr_data"), reset_less=True)
+            m.d.sync += data.eq(wr.data)
+            self._wr_data_group[group] = data
+        return self._wr_data_group[group]
+
+    def _pe_write_address(self, m, wr, pe, chunk=None):
         """The first write-address register of PE ``pe``'s memories, shared by them: the
         engine's write-stage address then reaches P registers, one by each PE's memories,
         instead of one per memory (ECP5 CNV build cnv9e: conv 2's 64 memories' replicas, about
-        30 of them 1.2-2.5 ns late at 100 MHz). The same cycle as a register per memory."""
-        if pe not in self._wr_addr_early:
-            early = Signal.like(wr.addr, name=replica(f"pe{pe}_wr_addr_early"), reset_less=True)
+        30 of them 1.2-2.5 ns late at 100 MHz). The same cycle as a register per memory.
+        ``chunk`` (a banked chunk's name): one of that chunk's own, shared by its banks."""
+        key = pe if chunk is None else (pe, chunk)
+        if key not in self._wr_addr_early:
+            name = f"pe{pe}_wr_addr_early" if chunk is None else f"{chunk}_wr_addr_early"
+            early = Signal.like(wr.addr, name=replica(name), reset_less=True)
             m.d.sync += early.eq(wr.addr)
-            self._wr_addr_early[pe] = early
-        return self._wr_addr_early[pe]
+            self._wr_addr_early[key] = early
+        return self._wr_addr_early[key]
 
     def _write_stage(self, m):
         """``wr`` registered once per engine (with ``ram_reg``): the first of :meth:`_write`'s
@@ -870,6 +898,7 @@ class MatrixVectorUnit(wiring.Component):
         M, width = self.mmv, s.in_beat_bits
         self._wr_stage = None          # made by the first memory that needs it (_write_stage)
         self._wr_addr_early = {}       # per PE, made likewise (_pe_write_address)
+        self._wr_data_group = {}       # per group of PEs, likewise (_group_write_data)
         release = Signal()             # an output entry came free: the reader's credit
         control = self._control(m, release)
         # With ram_reg a block-RAM weight memory reads at two read-address registers of its
@@ -1155,7 +1184,7 @@ class MatrixVectorUnit(wiring.Component):
             words = min(WEIGHT_BANK_WORDS, s.weight_depth - b * WEIGHT_BANK_WORDS)
             m.submodules[bank] = mem = self._memory("weights", bits, words)
             rd, wr = mem.read_port(domain="comb"), mem.write_port()
-            self._write(m, wr, s.weight_select(p), bank, p, lo, bank=b)
+            self._write(m, wr, s.weight_select(p), bank, p, lo, bank=b, chunk=name)
             m.d.comb += rd.addr.eq(self._edge(m, early[:low], replica(f"{bank}_addr")))
             nears.append(self._edge(m, registered_read(m, rd.data, f"{bank}_ram"),
                                     f"{bank}_near"))

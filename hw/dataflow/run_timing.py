@@ -285,7 +285,7 @@ class _ChainBuilder:
 
 def _conv_stages(chain, config, engine):
     """Window unit → [window slice] → [gather] → MVU (one image per output pixel) → [its
-    output slices] → [pool] → [end slice]."""
+    output slices] → [pool slice] → [pool] → [end slice]."""
     h, w, c = engine.image
     pixels = engine.pixels
     window = WindowModel(h, w, c, engine.in_lanes, ram_reg=config.ram_reg)
@@ -301,6 +301,8 @@ def _conv_stages(chain, config, engine):
     if config.output_slice(engine):
         for _ in range(timing.OUTPUT_SLICES):
             chain.add(SkidSliceModel(), beats)
+    if config.pool_slice(engine):
+        chain.add(SkidSliceModel(), beats)
     if engine.pool:
         pool = PoolModel(h, w, engine.n_out, engine.pe)
         chain.add(pool, pool.out_beats)

@@ -9,6 +9,7 @@ with MMV (m = 2, 3, 4 images per weight read) the same, for both output stages, 
 of every output beat of a group.
 """
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -768,6 +769,12 @@ def test_mvu_split_weight_memory_matches_golden(monkeypatch):
         for c in range(2):   # each chunk's own registers, kept apart by the synthesis script
             for name in (f"w0_{c}_addr", f"weights0_{c}_wr_en", f"weights0_{c}_wr_addr"):
                 assert f"\\{name}{REPLICA_MARK}" in text, name
+            # one write-data register per group of PEs, between the stage and the memories'
+            assert f"\\group0_wr_data{REPLICA_MARK}" in text
+            # LUT RAM: a third read-address register where the word's second register was
+            assert (f"\\w0_{c}_addr_mid{REPLICA_MARK}" in text) == (style is None)
+        # ... and no register of the whole word after the LUT RAM's read register
+        assert bool(re.search(r"wire width \d+ \\w0\n", text)) == (style is not None)
 
 
 @pytest.mark.parametrize("mmv", [1, 2])
@@ -778,6 +785,7 @@ def test_mvu_banked_weight_memory_matches_golden_at_the_same_latency(monkeypatch
     computes as one memory with gaps and stalls; unstalled, its first result comes at the
     cycle model's latency, the unbanked one."""
     from amaranth.back import rtlil
+    from xnorflow.hw.core.pipeline import REPLICA_MARK
     from xnorflow.hw.dataflow import mvu as mvu_module
     monkeypatch.setattr(mvu_module, "WEIGHT_BANK_WORDS", 4)
     rng = np.random.default_rng(11 + mmv)
@@ -791,6 +799,9 @@ def test_mvu_banked_weight_memory_matches_golden_at_the_same_latency(monkeypatch
     for p in range(2):
         assert [b for b in range(8) if f"\\weights{p}_b{b}_near" in text] == list(range(7))
         assert f"\\w{p}_near" not in text     # the one register after the whole word is gone
+        # the banks' write addresses from a first register of their chunk's own (the PE's
+        # first register then serves its channel memory only)
+        assert f"\\weights{p}_wr_addr_early{REPLICA_MARK}" in text
     x = random_layer_inputs(rng, layer, mmv)
     mon_i, mon_o = run_engine(dut, pack_layer(layer, 8, 2), encode_mvu_input(x, dut.shape))
     got = decode_mvu_output(per_image(mon_o.payloads(), dut.shape.neuron_folds), dut.shape)
