@@ -124,10 +124,11 @@ def test_leaf_reg_round_trips_and_takes_a_cycle_off_every_output_first_engine():
         DataflowConfig.parse(text + ",leaf_reg=2")
 
 
-def test_a_pooled_conv_engine_without_pixel_mmv_has_a_slice_before_its_pool_with_ram_reg():
+def test_conv_engines_slices_before_their_pool_and_their_window_unit_with_ram_reg():
     """In the hardware and the model alike: the pooled conv engine of one pixel per weight
-    read (its unit's output FIFO) gets the skid slice, the pooled one of four pixels (its
-    reorder buffer's own slices) and the unpooled one do not, and without ram_reg none."""
+    read (its unit's output FIFO) gets a skid slice before its pool, the pooled one of four
+    pixels (its reorder buffer's own slices) and the unpooled one do not; every conv engine
+    gets one in front of its window unit; without ram_reg none."""
     from amaranth.hdl import Fragment
     from xnorflow.hw.dataflow.pipeline import Pipeline
     for pixels, text in ((1, "df:4x4x2u4>8p:18x2,2x2x8>16:8x2m4,64>10r:16x5"),
@@ -136,9 +137,13 @@ def test_a_pooled_conv_engine_without_pixel_mmv_has_a_slice_before_its_pool_with
             config = DataflowConfig.parse(f"{text};ram_reg={ram_reg}")
             want = [bool(ram_reg) and pixels == 1, False, False]
             assert [config.pool_slice(e) for e in config.engines] == want
-            conv0 = Pipeline(config).engines[0]
-            names = {name for _, name, _ in Fragment.get(conv0, None).subfragments}
-            assert ("pool_slice" in names) == want[0]
+            # ... and a slice in front of every conv engine's window unit with ram_reg
+            assert [config.input_slice(e) for e in config.engines] == [bool(ram_reg)] * 2 + [False]
+            pipeline = Pipeline(config)
+            for e, conv in enumerate(pipeline.engines[:2]):
+                names = {name for _, name, _ in Fragment.get(conv, None).subfragments}
+                assert ("pool_slice" in names) == want[e]
+                assert ("input_slice" in names) == bool(ram_reg)
 
 
 def test_a_register_slice_follows_each_dense_mmv_engine_on_ram_reg_builds_only():

@@ -423,6 +423,15 @@ class DataflowConfig:
         late at 100 MHz). One cycle of latency."""
         return bool(self.ram_reg) and engine.is_conv
 
+    def input_slice(self, engine):
+        """Whether a skid register slice sits in front of a conv engine's window unit: with
+        ``ram_reg`` the block before it (a converter's output register, the gate) then loads
+        on a ``ready`` from a flip-flop, not on the window unit's ring state through its
+        ``ready`` logic in the same cycle (CNV build cnv9o: conv 4's window into the
+        converter before it, the enable of its 66 output flip-flops, 2.3 ns late at 100 MHz).
+        One cycle of latency."""
+        return bool(self.ram_reg) and engine.is_conv
+
     def pool_slice(self, engine):
         """Whether a skid register slice sits between a pooled conv engine's matrix-vector
         unit (``mmv = 1``: its output FIFO) and its pool: with ``ram_reg`` the unit's

@@ -38,6 +38,9 @@ class ConvEngine(wiring.Component):
         A skid :class:`~xnorflow.hw.register_slice.RegisterSlice` after the window unit, so
         the ring's block-RAM read lands in flip-flops beside it (one cycle;
         :meth:`DataflowConfig.window_slice`).
+    input_slice : bool
+        A skid :class:`~xnorflow.hw.register_slice.RegisterSlice` in front of the window
+        unit (one cycle; :meth:`DataflowConfig.input_slice`).
     pool_slice : bool
         A skid :class:`~xnorflow.hw.register_slice.RegisterSlice` between the unit and the
         pool (one cycle; :meth:`DataflowConfig.pool_slice`).
@@ -74,12 +77,12 @@ class ConvEngine(wiring.Component):
     out in one burst, the pool takes one beat per cycle; latency: the window
     unit's (two input rows, :func:`~xnorflow.hw.dataflow.window.window_timing`) plus the
     unit's (:func:`~xnorflow.hw.dataflow.timing.mvu_latency`) plus one cycle of the pool,
-    plus a cycle per slice (``window_slice``, ``output_slice``, ``pool_slice``,
-    ``end_slice``).
+    plus a cycle per slice (``input_slice``, ``window_slice``, ``output_slice``,
+    ``pool_slice``, ``end_slice``).
     """
 
     def __init__(self, fold, output_slice=False, end_slice=False, window_slice=False,
-                 pool_slice=False, **mvu_options):
+                 pool_slice=False, input_slice=False, **mvu_options):
         if not fold.is_conv:
             raise ValueError(f"ConvEngine needs a conv fold (HxWxC>…), got {fold.format()}")
         self.fold = fold
@@ -100,6 +103,7 @@ class ConvEngine(wiring.Component):
         self.pool_slice = (RegisterSlice(self.mvu.shape.out_beat_bits, skid=True)
                            if pool_slice else None)
         self.window_slice = RegisterSlice(k * lanes, skid=True) if window_slice else None
+        self.input_slice = RegisterSlice(k * lanes, skid=True) if input_slice else None
         self.shape = self.mvu.shape
         super().__init__({"i": In(stream.Signature(k * lanes)),
                           "o": Out(stream.Signature(fold.pe)),
@@ -111,7 +115,13 @@ class ConvEngine(wiring.Component):
         m.submodules.window = reset_by_replica(m, self.window, self.abort, "window")
         m.submodules.gather = reset_by_replica(m, self.gather, self.abort, "gather")
         m.submodules.mvu = reset_by_replica(m, self.mvu, self.abort, "mvu")
-        wiring.connect(m, wiring.flipped(self.i), self.window.i)
+        if self.input_slice is not None:
+            m.submodules.input_slice = reset_by_replica(m, self.input_slice, self.abort,
+                                                        "input_slice")
+            wiring.connect(m, wiring.flipped(self.i), self.input_slice.i)
+            wiring.connect(m, self.input_slice.o, self.window.i)
+        else:
+            wiring.connect(m, wiring.flipped(self.i), self.window.i)
         windows = self.window.o
         if self.window_slice is not None:
             m.submodules.window_slice = reset_by_replica(m, self.window_slice, self.abort,

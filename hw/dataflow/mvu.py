@@ -901,13 +901,15 @@ class MatrixVectorUnit(wiring.Component):
         self._wr_data_group = {}       # per group of PEs, likewise (_group_write_data)
         release = Signal()             # an output entry came free: the reader's credit
         control = self._control(m, release)
-        # With ram_reg a block-RAM weight memory reads at two read-address registers of its
-        # own and its word passes two registers after the read (_weights): one by the block
-        # RAM, one by the PE (with one, the PEs' weight registers were 2.5 ns late: ECP5 SFC
-        # build 17). A LUT-RAM one reads at three and its read register is the PE's. The input buffer's chunks
-        # read at three address registers (_input_buffer), the word then passes x_ram (and
-        # x_near with block-RAM weights) and the PEs' copies, so both words stay aligned: a
-        # register the narrow address takes is one the wide word does not need.
+        # With ram_reg a weight memory reads at two read-address registers of its own and its
+        # word passes two registers after the read (_weights): one by the block RAM, one by
+        # the PE (with one, the PEs' weight registers were 2.5 ns late: ECP5 SFC build 17); a
+        # LUT-RAM one passes its read register and the PE's. The input buffer's chunks read
+        # at three address registers (_input_buffer), so the input word passes x_ram (and
+        # x_near with block-RAM weights) and the PEs' copies: a register the narrow address
+        # takes is one the wide word does not need. (LUT-RAM weights read at three and
+        # straight into the PE's register, CNV build cnv9o: that read 1.4 ns late at 100 MHz,
+        # the register by the PE and the LUT RAM apart.)
         x = self._near(m, registered_read(m, control["x"], "x_ram"), "x_near")
         totals = [[] for _ in range(M)]    # totals[j][p]: image j's fold sum in PE p
         for p in range(s.pe):
@@ -1145,20 +1147,13 @@ class MatrixVectorUnit(wiring.Component):
                 early = self._read_address(m, w_addr, f"w{p}{suffix}_addr", last=False)
                 words.append(self._banked_chunk(m, p, name, bits, lo, early))
             else:
-                addr = self._read_address(m, w_addr, f"w{p}{suffix}_addr",
-                                          mid=self.ram_reg and self.lut_weights)
+                addr = self._read_address(m, w_addr, f"w{p}{suffix}_addr")
                 m.submodules[name] = mem = self._memory("weights", bits, s.weight_depth)
                 rd, wr = mem.read_port(domain="comb"), mem.write_port()
                 self._write(m, wr, s.weight_select(p), name, p, lo)
                 m.d.comb += rd.addr.eq(addr)
                 words.append(registered_read(m, rd.data, f"w{p}{suffix}_ram"))
             lo += bits
-        if self.ram_reg and self.lut_weights:
-            # The word's register after the LUT RAM is the PE's weight register: the cycle a
-            # second one would take is spent on the (narrow) address instead (``mid``), so
-            # the P·S-bit wide stage costs a few address bits (conv 2 of the CNV: 3,072
-            # flip-flops) and the read address gets a third register for its reach.
-            return Cat(*words)
         word = Cat(*words) if banked else self._near(m, Cat(*words), f"w{p}_near")
         return self._edge(m, word, f"w{p}")
 
@@ -1196,20 +1191,16 @@ class MatrixVectorUnit(wiring.Component):
             word = Mux(select == b, nears[b], word)
         return word
 
-    def _read_address(self, m, addr, name, last=True, mid=False):
+    def _read_address(self, m, addr, name, last=True):
         """A weight memory's read address: with ``ram_reg`` two replica registers of the
         memory's (chunk's) own, ``name_early`` then ``name``, so the placer can put one by the
         reader and one by the block RAMs (one register was placed by the reader, 12.4 ns of
         route from the input buffer's LUT RAM it addressed: ECP5 SFC build 14). The input
         buffer's chunks take two likewise, so the words stay aligned. ``last=False``: the
-        first register only (a banked chunk gives each bank a second of its own).
-        ``mid``: a third between them (``name_mid``; LUT-RAM weights, whose word then skips
-        a register: :meth:`_weights`)."""
+        first register only (a banked chunk gives each bank a second of its own)."""
         if not self.ram_reg:
             return addr
         early = self._edge(m, addr, replica(f"{name}_early"))
-        if mid:
-            early = self._edge(m, early, replica(f"{name}_mid"))
         return self._edge(m, early, replica(name)) if last else early
 
     def _channel_word(self, m, mem, addr, name):

@@ -93,7 +93,8 @@ class Pipeline(wiring.Component):
                     fold, output_slice=self.config.output_slice(fold),
                     window_slice=self.config.window_slice(fold),
                     end_slice=self.config.end_slice(fold),
-                    pool_slice=self.config.pool_slice(fold), **options))
+                    pool_slice=self.config.pool_slice(fold),
+                    input_slice=self.config.input_slice(fold), **options))
             elif fold.order == "input":
                 self.engines.append(PartialSumMVU(
                     fold.n_in, fold.n_out, fold.simd, fold.pe, fold.input_bits, fold.output,

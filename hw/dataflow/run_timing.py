@@ -284,10 +284,12 @@ class _ChainBuilder:
 
 
 def _conv_stages(chain, config, engine):
-    """Window unit → [window slice] → [gather] → MVU (one image per output pixel) → [its
-    output slices] → [pool slice] → [pool] → [end slice]."""
+    """[Input slice] → window unit → [window slice] → [gather] → MVU (one image per output
+    pixel) → [its output slices] → [pool slice] → [pool] → [end slice]."""
     h, w, c = engine.image
     pixels = engine.pixels
+    if config.input_slice(engine):
+        chain.add(SkidSliceModel(), engine.in_beats)
     window = WindowModel(h, w, c, engine.in_lanes, ram_reg=config.ram_reg)
     chain.add(window, engine.window_beats * pixels)
     chain.sequences.append((window.issues, Fraction(engine.window_beats * pixels)))

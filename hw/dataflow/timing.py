@@ -20,8 +20,8 @@ engine with ``mmv = 1`` computes groups of one image):
       latency = 1 (start) + buffer_write_lag (ram_reg: min(2, SF − 1), the buffer's write)
                 + (SF − 1) (rest of fold 0) + 1 (RAM read)
                 + ram_reg_stages (ram_reg: two read-address registers of each
-                             memory's own, two registers after the read; with
-                             LUT-RAM weights three and none, one stage fewer)
+                             memory's own, two registers after the read; one with
+                             LUT-RAM weights)
                 + popcount_stages(S, L, leaf) + plane_stages(k, L) (datapath)
                 + 3 (accumulate, compare/offset, output FIFO)
                 [+ m·P + ram_reg with the serial output stage: the walk over the m·P sums]
