@@ -561,6 +561,9 @@ class MatrixVectorUnit(wiring.Component):
         register after every adder; ECP5 LUT4s are fewest so, since Yosys builds adders of
         ≤ 4 result bits from LUTs there; on iCE40 2 saves 5 % of the logic cells at 61 MHz
         instead of 65, 3 saves 6 % at 42 MHz: ``benchmarks/mvu_probe.py``).
+    leaf_reg : bool
+        Register the popcounts' first level (:func:`xnor_popcount`); False: one cycle of
+        latency and one flip-flop per synapse and image lane fewer.
     output_stage : ``"parallel"`` or ``"serial"``
         ``"parallel"``: one compare (or subtract) per PE and image and one channel memory per
         PE, NF words deep. ``"serial"``: one compare for the engine, walking the m·P fold
@@ -1069,15 +1072,15 @@ class MatrixVectorUnit(wiring.Component):
         Without ``ram_reg`` (or with ``SF = 1``): one memory written in the cycle of ``en``.
         With ``ram_reg`` (the ECP5 builds) the memory is split into chunks of at most
         :data:`BUFFER_CHUNK_BITS`, and every chunk takes its write enable and address from
-        replica registers of its own
-        (:attr:`buffer_write_lag` cycles later: with two, a shared register of each comes
-        first) and its read address from three replica registers (the first loaded with the
-        reader's next address: the read is two cycles after the reader's), so one can sit by
-        the reader, one between and one by the chunk (two put one 15 ns of route from its
-        LUT RAM: conv 4 of CNV builds cnv9f and cnv9i). One address net to a 1,024-bit buffer reached 256 LUT
-        RAM blocks spread over the die (20.1 ns of route, the critical path of ECP5 SFC build
-        7); a replica reaches one chunk's 16. The data is delayed as long in shared
-        registers: each bit goes only to its own column of the m images' chunks."""
+        replica registers of its own (:attr:`buffer_write_lag` cycles later: with two, a
+        shared register of each comes first) and its read address from three replica
+        registers (the first loaded with the reader's next address: the read is two cycles
+        after the reader's), so one can sit by the reader, one between and one by the chunk
+        (with two, placements put one 15 ns of route from its LUT RAM: conv 4 of CNV builds
+        cnv9f and cnv9i). One address net to a 1,024-bit buffer reached 256 LUT RAM blocks
+        spread over the die (20.1 ns of route, the critical path of ECP5 SFC build 7); a
+        replica reaches one chunk's 16. The data is delayed as long in shared registers: each
+        bit goes only to its own column of the m images' chunks."""
         s, M = self.shape, self.mmv
         width, depth = s.in_beat_bits, len(rd_addr)
         if not self.buffer_write_lag:
@@ -1196,7 +1199,8 @@ class MatrixVectorUnit(wiring.Component):
         memory's (chunk's) own, ``name_early`` then ``name``, so the placer can put one by the
         reader and one by the block RAMs (one register was placed by the reader, 12.4 ns of
         route from the input buffer's LUT RAM it addressed: ECP5 SFC build 14). The input
-        buffer's chunks take two likewise, so the words stay aligned. ``last=False``: the
+        buffer's chunks take three (:meth:`_input_buffer`) and the input word one register
+        fewer after its read, so the words stay aligned. ``last=False``: the
         first register only (a banked chunk gives each bank a second of its own)."""
         if not self.ram_reg:
             return addr
