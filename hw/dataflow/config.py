@@ -425,12 +425,14 @@ class DataflowConfig:
 
     def input_slice(self, engine):
         """Whether a skid register slice sits in front of a conv engine's window unit: with
-        ``ram_reg`` the block before it (a converter's output register, the gate) then loads
-        on a ``ready`` from a flip-flop, not on the window unit's ring state through its
-        ``ready`` logic in the same cycle (CNV build cnv9o: conv 4's window into the
-        converter before it, the enable of its 66 output flip-flops, 2.3 ns late at 100 MHz).
-        One cycle of latency."""
-        return bool(self.ram_reg) and engine.is_conv
+        ``ram_reg`` the converter before it then loads its output register on a ``ready``
+        from a flip-flop, not on the window unit's ring state through its ``ready`` logic in
+        the same cycle (CNV build cnv9o: conv 4's window into the converter before it, the
+        enable of its 66 output flip-flops, 2.3 ns late at 100 MHz). One cycle of latency.
+        Not the first engine: its input comes through the core's splitting converter, whose
+        multiplexer into the slice's entries was 2.3 ns late (cnv9q), and its window unit
+        had taken it in time (cnv9o)."""
+        return bool(self.ram_reg) and engine.is_conv and engine is not self.engines[0]
 
     def pool_slice(self, engine):
         """Whether a skid register slice sits between a pooled conv engine's matrix-vector

@@ -252,7 +252,11 @@ class SlidingWindowUnit(wiring.Component):
         def address(ky, col, base):
             return Mux(ky == 0, base[0], Mux(ky == 1, base[1], base[2])) + col - B
 
-        data, pad_q = Signal.like(self.o.payload, name="data"), Signal()
+        # reset-less: o.valid says when it is real, and with ram_reg the ECP5 flow moves only
+        # flip-flops without a reset into the block RAM's output register (CNV build cnv9q:
+        # with one, every ring read left its block RAM 5.6 ns after the clock, 2.0 ns late)
+        data = Signal.like(self.o.payload, name="data", reset_less=True)
+        pad_q = Signal()
         m.d.comb += self.o.payload.eq(Mux(pad_q, 0, data))
         if self.ram_reg:
             # the block RAM's read register, then a plain one on the same enable (OUTREG)
