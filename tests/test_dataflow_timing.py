@@ -124,12 +124,17 @@ def test_leaf_reg_round_trips_and_takes_a_cycle_off_every_output_first_engine():
         DataflowConfig.parse(text + ",leaf_reg=2")
 
 
+def _submodules(elaboratable):
+    """An elaboratable's (or fragment's) direct submodules, by the name they were added under."""
+    from amaranth.hdl import Fragment
+    return {name: fragment for fragment, name, _ in Fragment.get(elaboratable, None).subfragments}
+
+
 def test_conv_engines_slices_before_their_pool_and_their_window_unit_with_ram_reg():
     """In the hardware and the model alike: the pooled conv engine of one pixel per weight
     read (its unit's output FIFO) gets a skid slice before its pool, the pooled one of four
     pixels (its reorder buffer's own slices) and the unpooled one do not; every conv engine
     but the first gets one in front of its window unit; without ram_reg none."""
-    from amaranth.hdl import Fragment
     from xnorflow.hw.dataflow.pipeline import Pipeline
     for pixels, text in ((1, "df:4x4x2u4>8p:18x2,2x2x8>16:8x2m4,64>10r:16x5"),
                          (4, "df:4x4x2u4>8p:2x1m4,2x2x8>16:8x2m4,64>10r:16x5")):
@@ -141,7 +146,7 @@ def test_conv_engines_slices_before_their_pool_and_their_window_unit_with_ram_re
             assert [config.input_slice(e) for e in config.engines] == [False, bool(ram_reg), False]
             pipeline = Pipeline(config)
             for e, conv in enumerate(pipeline.engines[:2]):
-                names = {name for _, name, _ in Fragment.get(conv, None).subfragments}
+                names = set(_submodules(conv))
                 assert ("pool_slice" in names) == want[e]
                 assert ("input_slice" in names) == (bool(ram_reg) and e == 1)
 
@@ -149,7 +154,6 @@ def test_conv_engines_slices_before_their_pool_and_their_window_unit_with_ram_re
 def test_a_register_slice_follows_each_dense_mmv_engine_on_ram_reg_builds_only():
     """The reorder buffer's block-RAM read has no output register: with ``ram_reg`` a slice
     takes its beats (one cycle later), in the hardware and in the model alike."""
-    from amaranth.hdl import Fragment
     from xnorflow.hw.dataflow.pipeline import Pipeline
     text = "df:64u4>256:16x4,256>256:16x8m2,256>10r:16x2m2;in_images=6,out_images=6"
     for ram_reg in (0, 1):
@@ -159,7 +163,6 @@ def test_a_register_slice_follows_each_dense_mmv_engine_on_ram_reg_builds_only()
         assert [getattr(e, "output_slice", False) for e in pipeline.engines] == \
             [False] + [bool(ram_reg)] * 2
         for e in (1, 2):
-            fragment = Fragment.get(pipeline.engines[e], None)
-            reorder = {name: f for f, name, _ in fragment.subfragments}["reorder"]
-            names = {name for _, name, _ in reorder.subfragments}
+            reorder = _submodules(pipeline.engines[e])["reorder"]
+            names = set(_submodules(reorder))
             assert ("out_slice" in names) == bool(ram_reg)

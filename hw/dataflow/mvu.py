@@ -895,13 +895,18 @@ class MatrixVectorUnit(wiring.Component):
                              stage.data.eq(wr.data)]
         return self._wr_stage
 
+    def _new_write_state(self):
+        """Forget the write path's shared registers: each elaboration makes its own, on first
+        use, and PartialSumMVU's elaborate shares them."""
+        self._wr_stage = None          # made by the first memory that needs it (_write_stage)
+        self._wr_addr_early = {}       # per PE or chunk, made likewise (_pe_write_address)
+        self._wr_data_group = {}       # per group of PEs, likewise (_group_write_data)
+
     def elaborate(self, platform):
         m = Module()
         s = self.shape
         M, width = self.mmv, s.in_beat_bits
-        self._wr_stage = None          # made by the first memory that needs it (_write_stage)
-        self._wr_addr_early = {}       # per PE, made likewise (_pe_write_address)
-        self._wr_data_group = {}       # per group of PEs, likewise (_group_write_data)
+        self._new_write_state()
         release = Signal()             # an output entry came free: the reader's credit
         control = self._control(m, release)
         # With ram_reg a weight memory reads at two read-address registers of its own and its

@@ -150,7 +150,7 @@ class PartialSumMVU(MatrixVectorUnit):
         m = Module()
         s = self.shape
         S, k, SF, NF, P = s.simd, s.input_bits, s.synapse_folds, s.neuron_folds, s.pe
-        self._wr_stage, self._wr_addr_early, self._wr_data_group = None, {}, {}
+        self._new_write_state()
         depth = self.fifo_depth
 
         # ---- reader: a pass per input beat, a fold per cycle -----------------------------
