@@ -142,7 +142,7 @@ from xnorflow.hw.core.pipeline import delay, replica
 
 from . import timing
 from .block_fifo import chunk_widths
-from .counters import counter, wrapped_next
+from .counters import counter, counter_at, wrapped_next
 from ..register_slice import RegisterSlice
 from ..registered_read import registered_read
 from .shape import MvuShape
@@ -990,10 +990,14 @@ class MatrixVectorUnit(wiring.Component):
         w_addr = counter(NF * SF)             # nf·SF + sf, the weight word of every PE
         inflight = Signal(range(self.fifo_depth + 1))  # entries taken by folds, not yet free
 
-        wr_last = wr_sf == SF - 1
-        word_last = wr_word == W - 1
-        group_in = wr_last & (wr_image == M - 1) & word_last
         accept = self.i.valid & self.i.ready
+        # The counters' compares come from flags (counter_at): ready's logic below is then
+        # a few LUTs deep (seven, 1.8 ns late at 100 MHz in CNV build cnv9q's fc 7).
+        word_last = counter_at(m, wr_word, W, accept, W - 1, "word_last") if W > 1 else 1
+        wr_last = counter_at(m, wr_sf, SF, accept & word_last, SF - 1, "wr_last")
+        image_last = (counter_at(m, wr_image, M, accept & word_last & wr_last, M - 1,
+                                 "image_last") if M > 1 else 1)
+        group_in = wr_last & image_last & word_last
         # Padding elements of the last beat are cleared, so they always agree with the
         # (zero) padding weights, whatever the producer put there.
         keep = Cat(Const(-1, k) if j < s.last_beat_elements else (~wr_last).replicate(k)
@@ -1013,15 +1017,16 @@ class MatrixVectorUnit(wiring.Component):
                 m.d.sync += wr_half.eq(~wr_half)
 
         # ---- reader: one word per cycle; a fold starts only with a free output credit -----
-        fold_start = sf == 0
-        can_start = full.bit_select(rd_half, 1) & (inflight < self.fifo_depth)
         go = Signal()
+        fold_start = counter_at(m, sf, SF, go, 0, "fold_start")
+        fold_end = counter_at(m, sf, SF, go, SF - 1, "fold_end")
+        w_addr_last = counter_at(m, w_addr, NF * SF, go, NF * SF - 1, "w_addr_last")
+        can_start = full.bit_select(rd_half, 1) & (inflight < self.fifo_depth)
         m.d.comb += go.eq(Mux(fold_start, can_start, 1))
-        fold_end = sf == SF - 1
-        group_end = go & (w_addr == NF * SF - 1)
+        group_end = go & w_addr_last
         with m.If(go):
             m.d.sync += [sf.eq(Mux(fold_end, 0, sf + 1)),
-                         w_addr.eq(Mux(w_addr == NF * SF - 1, 0, w_addr + 1))]
+                         w_addr.eq(Mux(w_addr_last, 0, w_addr + 1))]
         with m.If(group_end):
             m.d.sync += rd_half.eq(~rd_half)
         # The writer completes half wr_half and the reader frees half rd_half, never the same
@@ -1034,7 +1039,8 @@ class MatrixVectorUnit(wiring.Component):
         # With the write's lag the half goes back to the writer a cycle before its last read
         # (inside a fold: surely next, timing.buffer_write_lag); its first word lands after.
         if self.buffer_write_lag:
-            free = go & (w_addr == NF * SF - 1 - self.buffer_write_lag)
+            free = go & counter_at(m, w_addr, NF * SF, go, NF * SF - 1 - self.buffer_write_lag,
+                                   "w_addr_free")
         else:
             free = group_end
         clr_full = Mux(free, Mux(rd_half, 0b10, 0b01), 0)
