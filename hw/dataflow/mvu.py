@@ -991,12 +991,15 @@ class MatrixVectorUnit(wiring.Component):
         inflight = Signal(range(self.fifo_depth + 1))  # entries taken by folds, not yet free
 
         accept = self.i.valid & self.i.ready
-        # The counters' compares come from flags (counter_at): ready's logic below is then
-        # a few LUTs deep (seven, 1.8 ns late at 100 MHz in CNV build cnv9q's fc 7).
-        word_last = counter_at(m, wr_word, W, accept, W - 1, "word_last") if W > 1 else 1
-        wr_last = counter_at(m, wr_sf, SF, accept & word_last, SF - 1, "wr_last")
-        image_last = (counter_at(m, wr_image, M, accept & word_last & wr_last, M - 1,
-                                 "image_last") if M > 1 else 1)
+        # With ram_reg the counters' compares come from flags (counter_at): ready's logic
+        # below is then a few LUTs deep (seven, 1.8 ns late at 100 MHz in CNV build cnv9q's
+        # fc 7).
+        def at(value, n, advance, position, name):
+            return counter_at(m, value, n, advance, position, name, registered=self.ram_reg)
+        word_last = at(wr_word, W, accept, W - 1, "word_last") if W > 1 else 1
+        wr_last = at(wr_sf, SF, accept & word_last, SF - 1, "wr_last")
+        image_last = at(wr_image, M, accept & word_last & wr_last, M - 1,
+                        "image_last") if M > 1 else 1
         group_in = wr_last & image_last & word_last
         # Padding elements of the last beat are cleared, so they always agree with the
         # (zero) padding weights, whatever the producer put there.
@@ -1018,9 +1021,9 @@ class MatrixVectorUnit(wiring.Component):
 
         # ---- reader: one word per cycle; a fold starts only with a free output credit -----
         go = Signal()
-        fold_start = counter_at(m, sf, SF, go, 0, "fold_start")
-        fold_end = counter_at(m, sf, SF, go, SF - 1, "fold_end")
-        w_addr_last = counter_at(m, w_addr, NF * SF, go, NF * SF - 1, "w_addr_last")
+        fold_start = at(sf, SF, go, 0, "fold_start")
+        fold_end = at(sf, SF, go, SF - 1, "fold_end")
+        w_addr_last = at(w_addr, NF * SF, go, NF * SF - 1, "w_addr_last")
         can_start = full.bit_select(rd_half, 1) & (inflight < self.fifo_depth)
         m.d.comb += go.eq(Mux(fold_start, can_start, 1))
         group_end = go & w_addr_last
@@ -1039,8 +1042,8 @@ class MatrixVectorUnit(wiring.Component):
         # With the write's lag the half goes back to the writer a cycle before its last read
         # (inside a fold: surely next, timing.buffer_write_lag); its first word lands after.
         if self.buffer_write_lag:
-            free = go & counter_at(m, w_addr, NF * SF, go, NF * SF - 1 - self.buffer_write_lag,
-                                   "w_addr_free")
+            free = go & at(w_addr, NF * SF, go, NF * SF - 1 - self.buffer_write_lag,
+                           "w_addr_free")
         else:
             free = group_end
         clr_full = Mux(free, Mux(rd_half, 0b10, 0b01), 0)
