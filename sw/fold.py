@@ -97,30 +97,31 @@ FAMILY_OPTIONS = {
 LUT_BUDGET = {"ice40": 0.99, "ecp5": 0.75}
 
 
-def _conv_memories(e, fold):
+def _conv_memories(e, fold, ram_reg):
     """A conv engine's memories besides its matrix-vector unit's: the window unit's ring of
-    line buffers and the pool's row of partial results (hw/dataflow/window.py, pool.py)."""
+    line buffers (block RAM with ``ram_reg``) and the pool's row of partial results
+    (hw/dataflow/window.py, pool.py)."""
     h, w, c = fold.image
     lanes = fold.in_lanes
     mems = [R.MemorySpec(f"e{e}.window", 1, lanes * fold.input_bits,
-                         max(2, default_rows(h) * w * c // lanes))]
+                         max(2, default_rows(h) * w * c // lanes), block=bool(ram_reg))]
     if fold.pool:
         mems.append(R.MemorySpec(f"e{e}.pool", 1, fold.pe,
                                  max(2, (w // 2) * fold.n_out // fold.pe)))
     return mems
 
 
-def _engine_memories(e, fold, stage):
+def _engine_memories(e, fold, stage, ram_reg):
     """The memories of engine ``e`` (its weights, channel constants and input buffer; a conv
     engine's line buffers and pool row) as Yosys sees them; ``stage`` is its output stage
-    (serial: one channel memory addressed {p, nf})."""
+    (serial: one channel memory addressed {p, nf}), ``ram_reg`` the build's option."""
     s = fold.shape
     if fold.order == "input":
         return _psum_engine_memories(e, fold)
     mems = [R.MemorySpec(f"e{e}.weights", s.pe, s.simd, s.weight_depth,
                          huge=fold.weights == "spram")]
     if fold.is_conv:
-        mems += _conv_memories(e, fold)
+        mems += _conv_memories(e, fold, ram_reg)
     if s.has_channel_memory:
         nf_bits = (s.neuron_folds - 1).bit_length()
         if stage == "serial":
@@ -183,7 +184,7 @@ def _memories(config, max_payload=256):
     """Every memory of a dataflow board top (name, count, width, depth) as Yosys sees it."""
     mems = []
     for e, fold in enumerate(config.engines):
-        mems += _engine_memories(e, fold, config.output_stage(fold))
+        mems += _engine_memories(e, fold, config.output_stage(fold), config.ram_reg)
     return mems + _shared_memories(config, max_payload)
 
 
@@ -373,8 +374,8 @@ def _candidates(device, layer, options, conv_mmv=CONV_MMV_CHOICES):
     RAM, and on an UltraPlus in SPRAM where they fit its four 16-bit blocks), with its cost."""
     n_in, n_out = layer["n_in"], layer["n_out"]
     family = device.family
-    images = [options.get(f, DataflowConfig.__dataclass_fields__[f].default)
-              for f in ("in_images", "out_images")]
+    *images, ram_reg = [options.get(f, DataflowConfig.__dataclass_fields__[f].default)
+                        for f in ("in_images", "out_images", "ram_reg")]
     conv = layer["image"] is not None
     mmvs = conv_mmv if conv else MMV_CHOICES
     found = []
@@ -394,7 +395,8 @@ def _candidates(device, layer, options, conv_mmv=CONV_MMV_CHOICES):
                 s = fold.shape
                 stage = ("serial" if options.get("serial") and mmv * s.pe <= s.synapse_folds
                          else "parallel")
-                _, count, memory_lut4 = _map_all(family, _engine_memories(0, fold, stage))
+                mems = _engine_memories(0, fold, stage, ram_reg)
+                _, count, memory_lut4 = _map_all(family, mems)
                 found.append(_Candidate(fold, engine_lut4(family, fold) + memory_lut4,
                                         count["bram"], count["spram"]))
     return found

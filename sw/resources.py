@@ -128,7 +128,8 @@ class Estimate:
 class MemorySpec:
     """A memory of the board top: ``count`` of ``width`` × ``depth`` with one read and one
     write port; ``granularity`` bits per write enable (None: the whole word); ``huge``: marked
-    ``ram_style = "huge"`` (SPRAM on the iCE40 UltraPlus)."""
+    ``ram_style = "huge"`` (SPRAM on the iCE40 UltraPlus); ``block``: marked
+    ``ram_style = "block"`` (block RAM however small)."""
 
     name: str
     count: int
@@ -136,6 +137,7 @@ class MemorySpec:
     depth: int
     granularity: int = None
     huge: bool = False
+    block: bool = False
 
 
 def array_memories(config, max_payload=None):
@@ -212,10 +214,10 @@ def map_memory(family, mem):
     if mem.huge and family == "ice40":
         # ram_style = "huge" forces SPRAM (synth_ice40 -spram); the single port is shared.
         return "spram", _map_on(_SPRAM, mem)[0]
-    options = [("logic", (0, _LOGIC_COST_PER_BIT * mem.width * mem.depth))]
+    options = [] if mem.block else [("logic", (0, _LOGIC_COST_PER_BIT * mem.width * mem.depth))]
     for block in (_ice40_blocks() if family == "ice40" else _ecp5_blocks()):
         mapped = _map_on(block, mem)
-        if mapped is not None:
+        if mapped is not None and (block.kind == "bram" or not mem.block):
             options.append((block.kind, mapped))
     kind, (blocks, _) = min(options, key=lambda o: o[1][1])
     return kind, blocks

@@ -121,7 +121,8 @@ class SlidingWindowUnit(wiring.Component):
 
     Memory
     ------
-    One ring of ``rows·W·C/S`` words of ``S·lane_bits`` bits (block RAM), one write port
+    One ring of ``rows·W·C/S`` words of ``S·lane_bits`` bits (block RAM; with ``ram_reg``
+    marked ``ram_style = "block"``, so also when small), one write port
     and one registered read: input row ``r`` of the stream (counted over images) lives in
     slot ``r mod rows``. The read is an asynchronous port plus a register
     (hw/registered_read.py: Yosys then merges the register into the block RAM and honours
@@ -184,9 +185,12 @@ class SlidingWindowUnit(wiring.Component):
         depth = R * WB
         # At least two words: a one-word memory has a zero-width address, which the Verilog
         # writer emits as an illegal [-1:0] range (a 1×1 image with C = S).
+        # With ram_reg the ring is block RAM however small, so its read register can be the
+        # block RAM's (conv 1's 448-bit ring in LUT RAM: the read multiplexer of its seven
+        # LUT RAMs 0.9 ns late at 95 MHz, CNV build cnv9r)
+        attrs = {"no_rw_check": 1, **({"ram_style": "block"} if self.ram_reg else {})}
         m.submodules.ring = ring = Memory(shape=self.lanes * self.lane_bits,
-                                          depth=max(depth, 2), init=[],
-                                          attrs={"no_rw_check": 1})
+                                          depth=max(depth, 2), init=[], attrs=attrs)
         wr, rd = ring.write_port(), ring.read_port(domain="comb")
 
         # rows written but not yet claimed by an output row / ring slots free for writing
