@@ -39,6 +39,21 @@ def test_the_model_counts_input_first_engines_as_placed(fold, cells):
     assert est.luts <= 5280
 
 
+
+def test_a_conv_ring_is_block_ram_with_ram_reg_in_the_model_and_the_gateware():
+    """With ``ram_reg`` (ECP5) a window unit's ring is marked ``ram_style = "block"``, so its
+    read register can be the block RAM's however small the ring; the resource model counts
+    it so. Without, a tiny ring stays where Yosys' cost puts it (LUT RAM on ECP5)."""
+    from xnorflow.hw.dataflow.pipeline import Pipeline
+    text = "df:4x4x2u4>8p:18x2,2x2x8>16:8x2m4,64>10r:16x5"
+    for ram_reg in (0, 1):
+        config = DataflowConfig.parse(f"{text};ram_reg={ram_reg}")
+        uses, _, _ = F._map_all("ecp5", F._memories(config))
+        ring = next(u for u in uses if u.name == "e0.window")
+        assert ring.kind == ("bram" if ram_reg else "lutram")
+        ring = Pipeline(config).engines[0].window.elaborate(None).submodules.ring
+        assert (ring.attrs.get("ram_style") == "block") == bool(ram_reg)
+
 def test_an_input_first_engine_that_cannot_hold_its_beat_is_counted_with_its_output_buffer():
     """With one neuron fold an input-first engine keeps its output beat in its sums'
     registers only where the config says the interval has room (``holds_output``). Layer 3
