@@ -90,7 +90,8 @@ class ConvEngine(wiring.Component):
         k, lanes = fold.input_bits, fold.in_lanes
         self.window = SlidingWindowUnit(h, w, c, lane_bits=k, lanes=lanes,
                                         ram_reg=mvu_options.get("ram_reg", True))
-        self.gather = WidthConverter(k, lanes, fold.simd, fold.n_in)
+        self.gather = WidthConverter(k, lanes, fold.simd, fold.n_in,
+                                     eager=mvu_options.get("ram_reg", True))
         self.mvu = MatrixVectorUnit(fold.n_in, fold.n_out, fold.simd, fold.pe, k, "threshold",
                                     input_kind=fold.input_kind, flags=fold.pool,
                                     mmv=fold.mmv, output_slice=output_slice, **mvu_options)

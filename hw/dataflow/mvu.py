@@ -272,7 +272,9 @@ WEIGHT_CHUNK_BRAMS = 4
 
 #: PEs whose memories share one write-data register after the engine's write stage with
 #: ``ram_reg`` (:meth:`MatrixVectorUnit._group_write_data`): conv 2 of the CNV (16 PEs) then
-#: has four, each bit of the stage reaching four registers and each of those four PEs'.
+#: has four, each bit of the stage reaching four registers and each of those four PEs'. Their
+#: (unbanked) weight memories share a first read-address register likewise
+#: (:meth:`MatrixVectorUnit._group_read_address`).
 WRITE_GROUP_PES = 4
 
 #: Most words of one weight-memory bank with ``ram_reg``: a 2,048 × 9 block RAM's depth. A
@@ -895,18 +897,19 @@ class MatrixVectorUnit(wiring.Component):
                              stage.data.eq(wr.data)]
         return self._wr_stage
 
-    def _new_write_state(self):
-        """Forget the write path's shared registers: each elaboration makes its own, on first
-        use, and PartialSumMVU's elaborate shares them."""
+    def _new_shared_registers(self):
+        """Forget the registers memories share: each elaboration makes its own, on first use
+        (PartialSumMVU's elaborate calls this too)."""
         self._wr_stage = None          # made by the first memory that needs it (_write_stage)
         self._wr_addr_early = {}       # per PE or chunk, made likewise (_pe_write_address)
         self._wr_data_group = {}       # per group of PEs, likewise (_group_write_data)
+        self._rd_addr_group = {}       # per group of PEs, likewise (_group_read_address)
 
     def elaborate(self, platform):
         m = Module()
         s = self.shape
         M, width = self.mmv, s.in_beat_bits
-        self._new_write_state()
+        self._new_shared_registers()
         release = Signal()             # an output entry came free: the reader's credit
         control = self._control(m, release)
         # With ram_reg a weight memory reads at two read-address registers of its own and its
@@ -1168,7 +1171,8 @@ class MatrixVectorUnit(wiring.Component):
                 early = self._read_address(m, w_addr, f"w{p}{suffix}_addr", last=False)
                 words.append(self._banked_chunk(m, p, name, bits, lo, early))
             else:
-                addr = self._read_address(m, w_addr, f"w{p}{suffix}_addr")
+                addr = self._read_address(m, w_addr, f"w{p}{suffix}_addr",
+                                          early=self._group_read_address(m, w_addr, p))
                 m.submodules[name] = mem = self._memory("weights", bits, s.weight_depth)
                 rd, wr = mem.read_port(domain="comb"), mem.write_port()
                 self._write(m, wr, s.weight_select(p), name, p, lo)
@@ -1212,18 +1216,35 @@ class MatrixVectorUnit(wiring.Component):
             word = Mux(select == b, nears[b], word)
         return word
 
-    def _read_address(self, m, addr, name, last=True):
+    def _read_address(self, m, addr, name, last=True, early=None):
         """A weight memory's read address: with ``ram_reg`` two replica registers of the
         memory's (chunk's) own, ``name_early`` then ``name``, so the placer can put one by the
         reader and one by the block RAMs (one register was placed by the reader, 12.4 ns of
         route from the input buffer's LUT RAM it addressed: ECP5 SFC build 14). The input
         buffer's chunks take three (:meth:`_input_buffer`) and the input word one register
         fewer after its read, so the words stay aligned. ``last=False``: the
-        first register only (a banked chunk gives each bank a second of its own)."""
+        first register only (a banked chunk gives each bank a second of its own).
+        ``early``: a shared first register in place of the memory's own
+        (:meth:`_group_read_address`)."""
         if not self.ram_reg:
             return addr
-        early = self._edge(m, addr, replica(f"{name}_early"))
+        if early is None:
+            early = self._edge(m, addr, replica(f"{name}_early"))
         return self._edge(m, early, replica(name)) if last else early
+
+    def _group_read_address(self, m, addr, pe):
+        """The first read-address register of PE ``pe``'s group of :data:`WRITE_GROUP_PES`
+        PEs, shared by their memories (without ``ram_reg`` none: None): the reader's address
+        counter then reaches a few group registers, and each of those its group's memories'
+        second registers, instead of a first register per memory across the engine (ECP5 CNV
+        build cnv9t: bit 0 of conv 2's counter to its 16 PEs' LUT-RAM chunks, 2.3 ns late at
+        95 MHz). The same cycle as a register per memory."""
+        if not self.ram_reg:
+            return None
+        group = pe // WRITE_GROUP_PES
+        if group not in self._rd_addr_group:
+            self._rd_addr_group[group] = self._edge(m, addr, replica(f"group{group}_rd_addr"))
+        return self._rd_addr_group[group]
 
     def _channel_word(self, m, mem, addr, name):
         """A channel memory's word at ``addr``, ready ``1 + ram_reg`` cycles later."""

@@ -110,7 +110,7 @@ class Pipeline(wiring.Component):
         # a conv engine's output has no padding inside an image (P divides M), so every
         # stream regroups over the image's whole map
         self.converters = [
-            WidthConverter(1, a.pe, b.in_lanes, a.out_features)
+            WidthConverter(1, a.pe, b.in_lanes, a.out_features, eager=self.config.ram_reg)
             for a, b in zip(self.config.engines, self.config.engines[1:])]
         first = self.config.engines[0]
         super().__init__({

@@ -150,7 +150,7 @@ class PartialSumMVU(MatrixVectorUnit):
         m = Module()
         s = self.shape
         S, k, SF, NF, P = s.simd, s.input_bits, s.synapse_folds, s.neuron_folds, s.pe
-        self._new_write_state()
+        self._new_shared_registers()
         depth = self.fifo_depth
 
         # ---- reader: a pass per input beat, a fold per cycle -----------------------------

@@ -1,5 +1,6 @@
 """WidthConverter: lanes regrouped per image (padding never shifts the next image), stream
-rules under random gaps and stalls, and its latency (hw/dataflow/timing.py)."""
+rules under random gaps and stalls, and its latency (hw/dataflow/timing.py); the same with
+``eager`` slot loads."""
 import numpy as np
 import pytest
 
@@ -50,10 +51,11 @@ def run(dut, images, rng, gap, stall):
     (1, 3, 12, 13),     # gather by a non-power of two
     (1, 1, 5, 5),       # one lane at a time, exact
 ])
-def test_converter_regroups_lanes_per_image(lane_bits, in_lanes, out_lanes, image_lanes):
+@pytest.mark.parametrize("eager", [False, True])
+def test_converter_regroups_lanes_per_image(lane_bits, in_lanes, out_lanes, image_lanes, eager):
     rng = np.random.default_rng(in_lanes * 100 + out_lanes)
     images = [rng.integers(0, 1 << lane_bits, size=image_lanes).tolist() for _ in range(4)]
-    dut = WidthConverter(lane_bits, in_lanes, out_lanes, image_lanes)
+    dut = WidthConverter(lane_bits, in_lanes, out_lanes, image_lanes, eager=eager)
     _, mon_o = run(dut, images, rng, gap=0.3, stall=0.3)
     outs = mon_o.payloads()
     assert len(outs) == len(images) * dut.out_beats
@@ -62,12 +64,13 @@ def test_converter_regroups_lanes_per_image(lane_bits, in_lanes, out_lanes, imag
         assert got[:image_lanes] == img
 
 
+@pytest.mark.parametrize("eager", [False, True])
 @pytest.mark.parametrize("in_lanes, out_lanes", [(4, 16), (16, 4), (8, 8)])
-def test_converter_latency_equals_the_model(in_lanes, out_lanes):
+def test_converter_latency_equals_the_model(in_lanes, out_lanes, eager):
     rng = np.random.default_rng(0)
     image_lanes = 64
     images = [rng.integers(0, 2, size=image_lanes).tolist() for _ in range(2)]
-    dut = WidthConverter(1, in_lanes, out_lanes, image_lanes)
+    dut = WidthConverter(1, in_lanes, out_lanes, image_lanes, eager=eager)
     mon_i, mon_o = run(dut, images, rng, gap=0.0, stall=0.0)
     lat = converter_latency(in_lanes, out_lanes)
     if out_lanes >= in_lanes:

@@ -769,8 +769,11 @@ def test_mvu_split_weight_memory_matches_golden(monkeypatch):
         for c in range(2):   # each chunk's own registers, kept apart by the synthesis script
             for name in (f"w0_{c}_addr", f"weights0_{c}_wr_en", f"weights0_{c}_wr_addr"):
                 assert f"\\{name}{REPLICA_MARK}" in text, name
-            # one write-data register per group of PEs, between the stage and the memories'
+            # one write-data register per group of PEs, between the stage and the memories',
+            # and one first read-address register (the chunks' own come second)
             assert f"\\group0_wr_data{REPLICA_MARK}" in text
+            assert f"\\group0_rd_addr{REPLICA_MARK}" in text
+            assert f"\\w0_{c}_addr_early{REPLICA_MARK}" not in text
         # the whole word's register by the PE, after the chunks' read registers
         assert re.search(r"wire width \d+ \\w0\n", text)
 
