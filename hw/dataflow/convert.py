@@ -39,7 +39,7 @@ class WidthConverter(wiring.Component):
         never the producer's ``valid``: the slot keeps the value it had at the take, since it
         is next no more after it. The same cycles. For ECP5 builds (``ram_reg``): the CE of
         the converter in front of the CNV's fc 6 (49 slots) was 0.1-0.9 ns late at 95 MHz
-        (CNV builds cnv9s, cnv9u); iCE40 builds keep the netlist their seeds were chosen on.
+        (CNV builds cnv9s, cnv9u); iCE40 builds keep their logic (a 98 %-full device).
 
     Ports
     -----

@@ -1029,7 +1029,7 @@ class MatrixVectorUnit(wiring.Component):
         w_addr_last = at(w_addr, NF * SF, go, NF * SF - 1, "w_addr_last")
         # inflight never exceeds the depth: with ram_reg != (LUTs) instead of < (a carry
         # chain that started the engine's busy flag's path: cnv9r, conv 3's busy count
-        # 0.9 ns late at 95 MHz); iCE40 builds keep the netlist their seeds were chosen on
+        # 0.9 ns late at 95 MHz); iCE40 builds keep their logic (a 98 %-full device)
         credit = (inflight != self.fifo_depth) if self.ram_reg else (inflight < self.fifo_depth)
         can_start = full.bit_select(rd_half, 1) & credit
         m.d.comb += go.eq(Mux(fold_start, can_start, 1))
