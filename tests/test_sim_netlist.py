@@ -237,4 +237,5 @@ def test_dataflow_cnn_on_the_ecp5_netlist_with_block_ram_output_registers_is_bit
     assert result["images"] == 360 and result["mismatches"] == 0
     assert result["predicted_cycles_match"] is True
     netlist = (build_dir(synthesis_spec(target.spec())) / "netlist.v").read_text()
-    assert netlist.count('.REGMODE_B("OUTREG")') == 3      # conv 2's two PEs', fc 3's weights
+    # the window rings' read registers (conv 1's and conv 2's), conv 2's two PEs', fc 3's weights
+    assert netlist.count('.REGMODE_B("OUTREG")') == 5
