@@ -43,6 +43,10 @@ FOLDS = {
     # a dense engine after the conv stack (64·12 cycles); a 1-bit unsigned first layer
     "dense after conv, 1-bit input": ((4, 4, 1), 1, [4], [12, 5], [(9, 4), (1, 1), (4, 5)], {},
                                       64 * 12),
+    # the ECP5 options (ram_reg): conv0's 1-channel beats gathered into the dense engine's
+    # S = 16 in two steps (2 · 8 slots, WidthConverter most_slots: a cycle each)
+    "gather in steps into a dense engine": ((4, 4, 1), 2, [4], [5], [(9, 1), (16, 5)], {},
+                                            16 * 9),
     # an odd 5×5 map pooled (the last row and column dropped) into a 2×2 conv
     "odd image pooled": ((5, 5, 2), 2, [4, "pool", 4], [5], [(6, 2), (4, 2), (16, 5)], {},
                          25 * 9),

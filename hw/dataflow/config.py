@@ -38,6 +38,10 @@ KERNEL_TAPS = 9
 #: Input-FIFO word widths (bits) a config may ask for (the host writes a word byte by byte).
 IN_WORDS = (8, 16, 32, 64, 128, 256, 512, 1024)
 
+#: Most input beats a converter between two engines of an ECP5 (``ram_reg``) build gathers
+#: into one register (:attr:`DataflowConfig.gather_slots`).
+GATHER_SLOTS = 8
+
 #: Weight memory kinds: (text suffix, Yosys ram_style).
 _WEIGHT_RAMS = {"block": ("", None), "spram": ("s", "huge"), "lutram": ("l", "distributed")}
 
@@ -449,6 +453,15 @@ class DataflowConfig:
         waits on the next engine's window unit through the converter and the pool in one
         cycle (CNV build cnv10n: conv 1's, 2.4 ns late at 100 MHz). One cycle of latency."""
         return bool(self.ram_reg) and engine.is_conv
+
+    @property
+    def gather_slots(self):
+        """Most beats a converter between two engines gathers into one register
+        (:class:`~xnorflow.hw.dataflow.convert.WidthConverter` ``most_slots``), or None for
+        any number: with ``ram_reg`` 8, so a wider regrouping takes steps and a beat fans out
+        to at most 8 slots (CNV builds cnv9w, cnv9x: the 49 slots in front of fc 6, 1.2-2.3 ns
+        late at 95 MHz). A cycle of latency per step more."""
+        return GATHER_SLOTS if self.ram_reg else None
 
     def holds_output(self, engine):
         """Whether an input-first engine with one neuron fold keeps its output beat in its

@@ -9,11 +9,28 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["WidthConverter"]
+__all__ = ["WidthConverter", "gather_steps"]
 
 
 def _ceil_div(a, b):
     return -(-a // b)
+
+
+def gather_steps(in_lanes, out_lanes, most_slots=None):
+    """The lanes per beat after each step of a gathering converter that takes at most
+    ``most_slots`` beats per output beat, from ``in_lanes`` to ``out_lanes``: ``[in_lanes,
+    …, out_lanes]``. One step (``[in_lanes, out_lanes]``) when it gathers no more than
+    ``most_slots`` beats, splits or passes beats, when ``most_slots`` is None, or when the
+    ratio has no divisor in ``2 … most_slots`` (a prime ratio past ``most_slots``). Else the
+    last step gathers the largest divisor of the ratio up to ``most_slots`` and the steps
+    before it the rest, the same way (49 → 7·7, 32 → 4·8, 128 → 2·8·8)."""
+    ratio = out_lanes // in_lanes
+    if most_slots is None or out_lanes <= in_lanes or ratio <= most_slots:
+        return [in_lanes, out_lanes]
+    last = max(d for d in range(1, most_slots + 1) if ratio % d == 0)
+    if last == 1:
+        return [in_lanes, out_lanes]
+    return gather_steps(in_lanes, out_lanes // last, most_slots) + [out_lanes]
 
 
 class WidthConverter(wiring.Component):
@@ -40,6 +57,15 @@ class WidthConverter(wiring.Component):
         is next no more after it. The same cycles. For ECP5 builds (``ram_reg``): the CE of
         the converter in front of the CNV's fc 6 (49 slots) was 0.1-0.9 ns late at 95 MHz
         (CNV builds cnv9s, cnv9u); iCE40 builds keep their logic (a 98 %-full device).
+    most_slots : int or None
+        Gathering only: take at most this many beats into one register; a larger ratio is
+        gathered in steps (:func:`gather_steps`), each a converter of its own with a register
+        of its own, so a beat fans out to at most ``most_slots`` slots of the next register
+        and the wide register's slots load from flip-flops a step before them, not from the
+        producer across the die. For ECP5 links between engines: the 49 slots of the
+        converter in front of the CNV's fc 6 took conv 4's beat through its end slice's
+        multiplexer, 1.2-2.3 ns late at 95 MHz (CNV builds cnv9w, cnv9x). A cycle of latency
+        per step more (:func:`xnorflow.hw.dataflow.timing.converter_latency`).
 
     Ports
     -----
@@ -51,12 +77,14 @@ class WidthConverter(wiring.Component):
     ------
     Gathering (``out_lanes > in_lanes``): the output beat is a register, valid the cycle after
     the input beat that completes it; one input beat per cycle (``i.ready = ~o.valid | o.ready``).
+    In steps, a cycle per step and the same rate: each step is such a converter.
     Splitting (``out_lanes < in_lanes``): combinational, one output beat per cycle; the input
     beat is taken with its last output beat. Equal widths: wires.
     (:func:`xnorflow.hw.dataflow.timing.converter_latency`.)
     """
 
-    def __init__(self, lane_bits, in_lanes, out_lanes, image_lanes, eager=False):
+    def __init__(self, lane_bits, in_lanes, out_lanes, image_lanes, eager=False,
+                 most_slots=None):
         for name, v in (("lane_bits", lane_bits), ("in_lanes", in_lanes),
                         ("out_lanes", out_lanes), ("image_lanes", image_lanes)):
             if not isinstance(v, int) or v < 1:
@@ -66,6 +94,10 @@ class WidthConverter(wiring.Component):
                              f"lanes per beat: one must divide the other")
         self.lane_bits, self.in_lanes, self.out_lanes = lane_bits, in_lanes, out_lanes
         self.image_lanes, self.eager = image_lanes, bool(eager)
+        if most_slots is not None and (not isinstance(most_slots, int) or most_slots < 2):
+            raise ValueError(f"WidthConverter most_slots must be an integer of at least 2 or "
+                             f"None, got {most_slots!r}")
+        self.steps = gather_steps(in_lanes, out_lanes, most_slots)
         self.in_beats = _ceil_div(image_lanes, in_lanes)
         self.out_beats = _ceil_div(image_lanes, out_lanes)
         super().__init__({"i": In(stream.Signature(lane_bits * in_lanes)),
@@ -76,11 +108,24 @@ class WidthConverter(wiring.Component):
         if self.in_lanes == self.out_lanes:
             m.d.comb += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid),
                          self.i.ready.eq(self.o.ready)]
+        elif len(self.steps) > 2:
+            self._chain(m)
         elif self.out_lanes > self.in_lanes:
             self._gather(m)
         else:
             self._split(m)
         return m
+
+    def _chain(self, m):
+        """One single-step converter per step of ``self.steps``, in a row."""
+        stages = [WidthConverter(self.lane_bits, a, b, self.image_lanes, eager=self.eager)
+                  for a, b in zip(self.steps, self.steps[1:])]
+        for n, stage in enumerate(stages):
+            m.submodules[f"step{n}"] = stage
+        wiring.connect(m, wiring.flipped(self.i), stages[0].i)
+        for a, b in zip(stages, stages[1:]):
+            wiring.connect(m, a.o, b.i)
+        wiring.connect(m, stages[-1].o, wiring.flipped(self.o))
 
     def _gather(self, m):
         ratio = self.out_lanes // self.in_lanes

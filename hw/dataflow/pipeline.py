@@ -110,7 +110,8 @@ class Pipeline(wiring.Component):
         # a conv engine's output has no padding inside an image (P divides M), so every
         # stream regroups over the image's whole map
         self.converters = [
-            WidthConverter(1, a.pe, b.in_lanes, a.out_features, eager=self.config.ram_reg)
+            WidthConverter(1, a.pe, b.in_lanes, a.out_features, eager=self.config.ram_reg,
+                           most_slots=self.config.gather_slots)
             for a, b in zip(self.config.engines, self.config.engines[1:])]
         first = self.config.engines[0]
         super().__init__({

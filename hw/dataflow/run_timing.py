@@ -42,6 +42,7 @@ block in turn the bottleneck) compare every counter of the simulated core with t
 from fractions import Fraction
 
 from . import timing
+from .convert import gather_steps
 from .pool import PoolModel
 from .timing import (ConverterModel, MvuModel, PsumMvuModel, SinkModel, SkidSliceModel,
                      SourceModel, connect_chain)
@@ -51,15 +52,15 @@ __all__ = ["run_cycles", "completions", "steady_interval", "stream_completions",
            "CoreChain", "pipeline_latency", "hand_over", "first_beat_in"]
 
 
-def hand_over(producer, lanes):
+def hand_over(producer, lanes, most_slots=None):
     """Cycles from the producer engine's last output beat of an image to the last beat of it
     leaving a width converter that makes ``lanes``-lane beats (the next engine's S, or 1 into
-    the output FIFO), when nothing downstream waits: 0 through wires, 1 through a gathering
-    converter, and for a splitting one the time its one beat per cycle falls behind the
+    the output FIFO), when nothing downstream waits: 0 through wires, 1 per step of a
+    gathering converter (``most_slots``: the config's ``gather_slots``), and for a splitting one the time its one beat per cycle falls behind the
     producer's beats, which come ``SF`` cycles apart (beat ``i`` splits into ``n_i``).
     Dense engines without MMV (the closed form)."""
     if producer.pe <= lanes:
-        return timing.converter_latency(producer.pe, lanes)
+        return timing.converter_latency(producer.pe, lanes, most_slots)
     sf, nf = producer.shape.synapse_folds, producer.shape.neuron_folds
     beats = [min(producer.pe // lanes, -(-(producer.n_out - i * producer.pe) // lanes))
              for i in range(nf)]
@@ -92,7 +93,7 @@ def pipeline_latency(config):
     for e in engines:
         total += timing.mvu_last_output_latency(**config.timing_args(e))
     for a, b in zip(engines, engines[1:]):
-        total += hand_over(a, b.simd)
+        total += hand_over(a, b.simd, config.gather_slots)
     return total + hand_over(engines[-1], 1)
 
 
@@ -225,7 +226,8 @@ def core_chain(config, batch):
                 for _ in range(timing.OUTPUT_SLICES):
                     chain.add(SkidSliceModel(), engine.shape.neuron_folds)
         if e + 1 < len(config.engines):
-            chain.convert(engine.pe, config.engines[e + 1].in_lanes, engine.out_features)
+            chain.convert(engine.pe, config.engines[e + 1].in_lanes, engine.out_features,
+                          most_slots=config.gather_slots)
     chain.convert(config.engines[-1].pe, 1, config.out_words)
     chain.add(SinkModel(), 0)
     streams = connect_chain(chain.stages)
@@ -244,11 +246,15 @@ class _ChainBuilder:
         self.stages.append(model)
         self.beats.append(beats)
 
-    def convert(self, in_lanes, out_lanes, image_lanes, pixels=1):
+    def convert(self, in_lanes, out_lanes, image_lanes, pixels=1, most_slots=None):
         """A width converter (none for equal widths: wires) regrouping ``pixels`` groups of
-        ``image_lanes`` lanes per image (a conv engine's converter regroups every window)."""
-        if in_lanes != out_lanes:
-            converter = ConverterModel(in_lanes, out_lanes, image_lanes)
+        ``image_lanes`` lanes per image (a conv engine's converter regroups every window),
+        a stage per gathering step (``most_slots``, :func:`~xnorflow.hw.dataflow.convert.gather_steps`)."""
+        if in_lanes == out_lanes:
+            return
+        steps = gather_steps(in_lanes, out_lanes, most_slots)
+        for a, b in zip(steps, steps[1:]):
+            converter = ConverterModel(a, b, image_lanes)
             self.add(converter, converter.out_beats * pixels)
 
     def mvu(self, config, engine, pixels=1, words=1):

@@ -1,10 +1,10 @@
 """WidthConverter: lanes regrouped per image (padding never shifts the next image), stream
 rules under random gaps and stalls, and its latency (hw/dataflow/timing.py); the same with
-``eager`` slot loads."""
+``eager`` slot loads, and gathering in steps (``most_slots``)."""
 import numpy as np
 import pytest
 
-from xnorflow.hw.dataflow.convert import WidthConverter
+from xnorflow.hw.dataflow.convert import WidthConverter, gather_steps
 from xnorflow.hw.dataflow.testing import StreamMonitor, drive_ready, rejected, send, simulate
 from xnorflow.hw.dataflow.timing import converter_latency
 
@@ -84,6 +84,49 @@ def test_converter_latency_equals_the_model(in_lanes, out_lanes, eager):
         ratio = in_lanes // out_lanes
         assert mon_o.valid_cycles[ratio - 1::ratio] == [c + lat for c in mon_i.cycles()]
         assert np.diff(mon_o.valid_cycles[:ratio]).tolist() == [1] * (ratio - 1)
+
+
+@pytest.mark.parametrize("in_lanes, out_lanes, most_slots, steps", [
+    (4, 196, 8, [4, 28, 196]),       # the CNV's conv 4 → fc 6: 49 = 7 · 7
+    (4, 128, 8, [4, 16, 128]),       # conv 3 → conv 4: 32 = 4 · 8, the last step the larger
+    (1, 128, 8, [1, 2, 16, 128]),    # 128 = 2 · 8 · 8
+    (8, 64, 8, [8, 64]),             # 8 slots: one step
+    (1, 11, 8, [1, 11]),             # a prime ratio past 8: one step, there is no other
+    (4, 196, None, [4, 196]),        # no bound
+    (64, 8, 8, [64, 8]),             # a split is one step
+])
+def test_gather_steps(in_lanes, out_lanes, most_slots, steps):
+    assert gather_steps(in_lanes, out_lanes, most_slots) == steps
+
+
+@pytest.mark.parametrize("lane_bits, in_lanes, out_lanes, image_lanes, most_slots", [
+    (1, 2, 98, 200, 8),     # two steps of 7 slots, a partial last output beat
+    (1, 1, 12, 13, 3),      # three steps
+    (4, 2, 32, 64, 4),      # k-bit lanes, two steps of 4
+])
+def test_stepped_converter_regroups_lanes_and_adds_a_cycle_per_step(
+        lane_bits, in_lanes, out_lanes, image_lanes, most_slots):
+    rng = np.random.default_rng(image_lanes)
+    images = [rng.integers(0, 1 << lane_bits, size=image_lanes).tolist() for _ in range(4)]
+    dut = WidthConverter(lane_bits, in_lanes, out_lanes, image_lanes, eager=True,
+                         most_slots=most_slots)
+    _, mon_o = run(dut, images, rng, gap=0.3, stall=0.3)
+    outs = mon_o.payloads()
+    assert len(outs) == len(images) * dut.out_beats
+    for n, img in enumerate(images):
+        got = beats_to_lanes(outs[n * dut.out_beats:(n + 1) * dut.out_beats], out_lanes, lane_bits)
+        assert got[:image_lanes] == img
+    # with nothing waiting, an output beat is valid a cycle per step after the input beat
+    # that completes it
+    lat = converter_latency(in_lanes, out_lanes, most_slots)
+    assert lat == len(dut.steps) - 1 > 1
+    mon_i, mon_o = run(dut, images[:2], rng, gap=0.0, stall=0.0)
+    ratio, in_beats = out_lanes // in_lanes, dut.in_beats
+    completing = [c for image in range(2)
+                  for c in mon_i.cycles()[image * in_beats:(image + 1) * in_beats]
+                  [ratio - 1::ratio] + ([mon_i.cycles()[(image + 1) * in_beats - 1]]
+                                        if in_beats % ratio else [])]
+    assert [c + lat for c in completing] == mon_o.valid_cycles
 
 
 def test_converter_rejects_widths_that_do_not_divide():

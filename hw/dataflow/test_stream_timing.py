@@ -36,11 +36,13 @@ def run(dut, beats, outputs, rng, gap, stall):
 
 
 def check_model(dut, model, inputs, outputs, rng, gap, stall):
+    """``model``: the block's stage model, or a list of them in a row (a block of steps)."""
+    models = model if isinstance(model, list) else [model]
     beats = rng.integers(0, 1 << min(len(dut.i.payload), 62), inputs).tolist()
     mon_i, mon_o, ready = run(dut, beats, outputs, rng, gap, stall)
-    connect_chain([SourceModel(offered_cycles(mon_i)), model, SinkModel(ready)])
-    assert [model.i.taken(n) for n in range(inputs)] == mon_i.cycles()
-    assert [model.o.taken(n) for n in range(outputs)] == mon_o.cycles()
+    connect_chain([SourceModel(offered_cycles(mon_i)), *models, SinkModel(ready)])
+    assert [models[0].i.taken(n) for n in range(inputs)] == mon_i.cycles()
+    assert [models[-1].o.taken(n) for n in range(outputs)] == mon_o.cycles()
 
 
 @pytest.mark.parametrize("n, m, simd, pe, k, options, gap, stall", [
@@ -82,6 +84,23 @@ def test_converter_model_equals_the_hardware(in_lanes, out_lanes, image_lanes, g
     dut = WidthConverter(1, in_lanes, out_lanes, image_lanes)
     check_model(dut, ConverterModel(in_lanes, out_lanes, image_lanes), 3 * dut.in_beats,
                 3 * dut.out_beats, rng, gap, stall)
+
+
+@pytest.mark.parametrize("in_lanes, out_lanes, image_lanes, most_slots, gap, stall", [
+    (2, 98, 200, 8, 0.2, 0.5),  # 49 slots in two steps of 7, a partial last beat
+    (1, 12, 13, 3, 0.0, 0.7),   # three steps (2, 2, 3), a partial last beat
+    (1, 12, 24, 3, 0.5, 0.1),
+])
+def test_stepped_converter_model_equals_the_hardware(in_lanes, out_lanes, image_lanes,
+                                                     most_slots, gap, stall):
+    """A converter gathering in steps (``most_slots``) is the row of its steps' models, as
+    the core's chain model builds it (run_timing ``_ChainBuilder.convert``)."""
+    rng = np.random.default_rng([in_lanes, out_lanes, image_lanes, most_slots])
+    dut = WidthConverter(1, in_lanes, out_lanes, image_lanes, eager=True,
+                         most_slots=most_slots)
+    assert len(dut.steps) > 2
+    models = [ConverterModel(a, b, image_lanes) for a, b in zip(dut.steps, dut.steps[1:])]
+    check_model(dut, models, 3 * dut.in_beats, 3 * dut.out_beats, rng, gap, stall)
 
 
 @pytest.mark.parametrize("gap, stall", [(0.0, 0.5), (0.5, 0.2), (0.0, 0.8), (0.3, 0.0)])

@@ -59,6 +59,8 @@ __all__ = ["adder_tree_stages", "popcount_stages", "plane_stages", "datapath_sta
            "RegisterSliceModel", "SkidSliceModel", "ConverterModel", "MvuModel",
            "psum_stage", "psum_latency", "psum_credit_cycles", "psum_fifo_depth", "PsumMvuModel"]
 
+from .convert import gather_steps
+
 
 def _ceil_div(a, b):
     return -(-a // b)
@@ -280,10 +282,13 @@ def _columns_held(sf, nf, release):
     return worst
 
 
-def converter_latency(in_lanes, out_lanes):
-    """Cycles a :class:`~xnorflow.hw.dataflow.convert.WidthConverter` adds: 1 when it gathers several
-    input beats into one output beat (registered), 0 when it splits or passes beats."""
-    return 1 if out_lanes > in_lanes else 0
+def converter_latency(in_lanes, out_lanes, most_slots=None):
+    """Cycles a :class:`~xnorflow.hw.dataflow.convert.WidthConverter` adds: 1 per step when it
+    gathers several input beats into one output beat (a register per step,
+    :func:`~xnorflow.hw.dataflow.convert.gather_steps`), 0 when it splits or passes beats."""
+    if out_lanes <= in_lanes:
+        return 0
+    return len(gather_steps(in_lanes, out_lanes, most_slots)) - 1
 
 
 # ---- stream models: every handshake of a chain of blocks, with backpressure -----------------
