@@ -61,6 +61,12 @@ FOLDS = {
     # per read: a whole 2×2 image a group)
     "pixel mmv, pool, pixel mmv": ((4, 4, 2), 2, [8, "pool", 16], [5],
                                    [(2, 1, 4), (8, 2, 4), (16, 5)], {}, 16 * 18),
+    # the ECP5 options (ram_reg) with pixel MMV: each unit takes its window beats as words
+    # straight into its buffer (MatrixVectorUnit in_words = 3: 4- and 8-lane beats, S = 12
+    # and 24), image after image, no gathering converter; the window units are the
+    # bottleneck (9 beats per pixel)
+    "pixel mmv, window beats as words": ((4, 4, 4), 1, [8, 8], [5],
+                                         [(12, 2, 2), (24, 4, 2), (16, 5)], {}, 16 * 9),
     # a conv of 4 pixels per read (its window unit the bottleneck: 4·9 beats per group) into
     # a dense engine of 2 images per read: runs are whole pairs of images
     "pixel mmv, then image mmv": ((4, 4, 1), 4, [4], [16, 5], [(1, 1, 4), (4, 2, 2), (4, 5)],

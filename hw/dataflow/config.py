@@ -454,6 +454,22 @@ class DataflowConfig:
         cycle (CNV build cnv10n: conv 1's, 2.4 ns late at 100 MHz). One cycle of latency."""
         return bool(self.ram_reg) and engine.is_conv
 
+    def conv_in_words(self, engine):
+        """Window beats a conv engine's matrix-vector unit takes per beat of its own, straight
+        into its input buffer (:class:`~xnorflow.hw.dataflow.mvu.MatrixVectorUnit`
+        ``in_words``), or 1 (a gathering converter between the window unit and the unit).
+        Words with ``ram_reg`` wherever the beats are whole words (the window's lanes divide
+        ``S``, ``S`` divides ``9·C``): the converter's wide register then goes, whose slots'
+        clock enables came from the unit's ``ready`` across the engine (CNV build cnv9x:
+        conv 4's 384 bits, 2.7 ns late at 95 MHz), and a cycle of latency with it. iCE40
+        builds keep the converter (their logic)."""
+        if not (self.ram_reg and engine.is_conv):
+            return 1
+        lanes, simd = engine.in_lanes, engine.simd
+        if simd == lanes or simd % lanes or engine.n_in % simd:
+            return 1
+        return simd // lanes
+
     @property
     def gather_slots(self):
         """Most beats a converter between two engines gathers into one register

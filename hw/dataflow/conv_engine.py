@@ -20,7 +20,7 @@ class ConvEngine(wiring.Component):
     :class:`~xnorflow.hw.dataflow.mvu.MatrixVectorUnit` so the pipeline chains either.
 
     ``i`` → :class:`SlidingWindowUnit` (``H×W×C``, ``fold.in_lanes`` elements per beat) →
-    [skid slice] → :class:`WidthConverter` (window beats → the unit's ``S``) → :class:`MatrixVectorUnit`
+    [skid slice] → :class:`WidthConverter` (window beats → the unit's ``S``; or none: ``in_words``) → :class:`MatrixVectorUnit`
     (``9·C`` inputs per output pixel, threshold output; with ``pool`` each beat also carries its
     channels' directions) → :class:`MaxPool2x2` (with ``pool``) → ``o``.
 
@@ -48,6 +48,11 @@ class ConvEngine(wiring.Component):
         A skid :class:`~xnorflow.hw.register_slice.RegisterSlice` at the end (after
         the pool): ``i.ready`` of the engine's last block comes from a flip-flop, not from the
         next engine (one cycle; :meth:`DataflowConfig.end_slice`).
+    in_words : int
+        The matrix-vector unit's ``in_words``: with ``W > 1`` the unit takes W window beats
+        per beat of its own, each straight into its column of the input buffer, and no
+        converter gathers them (a cycle less; :meth:`DataflowConfig.conv_in_words`). W
+        window beats must make one of the unit's beats.
     **mvu_options
         Passed to the MatrixVectorUnit (``ram_reg``, ``levels_per_stage``, ``leaf_reg``,
         ``output_stage``, ``ram_styles``).
@@ -82,7 +87,7 @@ class ConvEngine(wiring.Component):
     """
 
     def __init__(self, fold, output_slice=False, end_slice=False, window_slice=False,
-                 pool_slice=False, input_slice=False, **mvu_options):
+                 pool_slice=False, input_slice=False, in_words=1, **mvu_options):
         if not fold.is_conv:
             raise ValueError(f"ConvEngine needs a conv fold (HxWxC>…), got {fold.format()}")
         self.fold = fold
@@ -90,11 +95,17 @@ class ConvEngine(wiring.Component):
         k, lanes = fold.input_bits, fold.in_lanes
         self.window = SlidingWindowUnit(h, w, c, lane_bits=k, lanes=lanes,
                                         ram_reg=mvu_options.get("ram_reg", True))
-        self.gather = WidthConverter(k, lanes, fold.simd, fold.n_in,
-                                     eager=mvu_options.get("ram_reg", True))
+        self.gather = (WidthConverter(k, lanes, fold.simd, fold.n_in,
+                                      eager=mvu_options.get("ram_reg", True))
+                       if in_words == 1 else None)
         self.mvu = MatrixVectorUnit(fold.n_in, fold.n_out, fold.simd, fold.pe, k, "threshold",
                                     input_kind=fold.input_kind, flags=fold.pool,
-                                    mmv=fold.mmv, output_slice=output_slice, **mvu_options)
+                                    mmv=fold.mmv, output_slice=output_slice,
+                                    in_words=in_words, **mvu_options)
+        if in_words > 1 and len(self.mvu.i.payload) != k * lanes:
+            raise ValueError(f"ConvEngine {fold.format()}: in_words {in_words} makes "
+                             f"{len(self.mvu.i.payload)}-bit words, the window beats are "
+                             f"{k * lanes} bits")
         self.pool = (MaxPool2x2(h, w, fold.n_out, fold.pe,
                                 write_reg=mvu_options.get("ram_reg", True))
                      if fold.pool else None)
@@ -114,7 +125,6 @@ class ConvEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.window = reset_by_replica(m, self.window, self.abort, "window")
-        m.submodules.gather = reset_by_replica(m, self.gather, self.abort, "gather")
         m.submodules.mvu = reset_by_replica(m, self.mvu, self.abort, "mvu")
         if self.input_slice is not None:
             m.submodules.input_slice = reset_by_replica(m, self.input_slice, self.abort,
@@ -129,8 +139,11 @@ class ConvEngine(wiring.Component):
                                                          "window_slice")
             wiring.connect(m, windows, self.window_slice.i)
             windows = self.window_slice.o
-        wiring.connect(m, windows, self.gather.i)
-        wiring.connect(m, self.gather.o, self.mvu.i)
+        if self.gather is not None:
+            m.submodules.gather = reset_by_replica(m, self.gather, self.abort, "gather")
+            wiring.connect(m, windows, self.gather.i)
+            windows = self.gather.o
+        wiring.connect(m, windows, self.mvu.i)
         wiring.connect(m, wiring.flipped(self.wr), self.mvu.wr)
         m.d.comb += self.busy.eq(self.mvu.busy)
         out = self.mvu.o

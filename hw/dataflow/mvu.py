@@ -608,11 +608,14 @@ class MatrixVectorUnit(wiring.Component):
     in_words : int
         W, words per input beat (default 1). With ``W > 1`` the engine takes each beat as W
         words of ``k·S/W`` bits, word after word, each written straight into its column of
-        the input buffer (a write enable per column), so no converter in front of it gathers
-        them into a beat register (on the UP5K a logic cell per bit:
-        :attr:`~xnorflow.hw.dataflow.config.DataflowConfig.first_in_words`). Needs ``mmv =
-        1``, no ``ram_reg`` (the buffer written in the accept's cycle) and whole beats (S
-        divides ``n_in``); the timing counts from a beat's last word as from a beat.
+        the input buffer (a write enable per column; with ``mmv > 1`` image after image, W
+        words each), so no converter in front of it gathers them into a beat register (on
+        the UP5K a logic cell per bit:
+        :attr:`~xnorflow.hw.dataflow.config.DataflowConfig.first_in_words`; on ECP5 a wide
+        register whose slots' enables reached across the engine: a conv engine's window
+        beats, :attr:`~xnorflow.hw.dataflow.config.DataflowConfig.conv_in_words`). Needs
+        whole beats (W divides ``k·S`` and S divides ``n_in``); the timing counts from a
+        beat's last word as from a beat.
 
     Ports
     -----
@@ -713,9 +716,6 @@ class MatrixVectorUnit(wiring.Component):
             raise ValueError(f"MVU in_words must be a positive integer, got {words!r}")
         if words == 1:
             return 1
-        if self.ram_reg or self.mmv != 1:
-            raise ValueError(f"MVU in_words {words} writes the input buffer word by word in the "
-                             f"accept's cycle: needs mmv = 1 and no ram_reg")
         if s.in_beat_bits % words or s.last_beat_elements != s.simd:
             raise ValueError(f"MVU in_words {words} must split every {s.in_beat_bits}-bit beat "
                              f"into whole words: needs it to divide k·S and S to divide "
@@ -1008,12 +1008,11 @@ class MatrixVectorUnit(wiring.Component):
         # (zero) padding weights, whatever the producer put there.
         keep = Cat(Const(-1, k) if j < s.last_beat_elements else (~wr_last).replicate(k)
                    for j in range(S))
-        if W > 1:           # a write enable per word's column
-            en = Cat(accept & (wr_word == j) for j in range(W))
+        # a write enable per column: image j's word w in column j·W + w
+        en = Cat(accept & (wr_image == j) & (wr_word == w) for j in range(M) for w in range(W))
+        if W > 1:
             with m.If(accept):
                 m.d.sync += wr_word.eq(wrapped_next(wr_word, W))
-        else:
-            en = Cat(accept & (wr_image == j) for j in range(M))
         with m.If(accept & word_last):
             m.d.sync += wr_sf.eq(Mux(wr_last, 0, wr_sf + 1))
             if M > 1:
@@ -1085,9 +1084,9 @@ class MatrixVectorUnit(wiring.Component):
                 "done_early": early, "valid_early": valid_early}
 
     def _input_buffer(self, m, en, wr_addr, data, rd_addr, rd_next):
-        """The input buffer's memory: ``m·k·S`` bits wide (image ``j``'s word in slice ``j``,
-        written with ``en[j]``; with ``in_words`` word ``j`` of a beat in column ``j``, written
-        with ``en[j]``), ``2·2^sf_bits`` words. Returns the word at ``rd_addr``
+        """The input buffer's memory: ``m·k·S`` bits wide (image ``j``'s beat in slice ``j``,
+        its word ``w`` of ``W`` (``in_words``) in column ``j·W + w``, written with
+        ``en[j·W + w]``), ``2·2^sf_bits`` words. Returns the word at ``rd_addr``
         (asynchronous; the caller registers it).
 
         Without ``ram_reg`` (or with ``SF = 1``): one memory written in the cycle of ``en``.
@@ -1100,8 +1099,9 @@ class MatrixVectorUnit(wiring.Component):
         (with two, placements put one 15 ns of route from its LUT RAM: conv 4 of CNV builds
         cnv9f and cnv9i). One address net to a 1,024-bit buffer reached 256 LUT RAM blocks
         spread over the die (20.1 ns of route, the critical path of ECP5 SFC build 7); a
-        replica reaches one chunk's 16. The data is delayed as long in shared registers: each
-        bit goes only to its own column of the m images' chunks."""
+        replica reaches one chunk's 16. The data (one input beat or word) is delayed as long
+        in shared registers: each bit goes only to its own place in the m·W columns' chunks,
+        and no chunk straddles two columns."""
         s, M = self.shape, self.mmv
         width, depth = s.in_beat_bits, len(rd_addr)
         if not self.buffer_write_lag:
@@ -1117,17 +1117,20 @@ class MatrixVectorUnit(wiring.Component):
             return rd.data
         data_reg = data
         for name in ["buffer_wr_data_early", "buffer_wr_data"][-self.buffer_write_lag:]:
-            held = Signal(width, name=name, reset_less=True)   # only the enable matters
+            held = Signal(len(data), name=name, reset_less=True)   # only the enable matters
             m.d.sync += held.eq(data_reg)
             data_reg = held
         if self.buffer_write_lag == 2:     # the shared first register of the enable and address
-            en = [delay(m, en[j], 1, f"buffer_wr_en{j}_early") for j in range(M)]
+            en = [delay(m, en[j], 1, f"buffer_wr_en{j}_early") for j in range(len(en))]
             wr_addr = delay(m, wr_addr, 1, "buffer_wr_addr_early")
-        words = []
+        words, column = [], len(data)      # a column: one image's beat, or one of its words
         for j in range(M):
-            for lo in range(0, width, BUFFER_CHUNK_BITS):
+            lo = 0
+            while lo < width:
                 c = len(words)
-                hi = min(lo + BUFFER_CHUNK_BITS, width)
+                # a chunk never straddles two columns (each has its own enable)
+                hi = min(lo + BUFFER_CHUNK_BITS, width, (lo // column + 1) * column)
+                w_col, d_lo = j * (width // column) + lo // column, lo % column
                 m.submodules[f"buffer{c}"] = buf = self._memory("buffer", hi - lo, 1 << depth)
                 wr, rd = buf.write_port(), buf.read_port(domain="comb")
                 w_en = Signal(name=replica(f"buffer{c}_wr_en"))
@@ -1136,11 +1139,12 @@ class MatrixVectorUnit(wiring.Component):
                 r_early = Signal.like(rd_addr, name=replica(f"buffer{c}_rd_addr_early"))
                 r_mid = Signal.like(rd_addr, name=replica(f"buffer{c}_rd_addr_mid"))
                 r_addr = Signal.like(rd_addr, name=replica(f"buffer{c}_rd_addr"))
-                m.d.sync += [w_en.eq(en[j]), w_addr.eq(wr_addr), r_early.eq(rd_next),
+                m.d.sync += [w_en.eq(en[w_col]), w_addr.eq(wr_addr), r_early.eq(rd_next),
                              r_mid.eq(r_early), r_addr.eq(r_mid)]
-                m.d.comb += [wr.en.eq(w_en), wr.addr.eq(w_addr), wr.data.eq(data_reg[lo:hi]),
-                             rd.addr.eq(r_addr)]
+                m.d.comb += [wr.en.eq(w_en), wr.addr.eq(w_addr),
+                             wr.data.eq(data_reg[d_lo:d_lo + hi - lo]), rd.addr.eq(r_addr)]
                 words.append(rd.data)
+                lo = hi
         return Cat(*words)
 
     def _weights(self, m, p, w_addr):

@@ -94,7 +94,8 @@ class Pipeline(wiring.Component):
                     window_slice=self.config.window_slice(fold),
                     end_slice=self.config.end_slice(fold),
                     pool_slice=self.config.pool_slice(fold),
-                    input_slice=self.config.input_slice(fold), **options))
+                    input_slice=self.config.input_slice(fold),
+                    in_words=self.config.conv_in_words(fold), **options))
             elif fold.order == "input":
                 self.engines.append(PartialSumMVU(
                     fold.n_in, fold.n_out, fold.simd, fold.pe, fold.input_bits, fold.output,

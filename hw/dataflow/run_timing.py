@@ -290,8 +290,8 @@ class _ChainBuilder:
 
 
 def _conv_stages(chain, config, engine):
-    """[Input slice] → window unit → [window slice] → [gather] → MVU (one image per output
-    pixel) → [its output slices] → [pool slice] → [pool] → [end slice]."""
+    """[Input slice] → window unit → [window slice] → [gather, or the beats as the MVU's
+    words] → MVU (one image per output pixel) → [its output slices] → [pool slice] → [pool] → [end slice]."""
     h, w, c = engine.image
     pixels = engine.pixels
     if config.input_slice(engine):
@@ -303,8 +303,10 @@ def _conv_stages(chain, config, engine):
     chain.lookback = max(chain.lookback, -(-default_rows(h) // h) + 2)
     if config.window_slice(engine):
         chain.add(SkidSliceModel(), engine.window_beats * pixels)
-    chain.convert(engine.in_lanes, engine.simd, engine.n_in, pixels)
-    chain.mvu(config, engine, pixels)
+    words = config.conv_in_words(engine)
+    if words == 1:
+        chain.convert(engine.in_lanes, engine.simd, engine.n_in, pixels)
+    chain.mvu(config, engine, pixels, words=words)
     beats = engine.shape.neuron_folds * pixels
     if config.output_slice(engine):
         for _ in range(timing.OUTPUT_SLICES):

@@ -61,6 +61,10 @@ def check_model(dut, model, inputs, outputs, rng, gap, stall):
     (64, 16, 16, 4, 4, {"in_words": 4, "ram_reg": False, "levels_per_stage": 2,
                         "output_stage": "serial"}, 0.0, 0.7),
     (16, 4, 16, 4, 1, {"in_words": 2, "ram_reg": False}, 0.5, 0.2),   # SF = NF = 1
+    # a conv engine's window beats as words on ECP5 (ram_reg: the buffer's write lag), MMV
+    (32, 16, 8, 2, 1, {"in_words": 2, "mmv": 2}, 0.1, 0.5),
+    (64, 8, 32, 2, 1, {"in_words": 4, "mmv": 2, "levels_per_stage": 2}, 0.0, 0.7),
+    (18, 8, 18, 4, 1, {"in_words": 9}, 0.3, 0.3),                       # SF = 1: no lag
 ])
 def test_mvu_model_equals_the_hardware(n, m, simd, pe, k, options, gap, stall):
     rng = np.random.default_rng([n, m, simd, pe, k, int(10 * gap), int(10 * stall)])
