@@ -23,6 +23,9 @@ FOLDS = [
     ([16, 12, 8, 5], 2, [(16, 12), (12, 8), (1, 1)], {}),  # last; split 8:1
     ([16, 64, 8, 5], 1, [(16, 8), (1, 4), (2, 2)], {}),   # a long split behind a fast engine
     ([20, 9, 7], 3, [(3, 2), (2, 3)], {}),                # two engines, odd sizes
+    # a 72-bit weight word (ECP5): the core's word register under two copies of its shift
+    # enable, one per 64 bits
+    ([144, 4, 5], 1, [(72, 2), (4, 5)], {}),
     # the iCE40 options: serial output stages, two adder levels per stage, no RAM registers
     ([16, 12, 8, 5], 2, [(4, 4), (4, 4), (4, 1)], {"serial": 1, "levels": 2, "ram_reg": 0}),
     ([16, 12, 8, 5], 4, [(16, 4), (1, 2), (8, 5)], {"serial": 1, "levels": 3}),
