@@ -443,16 +443,16 @@ class DataflowCore(wiring.Component):
         address is a mapped word (a select of its engine and an address inside that memory;
         anything else is a bus error, never a stray write)."""
         cfg, lay, pipe = self.config, self.layout, self.pipeline
-        # The address decoded in stage 0, from the bus as the request starts, into registers
-        # for the action and the error (loaded with `a`, so they are its decode). Decoded
-        # from `a` in stage 1 (a subtraction, the engine's case, two comparisons) it reached
-        # the ack's error flag 2.7 ns late at 100 MHz (ECP5 CNV build cnv9a) and the weight
-        # word's clock enable 4.0 ns late at 40 MHz (iCEBreaker); on the iCE40 each register
-        # shares a logic cell with the decode's last LUT.
+        # The address decoded in stage 0 into registers for the action and the error (as `a`
+        # is, so they are its decode): from `a` in stage 1 it reached the ack's error flag 2.7
+        # ns late at 100 MHz (CNV build cnv9a), the word's enable 4.0 ns late at 40 MHz (iCE40:
+        # a register per decode's last LUT). ECP5: loaded every cycle, reset-less (the address
+        # holds through a request): `start` as their enable became their reset logic, 0.5 ns
+        # late at 95 MHz from the link's `answered` across the die (CNV build cnvb5).
         decoded = self._weight_address(m, req.bus.addr)
         w_engine, w_addr, w_sel, w_last, w_known = (
-            Signal.like(v, name=f"{v.name}_q") for v in decoded)
-        with m.If(req.start):
+            Signal.like(v, name=f"{v.name}_q", reset_less=bool(cfg.ram_reg)) for v in decoded)
+        with m.If(1 if cfg.ram_reg else req.start):
             m.d.sync += [r.eq(v) for r, v in zip((w_engine, w_addr, w_sel, w_last, w_known),
                                                  decoded)]
         # data registers without reset (here and below): a reset only reaches flip-flops
