@@ -465,10 +465,8 @@ class DataflowConfig:
         builds keep the converter (their logic)."""
         if not (self.ram_reg and engine.is_conv):
             return 1
-        lanes, simd = engine.in_lanes, engine.simd
-        if simd == lanes or simd % lanes or engine.n_in % simd:
-            return 1
-        return simd // lanes
+        words, rest = divmod(engine.simd, engine.in_lanes)
+        return words if words > 1 and not rest and engine.n_in % engine.simd == 0 else 1
 
     @property
     def gather_slots(self):

@@ -56,8 +56,9 @@ def hand_over(producer, lanes, most_slots=None):
     """Cycles from the producer engine's last output beat of an image to the last beat of it
     leaving a width converter that makes ``lanes``-lane beats (the next engine's S, or 1 into
     the output FIFO), when nothing downstream waits: 0 through wires, 1 per step of a
-    gathering converter (``most_slots``: the config's ``gather_slots``), and for a splitting one the time its one beat per cycle falls behind the
-    producer's beats, which come ``SF`` cycles apart (beat ``i`` splits into ``n_i``).
+    gathering converter (``most_slots``: the config's ``gather_slots``), and for a splitting
+    one the time its one beat per cycle falls behind the producer's beats, which come ``SF``
+    cycles apart (beat ``i`` splits into ``n_i``).
     Dense engines without MMV (the closed form)."""
     if producer.pe <= lanes:
         return timing.converter_latency(producer.pe, lanes, most_slots)
