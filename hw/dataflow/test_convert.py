@@ -122,10 +122,9 @@ def test_stepped_converter_regroups_lanes_and_adds_a_cycle_per_step(
     assert lat == len(dut.steps) - 1 > 1
     mon_i, mon_o = run(dut, images[:2], rng, gap=0.0, stall=0.0)
     ratio, in_beats = out_lanes // in_lanes, dut.in_beats
-    completing = [c for image in range(2)
-                  for c in mon_i.cycles()[image * in_beats:(image + 1) * in_beats]
-                  [ratio - 1::ratio] + ([mon_i.cycles()[(image + 1) * in_beats - 1]]
-                                        if in_beats % ratio else [])]
+    # the beats that complete an output beat: every ratio-th, and an image's last
+    ends = sorted(set(range(ratio - 1, in_beats, ratio)) | {in_beats - 1})
+    completing = [mon_i.cycles()[image * in_beats + b] for image in range(2) for b in ends]
     assert [c + lat for c in completing] == mon_o.valid_cycles
 
 
