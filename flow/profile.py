@@ -22,6 +22,7 @@ from xnorflow.sw import fold as folding
 from xnorflow.sw import protocol as P
 from xnorflow.sw import xnf
 from xnorflow.sw.argtypes import int_range, nonnegative_int, output_file, positive_float
+from xnorflow.sw.build_records import default_dataflow_build
 from xnorflow.sw.dataflow_program import check_model, engine_layers
 from xnorflow.sw.driver import read_frames, run_frames, write_frames
 from xnorflow.sw.errors import XnorflowError
@@ -176,6 +177,8 @@ def profile(model, board, array=None, batch=None, simulate=True, log=None, clock
                              report["target_clock_mhz"])
     result["host_link"] = host_link_numbers(model, config, batch, result["latency_us"] * 1e-6,
                                             uart_rate(report["target_clock_mhz"], baud))
+    if source is not None:
+        result["default_build"] = source
     result.update({"model": model.name, "board": board, "array": config.format(),
                    "cycles_checked_in_simulation": sim is not None,
                    "synthesis": synthesis_summary(report)})
@@ -250,9 +253,17 @@ def check_dataflow_in_simulation(model, config, images=8):
 
 def profile_dataflow(model, board, fold=None, simulate=True, clock_mhz=None, baud=None,
                      placer=None, seed=None):
-    """Profile ``model`` on ``board``'s dataflow build (``fold``, a DataflowConfig, or the
-    fastest fold that fits): cycle model checked in simulation, then the build's figures."""
-    config = fold or folding.fold_model(model, board).config
+    """Profile ``model`` on ``board``'s dataflow build (``fold``, a DataflowConfig, or without
+    it the fastest recorded build that met its clock, else the fastest fold that fits:
+    :func:`~xnorflow.sw.build_records.default_dataflow_build`): cycle model checked in
+    simulation, then the build's figures."""
+    source = None
+    if fold is None:
+        build = default_dataflow_build(model, board, clock_mhz, seed, placer)
+        print(f"profile: {build.describe()}", file=sys.stderr)
+        fold, clock_mhz, seed, placer = build.config, build.clock_mhz, build.seed, build.placer
+        source = build.origin
+    config = fold
     check_model(model, config)
     clock = board_clock(board, clock_mhz or folding.DATAFLOW_CLOCK_MHZ[board])
     uart_rate(clock, baud)
@@ -264,6 +275,8 @@ def profile_dataflow(model, board, fold=None, simulate=True, clock_mhz=None, bau
                               report["luts"])
     result["host_link"] = dataflow_link_numbers(
         config, 1 / result["inferences_per_second"], uart_rate(report["target_clock_mhz"], baud))
+    if source is not None:
+        result["default_build"] = source
     result.update({"model": model.name, "board": board, "array": config.format(),
                    "cycles_checked_in_simulation": sim is not None,
                    "synthesis": synthesis_summary(report)})
@@ -308,7 +321,9 @@ def add_parser(sub):
                         "folded engine per layer (default overlay)")
     p.add_argument("--fold", default=None, metavar="FOLD.json|df:…",
                    help="with --arch dataflow: the fold to profile, a file of `xnorflow fold -o` "
-                        "or its text form (default: the fastest fold of the model that fits "
+                        "or its text form (default: the fastest build of the model's shapes in "
+                        "bitstreams/ that met its clock, with its clock, placer and seed, "
+                        "those given selecting among them; else the fastest fold that fits "
                         "the board)")
     p.add_argument("--array", default=None, help="configuration PxQxK (default: the board's)")
     p.add_argument("--batch", type=int_range(1, 65535), default=None,

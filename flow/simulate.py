@@ -39,6 +39,7 @@ from xnorflow.sim.netlist import FAMILIES as NETLIST_FAMILIES
 from xnorflow.sw import fold as folding
 from xnorflow.sw import xnf
 from xnorflow.sw.argtypes import check_writable_file, output_file, positive_int
+from xnorflow.sw.build_records import default_dataflow_build
 from xnorflow.sw.data import DATASETS
 from xnorflow.sw.errors import XnorflowError
 from xnorflow.sw.evaluate import dataset_inputs, torch_predictions
@@ -607,7 +608,9 @@ def add_parser(sub):
     p.add_argument("--fold", default=None, metavar="FOLD.json|df:…",
                    help="the dataflow build to simulate: a fold written by `xnorflow fold -o` "
                         "or its text form, e.g. 'df:64u4>256:16x4,256>10r:16x1' (default: the "
-                        "fastest fold of the model that fits --board)")
+                        "fold `xnorflow profile` builds for --board: the fastest recorded build "
+                        "of the model's shapes that met its clock, else the fastest fold that "
+                        "fits)")
     p.add_argument("--board", choices=("icebreaker", "ulx3s-85f"), default="icebreaker",
                    help="with --arch dataflow and no --fold: the board to fold the model for "
                         "(default icebreaker)")
@@ -648,7 +651,9 @@ def add_parser(sub):
 
 def make_target(model, arch, array=None, fold=None, board=None):
     """The target the options name: the overlay of ``array``, or the dataflow build of the
-    ``fold`` file, or of the fastest fold of ``model`` that fits ``board``."""
+    ``fold`` file, or the fold ``xnorflow profile`` builds for ``model`` on ``board``: the
+    fastest recorded build's that met its clock, else the fastest that fits
+    (:func:`~xnorflow.sw.build_records.default_dataflow_build`)."""
     if arch == "overlay":
         if fold is not None:
             raise XnorflowError("--fold is for --arch dataflow; the overlay takes --array")
@@ -657,7 +662,9 @@ def make_target(model, arch, array=None, fold=None, board=None):
         raise XnorflowError("--array is for --arch overlay; the dataflow build takes --fold")
     if fold is not None:
         return DataflowTarget(folding.load_fold(fold))
-    return DataflowTarget(folding.fold_model(model, board).config)
+    build = default_dataflow_build(model, board)
+    print(f"sim: {build.describe()}", file=sys.stderr)
+    return DataflowTarget(build.config)
 
 
 def check_netlist_options(netlist, x_random, x_seed, engine):

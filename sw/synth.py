@@ -807,8 +807,10 @@ def add_parser(sub):
                    help="with --arch dataflow: the fold to build, written by `xnorflow fold -o` "
                         "or its text form (default: fold --model for the board)")
     p.add_argument("--model", default=None, metavar="MODEL.xnf",
-                   help="with --arch dataflow and no --fold: the model whose shape to build, "
-                        "folded to the fastest fit for the board (default: none)")
+                   help="with --arch dataflow and no --fold: the model whose shape to build: "
+                        "the fastest build of its shapes in bitstreams/ that met its clock "
+                        "(its fold, clock, placer and seed; those given select among them), "
+                        "else its fastest fold that fits the board (default: none)")
     p.add_argument("--array", type=array_argument, default=None,
                    help="overlay configuration PxQxK[,key=value...] (default: the board's, "
                         f"icebreaker {BOARD_DEFAULT_ARRAY['icebreaker']}, ulx3s-85f "
@@ -844,14 +846,23 @@ def add_parser(sub):
     p.set_defaults(func=run_synth)
 
 
-def dataflow_config(board, fold=None, model=None):
-    """The DataflowConfig a dataflow command builds: the ``fold`` file's, or the fastest fold
-    of the ``model`` file that fits ``board``; XnorflowError naming the option otherwise."""
-    if fold is not None:
-        return folding.load_fold(fold)
-    if model is None:
+def dataflow_build(args):
+    """The dataflow build ``xnorflow synth`` makes, ``(config, clock_mhz, placer, seed)``:
+    ``--fold``'s with the options as given, or for ``--model`` the fastest recorded build of
+    its shapes that met its clock, else its fastest fold
+    (:func:`~xnorflow.sw.build_records.default_dataflow_build`); XnorflowError naming the
+    option when neither is given."""
+    if args.fold is not None:
+        return (folding.load_fold(args.fold), args.clock_mhz or DATAFLOW_CLOCK_MHZ[args.board],
+                args.placer, args.seed)
+    if args.model is None:
         raise XnorflowError("--arch dataflow needs --fold FOLD.json or --model MODEL.xnf")
-    return folding.fold_model(xnf.load(model), board).config
+    # imported here: build_records reads this module's records (find_builds, build_label)
+    from xnorflow.sw.build_records import default_dataflow_build
+    build = default_dataflow_build(xnf.load(args.model), args.board, args.clock_mhz, args.seed,
+                                   args.placer)
+    _log_to_stderr(f"synth: {build.describe()}")
+    return build.config, build.clock_mhz, build.placer, build.seed
 
 
 def run_synth(args):
@@ -860,8 +871,7 @@ def run_synth(args):
         if args.array is not None:
             raise XnorflowError("--array is for --arch overlay; the dataflow build takes --fold "
                                 "or --model")
-        config = dataflow_config(args.board, args.fold, args.model)
-        clock = args.clock_mhz or DATAFLOW_CLOCK_MHZ[args.board]
+        config, clock, placer, seed = dataflow_build(args)
         board_clock(args.board, clock)
         make_top = dataflow_top
     else:
@@ -869,14 +879,15 @@ def run_synth(args):
             raise XnorflowError("--fold and --model are for --arch dataflow")
         config = board_config(args.board, args.array)
         clock = board_clock(args.board, args.clock_mhz)
+        placer, seed = args.placer, args.seed
         make_top = accelerator_top
     uart_rate(clock, args.baud)   # refuse a rate the clock cannot make
     out_root = out_root_argument(args.out)
     check_resources(args.board, config, args.force)    # before the top is even made
     report = synthesize(make_top(config, clock, args.baud), args.board,
-                        build_label(config, clock, args.baud, args.placer, args.seed),
-                        out_root=out_root, force=args.force, placer=args.placer, config=config,
-                        check_fit=False, seed=args.seed, detailed_timing=args.detailed_timing)
+                        build_label(config, clock, args.baud, placer, seed),
+                        out_root=out_root, force=args.force, placer=placer, config=config,
+                        check_fit=False, seed=seed, detailed_timing=args.detailed_timing)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
