@@ -20,7 +20,7 @@ Every overlay run goes through the driver into the Verilator-simulated accelerat
 included); the core's counters must equal the cycle model (``predicted_cycles_match``).
 Images per second use ``--fmax-mhz``, by default the post-route Fmax of the model's array on
 the ULX3S (the ``bitstreams/ulx3s-85f-…/report.json`` whose ``array`` is the model's, found by
-``xnorflow.sw.synth.find_builds``; the board clock when it was not built); that report also
+``xnorflow.sw.build_records.find_builds``; the board clock when it was not built); that report also
 gives the row's LUTs, FFs, block RAMs and the clock the build runs at.
 
 Dataflow points (issue #26), beside them: ``--dataflow NAME=MODEL@FOLD[@BOARD]`` runs the

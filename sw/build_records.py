@@ -1,4 +1,6 @@
-"""The dataflow build a command makes when no ``--fold`` is given: the fastest on record.
+"""The builds on record under ``bitstreams/``: finding them (:func:`find_builds`), their labels
+(:func:`build_label`), and the dataflow build a command makes when no ``--fold`` is given: the
+fastest on record (:func:`default_dataflow_build`).
 
 The fold search (:func:`xnorflow.sw.fold.fold_model`) ranks folds by the resource estimate;
 whether a fold closes timing at a clock only a placed and routed build can show. The CNV's
@@ -17,16 +19,47 @@ the records: a record built otherwise is not the build asked for. Records with a
 UART rate are left out (the commands that resolve builds take ``--baud`` on their own). With no
 matching record, the fold search's fastest fold at the given clock or the board's.
 """
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from xnorflow.hw.board.top import DEFAULT_BAUD
+from xnorflow.hw.config import ArrayConfig
 from xnorflow.hw.dataflow.config import DataflowConfig
 from xnorflow.sw import fold as folding
 from xnorflow.sw.dataflow_program import DataflowProgramError, check_model
-from xnorflow.sw.synth import build_label, find_builds
 
-__all__ = ["DataflowBuild", "default_dataflow_build", "recorded_dataflow_builds"]
+__all__ = ["DEFAULT_OUT_ROOT", "DataflowBuild", "build_label", "default_dataflow_build",
+           "find_builds", "recorded_dataflow_builds"]
+
+#: Where `xnorflow synth` writes its builds and where the tracked reports are
+DEFAULT_OUT_ROOT = Path(__file__).resolve().parent.parent / "bitstreams"
+
+
+def find_builds(board=None, array=None, root=None):
+    """``[(report_path, report), ...]`` of the builds under ``root`` (default ``bitstreams/``)
+    for ``board`` and ``array`` (any when None), sorted by directory name."""
+    want = ArrayConfig.parse(array).format() if array is not None else None
+    found = []
+    for path in sorted(Path(root or DEFAULT_OUT_ROOT).glob("*/report.json")):
+        report = json.loads(path.read_text())
+        if board is not None and report.get("board") != board:
+            continue
+        if want is not None and report.get("array") != want:
+            continue
+        found.append((path, report))
+    return found
+
+
+def build_label(config, clock_mhz=None, baud=None, placer=None, seed=None):
+    """Label of a build (``report.json``'s ``config``): the config's compact form, the clock
+    if a PLL makes it, the UART rate if it is not the default, the placer if it is not
+    nextpnr's default and the placement seed if one was given."""
+    return (config.format() + (f"@{clock_mhz:g}MHz" if clock_mhz is not None else "")
+            + (f"-{baud}Bd" if baud and baud != DEFAULT_BAUD else "")
+            + (f"-{placer}" if placer and placer != "heap" else "")
+            + (f"-seed{seed}" if seed is not None else ""))
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,8 @@ from xnorflow.sw import fold as folding
 from xnorflow.sw import resources, xnf
 from xnorflow.sw.argtypes import (check_writable_dir, nonnegative_int, output_dir, positive_float,
                                   positive_int)
+from xnorflow.sw.build_records import (DEFAULT_OUT_ROOT, build_label, default_dataflow_build,
+                                      find_builds)
 from xnorflow.sw.errors import XnorflowError
 from xnorflow.sw.fold import DATAFLOW_CLOCK_MHZ
 from xnorflow.sw.progress import progress_bar
@@ -58,7 +60,6 @@ from xnorflow.sw.tools import ensure_tools_on_path
 from xnorflow.sw.xnf import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUT_ROOT = ROOT / "bitstreams"
 REPORT_FILE = "top.nextpnr.json"
 #: nextpnr's flag for every endpoint's arrival in its report: it changes the report, not the
 #: bitstream, so the cache key leaves it out (a build made for benchmarks/late_endpoints.py
@@ -201,21 +202,6 @@ def build_dir_name(board_name, label):
     short = head.split(",")[0] + (f"-{tail}" if tail else "")
     short = re.sub(r"[^a-z0-9.]+", "-", short.lower()).strip("-") or "build"
     return f"{board_name}-{short}-{hashlib.sha256(label.encode()).hexdigest()[:8]}"
-
-
-def find_builds(board=None, array=None, root=None):
-    """``[(report_path, report), ...]`` of the builds under ``root`` (default ``bitstreams/``)
-    for ``board`` and ``array`` (any when None), sorted by directory name."""
-    want = ArrayConfig.parse(array).format() if array is not None else None
-    found = []
-    for path in sorted(Path(root or DEFAULT_OUT_ROOT).glob("*/report.json")):
-        report = json.loads(path.read_text())
-        if board is not None and report.get("board") != board:
-            continue
-        if want is not None and report.get("array") != want:
-            continue
-        found.append((path, report))
-    return found
 
 
 # ---------------------------------------------------------------- reports
@@ -694,16 +680,6 @@ def dataflow_top(config, clock_mhz=None, baud=None):
                          clock_hz=clock_mhz * 1e6 if clock_mhz is not None else None)
 
 
-def build_label(config, clock_mhz=None, baud=None, placer=None, seed=None):
-    """Label of a build (``report.json``'s ``config``): the config's compact form, the clock
-    if a PLL makes it, the UART rate if it is not the default, the placer if it is not
-    nextpnr's default and the placement seed if one was given."""
-    return (config.format() + (f"@{clock_mhz:g}MHz" if clock_mhz is not None else "")
-            + (f"-{baud}Bd" if baud and baud != DEFAULT_BAUD else "")
-            + (f"-{placer}" if placer and placer != "heap" else "")
-            + (f"-seed{seed}" if seed is not None else ""))
-
-
 def uart_rate(clock_mhz, baud=None):
     """The rate the board top's UART really runs at for a requested ``baud`` (default
     ``DEFAULT_BAUD``): its divisor is the clock over ``baud``, rounded, and at least 4 (the
@@ -857,8 +833,6 @@ def dataflow_build(args):
                 args.placer, args.seed)
     if args.model is None:
         raise XnorflowError("--arch dataflow needs --fold FOLD.json or --model MODEL.xnf")
-    # imported here: build_records reads this module's records (find_builds, build_label)
-    from xnorflow.sw.build_records import default_dataflow_build
     build = default_dataflow_build(xnf.load(args.model), args.board, args.clock_mhz, args.seed,
                                    args.placer)
     _log_to_stderr(f"synth: {build.describe()}")
