@@ -15,9 +15,9 @@ from pathlib import Path
 
 from xnorflow.profile import plot_profile, profile, profile_dataflow
 from xnorflow.simulate import simulate
-from xnorflow.sw import fold as folding
 from xnorflow.sw import xnf
 from xnorflow.sw.argtypes import output_dir, positive_int
+from xnorflow.sw.build_records import default_dataflow_build
 from xnorflow.sw.compile import check_fit, compile_checkpoint
 from xnorflow.sw.errors import XnorflowError
 from xnorflow.sw.evaluate import dataset_inputs, evaluate, torch_predictions
@@ -86,16 +86,19 @@ def _simulate_all(targets, compiled, x, y, torch_pred):
             for arch, target in targets.items()}
 
 
-def _profile_all(targets, compiled, out):
-    """Synthesize and profile every target on the board; the overlay's chart is profile.png,
-    the dataflow build's profile-dataflow.png."""
+def _profile_all(targets, compiled, out, dataflow_build=None):
+    """Synthesize and profile every target on the board (the dataflow one as
+    ``dataflow_build``, its clock, placer and seed); the overlay's chart is profile.png, the
+    dataflow build's profile-dataflow.png."""
     results = {}
     for arch, target in targets.items():
         if arch == "overlay":
             results[arch] = profile(compiled, BOARD, target.config.format(), simulate=False,
                                     log=_log)
         else:
-            results[arch] = profile_dataflow(compiled, BOARD, target.config, simulate=False)
+            b = dataflow_build
+            results[arch] = profile_dataflow(compiled, BOARD, b.config, simulate=False,
+                                             clock_mhz=b.clock_mhz, placer=b.placer, seed=b.seed)
         name = "profile.png" if arch == "overlay" else f"profile-{arch}.png"
         plot_profile(results[arch], out / name, f"{compiled.name} on {BOARD} ({arch})")
     return results
@@ -112,7 +115,8 @@ def run_flow(out, epochs=None, seed=0, array=None, synth=True, hidden=None, arch
     """Run every stage into ``out``; returns the report dict (also written as report.json).
 
     ``archs``: the hardware targets to simulate (and build): the overlay of ``array`` (the
-    board's default) and the dataflow build of the fastest fold that fits the board."""
+    board's default) and the dataflow build ``xnorflow profile`` makes without ``--fold``
+    (:func:`~xnorflow.sw.build_records.default_dataflow_build`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = board_config(BOARD, array)
@@ -127,15 +131,20 @@ def run_flow(out, epochs=None, seed=0, array=None, synth=True, hidden=None, arch
     targets = {}
     if "overlay" in archs:
         targets["overlay"] = OverlayTarget(config)
+    dataflow_build = None
     if "dataflow" in archs:
-        targets["dataflow"] = DataflowTarget(folding.fold_model(compiled, BOARD).config)
+        # as `xnorflow profile` without --fold: the fastest recorded build that met its clock
+        dataflow_build = default_dataflow_build(compiled, BOARD)
+        _log(dataflow_build.describe())
+        targets["dataflow"] = DataflowTarget(dataflow_build.config)
     sims = stage(f"Verilator over all {len(x)} test images ({', '.join(targets)})",
                  _simulate_all, targets, compiled, x, y, torch_pred)
     profiles = {}
     if synth:
         for arch in targets:
             profiles.update(stage(f"synthesize the {arch} build for {BOARD} and profile",
-                                  _profile_all, {arch: targets[arch]}, compiled, out))
+                                  _profile_all, {arch: targets[arch]}, compiled, out,
+                                  dataflow_build))
     exact = (golden["agree_with_torch"] == 1.0 and golden["hidden_bits_equal"]
              and golden["integers_equal"]
              and all(s["mismatches"] == 0 and s["agree_with_torch"] == 1.0
@@ -234,7 +243,8 @@ def add_parser(sub):
                                                  "(default: the iCEBreaker's)")
     p.add_argument("--arch", choices=("both",) + ARCHS, default="both",
                    help="the hardware to simulate and build: the overlay, the dataflow build "
-                        "(the fastest fold that fits), or both, the report naming the faster "
+                        "(the fastest recorded build of the model's shapes that met its clock, "
+                        "else the fastest fold that fits), or both, the report naming the faster "
                         "(default both)")
     p.add_argument("--no-synth", action="store_true", help="skip synthesis and profiling")
     p.add_argument("--json", action="store_true", help="print report.json on stdout")

@@ -18,6 +18,11 @@ def test_xnorflow_run_is_bit_exact_and_writes_its_report(tmp_path):
     report = json.loads(proc.stdout)
     assert report["bit_exact"] is True
     assert set(report["simulation"]) == {"overlay", "dataflow"}
+    # the dataflow build is the one `xnorflow profile` makes without --fold: the digits MLP's
+    # fastest recorded build that met its clock (sw/build_records.py)
+    recorded = json.loads((ROOT / "bitstreams" / "icebreaker-df-64u4-256-16x4s-37mhz-seed3-af7c92b4"
+                           / "report.json").read_text())
+    assert report["simulation"]["dataflow"]["array"] == recorded["fold"]
     for sim in report["simulation"].values():
         assert sim["images"] == 360 and sim["mismatches"] == 0
         assert sim["agree_with_torch"] == 1.0

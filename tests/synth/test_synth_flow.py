@@ -173,8 +173,11 @@ def test_icebreaker_default_fits_and_meets_its_clock():
 @pytest.mark.synth
 @pytest.mark.slow
 def test_icebreaker_dataflow_default_fits_and_meets_its_clock():
-    # `xnorflow run` builds this too: the fold the search picks for the digits MLP
-    # (tests/test_fold.py pins it) at the dataflow default clock. Hardware added for ECP5
+    # The fold the search picks for the digits MLP (tests/test_fold.py pins it) at the
+    # dataflow default clock: what every dataflow command builds for a model of these shapes
+    # when bitstreams/ holds no faster record (`xnorflow run` and `profile` take the
+    # overlapped record now, sw/build_records.py; its build would cost CI as long again,
+    # and it shares all but its last two engines with this one). Hardware added for ECP5
     # timing must stay out of iCE40 builds; the register file's shadow counters once did not
     # (5,355 cells of 5,280: the main job's dataflow build failed in placement).
     from xnorflow.hw.dataflow.config import DataflowConfig
