@@ -94,8 +94,9 @@ class DataflowBuild:
         if self.placer is not None:
             opts += f", placer {self.placer}"
         origin = (f"the fastest recorded build that met its clock ({self.source.parent.name})"
-                  if self.source else "the fastest fold that fits (no build of this model's "
-                                      "shapes on record met its clock)")
+                  if self.source else "the fastest fold that fits (no recorded build of "
+                                      "this model's shapes met its clock with the options "
+                                      "given)")
         return f"no --fold: {origin}: {self.config.format()} at {opts}"
 
 
