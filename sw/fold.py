@@ -647,14 +647,18 @@ def add_parser(sub):
                                    "the slowest layer sets the rate, within the board's logic "
                                    "and memories (a resource model calibrated on real builds). "
                                    "Prints per layer PE, SIMD, cycles per image, LUT and RAM "
-                                   "estimates.")
+                                   "estimates. (profile, synth --model and sim without --fold "
+                                   "take the fastest recorded build of the model's shapes that "
+                                   "met its clock first: docs/dataflow.md.)")
     p.add_argument("model", help="a compiled model (.xnf)")
     p.add_argument("--board", required=True, choices=sorted(R.DEVICES), help="the board to fit")
     p.add_argument("--target-ips", type=positive_float, default=None, metavar="N",
                    help="the smallest folding that reaches N inferences/s (default: the "
                         "fastest that fits)")
     p.add_argument("--clock-mhz", type=positive_float, default=None,
-                   help="clock of the build (default: icebreaker 30, ulx3s-85f 100)")
+                   help="clock of the build (default: icebreaker "
+                        f"{DATAFLOW_CLOCK_MHZ['icebreaker']:g}, ulx3s-85f "
+                        f"{DATAFLOW_CLOCK_MHZ['ulx3s-85f']:g})")
     p.add_argument("--overlap", action="store_true",
                    help="at the fold's interval, also the least latency: layers after the "
                         "first may become input-first engines (fold suffix i), which overlap "
