@@ -177,8 +177,6 @@ def profile(model, board, array=None, batch=None, simulate=True, log=None, clock
                              report["target_clock_mhz"])
     result["host_link"] = host_link_numbers(model, config, batch, result["latency_us"] * 1e-6,
                                             uart_rate(report["target_clock_mhz"], baud))
-    if source is not None:
-        result["default_build"] = source
     result.update({"model": model.name, "board": board, "array": config.format(),
                    "cycles_checked_in_simulation": sim is not None,
                    "synthesis": synthesis_summary(report)})
