@@ -162,8 +162,9 @@ def check_cycles_in_simulation(model, config, batch, engine="verilator"):
 
 
 def profile(model, board, array=None, batch=None, simulate=True, log=None, clock_mhz=None,
-            baud=None, placer=None, seed=None):
-    """Profile ``model`` on ``board``: cycles (model, checked in simulation) and board figures."""
+            baud=None, placer=None, seed=None, out_root=None):
+    """Profile ``model`` on ``board``: cycles (model, checked in simulation) and board figures
+    (the build under ``out_root``, default ``bitstreams/``)."""
     config = board_config(board, array)
     clock = board_clock(board, clock_mhz)
     uart_rate(clock, baud)
@@ -171,8 +172,8 @@ def profile(model, board, array=None, batch=None, simulate=True, log=None, clock
     cycles = predict_cycles(model.layers, config, batch)
     sim = check_cycles_in_simulation(model, config, batch) if simulate else None
     report = synthesize(accelerator_top(config, clock, baud), board,
-                        build_label(config, clock, baud, placer, seed), log=log, placer=placer,
-                        seed=seed)
+                        build_label(config, clock, baud, placer, seed), out_root=out_root,
+                        log=log, placer=placer, seed=seed)
     result = profile_numbers(model, config, cycles, batch, report["fmax_mhz"],
                              report["target_clock_mhz"])
     result["host_link"] = host_link_numbers(model, config, batch, result["latency_us"] * 1e-6,
@@ -250,11 +251,12 @@ def check_dataflow_in_simulation(model, config, images=8):
 
 
 def profile_dataflow(model, board, fold=None, simulate=True, clock_mhz=None, baud=None,
-                     placer=None, seed=None):
+                     placer=None, seed=None, out_root=None):
     """Profile ``model`` on ``board``'s dataflow build (``fold``, a DataflowConfig, or without
     it the fastest recorded build that met its clock, else the fastest fold that fits:
     :func:`~xnorflow.sw.build_records.default_dataflow_build`): cycle model checked in
-    simulation, then the build's figures."""
+    simulation, then the build's figures (the build under ``out_root``, default
+    ``bitstreams/``, where the records are read in either case)."""
     source = None
     if fold is None:
         build = default_dataflow_build(model, board, clock_mhz, seed, placer)
@@ -267,8 +269,8 @@ def profile_dataflow(model, board, fold=None, simulate=True, clock_mhz=None, bau
     uart_rate(clock, baud)
     sim = check_dataflow_in_simulation(model, config) if simulate else None
     report = synthesize(dataflow_top(config, clock, baud), board,
-                        build_label(config, clock, baud, placer, seed), placer=placer,
-                        config=config, seed=seed)
+                        build_label(config, clock, baud, placer, seed), out_root=out_root,
+                        placer=placer, config=config, seed=seed)
     result = dataflow_numbers(model, config, report["fmax_mhz"], report["target_clock_mhz"],
                               report["luts"])
     result["host_link"] = dataflow_link_numbers(

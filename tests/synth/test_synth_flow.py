@@ -4,6 +4,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
@@ -148,24 +149,33 @@ def test_placer_reaches_nextpnr_and_unknown_placers_are_refused():
         build_plan(None, board, placer="annealing")    # refused before the top is touched
 
 
+def _digits_shape_model():
+    from xnorflow.sw.random_models import random_model
+    return random_model(np.random.default_rng(0), [64, 256, 256, 10], input_bits=4,
+                        name="digits-shape")
+
+
 @pytest.mark.synth
 @pytest.mark.slow
 def test_icebreaker_default_fits_and_meets_its_clock():
     # `xnorflow run` (the README's main job) builds exactly this; the UP5K is nearly full
     # (docs/synthesis.md), so a core change that no longer fits must fail here, not there.
+    # Through `xnorflow profile`'s function: its numbers are the build's.
     from xnorflow.hw.config import ArrayConfig
-    from xnorflow.sw.synth import (BOARD_DEFAULT_ARRAY, BOARD_DEFAULT_CLOCK_MHZ, accelerator_top,
-                          build_label, ensure_tools_on_path)
-    ensure_tools_on_path()
+    from xnorflow.profile import profile
+    from xnorflow.sw.synth import BOARD_DEFAULT_ARRAY, BOARD_DEFAULT_CLOCK_MHZ, build_label
+    out_root = ROOT / "build" / "test-synth"
+    result = profile(_digits_shape_model(), "icebreaker", simulate=False, out_root=out_root)
     config = ArrayConfig.parse(BOARD_DEFAULT_ARRAY["icebreaker"])
     clock = BOARD_DEFAULT_CLOCK_MHZ["icebreaker"]
-    report = synthesize(accelerator_top(config, clock), "icebreaker",
-                        build_label(config, clock), out_root=ROOT / "build" / "test-synth",
-                        config=config)
+    report = result["synthesis"]
+    assert result["array"] == config.format() and report["target_clock_mhz"] == clock
     assert report["luts"] <= report["luts_available"]
     assert report["timing_met"], report["fmax_mhz"]
+    assert result["inferences_per_second"] == pytest.approx(
+        clock * 1e6 / result["cycles_per_inference"])
     # The clock is constrained by nextpnr's derivation through the PLL, with no ignored one.
-    build = ROOT / "build" / "test-synth" / build_dir_name("icebreaker", build_label(config, clock))
+    build = out_root / build_dir_name("icebreaker", build_label(config, clock))
     log = (build / "top.tim").read_text()
     assert "Derived frequency constraint of 24.0 MHz" in log and "does not exist" not in log
 
@@ -176,21 +186,24 @@ def test_icebreaker_dataflow_default_fits_and_meets_its_clock():
     # The fold the search picks for the digits MLP (tests/test_fold.py pins it) at the
     # dataflow default clock: what every dataflow command builds for a model of these shapes
     # when bitstreams/ holds no faster record (`xnorflow run` and `profile` take the
-    # overlapped record now, sw/build_records.py; its build would cost CI as long again,
-    # and it shares all but its last two engines with this one). Hardware added for ECP5
-    # timing must stay out of iCE40 builds; the register file's shadow counters once did not
-    # (5,355 cells of 5,280: the main job's dataflow build failed in placement).
-    from xnorflow.hw.dataflow.config import DataflowConfig
+    # overlapped record now, sw/build_records.py; its build would cost CI as long again).
+    # Hardware added for ECP5 timing must stay out of iCE40 builds; the register file's
+    # shadow counters once did not (5,355 cells of 5,280: the main job's dataflow build failed
+    # in placement). Through `xnorflow profile` without --fold: at 32.25 MHz the record of
+    # this fold is the one it takes, so the default path is exercised on a real build.
+    from xnorflow.profile import profile_dataflow
     from xnorflow.sw.fold import DATAFLOW_CLOCK_MHZ
-    from xnorflow.sw.synth import build_label, dataflow_top, ensure_tools_on_path
     from tests.test_fold import ICEBREAKER_DIGITS
-    ensure_tools_on_path()
-    config = DataflowConfig.parse(ICEBREAKER_DIGITS)
     clock = DATAFLOW_CLOCK_MHZ["icebreaker"]
-    report = synthesize(dataflow_top(config, clock), "icebreaker", build_label(config, clock),
-                        out_root=ROOT / "build" / "test-synth", config=config)
+    result = profile_dataflow(_digits_shape_model(), "icebreaker", None, simulate=False,
+                              clock_mhz=clock, out_root=ROOT / "build" / "test-synth")
+    assert result["array"] == ICEBREAKER_DIGITS
+    assert result["default_build"] == "bitstreams/icebreaker-df-64u4-256-16x4s-32.25mhz-cbf9bfbb"
+    report = result["synthesis"]
     assert report["luts"] <= report["luts_available"]
     assert report["timing_met"], report["fmax_mhz"]
+    assert result["inferences_per_second"] == pytest.approx(
+        report["target_clock_mhz"] * 1e6 / result["interval_cycles"])
 
 
 class Replicas(wiring.Component):
