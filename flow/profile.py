@@ -184,20 +184,25 @@ def profile(model, board, array=None, batch=None, simulate=True, log=None, clock
     return result
 
 
+def _mac_units(engine):
+    """An engine's binary MAC units: S synapses × P channels × k input planes × m MMV lanes."""
+    return engine.simd * engine.pe * engine.input_bits * engine.mmv
+
+
 def dataflow_numbers(model, config, fmax_mhz, clock_mhz, luts=None):
     """A dataflow build's figures from its cycle model: per layer the engine's cycles per
-    image and utilisation (binary MACs over ``S·P·k`` MAC units × cycles), the pipeline's
+    image and utilisation (binary MACs over ``S·P·k·m`` MAC units × cycles: an MMV engine has
+    m lanes of XNOR-popcount, one per image or pixel its weight word serves), the pipeline's
     interval (the slowest engine) and one image's latency, and the rates at the clock."""
     # the run model's steady state and one group's latency (the closed forms are lower bounds)
     interval, latency = steady_interval(config), run_cycles(config, config.group)["latency"]
     layers = []
     for (layer, _), engine in zip(engine_layers(model), config.engines):
-        units = engine.simd * engine.pe * engine.input_bits
         macs = layer.binary_macs()
         layers.append({"name": layer.name, "cycles": engine.cycles, "binary_macs": macs,
-                       "simd": engine.simd, "pe": engine.pe,
-                       "utilization": macs / (units * engine.cycles)})
-    peak = sum(e.simd * e.pe * e.input_bits for e in config.engines)
+                       "simd": engine.simd, "pe": engine.pe, "mmv": engine.mmv,
+                       "utilization": macs / (_mac_units(engine) * engine.cycles)})
+    peak = sum(_mac_units(e) for e in config.engines)
     macs = sum(x["binary_macs"] for x in layers)
     out = {"arch": "dataflow", "fold": config.format(), "batch": 1,
            "cycles_per_run": interval, "cycles_per_inference": interval,

@@ -1,7 +1,7 @@
 """The dataflow build a command makes without ``--fold``: the fastest recorded build of the
 model's shapes that met its clock, else the fold search's fastest fold (sw/build_records.py).
 On the tracked reports under bitstreams/ and the real CNV models, and on copies of those
-reports changed one field at a time."""
+reports changed one field at a time; and what a profile of those records counts as MAC units."""
 import json
 from pathlib import Path
 
@@ -129,3 +129,25 @@ def test_synth_builds_the_recorded_build_for_a_model(capsys):
     assert CNV_BUILD.name in capsys.readouterr().err
     given = Namespace(**{**vars(args), "fold": config.format(), "model": None})
     assert dataflow_build(given) == (config, 100.0, None, None)
+
+
+@pytest.mark.parametrize("model_path, build_dir", [(CNV / "rbnn.xnf", CNV_BUILD), (None, SFC_BUILD)])
+def test_profile_counts_every_mmv_lane_as_mac_units(model_path, build_dir):
+    """The recorded builds' profiles: an MMV engine (a weight word serving m pixels or images)
+    has m lanes of popcount trees, so its utilisation is its MACs over S·P·k·m units, 100 %
+    when its folds are whole (the CNV's conv 3 and 4, every SFC engine), never 200 %; the
+    peak counts the lanes."""
+    from xnorflow.profile import dataflow_numbers
+    model = xnf.load(model_path) if model_path else random_model(
+        np.random.default_rng(0), [784, 256, 256, 256, 10], input_bits=1)
+    config = DataflowConfig.parse(_report(build_dir)["fold"])
+    out = dataflow_numbers(model, config, 100.0, 100.0)
+    lanes = [e.mmv for e in config.engines]
+    assert max(lanes) > 1
+    for layer, m in zip(out["layers"], lanes):
+        assert 0 < layer["utilization"] <= 1, layer
+        if m > 1:
+            assert layer["utilization"] == pytest.approx(1.0, rel=1e-12), layer
+    assert out["peak_binary_macs_per_cycle"] == sum(
+        e.simd * e.pe * e.input_bits * e.mmv for e in config.engines)
+    assert 0.98 < out["utilization"] <= 1
