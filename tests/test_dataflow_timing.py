@@ -166,3 +166,20 @@ def test_a_register_slice_follows_each_dense_mmv_engine_on_ram_reg_builds_only()
             reorder = _submodules(pipeline.engines[e])["reorder"]
             names = set(_submodules(reorder))
             assert ("out_slice" in names) == bool(ram_reg)
+
+
+def test_the_drivers_prediction_is_the_run_model_and_each_call_its_own():
+    """sw/dataflow_program.py's ``predict_run`` keeps each (build, images) run it computed
+    (a CNV run of 16 takes the stream model seconds, and a simulation asks for the same run
+    hundreds of times): equal to the run model, and a caller changing its copy changes no
+    later answer."""
+    from xnorflow.sw.dataflow_program import predict_run
+    cfg = DataflowConfig.parse("df:8x8x1u4>16p:9x2s,4x4x16>32p:16x8,128>64:16x1s,64>10r:2x1;"
+                               "ram_reg=0,in_word=16,levels=2,serial=1")
+    want = run_cycles(cfg, 3)
+    first = predict_run(cfg, 3)
+    assert first == want
+    first["by_engine"][0] += 1
+    first["total"] += 1
+    assert predict_run(cfg.format(), 3) == want
+    assert predict_run(cfg, 2) == run_cycles(cfg, 2)
