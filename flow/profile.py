@@ -18,11 +18,10 @@ import numpy as np
 from xnorflow.hw.dataflow import memory_map as mm
 from xnorflow.hw.dataflow.run_timing import run_cycles, steady_interval
 from xnorflow.simulate import simulate
-from xnorflow.sw import fold as folding
 from xnorflow.sw import protocol as P
 from xnorflow.sw import xnf
 from xnorflow.sw.argtypes import int_range, nonnegative_int, output_file, positive_float
-from xnorflow.sw.build_records import default_dataflow_build
+from xnorflow.sw.build_records import resolve_dataflow_build
 from xnorflow.sw.dataflow_program import check_model, engine_layers
 from xnorflow.sw.driver import read_frames, run_frames, write_frames
 from xnorflow.sw.errors import XnorflowError
@@ -259,18 +258,14 @@ def profile_dataflow(model, board, fold=None, simulate=True, clock_mhz=None, bau
                      placer=None, seed=None, out_root=None):
     """Profile ``model`` on ``board``'s dataflow build (``fold``, a DataflowConfig, or without
     it the fastest recorded build that met its clock, else the fastest fold that fits:
-    :func:`~xnorflow.sw.build_records.default_dataflow_build`): cycle model checked in
+    :func:`~xnorflow.sw.build_records.resolve_dataflow_build`): cycle model checked in
     simulation, then the build's figures (the build under ``out_root``, default
     ``bitstreams/``, where the records are read in either case)."""
-    source = None
-    if fold is None:
-        build = default_dataflow_build(model, board, clock_mhz, seed, placer)
-        print(f"profile: {build.describe()}", file=sys.stderr)
-        fold, clock_mhz, seed, placer = build.config, build.clock_mhz, build.seed, build.placer
-        source = build.origin
-    config = fold
+    build = resolve_dataflow_build(model, board, fold, clock_mhz, seed, placer,
+                                   log=lambda line: print(f"profile: {line}", file=sys.stderr))
+    config, placer, seed = build.config, build.placer, build.seed
     check_model(model, config)
-    clock = board_clock(board, clock_mhz or folding.DATAFLOW_CLOCK_MHZ[board])
+    clock = board_clock(board, build.clock_mhz)
     uart_rate(clock, baud)
     sim = check_dataflow_in_simulation(model, config) if simulate else None
     report = synthesize(dataflow_top(config, clock, baud), board,
@@ -280,8 +275,8 @@ def profile_dataflow(model, board, fold=None, simulate=True, clock_mhz=None, bau
                               report["luts"])
     result["host_link"] = dataflow_link_numbers(
         config, 1 / result["inferences_per_second"], uart_rate(report["target_clock_mhz"], baud))
-    if source is not None:
-        result["default_build"] = source
+    if fold is None:
+        result["default_build"] = build.origin
     result.update({"model": model.name, "board": board, "array": config.format(),
                    "cycles_checked_in_simulation": sim is not None,
                    "synthesis": synthesis_summary(report)})

@@ -17,7 +17,7 @@ from xnorflow.profile import plot_profile, profile, profile_dataflow
 from xnorflow.simulate import simulate
 from xnorflow.sw import xnf
 from xnorflow.sw.argtypes import output_dir, positive_int
-from xnorflow.sw.build_records import default_dataflow_build
+from xnorflow.sw.build_records import resolve_dataflow_build
 from xnorflow.sw.compile import check_fit, compile_checkpoint
 from xnorflow.sw.errors import XnorflowError
 from xnorflow.sw.evaluate import dataset_inputs, evaluate, torch_predictions
@@ -134,8 +134,7 @@ def run_flow(out, epochs=None, seed=0, array=None, synth=True, hidden=None, arch
     dataflow_build = None
     if "dataflow" in archs:
         # as `xnorflow profile` without --fold: the fastest recorded build that met its clock
-        dataflow_build = default_dataflow_build(compiled, BOARD)
-        _log(dataflow_build.describe())
+        dataflow_build = resolve_dataflow_build(compiled, BOARD, log=_log)
         targets["dataflow"] = DataflowTarget(dataflow_build.config)
     sims = stage(f"Verilator over all {len(x)} test images ({', '.join(targets)})",
                  _simulate_all, targets, compiled, x, y, torch_pred)

@@ -39,7 +39,7 @@ from xnorflow.sim.netlist import FAMILIES as NETLIST_FAMILIES
 from xnorflow.sw import fold as folding
 from xnorflow.sw import xnf
 from xnorflow.sw.argtypes import check_writable_file, output_file, positive_int
-from xnorflow.sw.build_records import default_dataflow_build
+from xnorflow.sw.build_records import resolve_dataflow_build
 from xnorflow.sw.data import DATASETS
 from xnorflow.sw.errors import XnorflowError
 from xnorflow.sw.evaluate import dataset_inputs, torch_predictions
@@ -662,9 +662,8 @@ def make_target(model, arch, array=None, fold=None, board=None):
         raise XnorflowError("--array is for --arch overlay; the dataflow build takes --fold")
     if fold is not None:
         return DataflowTarget(folding.load_fold(fold))
-    build = default_dataflow_build(model, board)
-    print(f"sim: {build.describe()}", file=sys.stderr)
-    return DataflowTarget(build.config)
+    return DataflowTarget(resolve_dataflow_build(
+        model, board, log=lambda line: print(f"sim: {line}", file=sys.stderr)).config)
 
 
 def check_netlist_options(netlist, x_random, x_seed, engine):

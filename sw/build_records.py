@@ -31,7 +31,7 @@ from xnorflow.sw import fold as folding
 from xnorflow.sw.dataflow_program import DataflowProgramError, check_model
 
 __all__ = ["DEFAULT_OUT_ROOT", "DataflowBuild", "build_label", "default_dataflow_build",
-           "find_builds", "recorded_dataflow_builds"]
+           "find_builds", "recorded_dataflow_builds", "resolve_dataflow_build"]
 
 #: Where `xnorflow synth` writes its builds and where the tracked reports are
 DEFAULT_OUT_ROOT = Path(__file__).resolve().parent.parent / "bitstreams"
@@ -149,3 +149,17 @@ def default_dataflow_build(model, board, clock_mhz=None, seed=None, placer=None,
     clock = clock_mhz or folding.DATAFLOW_CLOCK_MHZ[board]
     return DataflowBuild(folding.fold_model(model, board, clock_mhz=clock).config, clock,
                          placer, seed)
+
+
+def resolve_dataflow_build(model, board, fold=None, clock_mhz=None, seed=None, placer=None,
+                           log=None):
+    """The build a dataflow command makes from its options: ``fold`` (a DataflowConfig) with
+    them as given, at the board's dataflow clock unless ``clock_mhz``; without ``fold``
+    :func:`default_dataflow_build` of ``model``, whose choice is written to ``log`` (a
+    function of one line) when given."""
+    if fold is not None:
+        return DataflowBuild(fold, clock_mhz or folding.DATAFLOW_CLOCK_MHZ[board], placer, seed)
+    build = default_dataflow_build(model, board, clock_mhz, seed, placer)
+    if log is not None:
+        log(build.describe())
+    return build

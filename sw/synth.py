@@ -51,8 +51,8 @@ from xnorflow.sw import fold as folding
 from xnorflow.sw import resources, xnf
 from xnorflow.sw.argtypes import (check_writable_dir, nonnegative_int, output_dir, positive_float,
                                   positive_int)
-from xnorflow.sw.build_records import (DEFAULT_OUT_ROOT, build_label, default_dataflow_build,
-                                      find_builds)
+from xnorflow.sw.build_records import (DEFAULT_OUT_ROOT, build_label, find_builds,
+                                      resolve_dataflow_build)
 from xnorflow.sw.errors import XnorflowError
 from xnorflow.sw.fold import DATAFLOW_CLOCK_MHZ
 from xnorflow.sw.progress import progress_bar
@@ -829,13 +829,13 @@ def dataflow_build(args):
     (:func:`~xnorflow.sw.build_records.default_dataflow_build`); XnorflowError naming the
     option when neither is given."""
     if args.fold is not None:
-        return (folding.load_fold(args.fold), args.clock_mhz or DATAFLOW_CLOCK_MHZ[args.board],
-                args.placer, args.seed)
-    if args.model is None:
+        model, fold = None, folding.load_fold(args.fold)
+    elif args.model is not None:
+        model, fold = xnf.load(args.model), None
+    else:
         raise XnorflowError("--arch dataflow needs --fold FOLD.json or --model MODEL.xnf")
-    build = default_dataflow_build(xnf.load(args.model), args.board, args.clock_mhz, args.seed,
-                                   args.placer)
-    _log_to_stderr(f"synth: {build.describe()}")
+    build = resolve_dataflow_build(model, args.board, fold, args.clock_mhz, args.seed,
+                                   args.placer, log=lambda line: _log_to_stderr(f"synth: {line}"))
     return build.config, build.clock_mhz, build.placer, build.seed
 
 

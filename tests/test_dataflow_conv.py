@@ -236,8 +236,9 @@ def test_a_conv_engine_refuses_words_that_are_not_its_window_beats():
     """``in_words`` must cut the unit's beat into the window unit's beats (4 lanes of a
     4-channel map for S = 12: 3 words), or the buffer's columns would not be the beats."""
     from xnorflow.hw.dataflow.conv_engine import ConvEngine
-    fold = DataflowConfig.parse("df:4x4x4u1>8:12x2,128>5r:16x5").engines[0]
-    assert DataflowConfig.parse("df:4x4x4u1>8:12x2,128>5r:16x5").conv_in_words(fold) == 3
+    config = DataflowConfig.parse("df:4x4x4u1>8:12x2,128>5r:16x5")
+    fold = config.engines[0]
+    assert config.conv_in_words(fold) == 3
     ConvEngine(fold, in_words=3)
     with pytest.raises(ValueError, match="6-bit words, the window beats are 4 bits"):
         ConvEngine(fold, in_words=2)
